@@ -1,0 +1,22 @@
+# One build profile everywhere (release): wasmer and cranelift are built once
+# and shared by the binary, the tests, the benchmarks and the load test.
+CARGO ?= cargo
+PROFILE := --release
+API ?= 127.0.0.1:7070
+DATA_DIR ?= caxton-data
+
+.PHONY: build test run clean
+
+build:
+	$(CARGO) build $(PROFILE) --bin caxton
+
+## Unit tests, then integration tests against real `caxton serve` processes.
+test:
+	$(CARGO) test $(PROFILE) --workspace
+
+## Build, start a node on $(API) with the example agents deployed; Ctrl-C stops it.
+run: build
+	API=$(API) DATA_DIR=$(DATA_DIR) scripts/run-node.sh
+
+clean:
+	$(CARGO) clean

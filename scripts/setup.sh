@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need on a fresh Debian machine. Safe to
+# rerun: it installs only what is missing.
+set -euo pipefail
+need=()
+command -v cc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo (Rust 1.95) is required" >&2; exit 1; }

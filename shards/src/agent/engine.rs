@@ -1,0 +1,221 @@
+//! The node's one wasmer engine, its tunables, and the checks a module must
+//! pass before it may be deployed.
+//!
+//! Rules:
+//! 1. Linear memories are `Dynamic` (explicit bounds checks, no 8 GiB address
+//!    reservation per memory), so ten thousand agents fit in one process.
+//!    Memory and table maximums are clamped to the agent limits, so growth
+//!    past them fails inside the agent and the node is unharmed.
+//! 2. A module is compiled once per node; instances are made per shard.
+
+use std::ptr::NonNull;
+
+use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::{Cranelift, EngineBuilder, Tunables};
+use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
+
+use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, WASM_PAGE_BYTES};
+
+/// Per-agent resource limits applied by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentLimits {
+    /// Linear memory maximum, in bytes. Default [`AGENT_MEMORY_BYTES_MAX`].
+    pub memory_bytes_max: usize,
+    /// Wasm stack, in bytes. Default [`AGENT_STACK_BYTES_MAX`].
+    pub stack_bytes_max: usize,
+    /// Table elements. Default [`AGENT_TABLE_ELEMENTS_MAX`].
+    pub table_elements_max: u32,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        AgentLimits {
+            memory_bytes_max: AGENT_MEMORY_BYTES_MAX,
+            stack_bytes_max: AGENT_STACK_BYTES_MAX,
+            table_elements_max: AGENT_TABLE_ELEMENTS_MAX,
+        }
+    }
+}
+
+impl AgentLimits {
+    pub fn memory_pages_max(&self) -> u32 {
+        (self.memory_bytes_max / WASM_PAGE_BYTES) as u32
+    }
+}
+
+struct AgentTunables {
+    limits: AgentLimits,
+    vmconfig: VMConfig,
+}
+
+impl AgentTunables {
+    fn clamp_memory(&self, ty: &MemoryType) -> Result<MemoryType, MemoryError> {
+        let pages_max = Pages(self.limits.memory_pages_max());
+        if ty.minimum > pages_max {
+            return Err(MemoryError::Generic(format!(
+                "initial memory of {} pages is over the agent limit of {} pages ({} bytes)",
+                ty.minimum.0, pages_max.0, self.limits.memory_bytes_max
+            )));
+        }
+        let maximum = Some(ty.maximum.map_or(pages_max, |m| m.min(pages_max)));
+        Ok(MemoryType { maximum, ..*ty })
+    }
+
+    fn clamp_table(&self, ty: &TableType) -> Result<TableType, String> {
+        let max = self.limits.table_elements_max;
+        if ty.minimum > max {
+            return Err(format!("initial table of {} elements is over the agent limit of {max}", ty.minimum));
+        }
+        Ok(TableType { maximum: Some(ty.maximum.map_or(max, |m| m.min(max))), ..*ty })
+    }
+}
+
+impl Tunables for AgentTunables {
+    fn memory_style(&self, _memory: &MemoryType) -> MemoryStyle {
+        MemoryStyle::Dynamic { offset_guard_size: 0 }
+    }
+
+    fn table_style(&self, _table: &TableType) -> TableStyle {
+        TableStyle::CallerChecksSignature
+    }
+
+    fn create_host_memory(&self, ty: &MemoryType, style: &MemoryStyle) -> Result<VMMemory, MemoryError> {
+        VMMemory::new(&self.clamp_memory(ty)?, style)
+    }
+
+    unsafe fn create_vm_memory(
+        &self,
+        ty: &MemoryType,
+        style: &MemoryStyle,
+        vm_definition_location: NonNull<VMMemoryDefinition>,
+    ) -> Result<VMMemory, MemoryError> {
+        // SAFETY: forwarded unchanged from wasmer's instantiation, which
+        // guarantees `vm_definition_location` is valid for the instance.
+        unsafe { VMMemory::from_definition(&self.clamp_memory(ty)?, style, vm_definition_location) }
+    }
+
+    fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
+        VMTable::new(&self.clamp_table(ty)?, style)
+    }
+
+    unsafe fn create_vm_table(
+        &self,
+        ty: &TableType,
+        style: &TableStyle,
+        vm_definition_location: NonNull<VMTableDefinition>,
+    ) -> Result<VMTable, String> {
+        // SAFETY: forwarded unchanged from wasmer's instantiation, which
+        // guarantees `vm_definition_location` is valid for the instance.
+        unsafe { VMTable::from_definition(&self.clamp_table(ty)?, style, vm_definition_location) }
+    }
+
+    fn vmconfig(&self) -> &VMConfig {
+        &self.vmconfig
+    }
+}
+
+/// Builds the node's engine: cranelift, with the agent limits of rule 1.
+pub fn new_engine(limits: AgentLimits) -> Engine {
+    let mut engine = EngineBuilder::new(Cranelift::default()).engine();
+    engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
+    Engine::from(engine)
+}
+
+/// The host functions of ABI version 1: name, parameters, results.
+pub const HOST_IMPORTS: [(&str, &[Type], &[Type]); 6] = [
+    ("send", &[Type::I32, Type::I32], &[Type::I32]),
+    ("state_get", &[Type::I32, Type::I32, Type::I32, Type::I32], &[Type::I32]),
+    ("state_put", &[Type::I32, Type::I32, Type::I32, Type::I32], &[Type::I32]),
+    ("state_delete", &[Type::I32, Type::I32], &[Type::I32]),
+    ("now_micros", &[], &[Type::I64]),
+    ("log", &[Type::I32, Type::I32, Type::I32], &[]),
+];
+
+pub const IMPORT_MODULE: &str = "caxton";
+
+/// Why a module cannot be deployed. The text is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleError(pub String);
+
+impl std::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Turns a body in the binary or the text format into binary WebAssembly.
+pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleError> {
+    if body.starts_with(b"\0asm") {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ModuleError("not WebAssembly: neither the binary format (\\0asm) nor UTF-8 text".into()))?;
+    wasmer::wat2wasm(text.as_bytes()).map(|b| std::borrow::Cow::Owned(b.into_owned())).map_err(|e| ModuleError(format!("not valid WebAssembly text: {e}")))
+}
+
+/// Compiles a module and checks it against the ABI (rule 2).
+pub fn compile(engine: &Engine, wasm: &[u8], limits: &AgentLimits) -> Result<Module, ModuleError> {
+    let module = Module::new(engine, wasm).map_err(|e| ModuleError(format!("invalid module: {e}")))?;
+    check_abi(&module, limits)?;
+    Ok(module)
+}
+
+fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
+    for import in module.imports() {
+        let (m, n) = (import.module(), import.name());
+        let Some((_, params, results)) = HOST_IMPORTS.iter().find(|(name, ..)| *name == n).filter(|_| m == IMPORT_MODULE) else {
+            return Err(ModuleError(format!("forbidden import {m}.{n}: only caxton.{{send, state_get, state_put, state_delete, now_micros, log}} exist")));
+        };
+        let want = FunctionType::new(params.to_vec(), results.to_vec());
+        match import.ty() {
+            ExternType::Function(ty) if *ty == want => {}
+            other => return Err(ModuleError(format!("import {m}.{n} has type {other:?}, expected {want}"))),
+        }
+    }
+    let mut has_memory = false;
+    let mut exports = std::collections::HashMap::new();
+    for export in module.exports() {
+        match export.ty() {
+            ExternType::Memory(ty) if export.name() == "memory" => {
+                has_memory = true;
+                if ty.minimum.0 > limits.memory_pages_max() {
+                    return Err(ModuleError(format!(
+                        "initial memory of {} pages ({} bytes) is over the agent memory limit of {} bytes",
+                        ty.minimum.0,
+                        ty.minimum.0 as usize * WASM_PAGE_BYTES,
+                        limits.memory_bytes_max
+                    )));
+                }
+            }
+            ExternType::Function(ty) => {
+                exports.insert(export.name().to_string(), ty.clone());
+            }
+            _ => {}
+        }
+    }
+    if !has_memory {
+        return Err(ModuleError("the module must export its linear memory as \"memory\"".into()));
+    }
+    let required: [(&str, FunctionType, bool); 3] = [
+        ("caxton_alloc", FunctionType::new(vec![Type::I32], vec![Type::I32]), true),
+        ("caxton_handle", FunctionType::new(vec![Type::I32, Type::I32], vec![Type::I32]), true),
+        ("caxton_init", FunctionType::new(vec![], vec![Type::I32]), false),
+    ];
+    for (name, want, mandatory) in required {
+        match exports.get(name) {
+            Some(ty) if *ty == want => {}
+            Some(ty) => return Err(ModuleError(format!("export {name} has type {ty}, expected {want}"))),
+            None if mandatory => return Err(ModuleError(format!("the module must export the function {name}: {want}"))),
+            None => {}
+        }
+    }
+    for table in module.info().tables.values() {
+        if table.minimum > limits.table_elements_max {
+            return Err(ModuleError(format!(
+                "initial table of {} elements is over the agent limit of {}",
+                table.minimum, limits.table_elements_max
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! One agent instance: its store, its exports, and the calls into it.
+//!
+//! Rules:
+//! 1. Every call into the guest returns an [`Outcome`]; a trap is a value,
+//!    never a panic, so a broken agent cannot take down its shard.
+//! 2. The pointer `caxton_alloc` returns is checked against the memory before
+//!    the host writes the envelope there.
+
+use std::sync::Arc;
+
+use wasmer::{imports, Engine, Function, FunctionEnv, Instance, Memory, Module, Store, TypedFunction};
+
+use super::host::{self, HostEnv};
+
+/// What came of one call into an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Handled,
+    /// The export returned non-zero (or `caxton_alloc` gave a bad pointer).
+    AgentError(i32),
+    /// The call trapped: the instance must be recreated.
+    Trap(String),
+}
+
+/// `caxton_alloc` returned a pointer outside memory (rule 2).
+pub const BAD_ALLOC: i32 = i32::MIN;
+
+pub struct AgentInstance {
+    store: Store,
+    memory: Memory,
+    alloc: TypedFunction<i32, i32>,
+    handle: TypedFunction<(i32, i32), i32>,
+    init: Option<TypedFunction<(), i32>>,
+    _instance: Instance,
+}
+
+impl AgentInstance {
+    /// Instantiates `module` in a store of its own. Does not call `caxton_init`.
+    pub fn new(engine: &Engine, module: &Module, name: Arc<str>, instance: u32) -> Result<AgentInstance, String> {
+        let mut store = Store::new(engine.clone());
+        let env = FunctionEnv::new(&mut store, HostEnv { memory: None, name, instance });
+        let imports = imports! {
+            "caxton" => {
+                "send" => Function::new_typed_with_env(&mut store, &env, host::send),
+                "state_get" => Function::new_typed_with_env(&mut store, &env, host::state_get),
+                "state_put" => Function::new_typed_with_env(&mut store, &env, host::state_put),
+                "state_delete" => Function::new_typed_with_env(&mut store, &env, host::state_delete),
+                "now_micros" => Function::new_typed_with_env(&mut store, &env, host::now_micros),
+                "log" => Function::new_typed_with_env(&mut store, &env, host::log),
+            }
+        };
+        let instance = Instance::new(&mut store, module, &imports).map_err(|e| format!("instantiation failed: {e}"))?;
+        let exports = &instance.exports;
+        let memory = exports.get_memory("memory").map_err(|e| e.to_string())?.clone();
+        let alloc = exports.get_typed_function(&store, "caxton_alloc").map_err(|e| e.to_string())?;
+        let handle = exports.get_typed_function(&store, "caxton_handle").map_err(|e| e.to_string())?;
+        let init = exports.get_typed_function(&store, "caxton_init").ok();
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        Ok(AgentInstance { store, memory, alloc, handle, init, _instance: instance })
+    }
+
+    /// Calls `caxton_init` if the module exports it.
+    pub fn init(&mut self) -> Outcome {
+        match &self.init {
+            None => Outcome::Handled,
+            Some(init) => match init.call(&mut self.store) {
+                Ok(0) => Outcome::Handled,
+                Ok(code) => Outcome::AgentError(code),
+                Err(e) => Outcome::Trap(e.message()),
+            },
+        }
+    }
+
+    /// Hands one encoded envelope to the agent: `caxton_alloc`, copy, `caxton_handle`.
+    pub fn deliver(&mut self, envelope: &[u8]) -> Outcome {
+        debug_assert!(envelope.len() <= i32::MAX as usize);
+        let len = envelope.len() as i32;
+        let ptr = match self.alloc.call(&mut self.store, len) {
+            Ok(ptr) => ptr,
+            Err(e) => return Outcome::Trap(e.message()),
+        };
+        let view = self.memory.view(&self.store);
+        if ptr < 0 || ptr as u64 + len as u64 > view.data_size() {
+            return Outcome::AgentError(BAD_ALLOC);
+        }
+        if view.write(ptr as u64, envelope).is_err() {
+            return Outcome::AgentError(BAD_ALLOC);
+        }
+        match self.handle.call(&mut self.store, ptr, len) {
+            Ok(0) => Outcome::Handled,
+            Ok(code) => Outcome::AgentError(code),
+            Err(e) => Outcome::Trap(e.message()),
+        }
+    }
+
+    /// Bytes of linear memory the instance has now.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.view(&self.store).data_size()
+    }
+}

@@ -1,0 +1,13 @@
+//! WebAssembly agents: the engine and its limits, one instance's lifecycle,
+//! and the host functions of ABI version 1.
+//!
+//! An instance owns its own wasmer `Store` (which is `!Send`), so it is made
+//! on its shard's thread and never leaves it; stopping an agent drops the
+//! store and gives its memory back.
+
+pub mod engine;
+pub mod host;
+pub mod instance;
+
+pub use engine::{compile, new_engine, to_wasm_binary, AgentLimits, ModuleError};
+pub use instance::{AgentInstance, Outcome};

@@ -1,0 +1,66 @@
+//! What the node asks of a shard, over the shard's bounded control channel,
+//! and what the shard answers. Answers go through a `Reply` callback so the
+//! shard needs no knowledge of the caller's runtime.
+
+use std::sync::Arc;
+
+use wasmer::Module;
+
+use crate::envelope::Message;
+use crate::router::RouteError;
+
+pub type Reply<T> = Box<dyn FnOnce(T) + Send>;
+
+pub enum Command {
+    /// Adds `name` to the directory and starts the instances placed here.
+    /// With `restore`, an instance that fails to start is logged and retried
+    /// on its next message instead of failing the deploy (node restart).
+    Deploy { name: Arc<str>, module: Module, instances: u32, restore: bool, reply: Reply<Result<Vec<InstanceReport>, String>> },
+    /// Removes `name`: its instances stop, its mail becomes dead letters, its
+    /// state is deleted.
+    Undeploy { name: Arc<str>, reply: Reply<()> },
+    /// A message from the API for an instance on this shard.
+    Deliver { message: Message, reply: Reply<Result<(), RouteError>> },
+    AgentStats { name: Arc<str>, reply: Reply<Vec<InstanceStats>> },
+    ShardStats { reply: Reply<ShardStats> },
+    /// Commits and stops the shard.
+    Stop { reply: Reply<()> },
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceReport {
+    pub instance: u32,
+    pub shard: usize,
+    pub startup_us: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InstanceStats {
+    pub instance: u32,
+    pub shard: usize,
+    pub handled: u64,
+    pub errors: u64,
+    pub crashes: u64,
+    pub queued: usize,
+    pub memory_bytes: u64,
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub instances: usize,
+    pub queued_messages: usize,
+    pub handled: u64,
+    pub errors: u64,
+    pub crashes: u64,
+    pub routed_local: u64,
+    pub routed_remote: u64,
+    pub received_remote: u64,
+    pub busy: u64,
+    pub dead_letters: Vec<(&'static str, u64)>,
+    pub abi_invalid: u64,
+    pub abi_too_large: u64,
+    pub abi_over_limit: u64,
+    pub wakeups: u64,
+}

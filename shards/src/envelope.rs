@@ -1,0 +1,400 @@
+//! The message envelope of ABI version 1: encode, decode, validate.
+//!
+//! Layout, little-endian, a 44-byte header then the variable fields:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | version = 1 |
+//! | 1 | 1 | performative (0..=10) |
+//! | 2 | 2 | flags, 0 |
+//! | 4 | 8 | message_id |
+//! | 12 | 8 | conversation_id (0 = none) |
+//! | 20 | 8 | reply_with (0 = none) |
+//! | 28 | 8 | in_reply_to (0 = none) |
+//! | 36 | 1 | sender length |
+//! | 37 | 1 | receiver length |
+//! | 38 | 2 | reserved, 0 |
+//! | 40 | 4 | content length |
+//! | 44 | … | sender bytes, receiver bytes, content bytes |
+//!
+//! Rules:
+//! 1. A [`Message`] always holds a valid encoding: every constructor checks it,
+//!    so routing code reads fields without checking again.
+//! 2. The receiver is never empty; the sender may be empty only in an envelope
+//!    an agent hands to `send`, where the host overwrites it.
+
+use crate::limits::{CONTENT_BYTES_MAX, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, NAME_BYTES_MAX};
+
+pub const VERSION: u8 = 1;
+
+/// FIPA performatives, in ABI order.
+pub const PERFORMATIVES: [&str; 11] = [
+    "request",
+    "inform",
+    "query_if",
+    "query_ref",
+    "propose",
+    "accept_proposal",
+    "reject_proposal",
+    "agree",
+    "refuse",
+    "failure",
+    "not_understood",
+];
+
+pub fn performative_code(name: &str) -> Option<u8> {
+    PERFORMATIVES.iter().position(|p| *p == name).map(|i| i as u8)
+}
+
+pub fn performative_name(code: u8) -> &'static str {
+    PERFORMATIVES[code as usize]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Malformed: wrong version, lengths that do not add up, a bad name.
+    Invalid(&'static str),
+    /// Content or the whole envelope is over its limit.
+    TooLarge,
+}
+
+impl std::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvelopeError::Invalid(why) => write!(f, "invalid envelope: {why}"),
+            EnvelopeError::TooLarge => write!(f, "envelope too large (content at most {CONTENT_BYTES_MAX} bytes)"),
+        }
+    }
+}
+
+/// The fixed fields a sender chooses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header {
+    pub performative: u8,
+    pub message_id: u64,
+    pub conversation_id: u64,
+    pub reply_with: u64,
+    pub in_reply_to: u64,
+}
+
+/// Lengths of the variable fields, read from a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lengths {
+    pub sender: usize,
+    pub receiver: usize,
+    pub content: usize,
+}
+
+impl Lengths {
+    pub fn total(&self) -> usize {
+        ENVELOPE_HEADER_BYTES + self.sender + self.receiver + self.content
+    }
+}
+
+/// Checks the fixed header and returns the fields and the variable lengths.
+/// `total` is the length the caller claims for the whole envelope.
+pub fn decode_header(head: &[u8; ENVELOPE_HEADER_BYTES], total: usize) -> Result<(Header, Lengths), EnvelopeError> {
+    if head[0] != VERSION {
+        return Err(EnvelopeError::Invalid("unsupported version"));
+    }
+    if head[1] as usize >= PERFORMATIVES.len() {
+        return Err(EnvelopeError::Invalid("unknown performative"));
+    }
+    if head[2] != 0 || head[3] != 0 || head[38] != 0 || head[39] != 0 {
+        return Err(EnvelopeError::Invalid("flags and reserved bytes must be 0"));
+    }
+    let lengths = Lengths {
+        sender: head[36] as usize,
+        receiver: head[37] as usize,
+        content: u32::from_le_bytes(head[40..44].try_into().unwrap()) as usize,
+    };
+    if lengths.content > CONTENT_BYTES_MAX {
+        return Err(EnvelopeError::TooLarge);
+    }
+    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
+        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
+    }
+    if lengths.receiver == 0 {
+        return Err(EnvelopeError::Invalid("empty receiver"));
+    }
+    if lengths.total() != total {
+        return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
+    }
+    let header = Header {
+        performative: head[1],
+        message_id: read_u64(head, 4),
+        conversation_id: read_u64(head, 12),
+        reply_with: read_u64(head, 20),
+        in_reply_to: read_u64(head, 28),
+    };
+    Ok((header, lengths))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+fn write_header(buf: &mut [u8], header: &Header, lengths: Lengths) {
+    debug_assert!(buf.len() >= ENVELOPE_HEADER_BYTES);
+    buf[0] = VERSION;
+    buf[1] = header.performative;
+    buf[2..4].fill(0);
+    buf[4..12].copy_from_slice(&header.message_id.to_le_bytes());
+    buf[12..20].copy_from_slice(&header.conversation_id.to_le_bytes());
+    buf[20..28].copy_from_slice(&header.reply_with.to_le_bytes());
+    buf[28..36].copy_from_slice(&header.in_reply_to.to_le_bytes());
+    buf[36] = lengths.sender as u8;
+    buf[37] = lengths.receiver as u8;
+    buf[38..40].fill(0);
+    buf[40..44].copy_from_slice(&(lengths.content as u32).to_le_bytes());
+}
+
+/// Is `name` a valid agent name: 1..=64 bytes of `[a-z0-9._-]`?
+pub fn is_agent_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && name.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Is `name` a valid runtime name: `@` then 1..=63 bytes of `[a-z0-9._/-]`?
+pub fn is_runtime_name(name: &[u8]) -> bool {
+    name.len() >= 2
+        && name.len() <= NAME_BYTES_MAX
+        && name[0] == crate::limits::RUNTIME_NAME_PREFIX
+        && name[1..]
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+}
+
+pub fn is_endpoint_name(name: &[u8]) -> bool {
+    is_agent_name(name) || is_runtime_name(name)
+}
+
+/// One encoded, validated envelope. See rule 1.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    buf: Vec<u8>,
+}
+
+impl Message {
+    /// Encodes a message. Names must be valid endpoint names (the sender may
+    /// be empty) and the content within [`CONTENT_BYTES_MAX`].
+    pub fn encode(header: &Header, sender: &[u8], receiver: &[u8], content: &[u8]) -> Result<Message, EnvelopeError> {
+        if content.len() > CONTENT_BYTES_MAX {
+            return Err(EnvelopeError::TooLarge);
+        }
+        if header.performative as usize >= PERFORMATIVES.len() {
+            return Err(EnvelopeError::Invalid("unknown performative"));
+        }
+        if !(sender.is_empty() || is_endpoint_name(sender)) || !is_endpoint_name(receiver) {
+            return Err(EnvelopeError::Invalid("bad name"));
+        }
+        let lengths = Lengths { sender: sender.len(), receiver: receiver.len(), content: content.len() };
+        let mut buf = vec![0u8; lengths.total()];
+        write_header(&mut buf, header, lengths);
+        let mut at = ENVELOPE_HEADER_BYTES;
+        for field in [sender, receiver, content] {
+            buf[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
+        debug_assert_eq!(at, buf.len());
+        Ok(Message { buf })
+    }
+
+    /// Builds the message an agent asked to send: header and receiver from its
+    /// envelope, `sender` and `message_id` from the host, content read by
+    /// `read_content` straight into the new buffer (one copy, no staging).
+    pub fn encode_from_agent(
+        header: &Header,
+        sender: &[u8],
+        receiver: &[u8],
+        content_len: usize,
+        read_content: impl FnOnce(&mut [u8]) -> Result<(), EnvelopeError>,
+    ) -> Result<Message, EnvelopeError> {
+        debug_assert!(is_agent_name(sender));
+        if content_len > CONTENT_BYTES_MAX {
+            return Err(EnvelopeError::TooLarge);
+        }
+        if !is_endpoint_name(receiver) {
+            return Err(EnvelopeError::Invalid("bad receiver name"));
+        }
+        let lengths = Lengths { sender: sender.len(), receiver: receiver.len(), content: content_len };
+        let mut buf = vec![0u8; lengths.total()];
+        write_header(&mut buf, header, lengths);
+        let names_end = ENVELOPE_HEADER_BYTES + sender.len() + receiver.len();
+        buf[ENVELOPE_HEADER_BYTES..ENVELOPE_HEADER_BYTES + sender.len()].copy_from_slice(sender);
+        buf[ENVELOPE_HEADER_BYTES + sender.len()..names_end].copy_from_slice(receiver);
+        read_content(&mut buf[names_end..])?;
+        Ok(Message { buf })
+    }
+
+    /// Decodes and validates bytes received from outside (tests, the wire).
+    pub fn decode(buf: Vec<u8>) -> Result<Message, EnvelopeError> {
+        if buf.len() > ENVELOPE_BYTES_MAX {
+            return Err(EnvelopeError::TooLarge);
+        }
+        let head: &[u8; ENVELOPE_HEADER_BYTES] = buf
+            .get(..ENVELOPE_HEADER_BYTES)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
+        let (_, lengths) = decode_header(head, buf.len())?;
+        let message = Message { buf };
+        let sender = message.sender();
+        if !(sender.is_empty() || is_endpoint_name(sender)) || !is_endpoint_name(message.receiver()) {
+            return Err(EnvelopeError::Invalid("bad name"));
+        }
+        debug_assert_eq!(message.content().len(), lengths.content);
+        Ok(message)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn header(&self) -> Header {
+        Header {
+            performative: self.buf[1],
+            message_id: self.message_id(),
+            conversation_id: read_u64(&self.buf, 12),
+            reply_with: read_u64(&self.buf, 20),
+            in_reply_to: read_u64(&self.buf, 28),
+        }
+    }
+
+    pub fn performative(&self) -> u8 {
+        self.buf[1]
+    }
+
+    pub fn message_id(&self) -> u64 {
+        read_u64(&self.buf, 4)
+    }
+
+    pub fn conversation_id(&self) -> u64 {
+        read_u64(&self.buf, 12)
+    }
+
+    pub fn in_reply_to(&self) -> u64 {
+        read_u64(&self.buf, 28)
+    }
+
+    pub fn sender(&self) -> &[u8] {
+        &self.buf[ENVELOPE_HEADER_BYTES..ENVELOPE_HEADER_BYTES + self.buf[36] as usize]
+    }
+
+    pub fn receiver(&self) -> &[u8] {
+        let start = ENVELOPE_HEADER_BYTES + self.buf[36] as usize;
+        &self.buf[start..start + self.buf[37] as usize]
+    }
+
+    pub fn content(&self) -> &[u8] {
+        &self.buf[ENVELOPE_HEADER_BYTES + self.buf[36] as usize + self.buf[37] as usize..]
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.message_id())
+            .field("performative", &performative_name(self.performative()))
+            .field("sender", &String::from_utf8_lossy(self.sender()))
+            .field("receiver", &String::from_utf8_lossy(self.receiver()))
+            .field("content_len", &self.content().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header { performative: 3, message_id: 7, conversation_id: 9, reply_with: 11, in_reply_to: 13 }
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips_every_field() {
+        let m = Message::encode(&header(), b"alice", b"bob.2", b"hello").unwrap();
+        assert_eq!(m.len(), 44 + 5 + 5 + 5);
+        let d = Message::decode(m.as_bytes().to_vec()).unwrap();
+        assert_eq!(d.header(), header());
+        assert_eq!(d.sender(), b"alice");
+        assert_eq!(d.receiver(), b"bob.2");
+        assert_eq!(d.content(), b"hello");
+    }
+
+    #[test]
+    fn layout_matches_the_abi_table() {
+        let m = Message::encode(&header(), b"a", b"bc", b"xyz").unwrap();
+        let b = m.as_bytes();
+        assert_eq!(b[0], 1);
+        assert_eq!(b[1], 3);
+        assert_eq!(&b[4..12], &7u64.to_le_bytes());
+        assert_eq!(&b[28..36], &13u64.to_le_bytes());
+        assert_eq!((b[36], b[37]), (1, 2));
+        assert_eq!(&b[40..44], &3u32.to_le_bytes());
+        assert_eq!(&b[44..], b"abcxyz");
+    }
+
+    #[test]
+    fn decode_refuses_malformed_envelopes() {
+        let good = Message::encode(&header(), b"a", b"b", b"c").unwrap().into_bytes();
+        let mut cases: Vec<(Vec<u8>, EnvelopeError)> = Vec::new();
+        cases.push((good[..40].to_vec(), EnvelopeError::Invalid("shorter than the 44-byte header")));
+        let mut v = good.clone();
+        v[0] = 2;
+        cases.push((v, EnvelopeError::Invalid("unsupported version")));
+        let mut v = good.clone();
+        v[1] = 11;
+        cases.push((v, EnvelopeError::Invalid("unknown performative")));
+        let mut v = good.clone();
+        v[2] = 1;
+        cases.push((v, EnvelopeError::Invalid("flags and reserved bytes must be 0")));
+        let mut v = good.clone();
+        v.push(0);
+        cases.push((v, EnvelopeError::Invalid("lengths do not add up to the envelope's size")));
+        let mut v = good.clone();
+        v[37] = 0;
+        cases.push((v, EnvelopeError::Invalid("empty receiver")));
+        let mut v = good.clone();
+        v[44 + 1] = b'A';
+        cases.push((v, EnvelopeError::Invalid("bad name")));
+        let mut v = good.clone();
+        v[40..44].copy_from_slice(&((CONTENT_BYTES_MAX + 1) as u32).to_le_bytes());
+        cases.push((v, EnvelopeError::TooLarge));
+        for (bytes, want) in cases {
+            assert_eq!(Message::decode(bytes).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn names_follow_the_abi_alphabet() {
+        assert!(is_agent_name(b"echo-1.a_b"));
+        assert!(!is_agent_name(b""));
+        assert!(!is_agent_name(b"Echo"));
+        assert!(!is_agent_name(&[b'a'; 65]));
+        assert!(is_agent_name(&[b'a'; 64]));
+        assert!(is_runtime_name(b"@api/17"));
+        assert!(!is_runtime_name(b"@"));
+        assert!(!is_agent_name(b"@api/1"));
+    }
+
+    #[test]
+    fn encode_refuses_oversize_content() {
+        let big = vec![0u8; CONTENT_BYTES_MAX + 1];
+        assert_eq!(Message::encode(&header(), b"a", b"b", &big).unwrap_err(), EnvelopeError::TooLarge);
+        let max = vec![0u8; CONTENT_BYTES_MAX];
+        assert!(Message::encode(&header(), b"a", b"b", &max).is_ok());
+    }
+}

@@ -1,0 +1,32 @@
+//! Everything that lives on one core of a caxton node.
+//!
+//! A node runs one shard per core. A shard owns its agents (WebAssembly
+//! instances, each with its own store), their mailboxes and run queue, and its
+//! own SQLite database. Shards share nothing: the only way between them is a
+//! bounded lock-free channel per ordered pair of shards ([`mesh`]), and the
+//! only way in from the node is a bounded control channel ([`command`]).
+//!
+//! Modules, one concept each:
+//! - [`limits`]: every limit, with its default, cost and what happens past it;
+//! - [`envelope`]: the ABI v1 message encoding;
+//! - [`placement`]: which shard hosts which instance (a stable hash);
+//! - [`agent`]: the wasmer engine, an instance's lifecycle, the host functions;
+//! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
+//! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
+//! - [`mesh`]: shard-to-shard channels and doorbells;
+//! - [`shard`]: the run loop; [`executor`]: starting pinned shards.
+
+pub mod agent;
+pub mod command;
+pub mod envelope;
+pub mod executor;
+pub mod limits;
+pub mod mesh;
+pub mod placement;
+pub mod router;
+pub mod shard;
+pub mod storage;
+
+pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
+pub use envelope::{Header, Message};
+pub use executor::{ShardHandle, ShardsConfig};

@@ -1,0 +1,148 @@
+//! Every limit of a caxton node, in one place.
+//!
+//! Each constant is named for what it bounds, with its unit last, and carries
+//! its default's origin (ADR-0017 or our own choice), its memory cost where it
+//! has one, and what happens when it is exceeded. Settings that an operator can
+//! change at run time live in [`ShardConfig`](crate::ShardConfig) and the node's
+//! config; their defaults are the constants here.
+//!
+//! Derived limits are computed from the base ones and checked at compile time
+//! at the bottom of this file.
+
+// ---------------------------------------------------------------- names
+
+/// Longest agent name, in bytes. Names are 1..=64 bytes of `[a-z0-9._-]`.
+/// Exceeded: deploy answers 400; an envelope naming it is invalid (-3).
+pub const NAME_BYTES_MAX: usize = 64;
+
+/// Prefix of names that belong to the runtime itself (not to agents).
+pub const RUNTIME_NAME_PREFIX: u8 = b'@';
+
+/// Prefix of the names the REST API uses as senders (`@api/<n>`).
+pub const API_NAME_PREFIX: &str = "@api/";
+
+// ---------------------------------------------------------------- envelope
+
+/// Size of the fixed envelope header, in bytes (ABI version 1).
+pub const ENVELOPE_HEADER_BYTES: usize = 44;
+
+/// Largest message content, in bytes (1 MiB). Exceeded: `send` returns -4,
+/// the REST API answers 413.
+pub const CONTENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest encoded envelope, in bytes: header, two names and the content.
+pub const ENVELOPE_BYTES_MAX: usize = ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX + CONTENT_BYTES_MAX;
+
+// ---------------------------------------------------------------- agents
+
+/// Most instances of one agent (ADR-0017 `agent_max_instances`).
+/// Exceeded: deploy answers 400.
+pub const AGENT_INSTANCES_MAX: u32 = 10;
+
+/// Largest module accepted for deploy, in bytes (16 MiB).
+/// Exceeded: deploy answers 413.
+pub const MODULE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Linear memory one agent instance may grow to, in bytes (ADR-0017
+/// `agent_heap_size`, 10 MB). Memories are "dynamic" (bounds-checked, no
+/// 8 GiB reservation), so the cost is what the agent really touches.
+/// Exceeded: `memory.grow` returns -1 inside the agent; a module whose initial
+/// memory is larger is refused at deploy.
+pub const AGENT_MEMORY_BYTES_MAX: usize = 10 * 1000 * 1000;
+
+/// WebAssembly stack of one agent, in bytes (ADR-0017 `agent_stack_size`,
+/// 1 MB). Each instance runs on a coroutine stack of this size while it is
+/// called. Exceeded: the call traps ("call stack exhausted"); the instance is
+/// counted as crashed and recreated.
+pub const AGENT_STACK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most table elements of one agent (ADR-0017 `agent_table_elements`).
+/// Exceeded: `table.grow` fails inside the agent; a larger initial table is
+/// refused at deploy.
+pub const AGENT_TABLE_ELEMENTS_MAX: u32 = 10_000;
+
+/// WebAssembly page size, in bytes.
+pub const WASM_PAGE_BYTES: usize = 64 * 1024;
+
+// ---------------------------------------------------------------- state
+
+/// Longest state key, in bytes. Exceeded: `state_*` returns -4.
+pub const STATE_KEY_BYTES_MAX: usize = 1024;
+
+/// Largest state value, in bytes (1 MiB). Exceeded: `state_put` returns -4.
+pub const STATE_VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most state records written in one transaction (ADR-0017
+/// `batch_write_size`). A tick commits as soon as it reaches this many.
+pub const STATE_BATCH_RECORDS_MAX: usize = 1000;
+
+/// Most state writes one handler call may make; they must fit one batch so
+/// that a handler's writes commit (or roll back) together.
+/// Exceeded: `state_put`/`state_delete` return -5.
+pub const STATE_WRITES_PER_HANDLER_MAX: usize = STATE_BATCH_RECORDS_MAX;
+
+// ---------------------------------------------------------------- queues
+
+/// Messages one agent instance's mailbox holds. Memory: a 24-byte slot each
+/// plus the messages themselves. Exceeded: `send` to it returns -2 (busy), the
+/// REST API answers 429; a cross-shard message waits in its channel.
+pub const MAILBOX_MESSAGES_MAX: usize = 1024;
+
+/// Messages in flight on one shard-to-shard channel (a bounded lock-free
+/// array; 40 bytes a slot). Full: messages wait in the sender's outbox.
+pub const MESH_CHANNEL_MESSAGES_MAX: usize = 8192;
+
+/// Messages a shard holds for one peer shard beyond its channel (sent in this
+/// tick, or waiting for room). Exceeded: `send` returns -2 (busy).
+pub const PEER_OUTBOX_MESSAGES_MAX: usize = 8192;
+
+/// Control commands (deploy, deliver from the API, stats) queued for a shard.
+/// Exceeded: the API answers 503.
+pub const CONTROL_COMMANDS_MAX: usize = 4096;
+
+/// Replies queued from the shards to the REST API. Exceeded: the reply is
+/// counted as a dead letter.
+pub const API_REPLIES_MAX: usize = 16_384;
+
+// ---------------------------------------------------------------- scheduling
+
+/// Messages a shard dispatches in one tick before it commits state, flushes
+/// its outbox and yields to the executor. Bounds the latency a busy tick adds.
+pub const TICK_MESSAGES_MAX: usize = 256;
+
+/// Messages one instance handles before the run queue moves to the next.
+pub const INSTANCE_BURST_MESSAGES_MAX: usize = 16;
+
+/// Commands or channel messages drained per source in one tick.
+pub const TICK_DRAIN_MAX: usize = 1024;
+
+/// How long an idle shard keeps polling its queues before it parks, in
+/// microseconds. Parking costs a wake-up of tens of microseconds (an eventfd
+/// write and an io_uring completion); spinning costs a core while idle.
+pub const SPIN_BEFORE_PARK_US: u64 = 200;
+
+// ---------------------------------------------------------------- SQLite (ADR-0017)
+
+/// SQLite page cache per shard, in KiB (ADR-0017 `page_cache_size`, 50 MB).
+pub const SQLITE_PAGE_CACHE_KIB: i64 = 50 * 1000;
+
+/// Prepared statements cached per connection (ADR-0017).
+pub const SQLITE_STATEMENT_CACHE: usize = 100;
+
+/// Interval between WAL checkpoints, in milliseconds (ADR-0017, 10 s).
+/// Checkpoints run on a thread of their own, never on a shard.
+pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 10_000;
+
+/// WAL size after which the checkpointer truncates it, in bytes (ADR-0017,
+/// 100 MB). Also set as `journal_size_limit`.
+pub const WAL_SIZE_BYTES_MAX: u64 = 100 * 1000 * 1000;
+
+// ---------------------------------------------------------------- derived checks
+
+const _: () = assert!(ENVELOPE_BYTES_MAX < i32::MAX as usize);
+const _: () = assert!(NAME_BYTES_MAX <= u8::MAX as usize, "name lengths are one byte");
+const _: () = assert!(CONTENT_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(AGENT_MEMORY_BYTES_MAX >= WASM_PAGE_BYTES);
+const _: () = assert!(INSTANCE_BURST_MESSAGES_MAX <= TICK_MESSAGES_MAX);
+const _: () = assert!(STATE_WRITES_PER_HANDLER_MAX <= STATE_BATCH_RECORDS_MAX);
+const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0);

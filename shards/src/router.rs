@@ -1,0 +1,539 @@
+//! Routing on one shard: the directory of agent names, the mailboxes of the
+//! local instances, the run queue, and the outbox of the current tick.
+//!
+//! Rules:
+//! 1. Every queue is bounded. A send is admitted only if its destination has
+//!    room reserved for it (a mailbox slot, or a place in the peer outbox), so
+//!    an admitted message is never dropped for lack of room later.
+//! 2. Messages sent during a tick are staged and released only by
+//!    [`Router::flush`], which the shard calls after committing the tick's
+//!    state: no one sees an effect whose cause could still be lost.
+//! 3. Staged messages keep their order, and each shard pair has one FIFO
+//!    channel, so one sender's messages to one receiver arrive in order.
+//! 4. A message that cannot be delivered is counted as a dead letter with its
+//!    reason, never dropped silently.
+//!
+//! Steady state allocates nothing here: mailboxes, the run queue and the
+//! outbox are reused `VecDeque`/`Vec`s; only the messages themselves are
+//! buffers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::envelope::Message;
+use crate::limits::{API_NAME_PREFIX, PEER_OUTBOX_MESSAGES_MAX};
+use crate::mesh::{Doorbell, MeshEnds};
+use crate::placement::{instance_for, shard_of};
+
+/// Index of a local instance's mailbox (and of its agent slot in the shard).
+pub type LocalId = u32;
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    Local(LocalId),
+    Peer(usize),
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// No agent of that name (ABI -1).
+    UnknownReceiver,
+    /// The destination has no room now (ABI -2).
+    Busy,
+}
+
+/// Why a message was not delivered (rule 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetter {
+    UnknownReceiver,
+    CrashedHandler,
+    Undeployed,
+    ApiUnavailable,
+}
+
+pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 4] = [
+    (DeadLetter::UnknownReceiver, "unknown_receiver"),
+    (DeadLetter::CrashedHandler, "crashed_handler"),
+    (DeadLetter::Undeployed, "undeployed"),
+    (DeadLetter::ApiUnavailable, "api_unavailable"),
+];
+
+/// Hands replies addressed to `@api/...` to the node's API.
+pub type ApiSink = Arc<dyn Fn(Message) -> Result<(), Message> + Send + Sync>;
+
+#[derive(Debug, Default, Clone)]
+pub struct RouterCounters {
+    pub routed_local: u64,
+    pub routed_remote: u64,
+    pub received_remote: u64,
+    pub to_api: u64,
+    pub busy: u64,
+    pub dead_letters: [u64; 4],
+}
+
+struct Mailbox {
+    queue: VecDeque<Message>,
+    /// Slots promised to staged messages (rule 1).
+    reserved: usize,
+    /// Is this id in the run queue?
+    queued: bool,
+    open: bool,
+}
+
+impl Mailbox {
+    fn has_room(&self, capacity: usize) -> bool {
+        self.queue.len() + self.reserved < capacity
+    }
+}
+
+/// A name in the node's directory: how many instances, and which are here.
+struct DirEntry {
+    instances: u32,
+    local: Box<[Option<LocalId>]>,
+}
+
+pub struct Router {
+    shard: usize,
+    shards: usize,
+    mailbox_messages_max: usize,
+    directory: HashMap<Box<str>, DirEntry>,
+    mailboxes: Vec<Mailbox>,
+    free_ids: Vec<LocalId>,
+    run_queue: VecDeque<LocalId>,
+    staged: Vec<(Dest, Message)>,
+    to_peer: Vec<Option<Sender<Message>>>,
+    bells: Vec<Arc<Doorbell>>,
+    peer_backlog: Vec<VecDeque<Message>>,
+    peer_reserved: Vec<usize>,
+    api: ApiSink,
+    pub counters: RouterCounters,
+}
+
+impl Router {
+    /// Takes the sending ends of the mesh; returns the receiving ends.
+    /// `mailbox_messages_max`: room of each mailbox (default
+    /// [`MAILBOX_MESSAGES_MAX`](crate::limits::MAILBOX_MESSAGES_MAX)).
+    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, mailbox_messages_max: usize) -> (Router, Vec<Option<Receiver<Message>>>) {
+        let shards = mesh.to.len();
+        assert!(shard < shards && mesh.bells.len() == shards);
+        assert!(mailbox_messages_max > 0);
+        let router = Router {
+            shard,
+            shards,
+            mailbox_messages_max,
+            directory: HashMap::new(),
+            mailboxes: Vec::new(),
+            free_ids: Vec::new(),
+            run_queue: VecDeque::new(),
+            staged: Vec::new(),
+            to_peer: mesh.to,
+            bells: mesh.bells,
+            peer_backlog: (0..shards).map(|_| VecDeque::new()).collect(),
+            peer_reserved: vec![0; shards],
+            api,
+            counters: RouterCounters::default(),
+        };
+        (router, mesh.from)
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    pub fn dead_letter(&mut self, reason: DeadLetter, message: &Message) {
+        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == reason).unwrap();
+        self.counters.dead_letters[i] += 1;
+        tracing::debug!(shard = self.shard, ?reason, ?message, "dead letter");
+    }
+
+    // ------------------------------------------------------------ directory
+
+    /// Adds a name to the directory; returns the mailboxes made for the
+    /// instances placed on this shard, as (instance, id).
+    pub fn add_agent(&mut self, name: &str, instances: u32) -> Vec<(u32, LocalId)> {
+        assert!(instances > 0);
+        let mut local = vec![None; instances as usize].into_boxed_slice();
+        let mut made = Vec::new();
+        for i in 0..instances {
+            if shard_of(name.as_bytes(), i, self.shards) == self.shard {
+                let id = self.open_mailbox();
+                local[i as usize] = Some(id);
+                made.push((i, id));
+            }
+        }
+        let previous = self.directory.insert(name.into(), DirEntry { instances, local });
+        assert!(previous.is_none(), "agent {name} added twice");
+        made
+    }
+
+    /// Removes a name; its queued messages become dead letters. Returns the
+    /// ids of its local instances.
+    pub fn remove_agent(&mut self, name: &str) -> Vec<LocalId> {
+        assert!(self.staged.is_empty(), "undeploy inside a tick");
+        let Some(entry) = self.directory.remove(name) else { return Vec::new() };
+        let ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
+        for &id in &ids {
+            let mailbox = &mut self.mailboxes[id as usize];
+            let dropped: Vec<Message> = mailbox.queue.drain(..).collect();
+            mailbox.open = false;
+            mailbox.queued = false;
+            for m in &dropped {
+                self.dead_letter(DeadLetter::Undeployed, m);
+            }
+            self.free_ids.push(id);
+        }
+        self.run_queue.retain(|id| !ids.contains(id));
+        ids
+    }
+
+    pub fn instances_of(&self, name: &str) -> Option<u32> {
+        self.directory.get(name).map(|e| e.instances)
+    }
+
+    fn open_mailbox(&mut self) -> LocalId {
+        let mailbox = Mailbox { queue: VecDeque::new(), reserved: 0, queued: false, open: true };
+        if let Some(id) = self.free_ids.pop() {
+            self.mailboxes[id as usize] = mailbox;
+            id
+        } else {
+            self.mailboxes.push(mailbox);
+            (self.mailboxes.len() - 1) as LocalId
+        }
+    }
+
+    // ------------------------------------------------------------ resolve and stage
+
+    /// Where a message to `receiver` goes (placement rules of `placement`).
+    pub fn resolve(&self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
+        if receiver.starts_with(API_NAME_PREFIX.as_bytes()) {
+            return Ok(Dest::Api);
+        }
+        let name = std::str::from_utf8(receiver).map_err(|_| RouteError::UnknownReceiver)?;
+        let entry = self.directory.get(name).ok_or(RouteError::UnknownReceiver)?;
+        let instance = instance_for(conversation_id, sender, entry.instances);
+        match entry.local[instance as usize] {
+            Some(id) => Ok(Dest::Local(id)),
+            None => Ok(Dest::Peer(shard_of(receiver, instance, self.shards))),
+        }
+    }
+
+    /// Reserves room at `dest` (rule 1).
+    pub fn reserve(&mut self, dest: Dest) -> Result<(), RouteError> {
+        match dest {
+            Dest::Local(id) => {
+                let mailbox = &mut self.mailboxes[id as usize];
+                debug_assert!(mailbox.open);
+                if !mailbox.has_room(self.mailbox_messages_max) {
+                    self.counters.busy += 1;
+                    return Err(RouteError::Busy);
+                }
+                mailbox.reserved += 1;
+            }
+            Dest::Peer(p) => {
+                if self.peer_backlog[p].len() + self.peer_reserved[p] >= PEER_OUTBOX_MESSAGES_MAX {
+                    self.counters.busy += 1;
+                    return Err(RouteError::Busy);
+                }
+                self.peer_reserved[p] += 1;
+            }
+            Dest::Api => {}
+        }
+        Ok(())
+    }
+
+    /// Gives back room that `reserve` granted for a message never staged.
+    pub fn cancel_reservation(&mut self, dest: Dest) {
+        match dest {
+            Dest::Local(id) => self.mailboxes[id as usize].reserved -= 1,
+            Dest::Peer(p) => self.peer_reserved[p] -= 1,
+            Dest::Api => {}
+        }
+    }
+
+    /// Stages a message whose room `reserve` granted (rule 2).
+    pub fn stage(&mut self, dest: Dest, message: Message) {
+        self.staged.push((dest, message));
+    }
+
+    /// Position in the outbox, to roll a trapped handler's sends back to.
+    pub fn staged_mark(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Drops what a trapped handler staged after `mark`.
+    pub fn rollback_to(&mut self, mark: usize) {
+        drop(self.take_staged_from(mark));
+    }
+
+    /// Takes the messages staged after `mark` out of the outbox.
+    pub fn take_staged_from(&mut self, mark: usize) -> Vec<Message> {
+        assert!(mark <= self.staged.len());
+        let taken: Vec<(Dest, Message)> = self.staged.drain(mark..).collect();
+        taken
+            .into_iter()
+            .map(|(dest, m)| {
+                self.cancel_reservation(dest);
+                m
+            })
+            .collect()
+    }
+
+    /// Releases the tick's staged messages (rule 2) and pushes waiting ones
+    /// to peer shards. Returns how many moved.
+    pub fn flush(&mut self) -> usize {
+        let mut moved = 0;
+        let mut staged = std::mem::take(&mut self.staged);
+        for (dest, message) in staged.drain(..) {
+            self.cancel_reservation(dest);
+            moved += 1;
+            match dest {
+                Dest::Local(id) => {
+                    self.counters.routed_local += 1;
+                    self.push_mailbox(id, message);
+                }
+                Dest::Peer(p) => self.peer_backlog[p].push_back(message),
+                Dest::Api => {
+                    self.counters.to_api += 1;
+                    if let Err(m) = (self.api)(message) {
+                        self.dead_letter(DeadLetter::ApiUnavailable, &m);
+                    }
+                }
+            }
+        }
+        self.staged = staged; // keep the allocation
+        moved + self.pump_peers()
+    }
+
+    fn pump_peers(&mut self) -> usize {
+        let mut moved = 0;
+        for p in 0..self.shards {
+            if self.peer_backlog[p].is_empty() {
+                continue;
+            }
+            let tx = self.to_peer[p].as_ref().expect("a message staged for this shard itself");
+            let before = moved;
+            while let Some(m) = self.peer_backlog[p].pop_front() {
+                match tx.try_send(m) {
+                    Ok(()) => moved += 1,
+                    Err(TrySendError::Full(m)) => {
+                        self.peer_backlog[p].push_front(m);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(m)) => {
+                        // The peer shard stopped (node shutdown).
+                        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == DeadLetter::UnknownReceiver).unwrap();
+                        self.counters.dead_letters[i] += 1;
+                        drop(m);
+                    }
+                }
+            }
+            if moved > before {
+                self.counters.routed_remote += (moved - before) as u64;
+                self.bells[p].ring_if_parked();
+            }
+        }
+        moved
+    }
+
+    /// Are messages waiting for room in a peer's channel?
+    pub fn has_peer_backlog(&self) -> bool {
+        self.peer_backlog.iter().any(|b| !b.is_empty())
+    }
+
+    // ------------------------------------------------------------ arrivals
+
+    /// Takes a message from a peer shard or the API into a local mailbox.
+    /// `Err(Busy)` hands it back: the caller keeps it and retries (rule 1).
+    pub fn accept(&mut self, message: Message) -> Result<(), (RouteError, Message)> {
+        let dest = match self.resolve(message.receiver(), message.conversation_id(), message.sender()) {
+            Ok(d) => d,
+            Err(e) => return Err((e, message)),
+        };
+        let Dest::Local(id) = dest else {
+            // Placement disagrees (the name was redeployed meanwhile).
+            return Err((RouteError::UnknownReceiver, message));
+        };
+        if !self.mailboxes[id as usize].has_room(self.mailbox_messages_max) {
+            self.counters.busy += 1;
+            return Err((RouteError::Busy, message));
+        }
+        self.push_mailbox(id, message);
+        Ok(())
+    }
+
+    fn push_mailbox(&mut self, id: LocalId, message: Message) {
+        let mailbox = &mut self.mailboxes[id as usize];
+        debug_assert!(mailbox.open);
+        mailbox.queue.push_back(message);
+        if !mailbox.queued {
+            mailbox.queued = true;
+            self.run_queue.push_back(id);
+        }
+    }
+
+    // ------------------------------------------------------------ run queue
+
+    /// The next instance with mail.
+    pub fn next_ready(&mut self) -> Option<LocalId> {
+        let id = self.run_queue.pop_front()?;
+        debug_assert!(self.mailboxes[id as usize].queued);
+        Some(id)
+    }
+
+    pub fn pop_message(&mut self, id: LocalId) -> Option<Message> {
+        self.mailboxes[id as usize].queue.pop_front()
+    }
+
+    /// Puts an instance back in the run queue if it still has mail.
+    pub fn requeue(&mut self, id: LocalId) {
+        let mailbox = &mut self.mailboxes[id as usize];
+        if mailbox.queue.is_empty() {
+            mailbox.queued = false;
+        } else {
+            self.run_queue.push_back(id);
+        }
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.run_queue.is_empty()
+    }
+
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    pub fn queued_in(&self, id: LocalId) -> usize {
+        self.mailboxes[id as usize].queue.len()
+    }
+
+    /// Messages waiting in all local mailboxes.
+    pub fn queued_messages(&self) -> usize {
+        self.mailboxes.iter().filter(|m| m.open).map(|m| m.queue.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Header;
+    use crate::limits::MAILBOX_MESSAGES_MAX;
+    use crate::mesh::build_mesh;
+    use std::sync::Mutex;
+
+    fn routers(n: usize) -> (Vec<Router>, Vec<Vec<Option<Receiver<Message>>>>, Arc<Mutex<Vec<Message>>>) {
+        let bells: Vec<_> = (0..n).map(|_| Doorbell::new().unwrap().0).collect();
+        let api_seen = Arc::new(Mutex::new(Vec::new()));
+        let mut rs = Vec::new();
+        let mut rx = Vec::new();
+        for (i, ends) in build_mesh(&bells).into_iter().enumerate() {
+            let seen = api_seen.clone();
+            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), MAILBOX_MESSAGES_MAX);
+            rs.push(r);
+            rx.push(from);
+        }
+        (rs, rx, api_seen)
+    }
+
+    fn msg(to: &str, conversation: u64) -> Message {
+        Message::encode(&Header { conversation_id: conversation, ..Default::default() }, b"s", to.as_bytes(), b"x").unwrap()
+    }
+
+    #[test]
+    fn staged_messages_wait_for_flush_then_reach_their_mailbox() {
+        let (mut rs, _rx, _) = routers(1);
+        let r = &mut rs[0];
+        let ids = r.add_agent("a", 1);
+        assert_eq!(ids.len(), 1);
+        let dest = r.resolve(b"a", 0, b"s").unwrap();
+        assert_eq!(dest, Dest::Local(ids[0].1));
+        r.reserve(dest).unwrap();
+        r.stage(dest, msg("a", 0));
+        assert!(!r.has_ready(), "rule 2: nothing before flush");
+        assert_eq!(r.flush(), 1);
+        let id = r.next_ready().unwrap();
+        assert!(r.pop_message(id).is_some());
+        r.requeue(id);
+        assert!(!r.has_ready());
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_with_busy_and_loses_nothing() {
+        let (mut rs, _rx, _) = routers(1);
+        let r = &mut rs[0];
+        r.add_agent("a", 1);
+        let dest = r.resolve(b"a", 0, b"s").unwrap();
+        for _ in 0..MAILBOX_MESSAGES_MAX {
+            r.reserve(dest).unwrap();
+            r.stage(dest, msg("a", 0));
+        }
+        assert_eq!(r.reserve(dest), Err(RouteError::Busy));
+        assert_eq!(r.accept(msg("a", 0)).unwrap_err().0, RouteError::Busy);
+        r.flush();
+        assert_eq!(r.queued_messages(), MAILBOX_MESSAGES_MAX);
+    }
+
+    #[test]
+    fn rollback_returns_the_reserved_room() {
+        let (mut rs, _rx, _) = routers(1);
+        let r = &mut rs[0];
+        r.add_agent("a", 1);
+        let dest = r.resolve(b"a", 0, b"s").unwrap();
+        let mark = r.staged_mark();
+        for _ in 0..MAILBOX_MESSAGES_MAX {
+            r.reserve(dest).unwrap();
+            r.stage(dest, msg("a", 0));
+        }
+        r.rollback_to(mark);
+        assert_eq!(r.flush(), 0);
+        assert!(r.reserve(dest).is_ok());
+    }
+
+    #[test]
+    fn cross_shard_messages_travel_in_order_and_unknown_names_are_refused() {
+        let (mut rs, mut rx, api) = routers(2);
+        // Find a name whose only instance lives on shard 1.
+        let name = (0..).map(|i| format!("n{i}")).find(|n| shard_of(n.as_bytes(), 0, 2) == 1).unwrap();
+        for r in rs.iter_mut() {
+            r.add_agent(&name, 1);
+        }
+        assert_eq!(rs[0].resolve(b"nobody", 0, b"s"), Err(RouteError::UnknownReceiver));
+        let dest = rs[0].resolve(name.as_bytes(), 0, b"s").unwrap();
+        assert_eq!(dest, Dest::Peer(1));
+        for c in 1..=3 {
+            rs[0].reserve(dest).unwrap();
+            rs[0].stage(dest, msg(&name, c));
+        }
+        rs[0].reserve(Dest::Api).unwrap();
+        rs[0].stage(Dest::Api, msg("@api/1", 0));
+        rs[0].flush();
+        assert_eq!(api.lock().unwrap().len(), 1);
+        let from0 = rx[1][0].take().unwrap();
+        for c in 1..=3 {
+            let m = from0.try_recv().unwrap();
+            assert_eq!(m.conversation_id(), c);
+            rs[1].accept(m).unwrap();
+        }
+        assert_eq!(rs[1].queued_messages(), 3);
+    }
+
+    #[test]
+    fn undeploy_turns_queued_mail_into_dead_letters() {
+        let (mut rs, _rx, _) = routers(1);
+        let r = &mut rs[0];
+        r.add_agent("a", 2);
+        r.accept(msg("a", 0)).unwrap();
+        r.accept(msg("a", 1)).unwrap();
+        assert_eq!(r.remove_agent("a").len(), 2);
+        assert_eq!(r.counters.dead_letters[2], 2);
+        assert!(!r.has_ready());
+        assert_eq!(r.resolve(b"a", 0, b"s"), Err(RouteError::UnknownReceiver));
+    }
+}

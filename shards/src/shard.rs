@@ -1,0 +1,408 @@
+//! One shard: its agents, its run loop, and its parking.
+//!
+//! The loop, each tick:
+//! 1. drain control commands (deploy, deliver, stats);
+//! 2. take messages from peer shards into mailboxes;
+//! 3. dispatch up to [`TICK_MESSAGES_MAX`] messages to agents;
+//! 4. commit the tick's state, then release the tick's outbox (router rule 2).
+//!
+//! Idle, it spins for `spin_before_park`, then parks on its doorbell
+//! (mesh rules 2 and 3). A trap in an agent is an [`Outcome`], never a panic:
+//! the instance is counted as crashed, its handler's writes and sends are
+//! rolled back, and it is recreated.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use futures_lite::AsyncReadExt;
+use wasmer::{Engine, Module};
+
+use crate::agent::host::{self, IdGen, ShardCtx};
+use crate::agent::{AgentInstance, Outcome};
+use crate::command::{Command, InstanceReport, InstanceStats, ShardStats};
+use crate::envelope::Message;
+use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_DRAIN_MAX, TICK_MESSAGES_MAX};
+use crate::mesh::{Doorbell, MeshEnds};
+use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router, DEAD_LETTER_REASONS};
+use crate::storage::{shard_db_path, ShardStore, StorageConfig};
+
+/// Everything a shard needs, built on the node's thread and sent to the
+/// shard's own thread.
+pub struct ShardSetup {
+    pub index: usize,
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub engine: Engine,
+    pub mesh: MeshEnds,
+    pub control: Receiver<Command>,
+    pub bell: Arc<Doorbell>,
+    pub api: ApiSink,
+    pub boot_epoch: u64,
+    pub spin_before_park: Duration,
+    pub mailbox_messages_max: usize,
+}
+
+struct LocalAgent {
+    name: Arc<str>,
+    instance: u32,
+    module: Module,
+    runtime: Option<AgentInstance>,
+    handled: u64,
+    errors: u64,
+    crashes: u64,
+}
+
+pub struct Shard {
+    index: usize,
+    engine: Engine,
+    ctx: Rc<RefCell<ShardCtx>>,
+    agents: Vec<Option<LocalAgent>>,
+    control: Receiver<Command>,
+    inbound: Vec<Option<Receiver<Message>>>,
+    /// Per peer: a message waiting for room in its mailbox.
+    held: Vec<Option<Message>>,
+    bell: Arc<Doorbell>,
+    spin_before_park: Duration,
+    stop: Option<crate::command::Reply<()>>,
+    totals: (u64, u64, u64),
+}
+
+impl Shard {
+    /// Opens the shard's database and installs its context on this thread.
+    pub fn open(setup: ShardSetup) -> Result<Shard, String> {
+        let path = shard_db_path(&setup.data_dir, setup.index);
+        let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, setup.mailbox_messages_max);
+        let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
+        let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids)));
+        host::install(ctx.clone());
+        let peers = inbound.len();
+        Ok(Shard {
+            index: setup.index,
+            engine: setup.engine,
+            ctx,
+            agents: Vec::new(),
+            control: setup.control,
+            inbound,
+            held: (0..peers).map(|_| None).collect(),
+            bell: setup.bell,
+            spin_before_park: setup.spin_before_park,
+            stop: None,
+            totals: (0, 0, 0),
+        })
+    }
+
+    /// Runs until a `Stop` command. `doorbell` is the reading end of this
+    /// shard's doorbell.
+    pub async fn run(mut self, mut doorbell: glommio::net::UnixStream) {
+        let mut idle_since: Option<Instant> = None;
+        let mut wake = [0u8; 64];
+        loop {
+            let work = self.tick();
+            if let Some(reply) = self.stop.take() {
+                self.end_tick();
+                tracing::info!(shard = self.index, "shard stopped");
+                reply(());
+                return;
+            }
+            if work > 0 {
+                idle_since = None;
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < self.spin_before_park {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            if self.ctx.borrow().router.has_peer_backlog() {
+                // A peer's channel is full: it drains without ringing us.
+                glommio::timer::sleep(Duration::from_micros(50)).await;
+                continue;
+            }
+            self.bell.set_parked();
+            if self.has_input() {
+                self.bell.clear_parked();
+                continue;
+            }
+            let _ = doorbell.read(&mut wake).await;
+            self.bell.clear_parked();
+            idle_since = None;
+        }
+    }
+
+    fn has_input(&self) -> bool {
+        let ctx = self.ctx.borrow();
+        !self.control.is_empty()
+            || ctx.router.has_ready()
+            || ctx.router.has_staged()
+            || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
+    }
+
+    /// One pass of the loop (module doc, steps 1 to 4). Returns the work done.
+    pub fn tick(&mut self) -> usize {
+        let mut work = self.drain_control();
+        work += self.drain_inbound();
+        work += self.dispatch();
+        work + self.end_tick()
+    }
+
+    fn end_tick(&mut self) -> usize {
+        let mut ctx = self.ctx.borrow_mut();
+        if let Err(e) = ctx.store.commit() {
+            // The tick's effects could not be made durable: its sends must not
+            // escape either. They are counted as dead letters.
+            tracing::error!(shard = self.index, error = %e, "state commit failed; the tick's sends are dropped");
+            let _ = ctx.store.rollback();
+            let mark = 0;
+            let lost = ctx.router.take_staged_from(mark);
+            for m in &lost {
+                ctx.router.dead_letter(DeadLetter::CrashedHandler, m);
+            }
+        }
+        ctx.router.flush()
+    }
+
+    fn drain_control(&mut self) -> usize {
+        let mut n = 0;
+        while n < TICK_DRAIN_MAX {
+            let Ok(command) = self.control.try_recv() else { break };
+            n += 1;
+            match command {
+                Command::Deploy { name, module, instances, restore, reply } => reply(self.deploy(name, module, instances, restore)),
+                Command::Undeploy { name, reply } => {
+                    self.end_tick(); // nothing staged may target what goes away
+                    self.undeploy(&name);
+                    reply(())
+                }
+                Command::Deliver { message, reply } => {
+                    let accepted = self.ctx.borrow_mut().router.accept(message);
+                    reply(accepted.map_err(|(e, _)| e))
+                }
+                Command::AgentStats { name, reply } => reply(self.agent_stats(&name)),
+                Command::ShardStats { reply } => reply(self.shard_stats()),
+                Command::Stop { reply } => {
+                    self.stop = Some(reply);
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    fn drain_inbound(&mut self) -> usize {
+        let mut n = 0;
+        let mut ctx = self.ctx.borrow_mut();
+        for p in 0..self.inbound.len() {
+            if let Some(m) = self.held[p].take() {
+                match ctx.router.accept(m) {
+                    Ok(()) => n += 1,
+                    Err((RouteError::Busy, m)) => {
+                        self.held[p] = Some(m);
+                        continue; // keep this peer's order: nothing overtakes it
+                    }
+                    Err((RouteError::UnknownReceiver, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                }
+            }
+            let Some(rx) = &self.inbound[p] else { continue };
+            for _ in 0..TICK_DRAIN_MAX {
+                let Ok(m) = rx.try_recv() else { break };
+                ctx.router.counters.received_remote += 1;
+                n += 1;
+                match ctx.router.accept(m) {
+                    Ok(()) => {}
+                    Err((RouteError::Busy, m)) => {
+                        self.held[p] = Some(m);
+                        break;
+                    }
+                    Err((RouteError::UnknownReceiver, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                }
+            }
+        }
+        n
+    }
+
+    fn dispatch(&mut self) -> usize {
+        let mut done = 0;
+        while done < TICK_MESSAGES_MAX {
+            let Some(id) = self.ctx.borrow_mut().router.next_ready() else { break };
+            let mut burst = 0;
+            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX {
+                let Some(message) = self.ctx.borrow_mut().router.pop_message(id) else { break };
+                self.deliver(id, message);
+                burst += 1;
+                done += 1;
+            }
+            self.ctx.borrow_mut().router.requeue(id);
+            if self.ctx.borrow().store.batch_full() {
+                self.end_tick();
+            }
+        }
+        done
+    }
+
+    /// Starts a call into an agent: returns the outbox mark to roll back to.
+    fn call_begin(&self) -> usize {
+        let mut ctx = self.ctx.borrow_mut();
+        ctx.call.writes = 0;
+        ctx.router.staged_mark()
+    }
+
+    /// Ends a call: keeps its effects, or rolls them back if it did not
+    /// complete normally (a trap, or a failed `caxton_init`).
+    fn call_end(&self, mark: usize, keep: bool) {
+        let mut ctx = self.ctx.borrow_mut();
+        if let Err(e) = ctx.store.handler_end(keep) {
+            tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
+        }
+        if !keep {
+            ctx.router.rollback_to(mark);
+        }
+    }
+
+    /// Instantiates and initialises the instance in slot `id`.
+    fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        let mut runtime = AgentInstance::new(&self.engine, &agent.module, agent.name.clone(), agent.instance)?;
+        let (name, instance) = (agent.name.clone(), agent.instance);
+        let mark = self.call_begin();
+        let outcome = runtime.init();
+        self.call_end(mark, outcome == Outcome::Handled);
+        match outcome {
+            Outcome::Handled => {
+                self.agents[id as usize].as_mut().unwrap().runtime = Some(runtime);
+                Ok(())
+            }
+            Outcome::AgentError(code) => Err(format!("caxton_init of {name}[{instance}] returned {code}")),
+            Outcome::Trap(why) => Err(format!("caxton_init of {name}[{instance}] trapped: {why}")),
+        }
+    }
+
+    fn deliver(&mut self, id: LocalId, message: Message) {
+        let slot = id as usize;
+        if self.agents[slot].as_ref().expect("live slot").runtime.is_none() {
+            if let Err(e) = self.start_instance(id) {
+                tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message dropped");
+                let mut ctx = self.ctx.borrow_mut();
+                ctx.router.dead_letter(DeadLetter::CrashedHandler, &message);
+                return;
+            }
+        }
+        let mark = self.call_begin();
+        let agent = self.agents[slot].as_mut().unwrap();
+        let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
+        let completed = !matches!(outcome, Outcome::Trap(_));
+        self.call_end(mark, completed);
+        let agent = self.agents[slot].as_mut().unwrap();
+        match outcome {
+            Outcome::Handled => {
+                agent.handled += 1;
+                self.totals.0 += 1;
+            }
+            Outcome::AgentError(code) => {
+                agent.handled += 1;
+                agent.errors += 1;
+                self.totals.0 += 1;
+                self.totals.1 += 1;
+                tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler returned an error");
+            }
+            Outcome::Trap(why) => {
+                agent.crashes += 1;
+                self.totals.2 += 1;
+                agent.runtime = None;
+                tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "agent trapped: {why}; recreating it");
+                self.ctx.borrow_mut().router.dead_letter(DeadLetter::CrashedHandler, &message);
+                if let Err(e) = self.start_instance(id) {
+                    tracing::warn!(shard = self.index, error = %e, "recreating a crashed instance failed; retrying on its next message");
+                }
+            }
+        }
+    }
+
+    fn deploy(&mut self, name: Arc<str>, module: Module, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
+        let mark = self.ctx.borrow().router.staged_mark();
+        let made = self.ctx.borrow_mut().router.add_agent(&name, instances);
+        let mut reports = Vec::with_capacity(made.len());
+        for (instance, id) in made {
+            let started = Instant::now();
+            let slot = id as usize;
+            if self.agents.len() <= slot {
+                self.agents.resize_with(slot + 1, || None);
+            }
+            self.agents[slot] = Some(LocalAgent {
+                name: name.clone(),
+                instance,
+                module: module.clone(),
+                runtime: None,
+                handled: 0,
+                errors: 0,
+                crashes: 0,
+            });
+            if let Err(e) = self.start_instance(id) {
+                if !restore {
+                    self.ctx.borrow_mut().router.rollback_to(mark);
+                    self.undeploy(&name);
+                    return Err(e);
+                }
+                tracing::warn!(shard = self.index, error = %e, "restored instance failed to start; retrying on its next message");
+            }
+            reports.push(InstanceReport { instance, shard: self.index, startup_us: started.elapsed().as_micros() as u64 });
+        }
+        Ok(reports)
+    }
+
+    fn undeploy(&mut self, name: &str) {
+        let mut ctx = self.ctx.borrow_mut();
+        for id in ctx.router.remove_agent(name) {
+            self.agents[id as usize] = None;
+        }
+        if let Err(e) = ctx.store.delete_agent(name) {
+            tracing::error!(shard = self.index, agent = name, error = %e, "deleting an undeployed agent's state failed");
+        }
+    }
+
+    fn agent_stats(&self, name: &str) -> Vec<InstanceStats> {
+        let ctx = self.ctx.borrow();
+        self.agents
+            .iter()
+            .enumerate()
+            .filter_map(|(id, a)| a.as_ref().filter(|a| &*a.name == name).map(|a| (id, a)))
+            .map(|(id, a)| InstanceStats {
+                instance: a.instance,
+                shard: self.index,
+                handled: a.handled,
+                errors: a.errors,
+                crashes: a.crashes,
+                queued: ctx.router.queued_in(id as LocalId),
+                memory_bytes: a.runtime.as_ref().map_or(0, |r| r.memory_bytes()),
+                running: a.runtime.is_some(),
+            })
+            .collect()
+    }
+
+    fn shard_stats(&self) -> ShardStats {
+        let ctx = self.ctx.borrow();
+        let c = &ctx.router.counters;
+        ShardStats {
+            shard: self.index,
+            instances: self.agents.iter().flatten().count(),
+            queued_messages: ctx.router.queued_messages(),
+            handled: self.totals.0,
+            errors: self.totals.1,
+            crashes: self.totals.2,
+            routed_local: c.routed_local,
+            routed_remote: c.routed_remote,
+            received_remote: c.received_remote,
+            busy: c.busy,
+            dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),
+            abi_invalid: ctx.abi.invalid,
+            abi_too_large: ctx.abi.too_large,
+            abi_over_limit: ctx.abi.over_limit,
+            wakeups: self.bell.rings(),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! A shard's own SQLite database: agent state, batched per tick.
+//!
+//! Rules:
+//! 1. One connection per shard, used only on that shard's thread. WAL mode,
+//!    `synchronous=NORMAL`: a commit survives the process being killed.
+//! 2. Writes of a tick share one transaction (`BEGIN` at the first write,
+//!    `COMMIT` at the tick's end or after [`STATE_BATCH_RECORDS_MAX`] records).
+//!    Each handler's writes sit in a savepoint, so a handler that traps has
+//!    its writes rolled back and no one else's.
+//! 3. The shard never checkpoints (`wal_autocheckpoint=0`); the
+//!    [`Checkpointer`] thread does, with its own connections and in PASSIVE
+//!    mode, which never blocks the shard's writer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::limits::{
+    SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS,
+    WAL_SIZE_BYTES_MAX,
+};
+
+/// SQLite settings of a shard (ADR-0017's numbers are the defaults).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Page cache, in KiB. Default [`SQLITE_PAGE_CACHE_KIB`] (50 MB).
+    pub page_cache_kib: i64,
+    /// Prepared statements cached. Default [`SQLITE_STATEMENT_CACHE`] (100).
+    pub statement_cache: usize,
+    /// Checkpoint interval. Default [`WAL_CHECKPOINT_INTERVAL_MS`] (10 s).
+    pub checkpoint_interval_ms: u64,
+    /// WAL size limit, in bytes. Default [`WAL_SIZE_BYTES_MAX`] (100 MB).
+    pub wal_size_bytes_max: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            page_cache_kib: SQLITE_PAGE_CACHE_KIB,
+            statement_cache: SQLITE_STATEMENT_CACHE,
+            checkpoint_interval_ms: WAL_CHECKPOINT_INTERVAL_MS,
+            wal_size_bytes_max: WAL_SIZE_BYTES_MAX,
+        }
+    }
+}
+
+pub fn shard_db_path(data_dir: &Path, shard: usize) -> PathBuf {
+    data_dir.join(format!("shard-{shard}.db"))
+}
+
+pub struct ShardStore {
+    conn: Connection,
+    in_transaction: bool,
+    in_handler_savepoint: bool,
+    batch_records: usize,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS state (
+    agent TEXT NOT NULL,
+    instance INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (agent, instance, key)
+) WITHOUT ROWID;";
+
+impl ShardStore {
+    pub fn open(path: &Path, config: &StorageConfig) -> rusqlite::Result<ShardStore> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -config.page_cache_kib)?;
+        conn.pragma_update(None, "journal_size_limit", config.wal_size_bytes_max as i64)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.set_prepared_statement_cache_capacity(config.statement_cache);
+        conn.execute_batch(SCHEMA)?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        assert_eq!(mode.to_ascii_lowercase(), "wal", "SQLite refused WAL mode for {}", path.display());
+        Ok(ShardStore { conn, in_transaction: false, in_handler_savepoint: false, batch_records: 0 })
+    }
+
+    /// Reads a value and hands it to `read`; `None` when absent.
+    pub fn get<R>(&self, agent: &str, instance: u32, key: &[u8], read: impl FnOnce(&[u8]) -> R) -> rusqlite::Result<Option<R>> {
+        let mut stmt = self.conn.prepare_cached("SELECT value FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
+        stmt.query_row(params![agent, instance, key], |row| Ok(read(row.get_ref(0)?.as_blob()?))).optional()
+    }
+
+    pub fn put(&mut self, agent: &str, instance: u32, key: &[u8], value: &[u8]) -> rusqlite::Result<()> {
+        self.before_write()?;
+        let mut stmt = self.conn.prepare_cached("INSERT OR REPLACE INTO state (agent, instance, key, value) VALUES (?1, ?2, ?3, ?4)")?;
+        stmt.execute(params![agent, instance, key, value])?;
+        Ok(())
+    }
+
+    /// Deletes a key; `false` when it was absent.
+    pub fn delete(&mut self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<bool> {
+        self.before_write()?;
+        let mut stmt = self.conn.prepare_cached("DELETE FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
+        Ok(stmt.execute(params![agent, instance, key])? > 0)
+    }
+
+    /// Deletes every key of an agent (on undeploy). Outside any handler.
+    pub fn delete_agent(&mut self, agent: &str) -> rusqlite::Result<usize> {
+        assert!(!self.in_handler_savepoint);
+        self.before_write()?;
+        let n = self.conn.execute("DELETE FROM state WHERE agent = ?1", params![agent])?;
+        Ok(n)
+    }
+
+    fn before_write(&mut self) -> rusqlite::Result<()> {
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN")?;
+            self.in_transaction = true;
+        }
+        self.batch_records += 1;
+        Ok(())
+    }
+
+    /// Opens the savepoint of one handler call (rule 2). Cheap when the handler
+    /// never writes: the savepoint is opened by the first write only.
+    pub fn handler_write_begin(&mut self) -> rusqlite::Result<()> {
+        if !self.in_handler_savepoint {
+            if !self.in_transaction {
+                self.conn.execute_batch("BEGIN")?;
+                self.in_transaction = true;
+            }
+            self.conn.execute_batch("SAVEPOINT handler")?;
+            self.in_handler_savepoint = true;
+        }
+        Ok(())
+    }
+
+    /// Ends a handler call: keeps its writes, or rolls them back if it trapped.
+    pub fn handler_end(&mut self, keep: bool) -> rusqlite::Result<()> {
+        if self.in_handler_savepoint {
+            if !keep {
+                self.conn.execute_batch("ROLLBACK TO handler")?;
+            }
+            self.conn.execute_batch("RELEASE handler")?;
+            self.in_handler_savepoint = false;
+        }
+        Ok(())
+    }
+
+    /// Records written since the last commit.
+    pub fn batch_records(&self) -> usize {
+        self.batch_records
+    }
+
+    pub fn batch_full(&self) -> bool {
+        self.batch_records >= STATE_BATCH_RECORDS_MAX
+    }
+
+    /// Is anything waiting to be committed?
+    pub fn dirty(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Abandons the tick's transaction after a failed commit.
+    pub fn rollback(&mut self) -> rusqlite::Result<()> {
+        self.in_handler_savepoint = false;
+        self.batch_records = 0;
+        if std::mem::take(&mut self.in_transaction) && !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Commits the tick's transaction (rule 2). No-op when nothing was written.
+    pub fn commit(&mut self) -> rusqlite::Result<()> {
+        assert!(!self.in_handler_savepoint, "commit inside a handler's savepoint");
+        if self.in_transaction {
+            self.conn.execute_batch("COMMIT")?;
+            self.in_transaction = false;
+            self.batch_records = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints every shard's WAL from a thread of its own (rule 3).
+pub struct Checkpointer;
+
+impl Checkpointer {
+    /// Starts the thread. It runs until the process ends.
+    pub fn spawn(paths: Vec<PathBuf>, config: StorageConfig) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("caxton-checkpoint".into()).spawn(move || {
+            let mut conns: Vec<(PathBuf, Option<Connection>)> = paths.into_iter().map(|p| (p, None)).collect();
+            loop {
+                std::thread::sleep(Duration::from_millis(config.checkpoint_interval_ms));
+                for (path, conn) in conns.iter_mut() {
+                    if conn.is_none() {
+                        *conn = Connection::open(&*path).ok();
+                    }
+                    if let Some(c) = conn {
+                        checkpoint_once(c, path, config.wal_size_bytes_max);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// One PASSIVE checkpoint; returns (wal frames, frames checkpointed).
+pub fn checkpoint_once(conn: &Connection, path: &Path, wal_size_bytes_max: u64) -> Option<(i64, i64)> {
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+    match result {
+        Ok(frames) => {
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            if wal_bytes > wal_size_bytes_max {
+                tracing::warn!(path = %wal.display(), wal_bytes, wal_size_bytes_max, "WAL over its size limit: readers or a busy writer keep it from being reset");
+            }
+            Some(frames)
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "WAL checkpoint failed");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ShardStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn put_get_delete_round_trip_and_commit() {
+        let (dir, mut s) = store();
+        assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), None);
+        s.put("a", 0, b"k", b"v1").unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(s.get("a", 1, b"k", |v| v.to_vec()).unwrap(), None, "instances are separate");
+        assert!(s.dirty());
+        s.commit().unwrap();
+        assert!(!s.dirty());
+        drop(s);
+        let mut s = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"v1".to_vec()));
+        assert!(s.delete("a", 0, b"k").unwrap());
+        assert!(!s.delete("a", 0, b"k").unwrap());
+    }
+
+    #[test]
+    fn uncommitted_writes_are_lost_with_the_connection() {
+        let (dir, mut s) = store();
+        s.put("a", 0, b"k", b"v").unwrap();
+        drop(s);
+        let s = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.len()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_trapped_handler_loses_its_writes_and_only_its_writes() {
+        let (_dir, mut s) = store();
+        s.handler_write_begin().unwrap();
+        s.put("good", 0, b"k", b"kept").unwrap();
+        s.handler_end(true).unwrap();
+        s.handler_write_begin().unwrap();
+        s.put("bad", 0, b"k", b"dropped").unwrap();
+        s.handler_end(false).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("good", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"kept".to_vec()));
+        assert_eq!(s.get("bad", 0, b"k", |v| v.to_vec()).unwrap(), None);
+    }
+
+    #[test]
+    fn settings_are_applied() {
+        let (_dir, s) = store();
+        let sync: i64 = s.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        let cache: i64 = s.conn.pragma_query_value(None, "cache_size", |r| r.get(0)).unwrap();
+        assert_eq!(cache, -SQLITE_PAGE_CACHE_KIB);
+        let auto: i64 = s.conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0)).unwrap();
+        assert_eq!(auto, 0);
+    }
+
+    #[test]
+    fn checkpoint_runs_beside_an_open_writer() {
+        let (dir, mut s) = store();
+        for i in 0..100u32 {
+            s.put("a", 0, &i.to_le_bytes(), &[7u8; 200]).unwrap();
+        }
+        s.commit().unwrap();
+        let other = Connection::open(shard_db_path(dir.path(), 0)).unwrap();
+        s.put("a", 0, b"open", b"tx").unwrap(); // the shard holds a write transaction
+        let (frames, done) = checkpoint_once(&other, &shard_db_path(dir.path(), 0), WAL_SIZE_BYTES_MAX).unwrap();
+        assert!(frames > 0 && done > 0, "{frames} frames, {done} checkpointed");
+        s.commit().unwrap();
+    }
+}

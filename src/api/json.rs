@@ -1,0 +1,120 @@
+//! JSON shapes of the API, in and out.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use caxton_shards::envelope::{performative_code, performative_name, PERFORMATIVES};
+use caxton_shards::limits::CONTENT_BYTES_MAX;
+use caxton_shards::{Message, ShardStats};
+
+use super::error::ApiError;
+use crate::control::{AgentDetail, AgentRecord, DeployReport, Outgoing};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    receiver: String,
+    #[serde(default)]
+    performative: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    content_b64: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<u64>,
+    #[serde(default)]
+    reply_with: Option<u64>,
+}
+
+pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
+    let req: SendRequest = serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid message JSON: {e}")))?;
+    let performative = req.performative.as_deref().unwrap_or("request");
+    let performative = performative_code(performative)
+        .ok_or_else(|| ApiError::bad_request("invalid_performative", format!("unknown performative {performative:?}; one of {}", PERFORMATIVES.join(", "))))?;
+    let content = match (req.content, req.content_b64) {
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(b64)) => B64.decode(b64.as_bytes()).map_err(|e| ApiError::bad_request("invalid_content", format!("content_b64 is not base64: {e}")))?,
+        (None, None) => Vec::new(),
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("invalid_content", "give content or content_b64, not both")),
+    };
+    if content.len() > CONTENT_BYTES_MAX {
+        return Err(ApiError::too_large(format!("content of {} bytes is over the limit of {CONTENT_BYTES_MAX}", content.len())));
+    }
+    if !caxton_shards::envelope::is_agent_name(req.receiver.as_bytes()) {
+        return Err(ApiError::bad_request("invalid_name", format!("invalid receiver name {:?}", req.receiver)));
+    }
+    Ok(Outgoing {
+        receiver: req.receiver,
+        performative,
+        content,
+        conversation_id: req.conversation_id.unwrap_or(0),
+        reply_with: req.reply_with.unwrap_or(0),
+    })
+}
+
+pub fn message(m: &Message) -> Value {
+    let mut v = json!({
+        "message_id": m.message_id(),
+        "performative": performative_name(m.performative()),
+        "sender": String::from_utf8_lossy(m.sender()),
+        "receiver": String::from_utf8_lossy(m.receiver()),
+        "conversation_id": m.conversation_id(),
+        "reply_with": m.header().reply_with,
+        "in_reply_to": m.in_reply_to(),
+    });
+    match std::str::from_utf8(m.content()) {
+        Ok(text) => v["content"] = json!(text),
+        Err(_) => v["content_b64"] = json!(B64.encode(m.content())),
+    }
+    v
+}
+
+pub fn agent_list(agents: &[(String, AgentRecord)]) -> Value {
+    json!({ "agents": agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards })).collect::<Vec<_>>() })
+}
+
+pub fn deployed(name: &str, report: &DeployReport) -> Value {
+    let startup_us: Vec<u64> = report.instances.iter().map(|i| i.startup_us).collect();
+    json!({
+        "name": name,
+        "instances": report.record.instances,
+        "shards": report.record.shards,
+        "startup_us": startup_us,
+        "compile_ms": report.compile_ms,
+        "deploy_ms": report.total_ms,
+    })
+}
+
+pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
+    let sum = |f: fn(&caxton_shards::InstanceStats) -> u64| d.instances.iter().map(f).sum::<u64>();
+    json!({
+        "name": name,
+        "instances": d.record.instances,
+        "shards": d.record.shards,
+        "messages_handled": sum(|i| i.handled),
+        "errors": sum(|i| i.errors),
+        "crashes": sum(|i| i.crashes),
+        "instance_stats": d.instances.iter().map(|i| json!({
+            "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
+            "crashes": i.crashes, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn health(agents: usize, shards: &[ShardStats]) -> Value {
+    json!({
+        "status": "ok",
+        "agents": agents,
+        "shards": shards.iter().map(|s| json!({
+            "shard": s.shard, "instances": s.instances, "queued_messages": s.queued_messages,
+            "messages_handled": s.handled, "agent_errors": s.errors, "agent_crashes": s.crashes,
+            "routed_local": s.routed_local, "routed_remote": s.routed_remote, "received_remote": s.received_remote,
+            "busy": s.busy, "wakeups": s.wakeups,
+            "dead_letters": s.dead_letters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "abi_refusals": { "invalid": s.abi_invalid, "too_large": s.abi_too_large, "over_limit": s.abi_over_limit },
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,169 @@
+//! The REST/JSON control plane, on hyper, on one thread of its own with a
+//! current-thread tokio runtime. It never runs on a shard's core budget's
+//! hot path: it reaches shards only through `Control`.
+//!
+//! Routes:
+//! - `GET /v1/health`
+//! - `GET /v1/agents`, `PUT|GET|DELETE /v1/agents/{name}` (`?instances=K`)
+//! - `POST /v1/messages` (`?reply_timeout_ms=T`)
+
+pub mod error;
+mod json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use caxton_shards::limits::{CONTENT_BYTES_MAX, MODULE_BYTES_MAX};
+
+use crate::control::Control;
+use error::ApiError;
+
+/// Longest a caller may wait for a reply, in milliseconds.
+pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Largest `POST /v1/messages` body: base64 content plus the other fields.
+const MESSAGE_BODY_BYTES_MAX: usize = CONTENT_BYTES_MAX / 3 * 4 + 64 * 1024;
+
+pub struct Api {
+    pub control: Arc<Control>,
+    pub token: Option<String>,
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&api, req, peer).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let result = route(api, req).await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(%peer, %method, path, status = e.status.as_u16(), message = %e.message, "request refused");
+            let mut resp = json_response(e.status, &e.body());
+            if let Some(s) = e.retry_after_s {
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+            }
+            resp
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec(value).expect("JSON values serialize"))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn parse_param<T: std::str::FromStr>(query: Option<&str>, key: &str) -> Result<Option<T>, ApiError> {
+    match query_param(query, key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request("invalid_query", format!("query parameter {key}={v:?} is not a valid number"))),
+    }
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!("request body over {limit} bytes"))),
+        Err(e) => Err(ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))),
+    }
+}
+
+fn authorized(api: &Api, req: &Request<Incoming>) -> bool {
+    let Some(token) = &api.token else { return true };
+    let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = value.strip_prefix("Bearer ") else { return false };
+    // Compare in constant time: the token is a secret.
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let query = req.uri().query().map(str::to_string);
+    let query = query.as_deref();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments.as_slice() != ["v1", "health"] && !authorized(api, &req) {
+        return Err(ApiError::unauthorized());
+    }
+    let control = &api.control;
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => {
+            let stats = control.shard_stats().await?;
+            Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats)))
+        }
+        (&Method::GET, ["v1", "agents"]) => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
+        (&Method::PUT, ["v1", "agents", name]) => {
+            let name = name.to_string();
+            let instances = parse_param(query, "instances")?.unwrap_or(1);
+            let body = read_body(req, MODULE_BYTES_MAX).await?;
+            let report = control.deploy(&name, instances, body).await?;
+            tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
+            Ok(json_response(StatusCode::CREATED, &json::deployed(&name, &report)))
+        }
+        (&Method::GET, ["v1", "agents", name]) => {
+            let detail = control.agent(name).await?;
+            Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
+        }
+        (&Method::DELETE, ["v1", "agents", name]) => {
+            control.undeploy(name).await?;
+            tracing::info!(agent = name, "agent stopped");
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        (&Method::POST, ["v1", "messages"]) => {
+            let wait: Option<u64> = parse_param(query, "reply_timeout_ms")?;
+            if wait.is_some_and(|w| w > REPLY_TIMEOUT_MS_MAX) {
+                return Err(ApiError::bad_request("invalid_query", format!("reply_timeout_ms is at most {REPLY_TIMEOUT_MS_MAX}")));
+            }
+            let body = read_body(req, MESSAGE_BODY_BYTES_MAX).await?;
+            let outgoing = json::parse_send(&body)?;
+            let (message_id, reply) = control.send(outgoing, wait.map(Duration::from_millis)).await?;
+            match reply {
+                Some(reply) => Ok(json_response(StatusCode::OK, &json::message(&reply))),
+                None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
+            }
+        }
+        (_, ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"]) => {
+            Err(ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: format!("{} is not allowed on {path}", req.method()), retry_after_s: None })
+        }
+        _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}

@@ -1,0 +1,78 @@
+//! The CLI's client side: talks to a node's REST API.
+//!
+//! Exit codes scripts can rely on:
+//! - 0: done;
+//! - 1: the node refused the request (its error is printed);
+//! - 2: bad usage (from the argument parser) or an unreadable file;
+//! - 3: the node could not be reached;
+//! - 4: no reply arrived within `--wait-reply`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const EXIT_REFUSED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+pub const EXIT_TIMEOUT: i32 = 4;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+pub struct Failure {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+impl Client {
+    pub fn new(api: &str, token: Option<String>) -> Client {
+        let base = if api.starts_with("http://") { api.to_string() } else { format!("http://{api}") };
+        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
+        Client { base: base.trim_end_matches('/').to_string(), token, agent }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.set("Authorization", &format!("Bearer {t}")),
+            None => r,
+        }
+    }
+
+    fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Value, Failure> {
+        match result {
+            Ok(resp) if resp.status() == 204 => Ok(Value::Null),
+            Ok(resp) => resp.into_json().map_err(|e| Failure { exit_code: EXIT_REFUSED, message: format!("unreadable answer: {e}") }),
+            Err(ureq::Error::Status(status, resp)) => {
+                let body: Value = resp.into_json().unwrap_or(Value::Null);
+                let message = body["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+                let exit_code = if status == 504 { EXIT_TIMEOUT } else { EXIT_REFUSED };
+                Err(Failure { exit_code, message: format!("{message} (HTTP {status})") })
+            }
+            Err(e) => Err(Failure { exit_code: EXIT_UNREACHABLE, message: format!("cannot reach the node: {e}") }),
+        }
+    }
+
+    pub fn deploy(&self, name: &str, instances: u32, module: &[u8]) -> Result<Value, Failure> {
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}")).send_bytes(module))
+    }
+
+    pub fn list(&self) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", "/v1/agents").call())
+    }
+
+    pub fn stop(&self, name: &str) -> Result<Value, Failure> {
+        Self::finish(self.request("DELETE", &format!("/v1/agents/{name}")).call())
+    }
+
+    pub fn send(&self, body: Value, wait_reply_ms: Option<u64>) -> Result<Value, Failure> {
+        let path = match wait_reply_ms {
+            Some(ms) => format!("/v1/messages?reply_timeout_ms={ms}"),
+            None => "/v1/messages".to_string(),
+        };
+        Self::finish(self.request("POST", &path).send_json(body))
+    }
+}

@@ -1,0 +1,285 @@
+//! The control plane: what the REST API asks of the node. It keeps the
+//! catalog, compiles modules (once per node), and talks to shards only
+//! through their bounded control channels.
+//!
+//! Rules:
+//! 1. A full control channel is answered at once (503), never awaited.
+//! 2. A deploy is all or nothing: if any shard fails to start an instance,
+//!    every shard drops the agent and the catalog forgets it.
+//! 3. Replies addressed to `@api/<n>` reach the waiting request through a
+//!    bounded channel; one nobody waits for is a dead letter.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caxton_shards::agent::host::{IdGen, API_ORIGIN};
+use caxton_shards::agent::{compile, to_wasm_binary, AgentLimits};
+use caxton_shards::command::Reply;
+use caxton_shards::envelope::{is_agent_name, Header};
+use caxton_shards::limits::{AGENT_INSTANCES_MAX, API_NAME_PREFIX};
+use caxton_shards::placement::{instance_for, shard_of};
+use caxton_shards::router::RouteError;
+use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle, ShardStats};
+use tokio::sync::{mpsc, oneshot};
+use wasmer::Engine;
+
+use crate::api::error::ApiError;
+use crate::catalog::Catalog;
+
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub instances: u32,
+    /// Shard of each instance, by instance index.
+    pub shards: Vec<usize>,
+}
+
+pub struct Control {
+    shards: Vec<ShardHandle>,
+    engine: Engine,
+    limits: AgentLimits,
+    catalog: Mutex<Catalog>,
+    agents: Mutex<HashMap<String, AgentRecord>>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    api_ids: Mutex<IdGen>,
+    next_api_name: AtomicU64,
+}
+
+pub struct DeployReport {
+    pub record: AgentRecord,
+    pub instances: Vec<InstanceReport>,
+    pub compile_ms: f64,
+    pub total_ms: f64,
+}
+
+pub struct AgentDetail {
+    pub record: AgentRecord,
+    pub instances: Vec<InstanceStats>,
+}
+
+/// A message the API was asked to send.
+pub struct Outgoing {
+    pub receiver: String,
+    pub performative: u8,
+    pub content: Vec<u8>,
+    pub conversation_id: u64,
+    pub reply_with: u64,
+}
+
+impl Control {
+    pub fn new(shards: Vec<ShardHandle>, engine: Engine, limits: AgentLimits, catalog: Catalog, boot_epoch: u64) -> Control {
+        Control {
+            shards,
+            engine,
+            limits,
+            catalog: Mutex::new(catalog),
+            agents: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            api_ids: Mutex::new(IdGen::new(boot_epoch, API_ORIGIN)),
+            next_api_name: AtomicU64::new(1),
+        }
+    }
+
+    /// Sends a command to one shard and waits for its answer (rule 1).
+    async fn ask<T: Send + 'static>(&self, shard: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let command = make(Box::new(move |v| {
+            let _ = tx.send(v);
+        }));
+        if self.shards[shard].send(command).is_err() {
+            return Err(ApiError::busy(format!("shard {shard}'s control queue is full")));
+        }
+        rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))
+    }
+
+    async fn ask_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, ApiError> {
+        let mut waits = Vec::with_capacity(self.shards.len());
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            let command = make(Box::new(move |v| {
+                let _ = tx.send(v);
+            }));
+            if self.shards[shard].send(command).is_err() {
+                return Err(ApiError::busy(format!("shard {shard}'s control queue is full")));
+            }
+            waits.push(rx);
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for (shard, rx) in waits.into_iter().enumerate() {
+            out.push(rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))?);
+        }
+        Ok(out)
+    }
+
+    fn record_for(&self, name: &str, instances: u32) -> AgentRecord {
+        AgentRecord { instances, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
+    }
+
+    /// Deploys a module under `name` (rule 2).
+    pub async fn deploy(&self, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ApiError> {
+        let started = Instant::now();
+        if !is_agent_name(name.as_bytes()) {
+            return Err(ApiError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
+        }
+        if instances == 0 || instances > AGENT_INSTANCES_MAX {
+            return Err(ApiError::bad_request("invalid_instances", format!("instances must be 1 to {AGENT_INSTANCES_MAX}, got {instances}")));
+        }
+        if self.agents.lock().unwrap().contains_key(name) {
+            return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
+        }
+        let (engine, limits) = (self.engine.clone(), self.limits);
+        let compiled = tokio::task::spawn_blocking(move || {
+            let wasm = to_wasm_binary(&body)?.into_owned();
+            compile(&engine, &wasm, &limits).map(|m| (m, wasm))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("compiler task failed: {e}")))?;
+        let (module, wasm) = compiled.map_err(|e| ApiError::bad_request("invalid_module", e.0))?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let record = self.record_for(name, instances);
+        {
+            let mut agents = self.agents.lock().unwrap();
+            if agents.contains_key(name) {
+                return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
+            }
+            self.catalog.lock().unwrap().insert(name, instances, &wasm).map_err(|e| ApiError::internal(format!("catalog write failed: {e}")))?;
+            agents.insert(name.to_string(), record.clone());
+        }
+        match self.start_everywhere(name, module, instances, false).await {
+            Ok(reports) => Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 }),
+            Err(e) => {
+                self.forget(name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_everywhere(&self, name: &str, module: wasmer::Module, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, ApiError> {
+        let name: Arc<str> = name.into();
+        let results = self
+            .ask_all(|reply| Command::Deploy { name: name.clone(), module: module.clone(), instances, restore, reply })
+            .await?;
+        let mut reports = Vec::new();
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(mut rs) => reports.append(&mut rs),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(ApiError::bad_request("init_failed", e));
+        }
+        reports.sort_by_key(|r| r.instance);
+        assert_eq!(reports.len(), instances as usize);
+        Ok(reports)
+    }
+
+    /// Removes an agent from every shard and the catalog.
+    async fn forget(&self, name: &str) {
+        let shared: Arc<str> = name.into();
+        let _ = self.ask_all(|reply| Command::Undeploy { name: shared.clone(), reply }).await;
+        let _ = self.catalog.lock().unwrap().remove(name);
+        self.agents.lock().unwrap().remove(name);
+    }
+
+    pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
+        if !self.agents.lock().unwrap().contains_key(name) {
+            return Err(ApiError::not_found(format!("no agent named {name:?}")));
+        }
+        self.forget(name).await;
+        Ok(())
+    }
+
+    /// Brings back the agents of the catalog after a restart.
+    pub async fn restore(&self) -> Result<usize, String> {
+        let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
+        let count = stored.len();
+        for agent in stored {
+            let module = compile(&self.engine, &agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
+            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances));
+            self.start_everywhere(&agent.name, module, agent.instances, true).await.map_err(|e| format!("agent {}: {}", agent.name, e.message))?;
+        }
+        Ok(count)
+    }
+
+    pub fn list(&self) -> Vec<(String, AgentRecord)> {
+        let mut all: Vec<_> = self.agents.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub async fn agent(&self, name: &str) -> Result<AgentDetail, ApiError> {
+        let record = self.agents.lock().unwrap().get(name).cloned().ok_or_else(|| ApiError::not_found(format!("no agent named {name:?}")))?;
+        let shared: Arc<str> = name.into();
+        let mut instances: Vec<InstanceStats> = self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
+        instances.sort_by_key(|i| i.instance);
+        Ok(AgentDetail { record, instances })
+    }
+
+    pub async fn shard_stats(&self) -> Result<Vec<ShardStats>, ApiError> {
+        self.ask_all(|reply| Command::ShardStats { reply }).await
+    }
+
+    /// Sends a message from the API; with `wait`, waits for its reply (rule 3).
+    pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Message>), ApiError> {
+        let instances = self
+            .agents
+            .lock()
+            .unwrap()
+            .get(&out.receiver)
+            .map(|r| r.instances)
+            .ok_or_else(|| ApiError::not_found(format!("no agent named {:?}", out.receiver)))?;
+        let sender = format!("{API_NAME_PREFIX}{}", self.next_api_name.fetch_add(1, Ordering::Relaxed));
+        let message_id = self.api_ids.lock().unwrap().next_id();
+        let reply_with = if out.reply_with == 0 && wait.is_some() { message_id } else { out.reply_with };
+        let header = Header { performative: out.performative, message_id, conversation_id: out.conversation_id, reply_with, in_reply_to: 0 };
+        let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content).map_err(|e| ApiError::bad_request("invalid_message", e.to_string()))?;
+        let instance = instance_for(out.conversation_id, sender.as_bytes(), instances);
+        let shard = shard_of(out.receiver.as_bytes(), instance, self.shards.len());
+        let waiter = wait.map(|_| {
+            let (tx, rx) = oneshot::channel();
+            self.waiters.lock().unwrap().insert(sender.clone(), tx);
+            rx
+        });
+        let delivered = self.ask(shard, |reply| Command::Deliver { message, reply }).await;
+        let refused = match delivered {
+            Ok(Ok(())) => None,
+            Ok(Err(RouteError::Busy)) => Some(ApiError::too_many(format!("the mailbox of {:?} is full", out.receiver))),
+            Ok(Err(RouteError::UnknownReceiver)) => Some(ApiError::not_found(format!("no agent named {:?}", out.receiver))),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = refused {
+            self.waiters.lock().unwrap().remove(&sender);
+            return Err(e);
+        }
+        let (Some(rx), Some(wait)) = (waiter, wait) else { return Ok((message_id, None)) };
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(reply)) => Ok((message_id, Some(reply))),
+            _ => {
+                self.waiters.lock().unwrap().remove(&sender);
+                Err(ApiError::timeout(format!("no reply from {:?} within {} ms", out.receiver, wait.as_millis())))
+            }
+        }
+    }
+
+    /// Hands replies from the shards to their waiting requests (rule 3).
+    pub async fn dispatch_replies(self: Arc<Self>, mut replies: mpsc::Receiver<Message>) {
+        while let Some(message) = replies.recv().await {
+            let receiver = String::from_utf8_lossy(message.receiver()).into_owned();
+            let waiter = self.waiters.lock().unwrap().remove(&receiver);
+            match waiter {
+                Some(tx) => {
+                    let _ = tx.send(message);
+                }
+                None => tracing::debug!(receiver, "reply for an API caller that no longer waits"),
+            }
+        }
+    }
+
+    /// Stops every shard, committing what they hold.
+    pub async fn stop(&self) {
+        let _ = self.ask_all(|reply| Command::Stop { reply }).await;
+    }
+}

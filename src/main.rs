@@ -1,0 +1,201 @@
+//! The `caxton` command: `serve` runs a node; the other commands talk to one.
+
+mod api;
+mod catalog;
+mod client;
+mod control;
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use client::{Client, Failure, EXIT_USAGE};
+
+const DEFAULT_API: &str = "127.0.0.1:7070";
+
+#[derive(Parser)]
+#[command(name = "caxton", version, about = "A thread-per-core, shard-nothing runtime for WebAssembly agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node: one pinned shard per core, and the REST API.
+    Serve {
+        /// Shards to run, one pinned per core (default: every core this process may use).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Where the node keeps its catalog and each shard's SQLite database.
+        #[arg(long, default_value = "caxton-data")]
+        data_dir: PathBuf,
+        /// Address of the REST API. A non-loopback address requires --api-token.
+        #[arg(long, default_value = DEFAULT_API)]
+        api: SocketAddr,
+        /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
+        #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+        /// How long an idle shard polls its queues before it parks, in microseconds.
+        #[arg(long, default_value_t = caxton_shards::limits::SPIN_BEFORE_PARK_US)]
+        spin_before_park_us: u64,
+        /// Messages each agent instance's mailbox holds; past it senders get "busy".
+        #[arg(long, default_value_t = caxton_shards::limits::MAILBOX_MESSAGES_MAX)]
+        mailbox_messages_max: usize,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    /// Deploy, list and stop agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Send messages to agents.
+    Message {
+        #[command(subcommand)]
+        command: MessageCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(clap::Args)]
+struct Remote {
+    /// Address of the node's REST API.
+    #[arg(long, global = true, default_value = DEFAULT_API)]
+    api: String,
+    /// Bearer token for the API.
+    #[arg(long, global = true, env = "CAXTON_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Deploy a WebAssembly module (binary .wasm or text .wat) as an agent.
+    Deploy {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
+    },
+    /// List deployed agents.
+    List,
+    /// Stop an agent and delete its state.
+    Stop { name: String },
+}
+
+#[derive(Subcommand)]
+enum MessageCmd {
+    /// Send a message; with --wait-reply, print the reply's content.
+    Send {
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "request")]
+        performative: String,
+        #[arg(long)]
+        content: String,
+        #[arg(long)]
+        conversation_id: Option<u64>,
+        /// Wait this many milliseconds for the reply and print its content.
+        #[arg(long)]
+        wait_reply: Option<u64>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Serve { cores, data_dir, api, api_token, spin_before_park_us, mailbox_messages_max, log_format } => {
+            init_logging(log_format);
+            let mut config = node::ServeConfig::new(data_dir, api);
+            config.cores = cores;
+            config.api_token = api_token.filter(|t| !t.is_empty());
+            config.spin_before_park_us = spin_before_park_us;
+            config.mailbox_messages_max = mailbox_messages_max.max(1);
+            match node::serve(config) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("caxton serve: {e}");
+                    1
+                }
+            }
+        }
+        Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
+        Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),
+    };
+    std::process::exit(code);
+}
+
+fn report(result: Result<(), Failure>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("caxton: {}", f.message);
+            f.exit_code
+        }
+    }
+}
+
+fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
+    match command {
+        AgentCmd::Deploy { file, name, instances } => {
+            let module = std::fs::read(&file).map_err(|e| Failure { exit_code: EXIT_USAGE, message: format!("cannot read {}: {e}", file.display()) })?;
+            let v = client.deploy(&name, instances, &module)?;
+            println!("deployed {} ({} instances on shards {}) in {:.1} ms", v["name"].as_str().unwrap_or(&name), v["instances"], v["shards"], v["deploy_ms"].as_f64().unwrap_or(0.0));
+        }
+        AgentCmd::List => {
+            let v = client.list()?;
+            println!("{:<32} {:>9}  shards", "NAME", "INSTANCES");
+            for a in v["agents"].as_array().into_iter().flatten() {
+                println!("{:<32} {:>9}  {}", a["name"].as_str().unwrap_or("?"), a["instances"], a["shards"]);
+            }
+        }
+        AgentCmd::Stop { name } => {
+            client.stop(&name)?;
+            println!("stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+fn run_message(command: MessageCmd, client: Client) -> Result<(), Failure> {
+    match command {
+        MessageCmd::Send { to, performative, content, conversation_id, wait_reply } => {
+            let mut body = json!({ "receiver": to, "performative": performative, "content": content });
+            if let Some(c) = conversation_id {
+                body["conversation_id"] = json!(c);
+            }
+            let v = client.send(body, wait_reply)?;
+            match wait_reply {
+                Some(_) => match v["content"].as_str() {
+                    Some(text) => println!("{text}"),
+                    None => println!("{}", v["content_b64"].as_str().unwrap_or("")),
+                },
+                None => println!("{}", v["message_id"]),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `caxton serve`: wires a node together.
+//!
+//! Order of start-up, each step failing with a clear message:
+//! 1. check the API address (a non-loopback one needs a token) and bind it;
+//! 2. open the catalog (pins the shard count of the data dir);
+//! 3. start one pinned shard per core, each opening its own SQLite;
+//! 4. start the checkpointer thread;
+//! 5. restore the catalog's agents; then serve the API until SIGINT/SIGTERM,
+//!    when shards commit what they hold and stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caxton_shards::agent::{new_engine, AgentLimits};
+use caxton_shards::executor::{self, allowed_cpus};
+use caxton_shards::limits::{API_REPLIES_MAX, MAILBOX_MESSAGES_MAX, SPIN_BEFORE_PARK_US};
+use caxton_shards::storage::{shard_db_path, Checkpointer, StorageConfig};
+use caxton_shards::ShardsConfig;
+
+use crate::api::{self, Api};
+use crate::catalog::Catalog;
+use crate::control::Control;
+
+pub struct ServeConfig {
+    pub cores: Option<usize>,
+    pub data_dir: PathBuf,
+    pub api: SocketAddr,
+    pub api_token: Option<String>,
+    /// Default [`SPIN_BEFORE_PARK_US`].
+    pub spin_before_park_us: u64,
+    /// Default [`MAILBOX_MESSAGES_MAX`].
+    pub mailbox_messages_max: usize,
+    pub storage: StorageConfig,
+    pub limits: AgentLimits,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf, api: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            cores: None,
+            data_dir,
+            api,
+            api_token: None,
+            spin_before_park_us: SPIN_BEFORE_PARK_US,
+            mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+            storage: StorageConfig::default(),
+            limits: AgentLimits::default(),
+        }
+    }
+}
+
+pub fn serve(config: ServeConfig) -> Result<(), String> {
+    if !config.api.ip().is_loopback() && config.api_token.is_none() {
+        return Err(format!(
+            "refusing to serve the API on non-loopback address {} without a token: set --api-token or CAXTON_API_TOKEN",
+            config.api
+        ));
+    }
+    let allowed = allowed_cpus();
+    let cores = config.cores.unwrap_or(allowed.len());
+    if cores == 0 || cores > allowed.len() || cores > 255 {
+        return Err(format!("--cores {cores}: this process may run on {} cores ({allowed:?}); choose 1 to {}", allowed.len(), allowed.len().min(255)));
+    }
+    let cpus = allowed[..cores].to_vec();
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let listener = std::net::TcpListener::bind(config.api).map_err(|e| format!("cannot bind the API to {}: {e}", config.api))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
+
+    let engine = new_engine(config.limits);
+    let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(API_REPLIES_MAX);
+    let sink: caxton_shards::router::ApiSink = Arc::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner()));
+    let shards = executor::start(
+        ShardsConfig {
+            cpus: cpus.clone(),
+            data_dir: config.data_dir.clone(),
+            storage: config.storage.clone(),
+            engine: engine.clone(),
+            boot_epoch,
+            spin_before_park: Duration::from_micros(config.spin_before_park_us),
+            mailbox_messages_max: config.mailbox_messages_max,
+        },
+        sink,
+    )?;
+    let paths = (0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect();
+    Checkpointer::spawn(paths, config.storage.clone()).map_err(|e| format!("cannot start the checkpointer: {e}"))?;
+
+    let control = Arc::new(Control::new(shards, engine, config.limits, catalog, boot_epoch));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
+    runtime.block_on(async move {
+        tokio::spawn(control.clone().dispatch_replies(replies_rx));
+        let restored = control.restore().await?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        tracing::info!(api = %config.api, cores, ?cpus, data_dir = %config.data_dir.display(), restored_agents = restored, "caxton node serving");
+        let api = Arc::new(Api { control: control.clone(), token: config.api_token });
+        let server = tokio::spawn(api::serve(api, listener));
+        wait_for_signal().await;
+        tracing::info!("stopping: shards commit and stop");
+        server.abort();
+        control.stop().await;
+        Ok::<(), String>(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

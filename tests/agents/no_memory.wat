@@ -1,0 +1,4 @@
+(module
+  (func (export "caxton_alloc") (param $len i32) (result i32) (i32.const 1024))
+  (func (export "caxton_handle") (param $in i32) (param $len i32) (result i32) (i32.const 0))
+)

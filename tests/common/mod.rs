@@ -1,0 +1,155 @@
+//! A real `caxton serve` process for integration tests: started on a free
+//! loopback port with its own data dir, killed (or stopped) at the end.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_caxton");
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub struct Node {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub cores: usize,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Node {
+    pub fn start(cores: usize) -> Node {
+        Node::start_with(cores, &[])
+    }
+
+    pub fn start_with(cores: usize, extra: &[&str]) -> Node {
+        let mut node = Node { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), cores, extra: extra.iter().map(|s| s.to_string()).collect() };
+        node.spawn();
+        node
+    }
+
+    pub fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", Instant::now().elapsed().as_nanos()))).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--cores", &self.cores.to_string(), "--api", &self.api()])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(&self.extra)
+            .env("CAXTON_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn caxton serve");
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq::get(&self.url("/v1/health")).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("caxton serve exited with {status} while starting");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("caxton serve did not become healthy");
+    }
+
+    /// `kill -9` then start again on the same data dir and port.
+    pub fn kill9_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        self.spawn();
+    }
+
+    pub fn deploy(&self, name: &str, file: &str, instances: u32) -> (u16, Value) {
+        let body = std::fs::read(repo_path(file)).unwrap();
+        self.put_module(name, instances, &body)
+    }
+
+    pub fn put_module(&self, name: &str, instances: u32, body: &[u8]) -> (u16, Value) {
+        answer(ureq::put(&self.url(&format!("/v1/agents/{name}?instances={instances}"))).send_bytes(body))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        answer(ureq::get(&self.url(path)).call())
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        answer(ureq::delete(&self.url(path)).call())
+    }
+
+    pub fn post_message(&self, body: &Value, wait_ms: Option<u64>) -> (u16, Value) {
+        let path = match wait_ms {
+            Some(ms) => format!("/v1/messages?reply_timeout_ms={ms}"),
+            None => "/v1/messages".into(),
+        };
+        answer(ureq::post(&self.url(&path)).send_json(body.clone()))
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).args(["--api", &self.api()]).output().unwrap()
+    }
+
+    pub fn agent(&self, name: &str) -> Value {
+        let (status, v) = self.get(&format!("/v1/agents/{name}"));
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Status and JSON body of an answer, whatever the status.
+pub fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

@@ -1,0 +1,290 @@
+//! Integration tests against real `caxton serve` processes.
+
+mod common;
+
+use std::time::Duration;
+
+use caxton_shards::placement::shard_of;
+use common::{eventually, Node, BIN};
+use serde_json::json;
+
+#[test]
+fn echo_round_trip_through_the_rest_api() {
+    let node = Node::start(2);
+    let (status, v) = node.deploy("echo", "examples/agents/echo.wat", 2);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["name"], "echo");
+    assert_eq!(v["instances"], 2);
+    assert_eq!(v["shards"].as_array().unwrap().len(), 2);
+    assert_eq!(v["startup_us"].as_array().unwrap().len(), 2);
+
+    let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "héllo", "conversation_id": 5, "reply_with": 77}), Some(5000));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["content"], "héllo");
+    assert_eq!(reply["performative"], "inform");
+    assert_eq!(reply["sender"], "echo");
+    assert_eq!(reply["in_reply_to"], 77);
+    assert_eq!(reply["conversation_id"], 5);
+    assert!(reply["receiver"].as_str().unwrap().starts_with("@api/"));
+
+    // Binary content comes back as base64.
+    let (status, reply) = node.post_message(&json!({"receiver": "echo", "content_b64": "AP8="}), Some(5000));
+    assert_eq!(status, 200);
+    assert_eq!(reply["content_b64"], "AP8=");
+
+    // Without waiting: 202 with the id.
+    let (status, v) = node.post_message(&json!({"receiver": "echo", "performative": "inform", "content": "x"}), None);
+    assert_eq!(status, 202);
+    assert!(v["message_id"].as_u64().unwrap() > 0);
+
+    assert!(eventually(Duration::from_secs(5), || node.agent("echo")["messages_handled"] == 3));
+    let (status, list) = node.get("/v1/agents");
+    assert_eq!(status, 200);
+    assert_eq!(list["agents"][0]["name"], "echo");
+    assert_eq!(node.delete("/v1/agents/echo").0, 204);
+    assert_eq!(node.get("/v1/agents/echo").0, 404);
+}
+
+#[test]
+fn the_cli_deploys_sends_lists_and_stops_with_reliable_exit_codes() {
+    let node = Node::start(2);
+    let echo = common::repo_path("examples/agents/echo.wat");
+    let out = node.cli(&["agent", "deploy", echo.to_str().unwrap(), "--name", "echo", "--instances", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.cli(&["message", "send", "--to", "echo", "--content", "ping", "--wait-reply", "5000"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ping");
+    let out = node.cli(&["agent", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo"));
+
+    // The node refused: exit 1, with the node's message.
+    let out = node.cli(&["message", "send", "--to", "nobody", "--content", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no agent named"));
+    // No reply in time: exit 4 (a relay to an unknown hop never answers).
+    let relay = common::repo_path("examples/agents/relay.wat");
+    assert!(node.cli(&["agent", "deploy", relay.to_str().unwrap(), "--name", "r"]).status.success());
+    let out = node.cli(&["message", "send", "--to", "r", "--content", "nobody", "--wait-reply", "300"]);
+    assert_eq!(out.status.code(), Some(4));
+    // Usage error: exit 2. Unreachable node: exit 3.
+    assert_eq!(node.cli(&["agent", "deploy"]).status.code(), Some(2));
+    let out = std::process::Command::new(BIN).args(["agent", "list", "--api", "127.0.0.1:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+
+    let out = node.cli(&["agent", "stop", "echo"]);
+    assert!(out.status.success());
+    assert_eq!(node.cli(&["agent", "stop", "echo"]).status.code(), Some(1));
+}
+
+#[test]
+fn a_message_chain_crosses_shards_and_comes_back() {
+    let node = Node::start(2);
+    // Six relays whose homes alternate between the two shards.
+    let mut names = Vec::new();
+    for i in 0.. {
+        let name = format!("relay-{i}");
+        if shard_of(name.as_bytes(), 0, 2) == names.len() % 2 {
+            names.push(name);
+        }
+        if names.len() == 6 {
+            break;
+        }
+    }
+    for name in &names {
+        let (status, v) = node.deploy(name, "examples/agents/relay.wat", 1);
+        assert_eq!(status, 201, "{v}");
+    }
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(node.agent(name)["shards"], json!([i % 2]));
+    }
+    let hops = names[1..].join(" ");
+    let (status, reply) = node.post_message(&json!({"receiver": names[0], "content": hops, "reply_with": 9}), Some(5000));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["content"], "done");
+    assert_eq!(reply["sender"], names[5].as_str());
+    assert_eq!(reply["in_reply_to"], 9);
+    for name in &names {
+        assert_eq!(node.agent(name)["messages_handled"], 1, "{name}");
+    }
+    let (_, health) = node.get("/v1/health");
+    let remote: u64 = health["shards"].as_array().unwrap().iter().map(|s| s["routed_remote"].as_u64().unwrap()).sum();
+    assert_eq!(remote, 5, "each of the five hops crossed shards: {health}");
+}
+
+#[test]
+fn state_survives_kill_9_and_restart() {
+    let mut node = Node::start(2);
+    assert_eq!(node.deploy("counter", "examples/agents/counter.wat", 1).0, 201);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 3).0, 201);
+    for want in 1..=3 {
+        let (status, reply) = node.post_message(&json!({"receiver": "counter", "content": "tick"}), Some(5000));
+        assert_eq!(status, 200);
+        assert_eq!(reply["content"], want.to_string());
+    }
+    node.kill9_and_restart();
+    let (_, list) = node.get("/v1/agents");
+    assert_eq!(list["agents"].as_array().unwrap().len(), 2, "agents come back: {list}");
+    assert_eq!(node.agent("echo")["instances"], 3);
+    let (status, reply) = node.post_message(&json!({"receiver": "counter", "content": "tick"}), Some(5000));
+    assert_eq!(status, 200);
+    assert_eq!(reply["content"], "4", "the count survived kill -9");
+    let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "still here"}), Some(5000));
+    assert_eq!((status, reply["content"].as_str()), (200, Some("still here")));
+
+    // Undeploy deletes state: a new counter starts at 1.
+    assert_eq!(node.delete("/v1/agents/counter").0, 204);
+    assert_eq!(node.deploy("counter", "examples/agents/counter.wat", 1).0, 201);
+    let (_, reply) = node.post_message(&json!({"receiver": "counter", "content": "tick"}), Some(5000));
+    assert_eq!(reply["content"], "1");
+}
+
+#[test]
+fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
+    let node = Node::start(2);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    let echo_works = || {
+        let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "alive"}), Some(5000));
+        status == 200 && reply["content"] == "alive"
+    };
+    let wasm = wasmer::wat2wasm(&std::fs::read(common::repo_path("examples/agents/echo.wat")).unwrap()).unwrap().to_vec();
+    let cases: Vec<(&str, Vec<u8>, u32, u16, &str)> = vec![
+        ("junk", b"\x00\x01\x02 not wasm".to_vec(), 1, 400, "invalid_module"),
+        ("truncated", wasm[..wasm.len() / 2].to_vec(), 1, 400, "invalid_module"),
+        ("text", b"(module (memory".to_vec(), 1, 400, "invalid_module"),
+        ("nomem", std::fs::read(common::repo_path("tests/agents/no_memory.wat")).unwrap(), 1, 400, "invalid_module"),
+        ("wasi", std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap(), 1, 400, "invalid_module"),
+        ("initfail", std::fs::read(common::repo_path("tests/agents/init_fails.wat")).unwrap(), 1, 400, "init_failed"),
+        ("Bad_Name", wasm.clone(), 1, 400, "invalid_name"),
+        ("many", wasm.clone(), 11, 400, "invalid_instances"),
+        ("echo", wasm.clone(), 1, 409, "conflict"),
+    ];
+    for (name, body, instances, status, code) in cases {
+        let (got, v) = node.put_module(name, instances, &body);
+        assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)), "{name}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        assert!(echo_works(), "after {name}");
+    }
+    let (_, v) = node.put_module("wasi", 1, &std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap());
+    assert!(v["error"]["message"].as_str().unwrap().contains("wasi_snapshot_preview1.fd_write"), "{v}");
+    assert_eq!(node.get("/v1/agents/initfail").0, 404, "a failed deploy leaves nothing behind");
+
+    let messages = [
+        (json!({"receiver": "nobody", "content": "x"}), 404),
+        (json!({"receiver": "echo", "performative": "shout", "content": "x"}), 400),
+        (json!({"receiver": "echo", "content_b64": "!!"}), 400),
+        (json!({"receiver": "echo", "content": "x", "surprise": 1}), 400),
+        (json!({"receiver": "echo", "content": "x".repeat(1024 * 1024 + 1)}), 413),
+    ];
+    for (body, status) in messages {
+        let (got, v) = node.post_message(&body, None);
+        assert_eq!(got, status, "{v}");
+        assert!(v["error"]["code"].is_string());
+    }
+    let (status, v) = common::answer(ureq::post(&node.url("/v1/messages")).send_string("{not json"));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert_eq!(node.get("/v1/nowhere").0, 404);
+    assert_eq!(node.delete("/v1/agents/nobody").0, 404);
+    assert!(echo_works());
+}
+
+#[test]
+fn a_trapping_agent_is_counted_recreated_and_its_shard_keeps_serving() {
+    let node = Node::start(1);
+    assert_eq!(node.deploy("crashy", "tests/agents/crashy.wat", 1).0, 201);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    for content in ["crash", "fine", "fail", "crash", "fine"] {
+        assert_eq!(node.post_message(&json!({"receiver": "crashy", "content": content}), None).0, 202);
+    }
+    assert!(eventually(Duration::from_secs(5), || node.agent("crashy")["messages_handled"] == 3));
+    let v = node.agent("crashy");
+    assert_eq!((v["crashes"].as_u64(), v["errors"].as_u64()), (Some(2), Some(1)), "{v}");
+    assert_eq!(v["instance_stats"][0]["running"], true, "recreated after the trap");
+    let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "same shard"}), Some(5000));
+    assert_eq!((status, reply["content"].as_str()), (200, Some("same shard")));
+    let (_, health) = node.get("/v1/health");
+    assert_eq!(health["shards"][0]["dead_letters"]["crashed_handler"], 2);
+}
+
+#[test]
+fn host_functions_refuse_bad_pointers_and_envelopes_with_abi_codes() {
+    let node = Node::start(1);
+    assert_eq!(node.deploy("abuser", "tests/agents/abuser.wat", 1).0, 201);
+    assert_eq!(node.post_message(&json!({"receiver": "abuser", "content": "go"}), None).0, 202);
+    assert!(eventually(Duration::from_secs(5), || node.agent("abuser")["messages_handled"] == 1));
+    assert_eq!(node.agent("abuser")["errors"], 0, "every host call returned the expected code");
+    let (_, health) = node.get("/v1/health");
+    let refusals = &health["shards"][0]["abi_refusals"];
+    assert_eq!((refusals["invalid"].as_u64(), refusals["too_large"].as_u64()), (Some(4), Some(1)), "{refusals}");
+}
+
+#[test]
+fn a_full_mailbox_answers_429_with_retry_after_and_every_accepted_message_is_handled() {
+    let node = Node::start_with(1, &["--mailbox-messages-max", "4"]);
+    assert_eq!(node.deploy("slow", "tests/agents/slow.wat", 1).0, 201);
+    // Sixteen clients at once against a mailbox of four.
+    let results: Vec<(u64, u64)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut accepted, mut busy) = (0, 0);
+                    for _ in 0..20 {
+                        match ureq::post(&node.url("/v1/messages")).send_json(json!({"receiver": "slow", "content": "x"})) {
+                            Ok(r) => {
+                                assert_eq!(r.status(), 202);
+                                accepted += 1;
+                            }
+                            Err(ureq::Error::Status(429, r)) => {
+                                assert_eq!(r.header("Retry-After"), Some("1"));
+                                busy += 1;
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    (accepted, busy)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let accepted: u64 = results.iter().map(|r| r.0).sum();
+    let busy: u64 = results.iter().map(|r| r.1).sum();
+    assert!(busy > 0, "the mailbox never filled ({accepted} accepted)");
+    assert!(eventually(Duration::from_secs(60), || node.agent("slow")["messages_handled"].as_u64() == Some(accepted)), "nothing accepted is lost");
+}
+
+#[test]
+fn an_agent_flooding_a_full_mailbox_gets_busy_and_nothing_it_sent_is_lost() {
+    let node = Node::start(1);
+    assert_eq!(node.deploy("slow", "tests/agents/slow.wat", 1).0, 201);
+    assert_eq!(node.deploy("flooder", "tests/agents/flooder.wat", 1).0, 201);
+    let (status, reply) = node.post_message(&json!({"receiver": "flooder", "content": "slow"}), Some(10_000));
+    assert_eq!(status, 200, "{reply}");
+    use base64::Engine as _;
+    let counts = base64::engine::general_purpose::STANDARD.decode(reply["content_b64"].as_str().unwrap()).unwrap();
+    let ok = u32::from_le_bytes(counts[0..4].try_into().unwrap()) as u64;
+    let busy = u32::from_le_bytes(counts[4..8].try_into().unwrap()) as u64;
+    assert_eq!(ok, caxton_shards::limits::MAILBOX_MESSAGES_MAX as u64, "room for exactly one mailbox");
+    assert_eq!(ok + busy, 2000);
+    let (_, health) = node.get("/v1/health");
+    assert_eq!(health["shards"][0]["busy"].as_u64(), Some(busy));
+    assert!(eventually(Duration::from_secs(60), || node.agent("slow")["messages_handled"].as_u64() == Some(ok)), "every accepted send arrives");
+}
+
+#[test]
+fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--cores", "1", "--api", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env_remove("CAXTON_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-token"));
+
+    let node = Node::start_with(1, &["--api-token", "s3cret"]);
+    assert_eq!(node.get("/v1/agents").0, 401);
+    let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer s3cret").call().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer wrong!").call();
+    assert!(matches!(r, Err(ureq::Error::Status(401, _))));
+}
