@@ -79,6 +79,12 @@ impl ShardStore {
         Ok(ShardStore { conn, in_transaction: false, in_handler_savepoint: false, batch_records: 0 })
     }
 
+    /// Turns SQLite's own autocheckpoint on (pages; 0 = off). Only for the
+    /// benchmark that shows why the shard leaves it off (rule 3).
+    pub fn set_autocheckpoint_pages(&self, pages: i64) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", pages)
+    }
+
     /// Reads a value and hands it to `read`; `None` when absent.
     pub fn get<R>(&self, agent: &str, instance: u32, key: &[u8], read: impl FnOnce(&[u8]) -> R) -> rusqlite::Result<Option<R>> {
         let mut stmt = self.conn.prepare_cached("SELECT value FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
