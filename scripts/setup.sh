@@ -6,6 +6,8 @@ need=()
 command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)
+# promtool checks the /metrics exposition in the tests.
+command -v promtool >/dev/null || need+=(prometheus)
 if ((${#need[@]})); then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"

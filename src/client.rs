@@ -68,6 +68,10 @@ impl Client {
         Self::finish(self.request("DELETE", &format!("/v1/agents/{name}")).call())
     }
 
+    pub fn stats(&self) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", "/v1/stats").call())
+    }
+
     pub fn send(&self, body: Value, wait_reply_ms: Option<u64>) -> Result<Value, Failure> {
         let path = match wait_reply_ms {
             Some(ms) => format!("/v1/messages?reply_timeout_ms={ms}"),

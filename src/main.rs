@@ -5,6 +5,7 @@ mod catalog;
 mod client;
 mod control;
 mod node;
+mod top;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Cmd {
         /// Messages each agent instance's mailbox holds; past it senders get "busy".
         #[arg(long, default_value_t = caxton_shards::limits::MAILBOX_MESSAGES_MAX)]
         mailbox_messages_max: usize,
+        /// Window of the p99 alert: a warning is logged at most once per window.
+        #[arg(long, default_value_t = caxton_shards::metrics::ALERT_WINDOW_MS)]
+        alert_window_ms: u64,
         /// Log format.
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
@@ -59,6 +63,14 @@ enum Cmd {
     Agent {
         #[command(subcommand)]
         command: AgentCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A live view of a running node, refreshed every second.
+    Top {
+        /// Print this many refreshes and exit (default: run until interrupted).
+        #[arg(long)]
+        frames: Option<u64>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -127,13 +139,14 @@ fn init_logging(format: LogFormat) {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Serve { cores, data_dir, api, api_token, spin_before_park_us, mailbox_messages_max, log_format } => {
+        Cmd::Serve { cores, data_dir, api, api_token, spin_before_park_us, mailbox_messages_max, alert_window_ms, log_format } => {
             init_logging(log_format);
             let mut config = node::ServeConfig::new(data_dir, api);
             config.cores = cores;
             config.api_token = api_token.filter(|t| !t.is_empty());
-            config.spin_before_park_us = spin_before_park_us;
-            config.mailbox_messages_max = mailbox_messages_max.max(1);
+            config.tuning.spin_before_park = std::time::Duration::from_micros(spin_before_park_us);
+            config.tuning.mailbox_messages_max = mailbox_messages_max.max(1);
+            config.tuning.alert_window_ms = alert_window_ms.max(1);
             match node::serve(config) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -143,6 +156,7 @@ fn main() {
             }
         }
         Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
+        Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
         Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),
     };
     std::process::exit(code);

@@ -11,11 +11,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use caxton_shards::agent::{new_engine, AgentLimits};
 use caxton_shards::executor::{self, allowed_cpus};
-use caxton_shards::limits::{API_REPLIES_MAX, MAILBOX_MESSAGES_MAX, SPIN_BEFORE_PARK_US};
+use caxton_shards::limits::API_REPLIES_MAX;
+use caxton_shards::shard::ShardTuning;
 use caxton_shards::storage::{shard_db_path, Checkpointer, StorageConfig};
 use caxton_shards::ShardsConfig;
 
@@ -28,10 +28,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub api: SocketAddr,
     pub api_token: Option<String>,
-    /// Default [`SPIN_BEFORE_PARK_US`].
-    pub spin_before_park_us: u64,
-    /// Default [`MAILBOX_MESSAGES_MAX`].
-    pub mailbox_messages_max: usize,
+    pub tuning: ShardTuning,
     pub storage: StorageConfig,
     pub limits: AgentLimits,
 }
@@ -43,8 +40,7 @@ impl ServeConfig {
             data_dir,
             api,
             api_token: None,
-            spin_before_park_us: SPIN_BEFORE_PARK_US,
-            mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+            tuning: ShardTuning::default(),
             storage: StorageConfig::default(),
             limits: AgentLimits::default(),
         }
@@ -79,8 +75,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             storage: config.storage.clone(),
             engine: engine.clone(),
             boot_epoch,
-            spin_before_park: Duration::from_micros(config.spin_before_park_us),
-            mailbox_messages_max: config.mailbox_messages_max,
+            tuning: config.tuning,
         },
         sink,
     )?;
@@ -94,7 +89,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         let restored = control.restore().await?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         tracing::info!(api = %config.api, cores, ?cpus, data_dir = %config.data_dir.display(), restored_agents = restored, "caxton node serving");
-        let api = Arc::new(Api { control: control.clone(), token: config.api_token });
+        let api = Arc::new(Api::new(control.clone(), config.api_token));
         let server = tokio::spawn(api::serve(api, listener));
         wait_for_signal().await;
         tracing::info!("stopping: shards commit and stop");

@@ -36,6 +36,7 @@ pub struct InstanceReport {
 
 #[derive(Debug, Clone, Default)]
 pub struct InstanceStats {
+    pub name: Arc<str>,
     pub instance: u32,
     pub shard: usize,
     pub handled: u64,
@@ -58,9 +59,13 @@ pub struct ShardStats {
     pub routed_remote: u64,
     pub received_remote: u64,
     pub busy: u64,
+    pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,
     pub abi_invalid: u64,
     pub abi_too_large: u64,
     pub abi_over_limit: u64,
     pub wakeups: u64,
+    pub latencies: crate::metrics::ShardLatencies,
+    /// Every instance on the shard.
+    pub instance_stats: Vec<InstanceStats>,
 }

@@ -174,6 +174,21 @@ pub fn is_endpoint_name(name: &[u8]) -> bool {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     buf: Vec<u8>,
+    /// When the message was sent (monotonic ns, [`crate::clock::now_ns`]):
+    /// routing latency is measured from here. Not part of the encoding.
+    sent_ns: u64,
+    path: RoutePath,
+}
+
+/// How a message reached its shard (for the routing histograms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutePath {
+    /// Sent by an agent on the same shard.
+    Local,
+    /// Crossed from another shard.
+    Remote,
+    /// Came from the REST API.
+    Api,
 }
 
 impl Message {
@@ -198,7 +213,7 @@ impl Message {
             at += field.len();
         }
         debug_assert_eq!(at, buf.len());
-        Ok(Message { buf })
+        Ok(Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local })
     }
 
     /// Builds the message an agent asked to send: header and receiver from its
@@ -225,7 +240,7 @@ impl Message {
         buf[ENVELOPE_HEADER_BYTES..ENVELOPE_HEADER_BYTES + sender.len()].copy_from_slice(sender);
         buf[ENVELOPE_HEADER_BYTES + sender.len()..names_end].copy_from_slice(receiver);
         read_content(&mut buf[names_end..])?;
-        Ok(Message { buf })
+        Ok(Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local })
     }
 
     /// Decodes and validates bytes received from outside (tests, the wire).
@@ -238,13 +253,25 @@ impl Message {
             .and_then(|h| h.try_into().ok())
             .ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
         let (_, lengths) = decode_header(head, buf.len())?;
-        let message = Message { buf };
+        let message = Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local };
         let sender = message.sender();
         if !(sender.is_empty() || is_endpoint_name(sender)) || !is_endpoint_name(message.receiver()) {
             return Err(EnvelopeError::Invalid("bad name"));
         }
         debug_assert_eq!(message.content().len(), lengths.content);
         Ok(message)
+    }
+
+    pub fn sent_ns(&self) -> u64 {
+        self.sent_ns
+    }
+
+    pub fn path(&self) -> RoutePath {
+        self.path
+    }
+
+    pub fn set_path(&mut self, path: RoutePath) {
+        self.path = path;
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -14,7 +14,6 @@
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -24,7 +23,7 @@ use crate::command::Command;
 use crate::limits::CONTROL_COMMANDS_MAX;
 use crate::mesh::{build_mesh, Doorbell};
 use crate::router::ApiSink;
-use crate::shard::{Shard, ShardSetup};
+use crate::shard::{Shard, ShardSetup, ShardTuning};
 use crate::storage::StorageConfig;
 
 /// Smallest `io_memory` glommio accepts, in bytes.
@@ -81,10 +80,7 @@ pub struct ShardsConfig {
     pub storage: StorageConfig,
     pub engine: Engine,
     pub boot_epoch: u64,
-    pub spin_before_park: Duration,
-    /// Room of each agent instance's mailbox. Default
-    /// [`MAILBOX_MESSAGES_MAX`](crate::limits::MAILBOX_MESSAGES_MAX).
-    pub mailbox_messages_max: usize,
+    pub tuning: ShardTuning,
 }
 
 /// The node's handle on one running shard.
@@ -141,8 +137,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             bell: bells[index].clone(),
             api: api.clone(),
             boot_epoch: config.boot_epoch,
-            spin_before_park: config.spin_before_park,
-            mailbox_messages_max: config.mailbox_messages_max,
+            tuning: config.tuning,
         };
         let ready = ready_tx.clone();
         let reader_fd = reader.into_raw_fd();

@@ -17,11 +17,13 @@
 //! - [`shard`]: the run loop; [`executor`]: starting pinned shards.
 
 pub mod agent;
+pub mod clock;
 pub mod command;
 pub mod envelope;
 pub mod executor;
 pub mod limits;
 pub mod mesh;
+pub mod metrics;
 pub mod placement;
 pub mod router;
 pub mod shard;

@@ -72,6 +72,8 @@ pub struct RouterCounters {
     pub received_remote: u64,
     pub to_api: u64,
     pub busy: u64,
+    /// Sends refused because no agent has the receiver's name.
+    pub not_found: u64,
     pub dead_letters: [u64; 4],
 }
 

@@ -24,8 +24,11 @@ use wasmer::{Engine, Module};
 use crate::agent::host::{self, IdGen, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
 use crate::command::{Command, InstanceReport, InstanceStats, ShardStats};
-use crate::envelope::Message;
-use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_DRAIN_MAX, TICK_MESSAGES_MAX};
+use crate::clock::now_ns;
+use crate::envelope::{Message, RoutePath};
+use crate::metrics::{P99Alert, ShardLatencies};
+use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, SPIN_BEFORE_PARK_US, TICK_DRAIN_MAX, TICK_MESSAGES_MAX};
+use crate::metrics::ALERT_WINDOW_MS;
 use crate::mesh::{Doorbell, MeshEnds};
 use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router, DEAD_LETTER_REASONS};
 use crate::storage::{shard_db_path, ShardStore, StorageConfig};
@@ -42,8 +45,28 @@ pub struct ShardSetup {
     pub bell: Arc<Doorbell>,
     pub api: ApiSink,
     pub boot_epoch: u64,
+    pub tuning: ShardTuning,
+}
+
+/// A shard's run-time knobs, each with its default.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardTuning {
+    /// Idle polling before parking. Default [`SPIN_BEFORE_PARK_US`] (200 µs).
     pub spin_before_park: Duration,
+    /// Room of each instance's mailbox. Default [`MAILBOX_MESSAGES_MAX`] (1024).
     pub mailbox_messages_max: usize,
+    /// Window of the p99 alert. Default [`ALERT_WINDOW_MS`] (10 s).
+    pub alert_window_ms: u64,
+}
+
+impl Default for ShardTuning {
+    fn default() -> Self {
+        ShardTuning {
+            spin_before_park: Duration::from_micros(SPIN_BEFORE_PARK_US),
+            mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+            alert_window_ms: ALERT_WINDOW_MS,
+        }
+    }
 }
 
 struct LocalAgent {
@@ -69,6 +92,8 @@ pub struct Shard {
     spin_before_park: Duration,
     stop: Option<crate::command::Reply<()>>,
     totals: (u64, u64, u64),
+    latencies: ShardLatencies,
+    alert: P99Alert,
 }
 
 impl Shard {
@@ -76,7 +101,7 @@ impl Shard {
     pub fn open(setup: ShardSetup) -> Result<Shard, String> {
         let path = shard_db_path(&setup.data_dir, setup.index);
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, setup.mailbox_messages_max);
+        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, setup.tuning.mailbox_messages_max);
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
         let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids)));
         host::install(ctx.clone());
@@ -90,9 +115,11 @@ impl Shard {
             inbound,
             held: (0..peers).map(|_| None).collect(),
             bell: setup.bell,
-            spin_before_park: setup.spin_before_park,
+            spin_before_park: setup.tuning.spin_before_park,
             stop: None,
             totals: (0, 0, 0),
+            latencies: ShardLatencies::default(),
+            alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
         })
     }
 
@@ -152,6 +179,14 @@ impl Shard {
     }
 
     fn end_tick(&mut self) -> usize {
+        if let Some((routing, processing)) = self.alert.check(now_ns()) {
+            if let Some(ns) = routing {
+                tracing::warn!(shard = self.index, routing_p99_us = ns / 1000, target_us = crate::metrics::ROUTING_P99_TARGET_NS / 1000, "routing p99 over its ADR-0017 target in the last window");
+            }
+            if let Some(ns) = processing {
+                tracing::warn!(shard = self.index, processing_p99_us = ns / 1000, target_us = crate::metrics::PROCESSING_P99_TARGET_NS / 1000, "processing p99 over its ADR-0017 target in the last window");
+            }
+        }
         let mut ctx = self.ctx.borrow_mut();
         if let Err(e) = ctx.store.commit() {
             // The tick's effects could not be made durable: its sends must not
@@ -179,11 +214,12 @@ impl Shard {
                     self.undeploy(&name);
                     reply(())
                 }
-                Command::Deliver { message, reply } => {
+                Command::Deliver { mut message, reply } => {
+                    message.set_path(RoutePath::Api);
                     let accepted = self.ctx.borrow_mut().router.accept(message);
                     reply(accepted.map_err(|(e, _)| e))
                 }
-                Command::AgentStats { name, reply } => reply(self.agent_stats(&name)),
+                Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
                 Command::ShardStats { reply } => reply(self.shard_stats()),
                 Command::Stop { reply } => {
                     self.stop = Some(reply);
@@ -210,7 +246,8 @@ impl Shard {
             }
             let Some(rx) = &self.inbound[p] else { continue };
             for _ in 0..TICK_DRAIN_MAX {
-                let Ok(m) = rx.try_recv() else { break };
+                let Ok(mut m) = rx.try_recv() else { break };
+                m.set_path(RoutePath::Remote);
                 ctx.router.counters.received_remote += 1;
                 n += 1;
                 match ctx.router.accept(m) {
@@ -246,9 +283,10 @@ impl Shard {
     }
 
     /// Starts a call into an agent: returns the outbox mark to roll back to.
-    fn call_begin(&self) -> usize {
+    fn call_begin(&self, conversation_id: u64) -> usize {
         let mut ctx = self.ctx.borrow_mut();
         ctx.call.writes = 0;
+        ctx.call.conversation_id = conversation_id;
         ctx.router.staged_mark()
     }
 
@@ -269,7 +307,7 @@ impl Shard {
         let agent = self.agents[id as usize].as_mut().expect("live slot");
         let mut runtime = AgentInstance::new(&self.engine, &agent.module, agent.name.clone(), agent.instance)?;
         let (name, instance) = (agent.name.clone(), agent.instance);
-        let mark = self.call_begin();
+        let mark = self.call_begin(0);
         let outcome = runtime.init();
         self.call_end(mark, outcome == Outcome::Handled);
         match outcome {
@@ -292,11 +330,14 @@ impl Shard {
                 return;
             }
         }
-        let mark = self.call_begin();
+        let mark = self.call_begin(message.conversation_id());
         let agent = self.agents[slot].as_mut().unwrap();
+        let started = now_ns();
         let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
+        let ended = now_ns();
         let completed = !matches!(outcome, Outcome::Trap(_));
         self.call_end(mark, completed);
+        self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
         match outcome {
             Outcome::Handled => {
@@ -321,6 +362,23 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Records one delivery (metrics rule 1: no allocation).
+    fn record_latency(&mut self, message: &Message, started: u64, ended: u64) {
+        let routing = started.saturating_sub(message.sent_ns());
+        let processing = ended.saturating_sub(started);
+        match message.path() {
+            RoutePath::Local => self.latencies.routing_local.record(routing),
+            RoutePath::Remote => self.latencies.routing_remote.record(routing),
+            RoutePath::Api => {}
+        }
+        if message.path() != RoutePath::Api {
+            self.latencies.end_to_end.record(routing + processing);
+            self.alert.record_routing(routing);
+        }
+        self.latencies.processing.record(processing);
+        self.alert.record_processing(processing);
     }
 
     fn deploy(&mut self, name: Arc<str>, module: Module, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
@@ -365,13 +423,14 @@ impl Shard {
         }
     }
 
-    fn agent_stats(&self, name: &str) -> Vec<InstanceStats> {
+    fn agent_stats(&self, name: Option<&str>) -> Vec<InstanceStats> {
         let ctx = self.ctx.borrow();
         self.agents
             .iter()
             .enumerate()
-            .filter_map(|(id, a)| a.as_ref().filter(|a| &*a.name == name).map(|a| (id, a)))
+            .filter_map(|(id, a)| a.as_ref().filter(|a| name.is_none_or(|n| *a.name == *n)).map(|a| (id, a)))
             .map(|(id, a)| InstanceStats {
+                name: a.name.clone(),
                 instance: a.instance,
                 shard: self.index,
                 handled: a.handled,
@@ -398,11 +457,14 @@ impl Shard {
             routed_remote: c.routed_remote,
             received_remote: c.received_remote,
             busy: c.busy,
+            not_found: c.not_found,
             dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),
             abi_invalid: ctx.abi.invalid,
             abi_too_large: ctx.abi.too_large,
             abi_over_limit: ctx.abi.over_limit,
             wakeups: self.bell.rings(),
+            latencies: self.latencies.clone(),
+            instance_stats: self.agent_stats(None),
         }
     }
 }

@@ -118,3 +118,25 @@ pub fn health(agents: usize, shards: &[ShardStats]) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// Per-shard figures for `caxton top`: cumulative counts and latency
+/// quantiles in microseconds.
+pub fn stats(resident_bytes: u64, shards: &[ShardStats]) -> Value {
+    let us = |l: &caxton_shards::metrics::Latency, q: f64| l.quantile_ns(q) as f64 / 1e3;
+    json!({
+        "resident_bytes": resident_bytes,
+        "shards": shards.iter().map(|s| {
+            let mut routing = s.latencies.routing_local.clone();
+            routing.merge(&s.latencies.routing_remote);
+            json!({
+                "shard": s.shard,
+                "messages_handled": s.handled,
+                "queued_messages": s.queued_messages,
+                "instances": s.instances,
+                "agent_memory_bytes": s.instance_stats.iter().map(|i| i.memory_bytes).sum::<u64>(),
+                "routing_p50_us": us(&routing, 0.5), "routing_p99_us": us(&routing, 0.99),
+                "processing_p50_us": us(&s.latencies.processing, 0.5), "processing_p99_us": us(&s.latencies.processing, 0.99),
+            })
+        }).collect::<Vec<_>>(),
+    })
+}

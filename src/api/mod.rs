@@ -6,15 +6,19 @@
 //! - `GET /v1/health`
 //! - `GET /v1/agents`, `PUT|GET|DELETE /v1/agents/{name}` (`?instances=K`)
 //! - `POST /v1/messages` (`?reply_timeout_ms=T`)
+//! - `GET /metrics` (Prometheus), `GET /v1/stats` (JSON, for `caxton top`)
 
 pub mod error;
 mod json;
+mod metrics;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
@@ -36,6 +40,14 @@ const MESSAGE_BODY_BYTES_MAX: usize = CONTENT_BYTES_MAX / 3 * 4 + 64 * 1024;
 pub struct Api {
     pub control: Arc<Control>,
     pub token: Option<String>,
+    pub received_bytes: AtomicU64,
+    pub sent_bytes: AtomicU64,
+}
+
+impl Api {
+    pub fn new(control: Arc<Control>, token: Option<String>) -> Api {
+        Api { control, token, received_bytes: AtomicU64::new(0), sent_bytes: AtomicU64::new(0) }
+    }
 }
 
 /// Serves the API on `listener` until the process ends.
@@ -67,7 +79,7 @@ async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let result = route(api, req).await;
-    match result {
+    let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(%peer, %method, path, status = e.status.as_u16(), message = %e.message, "request refused");
@@ -77,7 +89,9 @@ async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response
             }
             resp
         }
-    }
+    };
+    api.sent_bytes.fetch_add(resp.body().size_hint().exact().unwrap_or(0), Ordering::Relaxed);
+    resp
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -98,9 +112,13 @@ fn parse_param<T: std::str::FromStr>(query: Option<&str>, key: &str) -> Result<O
     }
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(api: &Api, req: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
     match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Ok(collected) => {
+            let body = collected.to_bytes().to_vec();
+            api.received_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            Ok(body)
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!("request body over {limit} bytes"))),
         Err(e) => Err(ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))),
     }
@@ -119,7 +137,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let query = req.uri().query().map(str::to_string);
     let query = query.as_deref();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    if segments.as_slice() != ["v1", "health"] && !authorized(api, &req) {
+    if segments.as_slice() != ["v1", "health"] && segments.as_slice() != ["metrics"] && !authorized(api, &req) {
         return Err(ApiError::unauthorized());
     }
     let control = &api.control;
@@ -128,11 +146,30 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let stats = control.shard_stats().await?;
             Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats)))
         }
+        (&Method::GET, ["metrics"]) => {
+            let stats = control.shard_stats().await?;
+            let (resident_bytes, cpu_seconds) = metrics::NodeFigures::read_process();
+            let figures = metrics::NodeFigures {
+                resident_bytes,
+                cpu_seconds,
+                api_received_bytes: api.received_bytes.load(Ordering::Relaxed),
+                api_sent_bytes: api.sent_bytes.load(Ordering::Relaxed),
+                agents: control.list().len(),
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&stats, &figures))));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            Ok(resp)
+        }
+        (&Method::GET, ["v1", "stats"]) => {
+            let stats = control.shard_stats().await?;
+            let (resident_bytes, _) = metrics::NodeFigures::read_process();
+            Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats)))
+        }
         (&Method::GET, ["v1", "agents"]) => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
         (&Method::PUT, ["v1", "agents", name]) => {
             let name = name.to_string();
             let instances = parse_param(query, "instances")?.unwrap_or(1);
-            let body = read_body(req, MODULE_BYTES_MAX).await?;
+            let body = read_body(api, req, MODULE_BYTES_MAX).await?;
             let report = control.deploy(&name, instances, body).await?;
             tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
             Ok(json_response(StatusCode::CREATED, &json::deployed(&name, &report)))
@@ -153,7 +190,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             if wait.is_some_and(|w| w > REPLY_TIMEOUT_MS_MAX) {
                 return Err(ApiError::bad_request("invalid_query", format!("reply_timeout_ms is at most {REPLY_TIMEOUT_MS_MAX}")));
             }
-            let body = read_body(req, MESSAGE_BODY_BYTES_MAX).await?;
+            let body = read_body(api, req, MESSAGE_BODY_BYTES_MAX).await?;
             let outgoing = json::parse_send(&body)?;
             let (message_id, reply) = control.send(outgoing, wait.map(Duration::from_millis)).await?;
             match reply {
@@ -161,7 +198,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
             }
         }
-        (_, ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"]) => {
+        (_, ["metrics"] | ["v1", "stats"] | ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"]) => {
             Err(ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: format!("{} is not allowed on {path}", req.method()), retry_after_s: None })
         }
         _ => Err(ApiError::not_found(format!("no route {path}"))),

@@ -46,7 +46,8 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", Instant::now().elapsed().as_nanos()))).unwrap();
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{stamp}.log"))).unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--cores", &self.cores.to_string(), "--api", &self.api()])
             .arg("--data-dir")
@@ -112,6 +113,22 @@ impl Node {
 
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN).args(args).args(["--api", &self.api()]).output().unwrap()
+    }
+
+    /// Everything the node processes (this one and earlier ones on the same
+    /// data dir) wrote to their logs.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("node-") {
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    pub fn metrics(&self) -> String {
+        ureq::get(&self.url("/metrics")).call().unwrap().into_string().unwrap()
     }
 
     pub fn agent(&self, name: &str) -> Value {

@@ -73,6 +73,8 @@ pub struct AbiCounters {
 #[derive(Debug, Default)]
 pub struct CallState {
     pub writes: usize,
+    /// Conversation of the message being handled (0 in `caxton_init`), for logs.
+    pub conversation_id: u64,
 }
 
 /// Everything on a shard that host functions touch.
@@ -164,7 +166,10 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView, sender: &str, ptr: i32, len:
     if !is_endpoint_name(receiver) {
         return Err(INVALID);
     }
-    let dest = ctx.router.resolve(receiver, header.conversation_id, sender.as_bytes()).map_err(route_code)?;
+    let dest = ctx.router.resolve(receiver, header.conversation_id, sender.as_bytes()).map_err(|e| {
+        ctx.router.counters.not_found += 1;
+        route_code(e)
+    })?;
     ctx.router.reserve(dest).map_err(route_code)?;
     header.message_id = ctx.ids.next_id();
     let content_at = receiver_at + lengths.receiver as u64;
@@ -185,6 +190,7 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView, sender: &str, ptr: i32, len:
 }
 
 fn route_code(e: RouteError) -> i32 {
+    // (Busy is counted by the router itself.)
     match e {
         RouteError::UnknownReceiver => NOT_FOUND,
         RouteError::Busy => BUSY,
@@ -317,10 +323,11 @@ pub fn log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
     }
     let text = String::from_utf8_lossy(&line);
     let (agent, instance) = (&*data.name, data.instance);
+    let (shard, conversation) = with_ctx(|ctx| (ctx.router.shard(), ctx.call.conversation_id));
     match level {
-        0 => tracing::error!(agent, instance, "{text}"),
-        1 => tracing::warn!(agent, instance, "{text}"),
-        2 => tracing::info!(agent, instance, "{text}"),
-        _ => tracing::debug!(agent, instance, "{text}"),
+        0 => tracing::error!(agent, instance, shard, conversation, "{text}"),
+        1 => tracing::warn!(agent, instance, shard, conversation, "{text}"),
+        2 => tracing::info!(agent, instance, shard, conversation, "{text}"),
+        _ => tracing::debug!(agent, instance, shard, conversation, "{text}"),
     }
 }

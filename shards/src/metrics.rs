@@ -1,0 +1,152 @@
+//! A shard's own measurements: HDR histograms and counters, recorded with no
+//! locks and no shared atomics (each shard owns its copy); the node merges
+//! snapshots when asked.
+//!
+//! Rules:
+//! 1. Recording allocates nothing: histograms are sized once, up front.
+//! 2. Latencies are nanoseconds from 1 ns to 60 s at 3 significant digits;
+//!    larger values saturate at the top bucket.
+//! 3. Once per window, a shard whose windowed routing or processing p99
+//!    exceeds its ADR-0017 target logs one warning naming both figures.
+
+use hdrhistogram::Histogram;
+
+/// ADR-0017 `local_routing_p99`: 1 ms.
+pub const ROUTING_P99_TARGET_NS: u64 = 1_000_000;
+/// ADR-0017 `message_processing_p99`: 10 ms.
+pub const PROCESSING_P99_TARGET_NS: u64 = 10_000_000;
+/// Length of a p99 alert window, in milliseconds.
+pub const ALERT_WINDOW_MS: u64 = 10_000;
+
+const LATENCY_NS_MAX: u64 = 60_000_000_000;
+
+/// A latency histogram with its exact sum (a Prometheus summary needs both).
+#[derive(Clone, Debug)]
+pub struct Latency {
+    pub histogram: Histogram<u64>,
+    pub sum_ns: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency { histogram: Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds"), sum_ns: 0 }
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, ns: u64) {
+        self.histogram.saturating_record(ns.max(1));
+        self.sum_ns = self.sum_ns.wrapping_add(ns);
+    }
+
+    pub fn merge(&mut self, other: &Latency) {
+        self.histogram.add(&other.histogram).expect("same bounds");
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        if self.histogram.is_empty() {
+            0
+        } else {
+            self.histogram.value_at_quantile(q)
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.histogram.reset();
+        self.sum_ns = 0;
+    }
+}
+
+/// Everything a shard measures about its messages.
+#[derive(Clone, Debug, Default)]
+pub struct ShardLatencies {
+    /// From `send` to the start of the receiving handler, same shard.
+    pub routing_local: Latency,
+    /// The same across shards.
+    pub routing_remote: Latency,
+    /// From dequeue to handler return.
+    pub processing: Latency,
+    /// From `send` to the receiving handler's return.
+    pub end_to_end: Latency,
+}
+
+/// The p99 alert of rule 3.
+pub struct P99Alert {
+    window_ns: u64,
+    window_end_ns: u64,
+    routing: Latency,
+    processing: Latency,
+}
+
+impl P99Alert {
+    pub fn new(now_ns: u64, window_ms: u64) -> P99Alert {
+        let window_ns = window_ms.max(1) * 1_000_000;
+        P99Alert { window_ns, window_end_ns: now_ns + window_ns, routing: Latency::default(), processing: Latency::default() }
+    }
+
+    pub fn record_routing(&mut self, ns: u64) {
+        self.routing.record(ns);
+    }
+
+    pub fn record_processing(&mut self, ns: u64) {
+        self.processing.record(ns);
+    }
+
+    /// At a window's end, returns the warnings to log and starts a new window.
+    pub fn check(&mut self, now_ns: u64) -> Option<(Option<u64>, Option<u64>)> {
+        if now_ns < self.window_end_ns {
+            return None;
+        }
+        self.window_end_ns = now_ns + self.window_ns;
+        let routing = self.routing.quantile_ns(0.99);
+        let processing = self.processing.quantile_ns(0.99);
+        self.routing.reset();
+        self.processing.reset();
+        let over = (routing > ROUTING_P99_TARGET_NS).then_some(routing);
+        let over_p = (processing > PROCESSING_P99_TARGET_NS).then_some(processing);
+        (over.is_some() || over_p.is_some()).then_some((over, over_p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_merge_and_keep_exact_sums() {
+        let mut a = Latency::default();
+        let mut b = Latency::default();
+        for ns in [100, 200, 300] {
+            a.record(ns);
+        }
+        b.record(1_000_000);
+        a.merge(&b);
+        assert_eq!(a.count(), 4);
+        assert_eq!(a.sum_ns, 1_000_600);
+        assert!(a.quantile_ns(1.0) >= 999_000);
+        a.record(u64::MAX / 2); // saturates, never panics
+        assert_eq!(a.count(), 5);
+    }
+
+    #[test]
+    fn the_alert_fires_once_per_window_and_only_over_target() {
+        let mut alert = P99Alert::new(0, ALERT_WINDOW_MS);
+        for _ in 0..100 {
+            alert.record_routing(2 * ROUTING_P99_TARGET_NS);
+            alert.record_processing(1_000);
+        }
+        assert_eq!(alert.check(1), None, "not before the window ends");
+        let window = ALERT_WINDOW_MS * 1_000_000;
+        let (routing, processing) = alert.check(window).unwrap();
+        assert!(routing.unwrap() >= 2 * ROUTING_P99_TARGET_NS - 2_000);
+        assert_eq!(processing, None);
+        assert_eq!(alert.check(window + 1), None, "once per window");
+        alert.record_routing(1_000);
+        assert_eq!(alert.check(3 * window), None, "within target");
+    }
+}

@@ -1,0 +1,159 @@
+//! `GET /metrics`: the ADR-0017 metrics in the Prometheus text format
+//! (version 0.0.4), per shard and per agent instance.
+//!
+//! Latencies are summaries in seconds (quantiles 0.5, 0.9, 0.99, 0.999, with
+//! exact `_sum` and `_count`); counters end in `_total`; sizes are bytes.
+//! Network bandwidth is exposed as byte counters (`rate()` gives the
+//! bandwidth), the Prometheus way of keeping a gauge that cannot miss bytes.
+
+use std::fmt::Write;
+
+use caxton_shards::metrics::Latency;
+use caxton_shards::ShardStats;
+
+/// Figures of the node process itself.
+pub struct NodeFigures {
+    pub resident_bytes: u64,
+    pub cpu_seconds: f64,
+    pub api_received_bytes: u64,
+    pub api_sent_bytes: u64,
+    pub agents: usize,
+}
+
+impl NodeFigures {
+    /// Reads resident memory and CPU time of this process from /proc.
+    pub fn read_process() -> (u64, f64) {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let rss = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0) * page;
+        // Fields 14 and 15 of /proc/self/stat, after the parenthesised name.
+        let cpu = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+            })
+            .unwrap_or(0.0);
+        (rss, cpu)
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn summary(&mut self, name: &str, labels: &str, l: &Latency) {
+        for q in ["0.5", "0.9", "0.99", "0.999"] {
+            let v = l.quantile_ns(q.parse().unwrap()) as f64 / 1e9;
+            self.sample(name, &format!("{labels},quantile=\"{q}\""), v);
+        }
+        self.sample(&format!("{name}_sum"), labels, l.sum_ns as f64 / 1e9);
+        self.sample(&format!("{name}_count"), labels, l.count());
+    }
+}
+
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
+    let mut o = Out(String::with_capacity(16 * 1024));
+    let latency: [(&str, &str, fn(&ShardStats) -> Vec<(&'static str, &Latency)>); 3] = [
+        ("caxton_routing_latency_seconds", "Time from an agent's send to the start of the receiving handler.", |s| {
+            vec![("local", &s.latencies.routing_local), ("remote", &s.latencies.routing_remote)]
+        }),
+        ("caxton_processing_latency_seconds", "Time from dequeue to the handler's return.", |s| vec![("", &s.latencies.processing)]),
+        ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| {
+            vec![("", &s.latencies.end_to_end)]
+        }),
+    ];
+    for (name, help, pick) in latency {
+        o.family(name, "summary", help);
+        for s in shards {
+            for (path, l) in pick(s) {
+                let labels = if path.is_empty() { format!("shard=\"{}\"", s.shard) } else { format!("shard=\"{}\",path=\"{path}\"", s.shard) };
+                o.summary(name, &labels, l);
+            }
+        }
+    }
+    let counters: [(&str, &str, fn(&ShardStats) -> u64); 8] = [
+        ("caxton_messages_processed_total", "Messages handed to agent handlers.", |s| s.handled),
+        ("caxton_agent_errors_total", "Handler calls that returned non-zero.", |s| s.errors),
+        ("caxton_agent_crashes_total", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
+        ("caxton_messages_routed_local_total", "Messages routed to an agent on the same shard.", |s| s.routed_local),
+        ("caxton_messages_routed_remote_total", "Messages sent to another shard.", |s| s.routed_remote),
+        ("caxton_messages_received_remote_total", "Messages received from another shard.", |s| s.received_remote),
+        ("caxton_shard_wakeups_total", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
+        ("caxton_routing_busy_total", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
+    ];
+    for (name, help, get) in counters {
+        o.family(name, "counter", help);
+        for s in shards {
+            o.sample(name, &format!("shard=\"{}\"", s.shard), get(s));
+        }
+    }
+    o.family("caxton_routing_errors_total", "counter", "Sends refused by the router, by kind.");
+    for s in shards {
+        o.sample("caxton_routing_errors_total", &format!("shard=\"{}\",kind=\"busy\"", s.shard), s.busy);
+        o.sample("caxton_routing_errors_total", &format!("shard=\"{}\",kind=\"unknown_receiver\"", s.shard), s.not_found);
+    }
+    o.family("caxton_messages_dropped_total", "counter", "Messages not delivered (dead letters), by reason.");
+    for s in shards {
+        for (reason, n) in &s.dead_letters {
+            o.sample("caxton_messages_dropped_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
+        }
+    }
+    o.family("caxton_abi_refusals_total", "counter", "Host calls refused for bad arguments, by result code.");
+    for s in shards {
+        for (code, n) in [("invalid", s.abi_invalid), ("too_large", s.abi_too_large), ("over_limit", s.abi_over_limit)] {
+            o.sample("caxton_abi_refusals_total", &format!("shard=\"{}\",code=\"{code}\"", s.shard), n);
+        }
+    }
+    let gauges: [(&str, &str, fn(&ShardStats) -> u64); 3] = [
+        ("caxton_agents_active", "Agent instances running on the shard.", |s| s.instances as u64),
+        ("caxton_queue_depth_messages", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
+        ("caxton_agent_memory_bytes", "Linear memory of the shard's agent instances.", |s| s.instance_stats.iter().map(|i| i.memory_bytes).sum()),
+    ];
+    for (name, help, get) in gauges {
+        o.family(name, "gauge", help);
+        for s in shards {
+            o.sample(name, &format!("shard=\"{}\"", s.shard), get(s));
+        }
+    }
+    let per_instance: [(&str, &str, fn(&caxton_shards::InstanceStats) -> u64); 3] = [
+        ("caxton_agent_instance_messages_total", "Messages handled by one agent instance.", |i| i.handled),
+        ("caxton_agent_instance_errors_total", "Handler errors of one agent instance.", |i| i.errors),
+        ("caxton_agent_instance_crashes_total", "Traps of one agent instance.", |i| i.crashes),
+    ];
+    for (name, help, get) in per_instance {
+        o.family(name, "counter", help);
+        for s in shards {
+            for i in &s.instance_stats {
+                o.sample(name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), get(i));
+            }
+        }
+    }
+    o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
+    o.sample("caxton_agents_deployed", "", node.agents);
+    o.family("caxton_api_network_bytes_total", "counter", "Bytes of REST API bodies, by direction.");
+    o.sample("caxton_api_network_bytes_total", "direction=\"received\"", node.api_received_bytes);
+    o.sample("caxton_api_network_bytes_total", "direction=\"sent\"", node.api_sent_bytes);
+    o.family("process_resident_memory_bytes", "gauge", "Resident memory of the node process.");
+    o.sample("process_resident_memory_bytes", "", node.resident_bytes);
+    o.family("process_cpu_seconds_total", "counter", "CPU time of the node process, user and system.");
+    o.sample("process_cpu_seconds_total", "", node.cpu_seconds);
+    o.0
+}
