@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caxton_shards::agent::host::{IdGen, API_ORIGIN};
-use caxton_shards::agent::{compile, to_wasm_binary, AgentLimits};
+use caxton_shards::agent::{compile, to_wasm_binary, AgentLimits, CompiledAgent};
 use caxton_shards::command::Reply;
 use caxton_shards::envelope::{is_agent_name, Header};
 use caxton_shards::limits::{AGENT_INSTANCES_MAX, API_NAME_PREFIX};
@@ -23,22 +23,24 @@ use caxton_shards::placement::{instance_for, shard_of};
 use caxton_shards::router::RouteError;
 use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle, ShardStats};
 use tokio::sync::{mpsc, oneshot};
-use wasmer::Engine;
 
+use crate::admission::Admission;
 use crate::api::error::ApiError;
 use crate::catalog::Catalog;
 
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
     pub instances: u32,
+    /// Memory charged per instance by admission control.
+    pub charge_each: u64,
     /// Shard of each instance, by instance index.
     pub shards: Vec<usize>,
 }
 
 pub struct Control {
     shards: Vec<ShardHandle>,
-    engine: Engine,
     limits: AgentLimits,
+    admission: Mutex<Admission>,
     catalog: Mutex<Catalog>,
     agents: Mutex<HashMap<String, AgentRecord>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Message>>>,
@@ -68,11 +70,11 @@ pub struct Outgoing {
 }
 
 impl Control {
-    pub fn new(shards: Vec<ShardHandle>, engine: Engine, limits: AgentLimits, catalog: Catalog, boot_epoch: u64) -> Control {
+    pub fn new(shards: Vec<ShardHandle>, limits: AgentLimits, admission: Admission, catalog: Catalog, boot_epoch: u64) -> Control {
         Control {
             shards,
-            engine,
             limits,
+            admission: Mutex::new(admission),
             catalog: Mutex::new(catalog),
             agents: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -112,8 +114,8 @@ impl Control {
         Ok(out)
     }
 
-    fn record_for(&self, name: &str, instances: u32) -> AgentRecord {
-        AgentRecord { instances, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
+    fn record_for(&self, name: &str, instances: u32, charge_each: u64) -> AgentRecord {
+        AgentRecord { instances, charge_each, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
     }
 
     /// Deploys a module under `name` (rule 2).
@@ -128,22 +130,27 @@ impl Control {
         if self.agents.lock().unwrap().contains_key(name) {
             return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
         }
-        let (engine, limits) = (self.engine.clone(), self.limits);
+        let limits = self.limits;
         let compiled = tokio::task::spawn_blocking(move || {
             let wasm = to_wasm_binary(&body)?.into_owned();
-            compile(&engine, &wasm, &limits).map(|m| (m, wasm))
+            compile(&wasm, &limits).map(|m| (m, wasm))
         })
         .await
         .map_err(|e| ApiError::internal(format!("compiler task failed: {e}")))?;
         let (module, wasm) = compiled.map_err(|e| ApiError::bad_request("invalid_module", e.0))?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-        let record = self.record_for(name, instances);
+        let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
+        let record = self.record_for(name, instances, each);
         {
             let mut agents = self.agents.lock().unwrap();
             if agents.contains_key(name) {
                 return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
             }
-            self.catalog.lock().unwrap().insert(name, instances, &wasm).map_err(|e| ApiError::internal(format!("catalog write failed: {e}")))?;
+            self.admission.lock().unwrap().admit(name, instances, each).map_err(ApiError::over_capacity)?;
+            if let Err(e) = self.catalog.lock().unwrap().insert(name, instances, &wasm) {
+                self.admission.lock().unwrap().release(instances, each);
+                return Err(ApiError::internal(format!("catalog write failed: {e}")));
+            }
             agents.insert(name.to_string(), record.clone());
         }
         match self.start_everywhere(name, module, instances, false).await {
@@ -155,7 +162,7 @@ impl Control {
         }
     }
 
-    async fn start_everywhere(&self, name: &str, module: wasmer::Module, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, ApiError> {
+    async fn start_everywhere(&self, name: &str, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, ApiError> {
         let name: Arc<str> = name.into();
         let results = self
             .ask_all(|reply| Command::Deploy { name: name.clone(), module: module.clone(), instances, restore, reply })
@@ -181,7 +188,9 @@ impl Control {
         let shared: Arc<str> = name.into();
         let _ = self.ask_all(|reply| Command::Undeploy { name: shared.clone(), reply }).await;
         let _ = self.catalog.lock().unwrap().remove(name);
-        self.agents.lock().unwrap().remove(name);
+        if let Some(r) = self.agents.lock().unwrap().remove(name) {
+            self.admission.lock().unwrap().release(r.instances, r.charge_each);
+        }
     }
 
     pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
@@ -197,8 +206,16 @@ impl Control {
         let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
         let count = stored.len();
         for agent in stored {
-            let module = compile(&self.engine, &agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
-            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances));
+            let module = compile(&agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
+            let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
+            if let Err(e) = self.admission.lock().unwrap().admit(&agent.name, agent.instances, each) {
+                // Admitted before the restart: keep it, but say the node is over.
+                tracing::warn!(agent = agent.name, "restored agent is over the node's limits: {e}");
+                let mut a = self.admission.lock().unwrap();
+                a.agents += agent.instances as usize;
+                a.charged += agent.instances as u64 * each;
+            }
+            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
             self.start_everywhere(&agent.name, module, agent.instances, true).await.map_err(|e| format!("agent {}: {}", agent.name, e.message))?;
         }
         Ok(count)

@@ -1,16 +1,17 @@
 //! The `caxton` command: `serve` runs a node; the other commands talk to one.
 
+mod admission;
 mod api;
 mod catalog;
 mod client;
+mod config;
 mod control;
 mod node;
 mod top;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use client::{Client, Failure, EXIT_USAGE};
@@ -24,7 +25,7 @@ struct Cli {
     command: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy)]
 enum LogFormat {
     Human,
     Json,
@@ -33,32 +34,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node: one pinned shard per core, and the REST API.
-    Serve {
-        /// Shards to run, one pinned per core (default: every core this process may use).
-        #[arg(long)]
-        cores: Option<usize>,
-        /// Where the node keeps its catalog and each shard's SQLite database.
-        #[arg(long, default_value = "caxton-data")]
-        data_dir: PathBuf,
-        /// Address of the REST API. A non-loopback address requires --api-token.
-        #[arg(long, default_value = DEFAULT_API)]
-        api: SocketAddr,
-        /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
-        #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
-        api_token: Option<String>,
-        /// How long an idle shard polls its queues before it parks, in microseconds.
-        #[arg(long, default_value_t = caxton_shards::limits::SPIN_BEFORE_PARK_US)]
-        spin_before_park_us: u64,
-        /// Messages each agent instance's mailbox holds; past it senders get "busy".
-        #[arg(long, default_value_t = caxton_shards::limits::MAILBOX_MESSAGES_MAX)]
-        mailbox_messages_max: usize,
-        /// Window of the p99 alert: a warning is logged at most once per window.
-        #[arg(long, default_value_t = caxton_shards::metrics::ALERT_WINDOW_MS)]
-        alert_window_ms: u64,
-        /// Log format.
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
-    },
+    Serve(config::ServeArgs),
     /// Deploy, list and stop agents.
     Agent {
         #[command(subcommand)]
@@ -139,22 +115,22 @@ fn init_logging(format: LogFormat) {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Serve { cores, data_dir, api, api_token, spin_before_park_us, mailbox_messages_max, alert_window_ms, log_format } => {
-            init_logging(log_format);
-            let mut config = node::ServeConfig::new(data_dir, api);
-            config.cores = cores;
-            config.api_token = api_token.filter(|t| !t.is_empty());
-            config.tuning.spin_before_park = std::time::Duration::from_micros(spin_before_park_us);
-            config.tuning.mailbox_messages_max = mailbox_messages_max.max(1);
-            config.tuning.alert_window_ms = alert_window_ms.max(1);
-            match node::serve(config) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("caxton serve: {e}");
-                    1
+        Cmd::Serve(args) => match args.resolve() {
+            Err(e) => {
+                eprintln!("caxton serve: {e}");
+                EXIT_USAGE
+            }
+            Ok((config, log_format)) => {
+                init_logging(if log_format == "json" { LogFormat::Json } else { LogFormat::Human });
+                match node::serve(config) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("caxton serve: {e}");
+                        1
+                    }
                 }
             }
-        }
+        },
         Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
         Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
         Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),

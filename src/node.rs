@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use caxton_shards::agent::{new_engine, AgentLimits};
+use caxton_shards::agent::AgentLimits;
 use caxton_shards::executor::{self, allowed_cpus};
 use caxton_shards::limits::API_REPLIES_MAX;
 use caxton_shards::shard::ShardTuning;
+
+use crate::admission::{Admission, MemoryLimits};
 use caxton_shards::storage::{shard_db_path, Checkpointer, StorageConfig};
 use caxton_shards::ShardsConfig;
 
@@ -23,6 +25,9 @@ use crate::api::{self, Api};
 use crate::catalog::Catalog;
 use crate::control::Control;
 
+/// Everything `caxton serve` runs with; `config::ServeArgs::resolve` fills
+/// it from flags, the config file and the defaults.
+#[derive(Debug)]
 pub struct ServeConfig {
     pub cores: Option<usize>,
     pub data_dir: PathBuf,
@@ -31,20 +36,10 @@ pub struct ServeConfig {
     pub tuning: ShardTuning,
     pub storage: StorageConfig,
     pub limits: AgentLimits,
-}
-
-impl ServeConfig {
-    pub fn new(data_dir: PathBuf, api: SocketAddr) -> ServeConfig {
-        ServeConfig {
-            cores: None,
-            data_dir,
-            api,
-            api_token: None,
-            tuning: ShardTuning::default(),
-            storage: StorageConfig::default(),
-            limits: AgentLimits::default(),
-        }
-    }
+    pub memory: MemoryLimits,
+    pub memory_budget: u64,
+    pub max_agents: usize,
+    pub max_connections: usize,
 }
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
@@ -60,12 +55,19 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         return Err(format!("--cores {cores}: this process may run on {} cores ({allowed:?}); choose 1 to {}", allowed.len(), allowed.len().min(255)));
     }
     let cpus = allowed[..cores].to_vec();
+    raise_open_files_limit(config.max_connections);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     let listener = std::net::TcpListener::bind(config.api).map_err(|e| format!("cannot bind the API to {}: {e}", config.api))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
+    tracing::info!(
+        memory_budget_bytes = config.memory_budget,
+        charge_per_agent_bytes = config.memory.per_agent(),
+        agents_that_fit = config.memory.max_agents_for_memory(config.memory_budget).min(config.max_agents),
+        max_agents = config.max_agents,
+        "admission control"
+    );
 
-    let engine = new_engine(config.limits);
     let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(API_REPLIES_MAX);
     let sink: caxton_shards::router::ApiSink = Arc::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner()));
     let shards = executor::start(
@@ -73,7 +75,6 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             cpus: cpus.clone(),
             data_dir: config.data_dir.clone(),
             storage: config.storage.clone(),
-            engine: engine.clone(),
             boot_epoch,
             tuning: config.tuning,
         },
@@ -82,14 +83,14 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     let paths = (0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect();
     Checkpointer::spawn(paths, config.storage.clone()).map_err(|e| format!("cannot start the checkpointer: {e}"))?;
 
-    let control = Arc::new(Control::new(shards, engine, config.limits, catalog, boot_epoch));
+    let control = Arc::new(Control::new(shards, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
         let restored = control.restore().await?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         tracing::info!(api = %config.api, cores, ?cpus, data_dir = %config.data_dir.display(), restored_agents = restored, "caxton node serving");
-        let api = Arc::new(Api::new(control.clone(), config.api_token));
+        let api = Arc::new(Api::new(control.clone(), config.api_token, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener));
         wait_for_signal().await;
         tracing::info!("stopping: shards commit and stop");
@@ -97,6 +98,28 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         control.stop().await;
         Ok::<(), String>(())
     })
+}
+
+/// Raises the open-files soft limit to the hard one: every API connection
+/// is a file descriptor.
+fn raise_open_files_limit(max_connections: usize) {
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    let soft = unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    if (soft as usize) < max_connections + 256 {
+        tracing::warn!(open_files_limit = soft, max_connections, "the open-files limit is below --max-connections; connections past it will fail to be accepted (raise `ulimit -n`)");
+    }
 }
 
 async fn wait_for_signal() {

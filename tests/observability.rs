@@ -71,7 +71,7 @@ fn metrics_count_known_traffic_and_pass_promtool() {
 
 #[test]
 fn a_p99_over_target_is_warned_once_per_window_naming_figure_and_target() {
-    let node = Node::start_with(1, &["--alert-window-ms", "300"]);
+    let node = Node::start_with(1, &["--alert-window-ms", "300", "--execution-time-slice-ms", "2000"]);
     assert_eq!(node.deploy("sluggish", "tests/agents/sluggish.wat", 1).0, 201);
     assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     for _ in 0..5 {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use wasmer::Module;
+use crate::agent::CompiledAgent;
 
 use crate::envelope::Message;
 use crate::router::RouteError;
@@ -15,7 +15,7 @@ pub enum Command {
     /// Adds `name` to the directory and starts the instances placed here.
     /// With `restore`, an instance that fails to start is logged and retried
     /// on its next message instead of failing the deploy (node restart).
-    Deploy { name: Arc<str>, module: Module, instances: u32, restore: bool, reply: Reply<Result<Vec<InstanceReport>, String>> },
+    Deploy { name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool, reply: Reply<Result<Vec<InstanceReport>, String>> },
     /// Removes `name`: its instances stop, its mail becomes dead letters, its
     /// state is deleted.
     Undeploy { name: Arc<str>, reply: Reply<()> },
@@ -42,6 +42,7 @@ pub struct InstanceStats {
     pub handled: u64,
     pub errors: u64,
     pub crashes: u64,
+    pub timeouts: u64,
     pub queued: usize,
     pub memory_bytes: u64,
     pub running: bool,
@@ -55,6 +56,7 @@ pub struct ShardStats {
     pub handled: u64,
     pub errors: u64,
     pub crashes: u64,
+    pub timeouts: u64,
     pub routed_local: u64,
     pub routed_remote: u64,
     pub received_remote: u64,

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use glommio::{LocalExecutorBuilder, Placement};
-use wasmer::Engine;
 
 use crate::command::Command;
 use crate::limits::CONTROL_COMMANDS_MAX;
@@ -78,7 +77,6 @@ pub struct ShardsConfig {
     pub cpus: Vec<usize>,
     pub data_dir: PathBuf,
     pub storage: StorageConfig,
-    pub engine: Engine,
     pub boot_epoch: u64,
     pub tuning: ShardTuning,
 }
@@ -131,7 +129,6 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             index,
             data_dir: config.data_dir.clone(),
             storage: config.storage.clone(),
-            engine: config.engine.clone(),
             mesh,
             control: control_rx,
             bell: bells[index].clone(),

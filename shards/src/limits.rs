@@ -61,6 +61,30 @@ pub const AGENT_STACK_BYTES_MAX: usize = 1024 * 1024;
 /// refused at deploy.
 pub const AGENT_TABLE_ELEMENTS_MAX: u32 = 10_000;
 
+/// CPU one handler call may use, in milliseconds of metered work (ADR-0017
+/// `execution_time_slice`, 10 ms). Enforced with fuel: every WebAssembly
+/// operator costs one point and a call gets
+/// `EXECUTION_TIME_SLICE_MS * FUEL_PER_MS` points. Exceeded: the call traps,
+/// is counted as a timeout, its effects are rolled back and the instance is
+/// recreated; the shard goes on with the next message.
+pub const EXECUTION_TIME_SLICE_MS: u64 = 10;
+
+/// Fuel points per millisecond of handler CPU: the operators per
+/// millisecond a metered cranelift loop ran on the project's 2-core
+/// machines (`fuel_calibration` measured 13.2 M for a memory-touching loop
+/// and 15.2 M for a counting loop; the lower one is used, so a slice never
+/// runs longer than its time). Host calls are charged too
+/// ([`HOST_CALL_FUEL`], [`STATE_CALL_FUEL`]).
+pub const FUEL_PER_MS: u64 = 13_000_000;
+
+/// Fuel a host call costs, plus one point per 8 bytes it copies: about the
+/// CPU the call takes (a microsecond is 13,000 points).
+pub const HOST_CALL_FUEL: u64 = 2_000;
+
+/// Fuel a `state_*` call or a `log` line costs: a SQLite statement or a
+/// formatted log event takes a few microseconds.
+pub const STATE_CALL_FUEL: u64 = 30_000;
+
 /// WebAssembly page size, in bytes.
 pub const WASM_PAGE_BYTES: usize = 64 * 1024;
 
@@ -92,9 +116,16 @@ pub const MAILBOX_MESSAGES_MAX: usize = 1024;
 /// array; 40 bytes a slot). Full: messages wait in the sender's outbox.
 pub const MESH_CHANNEL_MESSAGES_MAX: usize = 8192;
 
-/// Messages a shard holds for one peer shard beyond its channel (sent in this
-/// tick, or waiting for room). Exceeded: `send` returns -2 (busy).
-pub const PEER_OUTBOX_MESSAGES_MAX: usize = 8192;
+/// Messages waiting in all the mailboxes of a node (ADR-0017
+/// `max_message_queue_depth`). Each shard holds at most its 1/N share.
+/// Memory: the messages themselves (at least 45 bytes each) plus a 40-byte
+/// slot. Exceeded: `send` returns -2, the REST API answers 429.
+pub const NODE_QUEUED_MESSAGES_MAX: usize = 1_000_000;
+
+/// Messages in transit between shards: staged for, waiting for, or inside
+/// a shard-to-shard channel (ADR-0017 `max_concurrent_messages`). Each
+/// ordered pair of shards gets an equal share. Exceeded: `send` returns -2.
+pub const NODE_IN_FLIGHT_MESSAGES_MAX: usize = 100_000;
 
 /// Control commands (deploy, deliver from the API, stats) queued for a shard.
 /// Exceeded: the API answers 503.
@@ -136,6 +167,33 @@ pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 10_000;
 /// WAL size after which the checkpointer truncates it, in bytes (ADR-0017,
 /// 100 MB). Also set as `journal_size_limit`.
 pub const WAL_SIZE_BYTES_MAX: u64 = 100 * 1000 * 1000;
+
+// ---------------------------------------------------------------- node (ADR-0017)
+
+/// The node itself, in bytes (ADR-0017 `base_memory`, 100 MB): the first
+/// term of the admission formula.
+pub const BASE_MEMORY_BYTES: u64 = 100 * 1000 * 1000;
+
+/// Message buffers, in bytes (ADR-0017 `message_buffer_size`, 500 MB): the
+/// last term of the admission formula.
+pub const MESSAGE_BUFFER_BYTES: u64 = 500 * 1000 * 1000;
+
+/// Memory charged per agent instance beyond heap and stack, in bytes
+/// (ADR-0017 `per_agent_overhead`, 2 MB). docs/LIMITS.md gives the figure
+/// measured here, so operators can set `--agent-overhead` from a fact.
+pub const AGENT_OVERHEAD_BYTES: u64 = 2 * 1000 * 1000;
+
+/// Agent instances per node (ADR-0017 `max_agents`). Exceeded: deploy
+/// answers 507 naming `--max-agents`.
+pub const AGENTS_MAX: usize = 10_000;
+
+/// Open REST API connections (ADR-0017 `max_connections`). Each is a file
+/// descriptor and a task of a few KiB. Exceeded: the next connection gets
+/// 503 with `Connection: close` at once.
+pub const API_CONNECTIONS_MAX: usize = 10_000;
+
+/// Longest a REST caller may wait for a reply, in milliseconds.
+pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 
 // ---------------------------------------------------------------- derived checks
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::envelope::Message;
-use crate::limits::{API_NAME_PREFIX, PEER_OUTBOX_MESSAGES_MAX};
+use crate::limits::API_NAME_PREFIX;
 use crate::mesh::{Doorbell, MeshEnds};
 use crate::placement::{instance_for, shard_of};
 
@@ -53,13 +53,15 @@ pub enum DeadLetter {
     CrashedHandler,
     Undeployed,
     ApiUnavailable,
+    TimedOut,
 }
 
-pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 4] = [
+pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 5] = [
     (DeadLetter::UnknownReceiver, "unknown_receiver"),
     (DeadLetter::CrashedHandler, "crashed_handler"),
     (DeadLetter::Undeployed, "undeployed"),
     (DeadLetter::ApiUnavailable, "api_unavailable"),
+    (DeadLetter::TimedOut, "timed_out"),
 ];
 
 /// Hands replies addressed to `@api/...` to the node's API.
@@ -74,7 +76,31 @@ pub struct RouterCounters {
     pub busy: u64,
     /// Sends refused because no agent has the receiver's name.
     pub not_found: u64,
-    pub dead_letters: [u64; 4],
+    pub dead_letters: [u64; 5],
+}
+
+/// The bounds a router enforces (rule 1), derived from the node's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterLimits {
+    /// Room of each mailbox.
+    pub mailbox_messages_max: usize,
+    /// Messages queued in all of this shard's mailboxes.
+    pub shard_queued_messages_max: usize,
+    /// Messages in transit to one peer shard.
+    pub peer_in_flight_messages_max: usize,
+}
+
+impl RouterLimits {
+    /// Splits the node-wide bounds evenly between `shards` shards.
+    pub fn for_node(shards: usize, mailbox_messages_max: usize, node_queued_max: usize, node_in_flight_max: usize) -> RouterLimits {
+        assert!(shards > 0);
+        let pairs = (shards * (shards - 1)).max(1);
+        RouterLimits {
+            mailbox_messages_max: mailbox_messages_max.max(1),
+            shard_queued_messages_max: (node_queued_max / shards).max(1),
+            peer_in_flight_messages_max: (node_in_flight_max / pairs).max(1),
+        }
+    }
 }
 
 struct Mailbox {
@@ -101,7 +127,10 @@ struct DirEntry {
 pub struct Router {
     shard: usize,
     shards: usize,
-    mailbox_messages_max: usize,
+    limits: RouterLimits,
+    /// Messages in all local mailboxes, and slots reserved in them.
+    queued: usize,
+    reserved_local: usize,
     directory: HashMap<Box<str>, DirEntry>,
     mailboxes: Vec<Mailbox>,
     free_ids: Vec<LocalId>,
@@ -117,16 +146,16 @@ pub struct Router {
 
 impl Router {
     /// Takes the sending ends of the mesh; returns the receiving ends.
-    /// `mailbox_messages_max`: room of each mailbox (default
-    /// [`MAILBOX_MESSAGES_MAX`](crate::limits::MAILBOX_MESSAGES_MAX)).
-    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, mailbox_messages_max: usize) -> (Router, Vec<Option<Receiver<Message>>>) {
+    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, limits: RouterLimits) -> (Router, Vec<Option<Receiver<Message>>>) {
         let shards = mesh.to.len();
         assert!(shard < shards && mesh.bells.len() == shards);
-        assert!(mailbox_messages_max > 0);
+        assert!(limits.mailbox_messages_max > 0 && limits.shard_queued_messages_max > 0);
         let router = Router {
             shard,
             shards,
-            mailbox_messages_max,
+            limits,
+            queued: 0,
+            reserved_local: 0,
             directory: HashMap::new(),
             mailboxes: Vec::new(),
             free_ids: Vec::new(),
@@ -185,6 +214,7 @@ impl Router {
         for &id in &ids {
             let mailbox = &mut self.mailboxes[id as usize];
             let dropped: Vec<Message> = mailbox.queue.drain(..).collect();
+            self.queued -= dropped.len();
             mailbox.open = false;
             mailbox.queued = false;
             for m in &dropped {
@@ -231,16 +261,19 @@ impl Router {
     pub fn reserve(&mut self, dest: Dest) -> Result<(), RouteError> {
         match dest {
             Dest::Local(id) => {
+                let shard_full = self.queued + self.reserved_local >= self.limits.shard_queued_messages_max;
                 let mailbox = &mut self.mailboxes[id as usize];
                 debug_assert!(mailbox.open);
-                if !mailbox.has_room(self.mailbox_messages_max) {
+                if shard_full || !mailbox.has_room(self.limits.mailbox_messages_max) {
                     self.counters.busy += 1;
                     return Err(RouteError::Busy);
                 }
                 mailbox.reserved += 1;
+                self.reserved_local += 1;
             }
             Dest::Peer(p) => {
-                if self.peer_backlog[p].len() + self.peer_reserved[p] >= PEER_OUTBOX_MESSAGES_MAX {
+                let in_channel = self.to_peer[p].as_ref().map_or(0, |tx| tx.len());
+                if self.peer_backlog[p].len() + self.peer_reserved[p] + in_channel >= self.limits.peer_in_flight_messages_max {
                     self.counters.busy += 1;
                     return Err(RouteError::Busy);
                 }
@@ -254,7 +287,10 @@ impl Router {
     /// Gives back room that `reserve` granted for a message never staged.
     pub fn cancel_reservation(&mut self, dest: Dest) {
         match dest {
-            Dest::Local(id) => self.mailboxes[id as usize].reserved -= 1,
+            Dest::Local(id) => {
+                self.mailboxes[id as usize].reserved -= 1;
+                self.reserved_local -= 1;
+            }
             Dest::Peer(p) => self.peer_reserved[p] -= 1,
             Dest::Api => {}
         }
@@ -363,7 +399,8 @@ impl Router {
             // Placement disagrees (the name was redeployed meanwhile).
             return Err((RouteError::UnknownReceiver, message));
         };
-        if !self.mailboxes[id as usize].has_room(self.mailbox_messages_max) {
+        let shard_full = self.queued + self.reserved_local >= self.limits.shard_queued_messages_max;
+        if shard_full || !self.mailboxes[id as usize].has_room(self.limits.mailbox_messages_max) {
             self.counters.busy += 1;
             return Err((RouteError::Busy, message));
         }
@@ -375,6 +412,7 @@ impl Router {
         let mailbox = &mut self.mailboxes[id as usize];
         debug_assert!(mailbox.open);
         mailbox.queue.push_back(message);
+        self.queued += 1;
         if !mailbox.queued {
             mailbox.queued = true;
             self.run_queue.push_back(id);
@@ -391,7 +429,9 @@ impl Router {
     }
 
     pub fn pop_message(&mut self, id: LocalId) -> Option<Message> {
-        self.mailboxes[id as usize].queue.pop_front()
+        let m = self.mailboxes[id as usize].queue.pop_front()?;
+        self.queued -= 1;
+        Some(m)
     }
 
     /// Puts an instance back in the run queue if it still has mail.
@@ -418,7 +458,8 @@ impl Router {
 
     /// Messages waiting in all local mailboxes.
     pub fn queued_messages(&self) -> usize {
-        self.mailboxes.iter().filter(|m| m.open).map(|m| m.queue.len()).sum()
+        debug_assert_eq!(self.queued, self.mailboxes.iter().filter(|m| m.open).map(|m| m.queue.len()).sum::<usize>());
+        self.queued
     }
 }
 
@@ -430,6 +471,27 @@ mod tests {
     use crate::mesh::build_mesh;
     use std::sync::Mutex;
 
+    fn limits(n: usize) -> RouterLimits {
+        RouterLimits::for_node(n, MAILBOX_MESSAGES_MAX, 1_000_000, 100_000)
+    }
+
+    #[test]
+    fn node_bounds_split_evenly_and_bind_a_shard() {
+        let l = RouterLimits::for_node(2, 10, 6, 8);
+        assert_eq!((l.shard_queued_messages_max, l.peer_in_flight_messages_max), (3, 4));
+        let bells: Vec<_> = (0..1).map(|_| Doorbell::new().unwrap().0).collect();
+        let ends = build_mesh(&bells).pop().unwrap();
+        let (mut r, _) = Router::new(0, ends, Arc::new(|m| Err(m)), RouterLimits::for_node(1, 10, 3, 8));
+        r.add_agent("a", 1);
+        r.add_agent("b", 1);
+        r.accept(msg("a", 0)).unwrap();
+        r.accept(msg("b", 0)).unwrap();
+        let dest = r.resolve(b"a", 0, b"s").unwrap();
+        r.reserve(dest).unwrap();
+        assert_eq!(r.reserve(dest), Err(RouteError::Busy), "the shard's queue bound, not the mailbox's");
+        assert_eq!(r.accept(msg("b", 0)).unwrap_err().0, RouteError::Busy);
+    }
+
     fn routers(n: usize) -> (Vec<Router>, Vec<Vec<Option<Receiver<Message>>>>, Arc<Mutex<Vec<Message>>>) {
         let bells: Vec<_> = (0..n).map(|_| Doorbell::new().unwrap().0).collect();
         let api_seen = Arc::new(Mutex::new(Vec::new()));
@@ -437,7 +499,7 @@ mod tests {
         let mut rx = Vec::new();
         for (i, ends) in build_mesh(&bells).into_iter().enumerate() {
             let seen = api_seen.clone();
-            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), MAILBOX_MESSAGES_MAX);
+            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), limits(n));
             rs.push(r);
             rx.push(from);
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
-use wasmer::{Engine, Module};
+use crate::agent::CompiledAgent;
 
 use crate::agent::host::{self, IdGen, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
@@ -27,10 +27,13 @@ use crate::command::{Command, InstanceReport, InstanceStats, ShardStats};
 use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
-use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, SPIN_BEFORE_PARK_US, TICK_DRAIN_MAX, TICK_MESSAGES_MAX};
+use crate::limits::{
+    EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_US,
+    TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
+};
 use crate::metrics::ALERT_WINDOW_MS;
 use crate::mesh::{Doorbell, MeshEnds};
-use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router, DEAD_LETTER_REASONS};
+use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router, RouterLimits, DEAD_LETTER_REASONS};
 use crate::storage::{shard_db_path, ShardStore, StorageConfig};
 
 /// Everything a shard needs, built on the node's thread and sent to the
@@ -39,7 +42,6 @@ pub struct ShardSetup {
     pub index: usize,
     pub data_dir: PathBuf,
     pub storage: StorageConfig,
-    pub engine: Engine,
     pub mesh: MeshEnds,
     pub control: Receiver<Command>,
     pub bell: Arc<Doorbell>,
@@ -57,6 +59,21 @@ pub struct ShardTuning {
     pub mailbox_messages_max: usize,
     /// Window of the p99 alert. Default [`ALERT_WINDOW_MS`] (10 s).
     pub alert_window_ms: u64,
+    /// Messages queued in all mailboxes of the node. Default
+    /// [`NODE_QUEUED_MESSAGES_MAX`] (1,000,000).
+    pub node_queued_messages_max: usize,
+    /// Messages in transit between shards. Default
+    /// [`NODE_IN_FLIGHT_MESSAGES_MAX`] (100,000).
+    pub node_in_flight_messages_max: usize,
+    /// Wall time a tick may spend dispatching before it yields, and one
+    /// instance's share of a tick. Default [`EXECUTION_TIME_SLICE_MS`].
+    pub tick_time_budget: Duration,
+}
+
+impl ShardTuning {
+    pub fn router_limits(&self, shards: usize) -> RouterLimits {
+        RouterLimits::for_node(shards, self.mailbox_messages_max, self.node_queued_messages_max, self.node_in_flight_messages_max)
+    }
 }
 
 impl Default for ShardTuning {
@@ -65,6 +82,9 @@ impl Default for ShardTuning {
             spin_before_park: Duration::from_micros(SPIN_BEFORE_PARK_US),
             mailbox_messages_max: MAILBOX_MESSAGES_MAX,
             alert_window_ms: ALERT_WINDOW_MS,
+            node_queued_messages_max: NODE_QUEUED_MESSAGES_MAX,
+            node_in_flight_messages_max: NODE_IN_FLIGHT_MESSAGES_MAX,
+            tick_time_budget: Duration::from_millis(EXECUTION_TIME_SLICE_MS),
         }
     }
 }
@@ -72,16 +92,16 @@ impl Default for ShardTuning {
 struct LocalAgent {
     name: Arc<str>,
     instance: u32,
-    module: Module,
+    module: CompiledAgent,
     runtime: Option<AgentInstance>,
     handled: u64,
     errors: u64,
     crashes: u64,
+    timeouts: u64,
 }
 
 pub struct Shard {
     index: usize,
-    engine: Engine,
     ctx: Rc<RefCell<ShardCtx>>,
     agents: Vec<Option<LocalAgent>>,
     control: Receiver<Command>,
@@ -90,8 +110,9 @@ pub struct Shard {
     held: Vec<Option<Message>>,
     bell: Arc<Doorbell>,
     spin_before_park: Duration,
+    tick_time_budget: Duration,
     stop: Option<crate::command::Reply<()>>,
-    totals: (u64, u64, u64),
+    totals: (u64, u64, u64, u64),
     latencies: ShardLatencies,
     alert: P99Alert,
 }
@@ -101,14 +122,14 @@ impl Shard {
     pub fn open(setup: ShardSetup) -> Result<Shard, String> {
         let path = shard_db_path(&setup.data_dir, setup.index);
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, setup.tuning.mailbox_messages_max);
+        let limits = setup.tuning.router_limits(setup.mesh.to.len());
+        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits);
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
         let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids)));
         host::install(ctx.clone());
         let peers = inbound.len();
         Ok(Shard {
             index: setup.index,
-            engine: setup.engine,
             ctx,
             agents: Vec::new(),
             control: setup.control,
@@ -116,8 +137,9 @@ impl Shard {
             held: (0..peers).map(|_| None).collect(),
             bell: setup.bell,
             spin_before_park: setup.tuning.spin_before_park,
+            tick_time_budget: setup.tuning.tick_time_budget,
             stop: None,
-            totals: (0, 0, 0),
+            totals: (0, 0, 0, 0),
             latencies: ShardLatencies::default(),
             alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
         })
@@ -263,12 +285,20 @@ impl Shard {
         n
     }
 
+    /// Runs ready instances round-robin. An instance's burst ends after
+    /// [`INSTANCE_BURST_MESSAGES_MAX`] messages or one tick budget of wall
+    /// time, and the tick ends after [`TICK_MESSAGES_MAX`] messages or one
+    /// budget: a CPU-hungry agent delays its neighbours by at most one
+    /// execution time slice.
     fn dispatch(&mut self) -> usize {
         let mut done = 0;
-        while done < TICK_MESSAGES_MAX {
+        let budget_ns = self.tick_time_budget.as_nanos() as u64;
+        let tick_start = now_ns();
+        while done < TICK_MESSAGES_MAX && now_ns() - tick_start < budget_ns {
             let Some(id) = self.ctx.borrow_mut().router.next_ready() else { break };
             let mut burst = 0;
-            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX {
+            let burst_start = now_ns();
+            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now_ns() - burst_start < budget_ns {
                 let Some(message) = self.ctx.borrow_mut().router.pop_message(id) else { break };
                 self.deliver(id, message);
                 burst += 1;
@@ -305,7 +335,7 @@ impl Shard {
     /// Instantiates and initialises the instance in slot `id`.
     fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
         let agent = self.agents[id as usize].as_mut().expect("live slot");
-        let mut runtime = AgentInstance::new(&self.engine, &agent.module, agent.name.clone(), agent.instance)?;
+        let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance)?;
         let (name, instance) = (agent.name.clone(), agent.instance);
         let mark = self.call_begin(0);
         let outcome = runtime.init();
@@ -317,6 +347,7 @@ impl Shard {
             }
             Outcome::AgentError(code) => Err(format!("caxton_init of {name}[{instance}] returned {code}")),
             Outcome::Trap(why) => Err(format!("caxton_init of {name}[{instance}] trapped: {why}")),
+            Outcome::Timeout => Err(format!("caxton_init of {name}[{instance}] ran past its execution time slice")),
         }
     }
 
@@ -335,7 +366,7 @@ impl Shard {
         let started = now_ns();
         let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
         let ended = now_ns();
-        let completed = !matches!(outcome, Outcome::Trap(_));
+        let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
         self.call_end(mark, completed);
         self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
@@ -351,12 +382,20 @@ impl Shard {
                 self.totals.1 += 1;
                 tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler returned an error");
             }
-            Outcome::Trap(why) => {
-                agent.crashes += 1;
-                self.totals.2 += 1;
+            Outcome::Trap(_) | Outcome::Timeout => {
                 agent.runtime = None;
-                tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "agent trapped: {why}; recreating it");
-                self.ctx.borrow_mut().router.dead_letter(DeadLetter::CrashedHandler, &message);
+                let reason = if let Outcome::Trap(why) = outcome {
+                    agent.crashes += 1;
+                    self.totals.2 += 1;
+                    tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "agent trapped: {why}; recreating it");
+                    DeadLetter::CrashedHandler
+                } else {
+                    agent.timeouts += 1;
+                    self.totals.3 += 1;
+                    tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "handler ran past its execution time slice; stopped, recreating the instance");
+                    DeadLetter::TimedOut
+                };
+                self.ctx.borrow_mut().router.dead_letter(reason, &message);
                 if let Err(e) = self.start_instance(id) {
                     tracing::warn!(shard = self.index, error = %e, "recreating a crashed instance failed; retrying on its next message");
                 }
@@ -381,7 +420,7 @@ impl Shard {
         self.alert.record_processing(processing);
     }
 
-    fn deploy(&mut self, name: Arc<str>, module: Module, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
+    fn deploy(&mut self, name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
         let mark = self.ctx.borrow().router.staged_mark();
         let made = self.ctx.borrow_mut().router.add_agent(&name, instances);
         let mut reports = Vec::with_capacity(made.len());
@@ -399,6 +438,7 @@ impl Shard {
                 handled: 0,
                 errors: 0,
                 crashes: 0,
+                timeouts: 0,
             });
             if let Err(e) = self.start_instance(id) {
                 if !restore {
@@ -436,6 +476,7 @@ impl Shard {
                 handled: a.handled,
                 errors: a.errors,
                 crashes: a.crashes,
+                timeouts: a.timeouts,
                 queued: ctx.router.queued_in(id as LocalId),
                 memory_bytes: a.runtime.as_ref().map_or(0, |r| r.memory_bytes()),
                 running: a.runtime.is_some(),
@@ -453,6 +494,7 @@ impl Shard {
             handled: self.totals.0,
             errors: self.totals.1,
             crashes: self.totals.2,
+            timeouts: self.totals.3,
             routed_local: c.routed_local,
             routed_remote: c.routed_remote,
             received_remote: c.received_remote,

@@ -29,6 +29,11 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// The node has no room for what was asked (admission control).
+    pub fn over_capacity(message: String) -> ApiError {
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "over_capacity", message)
+    }
+
     pub fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }

@@ -13,7 +13,7 @@ mod json;
 mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +26,11 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use caxton_shards::limits::{CONTENT_BYTES_MAX, MODULE_BYTES_MAX};
+use caxton_shards::limits::{CONTENT_BYTES_MAX, MODULE_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
 
 use crate::control::Control;
 use error::ApiError;
 
-/// Longest a caller may wait for a reply, in milliseconds.
-pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// Largest `POST /v1/messages` body: base64 content plus the other fields.
 const MESSAGE_BODY_BYTES_MAX: usize = CONTENT_BYTES_MAX / 3 * 4 + 64 * 1024;
@@ -42,11 +40,23 @@ pub struct Api {
     pub token: Option<String>,
     pub received_bytes: AtomicU64,
     pub sent_bytes: AtomicU64,
+    /// Open connections, and their limit (`--max-connections`).
+    connections: AtomicUsize,
+    connections_max: usize,
 }
 
 impl Api {
-    pub fn new(control: Arc<Control>, token: Option<String>) -> Api {
-        Api { control, token, received_bytes: AtomicU64::new(0), sent_bytes: AtomicU64::new(0) }
+    pub fn new(control: Arc<Control>, token: Option<String>, connections_max: usize) -> Api {
+        Api { control, token, received_bytes: AtomicU64::new(0), sent_bytes: AtomicU64::new(0), connections: AtomicUsize::new(0), connections_max }
+    }
+}
+
+/// Decrements the open-connection count when a connection ends.
+struct ConnectionSlot(Arc<Api>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -63,7 +73,26 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let api = api.clone();
+        let over = api.connections.fetch_add(1, Ordering::Relaxed) >= api.connections_max;
+        let slot = ConnectionSlot(api.clone());
+        if over {
+            // Refuse cleanly: one 503 answer, then close (never hang).
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = service_fn(|_req| async {
+                    let e = ApiError::busy("the node is at --max-connections; retry later");
+                    let mut resp = json_response(e.status, &e.body());
+                    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
+                    resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            });
+            continue;
+        }
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(&api, req, peer).await) }

@@ -1,5 +1,5 @@
-//! The node's one wasmer engine, its tunables, and the checks a module must
-//! pass before it may be deployed.
+//! Compiling agents: the engine, its tunables and fuel metering, and the
+//! checks a module must pass before it may be deployed.
 //!
 //! Rules:
 //! 1. Linear memories are `Dynamic` (explicit bounds checks, no 8 GiB address
@@ -7,14 +7,20 @@
 //!    Memory and table maximums are clamped to the agent limits, so growth
 //!    past them fails inside the agent and the node is unharmed.
 //! 2. A module is compiled once per node; instances are made per shard.
+//! 3. Every operator costs one fuel point; a call that runs out traps. The
+//!    metering middleware can serve one module only, so each module gets an
+//!    engine of its own ([`CompiledAgent`]), and its instances' stores use it.
 
 use std::ptr::NonNull;
 
 use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
-use wasmer::sys::{Cranelift, EngineBuilder, Tunables};
+use std::sync::Arc;
+
+use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
+use wasmer_middlewares::Metering;
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
 
-use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, WASM_PAGE_BYTES};
+use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, WASM_PAGE_BYTES};
 
 /// Per-agent resource limits applied by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,9 @@ pub struct AgentLimits {
     pub stack_bytes_max: usize,
     /// Table elements. Default [`AGENT_TABLE_ELEMENTS_MAX`].
     pub table_elements_max: u32,
+    /// CPU per handler call, in ms of metered work. Default
+    /// [`EXECUTION_TIME_SLICE_MS`].
+    pub execution_time_slice_ms: u64,
 }
 
 impl Default for AgentLimits {
@@ -33,6 +42,7 @@ impl Default for AgentLimits {
             memory_bytes_max: AGENT_MEMORY_BYTES_MAX,
             stack_bytes_max: AGENT_STACK_BYTES_MAX,
             table_elements_max: AGENT_TABLE_ELEMENTS_MAX,
+            execution_time_slice_ms: EXECUTION_TIME_SLICE_MS,
         }
     }
 }
@@ -40,6 +50,11 @@ impl Default for AgentLimits {
 impl AgentLimits {
     pub fn memory_pages_max(&self) -> u32 {
         (self.memory_bytes_max / WASM_PAGE_BYTES) as u32
+    }
+
+    /// Fuel points one call may burn (rule 3).
+    pub fn fuel_per_call(&self) -> u64 {
+        self.execution_time_slice_ms.max(1) * FUEL_PER_MS
     }
 }
 
@@ -114,9 +129,23 @@ impl Tunables for AgentTunables {
     }
 }
 
-/// Builds the node's engine: cranelift, with the agent limits of rule 1.
-pub fn new_engine(limits: AgentLimits) -> Engine {
-    let mut engine = EngineBuilder::new(Cranelift::default()).engine();
+/// A module compiled for agents, with the engine its instances must use
+/// (rule 3). Cheap to clone.
+#[derive(Clone)]
+pub struct CompiledAgent {
+    pub engine: Engine,
+    pub module: Module,
+    pub fuel_per_call: u64,
+    /// The maximum memory the module itself declares, in bytes, if any.
+    pub declared_memory_max: Option<u64>,
+}
+
+/// Builds an engine for one module: cranelift with fuel metering, and the
+/// agent limits of rule 1.
+fn engine_for_one_module(limits: AgentLimits) -> Engine {
+    let mut compiler = Cranelift::default();
+    compiler.push_middleware(Arc::new(Metering::new(limits.fuel_per_call(), |_: &wasmer::wasmparser::Operator| 1)));
+    let mut engine = EngineBuilder::new(compiler).engine();
     engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
     Engine::from(engine)
 }
@@ -154,10 +183,15 @@ pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleE
 }
 
 /// Compiles a module and checks it against the ABI (rule 2).
-pub fn compile(engine: &Engine, wasm: &[u8], limits: &AgentLimits) -> Result<Module, ModuleError> {
-    let module = Module::new(engine, wasm).map_err(|e| ModuleError(format!("invalid module: {e}")))?;
+pub fn compile(wasm: &[u8], limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
+    let engine = engine_for_one_module(*limits);
+    let module = Module::new(&engine, wasm).map_err(|e| ModuleError(format!("invalid module: {e}")))?;
     check_abi(&module, limits)?;
-    Ok(module)
+    let declared_memory_max = module.exports().find_map(|e| match e.ty() {
+        ExternType::Memory(m) if e.name() == "memory" => m.maximum.map(|p| p.0 as u64 * WASM_PAGE_BYTES as u64),
+        _ => None,
+    });
+    Ok(CompiledAgent { engine, module, fuel_per_call: limits.fuel_per_call(), declared_memory_max })
 }
 
 fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
@@ -174,7 +208,7 @@ fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     }
     let mut has_memory = false;
     let mut exports = std::collections::HashMap::new();
-    for export in module.exports() {
+    for export in module.exports().filter(|e| !e.name().starts_with("wasmer_metering_")) {
         match export.ty() {
             ExternType::Memory(ty) if export.name() == "memory" => {
                 has_memory = true;

@@ -14,10 +14,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use wasmer::{FunctionEnvMut, Memory, MemoryView};
+use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
 use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
-use crate::limits::{ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, NAME_BYTES_MAX, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX};
+use crate::limits::{
+    ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX,
+    STATE_WRITES_PER_HANDLER_MAX,
+};
 use crate::router::{RouteError, Router};
 use crate::storage::ShardStore;
 
@@ -32,8 +35,21 @@ pub const OVER_LIMIT: i32 = -5;
 /// What each instance's host functions know about their caller.
 pub struct HostEnv {
     pub memory: Option<Memory>,
+    /// The metering middleware's remaining-points global, to charge host calls.
+    pub fuel: Option<Global>,
     pub name: Arc<str>,
     pub instance: u32,
+}
+
+/// Charges a host call's cost against the caller's fuel. When the fuel is
+/// gone, the guest traps at its next metered block and the call is counted
+/// as a timeout.
+fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) {
+    if let Some(fuel) = &data.fuel {
+        if let Value::I64(left) = fuel.get(store) {
+            let _ = fuel.set(store, Value::I64(left.saturating_sub(points.min(i64::MAX as u64) as i64).max(0)));
+        }
+    }
 }
 
 /// Message ids: 8 bits of boot epoch, 8 bits of origin (shard index, or 255
@@ -138,7 +154,8 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
 }
 
 pub fn send(mut env: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data, &mut store, HOST_CALL_FUEL + len.max(0) as u64 / 8);
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     let name = data.name.clone();
@@ -208,7 +225,8 @@ fn read_key<'k>(view: &MemoryView, ptr: i32, len: i32, key: &'k mut [u8; STATE_K
 }
 
 pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data, &mut store, STATE_CALL_FUEL);
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     with_ctx(|ctx| {
@@ -235,7 +253,8 @@ pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, b
 }
 
 pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data, &mut store, STATE_CALL_FUEL);
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     with_ctx(|ctx| {
@@ -273,7 +292,8 @@ pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, v
 }
 
 pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data, &mut store, STATE_CALL_FUEL);
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     with_ctx(|ctx| {
@@ -310,7 +330,8 @@ pub fn now_micros(_env: FunctionEnvMut<HostEnv>) -> i64 {
 pub const LOG_LINE_BYTES_MAX: usize = 4096;
 
 pub fn log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data, &mut store, STATE_CALL_FUEL);
     let Some(memory) = data.memory.as_ref() else { return };
     let view = memory.view(&store);
     let Some((at, len)) = checked(&view, ptr, len) else {

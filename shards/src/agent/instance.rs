@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use wasmer::{imports, Engine, Function, FunctionEnv, Instance, Memory, Module, Store, TypedFunction};
+use wasmer::{imports, Function, FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
 
+use super::engine::CompiledAgent;
 use super::host::{self, HostEnv};
 
 /// What came of one call into an agent.
@@ -20,6 +21,9 @@ pub enum Outcome {
     AgentError(i32),
     /// The call trapped: the instance must be recreated.
     Trap(String),
+    /// The call used up its fuel (its execution time slice): the instance
+    /// must be recreated.
+    Timeout,
 }
 
 /// `caxton_alloc` returned a pointer outside memory (rule 2).
@@ -31,14 +35,18 @@ pub struct AgentInstance {
     alloc: TypedFunction<i32, i32>,
     handle: TypedFunction<(i32, i32), i32>,
     init: Option<TypedFunction<(), i32>>,
+    fuel_left: Global,
+    fuel_exhausted: Global,
+    fuel_per_call: u64,
     _instance: Instance,
 }
 
 impl AgentInstance {
     /// Instantiates `module` in a store of its own. Does not call `caxton_init`.
-    pub fn new(engine: &Engine, module: &Module, name: Arc<str>, instance: u32) -> Result<AgentInstance, String> {
-        let mut store = Store::new(engine.clone());
-        let env = FunctionEnv::new(&mut store, HostEnv { memory: None, name, instance });
+    pub fn new(compiled: &CompiledAgent, name: Arc<str>, instance: u32) -> Result<AgentInstance, String> {
+        let mut store = Store::new(compiled.engine.clone());
+        let module = &compiled.module;
+        let env = FunctionEnv::new(&mut store, HostEnv { memory: None, fuel: None, name, instance });
         let imports = imports! {
             "caxton" => {
                 "send" => Function::new_typed_with_env(&mut store, &env, host::send),
@@ -55,19 +63,41 @@ impl AgentInstance {
         let alloc = exports.get_typed_function(&store, "caxton_alloc").map_err(|e| e.to_string())?;
         let handle = exports.get_typed_function(&store, "caxton_handle").map_err(|e| e.to_string())?;
         let init = exports.get_typed_function(&store, "caxton_init").ok();
+        let fuel_left = exports.get_global("wasmer_metering_remaining_points").map_err(|e| e.to_string())?.clone();
+        let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
-        Ok(AgentInstance { store, memory, alloc, handle, init, _instance: instance })
+        env.as_mut(&mut store).fuel = Some(fuel_left.clone());
+        Ok(AgentInstance { store, memory, alloc, handle, init, fuel_left, fuel_exhausted, fuel_per_call: compiled.fuel_per_call, _instance: instance })
+    }
+
+    /// Gives the next call its full execution time slice.
+    fn refuel(&mut self) {
+        let ok = self.fuel_left.set(&mut self.store, Value::I64(self.fuel_per_call as i64)).is_ok()
+            && self.fuel_exhausted.set(&mut self.store, Value::I32(0)).is_ok();
+        debug_assert!(ok, "metering globals are mutable");
+    }
+
+    /// A trap is a timeout when the fuel ran out.
+    fn trap(&mut self, e: wasmer::RuntimeError) -> Outcome {
+        match self.fuel_exhausted.get(&mut self.store) {
+            Value::I32(0) => Outcome::Trap(e.message()),
+            _ => Outcome::Timeout,
+        }
     }
 
     /// Calls `caxton_init` if the module exports it.
     pub fn init(&mut self) -> Outcome {
         match &self.init {
             None => Outcome::Handled,
-            Some(init) => match init.call(&mut self.store) {
-                Ok(0) => Outcome::Handled,
-                Ok(code) => Outcome::AgentError(code),
-                Err(e) => Outcome::Trap(e.message()),
-            },
+            Some(init) => {
+                let init = init.clone();
+                self.refuel();
+                match init.call(&mut self.store) {
+                    Ok(0) => Outcome::Handled,
+                    Ok(code) => Outcome::AgentError(code),
+                    Err(e) => self.trap(e),
+                }
+            }
         }
     }
 
@@ -75,9 +105,10 @@ impl AgentInstance {
     pub fn deliver(&mut self, envelope: &[u8]) -> Outcome {
         debug_assert!(envelope.len() <= i32::MAX as usize);
         let len = envelope.len() as i32;
+        self.refuel();
         let ptr = match self.alloc.call(&mut self.store, len) {
             Ok(ptr) => ptr,
-            Err(e) => return Outcome::Trap(e.message()),
+            Err(e) => return self.trap(e),
         };
         let view = self.memory.view(&self.store);
         if ptr < 0 || ptr as u64 + len as u64 > view.data_size() {
@@ -89,7 +120,15 @@ impl AgentInstance {
         match self.handle.call(&mut self.store, ptr, len) {
             Ok(0) => Outcome::Handled,
             Ok(code) => Outcome::AgentError(code),
-            Err(e) => Outcome::Trap(e.message()),
+            Err(e) => self.trap(e),
+        }
+    }
+
+    /// Fuel the last call burned (its metered work, in operators).
+    pub fn fuel_used(&mut self) -> u64 {
+        match self.fuel_left.get(&mut self.store) {
+            Value::I64(left) => self.fuel_per_call.saturating_sub(left.max(0) as u64),
+            _ => 0,
         }
     }
 

@@ -9,5 +9,5 @@ pub mod engine;
 pub mod host;
 pub mod instance;
 
-pub use engine::{compile, new_engine, to_wasm_binary, AgentLimits, ModuleError};
+pub use engine::{compile, to_wasm_binary, AgentLimits, CompiledAgent, ModuleError};
 pub use instance::{AgentInstance, Outcome};

@@ -1,0 +1,54 @@
+//! How many fuel points (WebAssembly operators) a metered agent burns per
+//! millisecond here: the basis of `FUEL_PER_MS`, which turns the execution
+//! time slice into fuel. Runs a counting loop and a memory-touching loop
+//! under metering and prints points per ms beside the unmetered time of the
+//! same loop (the metering's own cost).
+//!
+//! Run: `cargo run --release -p caxton-benches --bin fuel_calibration`.
+
+use std::time::Instant;
+
+use caxton_benches::{median, small};
+use caxton_shards::agent::{compile, AgentInstance, AgentLimits, Outcome};
+use caxton_shards::envelope::{Header, Message};
+
+const LOOPS: [(&str, &str); 2] = [
+    ("counting loop", "(local.set $i (i32.add (local.get $i) (i32.const 1)))"),
+    ("memory loop", "(i32.store (i32.and (local.get $i) (i32.const 4092)) (i32.add (i32.load (i32.and (local.get $i) (i32.const 4092))) (local.get $i))) (local.set $i (i32.add (local.get $i) (i32.const 1)))"),
+];
+
+fn module(body: &str, iterations: u32) -> String {
+    format!(
+        r#"(module (memory (export "memory") 1)
+          (func (export "caxton_alloc") (param i32) (result i32) (i32.const 8192))
+          (func (export "caxton_handle") (param i32 i32) (result i32) (local $i i32)
+            (loop $l {body} (br_if $l (i32.lt_u (local.get $i) (i32.const {iterations}))))
+            (i32.const 0)))"#
+    )
+}
+
+fn main() {
+    let iterations = if small() { 100_000 } else { 20_000_000 };
+    let runs = if small() { 3 } else { 7 };
+    let envelope = Message::encode(&Header::default(), b"a", b"b", b"x").unwrap();
+    println!("{:<16} {:>14} {:>14} {:>12}", "loop", "points per ms", "ms per run", "points");
+    for (name, body) in LOOPS {
+        let wasm = wasmer::wat2wasm(module(body, iterations).as_bytes()).unwrap().into_owned();
+        let limits = AgentLimits { execution_time_slice_ms: 1_000_000, ..AgentLimits::default() };
+        let compiled = compile(&wasm, &limits).unwrap();
+        let mut agent = AgentInstance::new(&compiled, "bench".into(), 0).unwrap();
+        let mut per_ms = Vec::new();
+        let mut ms = Vec::new();
+        let mut points = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            assert_eq!(agent.deliver(envelope.as_bytes()), Outcome::Handled);
+            let elapsed = t.elapsed().as_secs_f64() * 1e3;
+            points = agent.fuel_used();
+            per_ms.push(points as f64 / elapsed);
+            ms.push(elapsed);
+        }
+        println!("{:<16} {:>14.0} {:>14.2} {:>12}", name, median(per_ms), median(ms), points);
+    }
+    println!("FUEL_PER_MS = {} (shards/src/limits.rs)", caxton_shards::limits::FUEL_PER_MS);
+}

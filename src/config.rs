@@ -1,0 +1,229 @@
+//! `caxton serve` settings: flags, a TOML file (`--config`) with the same
+//! keys (dashes become underscores), and defaults, in that order of
+//! precedence. Sizes accept a unit: B, KiB, MiB, GiB (binary) or KB, MB, GB
+//! (decimal); a bare number is bytes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caxton_shards::agent::AgentLimits;
+use caxton_shards::limits;
+use caxton_shards::metrics::ALERT_WINDOW_MS;
+use caxton_shards::shard::ShardTuning;
+use serde::Deserialize;
+
+use crate::admission::{self, MemoryLimits};
+use crate::node::ServeConfig;
+
+/// Parses `10MiB`, `512 KiB`, `1GB`, `4096`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a size: use a number with B, KiB, MiB, GiB, KB, MB or GB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    Ok((number * scale as f64) as u64)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Every setting of `caxton serve`, as flags (see `caxton serve --help`) and
+/// as keys of the `--config` file.
+#[derive(clap::Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (flags win).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Shards to run, one pinned per core [default: every core this process may use].
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Where the node keeps its catalog and each shard's SQLite database [default: caxton-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the REST API; a non-loopback one requires --api-token [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
+    /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
+    #[serde(skip)]
+    pub api_token: Option<String>,
+    /// Linear memory one agent instance may grow to [default: 10MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub agent_memory_max: Option<u64>,
+    /// WebAssembly stack of a handler call, also charged per agent [default: 1MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub agent_stack_max: Option<u64>,
+    /// Memory charged per agent instance beyond heap and stack [default: 2MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub agent_overhead: Option<u64>,
+    /// Memory the node may plan for (ADR-0017 formula) [default: the machine's memory].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub memory_budget: Option<u64>,
+    /// Agent instances the node may hold [default: 10000].
+    #[arg(long)]
+    pub max_agents: Option<usize>,
+    /// Table elements one agent may have [default: 10000].
+    #[arg(long)]
+    pub agent_table_elements_max: Option<u32>,
+    /// CPU one handler call may use, in ms of metered work [default: 10].
+    #[arg(long)]
+    pub execution_time_slice_ms: Option<u64>,
+    /// Messages each agent instance's mailbox holds [default: 1024].
+    #[arg(long)]
+    pub mailbox_messages_max: Option<usize>,
+    /// Messages queued in all mailboxes of the node [default: 1000000].
+    #[arg(long)]
+    pub max_message_queue_depth: Option<usize>,
+    /// Messages in transit between shards [default: 100000].
+    #[arg(long)]
+    pub max_concurrent_messages: Option<usize>,
+    /// Open API connections; the next one gets 503 and is closed [default: 10000].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// How long an idle shard polls its queues before it parks, in µs [default: 200].
+    #[arg(long)]
+    pub spin_before_park_us: Option<u64>,
+    /// Window of the p99 alert, in ms [default: 10000].
+    #[arg(long)]
+    pub alert_window_ms: Option<u64>,
+    /// Log format: human or json [default: human].
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Size>::deserialize(d)?.map(|s| s.0))
+}
+
+fn read_file(path: &Path) -> Result<ServeArgs, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+}
+
+impl ServeArgs {
+    /// Flags over the file over the defaults.
+    pub fn resolve(self) -> Result<(ServeConfig, String), String> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => ServeArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                self.$field.clone().or(file.$field.clone()).unwrap_or_else(|| $default)
+            };
+        }
+        let memory_max = pick!(agent_memory_max, limits::AGENT_MEMORY_BYTES_MAX as u64);
+        let stack_max = pick!(agent_stack_max, limits::AGENT_STACK_BYTES_MAX as u64);
+        let overhead = pick!(agent_overhead, admission::AGENT_OVERHEAD_BYTES);
+        if memory_max < limits::WASM_PAGE_BYTES as u64 {
+            return Err(format!("--agent-memory-max must be at least one WebAssembly page (64KiB), got {memory_max} bytes"));
+        }
+        if stack_max < 64 * 1024 {
+            return Err(format!("--agent-stack-max must be at least 64KiB, got {stack_max} bytes"));
+        }
+        let agent = AgentLimits {
+            memory_bytes_max: memory_max as usize,
+            stack_bytes_max: stack_max as usize,
+            table_elements_max: pick!(agent_table_elements_max, limits::AGENT_TABLE_ELEMENTS_MAX),
+            execution_time_slice_ms: pick!(execution_time_slice_ms, limits::EXECUTION_TIME_SLICE_MS).max(1),
+        };
+        let tuning = ShardTuning {
+            spin_before_park: Duration::from_micros(pick!(spin_before_park_us, limits::SPIN_BEFORE_PARK_US)),
+            mailbox_messages_max: pick!(mailbox_messages_max, limits::MAILBOX_MESSAGES_MAX).max(1),
+            alert_window_ms: pick!(alert_window_ms, ALERT_WINDOW_MS).max(1),
+            node_queued_messages_max: pick!(max_message_queue_depth, limits::NODE_QUEUED_MESSAGES_MAX).max(1),
+            node_in_flight_messages_max: pick!(max_concurrent_messages, limits::NODE_IN_FLIGHT_MESSAGES_MAX).max(1),
+            tick_time_budget: Duration::from_millis(agent.execution_time_slice_ms),
+        };
+        let memory = MemoryLimits {
+            base_memory: admission::BASE_MEMORY_BYTES,
+            agent_heap_size: memory_max,
+            agent_stack_size: stack_max,
+            per_agent_overhead: overhead,
+            message_buffer_size: admission::MESSAGE_BUFFER_BYTES,
+        };
+        let config = ServeConfig {
+            cores: self.cores.or(file.cores),
+            data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
+            api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
+            api_token: self.api_token.filter(|t| !t.is_empty()),
+            tuning,
+            storage: Default::default(),
+            limits: agent,
+            memory,
+            memory_budget: pick!(memory_budget, admission::machine_memory_bytes()),
+            max_agents: pick!(max_agents, admission::AGENTS_MAX),
+            max_connections: pick!(max_connections, limits::API_CONNECTIONS_MAX).max(1),
+        };
+        let log_format = pick!(log_format, "human".to_string());
+        if log_format != "human" && log_format != "json" {
+            return Err(format!("--log-format is human or json, not {log_format:?}"));
+        }
+        Ok((config, log_format))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("10 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caxton.toml");
+        std::fs::write(&path, "agent_memory_max = \"2MiB\"\nmax_agents = 50\nagent_overhead = 300000\nmailbox_messages_max = 7\n").unwrap();
+        let args = ServeArgs { config: Some(path.clone()), max_agents: Some(60), ..Default::default() };
+        let (c, _) = args.resolve().unwrap();
+        assert_eq!(c.limits.memory_bytes_max, 2 << 20);
+        assert_eq!(c.max_agents, 60);
+        assert_eq!(c.memory.per_agent_overhead, 300_000);
+        assert_eq!(c.tuning.mailbox_messages_max, 7);
+        assert_eq!(c.limits.stack_bytes_max, limits::AGENT_STACK_BYTES_MAX);
+        std::fs::write(&path, "agent_memroy_max = 1").unwrap();
+        let err = ServeArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.contains("agent_memroy_max"), "{err}");
+    }
+}
