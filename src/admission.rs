@@ -49,11 +49,12 @@ pub struct Admission {
     pub charged: u64,
 }
 
+/// Bytes in decimal megabytes or gigabytes, as ADR-0017 counts them.
 pub fn mb(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
-        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
     } else {
-        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+        format!("{:.1} MB", bytes as f64 / 1e6)
     }
 }
 

@@ -69,13 +69,16 @@ pub const AGENT_TABLE_ELEMENTS_MAX: u32 = 10_000;
 /// recreated; the shard goes on with the next message.
 pub const EXECUTION_TIME_SLICE_MS: u64 = 10;
 
-/// Fuel points per millisecond of handler CPU: the operators per
-/// millisecond a metered cranelift loop ran on the project's 2-core
-/// machines (`fuel_calibration` measured 13.2 M for a memory-touching loop
-/// and 15.2 M for a counting loop; the lower one is used, so a slice never
-/// runs longer than its time). Host calls are charged too
-/// ([`HOST_CALL_FUEL`], [`STATE_CALL_FUEL`]).
-pub const FUEL_PER_MS: u64 = 13_000_000;
+/// Fuel points per millisecond of handler CPU, measured by the
+/// `fuel_calibration` bench on the project's 2-core machines. The figure is
+/// the lowest of its loops (a runaway one-branch loop), so a slice never
+/// runs longer than its time; busier loops get up to about 1.5x less than
+/// their slice. Host calls are charged too ([`HOST_CALL_FUEL`],
+/// [`STATE_CALL_FUEL`]).
+pub const FUEL_PER_MS: u64 = 25_000_000;
+
+/// Fuel of a branch, loop or call (every other operator costs 1).
+pub const BRANCH_FUEL: u64 = 8;
 
 /// Fuel a host call costs, plus one point per 8 bytes it copies: about the
 /// CPU the call takes (a microsecond is 13,000 points).

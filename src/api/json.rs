@@ -97,9 +97,10 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
         "messages_handled": sum(|i| i.handled),
         "errors": sum(|i| i.errors),
         "crashes": sum(|i| i.crashes),
+        "timeouts": sum(|i| i.timeouts),
         "instance_stats": d.instances.iter().map(|i| json!({
             "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
-            "crashes": i.crashes, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
+            "crashes": i.crashes, "timeouts": i.timeouts, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
         })).collect::<Vec<_>>(),
     })
 }
@@ -110,7 +111,7 @@ pub fn health(agents: usize, shards: &[ShardStats]) -> Value {
         "agents": agents,
         "shards": shards.iter().map(|s| json!({
             "shard": s.shard, "instances": s.instances, "queued_messages": s.queued_messages,
-            "messages_handled": s.handled, "agent_errors": s.errors, "agent_crashes": s.crashes,
+            "messages_handled": s.handled, "agent_errors": s.errors, "agent_crashes": s.crashes, "agent_timeouts": s.timeouts,
             "routed_local": s.routed_local, "routed_remote": s.routed_remote, "received_remote": s.received_remote,
             "busy": s.busy, "wakeups": s.wakeups,
             "dead_letters": s.dead_letters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),

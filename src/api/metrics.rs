@@ -89,7 +89,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    let counters: [(&str, &str, fn(&ShardStats) -> u64); 8] = [
+    let counters: [(&str, &str, fn(&ShardStats) -> u64); 9] = [
+        ("caxton_timeout_errors_total", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
         ("caxton_messages_processed_total", "Messages handed to agent handlers.", |s| s.handled),
         ("caxton_agent_errors_total", "Handler calls that returned non-zero.", |s| s.errors),
         ("caxton_agent_crashes_total", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),

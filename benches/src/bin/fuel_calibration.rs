@@ -18,6 +18,7 @@ const LOOPS: [(&str, &str); 2] = [
 ];
 
 fn module(body: &str, iterations: u32) -> String {
+    let body = body.replace("{iterations}", &iterations.to_string());
     format!(
         r#"(module (memory (export "memory") 1)
           (func (export "caxton_alloc") (param i32) (result i32) (i32.const 8192))
@@ -50,5 +51,23 @@ fn main() {
         }
         println!("{:<16} {:>14.0} {:>14.2} {:>12}", name, median(per_ms), median(ms), points);
     }
+    // The worst case: a loop of one operator per metered block, run until
+    // its fuel is gone (a runaway handler).
+    let spin = r#"(module (memory (export "memory") 1)
+        (func (export "caxton_alloc") (param i32) (result i32) (i32.const 8192))
+        (func (export "caxton_handle") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let wasm = wasmer::wat2wasm(spin.as_bytes()).unwrap().into_owned();
+    let limits = AgentLimits { execution_time_slice_ms: 10, ..AgentLimits::default() };
+    let compiled = compile(&wasm, &limits).unwrap();
+    let mut agent = AgentInstance::new(&compiled, "bench".into(), 0).unwrap();
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        assert_eq!(agent.deliver(envelope.as_bytes()), Outcome::Timeout);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        agent = AgentInstance::new(&compiled, "bench".into(), 0).unwrap();
+    }
+    let ms = median(ms);
+    println!("{:<16} {:>14.0} {:>14.2} {:>12}   (a 10 ms slice, run to its end)", "runaway loop", limits.fuel_per_call() as f64 / ms, ms, limits.fuel_per_call());
     println!("FUEL_PER_MS = {} (shards/src/limits.rs)", caxton_shards::limits::FUEL_PER_MS);
 }

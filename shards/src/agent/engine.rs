@@ -20,7 +20,7 @@ use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
 use wasmer_middlewares::Metering;
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
 
-use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, WASM_PAGE_BYTES};
+use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, WASM_PAGE_BYTES};
 
 /// Per-agent resource limits applied by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +140,22 @@ pub struct CompiledAgent {
     pub declared_memory_max: Option<u64>,
 }
 
+/// Fuel of one operator: control flow costs [`BRANCH_FUEL`], anything else
+/// one point. A loop iteration takes about the same time however few
+/// operators it has, so weighting branches keeps fuel close to time.
+fn operator_fuel(op: &wasmer::wasmparser::Operator) -> u64 {
+    use wasmer::wasmparser::Operator as O;
+    match op {
+        O::Loop { .. } | O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => BRANCH_FUEL,
+        _ => 1,
+    }
+}
+
 /// Builds an engine for one module: cranelift with fuel metering, and the
 /// agent limits of rule 1.
 fn engine_for_one_module(limits: AgentLimits) -> Engine {
     let mut compiler = Cranelift::default();
-    compiler.push_middleware(Arc::new(Metering::new(limits.fuel_per_call(), |_: &wasmer::wasmparser::Operator| 1)));
+    compiler.push_middleware(Arc::new(Metering::new(limits.fuel_per_call(), operator_fuel)));
     let mut engine = EngineBuilder::new(compiler).engine();
     engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
     Engine::from(engine)

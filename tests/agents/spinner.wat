@@ -1,0 +1,8 @@
+;; spinner: loops forever on every message (a runaway handler).
+(module
+  (memory (export "memory") 1)
+  (func (export "caxton_alloc") (param $len i32) (result i32) (i32.const 1024))
+  (func (export "caxton_handle") (param $in i32) (param $len i32) (result i32)
+    (loop $forever (br $forever))
+    (i32.const 0))
+)
