@@ -5,7 +5,7 @@ PROFILE := --release
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test run clean
+.PHONY: build test run bench clean
 
 build:
 	$(CARGO) build $(PROFILE) --bin caxton
@@ -17,6 +17,11 @@ test:
 ## Build, start a node on $(API) with the example agents deployed; Ctrl-C stops it.
 run: build
 	API=$(API) DATA_DIR=$(DATA_DIR) scripts/run-node.sh
+
+## ADR-0017's benchmark suite beside in-run baselines; writes docs/BENCHMARKS.md
+## and target/bench/summary.json, fails when an ADR-0017 target is missed.
+bench:
+	$(CARGO) run $(PROFILE) -p caxton-benches --bin caxton-bench
 
 clean:
 	$(CARGO) clean

@@ -112,9 +112,12 @@ pub struct ServeArgs {
     /// Open API connections; the next one gets 503 and is closed [default: 10000].
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// How long an idle shard polls its queues before it parks, in µs [default: 200].
+    /// Shortest time an idle shard polls its queues before it parks, in µs [default: 100].
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
+    /// Longest idle polling, reached under steady traffic, in µs; 0 keeps the spin fixed [default: 2000].
+    #[arg(long)]
+    pub spin_before_park_max_us: Option<u64>,
     /// Window of the p99 alert, in ms [default: 10000].
     #[arg(long)]
     pub alert_window_ms: Option<u64>,
@@ -161,6 +164,7 @@ impl ServeArgs {
         };
         let tuning = ShardTuning {
             spin_before_park: Duration::from_micros(pick!(spin_before_park_us, limits::SPIN_BEFORE_PARK_US)),
+            spin_before_park_max: Duration::from_micros(pick!(spin_before_park_max_us, limits::SPIN_BEFORE_PARK_MAX_US)),
             mailbox_messages_max: pick!(mailbox_messages_max, limits::MAILBOX_MESSAGES_MAX).max(1),
             alert_window_ms: pick!(alert_window_ms, ALERT_WINDOW_MS).max(1),
             node_queued_messages_max: pick!(max_message_queue_depth, limits::NODE_QUEUED_MESSAGES_MAX).max(1),

@@ -1,6 +1,13 @@
 //! Shared pieces of the benchmarks: latency summaries and the result table.
 //! Every figure is printed beside a baseline measured in the same run.
 
+pub mod agents;
+pub mod baselines;
+pub mod node;
+pub mod report;
+pub mod routing;
+pub mod storage;
+
 use hdrhistogram::Histogram;
 
 /// A latency histogram in nanoseconds, 1 ns to 10 s, 3 significant digits.

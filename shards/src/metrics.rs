@@ -56,6 +56,13 @@ impl Latency {
         }
     }
 
+    /// What was recorded since `earlier`, a snapshot of this same latency.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        let mut histogram = self.histogram.clone();
+        histogram.subtract(&earlier.histogram).expect("an earlier snapshot of the same histogram");
+        Latency { histogram, sum_ns: self.sum_ns.wrapping_sub(earlier.sum_ns) }
+    }
+
     pub fn reset(&mut self) {
         self.histogram.reset();
         self.sum_ns = 0;

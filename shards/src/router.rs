@@ -5,9 +5,11 @@
 //! 1. Every queue is bounded. A send is admitted only if its destination has
 //!    room reserved for it (a mailbox slot, or a place in the peer outbox), so
 //!    an admitted message is never dropped for lack of room later.
-//! 2. Messages sent during a tick are staged and released only by
-//!    [`Router::flush`], which the shard calls after committing the tick's
-//!    state: no one sees an effect whose cause could still be lost.
+//! 2. Messages a handler sends are staged. Those of a handler whose instance
+//!    has state writes not yet committed are released only by
+//!    [`Router::flush`], after the tick's commit: no one sees an effect whose
+//!    cause could still be lost. Those of any other handler are released as
+//!    soon as it returns ([`Router::release_from`]).
 //! 3. Staged messages keep their order, and each shard pair has one FIFO
 //!    channel, so one sender's messages to one receiver arrive in order.
 //! 4. A message that cannot be delivered is counted as a dead letter with its
@@ -324,12 +326,19 @@ impl Router {
             .collect()
     }
 
-    /// Releases the tick's staged messages (rule 2) and pushes waiting ones
-    /// to peer shards. Returns how many moved.
+    /// Releases every staged message (after the tick's commit, rule 2) and
+    /// pushes waiting ones to peer shards. Returns how many moved.
     pub fn flush(&mut self) -> usize {
+        self.release_from(0)
+    }
+
+    /// Releases the messages staged after `mark` (those of a handler that
+    /// has nothing uncommitted, rule 2). Returns how many moved.
+    pub fn release_from(&mut self, mark: usize) -> usize {
+        assert!(mark <= self.staged.len());
         let mut moved = 0;
         let mut staged = std::mem::take(&mut self.staged);
-        for (dest, message) in staged.drain(..) {
+        for (dest, message) in staged.drain(mark..) {
             self.cancel_reservation(dest);
             moved += 1;
             match dest {

@@ -6,8 +6,11 @@
 //! 3. dispatch up to [`TICK_MESSAGES_MAX`] messages to agents;
 //! 4. commit the tick's state, then release the tick's outbox (router rule 2).
 //!
-//! Idle, it spins for `spin_before_park`, then parks on its doorbell
-//! (mesh rules 2 and 3). A trap in an agent is an [`Outcome`], never a panic:
+//! Idle, it spins for a while, then parks on its doorbell (mesh rules 2 and
+//! 3). The spin adapts, between `spin_before_park` and `spin_before_park_max`:
+//! a shard woken soon after it parked doubles its spin (traffic is steady,
+//! and each wake-up costs tens of microseconds of latency); one that stayed
+//! parked long halves it (the node is idle, and spinning costs a core). A trap in an agent is an [`Outcome`], never a panic:
 //! the instance is counted as crashed, its handler's writes and sends are
 //! rolled back, and it is recreated.
 
@@ -28,7 +31,7 @@ use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::limits::{
-    EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_US,
+    EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
     TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
 };
 use crate::metrics::ALERT_WINDOW_MS;
@@ -53,8 +56,11 @@ pub struct ShardSetup {
 /// A shard's run-time knobs, each with its default.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardTuning {
-    /// Idle polling before parking. Default [`SPIN_BEFORE_PARK_US`] (200 µs).
+    /// Shortest idle polling before parking. Default [`SPIN_BEFORE_PARK_US`].
     pub spin_before_park: Duration,
+    /// Longest idle polling before parking, reached under steady traffic.
+    /// Default [`SPIN_BEFORE_PARK_MAX_US`].
+    pub spin_before_park_max: Duration,
     /// Room of each instance's mailbox. Default [`MAILBOX_MESSAGES_MAX`] (1024).
     pub mailbox_messages_max: usize,
     /// Window of the p99 alert. Default [`ALERT_WINDOW_MS`] (10 s).
@@ -80,6 +86,7 @@ impl Default for ShardTuning {
     fn default() -> Self {
         ShardTuning {
             spin_before_park: Duration::from_micros(SPIN_BEFORE_PARK_US),
+            spin_before_park_max: Duration::from_micros(SPIN_BEFORE_PARK_MAX_US),
             mailbox_messages_max: MAILBOX_MESSAGES_MAX,
             alert_window_ms: ALERT_WINDOW_MS,
             node_queued_messages_max: NODE_QUEUED_MESSAGES_MAX,
@@ -98,6 +105,9 @@ struct LocalAgent {
     errors: u64,
     crashes: u64,
     timeouts: u64,
+    /// `store.commits()` when this instance last wrote state: while it is
+    /// unchanged, the instance has writes waiting for the tick's commit.
+    wrote_before_commit: Option<u64>,
 }
 
 pub struct Shard {
@@ -110,6 +120,7 @@ pub struct Shard {
     held: Vec<Option<Message>>,
     bell: Arc<Doorbell>,
     spin_before_park: Duration,
+    spin_before_park_max: Duration,
     tick_time_budget: Duration,
     stop: Option<crate::command::Reply<()>>,
     totals: (u64, u64, u64, u64),
@@ -137,6 +148,7 @@ impl Shard {
             held: (0..peers).map(|_| None).collect(),
             bell: setup.bell,
             spin_before_park: setup.tuning.spin_before_park,
+            spin_before_park_max: setup.tuning.spin_before_park_max.max(setup.tuning.spin_before_park),
             tick_time_budget: setup.tuning.tick_time_budget,
             stop: None,
             totals: (0, 0, 0, 0),
@@ -150,6 +162,7 @@ impl Shard {
     pub async fn run(mut self, mut doorbell: glommio::net::UnixStream) {
         let mut idle_since: Option<Instant> = None;
         let mut wake = [0u8; 64];
+        let mut spin = self.spin_before_park;
         loop {
             let work = self.tick();
             if let Some(reply) = self.stop.take() {
@@ -164,7 +177,7 @@ impl Shard {
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < self.spin_before_park {
+            if since.elapsed() < spin {
                 futures_lite::future::yield_now().await;
                 continue;
             }
@@ -178,9 +191,18 @@ impl Shard {
                 self.bell.clear_parked();
                 continue;
             }
+            let parked_at = Instant::now();
             let _ = doorbell.read(&mut wake).await;
             self.bell.clear_parked();
             idle_since = None;
+            let parked_for = parked_at.elapsed();
+            spin = if parked_for < 2 * spin {
+                (spin * 2).min(self.spin_before_park_max)
+            } else if parked_for > 20 * self.spin_before_park_max {
+                (spin / 2).max(self.spin_before_park)
+            } else {
+                spin
+            };
         }
     }
 
@@ -240,6 +262,15 @@ impl Shard {
                     message.set_path(RoutePath::Api);
                     let accepted = self.ctx.borrow_mut().router.accept(message);
                     reply(accepted.map_err(|(e, _)| e))
+                }
+                Command::Inject { messages, reply } => {
+                    let mut ctx = self.ctx.borrow_mut();
+                    let mut accepted = 0;
+                    for mut message in messages {
+                        message.set_path(RoutePath::Api);
+                        accepted += ctx.router.accept(message).is_ok() as usize;
+                    }
+                    reply(accepted)
                 }
                 Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
                 Command::ShardStats { reply } => reply(self.shard_stats()),
@@ -320,15 +351,27 @@ impl Shard {
         ctx.router.staged_mark()
     }
 
-    /// Ends a call: keeps its effects, or rolls them back if it did not
-    /// complete normally (a trap, or a failed `caxton_init`).
-    fn call_end(&self, mark: usize, keep: bool) {
+    /// Ends a call into instance `id`: keeps its effects, or rolls them back
+    /// if it did not complete normally (a trap, or a failed `caxton_init`).
+    /// Kept sends go out at once unless the instance has uncommitted writes
+    /// (router rule 2).
+    fn call_end(&mut self, id: LocalId, mark: usize, keep: bool) {
         let mut ctx = self.ctx.borrow_mut();
         if let Err(e) = ctx.store.handler_end(keep) {
             tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
         }
         if !keep {
             ctx.router.rollback_to(mark);
+            return;
+        }
+        let commits = ctx.store.commits();
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        if ctx.call.writes > 0 {
+            agent.wrote_before_commit = Some(commits);
+        }
+        let waits_for_commit = ctx.store.dirty() && agent.wrote_before_commit == Some(commits);
+        if !waits_for_commit {
+            ctx.router.release_from(mark);
         }
     }
 
@@ -339,7 +382,7 @@ impl Shard {
         let (name, instance) = (agent.name.clone(), agent.instance);
         let mark = self.call_begin(0);
         let outcome = runtime.init();
-        self.call_end(mark, outcome == Outcome::Handled);
+        self.call_end(id, mark, outcome == Outcome::Handled);
         match outcome {
             Outcome::Handled => {
                 self.agents[id as usize].as_mut().unwrap().runtime = Some(runtime);
@@ -367,7 +410,7 @@ impl Shard {
         let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
         let ended = now_ns();
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
-        self.call_end(mark, completed);
+        self.call_end(id, mark, completed);
         self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
         match outcome {
@@ -439,6 +482,7 @@ impl Shard {
                 errors: 0,
                 crashes: 0,
                 timeouts: 0,
+                wrote_before_commit: None,
             });
             if let Err(e) = self.start_instance(id) {
                 if !restore {

@@ -51,6 +51,8 @@ pub fn shard_db_path(data_dir: &Path, shard: usize) -> PathBuf {
 
 pub struct ShardStore {
     conn: Connection,
+    /// Transactions committed since the store was opened.
+    commits: u64,
     in_transaction: bool,
     in_handler_savepoint: bool,
     batch_records: usize,
@@ -76,7 +78,7 @@ impl ShardStore {
         conn.execute_batch(SCHEMA)?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         assert_eq!(mode.to_ascii_lowercase(), "wal", "SQLite refused WAL mode for {}", path.display());
-        Ok(ShardStore { conn, in_transaction: false, in_handler_savepoint: false, batch_records: 0 })
+        Ok(ShardStore { conn, commits: 0, in_transaction: false, in_handler_savepoint: false, batch_records: 0 })
     }
 
     /// Turns SQLite's own autocheckpoint on (pages; 0 = off). Only for the
@@ -157,6 +159,12 @@ impl ShardStore {
         self.batch_records >= STATE_BATCH_RECORDS_MAX
     }
 
+    /// Transactions committed so far: writes made while this number is the
+    /// same are in the same, still open, transaction.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
     /// Is anything waiting to be committed?
     pub fn dirty(&self) -> bool {
         self.in_transaction
@@ -177,6 +185,7 @@ impl ShardStore {
         assert!(!self.in_handler_savepoint, "commit inside a handler's savepoint");
         if self.in_transaction {
             self.conn.execute_batch("COMMIT")?;
+            self.commits += 1;
             self.in_transaction = false;
             self.batch_records = 0;
         }

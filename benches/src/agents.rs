@@ -1,0 +1,142 @@
+//! Agent startup and message processing.
+
+use std::time::{Duration, Instant};
+
+use caxton_shards::agent::{compile, AgentInstance, AgentLimits, Outcome};
+use caxton_shards::metrics::Latency;
+use hdrhistogram::Histogram;
+use wasmer::{imports, Instance, Module, Store};
+
+use crate::histogram;
+use crate::node::BenchNode;
+use crate::routing::{agents_dir, Cast};
+
+fn wasm(file: &str) -> Vec<u8> {
+    wasmer::wat2wasm(&std::fs::read(agents_dir().join(file)).unwrap()).unwrap().into_owned()
+}
+
+/// Deploy-to-ready time of one instance of a precompiled module (store,
+/// host functions, instance, `caxton_init`), beside a bare wasmer
+/// `Store::new` + `Instance::new` of the same module without our host
+/// functions and metering.
+pub fn startup(count: usize) -> (Histogram<u64>, Histogram<u64>) {
+    let wasm = wasm("sink.wat");
+    let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
+    let mut ours = histogram();
+    let mut kept = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = Instant::now();
+        let mut agent = AgentInstance::new(&compiled, "bench".into(), i as u32).unwrap();
+        assert_eq!(agent.init(), Outcome::Handled);
+        ours.saturating_record(t.elapsed().as_nanos() as u64);
+        kept.push(agent);
+    }
+    drop(kept);
+    let engine = wasmer::Engine::default();
+    let module = Module::new(&engine, &wasm).unwrap();
+    let mut bare = histogram();
+    let mut kept = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        let mut store = Store::new(engine.clone());
+        let instance = Instance::new(&mut store, &module, &imports! {}).unwrap();
+        bare.saturating_record(t.elapsed().as_nanos() as u64);
+        kept.push((store, instance));
+    }
+    (ours, bare)
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * page
+}
+
+/// Resident bytes per live agent, for `count` agents made in this (fresh)
+/// process: ours (`AgentInstance`: own store, host functions, metering) or
+/// bare wasmer instances of the same module. Run in a child process of its
+/// own (`caxton-bench --rss-probe`), so one kind's freed memory cannot hide
+/// the other's.
+pub fn resident_probe(ours: bool, count: usize) -> f64 {
+    let wasm = wasm("sink.wat");
+    if ours {
+        let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
+        let first = AgentInstance::new(&compiled, "warm".into(), 0).unwrap();
+        let before = resident_bytes();
+        let agents: Vec<_> = (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32).unwrap()).collect();
+        let per = (resident_bytes() - before) as f64 / count as f64;
+        drop((first, agents));
+        per
+    } else {
+        let engine = wasmer::Engine::default();
+        let module = Module::new(&engine, &wasm).unwrap();
+        let make = || {
+            let mut store = Store::new(engine.clone());
+            let instance = Instance::new(&mut store, &module, &imports! {}).unwrap();
+            (store, instance)
+        };
+        let first = make();
+        let before = resident_bytes();
+        let bare: Vec<_> = (0..count).map(|_| make()).collect();
+        let per = (resident_bytes() - before) as f64 / count as f64;
+        drop((first, bare));
+        per
+    }
+}
+
+/// Nanoseconds per message handed to a trivial handler: refuel,
+/// `caxton_alloc`, copy, `caxton_handle` (no queueing).
+pub fn dispatch_ns(calls: usize) -> Histogram<u64> {
+    let compiled = compile(&wasm("sink.wat"), &AgentLimits::default()).unwrap();
+    let mut agent = AgentInstance::new(&compiled, "bench".into(), 0).unwrap();
+    let envelope = BenchNode::message("a", "b", &[7u8; 64]);
+    let mut h = histogram();
+    for _ in 0..1000 {
+        agent.deliver(envelope.as_bytes());
+    }
+    // Time batches of 100 so the clock's own cost stays out of the figure.
+    for _ in 0..calls / 100 {
+        let t = Instant::now();
+        for _ in 0..100 {
+            std::hint::black_box(agent.deliver(envelope.as_bytes()));
+        }
+        h.saturating_record((t.elapsed().as_nanos() as u64 / 100).max(1));
+    }
+    h
+}
+
+/// Processing latency (dequeue to handler return) of three handlers in real
+/// shards at a steady 10,000 messages per second: trivial, state-writing,
+/// and replying.
+pub fn processing(node: &BenchNode, cast: &Cast, duration: Duration) -> Vec<(&'static str, Latency)> {
+    let n = node.shards.len();
+    let writers: Vec<String> = (0..n).map(|s| node.name_on("writer", s)).collect();
+    let echoes: Vec<String> = (0..n).map(|s| node.name_on("echo", s)).collect();
+    for s in 0..n {
+        node.deploy(&writers[s], &agents_dir().join("writer.wat"), 1);
+        node.deploy(&echoes[s], &agents_dir().join("../../examples/agents/echo.wat"), 1);
+    }
+    let content = [b'v'; 200];
+    let mut out = Vec::new();
+    for (label, targets) in [("trivial handler", &cast.sink), ("handler writing state", &writers), ("handler sending a reply", &echoes)] {
+        let before = node.stats();
+        let handled_before: u64 = before.iter().map(|s| s.handled).sum();
+        let (_, accepted) = node.drive(10, duration, |i| {
+            let s = (i as usize) % n;
+            // Replies go to the sink on the same shard.
+            (s, BenchNode::message(&cast.sink[s], &targets[s], &content))
+        });
+        let extra = if label == "handler sending a reply" { accepted } else { 0 };
+        node.wait_handled(handled_before + accepted + extra);
+        let mut lat = Latency::default();
+        for (now, then) in node.stats().iter().zip(&before) {
+            // Only the shards' processing of this phase's target agents is
+            // wanted; replies to sinks are trivial and are included for the
+            // reply phase, which is why its figure is a mix (noted in the docs).
+            lat.merge(&now.latencies.processing.since(&then.latencies.processing));
+        }
+        out.push((label, lat));
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! `caxton-bench` (`make bench`): ADR-0017's benchmark suite (routing, agent
+//! startup, message processing, storage) with every figure beside a
+//! baseline measured in the same run, as medians of several runs.
+//!
+//! Writes `target/bench/summary.json` and `target/bench/summary.md`, and in
+//! full mode `docs/BENCHMARKS.md`. Exits non-zero when an ADR-0017 target is
+//! missed (full mode). `CAXTON_BENCH_SMALL=1` runs a seconds-long version
+//! that only checks the suite still works.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caxton_benches::report::{self, Better, Row};
+use caxton_benches::{agents, baselines, median, routing, small, storage};
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1e3
+}
+
+fn lat_us(l: &caxton_shards::metrics::Latency, q: f64) -> f64 {
+    l.quantile_ns(q) as f64 / 1e3
+}
+
+/// Figures of one run, by key.
+type Run = BTreeMap<&'static str, f64>;
+
+fn one_run(small: bool) -> Run {
+    let mut r = Run::new();
+    let secs = |full: u64| Duration::from_millis(if small { 300 } else { full * 1000 });
+    // ---------------------------------------------------------------- baselines
+    let rounds = if small { 2_000 } else { 200_000 };
+    let floor = baselines::spinning_ping_pong(rounds);
+    r.insert("floor_p50", us(&floor, 0.5));
+    r.insert("floor_p99", us(&floor, 0.99));
+    r.insert("floor_p999", us(&floor, 0.999));
+    let glommio = baselines::glommio_ping_pong(if small { 500 } else { 20_000 });
+    r.insert("glommio_p50", us(&glommio, 0.5));
+    r.insert("glommio_p99", us(&glommio, 0.99));
+    let (actix, actix_rate) = baselines::actix(if small { 500 } else { 20_000 }, if small { 20_000 } else { 2_000_000 });
+    r.insert("actix_p50", us(&actix, 0.5));
+    r.insert("actix_p99", us(&actix, 0.99));
+    r.insert("actix_rate", actix_rate);
+    r.insert("plain_call_ns", baselines::plain_call_ns(10_000_000));
+    // ---------------------------------------------------------------- routing
+    {
+        let node = caxton_benches::node::BenchNode::start(2);
+        let cast = routing::deploy(&node);
+        let idle = routing::forwarded(&node, &cast, 1_000, secs(3));
+        r.insert("idle_local_p50", lat_us(&idle.local, 0.5));
+        r.insert("idle_local_p99", lat_us(&idle.local, 0.99));
+        r.insert("idle_remote_p50", lat_us(&idle.remote, 0.5));
+        r.insert("idle_remote_p99", lat_us(&idle.remote, 0.99));
+        let load = routing::forwarded(&node, &cast, 50_000, secs(5));
+        r.insert("load_rate", load.handled_per_s);
+        r.insert("load_local_p50", lat_us(&load.local, 0.5));
+        r.insert("load_local_p99", lat_us(&load.local, 0.99));
+        r.insert("load_local_p999", lat_us(&load.local, 0.999));
+        r.insert("load_remote_p50", lat_us(&load.remote, 0.5));
+        r.insert("load_remote_p99", lat_us(&load.remote, 0.99));
+        r.insert("load_remote_p999", lat_us(&load.remote, 0.999));
+        r.insert("blast_remote", routing::blast(&node, true, secs(3)));
+        r.insert("blast_local", routing::blast(&node, false, secs(3)));
+        for (label, lat) in agents::processing(&node, &cast, secs(3)) {
+            let key = match label {
+                "trivial handler" => ("proc_trivial_p50", "proc_trivial_p99"),
+                "handler writing state" => ("proc_write_p50", "proc_write_p99"),
+                _ => ("proc_reply_p50", "proc_reply_p99"),
+            };
+            r.insert(key.0, lat_us(&lat, 0.5));
+            r.insert(key.1, lat_us(&lat, 0.99));
+        }
+    }
+    // ---------------------------------------------------------------- agents
+    let (startup, bare) = agents::startup(if small { 200 } else { 5_000 });
+    r.insert("startup_p50", us(&startup, 0.5));
+    r.insert("startup_p99", us(&startup, 0.99));
+    r.insert("bare_startup_p50", us(&bare, 0.5));
+    r.insert("bare_startup_p99", us(&bare, 0.99));
+    let count = if small { 500 } else { 10_000 };
+    r.insert("rss_per_agent_kib", rss_probe(true, count) / 1024.0);
+    r.insert("bare_rss_per_agent_kib", rss_probe(false, count) / 1024.0);
+    let dispatch = agents::dispatch_ns(if small { 10_000 } else { 1_000_000 });
+    r.insert("dispatch_p50_ns", dispatch.value_at_quantile(0.5) as f64);
+    // ---------------------------------------------------------------- storage
+    let (rows_per_s, batch) = storage::batched_writes(if small { 5 } else { 200 });
+    r.insert("batch_rows_per_s", rows_per_s);
+    r.insert("batch_p50_ms", batch.value_at_quantile(0.5) as f64 / 1e6);
+    let single = storage::single_writes(if small { 200 } else { 5_000 });
+    r.insert("write_p50", us(&single, 0.5));
+    r.insert("write_p99", us(&single, 0.99));
+    let ticks = if small { 200 } else { 5_000 };
+    for (mode, key) in [("none", "tick_plain_p99"), ("checkpointer", "tick_ckpt_p99"), ("autocheckpoint", "tick_auto_p99")] {
+        r.insert(key, us(&storage::checkpoint_stall(mode, ticks), 0.99));
+    }
+    r.insert("naive_rows_per_s", storage::naive_writes(if small { 200 } else { 5_000 }));
+    let (lookups, naive) = storage::lookups(if small { 1_000 } else { 100_000 });
+    r.insert("lookup_p50", us(&lookups, 0.5));
+    r.insert("lookup_p99", us(&lookups, 0.99));
+    r.insert("naive_lookup_p50", us(&naive, 0.5));
+    r.insert("naive_lookup_p99", us(&naive, 0.99));
+    r
+}
+
+fn rows(m: &BTreeMap<&'static str, f64>) -> Vec<Row> {
+    let g = |k: &str| *m.get(k).unwrap_or_else(|| panic!("figure {k} missing"));
+    let row = |group, name: &str, unit, better, ours: f64, baseline: Option<(&str, f64)>, adr: Option<f64>, goal: Option<f64>| Row {
+        group,
+        name: name.to_string(),
+        unit,
+        better,
+        ours,
+        baseline: baseline.map(|(n, v)| (n.to_string(), v)),
+        adr,
+        goal,
+    };
+    use Better::*;
+    let floor = "floor: spinning threads";
+    vec![
+        row("Routing (send to start of handler, one way)", "same shard, idle (1,000 msg/s), p50", "µs", Lower, g("idle_local_p50"), Some((floor, g("floor_p50"))), Some(100.0), None),
+        row("Routing (send to start of handler, one way)", "same shard, idle, p99", "µs", Lower, g("idle_local_p99"), Some((floor, g("floor_p99"))), Some(1000.0), None),
+        row("Routing (send to start of handler, one way)", "cross shard, idle (1,000 msg/s), p50", "µs", Lower, g("idle_remote_p50"), Some(("glommio shared_channel", g("glommio_p50"))), Some(100.0), None),
+        row("Routing (send to start of handler, one way)", "cross shard, idle, p99", "µs", Lower, g("idle_remote_p99"), Some(("glommio shared_channel", g("glommio_p99"))), Some(1000.0), None),
+        row("Routing (send to start of handler, one way)", "same shard, at 100k msg/s, p50", "µs", Lower, g("load_local_p50"), Some((floor, g("floor_p50"))), Some(100.0), None),
+        row("Routing (send to start of handler, one way)", "same shard, at 100k msg/s, p99", "µs", Lower, g("load_local_p99"), Some((floor, g("floor_p99"))), Some(1000.0), None),
+        row("Routing (send to start of handler, one way)", "same shard, at 100k msg/s, p99.9", "µs", Lower, g("load_local_p999"), Some((floor, g("floor_p999"))), None, None),
+        row("Routing (send to start of handler, one way)", "cross shard, at 100k msg/s, p50", "µs", Lower, g("load_remote_p50"), Some((floor, g("floor_p50"))), Some(100.0), Some(2.0)),
+        row("Routing (send to start of handler, one way)", "cross shard, at 100k msg/s, p50 vs actix", "µs", Lower, g("load_remote_p50"), Some(("actix, 2 arbiters", g("actix_p50"))), Some(100.0), Some(2.0)),
+        row("Routing (send to start of handler, one way)", "cross shard, at 100k msg/s, p99", "µs", Lower, g("load_remote_p99"), Some((floor, g("floor_p99"))), Some(1000.0), Some(20.0)),
+        row("Routing (send to start of handler, one way)", "cross shard, at 100k msg/s, p99 vs glommio", "µs", Lower, g("load_remote_p99"), Some(("glommio shared_channel", g("glommio_p99"))), Some(1000.0), Some(20.0)),
+        row("Routing (send to start of handler, one way)", "cross shard, at 100k msg/s, p99.9", "µs", Lower, g("load_remote_p999"), Some((floor, g("floor_p999"))), None, None),
+        row("Routing (send to start of handler, one way)", "load carried during the two rows above", "msg/s", Higher, g("load_rate"), None, Some(100_000.0 * 0.95), None),
+        row("Throughput", "pipelined cross-shard, WebAssembly handlers", "msg/s", Higher, g("blast_remote"), Some(("actix pipelined, native", g("actix_rate"))), Some(100_000.0), None),
+        row("Throughput", "through WebAssembly handlers, all shards", "msg/s", Higher, g("blast_local"), Some(("actix pipelined, native", g("actix_rate"))), Some(100_000.0), Some(2_000_000.0)),
+        row("Agent startup", "deploy-to-ready, one instance, p50", "µs", Lower, g("startup_p50"), Some(("bare wasmer instance", g("bare_startup_p50"))), Some(10_000.0), Some(30.0)),
+        row("Agent startup", "deploy-to-ready, one instance, p99", "µs", Lower, g("startup_p99"), Some(("bare wasmer instance", g("bare_startup_p99"))), Some(100_000.0), Some(150.0)),
+        row("Agent startup", "resident memory per agent, 10,000 agents", "KiB", Lower, g("rss_per_agent_kib"), Some(("bare wasmer instance", g("bare_rss_per_agent_kib"))), None, Some(100.0)),
+        row("Message processing (dequeue to handler return)", "trivial handler, p50", "µs", Lower, g("proc_trivial_p50"), None, Some(1000.0), None),
+        row("Message processing (dequeue to handler return)", "trivial handler, p99", "µs", Lower, g("proc_trivial_p99"), None, Some(10_000.0), None),
+        row("Message processing (dequeue to handler return)", "handler writing state, p50", "µs", Lower, g("proc_write_p50"), Some(("trivial handler", g("proc_trivial_p50"))), Some(1000.0), None),
+        row("Message processing (dequeue to handler return)", "handler writing state, p99", "µs", Lower, g("proc_write_p99"), Some(("trivial handler", g("proc_trivial_p99"))), Some(10_000.0), None),
+        row("Message processing (dequeue to handler return)", "handler sending a reply, p50", "µs", Lower, g("proc_reply_p50"), Some(("trivial handler", g("proc_trivial_p50"))), Some(1000.0), None),
+        row("Message processing (dequeue to handler return)", "handler sending a reply, p99", "µs", Lower, g("proc_reply_p99"), Some(("trivial handler", g("proc_trivial_p99"))), Some(10_000.0), None),
+        row("Message processing (dequeue to handler return)", "dispatch and call of a trivial handler, p50", "ns", Lower, g("dispatch_p50_ns"), Some(("plain function call", g("plain_call_ns"))), None, Some(1000.0)),
+        row("SQLite per shard", "state writes, 1000 per transaction", "rows/s", Higher, g("batch_rows_per_s"), Some(("naive: autocommit, default journal", g("naive_rows_per_s"))), None, None),
+        row("SQLite per shard", "batch of 1000 writes, write and commit, p50", "ms", Lower, g("batch_p50_ms"), None, None, None),
+        row("SQLite per shard", "one state write to durable, p50", "µs", Lower, g("write_p50"), None, Some(1000.0), None),
+        row("SQLite per shard", "one state write to durable, p99", "µs", Lower, g("write_p99"), None, Some(10_000.0), None),
+        row("SQLite per shard", "tick p99 beside the checkpointer (PASSIVE, every 20 ms)", "µs", Lower, g("tick_ckpt_p99"), Some(("no checkpoints", g("tick_plain_p99"))), None, None),
+        row("SQLite per shard", "tick p99, rejected: autocheckpoint on the shard", "µs", Lower, g("tick_auto_p99"), Some(("no checkpoints", g("tick_plain_p99"))), None, None),
+        row("SQLite per shard", "point lookup, p50", "µs", Lower, g("lookup_p50"), Some(("statement prepared each time", g("naive_lookup_p50"))), Some(100.0), None),
+        row("SQLite per shard", "point lookup, p99", "µs", Lower, g("lookup_p99"), Some(("statement prepared each time", g("naive_lookup_p99"))), Some(1000.0), None),
+    ]
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let date = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    json!({ "cpus": caxton_shards::executor::allowed_cpus().len(), "cpu": cpu, "kernel": kernel, "memory_bytes": std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| s.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok()).map(|k| k * 1024), "date": date })
+}
+
+/// Runs `resident_probe` in a fresh child process.
+fn rss_probe(ours: bool, count: usize) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--rss-probe", if ours { "ours" } else { "bare" }, &count.to_string()])
+        .output()
+        .expect("run the rss probe");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--rss-probe") {
+        println!("{}", agents::resident_probe(args[2] == "ours", args[3].parse().unwrap()));
+        return;
+    }
+    let small = small();
+    let runs = std::env::var("CAXTON_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(if small { 1 } else { 3 });
+    let mut all: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for run in 0..runs {
+        eprintln!("caxton-bench: run {} of {runs}{}", run + 1, if small { " (small)" } else { "" });
+        for (k, v) in one_run(small) {
+            all.entry(k).or_default().push(v);
+        }
+    }
+    let medians: BTreeMap<&'static str, f64> = all.into_iter().map(|(k, v)| (k, median(v))).collect();
+    let rows = rows(&medians);
+    let machine = machine();
+    let table = report::markdown(&rows);
+    println!("{table}");
+    let out = PathBuf::from(std::env::var("CAXTON_BENCH_OUT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench").to_string()));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&report::json(&rows, &machine)).unwrap()).unwrap();
+    std::fs::write(out.join("summary.md"), &table).unwrap();
+    let failed: Vec<&Row> = rows.iter().filter(|r| r.adr_pass() == Some(false)).collect();
+    if !small {
+        let doc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md"));
+        let text = crate_doc(&machine, runs, &table);
+        std::fs::write(doc, text).unwrap();
+    }
+    eprintln!("caxton-bench: wrote {}", out.join("summary.json").display());
+    if !failed.is_empty() {
+        for r in &failed {
+            eprintln!("ADR-0017 target missed: {} {} = {:.2} {}", r.group, r.name, r.ours, r.unit);
+        }
+        if !small {
+            std::process::exit(1);
+        }
+    }
+}
+
+fn crate_doc(machine: &serde_json::Value, runs: usize, table: &str) -> String {
+    let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).unwrap_or_default();
+    format!(
+        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Each figure is the median of {runs} runs; every row names a baseline measured in the same run on the same machine, and the ratio is ours ÷ baseline. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n{notes}",
+        machine["cpus"],
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["date"].as_str().unwrap_or("?"),
+        runs * 1,
+    )
+}
