@@ -5,7 +5,7 @@ PROFILE := --release
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test run bench clean
+.PHONY: build test run bench loadtest clean
 
 build:
 	$(CARGO) build $(PROFILE) --bin caxton
@@ -22,6 +22,14 @@ run: build
 ## and target/bench/summary.json, fails when an ADR-0017 target is missed.
 bench:
 	$(CARGO) run $(PROFILE) -p caxton-benches --bin caxton-bench
+
+## ADR-0017's four load scenarios against a real node (about 6 minutes);
+## SCENARIO=peak_load runs one, LOADTEST_ARGS=--full the ADR's durations.
+SCENARIO ?=
+LOADTEST_ARGS ?=
+loadtest:
+	$(CARGO) build $(PROFILE) --bin caxton -p caxton-loadtest
+	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
 
 clean:
 	$(CARGO) clean

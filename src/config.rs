@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Address of the REST API; a non-loopback one requires --api-token [default: 127.0.0.1:7070].
     #[arg(long)]
     pub api: Option<SocketAddr>,
+    /// Address of the wire listener (binary envelope stream, docs/WIRE.md) [default: off].
+    #[arg(long)]
+    pub wire: Option<SocketAddr>,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
@@ -183,6 +186,7 @@ impl ServeArgs {
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
             api_token: self.api_token.filter(|t| !t.is_empty()),
+            wire: self.wire.or(file.wire),
             tuning,
             storage: Default::default(),
             limits: agent,

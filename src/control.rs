@@ -46,7 +46,15 @@ pub struct Control {
     waiters: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     api_ids: Mutex<IdGen>,
     next_api_name: AtomicU64,
+    /// Open wire connections, by id: where messages to `@wire/<id>` go.
+    wires: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    /// Messages to runtime names that no one took (gone or full), by kind.
+    pub undeliverable_api: AtomicU64,
+    pub undeliverable_wire: AtomicU64,
 }
+
+/// Messages queued for one wire connection's writer.
+pub const WIRE_OUTBOX_MESSAGES_MAX: usize = 65_536;
 
 pub struct DeployReport {
     pub record: AgentRecord,
@@ -80,6 +88,60 @@ impl Control {
             waiters: Mutex::new(HashMap::new()),
             api_ids: Mutex::new(IdGen::new(boot_epoch, API_ORIGIN)),
             next_api_name: AtomicU64::new(1),
+            wires: Mutex::new(HashMap::new()),
+            undeliverable_api: AtomicU64::new(0),
+            undeliverable_wire: AtomicU64::new(0),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn register_wire(&self) -> (u64, mpsc::Receiver<Message>) {
+        let id = self.next_api_name.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(WIRE_OUTBOX_MESSAGES_MAX);
+        self.wires.lock().unwrap().insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn wire_sender(&self, id: u64) -> Option<mpsc::Sender<Message>> {
+        self.wires.lock().unwrap().get(&id).cloned()
+    }
+
+    pub fn unregister_wire(&self, id: u64) {
+        self.wires.lock().unwrap().remove(&id);
+    }
+
+    /// Checks a wire frame and readies it for its shard: sender `from`, a new
+    /// id. Errors carry the frame's header (if it had one) and the reason.
+    pub fn wire_message(&self, from: &str, frame: Vec<u8>) -> Result<(usize, Message), (Header, String)> {
+        let m = Message::decode(frame).map_err(|e| (Header::default(), e.to_string()))?;
+        let mut header = m.header();
+        let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
+        let Some(instances) = self.agents.lock().unwrap().get(receiver).map(|r| r.instances) else {
+            return Err((header, format!("unknown receiver {receiver}")));
+        };
+        header.message_id = self.api_ids.lock().unwrap().next_id();
+        let m = Message::encode(&header, from.as_bytes(), m.receiver(), m.content()).map_err(|e| (header, e.to_string()))?;
+        let instance = instance_for(header.conversation_id, from.as_bytes(), instances);
+        Ok((shard_of(m.receiver(), instance, self.shards.len()), m))
+    }
+
+    /// Hands a batch to a shard; the refused come back with why. A full
+    /// control queue hands the whole batch back.
+    pub async fn inject(&self, shard: usize, messages: Vec<Message>) -> Result<Vec<(RouteError, Message)>, Vec<Message>> {
+        let (tx, rx) = oneshot::channel();
+        let command = Command::Inject {
+            messages,
+            reply: Box::new(move |v| {
+                let _ = tx.send(v);
+            }),
+        };
+        match self.shards[shard].send(command) {
+            Ok(()) => Ok(rx.await.unwrap_or_default()),
+            Err(Command::Inject { messages, .. }) => Err(messages),
+            Err(_) => unreachable!("the command handed back is the one sent"),
         }
     }
 
@@ -281,16 +343,27 @@ impl Control {
         }
     }
 
-    /// Hands replies from the shards to their waiting requests (rule 3).
+    /// Hands messages to runtime names to their REST waiters and wire
+    /// connections (rule 3).
     pub async fn dispatch_replies(self: Arc<Self>, mut replies: mpsc::Receiver<Message>) {
         while let Some(message) = replies.recv().await {
-            let receiver = String::from_utf8_lossy(message.receiver()).into_owned();
-            let waiter = self.waiters.lock().unwrap().remove(&receiver);
+            let receiver = std::str::from_utf8(message.receiver()).unwrap_or("");
+            if let Some(id) = receiver.strip_prefix("@wire/").and_then(|n| n.parse::<u64>().ok()) {
+                let tx = self.wires.lock().unwrap().get(&id).cloned();
+                if tx.is_none_or(|tx| tx.try_send(message).is_err()) {
+                    self.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let waiter = self.waiters.lock().unwrap().remove(receiver);
             match waiter {
                 Some(tx) => {
                     let _ = tx.send(message);
                 }
-                None => tracing::debug!(receiver, "reply for an API caller that no longer waits"),
+                None => {
+                    self.undeliverable_api.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(receiver, "message for a runtime name no one waits on");
+                }
             }
         }
     }

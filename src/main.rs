@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod node;
 mod top;
+mod wire;
 
 use std::path::PathBuf;
 

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub api: SocketAddr,
     pub api_token: Option<String>,
+    /// The wire listener (`wire.rs`), if any.
+    pub wire: Option<SocketAddr>,
     pub tuning: ShardTuning,
     pub storage: StorageConfig,
     pub limits: AgentLimits,
@@ -57,8 +59,21 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     let cpus = allowed[..cores].to_vec();
     raise_open_files_limit(config.max_connections);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    if let Some(wire) = config.wire.filter(|w| !w.ip().is_loopback()) {
+        if config.api_token.is_none() {
+            return Err(format!("refusing to serve the wire listener on non-loopback address {wire} without a token: set --api-token or CAXTON_API_TOKEN"));
+        }
+    }
     let listener = std::net::TcpListener::bind(config.api).map_err(|e| format!("cannot bind the API to {}: {e}", config.api))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let wire_listener = match config.wire {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot bind the wire listener to {addr}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(l)
+        }
+        None => None,
+    };
     let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
     tracing::info!(
         memory_budget_bytes = config.memory_budget,
@@ -90,6 +105,11 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         let restored = control.restore().await?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         tracing::info!(api = %config.api, cores, ?cpus, data_dir = %config.data_dir.display(), restored_agents = restored, "caxton node serving");
+        if let Some(l) = wire_listener {
+            let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            tracing::info!(wire = %l.local_addr().map_err(|e| e.to_string())?, "wire listener serving");
+            tokio::spawn(crate::wire::serve(control.clone(), l, config.api_token.clone()));
+        }
         let api = Arc::new(Api::new(control.clone(), config.api_token, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener));
         wait_for_signal().await;

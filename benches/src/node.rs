@@ -82,7 +82,8 @@ impl BenchNode {
 
     /// Delivers a batch to the shard hosting `receiver`; returns how many it took.
     pub fn inject(&self, shard: usize, messages: Vec<Message>) -> usize {
-        ask(&self.shards[shard], |reply| Command::Inject { messages, reply })
+        let n = messages.len();
+        n - ask(&self.shards[shard], |reply| Command::Inject { messages, reply }).len()
     }
 
     pub fn message(sender: &str, receiver: &str, content: &[u8]) -> Message {

@@ -21,11 +21,10 @@ pub enum Command {
     Undeploy { name: Arc<str>, reply: Reply<()> },
     /// A message from the API for an instance on this shard.
     Deliver { message: Message, reply: Reply<Result<(), RouteError>> },
-    /// A batch of messages from a trusted local source (the load generator
-    /// and the benchmarks): each goes to its receiver's mailbox like a
-    /// `Deliver`; the reply counts those accepted, the rest were refused as
-    /// busy or unknown and are the caller's to retry or count.
-    Inject { messages: Vec<Message>, reply: Reply<usize> },
+    /// A batch of messages (from the wire listener and the benchmarks): each
+    /// goes to its receiver's mailbox like a `Deliver`. The reply hands back
+    /// those refused, with why, for the caller to retry (busy) or report.
+    Inject { messages: Vec<Message>, reply: Reply<Vec<(RouteError, Message)>> },
     AgentStats { name: Arc<str>, reply: Reply<Vec<InstanceStats>> },
     ShardStats { reply: Reply<ShardStats> },
     /// Commits and stops the shard.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::envelope::Message;
-use crate::limits::API_NAME_PREFIX;
+use crate::limits::RUNTIME_NAME_PREFIX;
 use crate::mesh::{Doorbell, MeshEnds};
 use crate::placement::{instance_for, shard_of};
 
@@ -66,7 +66,8 @@ pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 5] = [
     (DeadLetter::TimedOut, "timed_out"),
 ];
 
-/// Hands replies addressed to `@api/...` to the node's API.
+/// Hands messages addressed to runtime names (`@api/...`, `@wire/...`) to
+/// the node's control plane.
 pub type ApiSink = Arc<dyn Fn(Message) -> Result<(), Message> + Send + Sync>;
 
 #[derive(Debug, Default, Clone)]
@@ -247,7 +248,8 @@ impl Router {
 
     /// Where a message to `receiver` goes (placement rules of `placement`).
     pub fn resolve(&self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
-        if receiver.starts_with(API_NAME_PREFIX.as_bytes()) {
+        if receiver.first() == Some(&RUNTIME_NAME_PREFIX) {
+            // `@api/...`, `@wire/...`: the node's control plane sorts them out.
             return Ok(Dest::Api);
         }
         let name = std::str::from_utf8(receiver).map_err(|_| RouteError::UnknownReceiver)?;

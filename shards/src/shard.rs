@@ -265,12 +265,14 @@ impl Shard {
                 }
                 Command::Inject { messages, reply } => {
                     let mut ctx = self.ctx.borrow_mut();
-                    let mut accepted = 0;
+                    let mut refused = Vec::new();
                     for mut message in messages {
                         message.set_path(RoutePath::Api);
-                        accepted += ctx.router.accept(message).is_ok() as usize;
+                        if let Err(e) = ctx.router.accept(message) {
+                            refused.push(e);
+                        }
                     }
-                    reply(accepted)
+                    reply(refused)
                 }
                 Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
                 Command::ShardStats { reply } => reply(self.shard_stats()),

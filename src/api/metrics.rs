@@ -18,6 +18,8 @@ pub struct NodeFigures {
     pub api_received_bytes: u64,
     pub api_sent_bytes: u64,
     pub agents: usize,
+    pub undeliverable_api: u64,
+    pub undeliverable_wire: u64,
 }
 
 impl NodeFigures {
@@ -147,6 +149,9 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
+    o.family("caxton_runtime_undeliverable_total", "counter", "Messages to runtime names nobody took (a REST caller that stopped waiting, a closed or full wire connection).");
+    o.sample("caxton_runtime_undeliverable_total", "kind=\"api\"", node.undeliverable_api);
+    o.sample("caxton_runtime_undeliverable_total", "kind=\"wire\"", node.undeliverable_wire);
     o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
     o.sample("caxton_agents_deployed", "", node.agents);
     o.family("caxton_api_network_bytes_total", "counter", "Bytes of REST API bodies, by direction.");

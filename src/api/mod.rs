@@ -184,6 +184,8 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 api_received_bytes: api.received_bytes.load(Ordering::Relaxed),
                 api_sent_bytes: api.sent_bytes.load(Ordering::Relaxed),
                 agents: control.list().len(),
+                undeliverable_api: control.undeliverable_api.load(Ordering::Relaxed),
+                undeliverable_wire: control.undeliverable_wire.load(Ordering::Relaxed),
             };
             let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&stats, &figures))));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -1,0 +1,42 @@
+;; hop: the load test's agent. A request from the load generator carries
+;; [target length u8][target][seq u64][scheduled u64]; the agent forwards
+;; it to the target as an `inform` carrying [origin length u8][origin][seq]
+;; [scheduled], where origin is the generator's name. An `inform` is
+;; answered to its origin with an `agree` carrying [seq][scheduled]. So each
+;; load message is one agent-to-agent hop plus the way in and out.
+(module
+  (import "caxton" "send" (func $send (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "caxton_alloc") (param $len i32) (result i32)
+    (if (i32.gt_u (local.get $len) (i32.const 4000)) (then (return (i32.const -1))))
+    (i32.const 1024))
+  (func (export "caxton_handle") (param $in i32) (param $len i32) (result i32)
+    (local $sp i32) (local $sn i32) (local $cp i32) (local $n i32) (local $out i32)
+    (local.set $sp (i32.add (local.get $in) (i32.const 44)))
+    (local.set $sn (i32.load8_u offset=36 (local.get $in)))
+    (local.set $cp (i32.add (i32.add (local.get $sp) (local.get $sn)) (i32.load8_u offset=37 (local.get $in))))
+    (local.set $n (i32.load8_u (local.get $cp)))
+    (local.set $out (i32.const 8192))
+    (i32.store8 (local.get $out) (i32.const 1))
+    (i64.store offset=12 (local.get $out) (i64.load offset=12 (local.get $in)))
+    (if (i32.eqz (i32.load8_u offset=1 (local.get $in)))
+      (then
+        ;; request: forward to the target, carrying our sender as the origin
+        (i32.store8 offset=1 (local.get $out) (i32.const 1))
+        (i32.store8 offset=37 (local.get $out) (local.get $n))
+        (i32.store offset=40 (local.get $out) (i32.add (local.get $sn) (i32.const 17)))
+        (memory.copy (i32.add (local.get $out) (i32.const 44)) (i32.add (local.get $cp) (i32.const 1)) (local.get $n))
+        (i32.store8 (i32.add (i32.add (local.get $out) (i32.const 44)) (local.get $n)) (local.get $sn))
+        (memory.copy (i32.add (i32.add (local.get $out) (i32.const 45)) (local.get $n)) (local.get $sp) (local.get $sn))
+        (memory.copy (i32.add (i32.add (i32.add (local.get $out) (i32.const 45)) (local.get $n)) (local.get $sn))
+          (i32.add (i32.add (local.get $cp) (i32.const 1)) (local.get $n)) (i32.const 16))
+        (return (call $send (local.get $out) (i32.add (i32.add (i32.const 61) (local.get $n)) (local.get $sn))))))
+    ;; inform: answer the origin with [seq][scheduled]
+    (i32.store8 offset=1 (local.get $out) (i32.const 7))
+    (i32.store8 offset=37 (local.get $out) (local.get $n))
+    (i32.store offset=40 (local.get $out) (i32.const 16))
+    (memory.copy (i32.add (local.get $out) (i32.const 44)) (i32.add (local.get $cp) (i32.const 1)) (local.get $n))
+    (memory.copy (i32.add (i32.add (local.get $out) (i32.const 44)) (local.get $n))
+      (i32.add (i32.add (local.get $cp) (i32.const 1)) (local.get $n)) (i32.const 16))
+    (call $send (local.get $out) (i32.add (i32.const 60) (local.get $n))))
+)

@@ -1,0 +1,150 @@
+//! `caxton-loadtest` (`make loadtest`): runs ADR-0017's load scenarios and
+//! exits non-zero if any criterion fails.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caxton_loadtest::node::{default_binary, Node};
+use caxton_loadtest::run::{self, Live};
+use caxton_loadtest::scenario::{self, Schedule};
+use caxton_loadtest::report;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "ADR-0017's load scenarios against a real caxton node")]
+struct Args {
+    /// Scenarios to run (default: all four, in the file's order).
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// The ADR's full durations (1 h, 15 min, 24 h) instead of the quick ones.
+    #[arg(long)]
+    full: bool,
+    /// A few seconds per scenario with fewer agents: checks the machinery.
+    /// Criteria are reported; only lost or duplicated messages fail it.
+    #[arg(long, conflicts_with = "full")]
+    smoke: bool,
+    /// Scenario file.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios.yaml"))]
+    scenarios: PathBuf,
+    /// Shards of the node the load test starts (default: every core).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// The caxton binary to start.
+    #[arg(long)]
+    caxton: Option<PathBuf>,
+    /// Use a running node instead: its REST API address...
+    #[arg(long, requires = "target_wire")]
+    target: Option<String>,
+    /// ...and its wire listener address.
+    #[arg(long)]
+    target_wire: Option<String>,
+    /// Where results go (one folder per scenario).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/loadtest"))]
+    out: PathBuf,
+}
+
+fn progress(length: Duration, label: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(length.as_secs().max(1));
+    bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>15} [{elapsed_precise}] {bar:30} {msg}").unwrap());
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+fn main() {
+    let args = Args::parse();
+    let file = match scenario::load(&args.scenarios) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("caxton-loadtest: {e}");
+            std::process::exit(2);
+        }
+    };
+    let names: Vec<String> = if args.scenario.is_empty() { ["steady_state", "peak_load", "sustained_load", "burst_traffic"].iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
+    let mode = if args.full { "full" } else if args.smoke { "smoke" } else { "quick" };
+    let mut all_pass = true;
+    let mut summaries = Vec::new();
+    for name in &names {
+        let Some(s) = file.scenarios.get(name) else {
+            eprintln!("caxton-loadtest: no scenario {name:?} in {} (have: {:?})", args.scenarios.display(), file.scenarios.keys().collect::<Vec<_>>());
+            std::process::exit(2);
+        };
+        let length = match mode {
+            "full" => s.duration,
+            "smoke" => s.smoke,
+            _ => s.quick,
+        };
+        let agents = if args.smoke { s.agents.min(file.smoke_agents) } else { s.agents };
+        let schedule = Schedule::of(s, length);
+        let node = match &args.target {
+            Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
+            None => match Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("caxton-loadtest: {e}");
+                    std::process::exit(2);
+                }
+            },
+        };
+        eprintln!("{name}: deploying {agents} agents ...");
+        let t = Instant::now();
+        if let Err(e) = node.deploy(agents) {
+            eprintln!("caxton-loadtest: {e}");
+            std::process::exit(2);
+        }
+        eprintln!("{name}: deployed in {:.1} s; running {} s ({mode})", t.elapsed().as_secs_f64(), length.as_secs());
+        let live = Arc::new(Live::default());
+        let bar = progress(length, name);
+        let ticker = {
+            let (live, bar) = (live.clone(), bar.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut last = (Instant::now(), 0u64);
+                loop {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let answered = live.answered.load(Ordering::Relaxed);
+                    let rate = (answered - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                    last = (Instant::now(), answered);
+                    bar.set_position(started.elapsed().as_secs());
+                    bar.set_message(format!("{:>8.0} msg/s answered, running p99 {:.2} ms, sent {}", rate, live.p99_us.load(Ordering::Relaxed) as f64 / 1e3, live.sent.load(Ordering::Relaxed)));
+                    if bar.is_finished() {
+                        break;
+                    }
+                }
+            })
+        };
+        let outcome = run::run(&node, agents, &schedule, live);
+        bar.finish();
+        let _ = ticker.join();
+        drop(node);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("caxton-loadtest: {name}: {e}");
+                std::process::exit(2);
+            }
+        };
+        let target_rate = s.messages_per_second.or(s.burst_mps).unwrap_or(0.0);
+        let checks = report::checks(&outcome, &s.success_criteria, &schedule);
+        let settings = format!("{agents} agents; node started with: caxton {}", caxton_loadtest::node::NODE_LIMITS.join(" "));
+        println!("{}", report::table(name, &outcome, target_rate, &checks, &settings));
+        let dir = args.out.join(name);
+        let _ = std::fs::create_dir_all(&dir);
+        let summary = report::summary(name, &outcome, target_rate, &checks, &settings, mode, agents);
+        std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).expect("write summary.json");
+        if let Err(e) = report::hdr_log(&dir.join("latency.hlog"), &outcome) {
+            eprintln!("caxton-loadtest: writing the HDR log: {e}");
+        }
+        if let Err(e) = report::plots(&dir, name, &outcome, s.success_criteria.p99_latency.or(s.success_criteria.recovered_p99)) {
+            eprintln!("caxton-loadtest: drawing the plots: {e}");
+        }
+        all_pass &= if args.smoke { outcome.lost == 0 && outcome.duplicated == 0 } else { checks.iter().all(|c| c.pass) };
+        summaries.push(summary);
+    }
+    let _ = std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summaries).unwrap());
+    if !all_pass {
+        eprintln!("caxton-loadtest: a criterion failed (see above)");
+        std::process::exit(1);
+    }
+}
