@@ -28,7 +28,7 @@ bench:
 SCENARIO ?=
 LOADTEST_ARGS ?=
 loadtest:
-	$(CARGO) build $(PROFILE) --bin caxton -p caxton-loadtest
+	$(CARGO) build $(PROFILE) -p caxton -p caxton-loadtest
 	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
 
 clean:

@@ -26,6 +26,11 @@ fn ms(ns: u64) -> f64 {
 /// Memory growth: the median of the last fifth of the samples over the
 /// median of the first fifth (after a 3 s warm-up).
 pub fn memory_growth(samples: &[(f64, f64)]) -> Option<f64> {
+    memory_ends(samples).map(|(first, last)| (last - first) / first)
+}
+
+/// The medians of the first and last fifths of the samples (after warm-up).
+pub fn memory_ends(samples: &[(f64, f64)]) -> Option<(f64, f64)> {
     let s: Vec<f64> = samples.iter().filter(|(t, _)| *t >= 3.0).map(|(_, r)| *r).collect();
     if s.len() < 5 {
         return None;
@@ -36,8 +41,7 @@ pub fn memory_growth(samples: &[(f64, f64)]) -> Option<f64> {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
-    let (first, last) = (med(&s[..fifth]), med(&s[s.len() - fifth..]));
-    Some((last - first) / first)
+    Some((med(&s[..fifth]), med(&s[s.len() - fifth..])))
 }
 
 /// Time from each burst's end until windowed p99 stays within `p99`.
@@ -104,11 +108,18 @@ pub fn table(name: &str, o: &Outcome, target_rate: f64, checks: &[Check], settin
     let q = |x: f64| if l.is_empty() { 0.0 } else { ms(l.value_at_quantile(x)) };
     let send_s = o.windows.iter().filter(|w| w.sent > 0).count() as f64 * WINDOW.as_secs_f64();
     let mut s = format!("\n== {name} ==\nnode: {settings}\n");
-    s += &format!("rate      target {:.0} msg/s, achieved {:.0} msg/s sent, {:.0} msg/s answered\n", target_rate, o.sent as f64 / send_s.max(1e-9), o.answered as f64 / send_s.max(1e-9));
+    let peak = o.windows.iter().map(|w| w.answered).max().unwrap_or(0) as f64 / WINDOW.as_secs_f64();
+    s += &format!(
+        "rate      target {:.0} msg/s; sent {:.0} msg/s and answered {:.0} msg/s on average, answered {:.0} msg/s in the busiest 250 ms\n",
+        target_rate,
+        o.sent as f64 / send_s.max(1e-9),
+        o.answered as f64 / send_s.max(1e-9),
+        peak
+    );
     s += &format!("latency   p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (from scheduled send)\n", q(0.5), q(0.9), q(0.99), q(0.999), if l.is_empty() { 0.0 } else { ms(l.max()) });
     s += &format!("messages  sent {}  answered {}  errors {}  lost {}  duplicated {}\n", o.sent, o.answered, o.errors, o.lost, o.duplicated);
-    if let Some(g) = memory_growth(&o.memory) {
-        s += &format!("memory    {:.0} MiB → {:.0} MiB ({:+.1}%)\n", o.memory.first().map_or(0.0, |m| m.1) / 1048576.0, o.memory.last().map_or(0.0, |m| m.1) / 1048576.0, g * 100.0);
+    if let Some((first, last)) = memory_ends(&o.memory) {
+        s += &format!("memory    {:.1} MiB → {:.1} MiB resident ({:+.1}%; medians of the first and last fifth of the run)\n", first / 1048576.0, last / 1048576.0, (last - first) / first * 100.0);
     }
     s += &format!("generator {:.1} CPU-seconds in {:.1} s, on the same cores as the node's shards\n", o.generator_cpu_s, o.elapsed.as_secs_f64());
     for c in checks {

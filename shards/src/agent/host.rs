@@ -224,18 +224,35 @@ fn read_key<'k>(view: &MemoryView, ptr: i32, len: i32, key: &'k mut [u8; STATE_K
     Ok(&key[..len])
 }
 
-pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
+/// The common part of the `state_*` calls: charge, check the key, reach
+/// the shard; `op` does the rest and returns the ABI result.
+fn state_call(
+    env: &mut FunctionEnvMut<HostEnv>,
+    key_ptr: i32,
+    key_len: i32,
+    op: impl FnOnce(&mut ShardCtx, &MemoryView, &HostEnv, &[u8]) -> i32,
+) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
     charge(data, &mut store, STATE_CALL_FUEL);
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     with_ctx(|ctx| {
         let mut key = [0u8; STATE_KEY_BYTES_MAX];
-        let key = match read_key(&view, key_ptr, key_len, &mut key) {
-            Ok(k) => k,
-            Err(code) => return ctx.refuse(code),
-        };
-        let Some((buf_at, buf_cap)) = checked(&view, buf_ptr, buf_cap) else { return ctx.refuse(INVALID) };
+        match read_key(&view, key_ptr, key_len, &mut key) {
+            Ok(key) => op(ctx, &view, data, key),
+            Err(code) => ctx.refuse(code),
+        }
+    })
+}
+
+fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
+    tracing::error!(agent, error = %e, "{what} failed");
+    BUSY
+}
+
+pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
+    state_call(&mut env, key_ptr, key_len, |ctx, view, data, key| {
+        let Some((buf_at, buf_cap)) = checked(view, buf_ptr, buf_cap) else { return ctx.refuse(INVALID) };
         let found = ctx.store.get(&data.name, data.instance, key, |value| {
             let n = value.len().min(buf_cap);
             view.write(buf_at, &value[..n]).map(|_| value.len() as i32)
@@ -244,32 +261,21 @@ pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, b
             Ok(Some(Ok(len))) => len,
             Ok(None) => NOT_FOUND,
             Ok(Some(Err(_))) => ctx.refuse(INVALID),
-            Err(e) => {
-                tracing::error!(agent = %data.name, error = %e, "state_get failed");
-                BUSY
-            }
+            Err(e) => storage_failed(&data.name, "state_get", e),
         }
     })
 }
 
 pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, STATE_CALL_FUEL);
-    let Some(memory) = data.memory.as_ref() else { return INVALID };
-    let view = memory.view(&store);
-    with_ctx(|ctx| {
-        let mut key = [0u8; STATE_KEY_BYTES_MAX];
-        let key = match read_key(&view, key_ptr, key_len, &mut key) {
-            Ok(k) => k,
-            Err(code) => return ctx.refuse(code),
-        };
+    state_call(&mut env, key_ptr, key_len, |ctx, view, data, key| {
         if val_len as i64 > STATE_VALUE_BYTES_MAX as i64 {
             return ctx.refuse(TOO_LARGE);
         }
-        let Some((val_at, val_len)) = checked(&view, val_ptr, val_len) else { return ctx.refuse(INVALID) };
+        let Some((val_at, val_len)) = checked(view, val_ptr, val_len) else { return ctx.refuse(INVALID) };
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
             return ctx.refuse(OVER_LIMIT);
         }
+        // The scratch buffer is reused: no allocation once it has grown.
         let mut value = std::mem::take(&mut ctx.scratch);
         value.resize(val_len, 0);
         let code = if view.read(val_at, &mut value).is_err() {
@@ -280,10 +286,7 @@ pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, v
                     ctx.call.writes += 1;
                     OK
                 }
-                Err(e) => {
-                    tracing::error!(agent = %data.name, error = %e, "state_put failed");
-                    BUSY
-                }
+                Err(e) => storage_failed(&data.name, "state_put", e),
             }
         };
         ctx.scratch = value;
@@ -292,16 +295,7 @@ pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, v
 }
 
 pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, STATE_CALL_FUEL);
-    let Some(memory) = data.memory.as_ref() else { return INVALID };
-    let view = memory.view(&store);
-    with_ctx(|ctx| {
-        let mut key = [0u8; STATE_KEY_BYTES_MAX];
-        let key = match read_key(&view, key_ptr, key_len, &mut key) {
-            Ok(k) => k,
-            Err(code) => return ctx.refuse(code),
-        };
+    state_call(&mut env, key_ptr, key_len, |ctx, _view, data, key| {
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
             return ctx.refuse(OVER_LIMIT);
         }
@@ -314,10 +308,7 @@ pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32
                     NOT_FOUND
                 }
             }
-            Err(e) => {
-                tracing::error!(agent = %data.name, error = %e, "state_delete failed");
-                BUSY
-            }
+            Err(e) => storage_failed(&data.name, "state_delete", e),
         }
     })
 }
