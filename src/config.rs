@@ -11,6 +11,7 @@ use caxton_shards::agent::AgentLimits;
 use caxton_shards::limits;
 use caxton_shards::metrics::ALERT_WINDOW_MS;
 use caxton_shards::shard::ShardTuning;
+use caxton_shards::storage::StorageConfig;
 use serde::Deserialize;
 
 use crate::admission::{self, MemoryLimits};
@@ -124,6 +125,20 @@ pub struct ServeArgs {
     /// Window of the p99 alert, in ms [default: 10000].
     #[arg(long)]
     pub alert_window_ms: Option<u64>,
+    /// SQLite page cache per shard [default: 50MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub sqlite_page_cache: Option<u64>,
+    /// Prepared statements cached per shard connection [default: 100].
+    #[arg(long)]
+    pub sqlite_statement_cache: Option<usize>,
+    /// Interval between WAL checkpoints (off the shards), in ms [default: 10000].
+    #[arg(long)]
+    pub wal_checkpoint_interval_ms: Option<u64>,
+    /// WAL size limit per shard [default: 100MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub wal_size_max: Option<u64>,
     /// Log format: human or json [default: human].
     #[arg(long)]
     pub log_format: Option<String>,
@@ -188,7 +203,12 @@ impl ServeArgs {
             api_token: self.api_token.filter(|t| !t.is_empty()),
             wire: self.wire.or(file.wire),
             tuning,
-            storage: Default::default(),
+            storage: StorageConfig {
+                page_cache_kib: (pick!(sqlite_page_cache, limits::SQLITE_PAGE_CACHE_KIB as u64 * 1024) / 1024).max(1) as i64,
+                statement_cache: pick!(sqlite_statement_cache, limits::SQLITE_STATEMENT_CACHE),
+                checkpoint_interval_ms: pick!(wal_checkpoint_interval_ms, limits::WAL_CHECKPOINT_INTERVAL_MS).max(1),
+                wal_size_bytes_max: pick!(wal_size_max, limits::WAL_SIZE_BYTES_MAX),
+            },
             limits: agent,
             memory,
             memory_budget: pick!(memory_budget, admission::machine_memory_bytes()),
@@ -230,6 +250,8 @@ mod tests {
         assert_eq!(c.memory.per_agent_overhead, 300_000);
         assert_eq!(c.tuning.mailbox_messages_max, 7);
         assert_eq!(c.limits.stack_bytes_max, limits::AGENT_STACK_BYTES_MAX);
+        assert_eq!(c.storage.page_cache_kib, limits::SQLITE_PAGE_CACHE_KIB, "ADR-0017's 50 MB by default");
+        assert_eq!((c.storage.statement_cache, c.storage.checkpoint_interval_ms), (100, 10_000));
         std::fs::write(&path, "agent_memroy_max = 1").unwrap();
         let err = ServeArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.contains("agent_memroy_max"), "{err}");

@@ -51,6 +51,9 @@ pub struct Control {
     /// Messages to runtime names that no one took (gone or full), by kind.
     pub undeliverable_api: AtomicU64,
     pub undeliverable_wire: AtomicU64,
+    /// Bytes of wire frames, in and out.
+    pub wire_received_bytes: AtomicU64,
+    pub wire_sent_bytes: AtomicU64,
 }
 
 /// Messages queued for one wire connection's writer.
@@ -91,6 +94,8 @@ impl Control {
             wires: Mutex::new(HashMap::new()),
             undeliverable_api: AtomicU64::new(0),
             undeliverable_wire: AtomicU64::new(0),
+            wire_received_bytes: AtomicU64::new(0),
+            wire_sent_bytes: AtomicU64::new(0),
         }
     }
 

@@ -102,11 +102,15 @@ async fn connection(control: Arc<Control>, stream: tokio::net::TcpStream, token:
     write_frame(&mut wr, format!("{HELLO} ok {name}").as_bytes()).await?;
     wr.flush().await?;
     let notices = control.wire_sender(id).expect("just registered");
+    let counter = control.clone();
     let writer = tokio::spawn(async move {
+        let sent = |m: &Message| counter.wire_sent_bytes.fetch_add(4 + m.len() as u64, std::sync::atomic::Ordering::Relaxed);
         while let Some(m) = outbox.recv().await {
             write_frame(&mut wr, m.as_bytes()).await?;
+            sent(&m);
             while let Ok(m) = outbox.try_recv() {
                 write_frame(&mut wr, m.as_bytes()).await?;
+                sent(&m);
             }
             wr.flush().await?;
         }
@@ -135,6 +139,7 @@ async fn read_loop<R: AsyncReadExt + Unpin>(
                 flush(control, &mut batches, name, notices).await;
                 return Ok(());
             }
+            control.wire_received_bytes.fetch_add(4 + frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
             match control.wire_message(name, std::mem::take(&mut frame)) {
                 Ok((shard, m)) => batches[shard].push(m),
                 Err((header, why)) => {

@@ -54,7 +54,7 @@ fn metrics_count_known_traffic_and_pass_promtool() {
     assert_eq!(sum_of(&m, "caxton_messages_dropped_total"), 1.0, "the trapped message is a dead letter");
     assert_eq!(sample(&m, "caxton_agents_deployed"), Some(4.0));
     assert!(sample(&m, "process_resident_memory_bytes").unwrap() > 1e6);
-    assert!(sample(&m, "caxton_api_network_bytes_total{direction=\"received\"}").unwrap() > 0.0);
+    assert!(sample(&m, "caxton_network_bytes_total{listener=\"api\",direction=\"received\"}").unwrap() > 0.0);
 
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])

@@ -18,7 +18,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Serve(Child, String, String, tempfile::TempDir);
+/// A node: its process, API and wire addresses, and its data dir (kept
+/// until the node is gone).
+struct Serve(Child, String, String, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Serve {
     fn drop(&mut self) {

@@ -110,7 +110,7 @@ pub const STATE_WRITES_PER_HANDLER_MAX: usize = STATE_BATCH_RECORDS_MAX;
 
 // ---------------------------------------------------------------- queues
 
-/// Messages one agent instance's mailbox holds. Memory: a 24-byte slot each
+/// Messages one agent instance's mailbox holds. Memory: a 40-byte slot each
 /// plus the messages themselves. Exceeded: `send` to it returns -2 (busy), the
 /// REST API answers 429; a cross-shard message waits in its channel.
 pub const MAILBOX_MESSAGES_MAX: usize = 1024;

@@ -20,6 +20,8 @@ pub struct NodeFigures {
     pub agents: usize,
     pub undeliverable_api: u64,
     pub undeliverable_wire: u64,
+    pub wire_received_bytes: u64,
+    pub wire_sent_bytes: u64,
 }
 
 impl NodeFigures {
@@ -154,9 +156,11 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("caxton_runtime_undeliverable_total", "kind=\"wire\"", node.undeliverable_wire);
     o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
     o.sample("caxton_agents_deployed", "", node.agents);
-    o.family("caxton_api_network_bytes_total", "counter", "Bytes of REST API bodies, by direction.");
-    o.sample("caxton_api_network_bytes_total", "direction=\"received\"", node.api_received_bytes);
-    o.sample("caxton_api_network_bytes_total", "direction=\"sent\"", node.api_sent_bytes);
+    o.family("caxton_network_bytes_total", "counter", "Bytes the node received and sent: REST API bodies, and wire frames.");
+    o.sample("caxton_network_bytes_total", "listener=\"api\",direction=\"received\"", node.api_received_bytes);
+    o.sample("caxton_network_bytes_total", "listener=\"api\",direction=\"sent\"", node.api_sent_bytes);
+    o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"received\"", node.wire_received_bytes);
+    o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"sent\"", node.wire_sent_bytes);
     o.family("process_resident_memory_bytes", "gauge", "Resident memory of the node process.");
     o.sample("process_resident_memory_bytes", "", node.resident_bytes);
     o.family("process_cpu_seconds_total", "counter", "CPU time of the node process, user and system.");

@@ -186,6 +186,8 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 agents: control.list().len(),
                 undeliverable_api: control.undeliverable_api.load(Ordering::Relaxed),
                 undeliverable_wire: control.undeliverable_wire.load(Ordering::Relaxed),
+                wire_received_bytes: control.wire_received_bytes.load(Ordering::Relaxed),
+                wire_sent_bytes: control.wire_sent_bytes.load(Ordering::Relaxed),
             };
             let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&stats, &figures))));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
