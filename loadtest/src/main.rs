@@ -53,22 +53,30 @@ fn progress(length: Duration, label: &str) -> indicatif::ProgressBar {
 }
 
 fn main() {
-    let args = Args::parse();
-    let file = match scenario::load(&args.scenarios) {
-        Ok(f) => f,
+    // Every node the run starts is dropped (stopped) before the process exits.
+    std::process::exit(match run_all(Args::parse()) {
+        Ok(true) => 0,
+        Ok(false) => {
+            eprintln!("caxton-loadtest: a criterion failed (see above)");
+            1
+        }
         Err(e) => {
             eprintln!("caxton-loadtest: {e}");
-            std::process::exit(2);
+            2
         }
-    };
+    })
+}
+
+/// Runs the scenarios; `Ok(false)` when a criterion failed.
+fn run_all(args: Args) -> Result<bool, String> {
+    let file = scenario::load(&args.scenarios)?;
     let names: Vec<String> = if args.scenario.is_empty() { ["steady_state", "peak_load", "sustained_load", "burst_traffic"].iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
     let mode = if args.full { "full" } else if args.smoke { "smoke" } else { "quick" };
     let mut all_pass = true;
     let mut summaries = Vec::new();
     for name in &names {
         let Some(s) = file.scenarios.get(name) else {
-            eprintln!("caxton-loadtest: no scenario {name:?} in {} (have: {:?})", args.scenarios.display(), file.scenarios.keys().collect::<Vec<_>>());
-            std::process::exit(2);
+            return Err(format!("no scenario {name:?} in {} (have: {:?})", args.scenarios.display(), file.scenarios.keys().collect::<Vec<_>>()));
         };
         let length = match mode {
             "full" => s.duration,
@@ -79,20 +87,11 @@ fn main() {
         let schedule = Schedule::of(s, length);
         let node = match &args.target {
             Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
-            None => match Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores) {
-                Ok(n) => n,
-                Err(e) => {
-                    eprintln!("caxton-loadtest: {e}");
-                    std::process::exit(2);
-                }
-            },
+            None => Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores)?,
         };
         eprintln!("{name}: deploying {agents} agents ...");
         let t = Instant::now();
-        if let Err(e) = node.deploy(agents) {
-            eprintln!("caxton-loadtest: {e}");
-            std::process::exit(2);
-        }
+        node.deploy(agents)?;
         eprintln!("{name}: deployed in {:.1} s; running {} s ({mode})", t.elapsed().as_secs_f64(), length.as_secs());
         let live = Arc::new(Live::default());
         let bar = progress(length, name);
@@ -118,13 +117,7 @@ fn main() {
         bar.finish();
         let _ = ticker.join();
         drop(node);
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("caxton-loadtest: {name}: {e}");
-                std::process::exit(2);
-            }
-        };
+        let outcome = outcome.map_err(|e| format!("{name}: {e}"))?;
         let target_rate = s.messages_per_second.or(s.burst_mps).unwrap_or(0.0);
         let checks = report::checks(&outcome, &s.success_criteria, &schedule);
         let settings = format!("{agents} agents; node started with: caxton {}", caxton_loadtest::node::NODE_LIMITS.join(" "));
@@ -143,8 +136,5 @@ fn main() {
         summaries.push(summary);
     }
     let _ = std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summaries).unwrap());
-    if !all_pass {
-        eprintln!("caxton-loadtest: a criterion failed (see above)");
-        std::process::exit(1);
-    }
+    Ok(all_pass)
 }

@@ -327,13 +327,15 @@ impl Shard {
         let mut done = 0;
         let budget_ns = self.tick_time_budget.as_nanos() as u64;
         let tick_start = now_ns();
-        while done < TICK_MESSAGES_MAX && now_ns() - tick_start < budget_ns {
+        // The clock is read once per delivery (its end), and reused here.
+        let mut now = tick_start;
+        while done < TICK_MESSAGES_MAX && now - tick_start < budget_ns {
             let Some(id) = self.ctx.borrow_mut().router.next_ready() else { break };
             let mut burst = 0;
-            let burst_start = now_ns();
-            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now_ns() - burst_start < budget_ns {
+            let burst_start = now;
+            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now - burst_start < budget_ns {
                 let Some(message) = self.ctx.borrow_mut().router.pop_message(id) else { break };
-                self.deliver(id, message);
+                now = self.deliver(id, message, now);
                 burst += 1;
                 done += 1;
             }
@@ -396,19 +398,20 @@ impl Shard {
         }
     }
 
-    fn deliver(&mut self, id: LocalId, message: Message) {
+    /// Hands `message` to instance `id`; `started` is the clock now. Returns
+    /// the clock when the call ended.
+    fn deliver(&mut self, id: LocalId, message: Message, started: u64) -> u64 {
         let slot = id as usize;
         if self.agents[slot].as_ref().expect("live slot").runtime.is_none() {
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message dropped");
                 let mut ctx = self.ctx.borrow_mut();
                 ctx.router.dead_letter(DeadLetter::CrashedHandler, &message);
-                return;
+                return now_ns();
             }
         }
         let mark = self.call_begin(message.conversation_id());
         let agent = self.agents[slot].as_mut().unwrap();
-        let started = now_ns();
         let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
         let ended = now_ns();
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
@@ -446,6 +449,7 @@ impl Shard {
                 }
             }
         }
+        ended
     }
 
     /// Records one delivery (metrics rule 1: no allocation).

@@ -70,11 +70,12 @@ impl AgentInstance {
         Ok(AgentInstance { store, memory, alloc, handle, init, fuel_left, fuel_exhausted, fuel_per_call: compiled.fuel_per_call, _instance: instance })
     }
 
-    /// Gives the next call its full execution time slice.
+    /// Gives the next call its full execution time slice. The "exhausted"
+    /// flag needs no reset: an instance whose fuel ran out is dropped and
+    /// made anew, so on a live instance it is always clear.
     fn refuel(&mut self) {
-        let ok = self.fuel_left.set(&mut self.store, Value::I64(self.fuel_per_call as i64)).is_ok()
-            && self.fuel_exhausted.set(&mut self.store, Value::I32(0)).is_ok();
-        debug_assert!(ok, "metering globals are mutable");
+        let ok = self.fuel_left.set(&mut self.store, Value::I64(self.fuel_per_call as i64)).is_ok();
+        debug_assert!(ok, "the metering global is mutable");
     }
 
     /// A trap is a timeout when the fuel ran out.
