@@ -75,7 +75,6 @@ pub struct RouterCounters {
     pub routed_local: u64,
     pub routed_remote: u64,
     pub received_remote: u64,
-    pub to_api: u64,
     pub busy: u64,
     /// Sends refused because no agent has the receiver's name.
     pub not_found: u64,
@@ -178,10 +177,6 @@ impl Router {
         self.shard
     }
 
-    pub fn shards(&self) -> usize {
-        self.shards
-    }
-
     pub fn dead_letter(&mut self, reason: DeadLetter, message: &Message) {
         let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == reason).unwrap();
         self.counters.dead_letters[i] += 1;
@@ -227,10 +222,6 @@ impl Router {
         }
         self.run_queue.retain(|id| !ids.contains(id));
         ids
-    }
-
-    pub fn instances_of(&self, name: &str) -> Option<u32> {
-        self.directory.get(name).map(|e| e.instances)
     }
 
     fn open_mailbox(&mut self) -> LocalId {
@@ -350,7 +341,6 @@ impl Router {
                 }
                 Dest::Peer(p) => self.peer_backlog[p].push_back(message),
                 Dest::Api => {
-                    self.counters.to_api += 1;
                     if let Err(m) = (self.api)(message) {
                         self.dead_letter(DeadLetter::ApiUnavailable, &m);
                     }
