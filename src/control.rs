@@ -150,33 +150,32 @@ impl Control {
         }
     }
 
-    /// Sends a command to one shard and waits for its answer (rule 1).
-    async fn ask<T: Send + 'static>(&self, shard: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+    /// Queues a command for one shard; its answer arrives on the receiver.
+    /// A full control queue is answered at once (rule 1).
+    fn submit<T: Send + 'static>(&self, shard: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<oneshot::Receiver<T>, ApiError> {
         let (tx, rx) = oneshot::channel();
         let command = make(Box::new(move |v| {
             let _ = tx.send(v);
         }));
-        if self.shards[shard].send(command).is_err() {
-            return Err(ApiError::busy(format!("shard {shard}'s control queue is full")));
-        }
+        self.shards[shard].send(command).map_err(|_| ApiError::busy(format!("shard {shard}'s control queue is full")))?;
+        Ok(rx)
+    }
+
+    async fn answer<T>(shard: usize, rx: oneshot::Receiver<T>) -> Result<T, ApiError> {
         rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))
     }
 
+    /// Sends a command to one shard and waits for its answer.
+    async fn ask<T: Send + 'static>(&self, shard: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        Self::answer(shard, self.submit(shard, make)?).await
+    }
+
+    /// Sends a command to every shard, then waits for all the answers.
     async fn ask_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, ApiError> {
-        let mut waits = Vec::with_capacity(self.shards.len());
-        for shard in 0..self.shards.len() {
-            let (tx, rx) = oneshot::channel();
-            let command = make(Box::new(move |v| {
-                let _ = tx.send(v);
-            }));
-            if self.shards[shard].send(command).is_err() {
-                return Err(ApiError::busy(format!("shard {shard}'s control queue is full")));
-            }
-            waits.push(rx);
-        }
+        let waits = (0..self.shards.len()).map(|shard| self.submit(shard, &make)).collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(waits.len());
         for (shard, rx) in waits.into_iter().enumerate() {
-            out.push(rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))?);
+            out.push(Self::answer(shard, rx).await?);
         }
         Ok(out)
     }

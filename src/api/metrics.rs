@@ -93,19 +93,23 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    let counters: [(&str, &str, fn(&ShardStats) -> u64); 9] = [
-        ("caxton_timeout_errors_total", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
-        ("caxton_messages_processed_total", "Messages handed to agent handlers.", |s| s.handled),
-        ("caxton_agent_errors_total", "Handler calls that returned non-zero.", |s| s.errors),
-        ("caxton_agent_crashes_total", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
-        ("caxton_messages_routed_local_total", "Messages routed to an agent on the same shard.", |s| s.routed_local),
-        ("caxton_messages_routed_remote_total", "Messages sent to another shard.", |s| s.routed_remote),
-        ("caxton_messages_received_remote_total", "Messages received from another shard.", |s| s.received_remote),
-        ("caxton_shard_wakeups_total", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
-        ("caxton_routing_busy_total", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
+    // One sample per shard: (name, type, help, figure).
+    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 12] = [
+        ("caxton_timeout_errors_total", "counter", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
+        ("caxton_messages_processed_total", "counter", "Messages handed to agent handlers.", |s| s.handled),
+        ("caxton_agent_errors_total", "counter", "Handler calls that returned non-zero.", |s| s.errors),
+        ("caxton_agent_crashes_total", "counter", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
+        ("caxton_messages_routed_local_total", "counter", "Messages routed to an agent on the same shard.", |s| s.routed_local),
+        ("caxton_messages_routed_remote_total", "counter", "Messages sent to another shard.", |s| s.routed_remote),
+        ("caxton_messages_received_remote_total", "counter", "Messages received from another shard.", |s| s.received_remote),
+        ("caxton_shard_wakeups_total", "counter", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
+        ("caxton_routing_busy_total", "counter", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
+        ("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
+        ("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
+        ("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| s.instance_stats.iter().map(|i| i.memory_bytes).sum()),
     ];
-    for (name, help, get) in counters {
-        o.family(name, "counter", help);
+    for (name, kind, help, get) in per_shard {
+        o.family(name, kind, help);
         for s in shards {
             o.sample(name, &format!("shard=\"{}\"", s.shard), get(s));
         }
@@ -125,17 +129,6 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     for s in shards {
         for (code, n) in [("invalid", s.abi_invalid), ("too_large", s.abi_too_large), ("over_limit", s.abi_over_limit)] {
             o.sample("caxton_abi_refusals_total", &format!("shard=\"{}\",code=\"{code}\"", s.shard), n);
-        }
-    }
-    let gauges: [(&str, &str, fn(&ShardStats) -> u64); 3] = [
-        ("caxton_agents_active", "Agent instances running on the shard.", |s| s.instances as u64),
-        ("caxton_queue_depth_messages", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
-        ("caxton_agent_memory_bytes", "Linear memory of the shard's agent instances.", |s| s.instance_stats.iter().map(|i| i.memory_bytes).sum()),
-    ];
-    for (name, help, get) in gauges {
-        o.family(name, "gauge", help);
-        for s in shards {
-            o.sample(name, &format!("shard=\"{}\"", s.shard), get(s));
         }
     }
     let per_instance: [(&str, &str, fn(&caxton_shards::InstanceStats) -> u64); 3] = [
