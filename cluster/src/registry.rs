@@ -1,0 +1,145 @@
+//! The agent registry: which node hosts each agent name, spread as foca
+//! custom broadcasts.
+//!
+//! Rules:
+//! 1. A node is the authority for the names it hosts: only it publishes
+//!    items naming itself (deploy: `present`, undeploy: a tombstone).
+//! 2. Versions order the items of one name; an item older than or equal to
+//!    what a node knows is not news and is not passed on. Versions are the
+//!    publisher's wall clock in microseconds, bumped past the last one it
+//!    used, so a name moved between nodes orders by time of deploy.
+//! 3. foca passes each item on a bounded number of times; a node that joins
+//!    later learns the names of each member when that member republishes
+//!    them on seeing it come up ([`crate::Membership::republish_own`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use foca::{BroadcastHandler, Invalidates};
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteItem {
+    pub agent: String,
+    pub node: SocketAddr,
+    pub version: u64,
+    /// `false`: a tombstone (the agent was undeployed from `node`).
+    pub present: bool,
+}
+
+impl RouteItem {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a route item serializes")
+    }
+
+    pub fn decode(data: &[u8]) -> Result<RouteItem, RegistryError> {
+        postcard::from_bytes(data).map_err(|_| RegistryError)
+    }
+}
+
+/// What foca keeps per queued item: newer items of a name replace older ones.
+pub struct RouteKey {
+    agent: String,
+    version: u64,
+}
+
+impl Invalidates for RouteKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.agent == other.agent && self.version >= other.version
+    }
+}
+
+#[derive(Debug)]
+pub struct RegistryError;
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("malformed registry item")
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+#[derive(Default)]
+pub struct Registry {
+    routes: HashMap<String, RouteItem>,
+    /// Items that changed what this node knows, for the driver to apply.
+    changes: Vec<RouteItem>,
+}
+
+impl Registry {
+    /// Starts from what a node cached (its `routes` table).
+    pub fn with_routes(items: impl IntoIterator<Item = RouteItem>) -> Registry {
+        Registry { routes: items.into_iter().map(|r| (r.agent.clone(), r)).collect(), changes: Vec::new() }
+    }
+
+    pub fn get(&self, agent: &str) -> Option<&RouteItem> {
+        self.routes.get(agent)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RouteItem> {
+        self.routes.values()
+    }
+
+    pub fn take_changes(&mut self) -> Vec<RouteItem> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn learn(&mut self, item: RouteItem, local: bool) -> bool {
+        let news = match self.routes.get(&item.agent) {
+            None => true,
+            Some(known) => item.version > known.version || (local && item.version == known.version),
+        };
+        if news {
+            self.routes.insert(item.agent.clone(), item.clone());
+            self.changes.push(item);
+        }
+        news
+    }
+}
+
+impl BroadcastHandler<NodeId> for Registry {
+    type Key = RouteKey;
+    type Error = RegistryError;
+
+    fn receive_item(&mut self, data: &[u8], sender: Option<&NodeId>) -> Result<Option<RouteKey>, RegistryError> {
+        let item = RouteItem::decode(data)?;
+        let key = RouteKey { agent: item.agent.clone(), version: item.version };
+        // `sender == None`: published here (rule 1), always passed on.
+        Ok(self.learn(item, sender.is_none()).then_some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(agent: &str, version: u64, present: bool) -> RouteItem {
+        RouteItem { agent: agent.into(), node: "127.0.0.1:7000".parse().unwrap(), version, present }
+    }
+
+    #[test]
+    fn newer_items_replace_older_and_old_news_is_not_passed_on() {
+        let mut r = Registry::default();
+        let from = NodeId::seed("127.0.0.9:1".parse().unwrap());
+        assert!(r.receive_item(&item("a", 5, true).encode(), Some(&from)).unwrap().is_some());
+        assert!(r.receive_item(&item("a", 5, true).encode(), Some(&from)).unwrap().is_none());
+        assert!(r.receive_item(&item("a", 4, false).encode(), Some(&from)).unwrap().is_none());
+        assert!(r.receive_item(&item("a", 6, false).encode(), Some(&from)).unwrap().is_some());
+        assert!(!r.get("a").unwrap().present);
+        assert_eq!(r.take_changes().len(), 2);
+        assert!(r.receive_item(b"\xff\xff\xff", Some(&from)).is_err());
+    }
+
+    #[test]
+    fn a_local_republish_goes_out_again() {
+        let mut r = Registry::default();
+        assert!(r.receive_item(&item("a", 5, true).encode(), None).unwrap().is_some());
+        assert!(r.receive_item(&item("a", 5, true).encode(), None).unwrap().is_some());
+        let newer = RouteKey { agent: "a".into(), version: 6 };
+        assert!(newer.invalidates(&RouteKey { agent: "a".into(), version: 5 }));
+        assert!(!newer.invalidates(&RouteKey { agent: "b".into(), version: 1 }));
+    }
+}

@@ -1,0 +1,372 @@
+//! A whole cluster in one thread, with virtual time: every node is a real
+//! [`Membership`] (foca, the registry, sealed packets); the network is an
+//! event queue with a seeded one-way latency. The same seed replays the same
+//! run, packet for packet.
+//!
+//! Used by the gossip convergence benchmark and by tests that need a
+//! cluster of hundreds without the wall clock.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use foca::{OwnedNotification, Timer};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::{ClusterKey, GossipSettings, Membership, NodeId};
+
+/// Port every simulated node listens on.
+pub const SIM_PORT: u16 = 7946;
+/// One-way network latency, before jitter, in microseconds.
+pub const SIM_LATENCY_US: u64 = 250;
+/// Largest jitter added to a packet's latency, in microseconds.
+pub const SIM_JITTER_US: u64 = 250;
+
+enum Event {
+    Timer(Timer<NodeId>),
+    Packet(Vec<u8>),
+}
+
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    node: usize,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.seq) == (other.at_us, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Earliest first in a max-heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_us, other.seq).cmp(&(self.at_us, self.seq))
+    }
+}
+
+pub struct Simulation {
+    settings: GossipSettings,
+    key: ClusterKey,
+    nodes: Vec<Option<Membership>>,
+    by_addr: HashMap<SocketAddr, usize>,
+    events: BinaryHeap<Scheduled>,
+    seq: u64,
+    now_us: u64,
+    rng: SmallRng,
+    /// For each node address: which nodes see it up, and which saw it down.
+    seen_up: HashMap<SocketAddr, HashSet<usize>>,
+    seen_down: HashMap<SocketAddr, HashSet<usize>>,
+    /// When each address was first declared down by anyone.
+    first_down_us: HashMap<SocketAddr, u64>,
+}
+
+pub fn sim_addr(index: usize) -> SocketAddr {
+    assert!(index < 1 << 24);
+    SocketAddr::new(Ipv4Addr::new(10, (index >> 16) as u8, (index >> 8) as u8, index as u8).into(), SIM_PORT)
+}
+
+impl Simulation {
+    pub fn new(settings: GossipSettings, seed: u64) -> Simulation {
+        Simulation {
+            settings,
+            key: ClusterKey::new(b"simulated cluster key").unwrap(),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            now_us: 0,
+            rng: SmallRng::seed_from_u64(seed),
+            seen_up: HashMap::new(),
+            seen_down: HashMap::new(),
+            first_down_us: HashMap::new(),
+        }
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    pub fn alive(&self) -> usize {
+        self.nodes.iter().flatten().count()
+    }
+
+    pub fn node(&self, i: usize) -> Option<&Membership> {
+        self.nodes[i].as_ref()
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> Option<&mut Membership> {
+        self.nodes[i].as_mut()
+    }
+
+    /// Starts a new node (not yet joined). Returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let addr = sim_addr(i);
+        let id = NodeId { addr, api: addr, boot: 1 };
+        let seed = self.rng.random::<u64>();
+        self.nodes.push(Some(Membership::new(id, &self.settings, self.key.clone(), seed, Vec::new())));
+        self.by_addr.insert(addr, i);
+        i
+    }
+
+    /// Node `i` announces itself to node `via`.
+    pub fn join(&mut self, i: usize, via: usize) {
+        let addr = sim_addr(via);
+        if let Some(m) = self.nodes[i].as_mut() {
+            m.join(addr);
+        }
+        self.drain(i);
+    }
+
+    /// Node `i` stops dead: no goodbye, its packets and timers vanish.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+
+    /// Node `i` leaves gracefully, then stops.
+    pub fn leave(&mut self, i: usize) {
+        if let Some(m) = self.nodes[i].as_mut() {
+            m.leave();
+        }
+        self.drain(i);
+        self.nodes[i] = None;
+    }
+
+    /// How many live nodes other than `addr`'s own see it up.
+    pub fn seeing_up(&self, addr: SocketAddr) -> usize {
+        self.seen_up.get(&addr).map_or(0, |s| s.iter().filter(|&&n| self.nodes[n].is_some()).count())
+    }
+
+    /// How many live nodes saw `addr` declared down.
+    pub fn seeing_down(&self, addr: SocketAddr) -> usize {
+        self.seen_down.get(&addr).map_or(0, |s| s.iter().filter(|&&n| self.nodes[n].is_some()).count())
+    }
+
+    pub fn first_down_us(&self, addr: SocketAddr) -> Option<u64> {
+        self.first_down_us.get(&addr).copied()
+    }
+
+    /// Sum of the gossip bytes every node sent so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.nodes.iter().flatten().map(|m| m.stats.bytes_out).sum()
+    }
+
+    /// Runs events until `done` holds (checked each `check_us` of virtual
+    /// time) or `limit_us` passes. Returns the time `done` first held.
+    pub fn run_until(&mut self, limit_us: u64, check_us: u64, mut done: impl FnMut(&Simulation) -> bool) -> Option<u64> {
+        let mut next_check = self.now_us;
+        loop {
+            if self.now_us >= next_check {
+                if done(self) {
+                    return Some(self.now_us);
+                }
+                next_check = self.now_us + check_us;
+            }
+            if self.now_us >= limit_us {
+                return None;
+            }
+            let Some(ev) = self.events.pop() else {
+                self.now_us = next_check.min(limit_us);
+                continue;
+            };
+            if ev.at_us > next_check {
+                // Advance to the check first; put the event back.
+                self.now_us = next_check.min(limit_us);
+                self.events.push(ev);
+                continue;
+            }
+            self.now_us = ev.at_us;
+            let Some(m) = self.nodes[ev.node].as_mut() else { continue };
+            match ev.event {
+                Event::Timer(t) => m.handle_timer(t),
+                Event::Packet(p) => {
+                    let _ = m.handle_packet(&p);
+                }
+            }
+            self.drain(ev.node);
+        }
+    }
+
+    /// Moves node `i`'s output into the event queue and the views.
+    fn drain(&mut self, i: usize) {
+        let Some(m) = self.nodes[i].as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some((to, packet)) = m.poll_send() {
+            out.push((to, packet));
+        }
+        let mut timers = Vec::new();
+        while let Some(t) = m.poll_timer() {
+            timers.push(t);
+        }
+        let mut notes = Vec::new();
+        while let Some(n) = m.poll_notification() {
+            notes.push(n);
+        }
+        // Republishing on MemberUp may have queued more packets.
+        while let Some((to, packet)) = m.poll_send() {
+            out.push((to, packet));
+        }
+        let _ = m.take_route_changes();
+        for (to, packet) in out {
+            let Some(&dst) = self.by_addr.get(&to.addr) else { continue };
+            let at = self.now_us + SIM_LATENCY_US + self.rng.random_range(0..=SIM_JITTER_US);
+            self.push(at, dst, Event::Packet(packet));
+        }
+        for (after, t) in timers {
+            let at = self.now_us + after.as_micros() as u64;
+            self.push(at, i, Event::Timer(t));
+        }
+        for n in notes {
+            match n {
+                OwnedNotification::MemberUp(id) => {
+                    self.seen_up.entry(id.addr).or_default().insert(i);
+                }
+                OwnedNotification::MemberDown(id) => {
+                    if let Some(s) = self.seen_up.get_mut(&id.addr) {
+                        s.remove(&i);
+                    }
+                    self.seen_down.entry(id.addr).or_default().insert(i);
+                    self.first_down_us.entry(id.addr).or_insert(self.now_us);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn push(&mut self, at_us: u64, node: usize, event: Event) {
+        self.seq += 1;
+        self.events.push(Scheduled { at_us, seq: self.seq, node, event });
+    }
+}
+
+/// What the convergence benchmark measures for one cluster size.
+#[derive(Debug, Clone)]
+pub struct Convergence {
+    pub nodes: usize,
+    /// A new node's announce until every member sees it up.
+    pub join_ms: f64,
+    /// A node's crash until every live member saw it declared down
+    /// (detection: probe, suspicion timeout; then dissemination).
+    pub failure_ms: f64,
+    /// From the first member declaring it down until every live member did:
+    /// the dissemination part of `failure_ms`.
+    pub failure_spread_ms: f64,
+    /// Gossip bytes sent and received per node per second, steady state.
+    pub bytes_per_node_s: f64,
+}
+
+/// Builds a converged cluster of `n` nodes, then measures a join, a crash
+/// and the steady gossip traffic. `None` if a phase missed its time limit.
+pub fn measure_convergence(n: usize, settings: GossipSettings, seed: u64) -> Result<Convergence, String> {
+    assert!(n >= 2);
+    let settings = GossipSettings { cluster_size_hint: n as u32, ..settings };
+    let mut sim = Simulation::new(settings, seed);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    for i in 0..n {
+        sim.add_node();
+        if i > 0 {
+            let via = rng.random_range(0..i);
+            sim.join(i, via);
+        }
+        // Stagger the joins: 1 ms apart.
+        let t = sim.now_us() + 1000;
+        sim.run_until(t, 1000, |_| false);
+    }
+    let everyone_up = |s: &Simulation| (0..n).all(|i| s.seeing_up(sim_addr(i)) == n - 1);
+    let limit = sim.now_us() + 600_000_000;
+    sim.run_until(limit, 10_000, everyone_up).ok_or(format!("{n} nodes did not converge in 600 s of virtual time"))?;
+
+    // Steady traffic over 10 s of virtual time.
+    let (t0, b0) = (sim.now_us(), sim.bytes_sent());
+    sim.run_until(t0 + 10_000_000, 1_000_000, |_| false);
+    let bytes_per_node_s = (sim.bytes_sent() - b0) as f64 * 2.0 / n as f64 / 10.0;
+
+    // A join.
+    let newcomer = sim.add_node();
+    let via = rng.random_range(0..n);
+    let start = sim.now_us();
+    sim.join(newcomer, via);
+    let target = sim_addr(newcomer);
+    let joined = sim.run_until(start + 120_000_000, 1_000, |s| s.seeing_up(target) == n).ok_or(format!("a join into {n} nodes did not converge in 120 s"))?;
+    let join_ms = (joined - start) as f64 / 1e3;
+
+    // A crash.
+    let victim = rng.random_range(0..n);
+    let gone = sim_addr(victim);
+    let start = sim.now_us();
+    sim.kill(victim);
+    let live = n; // n + 1 nodes, one dead
+    let detected = sim
+        .run_until(start + 300_000_000, 1_000, |s| s.seeing_down(gone) == live)
+        .ok_or(format!("a crash in {n} nodes was not seen by everyone in 300 s"))?;
+    let first = sim.first_down_us(gone).expect("someone declared it down");
+    Ok(Convergence {
+        nodes: n,
+        join_ms,
+        failure_ms: (detected - start) as f64 / 1e3,
+        failure_spread_ms: (detected - first) as f64 / 1e3,
+        bytes_per_node_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> GossipSettings {
+        GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 10 }
+    }
+
+    #[test]
+    fn a_small_cluster_converges_detects_a_crash_and_the_same_seed_replays_it() {
+        let a = measure_convergence(10, settings(), 7).unwrap();
+        let b = measure_convergence(10, settings(), 7).unwrap();
+        assert!(a.join_ms > 0.0 && a.failure_ms > a.failure_spread_ms);
+        assert_eq!((a.join_ms, a.failure_ms, a.bytes_per_node_s), (b.join_ms, b.failure_ms, b.bytes_per_node_s));
+    }
+
+    #[test]
+    fn a_graceful_leave_reaches_every_member_within_two_seconds() {
+        let mut sim = Simulation::new(settings(), 3);
+        for i in 0..8 {
+            sim.add_node();
+            if i > 0 {
+                sim.join(i, 0);
+            }
+        }
+        sim.run_until(60_000_000, 10_000, |s| (0..8).all(|i| s.seeing_up(sim_addr(i)) == 7)).expect("converged");
+        let start = sim.now_us();
+        sim.leave(5);
+        let done = sim.run_until(start + 10_000_000, 1_000, |s| s.seeing_down(sim_addr(5)) == 7).expect("everyone saw the leave");
+        assert!(done - start <= 2_000_000, "took {} us", done - start);
+    }
+
+    #[test]
+    fn registry_items_reach_every_member_including_a_late_joiner() {
+        let mut sim = Simulation::new(settings(), 11);
+        for i in 0..5 {
+            sim.add_node();
+            if i > 0 {
+                sim.join(i, 0);
+            }
+        }
+        sim.run_until(60_000_000, 10_000, |s| (0..5).all(|i| s.seeing_up(sim_addr(i)) == 4)).unwrap();
+        let item = crate::RouteItem { agent: "echo".into(), node: sim_addr(2), version: 1, present: true };
+        sim.node_mut(2).unwrap().publish(item.clone());
+        let t = sim.now_us();
+        sim.run_until(t + 10_000_000, 10_000, |s| (0..5).all(|i| s.node(i).unwrap().route("echo").as_ref() == Some(&item))).expect("spread");
+        let late = sim.add_node();
+        sim.join(late, 0);
+        let t = sim.now_us();
+        sim.run_until(t + 30_000_000, 10_000, |s| s.node(late).unwrap().route("echo").as_ref() == Some(&item)).expect("the late joiner learned it");
+    }
+}
