@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use caxton_cluster::RouteItem;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub struct Catalog {
@@ -70,6 +71,55 @@ impl Catalog {
     }
 }
 
+/// The registry's cache (`routes` in node.db): where each agent name lives,
+/// as gossip last said. Written by the gossip thread on its own connection,
+/// read back at start so a restarted node routes before gossip catches up.
+pub struct RouteCache {
+    conn: Connection,
+}
+
+impl RouteCache {
+    pub fn open(data_dir: &Path) -> Result<RouteCache, String> {
+        let path = data_dir.join("node.db");
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS routes (agent TEXT PRIMARY KEY, node TEXT NOT NULL,
+                     version INTEGER NOT NULL, present INTEGER NOT NULL);",
+            )?;
+            Ok(conn)
+        };
+        open().map(|conn| RouteCache { conn }).map_err(|e| format!("cannot open the route cache in {}: {e}", path.display()))
+    }
+
+    pub fn load(&self) -> rusqlite::Result<Vec<RouteItem>> {
+        let mut stmt = self.conn.prepare("SELECT agent, node, version, present FROM routes")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, bool>(3)?)))?;
+        let mut items = Vec::new();
+        for row in rows {
+            let (agent, node, version, present) = row?;
+            if let Ok(node) = node.parse() {
+                items.push(RouteItem { agent, node, version: version as u64, present });
+            }
+        }
+        Ok(items)
+    }
+
+    /// Stores a batch of changes in one transaction.
+    pub fn store(&mut self, items: &[RouteItem]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO routes (agent, node, version, present) VALUES (?1, ?2, ?3, ?4)")?;
+            for i in items {
+                stmt.execute(params![i.agent, i.node.to_string(), i.version as i64, i.present])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +138,11 @@ mod tests {
         assert_eq!((agents[0].name.as_str(), agents[0].instances), ("echo", 2));
         assert!(c.remove("echo").unwrap());
         drop(c);
+        let mut routes = RouteCache::open(dir.path()).unwrap();
+        let item = RouteItem { agent: "far".into(), node: "127.0.0.2:7946".parse().unwrap(), version: 7, present: true };
+        routes.store(std::slice::from_ref(&item)).unwrap();
+        routes.store(&[RouteItem { version: 8, present: false, ..item.clone() }]).unwrap();
+        assert_eq!(RouteCache::open(dir.path()).unwrap().load().unwrap(), vec![RouteItem { version: 8, present: false, ..item }]);
         let err = Catalog::open(dir.path(), 3).err().unwrap();
         assert!(err.contains("--cores 2"), "{err}");
     }

@@ -56,8 +56,13 @@ impl Client {
         }
     }
 
-    pub fn deploy(&self, name: &str, instances: u32, module: &[u8]) -> Result<Value, Failure> {
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}")).send_bytes(module))
+    pub fn deploy(&self, name: &str, instances: u32, node: Option<&str>, module: &[u8]) -> Result<Value, Failure> {
+        let on = node.map_or(String::new(), |n| format!("&node={n}"));
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}{on}")).send_bytes(module))
+    }
+
+    pub fn members(&self) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", "/v1/cluster/members").call())
     }
 
     pub fn list(&self) -> Result<Value, Failure> {

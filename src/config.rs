@@ -75,6 +75,26 @@ pub struct ServeArgs {
     /// Address of the wire listener (binary envelope stream, docs/WIRE.md) [default: off].
     #[arg(long)]
     pub wire: Option<SocketAddr>,
+    /// Cluster address: gossip (UDP) and links (TCP) share this port. Joins
+    /// a cluster; requires --cluster-key [default: off, a standalone node].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Cluster addresses of members to join through, comma-separated
+    /// (HOST:PORT,...). Any one alive is enough.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// Shared secret of the cluster (at least 16 bytes): authenticates gossip
+    /// packets and link handshakes.
+    #[arg(long, env = "CAXTON_CLUSTER_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub cluster_key: Option<String>,
+    /// Between two gossip rounds, in ms [default: 200].
+    #[arg(long)]
+    pub gossip_interval_ms: Option<u64>,
+    /// Members each gossip round goes to [default: 3].
+    #[arg(long)]
+    pub gossip_fanout: Option<usize>,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
@@ -196,12 +216,14 @@ impl ServeArgs {
             per_agent_overhead: overhead,
             message_buffer_size: admission::MESSAGE_BUFFER_BYTES,
         };
+        let cluster = self.cluster(&file)?;
         let config = ServeConfig {
             cores: self.cores.or(file.cores),
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
             api_token: self.api_token.filter(|t| !t.is_empty()),
             wire: self.wire.or(file.wire),
+            cluster,
             tuning,
             storage: StorageConfig {
                 page_cache_kib: (pick!(sqlite_page_cache, limits::SQLITE_PAGE_CACHE_KIB as u64 * 1024) / 1024).max(1) as i64,
@@ -221,6 +243,46 @@ impl ServeArgs {
         }
         Ok((config, log_format))
     }
+}
+
+impl ServeArgs {
+    /// The cluster settings, if `--listen` is set (flags win over the file).
+    fn cluster(&self, file: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
+        let Some(listen) = self.listen.or(file.listen) else {
+            if !self.join.is_empty() || !file.join.is_empty() {
+                return Err("--join needs --listen: the address this node gossips on".into());
+            }
+            return Ok(None);
+        };
+        if listen.port() == 0 || listen.ip().is_unspecified() {
+            return Err(format!("--listen {listen}: give the address other nodes reach this one at (not 0.0.0.0 or port 0)"));
+        }
+        let key = self.cluster_key.clone().filter(|k| !k.is_empty()).ok_or("a cluster needs a shared secret: set --cluster-key or CAXTON_CLUSTER_KEY")?;
+        let key = caxton_cluster::ClusterKey::new(key.as_bytes()).map_err(|e| format!("--cluster-key: {e}"))?;
+        let join = if self.join.is_empty() { &file.join } else { &self.join };
+        let mut seeds = Vec::new();
+        for j in join.iter().map(|j| j.trim()).filter(|j| !j.is_empty()) {
+            use std::net::ToSocketAddrs;
+            let addr = j.to_socket_addrs().map_err(|e| format!("--join {j}: {e}"))?.next().ok_or(format!("--join {j}: no address"))?;
+            seeds.push(addr);
+        }
+        let gossip = caxton_cluster::GossipSettings {
+            interval_ms: self.gossip_interval_ms.or(file.gossip_interval_ms).unwrap_or(limits::GOSSIP_INTERVAL_MS).max(1),
+            fanout: self.gossip_fanout.or(file.gossip_fanout).unwrap_or(limits::GOSSIP_FANOUT).max(1),
+            packet_bytes_max: limits::GOSSIP_PACKET_BYTES_MAX,
+            cluster_size_hint: limits::CLUSTER_NODES_HINT,
+        };
+        Ok(Some(ClusterConfig { listen, join: seeds, key, gossip }))
+    }
+}
+
+/// How a node takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub listen: SocketAddr,
+    pub join: Vec<SocketAddr>,
+    pub key: caxton_cluster::ClusterKey,
+    pub gossip: caxton_cluster::GossipSettings,
 }
 
 #[cfg(test)]
@@ -252,6 +314,13 @@ mod tests {
         assert_eq!(c.limits.stack_bytes_max, limits::AGENT_STACK_BYTES_MAX);
         assert_eq!(c.storage.page_cache_kib, limits::SQLITE_PAGE_CACHE_KIB, "ADR-0017's 50 MB by default");
         assert_eq!((c.storage.statement_cache, c.storage.checkpoint_interval_ms), (100, 10_000));
+        let err = ServeArgs { listen: Some("127.0.0.1:7946".parse().unwrap()), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.contains("CAXTON_CLUSTER_KEY"), "{err}");
+        let err = ServeArgs { join: vec!["127.0.0.1:7946".into()], ..Default::default() }.resolve().unwrap_err();
+        assert!(err.contains("--listen"), "{err}");
+        let args = ServeArgs { listen: Some("127.0.0.1:7946".parse().unwrap()), cluster_key: Some("a secret of 16+ bytes".into()), join: vec!["127.0.0.2:7946".into()], ..Default::default() };
+        let cluster = args.resolve().unwrap().0.cluster.unwrap();
+        assert_eq!((cluster.gossip.interval_ms, cluster.gossip.fanout, cluster.gossip.packet_bytes_max), (200, 3, 1400));
         std::fs::write(&path, "agent_memroy_max = 1").unwrap();
         let err = ServeArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.contains("agent_memroy_max"), "{err}");

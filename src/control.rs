@@ -25,6 +25,7 @@ use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::Admission;
+use crate::gossip::Cluster;
 use crate::api::error::ApiError;
 use crate::catalog::Catalog;
 
@@ -54,6 +55,10 @@ pub struct Control {
     /// Bytes of wire frames, in and out.
     pub wire_received_bytes: AtomicU64,
     pub wire_sent_bytes: AtomicU64,
+    /// Membership and registry, in a cluster (`gossip.rs`).
+    pub cluster: Option<Cluster>,
+    /// REST sends refused because the receiver's node is down.
+    pub node_unavailable: AtomicU64,
 }
 
 /// Messages queued for one wire connection's writer.
@@ -81,7 +86,7 @@ pub struct Outgoing {
 }
 
 impl Control {
-    pub fn new(shards: Vec<ShardHandle>, limits: AgentLimits, admission: Admission, catalog: Catalog, boot_epoch: u64) -> Control {
+    pub fn new(shards: Vec<ShardHandle>, limits: AgentLimits, admission: Admission, catalog: Catalog, boot_epoch: u64, cluster: Option<Cluster>) -> Control {
         Control {
             shards,
             limits,
@@ -96,6 +101,8 @@ impl Control {
             undeliverable_wire: AtomicU64::new(0),
             wire_received_bytes: AtomicU64::new(0),
             wire_sent_bytes: AtomicU64::new(0),
+            cluster,
+            node_unavailable: AtomicU64::new(0),
         }
     }
 
@@ -196,6 +203,10 @@ impl Control {
         if self.agents.lock().unwrap().contains_key(name) {
             return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
         }
+        if let Some((node, _, alive)) = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
+            let state = if alive { "" } else { " (down now)" };
+            return Err(ApiError::conflict(format!("an agent named {name:?} is deployed on node {node}{state}")));
+        }
         let limits = self.limits;
         let compiled = tokio::task::spawn_blocking(move || {
             let wasm = to_wasm_binary(&body)?.into_owned();
@@ -220,7 +231,12 @@ impl Control {
             agents.insert(name.to_string(), record.clone());
         }
         match self.start_everywhere(name, module, instances, false).await {
-            Ok(reports) => Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 }),
+            Ok(reports) => {
+                if let Some(c) = &self.cluster {
+                    c.publish(name, true);
+                }
+                Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
+            }
             Err(e) => {
                 self.forget(name).await;
                 Err(e)
@@ -261,9 +277,15 @@ impl Control {
 
     pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
         if !self.agents.lock().unwrap().contains_key(name) {
+            if let Some((node, _, _)) = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
+                return Err(ApiError::not_found(format!("agent {name:?} is on node {node}: stop it there")));
+            }
             return Err(ApiError::not_found(format!("no agent named {name:?}")));
         }
         self.forget(name).await;
+        if let Some(c) = &self.cluster {
+            c.publish(name, false);
+        }
         Ok(())
     }
 
@@ -283,6 +305,9 @@ impl Control {
             }
             self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
             self.start_everywhere(&agent.name, module, agent.instances, true).await.map_err(|e| format!("agent {}: {}", agent.name, e.message))?;
+        }
+        if let Some(c) = &self.cluster {
+            c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
         }
         Ok(count)
     }
@@ -307,20 +332,32 @@ impl Control {
 
     /// Sends a message from the API; with `wait`, waits for its reply (rule 3).
     pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Message>), ApiError> {
-        let instances = self
-            .agents
-            .lock()
-            .unwrap()
-            .get(&out.receiver)
-            .map(|r| r.instances)
-            .ok_or_else(|| ApiError::not_found(format!("no agent named {:?}", out.receiver)))?;
+        let local = self.agents.lock().unwrap().get(&out.receiver).map(|r| r.instances);
+        let instances = match local {
+            Some(n) => Some(n),
+            None => {
+                let remote = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(&out.receiver));
+                match remote {
+                    None => return Err(ApiError::not_found(format!("no agent named {:?}", out.receiver))),
+                    Some((node, _, false)) => {
+                        self.node_unavailable.fetch_add(1, Ordering::Relaxed);
+                        return Err(ApiError::node_unavailable(format!("agent {:?} is on node {node}, which is down", out.receiver)));
+                    }
+                    Some(_) => None, // any shard sends it over its own link
+                }
+            }
+        };
         let sender = format!("{API_NAME_PREFIX}{}", self.next_api_name.fetch_add(1, Ordering::Relaxed));
         let message_id = self.api_ids.lock().unwrap().next_id();
         let reply_with = if out.reply_with == 0 && wait.is_some() { message_id } else { out.reply_with };
         let header = Header { performative: out.performative, message_id, conversation_id: out.conversation_id, reply_with, in_reply_to: 0 };
         let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content).map_err(|e| ApiError::bad_request("invalid_message", e.to_string()))?;
-        let instance = instance_for(out.conversation_id, sender.as_bytes(), instances);
-        let shard = shard_of(out.receiver.as_bytes(), instance, self.shards.len());
+        let shard = match instances {
+            Some(instances) => shard_of(out.receiver.as_bytes(), instance_for(out.conversation_id, sender.as_bytes(), instances), self.shards.len()),
+            // Remote: a conversation keeps to one shard, so to one link
+            // connection, and its order holds across the hop.
+            None => (if out.conversation_id != 0 { out.conversation_id } else { message_id } % self.shards.len() as u64) as usize,
+        };
         let waiter = wait.map(|_| {
             let (tx, rx) = oneshot::channel();
             self.waiters.lock().unwrap().insert(sender.clone(), tx);
@@ -331,6 +368,10 @@ impl Control {
             Ok(Ok(())) => None,
             Ok(Err(RouteError::Busy)) => Some(ApiError::too_many(format!("the mailbox of {:?} is full", out.receiver))),
             Ok(Err(RouteError::UnknownReceiver)) => Some(ApiError::not_found(format!("no agent named {:?}", out.receiver))),
+            Ok(Err(RouteError::Unreachable)) => {
+                self.node_unavailable.fetch_add(1, Ordering::Relaxed);
+                Some(ApiError::node_unavailable(format!("the node of agent {:?} is down", out.receiver)))
+            }
             Err(e) => Some(e),
         };
         if let Some(e) = refused {
@@ -350,8 +391,19 @@ impl Control {
     /// Hands messages to runtime names to their REST waiters and wire
     /// connections (rule 3).
     pub async fn dispatch_replies(self: Arc<Self>, mut replies: mpsc::Receiver<Message>) {
+        // `@node/<this node's tag>/api/7` is `@api/7` here (a reply that went
+        // round other nodes and came back through an agent on this one).
+        let own_prefix = self.cluster.as_ref().map(|c| caxton_shards::link::frame::node_prefix(&c.view.lock().unwrap().me.name()));
         while let Some(message) = replies.recv().await {
             let receiver = std::str::from_utf8(message.receiver()).unwrap_or("");
+            let local;
+            let receiver = match own_prefix.as_deref().and_then(|p| receiver.strip_prefix(p)) {
+                Some(rest) => {
+                    local = format!("@{rest}");
+                    local.as_str()
+                }
+                None => receiver,
+            };
             if let Some(id) = receiver.strip_prefix("@wire/").and_then(|n| n.parse::<u64>().ok()) {
                 let tx = self.wires.lock().unwrap().get(&id).cloned();
                 if tx.is_none_or(|tx| tx.try_send(message).is_err()) {
@@ -370,6 +422,42 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// Deploys on another node of the cluster (`--node`): forwards the
+    /// request to that node's API, with the caller's credentials.
+    pub async fn deploy_on(&self, node: &str, name: &str, instances: u32, body: Vec<u8>, authorization: Option<String>) -> Result<(u16, Vec<u8>), ApiError> {
+        let cluster = self.cluster.as_ref().ok_or_else(|| ApiError::bad_request("not_clustered", "this node is not in a cluster (--listen): there is no other node"))?;
+        let api = {
+            let view = cluster.view.lock().unwrap();
+            let m = view.member_by_name(node).ok_or_else(|| ApiError::not_found(format!("no member named {node:?} (see GET /v1/cluster/members)")))?;
+            if m.state == crate::gossip::MemberState::Down {
+                self.node_unavailable.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::node_unavailable(format!("node {node} is down")));
+            }
+            m.id.api
+        };
+        let url = format!("http://{api}/v1/agents/{name}?instances={instances}");
+        let forwarded = tokio::task::spawn_blocking(move || {
+            let mut req = ureq::put(&url).timeout(Duration::from_secs(60));
+            if let Some(a) = authorization {
+                req = req.set("authorization", &a);
+            }
+            match req.send_bytes(&body) {
+                Ok(r) => Ok(r),
+                Err(ureq::Error::Status(_, r)) => Ok(r),
+                Err(e) => Err(e.to_string()),
+            }
+            .and_then(|r| {
+                let status = r.status();
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut r.into_reader(), &mut out).map_err(|e| e.to_string())?;
+                Ok((status, out))
+            })
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding the deploy to node {node} ({api}) failed: {e}")))
     }
 
     /// Stops every shard, committing what they hold.

@@ -6,6 +6,7 @@ mod catalog;
 mod client;
 mod config;
 mod control;
+mod gossip;
 mod node;
 mod top;
 mod wire;
@@ -51,6 +52,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The cluster this node belongs to.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Send messages to agents.
     Message {
         #[command(subcommand)]
@@ -79,11 +87,20 @@ enum AgentCmd {
         name: String,
         #[arg(long, default_value_t = 1)]
         instances: u32,
+        /// Cluster address of the node to deploy on [default: the node the request goes to].
+        #[arg(long)]
+        node: Option<String>,
     },
     /// List deployed agents.
     List,
     /// Stop an agent and delete its state.
     Stop { name: String },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// List the members and their state (alive, suspect, down).
+    Members,
 }
 
 #[derive(Subcommand)]
@@ -134,6 +151,7 @@ fn main() {
         },
         Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
         Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
+        Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(Client::new(&remote.api, remote.api_token))),
         Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),
     };
     std::process::exit(code);
@@ -151,9 +169,9 @@ fn report(result: Result<(), Failure>) -> i32 {
 
 fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
     match command {
-        AgentCmd::Deploy { file, name, instances } => {
+        AgentCmd::Deploy { file, name, instances, node } => {
             let module = std::fs::read(&file).map_err(|e| Failure { exit_code: EXIT_USAGE, message: format!("cannot read {}: {e}", file.display()) })?;
-            let v = client.deploy(&name, instances, &module)?;
+            let v = client.deploy(&name, instances, node.as_deref(), &module)?;
             println!("deployed {} ({} instances on shards {}) in {:.1} ms", v["name"].as_str().unwrap_or(&name), v["instances"], v["shards"], v["deploy_ms"].as_f64().unwrap_or(0.0));
         }
         AgentCmd::List => {
@@ -167,6 +185,20 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
             client.stop(&name)?;
             println!("stopped {name}");
         }
+    }
+    Ok(())
+}
+
+fn run_members(client: Client) -> Result<(), Failure> {
+    let v = client.members()?;
+    if v["clustered"] == json!(false) {
+        println!("this node is not in a cluster (start it with --listen and --cluster-key)");
+        return Ok(());
+    }
+    println!("{:<24} {:<24} {:<8} {:>6}", "NODE", "API", "STATE", "BOOT");
+    for m in v["members"].as_array().into_iter().flatten() {
+        let me = if m["self"] == json!(true) { "  (this node)" } else { "" };
+        println!("{:<24} {:<24} {:<8} {:>6}{me}", m["node"].as_str().unwrap_or("?"), m["api"].as_str().unwrap_or("?"), m["state"].as_str().unwrap_or("?"), m["boot"]);
     }
     Ok(())
 }

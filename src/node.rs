@@ -5,8 +5,11 @@
 //! 2. open the catalog (pins the shard count of the data dir);
 //! 3. start one pinned shard per core, each opening its own SQLite;
 //! 4. start the checkpointer thread;
-//! 5. restore the catalog's agents; then serve the API until SIGINT/SIGTERM,
-//!    when shards commit what they hold and stop.
+//! 5. in a cluster (`--listen`), start the gossip thread (shards already
+//!    listen for links);
+//! 6. restore the catalog's agents (and publish them to the registry); then
+//!    serve the API until SIGINT/SIGTERM, when the node leaves the cluster,
+//!    and shards commit what they hold and stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +25,10 @@ use caxton_shards::storage::{shard_db_path, Checkpointer, StorageConfig};
 use caxton_shards::ShardsConfig;
 
 use crate::api::{self, Api};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RouteCache};
+use crate::gossip::Cluster;
+use caxton_shards::limits::NODE_LINK_CONNECTIONS_MAX;
+use caxton_shards::link::LinkSetup;
 use crate::control::Control;
 
 /// Everything `caxton serve` runs with; `config::ServeArgs::resolve` fills
@@ -35,6 +41,8 @@ pub struct ServeConfig {
     pub api_token: Option<String>,
     /// The wire listener (`wire.rs`), if any.
     pub wire: Option<SocketAddr>,
+    /// Cluster membership and links (`--listen`), if any.
+    pub cluster: Option<crate::config::ClusterConfig>,
     pub tuning: ShardTuning,
     pub storage: StorageConfig,
     pub limits: AgentLimits,
@@ -92,13 +100,30 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             storage: config.storage.clone(),
             boot_epoch,
             tuning: config.tuning,
+            link: config.cluster.as_ref().map(|c| LinkSetup {
+                listen: c.listen,
+                self_name: c.listen.to_string(),
+                key: c.key.clone(),
+                inbound_connections_max: (NODE_LINK_CONNECTIONS_MAX / cores).max(1),
+            }),
         },
         sink,
     )?;
     let paths = (0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect();
     Checkpointer::spawn(paths, config.storage.clone()).map_err(|e| format!("cannot start the checkpointer: {e}"))?;
 
-    let control = Arc::new(Control::new(shards, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch));
+    let cluster = match config.cluster.clone() {
+        Some(c) => {
+            let cache = RouteCache::open(&config.data_dir)?;
+            let senders = shards.iter().map(|s| s.sender()).collect();
+            let (listen, seeds) = (c.listen, c.join.clone());
+            let cluster = Cluster::start(c, config.api, boot_epoch, cache, senders)?;
+            tracing::info!(%listen, ?seeds, "cluster: gossip and links listening");
+            Some(cluster)
+        }
+        None => None,
+    };
+    let control = Arc::new(Control::new(shards, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
@@ -115,6 +140,9 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         wait_for_signal().await;
         tracing::info!("stopping: shards commit and stop");
         server.abort();
+        if let Some(c) = &control.cluster {
+            c.leave().await;
+        }
         control.stop().await;
         Ok::<(), String>(())
     })

@@ -169,7 +169,7 @@ async fn flush(control: &Control, batches: &mut [Vec<Message>], name: &str, noti
             for (why, m) in refused {
                 match why {
                     RouteError::Busy => pending.push(m),
-                    RouteError::UnknownReceiver => {
+                    RouteError::UnknownReceiver | RouteError::Unreachable => {
                         let text = format!("unknown receiver {}", String::from_utf8_lossy(m.receiver()));
                         let _ = notices.send(failure(name, &m.header(), &text)).await;
                     }

@@ -47,7 +47,7 @@ impl BenchNode {
         let dir = tempfile::tempdir().unwrap();
         let cpus: Vec<usize> = allowed_cpus().into_iter().take(shards).collect();
         let handles = executor::start(
-            ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default() },
+            ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default(), link: None },
             Arc::new(|m| Err(m)),
         )
         .expect("shards start");
@@ -106,6 +106,7 @@ impl BenchNode {
             .map(|(now, then)| ShardLatencies {
                 routing_local: now.latencies.routing_local.since(&then.latencies.routing_local),
                 routing_remote: now.latencies.routing_remote.since(&then.latencies.routing_remote),
+                routing_node: now.latencies.routing_node.since(&then.latencies.routing_node),
                 processing: now.latencies.processing.since(&then.latencies.processing),
                 end_to_end: now.latencies.end_to_end.since(&then.latencies.end_to_end),
             })

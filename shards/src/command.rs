@@ -27,8 +27,20 @@ pub enum Command {
     Inject { messages: Vec<Message>, reply: Reply<Vec<(RouteError, Message)>> },
     AgentStats { name: Arc<str>, reply: Reply<Vec<InstanceStats>> },
     ShardStats { reply: Reply<ShardStats> },
+    /// Changes in the cluster, in order: nodes up and down, and where agent
+    /// names live. No answer: the gossip thread is the only sender.
+    Cluster { updates: Vec<ClusterUpdate> },
     /// Commits and stops the shard.
     Stop { reply: Reply<()> },
+}
+
+#[derive(Debug, Clone)]
+pub enum ClusterUpdate {
+    /// A node was learned or changed state.
+    Node { name: Arc<str>, addr: std::net::SocketAddr, alive: bool },
+    /// `agent` lives on node `node` (`None`: nowhere known, or here). The
+    /// node was named by a `Node` update before.
+    Route { agent: Arc<str>, node: Option<Arc<str>> },
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +76,9 @@ pub struct ShardStats {
     pub routed_local: u64,
     pub routed_remote: u64,
     pub received_remote: u64,
+    pub routed_node: u64,
+    pub received_node: u64,
+    pub links: crate::link::table::LinkCounters,
     pub busy: u64,
     pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,

@@ -187,6 +187,8 @@ pub enum RoutePath {
     Local,
     /// Crossed from another shard.
     Remote,
+    /// Came from another node, over a link.
+    Node,
     /// Came from the REST API.
     Api,
 }

@@ -79,17 +79,25 @@ pub struct ShardsConfig {
     pub storage: StorageConfig,
     pub boot_epoch: u64,
     pub tuning: ShardTuning,
+    /// Links to other nodes (`--listen`), or `None` outside a cluster.
+    pub link: Option<crate::link::LinkSetup>,
 }
 
 /// The node's handle on one running shard.
 pub struct ShardHandle {
     pub index: usize,
-    control: Sender<Command>,
-    bell: Arc<Doorbell>,
+    sender: ShardSender,
     thread: Option<glommio::ExecutorJoinHandle<()>>,
 }
 
-impl ShardHandle {
+/// Queues commands for one shard, from any thread.
+#[derive(Clone)]
+pub struct ShardSender {
+    control: Sender<Command>,
+    bell: Arc<Doorbell>,
+}
+
+impl ShardSender {
     /// Queues a command and wakes the shard. A full queue hands it back.
     pub fn send(&self, command: Command) -> Result<(), Command> {
         match self.control.try_send(command) {
@@ -99,6 +107,17 @@ impl ShardHandle {
             }
             Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
         }
+    }
+}
+
+impl ShardHandle {
+    /// Queues a command and wakes the shard. A full queue hands it back.
+    pub fn send(&self, command: Command) -> Result<(), Command> {
+        self.sender.send(command)
+    }
+
+    pub fn sender(&self) -> ShardSender {
+        self.sender.clone()
     }
 
     /// Waits for the shard's thread to end (after a `Stop`).
@@ -135,6 +154,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             api: api.clone(),
             boot_epoch: config.boot_epoch,
             tuning: config.tuning,
+            link: config.link.clone(),
         };
         let ready = ready_tx.clone();
         let reader_fd = reader.into_raw_fd();
@@ -156,7 +176,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
                 }
             })
             .map_err(|e| format!("cannot start shard {index} on cpu {}: {e}", config.cpus[index]))?;
-        handles.push(ShardHandle { index, control: control_tx, bell: bells[index].clone(), thread: Some(thread) });
+        handles.push(ShardHandle { index, sender: ShardSender { control: control_tx, bell: bells[index].clone() }, thread: Some(thread) });
     }
     drop(ready_tx);
     for _ in 0..n {

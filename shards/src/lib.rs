@@ -14,6 +14,7 @@
 //! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
+//! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
 //! - [`shard`]: the run loop; [`executor`]: starting pinned shards.
 
 pub mod agent;
@@ -22,6 +23,7 @@ pub mod command;
 pub mod envelope;
 pub mod executor;
 pub mod limits;
+pub mod link;
 pub mod mesh;
 pub mod metrics;
 pub mod placement;
@@ -31,4 +33,4 @@ pub mod storage;
 
 pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
 pub use envelope::{Header, Message};
-pub use executor::{ShardHandle, ShardsConfig};
+pub use executor::{ShardHandle, ShardSender, ShardsConfig};

@@ -204,6 +204,64 @@ pub const API_CONNECTIONS_MAX: usize = 10_000;
 /// Longest a REST caller may wait for a reply, in milliseconds.
 pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 
+// ---------------------------------------------------------------- cluster
+
+/// Between two gossip rounds of a node, in milliseconds (ADR-0017 SWIM
+/// `gossip_interval`). Shorter: faster convergence, more bandwidth.
+pub const GOSSIP_INTERVAL_MS: u64 = 200;
+
+/// Members each gossip round goes to (ADR-0017 `gossip_fanout`).
+pub const GOSSIP_FANOUT: usize = 3;
+
+/// Largest gossip packet, in bytes, HMAC tag included (ADR-0017
+/// `max_packet_size`, MTU-safe). foca packs at most this; a received
+/// datagram larger than this is dropped and counted as malformed.
+pub const GOSSIP_PACKET_BYTES_MAX: usize = 1400;
+
+/// Cluster size the SWIM timings are tuned for (foca's LAN profile:
+/// suspicion lasts 4 probe periods × max(1, log10 N)). ADR-0017 targets
+/// clusters of up to 100 nodes.
+pub const CLUSTER_NODES_HINT: u32 = 100;
+
+/// Outbound link connections to one remote node, all shards together
+/// (ADR-0017 `connection_pool_size`). Each shard gets an equal share, at
+/// least 1; a conversation keeps to one connection (ordering). Each costs a
+/// socket and its buffers (socket2-set, [`LINK_SOCKET_BUFFER_BYTES`] each way).
+pub const NODE_POOL_CONNECTIONS_MAX: usize = 100;
+
+/// Inbound link connections a node accepts, all shards together (ADR-0017
+/// `max_connections_per_node`). Exceeded: the connection is closed at once
+/// and counted (`caxton_link_refused_total{reason="too_many"}`).
+pub const NODE_LINK_CONNECTIONS_MAX: usize = 1000;
+
+/// A link connection unused this long is closed, in milliseconds
+/// (ADR-0017 `idle_connection_timeout`, 60 s). The next message reopens it.
+pub const LINK_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// Socket send and receive buffer of a link, in bytes (set with socket2).
+pub const LINK_SOCKET_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Messages one shard holds for one remote node (queued, not yet written).
+/// Exceeded: `send` returns -2 (busy), the REST API 429. Cost: the messages.
+pub const NODE_OUTBOX_MESSAGES_MAX: usize = 16_384;
+
+/// Bytes of frames gathered into one socket write (batching per tick).
+pub const LINK_WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+
+/// Messages one shard takes from its links but has not yet placed in a
+/// mailbox. Over it, the shard stops reading its sockets (TCP backpressure).
+pub const LINK_INBOUND_MESSAGES_MAX: usize = 16_384;
+
+/// Longest a link handshake or connect may take, in milliseconds. Exceeded:
+/// the connection is closed (and retried, for an outbound one).
+pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+
+/// Wait before reconnecting to a live node whose link failed, in ms.
+pub const LINK_RECONNECT_DELAY_MS: u64 = 100;
+
+/// Cluster state changes (membership, routes) queued for one shard.
+pub const CLUSTER_UPDATES_MAX: usize = 65_536;
+
 // ---------------------------------------------------------------- derived checks
 
 const _: () = assert!(ENVELOPE_BYTES_MAX < i32::MAX as usize);
@@ -213,3 +271,6 @@ const _: () = assert!(AGENT_MEMORY_BYTES_MAX >= WASM_PAGE_BYTES);
 const _: () = assert!(INSTANCE_BURST_MESSAGES_MAX <= TICK_MESSAGES_MAX);
 const _: () = assert!(STATE_WRITES_PER_HANDLER_MAX <= STATE_BATCH_RECORDS_MAX);
 const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0);
+const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <= 1500, "gossip fits one MTU");
+const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
+const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX);

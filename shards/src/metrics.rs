@@ -76,6 +76,10 @@ pub struct ShardLatencies {
     pub routing_local: Latency,
     /// The same across shards.
     pub routing_remote: Latency,
+    /// From arrival over a link (another node) to the start of the handler.
+    /// (The hop itself is measured by the remote routing benchmark: two
+    /// nodes share no clock.)
+    pub routing_node: Latency,
     /// From dequeue to handler return.
     pub processing: Latency,
     /// From `send` to the receiving handler's return.

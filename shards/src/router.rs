@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::envelope::Message;
 use crate::limits::RUNTIME_NAME_PREFIX;
+use crate::link::{NodeIdx, RemoteTable};
 use crate::mesh::{Doorbell, MeshEnds};
 use crate::placement::{instance_for, shard_of};
 
@@ -37,6 +38,8 @@ pub type LocalId = u32;
 pub enum Dest {
     Local(LocalId),
     Peer(usize),
+    /// Another node (`link`): its outbox on this shard.
+    Node(NodeIdx),
     Api,
 }
 
@@ -46,6 +49,8 @@ pub enum RouteError {
     UnknownReceiver,
     /// The destination has no room now (ABI -2).
     Busy,
+    /// The receiver's node is down (ABI -6).
+    Unreachable,
 }
 
 /// Why a message was not delivered (rule 4).
@@ -56,14 +61,20 @@ pub enum DeadLetter {
     Undeployed,
     ApiUnavailable,
     TimedOut,
+    /// Queued for a node that went down, or sent to one that is down.
+    NodeDown,
+    /// In a batch whose write to a live node failed.
+    LinkLost,
 }
 
-pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 5] = [
+pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 7] = [
     (DeadLetter::UnknownReceiver, "unknown_receiver"),
     (DeadLetter::CrashedHandler, "crashed_handler"),
     (DeadLetter::Undeployed, "undeployed"),
     (DeadLetter::ApiUnavailable, "api_unavailable"),
     (DeadLetter::TimedOut, "timed_out"),
+    (DeadLetter::NodeDown, "node_down"),
+    (DeadLetter::LinkLost, "link_lost"),
 ];
 
 /// Hands messages addressed to runtime names (`@api/...`, `@wire/...`) to
@@ -75,10 +86,13 @@ pub struct RouterCounters {
     pub routed_local: u64,
     pub routed_remote: u64,
     pub received_remote: u64,
+    /// Messages sent to other nodes, and received from them.
+    pub routed_node: u64,
+    pub received_node: u64,
     pub busy: u64,
     /// Sends refused because no agent has the receiver's name.
     pub not_found: u64,
-    pub dead_letters: [u64; 5],
+    pub dead_letters: [u64; 7],
 }
 
 /// The bounds a router enforces (rule 1), derived from the node's settings.
@@ -143,12 +157,14 @@ pub struct Router {
     peer_backlog: Vec<VecDeque<Message>>,
     peer_reserved: Vec<usize>,
     api: ApiSink,
+    /// Other nodes: their names, state and outboxes (`link::table`).
+    pub remote: RemoteTable,
     pub counters: RouterCounters,
 }
 
 impl Router {
     /// Takes the sending ends of the mesh; returns the receiving ends.
-    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, limits: RouterLimits) -> (Router, Vec<Option<Receiver<Message>>>) {
+    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, limits: RouterLimits, remote: RemoteTable) -> (Router, Vec<Option<Receiver<Message>>>) {
         let shards = mesh.to.len();
         assert!(shard < shards && mesh.bells.len() == shards);
         assert!(limits.mailbox_messages_max > 0 && limits.shard_queued_messages_max > 0);
@@ -168,6 +184,7 @@ impl Router {
             peer_backlog: (0..shards).map(|_| VecDeque::new()).collect(),
             peer_reserved: vec![0; shards],
             api,
+            remote,
             counters: RouterCounters::default(),
         };
         (router, mesh.from)
@@ -178,9 +195,14 @@ impl Router {
     }
 
     pub fn dead_letter(&mut self, reason: DeadLetter, message: &Message) {
-        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == reason).unwrap();
-        self.counters.dead_letters[i] += 1;
+        self.dead_letters(reason, 1);
         tracing::debug!(shard = self.shard, ?reason, ?message, "dead letter");
+    }
+
+    /// Counts `n` dead letters at once (a lost link batch).
+    pub fn dead_letters(&mut self, reason: DeadLetter, n: u64) {
+        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == reason).unwrap();
+        self.counters.dead_letters[i] += n;
     }
 
     // ------------------------------------------------------------ directory
@@ -240,11 +262,14 @@ impl Router {
     /// Where a message to `receiver` goes (placement rules of `placement`).
     pub fn resolve(&self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
         if receiver.first() == Some(&RUNTIME_NAME_PREFIX) {
-            // `@api/...`, `@wire/...`: the node's control plane sorts them out.
-            return Ok(Dest::Api);
+            // `@node/<tag>/...`: a runtime name of another node (link frame
+            // rule 3). `@api/...`, `@wire/...`: the control plane's.
+            return Ok(self.remote.node_of_runtime_name(receiver).map_or(Dest::Api, Dest::Node));
         }
         let name = std::str::from_utf8(receiver).map_err(|_| RouteError::UnknownReceiver)?;
-        let entry = self.directory.get(name).ok_or(RouteError::UnknownReceiver)?;
+        let Some(entry) = self.directory.get(name) else {
+            return self.remote.route(name).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+        };
         let instance = instance_for(conversation_id, sender, entry.instances);
         match entry.local[instance as usize] {
             Some(id) => Ok(Dest::Local(id)),
@@ -274,6 +299,14 @@ impl Router {
                 }
                 self.peer_reserved[p] += 1;
             }
+            Dest::Node(n) => {
+                if let Err(e) = self.remote.reserve(n) {
+                    if e == RouteError::Busy {
+                        self.counters.busy += 1;
+                    }
+                    return Err(e);
+                }
+            }
             Dest::Api => {}
         }
         Ok(())
@@ -287,6 +320,7 @@ impl Router {
                 self.reserved_local -= 1;
             }
             Dest::Peer(p) => self.peer_reserved[p] -= 1,
+            Dest::Node(n) => self.remote.cancel(n),
             Dest::Api => {}
         }
     }
@@ -332,14 +366,22 @@ impl Router {
         let mut moved = 0;
         let mut staged = std::mem::take(&mut self.staged);
         for (dest, message) in staged.drain(mark..) {
-            self.cancel_reservation(dest);
             moved += 1;
+            if let Dest::Node(n) = dest {
+                self.counters.routed_node += 1;
+                if let Err(m) = self.remote.push(n, message) {
+                    self.dead_letter(DeadLetter::NodeDown, &m);
+                }
+                continue;
+            }
+            self.cancel_reservation(dest);
             match dest {
                 Dest::Local(id) => {
                     self.counters.routed_local += 1;
                     self.push_mailbox(id, message);
                 }
                 Dest::Peer(p) => self.peer_backlog[p].push_back(message),
+                Dest::Node(_) => unreachable!("handled above"),
                 Dest::Api => {
                     if let Err(m) = (self.api)(message) {
                         self.dead_letter(DeadLetter::ApiUnavailable, &m);
@@ -407,6 +449,34 @@ impl Router {
         }
         self.push_mailbox(id, message);
         Ok(())
+    }
+
+    /// Takes a message from the API or from another node wherever it goes:
+    /// a local mailbox, a peer shard, or (with `to_nodes`) another node. A
+    /// message from a node never goes on to a third (no forwarding loops).
+    /// `Err` hands it back with why (busy: retry; else: refused).
+    pub fn forward(&mut self, message: Message, to_nodes: bool) -> Result<(), (RouteError, Message)> {
+        let dest = match self.resolve(message.receiver(), message.conversation_id(), message.sender()) {
+            Ok(d) => d,
+            Err(e) => return Err((e, message)),
+        };
+        match dest {
+            Dest::Local(_) => self.accept(message),
+            Dest::Node(_) if !to_nodes => Err((RouteError::UnknownReceiver, message)),
+            Dest::Peer(_) | Dest::Node(_) => {
+                if let Err(e) = self.reserve(dest) {
+                    return Err((e, message));
+                }
+                self.stage(dest, message);
+                let mark = self.staged.len() - 1;
+                self.release_from(mark);
+                Ok(())
+            }
+            Dest::Api => match (self.api)(message) {
+                Ok(()) => Ok(()),
+                Err(m) => Err((RouteError::Busy, m)),
+            },
+        }
     }
 
     fn push_mailbox(&mut self, id: LocalId, message: Message) {
@@ -482,7 +552,7 @@ mod tests {
         assert_eq!((l.shard_queued_messages_max, l.peer_in_flight_messages_max), (3, 4));
         let bells: Vec<_> = (0..1).map(|_| Doorbell::new().unwrap().0).collect();
         let ends = build_mesh(&bells).pop().unwrap();
-        let (mut r, _) = Router::new(0, ends, Arc::new(|m| Err(m)), RouterLimits::for_node(1, 10, 3, 8));
+        let (mut r, _) = Router::new(0, ends, Arc::new(|m| Err(m)), RouterLimits::for_node(1, 10, 3, 8), RemoteTable::standalone());
         r.add_agent("a", 1);
         r.add_agent("b", 1);
         r.accept(msg("a", 0)).unwrap();
@@ -500,7 +570,7 @@ mod tests {
         let mut rx = Vec::new();
         for (i, ends) in build_mesh(&bells).into_iter().enumerate() {
             let seen = api_seen.clone();
-            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), limits(n));
+            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), limits(n), RemoteTable::standalone());
             rs.push(r);
             rx.push(from);
         }

@@ -26,12 +26,13 @@ use crate::agent::CompiledAgent;
 
 use crate::agent::host::{self, IdGen, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
-use crate::command::{Command, InstanceReport, InstanceStats, ShardStats};
+use crate::command::{ClusterUpdate, Command, InstanceReport, InstanceStats, ShardStats};
+use crate::link::{LinkSetup, RemoteTable};
 use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::limits::{
-    EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
+    LINK_INBOUND_MESSAGES_MAX, NODE_OUTBOX_MESSAGES_MAX, NODE_POOL_CONNECTIONS_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
     TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
 };
 use crate::metrics::ALERT_WINDOW_MS;
@@ -51,6 +52,8 @@ pub struct ShardSetup {
     pub api: ApiSink,
     pub boot_epoch: u64,
     pub tuning: ShardTuning,
+    /// Links to other nodes, in a cluster.
+    pub link: Option<LinkSetup>,
 }
 
 /// A shard's run-time knobs, each with its default.
@@ -126,6 +129,7 @@ pub struct Shard {
     totals: (u64, u64, u64, u64),
     latencies: ShardLatencies,
     alert: P99Alert,
+    link: Option<Rc<LinkSetup>>,
 }
 
 impl Shard {
@@ -134,10 +138,19 @@ impl Shard {
         let path = shard_db_path(&setup.data_dir, setup.index);
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let limits = setup.tuning.router_limits(setup.mesh.to.len());
-        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits);
+        let shards = setup.mesh.to.len();
+        let remote = match &setup.link {
+            Some(link) => RemoteTable::new(&link.self_name, (NODE_POOL_CONNECTIONS_MAX / shards).max(1), NODE_OUTBOX_MESSAGES_MAX, LINK_INBOUND_MESSAGES_MAX),
+            None => RemoteTable::standalone(),
+        };
+        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
         let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids)));
         host::install(ctx.clone());
+        let link = setup.link.map(Rc::new);
+        if let Some(link) = &link {
+            crate::link::io::start_acceptor(ctx.clone(), link.clone(), setup.bell.clone())?;
+        }
         let peers = inbound.len();
         Ok(Shard {
             index: setup.index,
@@ -154,6 +167,7 @@ impl Shard {
             totals: (0, 0, 0, 0),
             latencies: ShardLatencies::default(),
             alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
+            link,
         })
     }
 
@@ -211,6 +225,7 @@ impl Shard {
         !self.control.is_empty()
             || ctx.router.has_ready()
             || ctx.router.has_staged()
+            || !ctx.router.remote.inbound.is_empty()
             || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
     }
 
@@ -219,7 +234,13 @@ impl Shard {
         let mut work = self.drain_control();
         work += self.drain_inbound();
         work += self.dispatch();
-        work + self.end_tick()
+        work += self.end_tick();
+        if let Some(link) = &self.link {
+            if !self.ctx.borrow().router.remote.wanted.is_empty() {
+                crate::link::io::open_wanted(&self.ctx, link);
+            }
+        }
+        work
     }
 
     fn end_tick(&mut self) -> usize {
@@ -260,9 +281,10 @@ impl Shard {
                 }
                 Command::Deliver { mut message, reply } => {
                     message.set_path(RoutePath::Api);
-                    let accepted = self.ctx.borrow_mut().router.accept(message);
+                    let accepted = self.ctx.borrow_mut().router.forward(message, true);
                     reply(accepted.map_err(|(e, _)| e))
                 }
+                Command::Cluster { updates } => self.apply_cluster(updates),
                 Command::Inject { messages, reply } => {
                     let mut ctx = self.ctx.borrow_mut();
                     let mut refused = Vec::new();
@@ -296,7 +318,7 @@ impl Shard {
                         self.held[p] = Some(m);
                         continue; // keep this peer's order: nothing overtakes it
                     }
-                    Err((RouteError::UnknownReceiver, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                    Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
                 }
             }
             let Some(rx) = &self.inbound[p] else { continue };
@@ -311,11 +333,49 @@ impl Shard {
                         self.held[p] = Some(m);
                         break;
                     }
-                    Err((RouteError::UnknownReceiver, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                    Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
                 }
             }
         }
+        // Arrivals from other nodes: a message to an instance of another
+        // shard goes on through the mesh, never to a third node.
+        for _ in 0..TICK_DRAIN_MAX {
+            let Some(m) = ctx.router.remote.inbound.pop_front() else { break };
+            match ctx.router.forward(m, false) {
+                Ok(()) => {
+                    ctx.router.counters.received_node += 1;
+                    n += 1;
+                }
+                Err((RouteError::Busy, m)) => {
+                    ctx.router.remote.inbound.push_front(m);
+                    break;
+                }
+                Err((_, m)) => {
+                    ctx.router.counters.received_node += 1;
+                    ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m);
+                }
+            }
+        }
+        ctx.router.remote.wake_readers();
         n
+    }
+
+    fn apply_cluster(&mut self, updates: Vec<ClusterUpdate>) {
+        let mut ctx = self.ctx.borrow_mut();
+        for update in updates {
+            match update {
+                ClusterUpdate::Node { name, addr, alive } => {
+                    let lost = ctx.router.remote.set_node(&name, addr, alive);
+                    if !lost.is_empty() {
+                        tracing::warn!(shard = self.index, node = %name, lost = lost.len(), "node down: its queued messages are dead letters");
+                    }
+                    for m in &lost {
+                        ctx.router.dead_letter(DeadLetter::NodeDown, m);
+                    }
+                }
+                ClusterUpdate::Route { agent, node } => ctx.router.remote.set_route(&agent, node.as_deref()),
+            }
+        }
     }
 
     /// Runs ready instances round-robin. An instance's burst ends after
@@ -459,6 +519,7 @@ impl Shard {
         match message.path() {
             RoutePath::Local => self.latencies.routing_local.record(routing),
             RoutePath::Remote => self.latencies.routing_remote.record(routing),
+            RoutePath::Node => self.latencies.routing_node.record(routing),
             RoutePath::Api => {}
         }
         if message.path() != RoutePath::Api {
@@ -548,6 +609,9 @@ impl Shard {
             routed_local: c.routed_local,
             routed_remote: c.routed_remote,
             received_remote: c.received_remote,
+            routed_node: c.routed_node,
+            received_node: c.received_node,
+            links: ctx.router.remote.counters.clone(),
             busy: c.busy,
             not_found: c.not_found,
             dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),

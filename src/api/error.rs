@@ -46,6 +46,16 @@ impl ApiError {
         ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
     }
 
+    /// The receiver's node is down (cluster): fail fast, retry later.
+    pub fn node_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message) }
+    }
+
+    /// A request forwarded to another node failed on the way.
+    pub fn bad_gateway(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, "forward_failed", message)
+    }
+
     pub fn timeout(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "reply_timeout", message)
     }

@@ -22,6 +22,18 @@ pub struct NodeFigures {
     pub undeliverable_wire: u64,
     pub wire_received_bytes: u64,
     pub wire_sent_bytes: u64,
+    /// In a cluster: members by state, and gossip traffic.
+    pub cluster: Option<ClusterFigures>,
+}
+
+pub struct ClusterFigures {
+    pub alive: usize,
+    pub suspect: usize,
+    pub down: usize,
+    pub gossip: caxton_cluster::membership::GossipStats,
+    pub refused_oversized: u64,
+    /// REST sends and deploys refused because the node was down.
+    pub node_unavailable: u64,
 }
 
 impl NodeFigures {
@@ -77,7 +89,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     let latency: [(&str, &str, fn(&ShardStats) -> Vec<(&'static str, &Latency)>); 3] = [
         ("caxton_routing_latency_seconds", "Time from an agent's send to the start of the receiving handler.", |s| {
-            vec![("local", &s.latencies.routing_local), ("remote", &s.latencies.routing_remote)]
+            vec![("local", &s.latencies.routing_local), ("remote", &s.latencies.routing_remote), ("node", &s.latencies.routing_node)]
         }),
         ("caxton_processing_latency_seconds", "Time from dequeue to the handler's return.", |s| vec![("", &s.latencies.processing)]),
         ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| {
@@ -94,7 +106,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         }
     }
     // One sample per shard: (name, type, help, figure).
-    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 12] = [
+    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 17] = [
+        ("caxton_messages_routed_node_total", "counter", "Messages sent to another node over a link.", |s| s.routed_node),
+        ("caxton_messages_received_node_total", "counter", "Messages received from another node over a link.", |s| s.received_node),
+        ("caxton_link_connects_total", "counter", "Outbound link connections opened (handshake passed).", |s| s.links.connects),
+        ("caxton_link_connect_failures_total", "counter", "Outbound link connections that failed to open (retried while the node is alive).", |s| s.links.connect_failures),
+        ("caxton_link_connections_open", "gauge", "Inbound link connections open on the shard.", |s| s.links.open_inbound as u64),
         ("caxton_timeout_errors_total", "counter", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
         ("caxton_messages_processed_total", "counter", "Messages handed to agent handlers.", |s| s.handled),
         ("caxton_agent_errors_total", "counter", "Handler calls that returned non-zero.", |s| s.errors),
@@ -123,6 +140,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     for s in shards {
         for (reason, n) in &s.dead_letters {
             o.sample("caxton_messages_dropped_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
+        }
+    }
+    o.family("caxton_link_refused_total", "counter", "Inbound link connections refused or closed, by reason.");
+    for s in shards {
+        for (reason, n) in [("bad_key", s.links.refused_bad_key), ("too_many", s.links.refused_too_many), ("malformed", s.links.closed_malformed)] {
+            o.sample("caxton_link_refused_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
         }
     }
     o.family("caxton_abi_refusals_total", "counter", "Host calls refused for bad arguments, by result code.");
@@ -154,6 +177,26 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("caxton_network_bytes_total", "listener=\"api\",direction=\"sent\"", node.api_sent_bytes);
     o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"received\"", node.wire_received_bytes);
     o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"sent\"", node.wire_sent_bytes);
+    let link = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
+    o.sample("caxton_network_bytes_total", "listener=\"link\",direction=\"received\"", link(|s| s.links.bytes_in));
+    o.sample("caxton_network_bytes_total", "listener=\"link\",direction=\"sent\"", link(|s| s.links.bytes_out));
+    if let Some(c) = &node.cluster {
+        o.sample("caxton_network_bytes_total", "listener=\"gossip\",direction=\"received\"", c.gossip.bytes_in);
+        o.sample("caxton_network_bytes_total", "listener=\"gossip\",direction=\"sent\"", c.gossip.bytes_out);
+        o.family("caxton_cluster_members", "gauge", "Members of the cluster this node knows, by state (this node included, as alive).");
+        for (state, n) in [("alive", c.alive), ("suspect", c.suspect), ("down", c.down)] {
+            o.sample("caxton_cluster_members", &format!("state=\"{state}\""), n);
+        }
+        o.family("caxton_gossip_packets_total", "counter", "Gossip packets, by direction.");
+        o.sample("caxton_gossip_packets_total", "direction=\"received\"", c.gossip.packets_in);
+        o.sample("caxton_gossip_packets_total", "direction=\"sent\"", c.gossip.packets_out);
+        o.family("caxton_gossip_refused_total", "counter", "Gossip packets dropped, by reason (bad_key: the tag did not verify).");
+        o.sample("caxton_gossip_refused_total", "reason=\"bad_key\"", c.gossip.refused_bad_tag);
+        o.sample("caxton_gossip_refused_total", "reason=\"malformed\"", c.gossip.refused_malformed);
+        o.sample("caxton_gossip_refused_total", "reason=\"oversized\"", c.refused_oversized);
+        o.family("caxton_node_unavailable_total", "counter", "REST requests refused (503) because the agent's node is down.");
+        o.sample("caxton_node_unavailable_total", "", c.node_unavailable);
+    }
     o.family("process_resident_memory_bytes", "gauge", "Resident memory of the node process.");
     o.sample("process_resident_memory_bytes", "", node.resident_bytes);
     o.family("process_cpu_seconds_total", "counter", "CPU time of the node process, user and system.");

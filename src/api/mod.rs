@@ -188,6 +188,19 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 undeliverable_wire: control.undeliverable_wire.load(Ordering::Relaxed),
                 wire_received_bytes: control.wire_received_bytes.load(Ordering::Relaxed),
                 wire_sent_bytes: control.wire_sent_bytes.load(Ordering::Relaxed),
+                cluster: control.cluster.as_ref().map(|c| {
+                    let v = c.view.lock().unwrap();
+                    let count = |st| v.members.values().filter(|m| m.id.addr != v.me.addr && m.state == st).count();
+                    use crate::gossip::MemberState;
+                    metrics::ClusterFigures {
+                        alive: 1 + count(MemberState::Alive),
+                        suspect: count(MemberState::Suspect),
+                        down: count(MemberState::Down),
+                        gossip: v.stats,
+                        refused_oversized: v.refused_oversized,
+                        node_unavailable: control.node_unavailable.load(Ordering::Relaxed),
+                    }
+                }),
             };
             let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&stats, &figures))));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -199,10 +212,25 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats)))
         }
         (&Method::GET, ["v1", "agents"]) => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
+        (&Method::GET, ["v1", "cluster", "members"]) => match &control.cluster {
+            Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap()))),
+            None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
+        },
         (&Method::PUT, ["v1", "agents", name]) => {
             let name = name.to_string();
             let instances = parse_param(query, "instances")?.unwrap_or(1);
+            let node = query_param(query, "node").map(str::to_string);
+            let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let body = read_body(api, req, MODULE_BYTES_MAX).await?;
+            let me = control.cluster.as_ref().map(|c| c.view.lock().unwrap().me.name());
+            if let Some(node) = node.filter(|n| Some(n) != me.as_ref()) {
+                let (status, body) = control.deploy_on(&node, &name, instances, body, authorization).await?;
+                tracing::info!(agent = name, instances, node, status, "deploy forwarded");
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return Ok(resp);
+            }
             let report = control.deploy(&name, instances, body).await?;
             tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
             Ok(json_response(StatusCode::CREATED, &json::deployed(&name, &report)))
@@ -231,7 +259,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
             }
         }
-        (_, ["metrics"] | ["v1", "stats"] | ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"]) => {
+        (_, ["metrics"] | ["v1", "stats"] | ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"] | ["v1", "cluster", "members"]) => {
             Err(ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: format!("{} is not allowed on {path}", req.method()), retry_after_s: None })
         }
         _ => Err(ApiError::not_found(format!("no route {path}"))),

@@ -16,14 +16,27 @@ pub fn repo_path(rel: &str) -> PathBuf {
 
 pub struct Node {
     pub child: Option<Child>,
+    /// Loopback address of every listener (127.0.0.x).
+    pub ip: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub cores: usize,
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A port free for both TCP and UDP on `ip` (a cluster address uses both).
+pub fn free_cluster_port(ip: &str) -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Node {
@@ -32,17 +45,29 @@ impl Node {
     }
 
     pub fn start_with(cores: usize, extra: &[&str]) -> Node {
-        let mut node = Node { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), cores, extra: extra.iter().map(|s| s.to_string()).collect() };
+        Node::start_on("127.0.0.1", cores, extra)
+    }
+
+    /// Starts a node whose API listens on `ip` (any 127.0.0.x).
+    pub fn start_on(ip: &str, cores: usize, extra: &[&str]) -> Node {
+        let mut node = Node {
+            child: None,
+            ip: ip.to_string(),
+            port: free_port_on(ip),
+            dir: tempfile::tempdir().unwrap(),
+            cores,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         node.spawn();
         node
     }
 
     pub fn api(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.ip, self.port)
     }
 
     fn spawn(&mut self) {
@@ -80,10 +105,28 @@ impl Node {
 
     /// `kill -9` then start again on the same data dir and port.
     pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+
+    /// Starts again after `kill9` or `terminate`, same data dir and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
         self.spawn();
+    }
+
+    /// SIGTERM: the node stops gracefully (leaves its cluster, commits).
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
     }
 
     pub fn deploy(&self, name: &str, file: &str, instances: u32) -> (u16, Value) {

@@ -31,6 +31,8 @@ pub const BUSY: i32 = -2;
 pub const INVALID: i32 = -3;
 pub const TOO_LARGE: i32 = -4;
 pub const OVER_LIMIT: i32 = -5;
+/// The receiver's node is down (cluster): the send fails fast.
+pub const UNREACHABLE: i32 = -6;
 
 /// What each instance's host functions know about their caller.
 pub struct HostEnv {
@@ -211,6 +213,7 @@ fn route_code(e: RouteError) -> i32 {
     match e {
         RouteError::UnknownReceiver => NOT_FOUND,
         RouteError::Busy => BUSY,
+        RouteError::Unreachable => UNREACHABLE,
     }
 }
 

@@ -1,0 +1,357 @@
+//! The link tasks of one shard, on its glommio executor: an acceptor and a
+//! reader per inbound connection, a connector-writer per outbound slot.
+//! They touch shard state only between ticks (one thread, no `await` inside
+//! a tick), through the shard's context.
+//!
+//! Rules:
+//! 1. Every socket is tuned with socket2: no-delay, keepalive, buffers of
+//!    [`LINK_SOCKET_BUFFER_BYTES`].
+//! 2. A writer takes its slot's whole queue at once and writes it as one
+//!    batch of frames (up to [`LINK_WRITE_BATCH_BYTES_MAX`] a write): frames
+//!    are batched per tick. Steady state reuses the writer's buffers.
+//! 3. An outbound slot keeps its messages while it cannot connect to a live
+//!    node and retries every [`LINK_RECONNECT_DELAY_MS`]; only the node
+//!    going down (table rule 3) or a write failing mid-batch loses them,
+//!    each counted.
+//! 4. A reader stops reading while the shard's link inbox is full (TCP
+//!    backpressure); a malformed frame closes its connection only.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use caxton_cluster::auth::{nonce, ClusterKey, NONCE_BYTES, TAG_BYTES};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use socket2::{SockRef, TcpKeepalive};
+
+use super::frame::{decode_head, encode_challenge, encode_hello, push_frame, rewrite_on_arrival, take_frames};
+use super::table::{NodeIdx, SlotState};
+use crate::agent::host::ShardCtx;
+use crate::envelope::RoutePath;
+use crate::limits::{LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_RECONNECT_DELAY_MS, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX};
+use crate::mesh::Doorbell;
+use crate::router::DeadLetter;
+
+/// Bytes a reader asks of its socket at once.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How a shard takes part in the cluster's data plane.
+#[derive(Clone)]
+pub struct LinkSetup {
+    /// Cluster address: every shard listens here (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// This node's name (its cluster address as text).
+    pub self_name: String,
+    pub key: ClusterKey,
+    /// Inbound connections this shard accepts at once.
+    pub inbound_connections_max: usize,
+}
+
+type Ctx = Rc<RefCell<ShardCtx>>;
+
+fn tune(stream: &TcpStream) {
+    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = SockRef::from(&fd);
+    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(10)).with_interval(Duration::from_secs(5));
+    let results = [
+        sock.set_tcp_nodelay(true),
+        sock.set_tcp_keepalive(&keepalive),
+        sock.set_send_buffer_size(LINK_SOCKET_BUFFER_BYTES),
+        sock.set_recv_buffer_size(LINK_SOCKET_BUFFER_BYTES),
+    ];
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        tracing::debug!(error = %e, "a link socket option was refused");
+    }
+}
+
+/// Runs `f`, or fails after `ms`.
+async fn within<T>(ms: u64, what: &'static str, f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    futures_lite::future::or(f, async move {
+        glommio::timer::sleep(Duration::from_millis(ms)).await;
+        Err(format!("{what} timed out after {ms} ms"))
+    })
+    .await
+}
+
+async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), String> {
+    stream.read_exact(buf).await.map_err(|e| e.to_string())
+}
+
+/// Client side of the handshake (frame rule 2). Returns the server's name.
+async fn handshake_client(stream: &mut TcpStream, setup: &LinkSetup, expect: &str) -> Result<(), String> {
+    let mine = nonce();
+    stream.write_all(&encode_hello(&setup.self_name, &mine)).await.map_err(|e| e.to_string())?;
+    let mut head = [0u8; 5];
+    read_exact(stream, &mut head).await?;
+    let name_len = decode_head(&head)?;
+    let mut rest = vec![0u8; name_len + NONCE_BYTES + TAG_BYTES];
+    read_exact(stream, &mut rest).await?;
+    let (name, rest) = rest.split_at(name_len);
+    let (theirs, proof) = rest.split_at(NONCE_BYTES);
+    if !setup.key.check_server_proof(&mine, theirs, name, proof) {
+        return Err("the node did not prove the cluster key".into());
+    }
+    if name != expect.as_bytes() {
+        return Err(format!("expected node {expect}, reached {}", String::from_utf8_lossy(name)));
+    }
+    let proof = setup.key.client_proof(&mine, theirs, setup.self_name.as_bytes());
+    stream.write_all(&proof).await.map_err(|e| e.to_string())
+}
+
+/// Server side of the handshake (frame rule 2). Returns the client's name.
+async fn handshake_server(stream: &mut TcpStream, setup: &LinkSetup) -> Result<String, String> {
+    let mut head = [0u8; 5];
+    read_exact(stream, &mut head).await?;
+    let name_len = decode_head(&head)?;
+    let mut rest = vec![0u8; name_len + NONCE_BYTES];
+    read_exact(stream, &mut rest).await?;
+    let (name, theirs) = rest.split_at(name_len);
+    let mine = nonce();
+    let proof = setup.key.server_proof(theirs, &mine, setup.self_name.as_bytes());
+    stream.write_all(&encode_challenge(&setup.self_name, &mine, &proof)).await.map_err(|e| e.to_string())?;
+    let mut client_proof = [0u8; TAG_BYTES];
+    read_exact(stream, &mut client_proof).await?;
+    if !setup.key.check_client_proof(theirs, &mine, name, &client_proof) {
+        return Err("bad_key".into());
+    }
+    String::from_utf8(name.to_vec()).map_err(|_| "node name is not UTF-8".into())
+}
+
+/// Binds this shard's listener and starts accepting.
+pub fn start_acceptor(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>) -> Result<(), String> {
+    let listener = TcpListener::bind(setup.listen).map_err(|e| format!("cannot listen for links on {}: {e}", setup.listen))?;
+    glommio::spawn_local(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a link failed");
+                    glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
+                    continue;
+                }
+            };
+            {
+                let mut c = ctx.borrow_mut();
+                let counters = &mut c.router.remote.counters;
+                if counters.open_inbound >= setup.inbound_connections_max {
+                    counters.refused_too_many += 1;
+                    continue; // dropping `stream` closes it
+                }
+                counters.open_inbound += 1;
+            }
+            glommio::spawn_local(serve_inbound(ctx.clone(), setup.clone(), bell.clone(), stream)).detach();
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut stream: TcpStream) {
+    tune(&stream);
+    let peer = stream.peer_addr().ok();
+    match within(LINK_HANDSHAKE_TIMEOUT_MS, "link handshake", handshake_server(&mut stream, &setup)).await {
+        Ok(from) => {
+            ctx.borrow_mut().router.remote.counters.accepted += 1;
+            read_frames(&ctx, &bell, &mut stream, &from).await;
+        }
+        Err(e) => {
+            ctx.borrow_mut().router.remote.counters.refused_bad_key += 1;
+            tracing::warn!(?peer, error = %e, "link refused: handshake failed (wrong or missing cluster key?)");
+        }
+    }
+    ctx.borrow_mut().router.remote.counters.open_inbound -= 1;
+}
+
+async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &str) {
+    let from_prefix = super::frame::node_prefix(from);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut frames = Vec::new();
+    loop {
+        // Rule 4: wait for room before reading more.
+        poll_fn(|cx| {
+            let mut c = ctx.borrow_mut();
+            if c.router.remote.inbound_has_room() {
+                Poll::Ready(())
+            } else {
+                c.router.remote.inbound_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(from, error = %e, "link read failed");
+                return;
+            }
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let parsed = take_frames(&mut buf, &mut frames);
+        {
+            let mut c = ctx.borrow_mut();
+            let remote = &mut c.router.remote;
+            remote.counters.bytes_in += n as u64;
+            remote.counters.frames_in += frames.len() as u64;
+            for m in frames.drain(..) {
+                let mut m = match rewrite_on_arrival(&m, &from_prefix, &remote.self_prefix) {
+                    Ok(Some(rewritten)) => rewritten,
+                    Ok(None) => m,
+                    Err(_) => m, // unreachable in practice: names were valid
+                };
+                m.set_path(RoutePath::Node);
+                remote.inbound.push_back(m);
+            }
+            if let Err(e) = parsed {
+                remote.counters.closed_malformed += 1;
+                tracing::warn!(from, error = %e, "malformed link frame: closing this connection");
+            }
+        }
+        bell.ring_if_parked();
+        if parsed.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens the slots that have mail and no connection (table's `wanted`).
+/// Called by the shard after each tick that queued remote mail.
+pub fn open_wanted(ctx: &Ctx, setup: &Rc<LinkSetup>) {
+    let wanted = std::mem::take(&mut ctx.borrow_mut().router.remote.wanted);
+    for (n, s) in wanted {
+        glommio::spawn_local(run_slot(ctx.clone(), setup.clone(), n, s)).detach();
+    }
+}
+
+enum WriterEnd {
+    /// Nothing to write for the idle timeout.
+    Idle,
+    /// The node went down (generation changed).
+    Gone,
+    /// A write failed; `lost` messages of the batch are gone.
+    Failed { lost: usize, error: String },
+}
+
+/// Connects slot `s` of node `n` and writes its mail until idle (rule 3).
+async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
+    let (addr, name, generation) = {
+        let c = ctx.borrow();
+        let node = c.router.remote.node(n);
+        (node.addr, node.name.clone(), node.slots[s].generation)
+    };
+    let current = |ctx: &Ctx| {
+        let c = ctx.borrow();
+        let node = c.router.remote.node(n);
+        node.alive && node.slots[s].generation == generation
+    };
+    let mut failures = 0u32;
+    while current(&ctx) {
+        let connected = within(LINK_HANDSHAKE_TIMEOUT_MS, "link connect", async {
+            let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            tune(&stream);
+            handshake_client(&mut stream, &setup, &name).await?;
+            Ok(stream)
+        })
+        .await;
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                ctx.borrow_mut().router.remote.counters.connect_failures += 1;
+                if failures % 50 == 0 {
+                    tracing::warn!(node = %name, error = %e, "cannot open a link; retrying while the node is alive");
+                }
+                failures += 1;
+                glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        {
+            let mut c = ctx.borrow_mut();
+            c.router.remote.counters.connects += 1;
+            c.router.remote.node_mut(n).slots[s].state = SlotState::Open;
+        }
+        match write_batches(&ctx, n, s, generation, stream).await {
+            WriterEnd::Gone => return,
+            WriterEnd::Idle => {
+                let mut c = ctx.borrow_mut();
+                let slot = &mut c.router.remote.node_mut(n).slots[s];
+                if slot.queue.is_empty() {
+                    slot.state = SlotState::Closed;
+                    return;
+                }
+                slot.state = SlotState::Connecting; // mail came as it closed
+            }
+            WriterEnd::Failed { lost, error } => {
+                let mut c = ctx.borrow_mut();
+                c.router.dead_letters(DeadLetter::LinkLost, lost as u64);
+                c.router.remote.node_mut(n).slots[s].state = SlotState::Connecting;
+                tracing::warn!(node = %name, lost, error, "link write failed; reconnecting");
+                drop(c);
+                glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
+            }
+        }
+    }
+    let mut c = ctx.borrow_mut();
+    let slot = &mut c.router.remote.node_mut(n).slots[s];
+    if slot.generation == generation {
+        slot.state = SlotState::Closed;
+    }
+}
+
+async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: TcpStream) -> WriterEnd {
+    let mut batch = std::collections::VecDeque::new();
+    let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
+    loop {
+        let work = poll_fn(|cx| {
+            let mut c = ctx.borrow_mut();
+            let slot = &mut c.router.remote.node_mut(n).slots[s];
+            if slot.generation != generation {
+                return Poll::Ready(Some(WriterEnd::Gone));
+            }
+            if !slot.queue.is_empty() {
+                std::mem::swap(&mut slot.queue, &mut batch);
+                return Poll::Ready(None);
+            }
+            slot.waker = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        let idle = async {
+            glommio::timer::sleep(Duration::from_millis(LINK_IDLE_TIMEOUT_MS)).await;
+            Some(WriterEnd::Idle)
+        };
+        if let Some(end) = futures_lite::future::or(work, idle).await {
+            return end;
+        }
+        let count = batch.len();
+        let mut bytes = 0u64;
+        let mut result = Ok(());
+        while let Some(m) = batch.pop_front() {
+            push_frame(&mut buf, &m);
+            if buf.len() >= LINK_WRITE_BATCH_BYTES_MAX || batch.is_empty() {
+                bytes += buf.len() as u64;
+                result = stream.write_all(&buf).await;
+                buf.clear();
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        let mut c = ctx.borrow_mut();
+        c.router.remote.written(n, s, generation, count);
+        if let Err(e) = result {
+            return WriterEnd::Failed { lost: count, error: e.to_string() };
+        }
+        c.router.remote.counters.frames_out += count as u64;
+        c.router.remote.counters.bytes_out += bytes;
+    }
+}

@@ -1,0 +1,425 @@
+//! The gossip thread: drives the node's [`Membership`] (foca, sans-IO) over
+//! a glommio UDP socket, and tells everyone else what it learns.
+//!
+//! Rules:
+//! 1. One thread, one glommio executor, unpinned: gossip is a few packets a
+//!    second and must not take a core from the shards.
+//! 2. What gossip learns goes three ways, in this order: the shared view
+//!    (the REST API reads it), the `routes` cache in node.db, and every
+//!    shard as `Command::Cluster` (a full control queue keeps the updates
+//!    pending and retries every tick; none is dropped).
+//! 3. A node named by a route is made known to the shards (as down) before
+//!    the route, so a shard never holds a route to a node it cannot name.
+//! 4. A member's identity changes when it restarts (a higher boot): news
+//!    about an older identity never overrides the newer one.
+//! 5. Until it has a member, the node re-announces itself to its `--join`
+//!    seeds every [`REJOIN_INTERVAL_MS`], so start-up order does not matter.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use caxton_cluster::membership::GossipStats;
+use caxton_cluster::{Membership, NodeId, RouteItem};
+use caxton_shards::command::ClusterUpdate;
+use caxton_shards::limits::{CLUSTER_UPDATES_MAX, GOSSIP_PACKET_BYTES_MAX};
+use caxton_shards::{Command, ShardSender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use foca::{OwnedNotification, State, Timer};
+use glommio::net::UdpSocket;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::catalog::RouteCache;
+use crate::config::ClusterConfig;
+
+/// Between two looks at timers and commands, in milliseconds.
+const GOSSIP_TICK_MS: u64 = 10;
+/// Between two announces to the seeds while alone (rule 5), in ms.
+pub const REJOIN_INTERVAL_MS: u64 = 1_000;
+/// Between two reads of suspects off foca's table, in ms.
+const STATE_REFRESH_MS: u64 = 100;
+/// Commands queued for the gossip thread.
+const GOSSIP_COMMANDS_MAX: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub state: MemberState,
+}
+
+/// What the gossip thread knows, for the REST API (rule 2).
+pub struct ClusterView {
+    pub me: NodeId,
+    pub members: BTreeMap<SocketAddr, MemberInfo>,
+    pub routes: HashMap<String, RouteItem>,
+    pub stats: GossipStats,
+    pub refused_oversized: u64,
+}
+
+impl ClusterView {
+    /// Where `agent` lives if on another node: (node, its API, alive?).
+    pub fn remote_route(&self, agent: &str) -> Option<(SocketAddr, Option<SocketAddr>, bool)> {
+        let r = self.routes.get(agent).filter(|r| r.present && r.node != self.me.addr)?;
+        let m = self.members.get(&r.node);
+        Some((r.node, m.map(|m| m.id.api), m.is_some_and(|m| m.state != MemberState::Down)))
+    }
+
+    pub fn member_by_name(&self, name: &str) -> Option<&MemberInfo> {
+        let addr: SocketAddr = name.parse().ok()?;
+        self.members.get(&addr)
+    }
+}
+
+enum GossipCommand {
+    Publish { agent: String, present: bool },
+    /// The names this node hosts after a restart: publish them, and
+    /// tombstone cached ones it no longer hosts.
+    SyncOwn { agents: Vec<String> },
+    Leave { done: tokio::sync::oneshot::Sender<()> },
+}
+
+/// The control plane's handle on the gossip thread.
+pub struct Cluster {
+    pub view: Arc<Mutex<ClusterView>>,
+    commands: Sender<GossipCommand>,
+}
+
+impl Cluster {
+    /// Starts the gossip thread; returns once its socket is bound.
+    pub fn start(config: ClusterConfig, api: SocketAddr, boot: u64, cache: RouteCache, shards: Vec<ShardSender>) -> Result<Cluster, String> {
+        let me = NodeId { addr: config.listen, api, boot: boot as u32 };
+        let cached = cache.load().map_err(|e| format!("cannot read the route cache: {e}"))?;
+        let view = Arc::new(Mutex::new(ClusterView {
+            me: me.clone(),
+            members: BTreeMap::new(),
+            routes: cached.iter().map(|r| (r.agent.clone(), r.clone())).collect(),
+            stats: GossipStats::default(),
+            refused_oversized: 0,
+        }));
+        let (tx, rx) = crossbeam_channel::bounded(GOSSIP_COMMANDS_MAX);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let shared = view.clone();
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .name("gossip")
+            .io_memory(caxton_shards::executor::GLOMMIO_IO_MEMORY_BYTES_MIN)
+            .spawn(move || async move {
+                let socket = match UdpSocket::bind(config.listen) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot bind gossip to udp {}: {e}", config.listen)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let seed = me.boot as u64 ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                let membership = Membership::new(me, &config.gossip, config.key.clone(), seed, cached.clone());
+                let driver = Driver {
+                    membership: RefCell::new(membership),
+                    socket,
+                    view: shared,
+                    cache: RefCell::new(cache),
+                    shards: shards.into_iter().map(|s| (s, Vec::new())).collect::<Vec<_>>().into(),
+                    timers: RefCell::new(BTreeMap::new()),
+                    timer_seq: RefCell::new(0),
+                    last_version: RefCell::new(0),
+                    seeds: config.join,
+                };
+                let driver = Rc::new(driver);
+                driver.startup(cached);
+                driver.run(rx).await;
+            })
+            .map_err(|e| format!("cannot start the gossip thread: {e}"))?;
+        ready_rx.recv().map_err(|_| "the gossip thread died while starting".to_string())??;
+        Ok(Cluster { view, commands: tx })
+    }
+
+    fn command(&self, c: GossipCommand) {
+        if self.commands.try_send(c).is_err() {
+            tracing::error!("the gossip thread's queue is full; a registry change is lost");
+        }
+    }
+
+    /// Announces that this node now hosts (or no longer hosts) `agent`.
+    pub fn publish(&self, agent: &str, present: bool) {
+        self.command(GossipCommand::Publish { agent: agent.to_string(), present });
+    }
+
+    pub fn sync_own(&self, agents: Vec<String>) {
+        self.command(GossipCommand::SyncOwn { agents });
+    }
+
+    /// Leaves the cluster gracefully: members drop this node at once.
+    pub async fn leave(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.command(GossipCommand::Leave { done: tx });
+        let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+    }
+}
+
+struct Driver {
+    membership: RefCell<Membership>,
+    socket: UdpSocket,
+    view: Arc<Mutex<ClusterView>>,
+    cache: RefCell<RouteCache>,
+    /// Each shard, with the updates it has not taken yet (rule 2).
+    shards: RefCell<Vec<(ShardSender, Vec<ClusterUpdate>)>>,
+    timers: RefCell<BTreeMap<(Instant, u64), Timer<NodeId>>>,
+    timer_seq: RefCell<u64>,
+    last_version: RefCell<u64>,
+    seeds: Vec<SocketAddr>,
+}
+
+impl Driver {
+    /// Tells the shards what the cache knew (rule 3), and announces.
+    fn startup(&self, cached: Vec<RouteItem>) {
+        let me = self.membership.borrow().id().addr;
+        let mut updates = Vec::new();
+        for r in cached.iter().filter(|r| r.present && r.node != me) {
+            updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false });
+            updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: Some(r.node.to_string().into()) });
+        }
+        self.to_shards(updates);
+        let mut m = self.membership.borrow_mut();
+        for &seed in &self.seeds {
+            m.join(seed);
+        }
+    }
+
+    async fn run(self: Rc<Self>, commands: Receiver<GossipCommand>) {
+        let receiver = self.clone();
+        glommio::spawn_local(async move { receiver.receive().await }).detach();
+        let mut last_rejoin = Instant::now();
+        let mut last_refresh = Instant::now();
+        loop {
+            glommio::timer::sleep(Duration::from_millis(GOSSIP_TICK_MS)).await;
+            let now = Instant::now();
+            let due: Vec<Timer<NodeId>> = {
+                let mut timers = self.timers.borrow_mut();
+                let later = timers.split_off(&(now, u64::MAX));
+                std::mem::replace(&mut *timers, later).into_values().collect()
+            };
+            for t in due {
+                self.membership.borrow_mut().handle_timer(t);
+            }
+            let mut leaving = None;
+            loop {
+                match commands.try_recv() {
+                    Ok(GossipCommand::Publish { agent, present }) => self.publish(agent, present),
+                    Ok(GossipCommand::SyncOwn { agents }) => self.sync_own(agents),
+                    Ok(GossipCommand::Leave { done }) => {
+                        self.membership.borrow_mut().leave();
+                        leaving = Some(done);
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            if !self.seeds.is_empty() && self.membership.borrow().active_members() == 0 && last_rejoin.elapsed() >= Duration::from_millis(REJOIN_INTERVAL_MS) {
+                last_rejoin = Instant::now();
+                let mut m = self.membership.borrow_mut();
+                for &seed in &self.seeds {
+                    m.join(seed);
+                }
+            }
+            self.flush().await;
+            self.retry_shards();
+            if last_refresh.elapsed() >= Duration::from_millis(STATE_REFRESH_MS) {
+                last_refresh = Instant::now();
+                self.refresh_states();
+            }
+            if let Some(done) = leaving {
+                let _ = done.send(());
+                tracing::info!("left the cluster");
+                return;
+            }
+        }
+    }
+
+    async fn receive(self: Rc<Self>) {
+        let mut buf = vec![0u8; 2 * GOSSIP_PACKET_BYTES_MAX];
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gossip receive failed");
+                    glommio::timer::sleep(Duration::from_millis(GOSSIP_TICK_MS)).await;
+                    continue;
+                }
+            };
+            if n > GOSSIP_PACKET_BYTES_MAX {
+                self.view.lock().unwrap().refused_oversized += 1;
+                continue;
+            }
+            let result = self.membership.borrow_mut().handle_packet(&buf[..n]);
+            if let Err(e) = result {
+                tracing::debug!(%from, ?e, "gossip packet refused");
+            }
+            self.flush().await;
+        }
+    }
+
+    fn next_version(&self) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let mut last = self.last_version.borrow_mut();
+        *last = now.max(*last + 1);
+        *last
+    }
+
+    fn publish(&self, agent: String, present: bool) {
+        let node = self.membership.borrow().id().addr;
+        let item = RouteItem { agent, node, version: self.next_version(), present };
+        self.membership.borrow_mut().publish(item);
+    }
+
+    fn sync_own(&self, agents: Vec<String>) {
+        let me = self.membership.borrow().id().addr;
+        let stale: Vec<String> = self.view.lock().unwrap().routes.values().filter(|r| r.node == me && r.present && !agents.contains(&r.agent)).map(|r| r.agent.clone()).collect();
+        for agent in agents {
+            self.publish(agent, true);
+        }
+        for agent in stale {
+            self.publish(agent, false);
+        }
+    }
+
+    /// Moves everything the membership produced to its destinations.
+    async fn flush(&self) {
+        let (sends, notes, changes) = {
+            let mut m = self.membership.borrow_mut();
+            let mut timers = self.timers.borrow_mut();
+            while let Some((after, t)) = m.poll_timer() {
+                let mut seq = self.timer_seq.borrow_mut();
+                *seq += 1;
+                timers.insert((Instant::now() + after, *seq), t);
+            }
+            let mut notes = Vec::new();
+            while let Some(n) = m.poll_notification() {
+                notes.push(n);
+            }
+            let mut sends = Vec::new();
+            while let Some(s) = m.poll_send() {
+                sends.push(s);
+            }
+            (sends, notes, m.take_route_changes())
+        };
+        for (to, packet) in sends {
+            if let Err(e) = self.socket.send_to(&packet, to.addr).await {
+                tracing::debug!(to = %to.addr, error = %e, "gossip send failed");
+            }
+        }
+        if notes.is_empty() && changes.is_empty() {
+            self.view.lock().unwrap().stats = self.membership.borrow().stats;
+            return;
+        }
+        let mut updates = Vec::new();
+        self.apply_notifications(notes, &mut updates);
+        self.apply_routes(changes, &mut updates);
+        self.to_shards(updates);
+    }
+
+    fn apply_notifications(&self, notes: Vec<OwnedNotification<NodeId>>, updates: &mut Vec<ClusterUpdate>) {
+        let mut view = self.view.lock().unwrap();
+        for n in notes {
+            let (id, alive) = match n {
+                OwnedNotification::MemberUp(id) => (id, true),
+                OwnedNotification::Rename(_, id) => (id, true),
+                OwnedNotification::MemberDown(id) => (id, false),
+                OwnedNotification::Defunct => {
+                    tracing::warn!("the cluster declared this node down; rejoining with a new identity");
+                    continue;
+                }
+                OwnedNotification::Rejoin(id) => {
+                    view.me = id;
+                    continue;
+                }
+                other => {
+                    tracing::debug!(?other, "membership");
+                    continue;
+                }
+            };
+            // Rule 4: news about an older identity of a member is stale.
+            if view.members.get(&id.addr).is_some_and(|known| known.id.boot > id.boot) {
+                continue;
+            }
+            let state = if alive { MemberState::Alive } else { MemberState::Down };
+            tracing::info!(node = %id.addr, boot = id.boot, ?state, "member");
+            view.members.insert(id.addr, MemberInfo { id: id.clone(), state });
+            updates.push(ClusterUpdate::Node { name: id.name().into(), addr: id.addr, alive });
+        }
+        drop(view);
+        self.refresh_states();
+    }
+
+    /// Suspects are not notified by foca: read them off its table.
+    fn refresh_states(&self) {
+        let mut view = self.view.lock().unwrap();
+        let m = self.membership.borrow();
+        for member in m.members() {
+            if let Some(info) = view.members.get_mut(&member.id().addr) {
+                if info.id == *member.id() && member.state() == State::Suspect {
+                    info.state = MemberState::Suspect;
+                } else if info.id == *member.id() && member.state() == State::Alive && info.state == MemberState::Suspect {
+                    info.state = MemberState::Alive;
+                }
+            }
+        }
+        view.stats = m.stats;
+    }
+
+    fn apply_routes(&self, changes: Vec<RouteItem>, updates: &mut Vec<ClusterUpdate>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.cache.borrow_mut().store(&changes) {
+            tracing::error!(error = %e, "cannot write the route cache");
+        }
+        let mut view = self.view.lock().unwrap();
+        let me = view.me.addr;
+        for r in changes {
+            let remote = r.present && r.node != me;
+            if remote && !view.members.contains_key(&r.node) {
+                updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false }); // rule 3
+            }
+            updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: remote.then(|| r.node.to_string().into()) });
+            view.routes.insert(r.agent.clone(), r);
+        }
+    }
+
+    /// Queues updates for every shard, in order (rule 2).
+    fn to_shards(&self, updates: Vec<ClusterUpdate>) {
+        if updates.is_empty() {
+            return;
+        }
+        for (_, pending) in self.shards.borrow_mut().iter_mut() {
+            if pending.len() + updates.len() > CLUSTER_UPDATES_MAX {
+                tracing::error!("a shard is not taking cluster updates; its view of the cluster is stale");
+            }
+            pending.extend(updates.iter().cloned());
+        }
+        self.retry_shards();
+    }
+
+    fn retry_shards(&self) {
+        for (shard, pending) in self.shards.borrow_mut().iter_mut() {
+            if pending.is_empty() {
+                continue;
+            }
+            let updates = std::mem::take(pending);
+            if let Err(Command::Cluster { updates }) = shard.send(Command::Cluster { updates }) {
+                *pending = updates;
+            }
+        }
+    }
+}

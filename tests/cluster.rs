@@ -1,0 +1,178 @@
+//! A cluster of real `caxton serve` processes on 127.0.0.x: membership,
+//! routing across nodes, node failure and return, and the cluster key.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use caxton_cluster::auth::{nonce, ClusterKey, NONCE_BYTES, TAG_BYTES};
+use caxton_shards::link::frame::{decode_head, encode_hello};
+use common::{eventually, free_cluster_port, repo_path, Node};
+use serde_json::{json, Value};
+
+const KEY: &str = "cluster-test-key-0123456789";
+
+struct Member {
+    node: Node,
+    /// Cluster address (gossip and links), also the node's name.
+    cluster: String,
+}
+
+fn start_member(ip: &str, join: Option<&str>, key: &str) -> Member {
+    let cluster = format!("{ip}:{}", free_cluster_port(ip));
+    let mut args = vec!["--listen", &cluster, "--cluster-key", key];
+    if let Some(j) = join {
+        args.extend(["--join", j]);
+    }
+    Member { node: Node::start_on(ip, 2, &args), cluster }
+}
+
+fn members(n: &Node) -> Vec<Value> {
+    let (status, v) = n.get("/v1/cluster/members");
+    assert_eq!(status, 200, "{v}");
+    v["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// State and boot of `node` in `seen_by`'s view ("absent" if unknown).
+fn state_of(seen_by: &Node, node: &str) -> (String, u64) {
+    members(seen_by)
+        .iter()
+        .find(|m| m["node"] == node)
+        .map_or(("absent".into(), 0), |m| (m["state"].as_str().unwrap().to_string(), m["boot"].as_u64().unwrap()))
+}
+
+fn alive(n: &Node) -> usize {
+    members(n).iter().filter(|m| m["state"] == "alive").count()
+}
+
+fn metric(n: &Node, line_prefix: &str) -> f64 {
+    n.metrics().lines().filter(|l| l.starts_with(line_prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+fn send(from: &Node, receiver: &str, content: &str) -> (u16, Value) {
+    from.post_message(&json!({ "receiver": receiver, "content": content }), Some(3000))
+}
+
+fn converge(all: &[&Member]) {
+    for m in all {
+        assert!(eventually(Duration::from_secs(30), || alive(&m.node) == all.len()), "{} sees {:?}", m.cluster, members(&m.node));
+    }
+}
+
+#[test]
+fn three_nodes_join_route_fail_fast_and_rejoin() {
+    let a = start_member("127.0.0.1", None, KEY);
+    let mut b = start_member("127.0.0.2", Some(&a.cluster), KEY);
+    let c = start_member("127.0.0.3", Some(&a.cluster), KEY);
+    converge(&[&a, &b, &c]);
+    let listed = String::from_utf8(a.node.cli(&["cluster", "members"]).stdout).unwrap();
+    for m in [&a, &b, &c] {
+        assert!(listed.contains(&m.cluster), "{listed}");
+    }
+
+    // Deploys: where the request lands, or on the node `--node` names.
+    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 2).0, 201);
+    assert_eq!(b.node.deploy("relay-b", "examples/agents/relay.wat", 1).0, 201);
+    assert_eq!(c.node.deploy("echo-c", "examples/agents/echo.wat", 1).0, 201);
+    let relay = repo_path("examples/agents/relay.wat");
+    let out = a.node.cli(&["agent", "deploy", relay.to_str().unwrap(), "--name", "relay-c", "--node", &c.cluster]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(c.node.get("/v1/agents/relay-c").0 == 200, "deployed on C, not on A");
+    assert_eq!(a.node.get("/v1/agents/relay-c").0, 404);
+
+    // A message to any name, from any node, once the registry has spread.
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo", "ping").0 == 200));
+    assert_eq!(send(&a.node, "echo", "ping").1["content"], "ping");
+    assert!(eventually(Duration::from_secs(10), || send(&c.node, "echo", "from c").1["content"] == "from c"));
+    // Agent to agent across three nodes: A's API -> relay-b (B) -> relay-c (C) -> back to A.
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "relay-b", "relay-c").1["content"] == "done"));
+    // The registry is cached in A's SQLite.
+    let db = rusqlite::Connection::open(a.node.dir.path().join("data/node.db")).unwrap();
+    let node: String = db.query_row("SELECT node FROM routes WHERE agent = 'echo' AND present", [], |r| r.get(0)).unwrap();
+    assert_eq!(node, b.cluster);
+    assert!(metric(&a.node, "caxton_messages_routed_node_total") >= 4.0);
+    assert!(metric(&b.node, "caxton_messages_received_node_total") >= 3.0);
+
+    // kill -9 B: marked down everywhere, its agents fail fast.
+    b.node.kill9();
+    for m in [&a, &c] {
+        assert!(eventually(Duration::from_secs(40), || state_of(&m.node, &b.cluster).0 == "down"), "{:?}", members(&m.node));
+    }
+    let started = Instant::now();
+    let (status, v) = send(&a.node, "echo", "anyone?");
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "node_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(1), "fails fast, not at the reply timeout");
+    assert!(metric(&a.node, "caxton_node_unavailable_total") >= 1.0);
+    // Live nodes are not affected.
+    assert_eq!(send(&a.node, "echo-c", "still here").1["content"], "still here");
+
+    // B comes back (same data dir): it rejoins, its agents are routable again.
+    b.node.restart();
+    assert!(eventually(Duration::from_secs(30), || state_of(&a.node, &b.cluster) == ("alive".into(), 2)), "{:?}", members(&a.node));
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo", "welcome back").1["content"] == "welcome back"));
+    assert!(eventually(Duration::from_secs(10), || send(&c.node, "relay-b", "relay-c").1["content"] == "done"));
+}
+
+#[test]
+fn a_node_that_leaves_gracefully_is_gone_from_every_view_within_two_seconds() {
+    let a = start_member("127.0.0.1", None, KEY);
+    let b = start_member("127.0.0.2", Some(&a.cluster), KEY);
+    let mut c = start_member("127.0.0.3", Some(&b.cluster), KEY);
+    converge(&[&a, &b, &c]);
+    let started = Instant::now();
+    c.node.terminate();
+    let gone = |n: &Node| state_of(n, &c.cluster).0 != "alive";
+    assert!(eventually(Duration::from_secs(5), || gone(&a.node) && gone(&b.node)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+/// Runs the client side of a link handshake; `proof` overrides the real one.
+fn link_handshake(addr: &str, key: &ClusterKey, forge: bool) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mine = nonce();
+    let me = "127.0.0.9:9";
+    s.write_all(&encode_hello(me, &mine)).unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let mut rest = vec![0u8; decode_head(&head).unwrap() + NONCE_BYTES + TAG_BYTES];
+    s.read_exact(&mut rest).unwrap();
+    let theirs = &rest[rest.len() - NONCE_BYTES - TAG_BYTES..rest.len() - TAG_BYTES];
+    let proof = if forge { [0u8; TAG_BYTES] } else { key.client_proof(&mine, theirs, me.as_bytes()) };
+    s.write_all(&proof).unwrap();
+    s
+}
+
+fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn a_node_or_connection_without_the_key_is_refused_and_counted() {
+    let a = start_member("127.0.0.1", None, KEY);
+    let b = start_member("127.0.0.2", Some(&a.cluster), KEY);
+    converge(&[&a, &b]);
+    let intruder = start_member("127.0.0.4", Some(&a.cluster), "not-the-cluster-key-at-all");
+    assert!(eventually(Duration::from_secs(10), || metric(&a.node, "caxton_gossip_refused_total{reason=\"bad_key\"}") >= 2.0));
+    assert_eq!(state_of(&a.node, &intruder.cluster).0, "absent");
+    assert_eq!(alive(&intruder.node), 1, "it sees no one: {:?}", members(&intruder.node));
+
+    // A link handshake with a forged proof is closed and counted.
+    let right = ClusterKey::new(KEY.as_bytes()).unwrap();
+    let mut forged = link_handshake(&a.cluster, &right, true);
+    assert!(closed_by_peer(&mut forged));
+    assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total") >= 1.0));
+
+    // A malformed frame closes that connection only.
+    let mut garbled = link_handshake(&a.cluster, &right, false);
+    garbled.write_all(&[9, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+    assert!(closed_by_peer(&mut garbled));
+    assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{") >= 2.0));
+    assert_eq!(a.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&b.node, "echo", "fine").1["content"] == "fine"), "links still work");
+}
