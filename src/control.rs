@@ -131,13 +131,22 @@ impl Control {
         let m = Message::decode(frame).map_err(|e| (Header::default(), e.to_string()))?;
         let mut header = m.header();
         let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
-        let Some(instances) = self.agents.lock().unwrap().get(receiver).map(|r| r.instances) else {
-            return Err((header, format!("unknown receiver {receiver}")));
+        let local = self.agents.lock().unwrap().get(receiver).map(|r| r.instances);
+        let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(receiver));
+        let instances = match (local, local.is_none().then(remote).flatten()) {
+            (Some(n), _) => Some(n),
+            (None, Some((_, _, true))) => None,
+            (None, Some((node, _, false))) => return Err((header, format!("receiver {receiver} is on node {node}, which is down"))),
+            (None, None) => return Err((header, format!("unknown receiver {receiver}"))),
         };
         header.message_id = self.api_ids.lock().unwrap().next_id();
         let m = Message::encode(&header, from.as_bytes(), m.receiver(), m.content()).map_err(|e| (header, e.to_string()))?;
-        let instance = instance_for(header.conversation_id, from.as_bytes(), instances);
-        Ok((shard_of(m.receiver(), instance, self.shards.len()), m))
+        let shard = match instances {
+            Some(instances) => shard_of(m.receiver(), instance_for(header.conversation_id, from.as_bytes(), instances), self.shards.len()),
+            // Remote: one conversation keeps to one shard, so to one link.
+            None => (if header.conversation_id != 0 { header.conversation_id } else { caxton_shards::placement::fnv1a64(from.as_bytes()) } % self.shards.len() as u64) as usize,
+        };
+        Ok((shard, m))
     }
 
     /// Hands a batch to a shard; the refused come back with why. A full

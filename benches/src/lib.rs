@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod baselines;
+pub mod cluster;
 pub mod node;
 pub mod report;
 pub mod routing;

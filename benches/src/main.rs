@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use caxton_benches::report::{self, Better, Row};
-use caxton_benches::{agents, baselines, median, routing, small, storage};
+use caxton_benches::{agents, baselines, cluster, median, routing, small, storage};
 use hdrhistogram::Histogram;
 use serde_json::json;
 
@@ -27,7 +27,20 @@ fn lat_us(l: &caxton_shards::metrics::Latency, q: f64) -> f64 {
 /// Figures of one run, by key.
 type Run = BTreeMap<&'static str, f64>;
 
-fn one_run(small: bool) -> Run {
+/// Cluster sizes of the convergence benchmark.
+fn cluster_sizes(small: bool) -> &'static [usize] {
+    if small {
+        &[10, 100]
+    } else {
+        &[10, 100, 1000]
+    }
+}
+
+fn key(prefix: &str, n: usize) -> &'static str {
+    Box::leak(format!("{prefix}_{n}").into_boxed_str())
+}
+
+fn one_run(small: bool, run: usize) -> Run {
     let mut r = Run::new();
     let secs = |full: u64| Duration::from_millis(if small { 300 } else { full * 1000 });
     // ---------------------------------------------------------------- baselines
@@ -73,6 +86,38 @@ fn one_run(small: bool) -> Run {
             r.insert(key.1, lat_us(&lat, 0.99));
         }
     }
+    // ---------------------------------------------------------------- cluster
+    {
+        let pair = cluster::LinkedPair::start();
+        let echo = routing::agents_dir().join("../../examples/agents/echo.wat");
+        pair.a.deploy("echo-near", &echo, 1);
+        pair.deploy_on_b("echo-far", &echo);
+        pair.round_trips("echo-far", 1_000, Duration::from_millis(300)); // opens the link
+        let (near, _) = pair.round_trips("echo-near", 1_000, secs(3));
+        let (far, _) = pair.round_trips("echo-far", 1_000, secs(3));
+        let (far_load, far_rate) = pair.round_trips("echo-far", 20_000, secs(3));
+        r.insert("node_near_p50", us(&near, 0.5));
+        r.insert("node_near_p99", us(&near, 0.99));
+        r.insert("node_idle_p50", us(&far, 0.5));
+        r.insert("node_idle_p99", us(&far, 0.99));
+        r.insert("node_load_p50", us(&far_load, 0.5));
+        r.insert("node_load_p99", us(&far_load, 0.99));
+        r.insert("node_load_rate", far_rate);
+        r.insert("node_blast", pair.blast(secs(3)));
+    }
+    let tcp = cluster::loopback_tcp_ping_pong(if small { 2_000 } else { 50_000 });
+    r.insert("tcp_p50", us(&tcp, 0.5));
+    r.insert("tcp_p99", us(&tcp, 0.99));
+    let gtcp = cluster::glommio_tcp_ping_pong(if small { 200 } else { 3_000 });
+    r.insert("gtcp_p50", us(&gtcp, 0.5));
+    r.insert("gtcp_p99", us(&gtcp, 0.99));
+    for &n in cluster_sizes(small) {
+        let c = cluster::convergence(n, run as u64 + 1);
+        r.insert(key("join_ms", n), c.join_ms);
+        r.insert(key("fail_ms", n), c.failure_ms);
+        r.insert(key("spread_ms", n), c.failure_spread_ms);
+        r.insert(key("gossip_bytes_s", n), c.bytes_per_node_s);
+    }
     // ---------------------------------------------------------------- agents
     let (startup, bare) = agents::startup(if small { 200 } else { 5_000 });
     r.insert("startup_p50", us(&startup, 0.5));
@@ -104,7 +149,7 @@ fn one_run(small: bool) -> Run {
     r
 }
 
-fn rows(m: &BTreeMap<&'static str, f64>) -> Vec<Row> {
+fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
     let g = |k: &str| *m.get(k).unwrap_or_else(|| panic!("figure {k} missing"));
     let row = |group, name: &str, unit, better, ours: f64, baseline: Option<(&str, f64)>, adr: Option<f64>, goal: Option<f64>| Row {
         group,
@@ -118,7 +163,31 @@ fn rows(m: &BTreeMap<&'static str, f64>) -> Vec<Row> {
     };
     use Better::*;
     let floor = "floor: spinning threads";
-    vec![
+    let remote = "Remote routing (two nodes over loopback; round trip API → echo on the other node → API, two hops)";
+    let same_node = "same round trip, echo on the same node";
+    let mut cluster_rows = vec![
+        row(remote, "round trip, idle (1,000 msg/s), p50", "µs", Lower, g("node_idle_p50"), Some((same_node, g("node_near_p50"))), Some(5_000.0), Some(200.0)),
+        row(remote, "round trip, idle, p99", "µs", Lower, g("node_idle_p99"), Some((same_node, g("node_near_p99"))), Some(50_000.0), Some(2_000.0)),
+        row(remote, "round trip, idle, p50 vs glommio TCP", "µs", Lower, g("node_idle_p50"), Some(("8-byte ping-pong, 2 parked glommio executors", g("gtcp_p50"))), Some(5_000.0), Some(200.0)),
+        row(remote, "round trip, idle, p99 vs glommio TCP", "µs", Lower, g("node_idle_p99"), Some(("8-byte ping-pong, 2 parked glommio executors", g("gtcp_p99"))), Some(50_000.0), Some(2_000.0)),
+        row(remote, "round trip, idle, p50 vs blocking TCP", "µs", Lower, g("node_idle_p50"), Some(("8-byte ping-pong, 2 blocking threads", g("tcp_p50"))), Some(5_000.0), Some(200.0)),
+        row(remote, "round trip at 20,000 msg/s, p50", "µs", Lower, g("node_load_p50"), Some((same_node, g("node_near_p50"))), Some(5_000.0), Some(200.0)),
+        row(remote, "round trip at 20,000 msg/s, p99", "µs", Lower, g("node_load_p99"), Some((same_node, g("node_near_p99"))), Some(50_000.0), Some(2_000.0)),
+        row(remote, "replies carried during the two rows above", "msg/s", Higher, g("node_load_rate"), None, None, None),
+        row(remote, "pipelined node to node, WebAssembly handlers", "msg/s", Higher, g("node_blast"), Some(("cross shard, one node", g("blast_remote"))), None, None),
+    ];
+    let conv = "Gossip convergence (simulated: foca, 200 ms interval, fanout 3, 1400-byte packets)";
+    for &n in cluster_sizes(small) {
+        let rounds = |ms: f64| ms / caxton_shards::limits::GOSSIP_INTERVAL_MS as f64;
+        let (join, spread) = (g(key("join_ms", n)), g(key("spread_ms", n)));
+        cluster_rows.extend([
+            row(conv, &format!("{n} nodes: a join reaches every member ({:.0} rounds)", rounds(join)), "ms", Lower, join, None, Some(cluster::adr_convergence_ms(n)), None),
+            row(conv, &format!("{n} nodes: a crash, declared down by all (detection + spread)"), "ms", Lower, g(key("fail_ms", n)), Some(("probe period + probe rtt + suspicion timeout", cluster::detection_bound_ms(n))), None, None),
+            row(conv, &format!("{n} nodes: a crash, from first to last member declaring it ({:.0} rounds)", rounds(spread)), "ms", Lower, spread, None, Some(cluster::adr_convergence_ms(n)), None),
+            row(conv, &format!("{n} nodes: gossip bytes per node per second, sent + received, steady"), "B/s", Lower, g(key("gossip_bytes_s", n)), None, Some(cluster::adr_bandwidth_bytes_s()), None),
+        ]);
+    }
+    let mut all = vec![
         row("Routing (send to start of handler, one way)", "same shard, idle (1,000 msg/s), p50", "µs", Lower, g("idle_local_p50"), Some((floor, g("floor_p50"))), Some(100.0), None),
         row("Routing (send to start of handler, one way)", "same shard, idle, p99", "µs", Lower, g("idle_local_p99"), Some((floor, g("floor_p99"))), Some(1000.0), None),
         row("Routing (send to start of handler, one way)", "cross shard, idle (1,000 msg/s), p50", "µs", Lower, g("idle_remote_p50"), Some(("glommio shared_channel", g("glommio_p50"))), Some(100.0), None),
@@ -152,7 +221,9 @@ fn rows(m: &BTreeMap<&'static str, f64>) -> Vec<Row> {
         row("SQLite per shard", "tick p99, rejected: autocheckpoint on the shard", "µs", Lower, g("tick_auto_p99"), Some(("no checkpoints", g("tick_plain_p99"))), None, None),
         row("SQLite per shard", "point lookup, p50", "µs", Lower, g("lookup_p50"), Some(("statement prepared each time", g("naive_lookup_p50"))), Some(100.0), None),
         row("SQLite per shard", "point lookup, p99", "µs", Lower, g("lookup_p99"), Some(("statement prepared each time", g("naive_lookup_p99"))), Some(1000.0), None),
-    ]
+    ];
+    all.append(&mut cluster_rows);
+    all
 }
 
 fn machine() -> serde_json::Value {
@@ -183,12 +254,12 @@ fn main() {
     let mut all: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     for run in 0..runs {
         eprintln!("caxton-bench: run {} of {runs}{}", run + 1, if small { " (small)" } else { "" });
-        for (k, v) in one_run(small) {
+        for (k, v) in one_run(small, run) {
             all.entry(k).or_default().push(v);
         }
     }
     let medians: BTreeMap<&'static str, f64> = all.into_iter().map(|(k, v)| (k, median(v))).collect();
-    let rows = rows(&medians);
+    let rows = rows(&medians, small);
     let machine = machine();
     let table = report::markdown(&rows);
     println!("{table}");

@@ -54,6 +54,30 @@ impl BenchNode {
         BenchNode { shards: handles, _dir: dir }
     }
 
+    /// Starts one shard per CPU of `cpus`, linked as cluster node `link`;
+    /// messages to runtime names go to `api`. No gossip: the caller tells
+    /// the shards about other nodes with [`BenchNode::cluster`].
+    pub fn start_linked(cpus: Vec<usize>, link: caxton_shards::link::LinkSetup, api: caxton_shards::router::ApiSink) -> BenchNode {
+        let dir = tempfile::tempdir().unwrap();
+        let handles = executor::start(
+            ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default(), link: Some(link) },
+            api,
+        )
+        .expect("shards start");
+        BenchNode { shards: handles, _dir: dir }
+    }
+
+    /// Hands cluster updates to every shard.
+    pub fn cluster(&self, updates: Vec<caxton_shards::command::ClusterUpdate>) {
+        for shard in &self.shards {
+            let mut command = Command::Cluster { updates: updates.clone() };
+            while let Err(c) = shard.send(command) {
+                command = c;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
     pub fn deploy(&self, name: &str, wat: &Path, instances: u32) {
         let wasm = wasmer::wat2wasm(&std::fs::read(wat).unwrap()).unwrap().into_owned();
         let compiled = compile(&wasm, &AgentLimits::default()).unwrap();

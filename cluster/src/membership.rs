@@ -113,6 +113,12 @@ impl Membership {
         }
     }
 
+    /// Takes `members` as alive without asking anyone (a converged start
+    /// for simulations; a real node joins through `join`).
+    pub fn assume_members(&mut self, members: impl Iterator<Item = NodeId>) {
+        let _ = self.foca.apply_many(members.map(Member::alive), false, &mut self.runtime);
+    }
+
     /// Takes one packet from the network (rule 1).
     pub fn handle_packet(&mut self, sealed: &[u8]) -> Result<(), PacketError> {
         self.stats.packets_in += 1;

@@ -19,10 +19,11 @@ pub enum Command {
     /// Removes `name`: its instances stop, its mail becomes dead letters, its
     /// state is deleted.
     Undeploy { name: Arc<str>, reply: Reply<()> },
-    /// A message from the API for an instance on this shard.
+    /// A message from the API: for an instance on this shard, or on another
+    /// node (this shard sends it over its own link).
     Deliver { message: Message, reply: Reply<Result<(), RouteError>> },
     /// A batch of messages (from the wire listener and the benchmarks): each
-    /// goes to its receiver's mailbox like a `Deliver`. The reply hands back
+    /// goes where its receiver lives, like a `Deliver`. The reply hands back
     /// those refused, with why, for the caller to retry (busy) or report.
     Inject { messages: Vec<Message>, reply: Reply<Vec<(RouteError, Message)>> },
     AgentStats { name: Arc<str>, reply: Reply<Vec<InstanceStats>> },

@@ -259,6 +259,14 @@ pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// Wait before reconnecting to a live node whose link failed, in ms.
 pub const LINK_RECONNECT_DELAY_MS: u64 = 100;
 
+/// How often a busy or spinning shard of a clustered node lets glommio poll
+/// its io_uring for link traffic, in microseconds. A shard that only yields
+/// stays runnable, and glommio polls I/O only when nothing is runnable or
+/// at its preempt timer (100 ms): a frame would wait that long. Cost: one
+/// `io_uring_enter` per interval. Bounds what a link read waits on a busy
+/// shard.
+pub const LINK_POLL_INTERVAL_US: u64 = 50;
+
 /// Cluster state changes (membership, routes) queued for one shard.
 pub const CLUSTER_UPDATES_MAX: usize = 65_536;
 

@@ -32,7 +32,7 @@ use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::limits::{
-    LINK_INBOUND_MESSAGES_MAX, NODE_OUTBOX_MESSAGES_MAX, NODE_POOL_CONNECTIONS_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
+    LINK_INBOUND_MESSAGES_MAX, LINK_POLL_INTERVAL_US, NODE_OUTBOX_MESSAGES_MAX, NODE_POOL_CONNECTIONS_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
     TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
 };
 use crate::metrics::ALERT_WINDOW_MS;
@@ -177,7 +177,17 @@ impl Shard {
         let mut idle_since: Option<Instant> = None;
         let mut wake = [0u8; 64];
         let mut spin = self.spin_before_park;
+        let mut io_polled = Instant::now();
+        let io_poll_every = Duration::from_micros(LINK_POLL_INTERVAL_US);
         loop {
+            // Rule: with links, a runnable shard still lets the reactor see
+            // socket completions (limits::LINK_POLL_INTERVAL_US).
+            if self.link.is_some() && io_polled.elapsed() >= io_poll_every {
+                // A timer that has not expired leaves nothing runnable, so glommio
+                // polls its rings (a zero one would complete without a poll).
+                glommio::timer::sleep(Duration::from_micros(1)).await;
+                io_polled = Instant::now();
+            }
             let work = self.tick();
             if let Some(reply) = self.stop.take() {
                 self.end_tick();
@@ -290,7 +300,7 @@ impl Shard {
                     let mut refused = Vec::new();
                     for mut message in messages {
                         message.set_path(RoutePath::Api);
-                        if let Err(e) = ctx.router.accept(message) {
+                        if let Err(e) = ctx.router.forward(message, true) {
                             refused.push(e);
                         }
                     }
