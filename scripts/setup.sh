@@ -6,6 +6,8 @@ need=()
 command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)
+# `ip netns` for the cluster tests that cut a network.
+command -v ip >/dev/null || need+=(iproute2)
 # promtool checks the /metrics exposition in the tests.
 command -v promtool >/dev/null || need+=(prometheus)
 if ((${#need[@]})); then

@@ -176,3 +176,76 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     assert_eq!(a.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&b.node, "echo", "fine").1["content"] == "fine"), "links still work");
 }
+
+/// A network namespace joined to this one by a veth pair, removed on drop.
+/// The host side is `10.213.<n>.1`, the namespace side `10.213.<n>.2`.
+struct Netns {
+    name: String,
+    host_if: String,
+    subnet: u32,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("iproute2's `ip` (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let id = std::process::id();
+        let n = Netns { name: format!("cxt-{id}"), host_if: format!("cxh{}", id % 100_000), subnet: id % 250 + 1 };
+        let peer = format!("cxn{}", id % 100_000);
+        ip(&["netns", "add", &n.name]);
+        ip(&["link", "add", &n.host_if, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &n.name]);
+        ip(&["addr", "add", &format!("{}/24", n.host_addr()), "dev", &n.host_if]);
+        ip(&["link", "set", &n.host_if, "up"]);
+        ip(&["netns", "exec", &n.name, "ip", "addr", "add", &format!("{}/24", n.inner_addr()), "dev", &peer]);
+        ip(&["netns", "exec", &n.name, "ip", "link", "set", &peer, "up"]);
+        ip(&["netns", "exec", &n.name, "ip", "link", "set", "lo", "up"]);
+        n
+    }
+
+    fn host_addr(&self) -> String {
+        format!("10.213.{}.1", self.subnet)
+    }
+
+    fn inner_addr(&self) -> String {
+        format!("10.213.{}.2", self.subnet)
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link between the two sides.
+    fn set_connected(&self, up: bool) {
+        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+#[test]
+fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
+    let ns = Netns::create();
+    let a_cluster = format!("{}:{}", ns.host_addr(), free_cluster_port(&ns.host_addr()));
+    let a = Node::start_on("127.0.0.1", 1, &["--listen", &a_cluster, "--cluster-key", KEY]);
+    // B lives in the namespace; its API is reached over the veth, with a token.
+    let b_cluster = format!("{}:7946", ns.inner_addr());
+    let b = Node::start_wrapped(&["ip", "netns", "exec", &ns.name], &ns.inner_addr(), 7070, Some("partition-test-token"), 1, &["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY]);
+    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b) == 2), "{:?}", members(&a));
+    assert_eq!(b.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "over the veth").1["content"] == "over the veth"));
+
+    ns.set_connected(false);
+    assert!(eventually(Duration::from_secs(40), || state_of(&a, &b_cluster).0 == "down"), "{:?}", members(&a));
+    let (status, v) = send(&a, "echo", "cut off");
+    assert_eq!(status, 503, "{v}");
+
+    ns.set_connected(true);
+    assert!(eventually(Duration::from_secs(40), || state_of(&a, &b_cluster).0 == "alive"), "{:?}", members(&a));
+    assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "healed").1["content"] == "healed"));
+    assert!(eventually(Duration::from_secs(10), || state_of(&b, &a_cluster).0 == "alive"), "{:?}", members(&b));
+}

@@ -22,6 +22,10 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     pub cores: usize,
     extra: Vec<String>,
+    /// Command the node runs under (such as `ip netns exec NS`).
+    wrap: Vec<String>,
+    /// Bearer token of its API, if it needs one.
+    pub token: Option<String>,
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -50,16 +54,34 @@ impl Node {
 
     /// Starts a node whose API listens on `ip` (any 127.0.0.x).
     pub fn start_on(ip: &str, cores: usize, extra: &[&str]) -> Node {
+        let port = free_port_on(ip);
+        Node::start_wrapped(&[], ip, port, None, cores, extra)
+    }
+
+    /// Starts a node under `wrap` (a command prefix, such as `ip netns exec
+    /// NS`), its API on `ip:port`, guarded by `token` if given.
+    pub fn start_wrapped(wrap: &[&str], ip: &str, port: u16, token: Option<&str>, cores: usize, extra: &[&str]) -> Node {
         let mut node = Node {
             child: None,
             ip: ip.to_string(),
-            port: free_port_on(ip),
+            port,
             dir: tempfile::tempdir().unwrap(),
             cores,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            wrap: wrap.iter().map(|s| s.to_string()).collect(),
+            token: token.map(str::to_string),
         };
         node.spawn();
         node
+    }
+
+    /// A request to the node's API, with its token if it has one.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let req = ureq::request(method, &self.url(path)).timeout(Duration::from_secs(30));
+        match &self.token {
+            Some(t) => req.set("authorization", &format!("Bearer {t}")),
+            None => req,
+        }
     }
 
     pub fn api(&self) -> String {
@@ -73,11 +95,18 @@ impl Node {
     fn spawn(&mut self) {
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let log = std::fs::File::create(self.dir.path().join(format!("node-{stamp}.log"))).unwrap();
-        let child = Command::new(BIN)
+        let (program, prefix) = match self.wrap.split_first() {
+            Some((p, rest)) => (p.clone(), rest.to_vec()),
+            None => (BIN.to_string(), Vec::new()),
+        };
+        let prefix = if self.wrap.is_empty() { prefix } else { prefix.into_iter().chain([BIN.to_string()]).collect() };
+        let child = Command::new(program)
+            .args(prefix)
             .args(["serve", "--cores", &self.cores.to_string(), "--api", &self.api()])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(&self.extra)
+            .args(self.token.iter().flat_map(|t| ["--api-token", t.as_str()]))
             .env("CAXTON_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -90,7 +119,7 @@ impl Node {
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = ureq::get(&self.url("/v1/health")).call() {
+            if let Ok(r) = self.request("GET", "/v1/health").call() {
                 if r.status() == 200 {
                     return;
                 }
@@ -135,15 +164,15 @@ impl Node {
     }
 
     pub fn put_module(&self, name: &str, instances: u32, body: &[u8]) -> (u16, Value) {
-        answer(ureq::put(&self.url(&format!("/v1/agents/{name}?instances={instances}"))).send_bytes(body))
+        answer(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}")).send_bytes(body))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        answer(ureq::get(&self.url(path)).call())
+        answer(self.request("GET", path).call())
     }
 
     pub fn delete(&self, path: &str) -> (u16, Value) {
-        answer(ureq::delete(&self.url(path)).call())
+        answer(self.request("DELETE", path).call())
     }
 
     pub fn post_message(&self, body: &Value, wait_ms: Option<u64>) -> (u16, Value) {
@@ -151,7 +180,7 @@ impl Node {
             Some(ms) => format!("/v1/messages?reply_timeout_ms={ms}"),
             None => "/v1/messages".into(),
         };
-        answer(ureq::post(&self.url(&path)).send_json(body.clone()))
+        answer(self.request("POST", &path).send_json(body.clone()))
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -171,7 +200,7 @@ impl Node {
     }
 
     pub fn metrics(&self) -> String {
-        ureq::get(&self.url("/metrics")).call().unwrap().into_string().unwrap()
+        self.request("GET", "/metrics").call().unwrap().into_string().unwrap()
     }
 
     pub fn agent(&self, name: &str) -> Value {
