@@ -212,9 +212,11 @@ impl Control {
         if self.agents.lock().unwrap().contains_key(name) {
             return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
         }
-        if let Some((node, _, alive)) = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
-            let state = if alive { "" } else { " (down now)" };
-            return Err(ApiError::conflict(format!("an agent named {name:?} is deployed on node {node}{state}")));
+        match self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
+            Some((node, _, true)) => return Err(ApiError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
+            // Its node is down: the name moves here (a newer registry version).
+            Some((node, _, false)) => tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node"),
+            None => {}
         }
         let limits = self.limits;
         let compiled = tokio::task::spawn_blocking(move || {

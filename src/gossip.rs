@@ -283,11 +283,22 @@ impl Driver {
         self.membership.borrow_mut().publish(item);
     }
 
+    /// Republishes what this node hosts after a restart. A name keeps the
+    /// version it was deployed with, so a redeploy elsewhere while this node
+    /// was away (a newer version) still wins.
     fn sync_own(&self, agents: Vec<String>) {
         let me = self.membership.borrow().id().addr;
-        let stale: Vec<String> = self.view.lock().unwrap().routes.values().filter(|r| r.node == me && r.present && !agents.contains(&r.agent)).map(|r| r.agent.clone()).collect();
+        let (stale, kept): (Vec<String>, Vec<RouteItem>) = {
+            let view = self.view.lock().unwrap();
+            let stale = view.routes.values().filter(|r| r.node == me && r.present && !agents.contains(&r.agent)).map(|r| r.agent.clone()).collect();
+            let kept = agents.iter().filter_map(|a| view.routes.get(a).filter(|r| r.node == me && r.present).cloned()).collect();
+            (stale, kept)
+        };
         for agent in agents {
-            self.publish(agent, true);
+            match kept.iter().find(|r| r.agent == agent) {
+                Some(item) => self.membership.borrow_mut().publish(item.clone()),
+                None => self.publish(agent, true),
+            }
         }
         for agent in stale {
             self.publish(agent, false);
@@ -389,6 +400,9 @@ impl Driver {
         let me = view.me.addr;
         for r in changes {
             let remote = r.present && r.node != me;
+            if remote && view.routes.get(&r.agent).is_some_and(|old| old.node == me && old.present) {
+                tracing::warn!(agent = r.agent, node = %r.node, "agent redeployed on another node while this one was away; messages from other nodes now go there (undeploy the copy here)");
+            }
             if remote && !view.members.contains_key(&r.node) {
                 updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false }); // rule 3
             }

@@ -75,6 +75,7 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     // Deploys: where the request lands, or on the node `--node` names.
     assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 2).0, 201);
     assert_eq!(b.node.deploy("relay-b", "examples/agents/relay.wat", 1).0, 201);
+    assert_eq!(b.node.deploy("moved", "examples/agents/echo.wat", 1).0, 201);
     assert_eq!(c.node.deploy("echo-c", "examples/agents/echo.wat", 1).0, 201);
     let relay = repo_path("examples/agents/relay.wat");
     let out = a.node.cli(&["agent", "deploy", relay.to_str().unwrap(), "--name", "relay-c", "--node", &c.cluster]);
@@ -108,12 +109,21 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     assert!(metric(&a.node, "caxton_node_unavailable_total") >= 1.0);
     // Live nodes are not affected.
     assert_eq!(send(&a.node, "echo-c", "still here").1["content"], "still here");
+    // A name whose node is down may be deployed elsewhere; it moves there.
+    assert_eq!(c.node.deploy("moved", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "moved", "to c").1["content"] == "to c"));
 
     // B comes back (same data dir): it rejoins, its agents are routable again.
     b.node.restart();
     assert!(eventually(Duration::from_secs(30), || state_of(&a.node, &b.cluster) == ("alive".into(), 2)), "{:?}", members(&a.node));
     assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo", "welcome back").1["content"] == "welcome back"));
     assert!(eventually(Duration::from_secs(10), || send(&c.node, "relay-b", "relay-c").1["content"] == "done"));
+    // The returning node's older copy of `moved` does not take the name back.
+    let handled = |n: &Node| n.agent("moved")["messages_handled"].as_u64().unwrap();
+    let before = handled(&c.node);
+    assert_eq!(send(&a.node, "moved", "still c").1["content"], "still c");
+    assert_eq!(handled(&c.node), before + 1);
+    assert_eq!(handled(&b.node), 0);
 }
 
 #[test]
@@ -248,4 +258,47 @@ fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
     assert!(eventually(Duration::from_secs(40), || state_of(&a, &b_cluster).0 == "alive"), "{:?}", members(&a));
     assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "healed").1["content"] == "healed"));
     assert!(eventually(Duration::from_secs(10), || state_of(&b, &a_cluster).0 == "alive"), "{:?}", members(&b));
+}
+
+fn wire_frame(s: &mut TcpStream, bytes: &[u8]) {
+    s.write_all(&(bytes.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(bytes).unwrap();
+}
+
+fn read_wire_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn one_conversation_keeps_its_order_across_nodes() {
+    let wire = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--wire", &wire]);
+    let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
+    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
+    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 3).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "ready").0 == 200));
+
+    // A wire client on A sends one conversation to `echo` on B; the replies
+    // come back over the other link, in the order sent.
+    let mut s = TcpStream::connect(&wire).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    wire_frame(&mut s, b"caxton-wire/1");
+    let hello = String::from_utf8(read_wire_frame(&mut s)).unwrap();
+    assert!(hello.starts_with("caxton-wire/1 ok"), "{hello}");
+    const N: u32 = 2_000;
+    let header = caxton_shards::Header { conversation_id: 77, ..Default::default() };
+    for i in 0..N {
+        let m = caxton_shards::Message::encode(&header, b"", b"echo", &i.to_le_bytes()).unwrap();
+        wire_frame(&mut s, m.as_bytes());
+    }
+    for i in 0..N {
+        let reply = caxton_shards::Message::decode(read_wire_frame(&mut s)).unwrap();
+        assert_eq!(reply.content(), i.to_le_bytes(), "reply {i} out of order");
+        assert_eq!(reply.conversation_id(), 77);
+    }
 }
