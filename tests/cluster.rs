@@ -185,6 +185,9 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{") >= 2.0));
     assert_eq!(a.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&b.node, "echo", "fine").1["content"] == "fine"), "links still work");
+    let m = a.node.metrics();
+    assert!(m.contains("caxton_cluster_members{state=\"alive\"} 2"), "{m}");
+    common::promtool_check(&m);
 }
 
 /// A network namespace joined to this one by a veth pair, removed on drop.

@@ -56,17 +56,7 @@ fn metrics_count_known_traffic_and_pass_promtool() {
     assert!(sample(&m, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(sample(&m, "caxton_network_bytes_total{listener=\"api\",direction=\"received\"}").unwrap() > 0.0);
 
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is needed (Debian package prometheus; scripts/setup.sh installs it)");
-    use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    common::promtool_check(&m);
 }
 
 #[test]
