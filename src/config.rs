@@ -271,6 +271,7 @@ impl ServeArgs {
             fanout: self.gossip_fanout.or(file.gossip_fanout).unwrap_or(limits::GOSSIP_FANOUT).max(1),
             packet_bytes_max: limits::GOSSIP_PACKET_BYTES_MAX,
             cluster_size_hint: limits::CLUSTER_NODES_HINT,
+            periodic_gossip: true,
         };
         Ok(Some(ClusterConfig { listen, join: seeds, key, gossip }))
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use caxton_cluster::membership::GossipStats;
 use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_shards::command::ClusterUpdate;
-use caxton_shards::limits::{CLUSTER_UPDATES_MAX, GOSSIP_PACKET_BYTES_MAX};
+use caxton_shards::limits::{CLUSTER_UPDATES_MAX, GOSSIP_PACKET_BYTES_MAX, REGISTRY_RESYNC_INTERVAL_MS};
 use caxton_shards::{Command, ShardSender};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use foca::{OwnedNotification, State, Timer};
@@ -201,6 +201,7 @@ impl Driver {
         glommio::spawn_local(async move { receiver.receive().await }).detach();
         let mut last_rejoin = Instant::now();
         let mut last_refresh = Instant::now();
+        let mut last_resync = Instant::now();
         loop {
             glommio::timer::sleep(Duration::from_millis(GOSSIP_TICK_MS)).await;
             let now = Instant::now();
@@ -235,6 +236,10 @@ impl Driver {
             }
             self.flush().await;
             self.retry_shards();
+            if last_resync.elapsed() >= Duration::from_millis(REGISTRY_RESYNC_INTERVAL_MS) {
+                last_resync = Instant::now();
+                self.membership.borrow_mut().resync_one();
+            }
             if last_refresh.elapsed() >= Duration::from_millis(STATE_REFRESH_MS) {
                 last_refresh = Instant::now();
                 self.refresh_states();

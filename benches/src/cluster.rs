@@ -29,12 +29,19 @@ use crate::node::BenchNode;
 use crate::routing::agents_dir;
 
 pub fn gossip_settings() -> GossipSettings {
-    GossipSettings { interval_ms: GOSSIP_INTERVAL_MS, fanout: GOSSIP_FANOUT, packet_bytes_max: GOSSIP_PACKET_BYTES_MAX, cluster_size_hint: 100 }
+    GossipSettings { interval_ms: GOSSIP_INTERVAL_MS, fanout: GOSSIP_FANOUT, packet_bytes_max: GOSSIP_PACKET_BYTES_MAX, cluster_size_hint: 100, periodic_gossip: true }
 }
 
 /// Join, failure and bandwidth figures for a simulated cluster of `n`.
 pub fn convergence(n: usize, seed: u64) -> Convergence {
     measure_convergence(n, gossip_settings(), seed).unwrap_or_else(|e| panic!("convergence of {n} nodes: {e}"))
+}
+
+/// The baseline: the same cluster without SWIM's gossip rounds, updates
+/// riding only on probes and their acks (the original SWIM piggybacking).
+pub fn convergence_piggyback_only(n: usize, seed: u64) -> Convergence {
+    let settings = GossipSettings { periodic_gossip: false, ..gossip_settings() };
+    measure_convergence(n, settings, seed).unwrap_or_else(|e| panic!("convergence of {n} nodes, piggyback only: {e}"))
 }
 
 /// SWIM's bound on noticing a crash, in ms: a probe period to pick the dead

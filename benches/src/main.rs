@@ -117,6 +117,10 @@ fn one_run(small: bool, run: usize) -> Run {
         r.insert(key("fail_ms", n), c.failure_ms);
         r.insert(key("spread_ms", n), c.failure_spread_ms);
         r.insert(key("gossip_bytes_s", n), c.bytes_per_node_s);
+        r.insert(key("churn_bytes_s", n), c.churn_bytes_per_node_s);
+        let p = cluster::convergence_piggyback_only(n, run as u64 + 1);
+        r.insert(key("pb_join_ms", n), p.join_ms);
+        r.insert(key("pb_spread_ms", n), p.failure_spread_ms);
     }
     // ---------------------------------------------------------------- agents
     let (startup, bare) = agents::startup(if small { 200 } else { 5_000 });
@@ -177,14 +181,15 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         row(remote, "pipelined node to node, WebAssembly handlers", "msg/s", Higher, g("node_blast"), Some(("cross shard, one node", g("blast_remote"))), None, None),
     ];
     let conv = "Gossip convergence (simulated: foca, 200 ms interval, fanout 3, 1400-byte packets)";
+    let piggyback = "no gossip rounds: updates ride on probes only";
     for &n in cluster_sizes(small) {
         let rounds = |ms: f64| ms / caxton_shards::limits::GOSSIP_INTERVAL_MS as f64;
         let (join, spread) = (g(key("join_ms", n)), g(key("spread_ms", n)));
         cluster_rows.extend([
-            row(conv, &format!("{n} nodes: a join reaches every member ({:.0} rounds)", rounds(join)), "ms", Lower, join, None, Some(cluster::adr_convergence_ms(n)), None),
+            row(conv, &format!("{n} nodes: a join reaches every member ({:.0} rounds)", rounds(join)), "ms", Lower, join, Some((piggyback, g(key("pb_join_ms", n)))), Some(cluster::adr_convergence_ms(n)), None),
             row(conv, &format!("{n} nodes: a crash, declared down by all (detection + spread)"), "ms", Lower, g(key("fail_ms", n)), Some(("probe period + probe rtt + suspicion timeout", cluster::detection_bound_ms(n))), None, None),
-            row(conv, &format!("{n} nodes: a crash, from first to last member declaring it ({:.0} rounds)", rounds(spread)), "ms", Lower, spread, None, Some(cluster::adr_convergence_ms(n)), None),
-            row(conv, &format!("{n} nodes: gossip bytes per node per second, sent + received, steady"), "B/s", Lower, g(key("gossip_bytes_s", n)), None, Some(cluster::adr_bandwidth_bytes_s()), None),
+            row(conv, &format!("{n} nodes: a crash, from first to last member declaring it ({:.0} rounds)", rounds(spread)), "ms", Lower, spread, Some((piggyback, g(key("pb_spread_ms", n)))), Some(cluster::adr_convergence_ms(n)), None),
+            row(conv, &format!("{n} nodes: gossip bytes per node per second, sent + received, during the join and crash"), "B/s", Lower, g(key("churn_bytes_s", n)), Some(("steady cluster", g(key("gossip_bytes_s", n)))), Some(cluster::adr_bandwidth_bytes_s()), None),
         ]);
     }
     let mut all = vec![

@@ -10,8 +10,21 @@
 //!    ([`crate::auth`] rule 1); a refused packet is counted by why.
 //! 2. A packet never exceeds `GossipSettings::packet_bytes_max`, tag
 //!    included: foca is given that size minus the tag.
-//! 3. When a member comes up, this node republishes the names it hosts
-//!    ([`crate::registry`] rule 3).
+//! 3. When a member comes up, this node sends it the names it hosts in
+//!    sync packets addressed to it alone ([`crate::registry`] rule 3); the
+//!    driver also calls [`Membership::resync_one`] now and then, so a lost
+//!    sync packet is made good.
+//!    A name published here also goes straight to every member in sync
+//!    packets (batched until the next `poll_send`) while the cluster has at
+//!    most [`DIRECT_PUSH_MEMBERS_MAX`] members: foca passes an update on only
+//!    about 4·log10(N+1) times, which in a small cluster can miss a member.
+//! 5. Every packet starts with a kind byte: [`KIND_FOCA`] (foca's own) or
+//!    [`KIND_SYNC`] (registry items: `u16` length, item, repeated). The tag
+//!    covers it.
+//! 4. foca's timings follow the cluster's size: when the members seen
+//!    double or halve, the suspicion timeout and the times an update is
+//!    passed on are re-derived for the new size (foca allows exactly these
+//!    to change at run time).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -21,11 +34,23 @@ use std::time::Duration;
 
 use foca::{AccumulatingRuntime, BroadcastHandler, Config, Foca, Member, OwnedNotification, PeriodicParams, PostcardCodec, Timer};
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::auth::{ClusterKey, TAG_BYTES};
 use crate::registry::{RegistryError, RouteKey};
 use crate::{NodeId, Registry, RouteItem};
+
+/// First byte of a packet carrying foca's data (rule 5).
+pub const KIND_FOCA: u8 = 0;
+/// First byte of a packet carrying registry items for one member (rule 5).
+pub const KIND_SYNC: u8 = 1;
+
+/// Smallest cluster size foca's timings are derived for (rule 4).
+pub const CLUSTER_TUNING_NODES_MIN: u32 = 10;
+
+/// Largest cluster to which a newly published name is also pushed to every
+/// member directly (rule 3); larger ones rely on foca's dissemination.
+pub const DIRECT_PUSH_MEMBERS_MAX: usize = 128;
 
 /// The gossip parameters (ADR-0017's SWIM section). Defaults come from the
 /// node's limits module; the simulator uses the same ones.
@@ -38,8 +63,13 @@ pub struct GossipSettings {
     /// Largest packet, tag included. ADR: 1400 bytes (MTU-safe).
     pub packet_bytes_max: usize,
     /// Expected cluster size: sets how many times an update is passed on
-    /// and how long a suspect has to refute (foca's LAN formulas).
+    /// and how long a suspect has to refute (foca's LAN formulas). A
+    /// membership re-tunes itself when the size it sees doubles or halves
+    /// (rule 4).
     pub cluster_size_hint: u32,
+    /// Gossip every `interval_ms` to `fanout` members (SWIM's dissemination
+    /// rounds); `false` leaves updates to ride on probes only (a baseline).
+    pub periodic_gossip: bool,
 }
 
 impl GossipSettings {
@@ -47,8 +77,8 @@ impl GossipSettings {
     pub fn foca_config(&self) -> Config {
         assert!(self.packet_bytes_max > TAG_BYTES + 64, "packets too small for a foca header");
         let mut c = Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap());
-        c.max_packet_size = NonZeroUsize::new(self.packet_bytes_max - TAG_BYTES).unwrap();
-        c.periodic_gossip = Some(PeriodicParams {
+        c.max_packet_size = NonZeroUsize::new(self.packet_bytes_max - TAG_BYTES - 1).unwrap();
+        c.periodic_gossip = self.periodic_gossip.then(|| PeriodicParams {
             frequency: Duration::from_millis(self.interval_ms),
             num_members: NonZeroUsize::new(self.fanout.max(1)).unwrap(),
         });
@@ -92,6 +122,12 @@ pub struct Membership {
     runtime: AccumulatingRuntime<NodeId>,
     registry: Rc<RefCell<Registry>>,
     key: ClusterKey,
+    settings: GossipSettings,
+    /// Sealed sync packets waiting to go (rule 3).
+    outbox: std::collections::VecDeque<(NodeId, Vec<u8>)>,
+    /// Names published since the last `poll_send`, to push (rule 3).
+    to_push: Vec<RouteItem>,
+    rng: SmallRng,
     pub stats: GossipStats,
 }
 
@@ -99,7 +135,35 @@ impl Membership {
     pub fn new(id: NodeId, settings: &GossipSettings, key: ClusterKey, seed: u64, cached: Vec<RouteItem>) -> Membership {
         let registry = Rc::new(RefCell::new(Registry::with_routes(cached)));
         let foca = Foca::with_custom_broadcast(id, settings.foca_config(), SmallRng::seed_from_u64(seed), PostcardCodec, SharedRegistry(registry.clone()));
-        Membership { foca, runtime: AccumulatingRuntime::new(), registry, key, stats: GossipStats::default() }
+        Membership {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            registry,
+            key,
+            settings: *settings,
+            outbox: Default::default(),
+            to_push: Vec::new(),
+            rng: SmallRng::seed_from_u64(seed ^ 0x5ca1ab1e),
+            stats: GossipStats::default(),
+        }
+    }
+
+    /// The cluster size foca's timings are derived for now (rule 4).
+    pub fn tuned_for(&self) -> u32 {
+        self.settings.cluster_size_hint
+    }
+
+    fn retune(&mut self) {
+        // Below 10, foca's formulas give the same suspicion (4 probe periods)
+        // and too few retransmissions to reach every member reliably.
+        let seen = (self.foca.num_members() as u32 + 1).max(CLUSTER_TUNING_NODES_MIN);
+        let tuned = self.settings.cluster_size_hint.max(1);
+        if seen > tuned * 2 || seen * 2 < tuned {
+            let settings = GossipSettings { cluster_size_hint: seen, ..self.settings };
+            if self.foca.set_config(settings.foca_config()).is_ok() {
+                self.settings = settings;
+            }
+        }
     }
 
     pub fn id(&self) -> &NodeId {
@@ -127,10 +191,79 @@ impl Membership {
             self.stats.refused_bad_tag += 1;
             return Err(PacketError::BadTag);
         };
-        self.foca.handle_data(body, &mut self.runtime).map_err(|_| {
+        let handled = match body.split_first() {
+            Some((&KIND_FOCA, data)) => self.foca.handle_data(data, &mut self.runtime).map_err(|_| PacketError::Malformed),
+            Some((&KIND_SYNC, items)) => self.take_sync(items),
+            _ => Err(PacketError::Malformed),
+        };
+        if handled.is_err() {
             self.stats.refused_malformed += 1;
-            PacketError::Malformed
-        })
+        }
+        handled
+    }
+
+    fn take_sync(&mut self, mut items: &[u8]) -> Result<(), PacketError> {
+        let mut registry = self.registry.borrow_mut();
+        while !items.is_empty() {
+            let len = u16::from_le_bytes(items.get(..2).ok_or(PacketError::Malformed)?.try_into().unwrap()) as usize;
+            let item = items.get(2..2 + len).ok_or(PacketError::Malformed)?;
+            let item = RouteItem::decode(item).map_err(|_| PacketError::Malformed)?;
+            if item.node == self.foca.identity().addr {
+                continue; // only this node speaks for its own names (registry rule 1)
+            }
+            registry.learn_remote(item);
+            items = &items[2 + len..];
+        }
+        Ok(())
+    }
+
+    /// Queues sync packets with every name this node hosts, for `to` alone.
+    pub fn sync_to(&mut self, to: NodeId) {
+        let me = self.id().addr;
+        let own: Vec<Vec<u8>> = self.registry.borrow().iter().filter(|r| r.node == me).map(RouteItem::encode).collect();
+        self.queue_items(to, own);
+    }
+
+    /// Pushes the names published since the last call to every member.
+    fn push_published(&mut self) {
+        let items: Vec<Vec<u8>> = self.to_push.drain(..).map(|i| i.encode()).collect();
+        if self.foca.num_members() > DIRECT_PUSH_MEMBERS_MAX {
+            return;
+        }
+        let members: Vec<NodeId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+        for to in members {
+            self.queue_items(to, items.clone());
+        }
+    }
+
+    fn queue_items(&mut self, to: NodeId, own: Vec<Vec<u8>>) {
+        let room = self.settings.packet_bytes_max - TAG_BYTES;
+        let mut packet = vec![KIND_SYNC];
+        for item in own {
+            if packet.len() + 2 + item.len() > room {
+                self.queue_sealed(to.clone(), std::mem::replace(&mut packet, vec![KIND_SYNC]));
+            }
+            packet.extend_from_slice(&(item.len() as u16).to_le_bytes());
+            packet.extend_from_slice(&item);
+        }
+        if packet.len() > 1 {
+            self.queue_sealed(to, packet);
+        }
+    }
+
+    /// Syncs one member chosen at random (anti-entropy, rule 3).
+    pub fn resync_one(&mut self) {
+        let members: Vec<NodeId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+        if !members.is_empty() {
+            let i = self.rng.random_range(0..members.len());
+            self.sync_to(members[i].clone());
+        }
+    }
+
+    fn queue_sealed(&mut self, to: NodeId, mut packet: Vec<u8>) {
+        debug_assert!(packet.len() + TAG_BYTES <= self.settings.packet_bytes_max);
+        self.key.seal(&mut packet);
+        self.outbox.push_back((to, packet));
     }
 
     pub fn handle_timer(&mut self, timer: Timer<NodeId>) {
@@ -145,14 +278,7 @@ impl Membership {
             // Only an item over a packet could fail: names are at most 64 bytes.
             panic!("route item refused by foca: {e}");
         }
-    }
-
-    /// Republishes every name this node hosts (rule 3).
-    pub fn republish_own(&mut self) {
-        let own: Vec<RouteItem> = self.registry.borrow().iter().filter(|r| r.node == self.id().addr).cloned().collect();
-        for item in own {
-            self.publish(item);
-        }
+        self.to_push.push(item);
     }
 
     /// Tells the cluster this node leaves; its members drop it at once.
@@ -160,10 +286,19 @@ impl Membership {
         let _ = self.foca.leave_cluster(&mut self.runtime);
     }
 
-    /// The next packet to send, sealed (rules 1 and 2).
+    /// The next packet to send, sealed (rules 1, 2 and 5).
     pub fn poll_send(&mut self) -> Option<(NodeId, Vec<u8>)> {
+        if !self.to_push.is_empty() {
+            self.push_published();
+        }
+        if let Some((to, packet)) = self.outbox.pop_front() {
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += packet.len() as u64;
+            return Some((to, packet));
+        }
         let (to, data) = self.runtime.to_send()?;
-        let mut packet = Vec::with_capacity(data.len() + TAG_BYTES);
+        let mut packet = Vec::with_capacity(1 + data.len() + TAG_BYTES);
+        packet.push(KIND_FOCA);
         packet.extend_from_slice(&data);
         self.key.seal(&mut packet);
         self.stats.packets_out += 1;
@@ -178,8 +313,11 @@ impl Membership {
     /// The next notification; a member coming up triggers rule 3 first.
     pub fn poll_notification(&mut self) -> Option<OwnedNotification<NodeId>> {
         let n = self.runtime.to_notify()?;
-        if matches!(n, OwnedNotification::MemberUp(_)) {
-            self.republish_own();
+        if let OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) = &n {
+            self.sync_to(id.clone());
+        }
+        if matches!(n, OwnedNotification::MemberUp(_) | OwnedNotification::MemberDown(_)) {
+            self.retune();
         }
         Some(n)
     }
@@ -202,5 +340,45 @@ impl Membership {
     /// Active members (alive or suspect), this node excluded.
     pub fn active_members(&self) -> usize {
         self.foca.num_members()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(i: u8, key: &str) -> Membership {
+        let addr: SocketAddr = format!("127.0.0.{i}:7946").parse().unwrap();
+        let settings = GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 3, periodic_gossip: true };
+        Membership::new(NodeId { addr, api: addr, boot: 1 }, &settings, ClusterKey::new(key.as_bytes()).unwrap(), i as u64, Vec::new())
+    }
+
+    #[test]
+    fn a_sync_packet_carries_own_names_to_one_member_and_garbage_is_refused() {
+        let (mut a, mut b) = (node(1, "the cluster key!"), node(2, "the cluster key!"));
+        for i in 0..100 {
+            a.publish(RouteItem { agent: format!("agent-with-a-longish-name-{i}"), node: a.id().addr, version: 1, present: true });
+        }
+        while a.poll_send().is_some() {} // no members yet: nothing pushed
+        a.sync_to(b.id().clone());
+        let mut packets = 0;
+        while let Some((to, p)) = a.poll_send() {
+            assert_eq!(to, *b.id());
+            assert!(p.len() <= 1400, "rule 2: {}", p.len());
+            b.handle_packet(&p).unwrap();
+            packets += 1;
+        }
+        assert!(packets > 1, "100 names do not fit one packet");
+        assert_eq!(b.route("agent-with-a-longish-name-99").unwrap().node, a.id().addr);
+        assert_eq!(b.take_route_changes().len(), 100);
+
+        let mut forged = vec![KIND_SYNC, 0xff, 0xff, 1];
+        ClusterKey::new(b"the cluster key!").unwrap().seal(&mut forged);
+        assert_eq!(b.handle_packet(&forged), Err(PacketError::Malformed));
+        let mut unknown = vec![9, 1, 2];
+        ClusterKey::new(b"the cluster key!").unwrap().seal(&mut unknown);
+        assert_eq!(b.handle_packet(&unknown), Err(PacketError::Malformed));
+        assert_eq!(node(3, "another key, 16+").handle_packet(&unknown), Err(PacketError::BadTag));
+        assert_eq!(b.stats.refused_malformed, 2);
     }
 }

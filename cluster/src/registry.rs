@@ -9,8 +9,8 @@
 //!    publisher's wall clock in microseconds, bumped past the last one it
 //!    used, so a name moved between nodes orders by time of deploy.
 //! 3. foca passes each item on a bounded number of times; a node that joins
-//!    later learns the names of each member when that member republishes
-//!    them on seeing it come up ([`crate::Membership::republish_own`]).
+//!    later learns the names of each member from that member, which sends
+//!    them to it alone on seeing it come up ([`crate::Membership::sync_to`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,6 +85,12 @@ impl Registry {
 
     pub fn take_changes(&mut self) -> Vec<RouteItem> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// Takes an item a member sent in a sync packet. Returns whether it was
+    /// news.
+    pub fn learn_remote(&mut self, item: RouteItem) -> bool {
+        self.learn(item, false)
     }
 
     fn learn(&mut self, item: RouteItem, local: bool) -> bool {

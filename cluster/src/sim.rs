@@ -262,6 +262,8 @@ pub struct Convergence {
     pub failure_spread_ms: f64,
     /// Gossip bytes sent and received per node per second, steady state.
     pub bytes_per_node_s: f64,
+    /// The same while the join and the crash spread (churn).
+    pub churn_bytes_per_node_s: f64,
 }
 
 /// Starts a converged cluster of `n` nodes, then measures a join, a crash
@@ -293,6 +295,7 @@ pub fn measure_convergence(n: usize, settings: GossipSettings, seed: u64) -> Res
     let bytes_per_node_s = (sim.bytes_sent() - b0) as f64 * 2.0 / n as f64 / 10.0;
 
     // A join.
+    let (churn_t0, churn_b0) = (sim.now_us(), sim.bytes_sent());
     let newcomer = sim.add_node();
     let via = rng.random_range(0..n);
     let start = sim.now_us();
@@ -311,12 +314,15 @@ pub fn measure_convergence(n: usize, settings: GossipSettings, seed: u64) -> Res
         .run_until(start + 300_000_000, 1_000, |s| s.seeing_down(gone) == live)
         .ok_or(format!("a crash in {n} nodes was not seen by everyone in 300 s"))?;
     let first = sim.first_down_us(gone).expect("someone declared it down");
+    let churn_s = (sim.now_us() - churn_t0) as f64 / 1e6;
+    let churn_bytes_per_node_s = (sim.bytes_sent() - churn_b0) as f64 * 2.0 / (n + 1) as f64 / churn_s;
     Ok(Convergence {
         nodes: n,
         join_ms,
         failure_ms: (detected - start) as f64 / 1e3,
         failure_spread_ms: (detected - first) as f64 / 1e3,
         bytes_per_node_s,
+        churn_bytes_per_node_s,
     })
 }
 
@@ -325,7 +331,7 @@ mod tests {
     use super::*;
 
     fn settings() -> GossipSettings {
-        GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 10 }
+        GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 10, periodic_gossip: true }
     }
 
     #[test]
@@ -334,6 +340,20 @@ mod tests {
         let b = measure_convergence(10, settings(), 7).unwrap();
         assert!(a.join_ms > 0.0 && a.failure_ms > a.failure_spread_ms);
         assert_eq!((a.join_ms, a.failure_ms, a.bytes_per_node_s), (b.join_ms, b.failure_ms, b.bytes_per_node_s));
+    }
+
+    #[test]
+    fn timings_follow_the_cluster_size() {
+        let mut sim = Simulation::new(GossipSettings { cluster_size_hint: 1000, ..settings() }, 5);
+        for i in 0..4 {
+            sim.add_node();
+            if i > 0 {
+                sim.join(i, 0);
+            }
+        }
+        sim.run_until(30_000_000, 10_000, |s| (0..4).all(|i| s.seeing_up(sim_addr(i)) == 3)).unwrap();
+        let tuned = sim.node(0).unwrap().tuned_for();
+        assert_eq!(tuned, crate::membership::CLUSTER_TUNING_NODES_MIN, "re-tuned from 1000 to the 4 it sees, floored");
     }
 
     #[test]
