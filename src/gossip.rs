@@ -186,7 +186,7 @@ impl Driver {
         let me = self.membership.borrow().id().addr;
         let mut updates = Vec::new();
         for r in cached.iter().filter(|r| r.present && r.node != me) {
-            updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false });
+            updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false, suspect: false });
             updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: Some(r.node.to_string().into()) });
         }
         self.to_shards(updates);
@@ -372,7 +372,7 @@ impl Driver {
             let state = if alive { MemberState::Alive } else { MemberState::Down };
             tracing::info!(node = %id.addr, boot = id.boot, ?state, "member");
             view.members.insert(id.addr, MemberInfo { id: id.clone(), state });
-            updates.push(ClusterUpdate::Node { name: id.name().into(), addr: id.addr, alive });
+            updates.push(ClusterUpdate::Node { name: id.name().into(), addr: id.addr, alive, suspect: false });
         }
         drop(view);
         self.refresh_states();
@@ -380,18 +380,27 @@ impl Driver {
 
     /// Suspects are not notified by foca: read them off its table.
     fn refresh_states(&self) {
-        let mut view = self.view.lock().unwrap();
-        let m = self.membership.borrow();
-        for member in m.members() {
-            if let Some(info) = view.members.get_mut(&member.id().addr) {
-                if info.id == *member.id() && member.state() == State::Suspect {
+        let mut updates = Vec::new();
+        {
+            let mut view = self.view.lock().unwrap();
+            let m = self.membership.borrow();
+            for member in m.members() {
+                let Some(info) = view.members.get_mut(&member.id().addr) else { continue };
+                let was = info.state;
+                if info.id == *member.id() && member.state() == State::Suspect && was == MemberState::Alive {
                     info.state = MemberState::Suspect;
-                } else if info.id == *member.id() && member.state() == State::Alive && info.state == MemberState::Suspect {
+                } else if info.id == *member.id() && member.state() == State::Alive && was == MemberState::Suspect {
                     info.state = MemberState::Alive;
                 }
+                if info.state != was {
+                    tracing::info!(node = %info.id.addr, state = ?info.state, "member");
+                    let suspect = info.state == MemberState::Suspect;
+                    updates.push(ClusterUpdate::Node { name: info.id.name().into(), addr: info.id.addr, alive: true, suspect });
+                }
             }
+            view.stats = m.stats;
         }
-        view.stats = m.stats;
+        self.to_shards(updates);
     }
 
     fn apply_routes(&self, changes: Vec<RouteItem>, updates: &mut Vec<ClusterUpdate>) {
@@ -409,7 +418,7 @@ impl Driver {
                 tracing::warn!(agent = r.agent, node = %r.node, "agent redeployed on another node while this one was away; messages from other nodes now go there (undeploy the copy here)");
             }
             if remote && !view.members.contains_key(&r.node) {
-                updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false }); // rule 3
+                updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false, suspect: false }); // rule 3
             }
             updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: remote.then(|| r.node.to_string().into()) });
             view.routes.insert(r.agent.clone(), r);

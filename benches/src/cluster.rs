@@ -123,8 +123,8 @@ impl LinkedPair {
         });
         let a = BenchNode::start_linked(vec![cpus[0]], link(addr_a), sink);
         let b = BenchNode::start_linked(vec![cpus[1 % cpus.len()]], link(addr_b), Arc::new(|m| Err(m)));
-        a.cluster(vec![ClusterUpdate::Node { name: addr_b.to_string().into(), addr: addr_b, alive: true }]);
-        b.cluster(vec![ClusterUpdate::Node { name: addr_a.to_string().into(), addr: addr_a, alive: true }]);
+        a.cluster(vec![ClusterUpdate::Node { name: addr_b.to_string().into(), addr: addr_b, alive: true, suspect: false }]);
+        b.cluster(vec![ClusterUpdate::Node { name: addr_a.to_string().into(), addr: addr_a, alive: true, suspect: false }]);
         LinkedPair { a, b, b_name: addr_b.to_string(), round_trips, replies }
     }
 

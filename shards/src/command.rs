@@ -37,8 +37,9 @@ pub enum Command {
 
 #[derive(Debug, Clone)]
 pub enum ClusterUpdate {
-    /// A node was learned or changed state.
-    Node { name: Arc<str>, addr: std::net::SocketAddr, alive: bool },
+    /// A node was learned or changed state. A suspect is alive (SWIM has
+    /// not given up on it), so it stays routable.
+    Node { name: Arc<str>, addr: std::net::SocketAddr, alive: bool, suspect: bool },
     /// `agent` lives on node `node` (`None`: nowhere known, or here). The
     /// node was named by a `Node` update before.
     Route { agent: Arc<str>, node: Option<Arc<str>> },
@@ -80,6 +81,8 @@ pub struct ShardStats {
     pub routed_node: u64,
     pub received_node: u64,
     pub links: crate::link::table::LinkCounters,
+    /// Other nodes as this shard sees them: alive, suspect, down.
+    pub nodes: [usize; 3],
     pub busy: u64,
     pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,

@@ -374,8 +374,8 @@ impl Shard {
         let mut ctx = self.ctx.borrow_mut();
         for update in updates {
             match update {
-                ClusterUpdate::Node { name, addr, alive } => {
-                    let lost = ctx.router.remote.set_node(&name, addr, alive);
+                ClusterUpdate::Node { name, addr, alive, suspect } => {
+                    let lost = ctx.router.remote.set_node(&name, addr, alive, suspect);
                     if !lost.is_empty() {
                         tracing::warn!(shard = self.index, node = %name, lost = lost.len(), "node down: its queued messages are dead letters");
                     }
@@ -622,6 +622,7 @@ impl Shard {
             routed_node: c.routed_node,
             received_node: c.received_node,
             links: ctx.router.remote.counters.clone(),
+            nodes: ctx.router.remote.states(),
             busy: c.busy,
             not_found: c.not_found,
             dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),

@@ -142,6 +142,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             o.sample("caxton_messages_dropped_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
         }
     }
+    o.family("caxton_shard_cluster_nodes", "gauge", "Other nodes as each shard sees them (membership reaches every shard), by state.");
+    for s in shards {
+        for (state, n) in ["alive", "suspect", "down"].iter().zip(s.nodes) {
+            o.sample("caxton_shard_cluster_nodes", &format!("shard=\"{}\",state=\"{state}\"", s.shard), n);
+        }
+    }
     o.family("caxton_link_refused_total", "counter", "Inbound link connections refused or closed, by reason.");
     for s in shards {
         for (reason, n) in [("bad_key", s.links.refused_bad_key), ("too_many", s.links.refused_too_many), ("malformed", s.links.closed_malformed)] {

@@ -50,6 +50,8 @@ pub struct RemoteNode {
     pub addr: SocketAddr,
     pub prefix: String,
     pub alive: bool,
+    /// Alive, but SWIM suspects it (informational: still routable).
+    pub suspect: bool,
     /// Messages queued in slots or in writers' batches (rule 2).
     pub queued: usize,
     pub reserved: usize,
@@ -130,7 +132,7 @@ impl RemoteTable {
 
     /// Learns a node or a change of its state. Returns the messages a node
     /// going down had queued (rule 3), for the caller to count.
-    pub fn set_node(&mut self, name: &str, addr: SocketAddr, alive: bool) -> Vec<Message> {
+    pub fn set_node(&mut self, name: &str, addr: SocketAddr, alive: bool, suspect: bool) -> Vec<Message> {
         if *name == *self.self_name {
             return Vec::new();
         }
@@ -141,7 +143,7 @@ impl RemoteTable {
                 let n = self.nodes.len() as NodeIdx;
                 let name: Arc<str> = name.into();
                 let slots = (0..self.slots_per_node).map(|_| Slot { queue: VecDeque::new(), state: SlotState::Closed, waker: None, generation: 0 }).collect();
-                self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: super::frame::node_prefix(&name), alive, queued: 0, reserved: 0, slots });
+                self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: super::frame::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
                 return Vec::new();
@@ -149,6 +151,7 @@ impl RemoteTable {
         };
         let node = &mut self.nodes[n as usize];
         node.addr = addr;
+        node.suspect = alive && suspect;
         let was_alive = std::mem::replace(&mut node.alive, alive);
         let mut lost = Vec::new();
         if was_alive && !alive {
@@ -187,6 +190,15 @@ impl RemoteTable {
     pub fn node_of_runtime_name(&self, receiver: &[u8]) -> Option<NodeIdx> {
         let tag = super::frame::tag_of(receiver)?;
         self.by_tag.get(&tag).copied()
+    }
+
+    /// Other nodes by state: alive, suspect, down.
+    pub fn states(&self) -> [usize; 3] {
+        let mut c = [0; 3];
+        for n in &self.nodes {
+            c[if !n.alive { 2 } else if n.suspect { 1 } else { 0 }] += 1;
+        }
+        c
     }
 
     /// Room for one more message to `n`? (rules 2 and 3)
@@ -276,7 +288,7 @@ mod tests {
     #[test]
     fn a_conversation_keeps_to_one_slot_and_the_outbox_is_bounded() {
         let mut t = RemoteTable::new("127.0.0.1:7000", 4, 3, 10);
-        t.set_node("127.0.0.2:7000", "127.0.0.2:7000".parse().unwrap(), true);
+        t.set_node("127.0.0.2:7000", "127.0.0.2:7000".parse().unwrap(), true, false);
         t.set_route("far", Some("127.0.0.2:7000"));
         let n = t.route("far").unwrap();
         for _ in 0..3 {
@@ -296,16 +308,21 @@ mod tests {
     fn a_node_going_down_fails_its_queue_and_later_sends_fast() {
         let mut t = RemoteTable::new("a:1", 2, 100, 10);
         let addr = "127.0.0.2:7000".parse().unwrap();
-        t.set_node("b:1", addr, true);
-        t.set_node("a:1", addr, true);
+        t.set_node("b:1", addr, true, false);
+        t.set_node("a:1", addr, true, false);
         assert_eq!(t.nodes().count(), 1, "never itself");
         t.reserve(0).unwrap();
         t.push(0, msg(1)).unwrap();
-        let lost = t.set_node("b:1", addr, false);
+        assert!(t.set_node("b:1", addr, true, true).is_empty(), "a suspect keeps its queue");
+        assert_eq!(t.states(), [0, 1, 0]);
+        assert!(t.reserve(0).is_ok(), "and stays routable");
+        t.cancel(0);
+        let lost = t.set_node("b:1", addr, false, false);
         assert_eq!(lost.len(), 1);
         assert_eq!(t.node(0).queued, 0);
         assert_eq!(t.reserve(0), Err(RouteError::Unreachable));
-        assert!(t.set_node("b:1", addr, true).is_empty());
+        assert_eq!(t.states(), [0, 0, 1]);
+        assert!(t.set_node("b:1", addr, true, false).is_empty());
         assert!(t.reserve(0).is_ok());
         assert_eq!(t.node_of_runtime_name(format!("{}api/3", t.node(0).prefix).as_bytes()), Some(0));
     }
