@@ -115,9 +115,18 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     assert!(metric(&a.node, "caxton_node_unavailable_total") >= 1.0);
     // Live nodes are not affected.
     assert_eq!(send(&a.node, "echo-c", "still here").1["content"], "still here");
+    // A deploy aimed at the down node is refused at once.
+    let echo = repo_path("examples/agents/echo.wat");
+    let out = a.node.cli(&["agent", "deploy", echo.to_str().unwrap(), "--name", "late", "--node", &b.cluster]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is down"), "{}", String::from_utf8_lossy(&out.stderr));
     // A name whose node is down may be deployed elsewhere; it moves there.
     assert_eq!(c.node.deploy("moved", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&a.node, "moved", "to c").1["content"] == "to c"));
+
+    // An undeploy reaches the other nodes: the name is gone everywhere.
+    assert_eq!(c.node.delete("/v1/agents/echo-c").0, 204);
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo-c", "gone?").0 == 404));
 
     // B comes back (same data dir): it rejoins, its agents are routable again.
     b.node.restart();
