@@ -352,7 +352,8 @@ impl Control {
                     None => return Err(ApiError::not_found(format!("no agent named {:?}", out.receiver))),
                     Some((node, _, false)) => {
                         self.node_unavailable.fetch_add(1, Ordering::Relaxed);
-                        return Err(ApiError::node_unavailable(format!("agent {:?} is on node {node}, which is down", out.receiver)));
+                        let why = self.cluster.as_ref().map_or("down", |c| c.view.lock().unwrap().why_unreachable(node));
+                        return Err(ApiError::node_unavailable(format!("agent {:?} is on node {node}, which is {why}", out.receiver)));
                     }
                     Some(_) => None, // any shard sends it over its own link
                 }

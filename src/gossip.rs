@@ -68,11 +68,21 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Where `agent` lives if on another node: (node, its API, alive?).
+    /// Where `agent` lives if on another node: (node, its API, alive?). A
+    /// node not seen yet (this node just started) counts as not alive.
     pub fn remote_route(&self, agent: &str) -> Option<(SocketAddr, Option<SocketAddr>, bool)> {
         let r = self.routes.get(agent).filter(|r| r.present && r.node != self.me.addr)?;
         let m = self.members.get(&r.node);
         Some((r.node, m.map(|m| m.id.api), m.is_some_and(|m| m.state != MemberState::Down)))
+    }
+
+    /// "down", or "not seen yet" for a node gossip has not reported.
+    pub fn why_unreachable(&self, node: SocketAddr) -> &'static str {
+        if self.members.contains_key(&node) {
+            "down"
+        } else {
+            "not seen by this node yet"
+        }
     }
 
     pub fn member_by_name(&self, name: &str) -> Option<&MemberInfo> {
