@@ -179,13 +179,16 @@ impl Shard {
         let mut spin = self.spin_before_park;
         let mut io_polled = Instant::now();
         let io_poll_every = Duration::from_micros(LINK_POLL_INTERVAL_US);
+        // One timer, re-armed for each poll: the loop allocates nothing.
+        let mut io_poll = glommio::timer::Timer::new(Duration::from_micros(1));
         loop {
             // Rule: with links, a runnable shard still lets the reactor see
             // socket completions (limits::LINK_POLL_INTERVAL_US).
             if self.link.is_some() && io_polled.elapsed() >= io_poll_every {
                 // A timer that has not expired leaves nothing runnable, so glommio
                 // polls its rings (a zero one would complete without a poll).
-                glommio::timer::sleep(Duration::from_micros(1)).await;
+                io_poll.reset(Duration::from_micros(1));
+                (&mut io_poll).await;
                 io_polled = Instant::now();
             }
             let work = self.tick();

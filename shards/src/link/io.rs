@@ -15,6 +15,12 @@
 //!    each counted.
 //! 4. A reader stops reading while the shard's link inbox is full (TCP
 //!    backpressure); a malformed frame closes its connection only.
+//! 5. A slot's task belongs to one generation of its node: once the node
+//!    goes down (the generation moves on), the task ends and never touches
+//!    the slot's state again.
+//!
+//! Steady state allocates nothing here but the batch buffer's growth: the
+//! writer swaps its queue with the slot's and re-arms one idle timer.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -274,6 +280,9 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
             }
         };
         failures = 0;
+        if !current(&ctx) {
+            break; // the node went down (and maybe up) while we connected
+        }
         {
             let mut c = ctx.borrow_mut();
             c.router.remote.counters.connects += 1;
@@ -310,6 +319,8 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
 async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: TcpStream) -> WriterEnd {
     let mut batch = std::collections::VecDeque::new();
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
+    let idle_after = Duration::from_millis(LINK_IDLE_TIMEOUT_MS);
+    let mut idle_timer = glommio::timer::Timer::new(idle_after);
     loop {
         let work = poll_fn(|cx| {
             let mut c = ctx.borrow_mut();
@@ -324,8 +335,9 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
             slot.waker = Some(cx.waker().clone());
             Poll::Pending
         });
+        idle_timer.reset(idle_after);
         let idle = async {
-            glommio::timer::sleep(Duration::from_millis(LINK_IDLE_TIMEOUT_MS)).await;
+            (&mut idle_timer).await;
             Some(WriterEnd::Idle)
         };
         if let Some(end) = futures_lite::future::or(work, idle).await {
