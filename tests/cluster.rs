@@ -320,3 +320,64 @@ fn one_conversation_keeps_its_order_across_nodes() {
         assert_eq!(reply.conversation_id(), 77);
     }
 }
+
+/// Kills every TCP connection to `addr` (`ss -K`, iproute2; needs root).
+fn kill_connections_to(addr: &str) {
+    let (ip, port) = addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("ss").args(["-K", "dst", ip, "dport", "=", port]).output().expect("iproute2's `ss`");
+    assert!(out.status.success(), "ss -K: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
+    let wire = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--wire", &wire]);
+    let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
+    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
+    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "ready").0 == 200));
+
+    let mut s = TcpStream::connect(&wire).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    wire_frame(&mut s, b"caxton-wire/1");
+    assert!(String::from_utf8(read_wire_frame(&mut s)).unwrap().starts_with("caxton-wire/1 ok"));
+    const N: u32 = 30_000;
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let header = caxton_shards::Header { conversation_id: 5, ..Default::default() };
+        for i in 0..N {
+            let m = caxton_shards::Message::encode(&header, b"", b"echo", &i.to_le_bytes()).unwrap();
+            wire_frame(&mut w, m.as_bytes());
+            if i % 1_000 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    // Break the links both ways while messages and replies are in flight.
+    let connects_before = metric(&a, "caxton_link_connects_total") + metric(&b.node, "caxton_link_connects_total");
+    let (to_b, to_a) = (b.cluster.clone(), a_cluster.clone());
+    let breaker = std::thread::spawn(move || {
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(60));
+            kill_connections_to(&to_b);
+            kill_connections_to(&to_a);
+        }
+    });
+    let mut seen = vec![false; N as usize];
+    let (mut first_seen, mut last_first) = (0u32, None::<u32>);
+    while first_seen < N {
+        let reply = caxton_shards::Message::decode(read_wire_frame(&mut s)).unwrap();
+        let i = u32::from_le_bytes(reply.content().try_into().unwrap());
+        if !std::mem::replace(&mut seen[i as usize], true) {
+            assert!(last_first.is_none_or(|l| i > l), "first arrivals keep the order sent: {i} after {last_first:?}");
+            last_first = Some(i);
+            first_seen += 1;
+        }
+    }
+    writer.join().unwrap();
+    breaker.join().unwrap();
+    let reconnects = metric(&a, "caxton_link_connects_total") + metric(&b.node, "caxton_link_connects_total") - connects_before;
+    assert!(reconnects >= 2.0, "the links were broken and reopened mid-stream ({reconnects} reconnects)");
+    assert_eq!(metric(&a, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&a, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
+}

@@ -13,6 +13,10 @@
 //! 3. A runtime sender (`@api/7`) crossing from node A becomes
 //!    `@node/<tag of A>/api/7` on arrival, so a reply finds its way back;
 //!    on A, a receiver `@node/<tag of A>/api/7` becomes `@api/7` again.
+//! 4. The receiving side acknowledges: after the frames of each read are in
+//!    its shard, it writes the count of frames taken on this connection so
+//!    far, a little-endian `u64` ([`ACK_BYTES`]), back on the same
+//!    connection. The sender keeps each frame until it is acknowledged.
 
 use caxton_cluster::auth::{NONCE_BYTES, TAG_BYTES};
 use caxton_cluster::identity::node_tag;
@@ -22,6 +26,8 @@ use crate::limits::{ENVELOPE_BYTES_MAX, NAME_BYTES_MAX, RUNTIME_NAME_PREFIX};
 
 /// First bytes of every handshake message.
 pub const LINK_MAGIC: &[u8; 4] = b"CXL1";
+/// Bytes of an acknowledgement (rule 4).
+pub const ACK_BYTES: usize = 8;
 /// Bytes of a frame's length prefix.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 /// Prefix of node-qualified runtime names (rule 3).

@@ -10,9 +10,10 @@
 //!    batch of frames (up to [`LINK_WRITE_BATCH_BYTES_MAX`] a write): frames
 //!    are batched per tick. Steady state reuses the writer's buffers.
 //! 3. An outbound slot keeps its messages while it cannot connect to a live
-//!    node and retries every [`LINK_RECONNECT_DELAY_MS`]; only the node
-//!    going down (table rule 3) or a write failing mid-batch loses them,
-//!    each counted.
+//!    node and retries every [`LINK_RECONNECT_DELAY_MS`]; written ones wait
+//!    for the receiver's acknowledgement and go again on the next connection
+//!    if this one fails (table rule 4). Only the node going down (table
+//!    rule 3) loses them, counted.
 //! 4. A reader stops reading while the shard's link inbox is full (TCP
 //!    backpressure); a malformed frame closes its connection only.
 //! 5. A slot's task belongs to one generation of its node: once the node
@@ -36,7 +37,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{SockRef, TcpKeepalive};
 
-use super::frame::{decode_head, encode_challenge, encode_hello, push_frame, rewrite_on_arrival, take_frames};
+use super::frame::{decode_head, encode_challenge, encode_hello, push_frame, rewrite_on_arrival, take_frames, ACK_BYTES};
 use super::table::{NodeIdx, SlotState};
 use crate::agent::host::ShardCtx;
 use crate::envelope::RoutePath;
@@ -180,6 +181,7 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut frames = Vec::new();
+    let (mut taken, mut acked) = (0u64, 0u64);
     loop {
         // Rule 4: wait for room before reading more.
         poll_fn(|cx| {
@@ -207,6 +209,7 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
             let remote = &mut c.router.remote;
             remote.counters.bytes_in += n as u64;
             remote.counters.frames_in += frames.len() as u64;
+            taken += frames.len() as u64;
             for m in frames.drain(..) {
                 let mut m = match rewrite_on_arrival(&m, &from_prefix, &remote.self_prefix) {
                     Ok(Some(rewritten)) => rewritten,
@@ -225,6 +228,13 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
         if parsed.is_err() {
             return;
         }
+        // Frame rule 4: acknowledge what the shard has taken.
+        if taken != acked {
+            acked = taken;
+            if stream.write_all(&acked.to_le_bytes()).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -238,13 +248,18 @@ pub fn open_wanted(ctx: &Ctx, setup: &Rc<LinkSetup>) {
 }
 
 enum WriterEnd {
-    /// Nothing to write for the idle timeout.
+    /// Nothing to write, and everything acknowledged, for the idle timeout.
     Idle,
     /// The node went down (generation changed).
     Gone,
-    /// A write failed; `lost` messages of the batch are gone.
-    Failed { lost: usize, error: String },
+    /// A write failed, or the ack reader saw the connection end.
+    Failed(String),
 }
+
+/// Sends after which a message still unacknowledged is given up (counted
+/// as `link_lost`): only a receiver that takes the connection down on every
+/// try gets there.
+const LINK_SEND_ATTEMPTS_MAX: u32 = 5;
 
 /// Connects slot `s` of node `n` and writes its mail until idle (rule 3).
 async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
@@ -283,12 +298,19 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         if !current(&ctx) {
             break; // the node went down (and maybe up) while we connected
         }
-        {
+        let fd = stream.as_raw_fd();
+        let connection = {
             let mut c = ctx.borrow_mut();
             c.router.remote.counters.connects += 1;
-            c.router.remote.node_mut(n).slots[s].state = SlotState::Open;
-        }
-        match write_batches(&ctx, n, s, generation, stream).await {
+            c.router.remote.connected(n, s)
+        };
+        let (acks, writer) = futures_lite::io::split(stream);
+        glommio::spawn_local(read_acks(ctx.clone(), n, s, generation, connection, acks)).detach();
+        let end = write_batches(&ctx, n, s, generation, writer).await;
+        // Ends the ack reader too: it holds the other half of the stream.
+        // SAFETY: `fd` belongs to the stream, whose read half is still alive.
+        let _ = SockRef::from(&unsafe { BorrowedFd::borrow_raw(fd) }).shutdown(std::net::Shutdown::Both);
+        match end {
             WriterEnd::Gone => return,
             WriterEnd::Idle => {
                 let mut c = ctx.borrow_mut();
@@ -299,11 +321,16 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
                 }
                 slot.state = SlotState::Connecting; // mail came as it closed
             }
-            WriterEnd::Failed { lost, error } => {
+            WriterEnd::Failed(error) => {
                 let mut c = ctx.borrow_mut();
-                c.router.dead_letters(DeadLetter::LinkLost, lost as u64);
+                let again = c.router.remote.node(n).slots[s].unacked.len();
+                let lost = c.router.remote.requeue_unacked(n, s, LINK_SEND_ATTEMPTS_MAX);
+                for m in &lost {
+                    c.router.dead_letter(DeadLetter::LinkLost, m);
+                }
+                c.router.remote.counters.resent += (again - lost.len()) as u64;
                 c.router.remote.node_mut(n).slots[s].state = SlotState::Connecting;
-                tracing::warn!(node = %name, lost, error, "link write failed; reconnecting");
+                tracing::warn!(node = %name, error, resent = again - lost.len(), lost = lost.len(), "link connection failed; reconnecting, unacknowledged messages go again");
                 drop(c);
                 glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
             }
@@ -316,7 +343,19 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
     }
 }
 
-async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: TcpStream) -> WriterEnd {
+/// Reads the receiver's acknowledgements of `connection` (frame rule 4).
+async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: u64, mut acks: futures_lite::io::ReadHalf<TcpStream>) {
+    let mut total = [0u8; ACK_BYTES];
+    loop {
+        if acks.read_exact(&mut total).await.is_err() {
+            ctx.borrow_mut().router.remote.broke(n, s, generation, connection);
+            return;
+        }
+        ctx.borrow_mut().router.remote.acknowledged(n, s, generation, connection, u64::from_le_bytes(total));
+    }
+}
+
+async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: futures_lite::io::WriteHalf<TcpStream>) -> WriterEnd {
     let mut batch = std::collections::VecDeque::new();
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
     let idle_after = Duration::from_millis(LINK_IDLE_TIMEOUT_MS);
@@ -327,6 +366,9 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
             let slot = &mut c.router.remote.node_mut(n).slots[s];
             if slot.generation != generation {
                 return Poll::Ready(Some(WriterEnd::Gone));
+            }
+            if slot.broken {
+                return Poll::Ready(Some(WriterEnd::Failed("the connection was closed".into())));
             }
             if !slot.queue.is_empty() {
                 std::mem::swap(&mut slot.queue, &mut batch);
@@ -340,15 +382,17 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
             (&mut idle_timer).await;
             Some(WriterEnd::Idle)
         };
-        if let Some(end) = futures_lite::future::or(work, idle).await {
-            return end;
+        match futures_lite::future::or(work, idle).await {
+            Some(WriterEnd::Idle) if !ctx.borrow().router.remote.node(n).slots[s].unacked.is_empty() => continue, // acks still due
+            Some(end) => return end,
+            None => {}
         }
         let count = batch.len();
         let mut bytes = 0u64;
         let mut result = Ok(());
-        while let Some(m) = batch.pop_front() {
-            push_frame(&mut buf, &m);
-            if buf.len() >= LINK_WRITE_BATCH_BYTES_MAX || batch.is_empty() {
+        for (i, m) in batch.iter().enumerate() {
+            push_frame(&mut buf, m);
+            if buf.len() >= LINK_WRITE_BATCH_BYTES_MAX || i + 1 == count {
                 bytes += buf.len() as u64;
                 result = stream.write_all(&buf).await;
                 buf.clear();
@@ -357,11 +401,12 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
                 }
             }
         }
-        batch.clear();
+        buf.clear();
         let mut c = ctx.borrow_mut();
-        c.router.remote.written(n, s, generation, count);
+        // Written or not, they wait for an ack now; a failure sends them again.
+        c.router.remote.written(n, s, generation, &mut batch);
         if let Err(e) = result {
-            return WriterEnd::Failed { lost: count, error: e.to_string() };
+            return WriterEnd::Failed(e.to_string());
         }
         c.router.remote.counters.frames_out += count as u64;
         c.router.remote.counters.bytes_out += bytes;

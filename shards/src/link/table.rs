@@ -12,6 +12,12 @@
 //!    most `outbox_messages_max`; past it, sends get busy (router rule 1).
 //! 3. A node marked down loses its queued messages as dead letters
 //!    (`node_down`) at once, and sends to it fail fast (`Unreachable`).
+//! 4. A written message stays in its slot's `unacked` until the receiving
+//!    node acknowledges it (frame rule 4). If the connection fails while
+//!    the node is alive, the unacknowledged go back to the front of the
+//!    queue and are sent again on the next connection: nothing sent to a
+//!    live node is lost, and order holds; a message the receiver took but
+//!    could not acknowledge arrives twice (at-least-once, in that case only).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -38,11 +44,28 @@ pub enum SlotState {
 
 pub struct Slot {
     pub queue: VecDeque<Message>,
+    /// Written on the current connection, not yet acknowledged (rule 4).
+    pub unacked: VecDeque<Message>,
+    /// Messages the receiver acknowledged on the current connection.
+    pub acked: u64,
+    /// Connections opened for this slot; an ack reader of an older one is
+    /// ignored.
+    pub connection: u64,
+    /// The current connection failed (seen by its ack reader).
+    pub broken: bool,
+    /// Times the oldest unacknowledged message was sent without an ack.
+    pub attempts: u32,
     pub state: SlotState,
     /// The writer waiting for messages.
     pub waker: Option<Waker>,
     /// Bumped when the node goes down: a writer of an older generation stops.
     pub generation: u64,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot { queue: VecDeque::new(), unacked: VecDeque::new(), acked: 0, connection: 0, broken: false, attempts: 0, state: SlotState::Closed, waker: None, generation: 0 }
+    }
 }
 
 pub struct RemoteNode {
@@ -52,7 +75,8 @@ pub struct RemoteNode {
     pub alive: bool,
     /// Alive, but SWIM suspects it (informational: still routable).
     pub suspect: bool,
-    /// Messages queued in slots or in writers' batches (rule 2).
+    /// Messages queued in slots, in writers' batches, or unacknowledged
+    /// (rule 2).
     pub queued: usize,
     pub reserved: usize,
     pub slots: Vec<Slot>,
@@ -66,6 +90,8 @@ pub struct LinkCounters {
     pub bytes_in: u64,
     pub connects: u64,
     pub connect_failures: u64,
+    /// Messages sent again after a connection failed unacknowledged.
+    pub resent: u64,
     /// Inbound connections refused: bad key (handshake), too many, malformed frame.
     pub refused_bad_key: u64,
     pub refused_too_many: u64,
@@ -142,7 +168,7 @@ impl RemoteTable {
                 assert!(self.nodes.len() < NodeIdx::MAX as usize, "too many nodes");
                 let n = self.nodes.len() as NodeIdx;
                 let name: Arc<str> = name.into();
-                let slots = (0..self.slots_per_node).map(|_| Slot { queue: VecDeque::new(), state: SlotState::Closed, waker: None, generation: 0 }).collect();
+                let slots = (0..self.slots_per_node).map(|_| Slot::new()).collect();
                 self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: super::frame::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
@@ -156,6 +182,7 @@ impl RemoteTable {
         let mut lost = Vec::new();
         if was_alive && !alive {
             for slot in &mut node.slots {
+                lost.extend(slot.unacked.drain(..));
                 lost.extend(slot.queue.drain(..));
                 slot.generation += 1;
                 slot.state = SlotState::Closed;
@@ -252,12 +279,73 @@ impl RemoteTable {
         Ok(())
     }
 
-    /// A writer wrote `count` messages of generation `generation`.
-    pub fn written(&mut self, n: NodeIdx, s: usize, generation: u64, count: usize) {
-        let node = &mut self.nodes[n as usize];
-        if node.slots[s].generation == generation {
-            node.queued -= count;
+    /// A new connection of slot `s` is open: returns its number.
+    pub fn connected(&mut self, n: NodeIdx, s: usize) -> u64 {
+        let slot = &mut self.nodes[n as usize].slots[s];
+        debug_assert!(slot.unacked.is_empty(), "requeued before reconnecting");
+        slot.connection += 1;
+        slot.acked = 0;
+        slot.broken = false;
+        slot.state = SlotState::Open;
+        slot.connection
+    }
+
+    /// The writer of `connection` wrote `batch`: it waits for its ack (rule 4).
+    pub fn written(&mut self, n: NodeIdx, s: usize, generation: u64, batch: &mut VecDeque<Message>) {
+        let slot = &mut self.nodes[n as usize].slots[s];
+        if slot.generation == generation {
+            slot.unacked.append(batch);
+        } else {
+            batch.clear(); // counted as lost when the node went down
         }
+    }
+
+    /// The receiver acknowledged `total` messages on `connection` so far.
+    pub fn acknowledged(&mut self, n: NodeIdx, s: usize, generation: u64, connection: u64, total: u64) {
+        let node = &mut self.nodes[n as usize];
+        let slot = &mut node.slots[s];
+        if slot.generation != generation || slot.connection != connection || total <= slot.acked {
+            return;
+        }
+        let newly = (total - slot.acked) as usize;
+        assert!(newly <= slot.unacked.len(), "acknowledged more than was written");
+        slot.unacked.drain(..newly);
+        slot.acked = total;
+        slot.attempts = 0;
+        node.queued -= newly;
+    }
+
+    /// `connection` failed (its ack reader saw it): wake the writer.
+    pub fn broke(&mut self, n: NodeIdx, s: usize, generation: u64, connection: u64) {
+        let slot = &mut self.nodes[n as usize].slots[s];
+        if slot.generation == generation && slot.connection == connection {
+            slot.broken = true;
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// After a failed connection: the unacknowledged go back to the front of
+    /// the queue, in order (rule 4). Past `attempts_max` sends without an
+    /// ack, they are handed back instead, for the caller to count as lost.
+    pub fn requeue_unacked(&mut self, n: NodeIdx, s: usize, attempts_max: u32) -> Vec<Message> {
+        let node = &mut self.nodes[n as usize];
+        let slot = &mut node.slots[s];
+        if slot.unacked.is_empty() {
+            return Vec::new();
+        }
+        slot.attempts += 1;
+        if slot.attempts >= attempts_max {
+            slot.attempts = 0;
+            let lost: Vec<Message> = slot.unacked.drain(..).collect();
+            node.queued -= lost.len();
+            return lost;
+        }
+        while let Some(m) = slot.unacked.pop_back() {
+            slot.queue.push_front(m);
+        }
+        Vec::new()
     }
 
     /// Is there room to read more from links? Readers wait otherwise.
@@ -298,14 +386,47 @@ mod tests {
         assert_eq!(t.reserve(n), Err(RouteError::Busy));
         assert_eq!(t.node(n).slots[2].queue.len(), 3, "conversation 6 mod 4 slots");
         assert_eq!(t.wanted, vec![(n, 2)], "one connection asked for");
+        // Written, then acknowledged: only then is there room again.
         let generation = t.node(n).slots[2].generation;
-        t.written(n, 2, generation, 2);
+        let conn = t.connected(n, 2);
+        let mut batch: VecDeque<Message> = t.node_mut(n).slots[2].queue.drain(..).collect();
+        t.written(n, 2, generation, &mut batch);
+        assert_eq!(t.reserve(n), Err(RouteError::Busy), "unacknowledged still count");
+        t.acknowledged(n, 2, generation, conn, 2);
         assert!(t.reserve(n).is_ok());
         t.cancel(n);
+        assert_eq!(t.node(n).slots[2].unacked.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_connection_sends_its_unacknowledged_again_first() {
+        let mut t = RemoteTable::new("a:1", 1, 100, 10);
+        t.set_node("b:1", "127.0.0.2:7000".parse().unwrap(), true, false);
+        for c in 1..=4 {
+            t.reserve(0).unwrap();
+            t.push(0, msg(c)).unwrap();
+        }
+        let conn = t.connected(0, 0);
+        let mut batch: VecDeque<Message> = t.node_mut(0).slots[0].queue.drain(..3).collect();
+        t.written(0, 0, 0, &mut batch);
+        t.acknowledged(0, 0, 0, conn, 1);
+        t.acknowledged(0, 0, 0, conn - 1, 3); // an old connection's ack: ignored
+        t.broke(0, 0, 0, conn);
+        assert!(t.node(0).slots[0].broken);
+        assert!(t.requeue_unacked(0, 0, 5).is_empty());
+        let order: Vec<u64> = t.node(0).slots[0].queue.iter().map(|m| m.conversation_id()).collect();
+        assert_eq!(order, vec![2, 3, 4], "resent first, in order");
+        assert_eq!(t.node(0).queued, 3);
+        t.connected(0, 0);
+        let mut batch: VecDeque<Message> = t.node_mut(0).slots[0].queue.drain(..).collect();
+        t.written(0, 0, 0, &mut batch);
+        assert_eq!(t.requeue_unacked(0, 0, 2).len(), 3, "sent twice without an ack: given up");
+        assert_eq!(t.node(0).queued, 0);
     }
 
     #[test]
     fn a_node_going_down_fails_its_queue_and_later_sends_fast() {
+        // (unacknowledged messages are lost with it too: set_node drains both)
         let mut t = RemoteTable::new("a:1", 2, 100, 10);
         let addr = "127.0.0.2:7000".parse().unwrap();
         t.set_node("b:1", addr, true, false);
