@@ -285,9 +285,9 @@ fn wire_frame(s: &mut TcpStream, bytes: &[u8]) {
 
 fn read_wire_frame(s: &mut TcpStream) -> Vec<u8> {
     let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
+    s.read_exact(&mut len).expect("a reply within the read timeout (a message lost?)");
     let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut buf).unwrap();
+    s.read_exact(&mut buf).expect("a whole frame");
     buf
 }
 
@@ -321,11 +321,14 @@ fn one_conversation_keeps_its_order_across_nodes() {
     }
 }
 
-/// Kills every TCP connection to `addr` (`ss -K`, iproute2; needs root).
+/// Kills both ends of every established TCP connection to `addr` (`ss -K`,
+/// iproute2; needs root), so bytes not yet read on either side are gone.
 fn kill_connections_to(addr: &str) {
     let (ip, port) = addr.rsplit_once(':').unwrap();
-    let out = std::process::Command::new("ss").args(["-K", "dst", ip, "dport", "=", port]).output().expect("iproute2's `ss`");
-    assert!(out.status.success(), "ss -K: {}", String::from_utf8_lossy(&out.stderr));
+    for (host, side) in [("dst", "dport"), ("src", "sport")] {
+        let out = std::process::Command::new("ss").args(["-K", "state", "established", host, ip, side, "=", port]).output().expect("iproute2's `ss`");
+        assert!(out.status.success(), "ss -K: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 #[test]
@@ -339,7 +342,7 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
     assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "ready").0 == 200));
 
     let mut s = TcpStream::connect(&wire).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     wire_frame(&mut s, b"caxton-wire/1");
     assert!(String::from_utf8(read_wire_frame(&mut s)).unwrap().starts_with("caxton-wire/1 ok"));
     const N: u32 = 30_000;
@@ -350,18 +353,26 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
             let m = caxton_shards::Message::encode(&header, b"", b"echo", &i.to_le_bytes()).unwrap();
             wire_frame(&mut w, m.as_bytes());
             if i % 1_000 == 0 {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     });
-    // Break the links both ways while messages and replies are in flight.
+    // Freeze B so that frames pile up unacknowledged in both socket buffers,
+    // then break the links both ways (the buffered bytes are gone), then
+    // let B go on: A must send the unacknowledged again.
     let connects_before = metric(&a, "caxton_link_connects_total") + metric(&b.node, "caxton_link_connects_total");
+    let b_pid = b.node.child.as_ref().unwrap().id() as i32;
     let (to_b, to_a) = (b.cluster.clone(), a_cluster.clone());
     let breaker = std::thread::spawn(move || {
-        for _ in 0..6 {
-            std::thread::sleep(Duration::from_millis(60));
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(100));
+            // SAFETY: kill(2) on a child process of this test.
+            unsafe { libc::kill(b_pid, libc::SIGSTOP) };
+            std::thread::sleep(Duration::from_millis(300));
             kill_connections_to(&to_b);
             kill_connections_to(&to_a);
+            // SAFETY: as above.
+            unsafe { libc::kill(b_pid, libc::SIGCONT) };
         }
     });
     let mut seen = vec![false; N as usize];
@@ -379,5 +390,6 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
     breaker.join().unwrap();
     let reconnects = metric(&a, "caxton_link_connects_total") + metric(&b.node, "caxton_link_connects_total") - connects_before;
     assert!(reconnects >= 2.0, "the links were broken and reopened mid-stream ({reconnects} reconnects)");
+    assert_eq!(metric(&b.node, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&b.node, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
     assert_eq!(metric(&a, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&a, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
 }

@@ -106,7 +106,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         }
     }
     // One sample per shard: (name, type, help, figure).
-    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 17] = [
+    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 18] = [
+        ("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
         ("caxton_messages_routed_node_total", "counter", "Messages sent to another node over a link.", |s| s.routed_node),
         ("caxton_messages_received_node_total", "counter", "Messages received from another node over a link.", |s| s.received_node),
         ("caxton_link_connects_total", "counter", "Outbound link connections opened (handshake passed).", |s| s.links.connects),
