@@ -7,7 +7,9 @@
 //! 2. What gossip learns goes three ways, in this order: the shared view
 //!    (the REST API reads it), the `routes` cache in node.db, and every
 //!    shard as `Command::Cluster` (a full control queue keeps the updates
-//!    pending and retries every tick; none is dropped).
+//!    pending and retries every tick; past [`CLUSTER_UPDATES_MAX`] pending,
+//!    only the latest per node and per name is kept, which ends in the same
+//!    view).
 //! 3. A node named by a route is made known to the shards (as down) before
 //!    the route, so a shard never holds a route to a node it cannot name.
 //! 4. A member's identity changes when it restarts (a higher boot): news
@@ -441,10 +443,11 @@ impl Driver {
             return;
         }
         for (_, pending) in self.shards.borrow_mut().iter_mut() {
-            if pending.len() + updates.len() > CLUSTER_UPDATES_MAX {
-                tracing::error!("a shard is not taking cluster updates; its view of the cluster is stale");
-            }
             pending.extend(updates.iter().cloned());
+            if pending.len() > CLUSTER_UPDATES_MAX {
+                tracing::warn!(pending = pending.len(), "a shard is slow to take cluster updates; keeping only the latest of each");
+                coalesce(pending);
+            }
         }
         self.retry_shards();
     }
@@ -459,5 +462,49 @@ impl Driver {
                 *pending = updates;
             }
         }
+    }
+}
+
+/// Keeps only the latest update of each node and each agent name, nodes
+/// first (rule 3): a shard that was slow still ends with the same view, and
+/// what waits for it is bounded by the number of nodes and names.
+fn coalesce(pending: &mut Vec<ClusterUpdate>) {
+    let mut nodes: Vec<ClusterUpdate> = Vec::new();
+    let mut routes: Vec<ClusterUpdate> = Vec::new();
+    let mut seen_nodes = std::collections::HashSet::new();
+    let mut seen_agents = std::collections::HashSet::new();
+    for u in pending.drain(..).rev() {
+        match &u {
+            ClusterUpdate::Node { name, .. } => {
+                if seen_nodes.insert(name.clone()) {
+                    nodes.push(u);
+                }
+            }
+            ClusterUpdate::Route { agent, .. } => {
+                if seen_agents.insert(agent.clone()) {
+                    routes.push(u);
+                }
+            }
+        }
+    }
+    pending.extend(nodes.into_iter().rev());
+    pending.extend(routes.into_iter().rev());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalescing_keeps_the_latest_of_each_and_nodes_first() {
+        let node = |alive| ClusterUpdate::Node { name: "b:1".into(), addr: "127.0.0.2:1".parse().unwrap(), alive, suspect: false };
+        let route = |agent: &str, node: Option<&str>| ClusterUpdate::Route { agent: agent.into(), node: node.map(Into::into) };
+        let mut pending = vec![route("x", Some("b:1")), node(false), route("y", Some("b:1")), node(true), route("x", None)];
+        coalesce(&mut pending);
+        let text: Vec<String> = pending.iter().map(|u| format!("{u:?}")).collect();
+        assert_eq!(pending.len(), 3, "{text:?}");
+        assert!(matches!(pending[0], ClusterUpdate::Node { alive: true, .. }));
+        assert!(matches!(&pending[1], ClusterUpdate::Route { agent, .. } if &**agent == "y"));
+        assert!(matches!(&pending[2], ClusterUpdate::Route { agent, node: None } if &**agent == "x"));
     }
 }
