@@ -83,6 +83,9 @@ pub struct ShardStats {
     pub links: crate::link::table::LinkCounters,
     /// Other nodes as this shard sees them: alive, suspect, down.
     pub nodes: [usize; 3],
+    /// Messages waiting for other nodes, and arrivals waiting for a mailbox.
+    pub link_queued: usize,
+    pub link_inbound: usize,
     pub busy: u64,
     pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,

@@ -626,6 +626,8 @@ impl Shard {
             received_node: c.received_node,
             links: ctx.router.remote.counters.clone(),
             nodes: ctx.router.remote.states(),
+            link_queued: ctx.router.remote.queued(),
+            link_inbound: ctx.router.remote.inbound.len(),
             busy: c.busy,
             not_found: c.not_found,
             dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),

@@ -106,7 +106,9 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         }
     }
     // One sample per shard: (name, type, help, figure).
-    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 18] = [
+    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 20] = [
+        ("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
+        ("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
         ("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
         ("caxton_messages_routed_node_total", "counter", "Messages sent to another node over a link.", |s| s.routed_node),
         ("caxton_messages_received_node_total", "counter", "Messages received from another node over a link.", |s| s.received_node),
@@ -151,7 +153,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     }
     o.family("caxton_link_refused_total", "counter", "Inbound link connections refused or closed, by reason.");
     for s in shards {
-        for (reason, n) in [("bad_key", s.links.refused_bad_key), ("too_many", s.links.refused_too_many), ("malformed", s.links.closed_malformed)] {
+        for (reason, n) in [("bad_key", s.links.refused_bad_key), ("handshake", s.links.refused_handshake), ("too_many", s.links.refused_too_many), ("malformed", s.links.closed_malformed)] {
             o.sample("caxton_link_refused_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
         }
     }

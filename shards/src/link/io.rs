@@ -45,6 +45,9 @@ use crate::limits::{LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_RECONN
 use crate::mesh::Doorbell;
 use crate::router::DeadLetter;
 
+/// Why a handshake failed when the peer's proof did not verify.
+const BAD_KEY: &str = "bad_key";
+
 /// Bytes a reader asks of its socket at once.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -126,7 +129,7 @@ async fn handshake_server(stream: &mut TcpStream, setup: &LinkSetup) -> Result<S
     let mut client_proof = [0u8; TAG_BYTES];
     read_exact(stream, &mut client_proof).await?;
     if !setup.key.check_client_proof(theirs, &mine, name, &client_proof) {
-        return Err("bad_key".into());
+        return Err(BAD_KEY.into());
     }
     String::from_utf8(name.to_vec()).map_err(|_| "node name is not UTF-8".into())
 }
@@ -168,9 +171,13 @@ async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut 
             ctx.borrow_mut().router.remote.counters.accepted += 1;
             read_frames(&ctx, &bell, &mut stream, &from).await;
         }
-        Err(e) => {
+        Err(e) if e == BAD_KEY => {
             ctx.borrow_mut().router.remote.counters.refused_bad_key += 1;
-            tracing::warn!(?peer, error = %e, "link refused: handshake failed (wrong or missing cluster key?)");
+            tracing::warn!(?peer, "link refused: the peer did not prove the cluster key");
+        }
+        Err(e) => {
+            ctx.borrow_mut().router.remote.counters.refused_handshake += 1;
+            tracing::warn!(?peer, error = %e, "link refused: the handshake did not complete");
         }
     }
     ctx.borrow_mut().router.remote.counters.open_inbound -= 1;

@@ -94,6 +94,9 @@ pub struct LinkCounters {
     pub resent: u64,
     /// Inbound connections refused: bad key (handshake), too many, malformed frame.
     pub refused_bad_key: u64,
+    /// Inbound connections whose handshake did not complete (closed, timed
+    /// out, not a caxton link).
+    pub refused_handshake: u64,
     pub refused_too_many: u64,
     pub closed_malformed: u64,
     pub accepted: u64,
@@ -217,6 +220,11 @@ impl RemoteTable {
     pub fn node_of_runtime_name(&self, receiver: &[u8]) -> Option<NodeIdx> {
         let tag = super::frame::tag_of(receiver)?;
         self.by_tag.get(&tag).copied()
+    }
+
+    /// Messages waiting for other nodes (queued, in batches, unacknowledged).
+    pub fn queued(&self) -> usize {
+        self.nodes.iter().map(|n| n.queued).sum()
     }
 
     /// Other nodes by state: alive, suspect, down.
