@@ -95,6 +95,15 @@ pub struct ServeArgs {
     /// Members each gossip round goes to [default: 3].
     #[arg(long)]
     pub gossip_fanout: Option<usize>,
+    /// Outbound link connections to one other node, all shards together [default: 100].
+    #[arg(long)]
+    pub connection_pool_size: Option<usize>,
+    /// Inbound link connections the node accepts; the next is closed at once [default: 1000].
+    #[arg(long)]
+    pub max_connections_per_node: Option<usize>,
+    /// An outbound link connection unused this long closes, in ms [default: 60000].
+    #[arg(long)]
+    pub idle_connection_timeout_ms: Option<u64>,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
@@ -273,7 +282,15 @@ impl ServeArgs {
             cluster_size_hint: limits::CLUSTER_NODES_HINT,
             periodic_gossip: true,
         };
-        Ok(Some(ClusterConfig { listen, join: seeds, key, gossip }))
+        Ok(Some(ClusterConfig {
+            listen,
+            join: seeds,
+            key,
+            gossip,
+            connection_pool_size: self.connection_pool_size.or(file.connection_pool_size).unwrap_or(limits::NODE_POOL_CONNECTIONS_MAX).max(1),
+            max_connections_per_node: self.max_connections_per_node.or(file.max_connections_per_node).unwrap_or(limits::NODE_LINK_CONNECTIONS_MAX).max(1),
+            idle_connection_timeout_ms: self.idle_connection_timeout_ms.or(file.idle_connection_timeout_ms).unwrap_or(limits::LINK_IDLE_TIMEOUT_MS).max(1),
+        }))
     }
 }
 
@@ -284,6 +301,9 @@ pub struct ClusterConfig {
     pub join: Vec<SocketAddr>,
     pub key: caxton_cluster::ClusterKey,
     pub gossip: caxton_cluster::GossipSettings,
+    pub connection_pool_size: usize,
+    pub max_connections_per_node: usize,
+    pub idle_connection_timeout_ms: u64,
 }
 
 #[cfg(test)]

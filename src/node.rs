@@ -27,7 +27,6 @@ use caxton_shards::ShardsConfig;
 use crate::api::{self, Api};
 use crate::catalog::{Catalog, RouteCache};
 use crate::gossip::Cluster;
-use caxton_shards::limits::NODE_LINK_CONNECTIONS_MAX;
 use caxton_shards::link::LinkSetup;
 use crate::control::Control;
 
@@ -100,11 +99,8 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             storage: config.storage.clone(),
             boot_epoch,
             tuning: config.tuning,
-            link: config.cluster.as_ref().map(|c| LinkSetup {
-                listen: c.listen,
-                self_name: c.listen.to_string(),
-                key: c.key.clone(),
-                inbound_connections_max: (NODE_LINK_CONNECTIONS_MAX / cores).max(1),
+            link: config.cluster.as_ref().map(|c| {
+                LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.max_connections_per_node, c.connection_pool_size, std::time::Duration::from_millis(c.idle_connection_timeout_ms))
             }),
         },
         sink,

@@ -406,3 +406,27 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
     assert_eq!(metric(&b.node, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&b.node, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
     assert_eq!(metric(&a, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&a, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
 }
+
+#[test]
+fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
+    let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--idle-connection-timeout-ms", "1000", "--max-connections-per-node", "2"]);
+    let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
+    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
+    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    let ask = || a.post_message(&json!({ "receiver": "echo", "content": "hi", "conversation_id": 9 }), Some(3000));
+    assert!(eventually(Duration::from_secs(10), || ask().0 == 200));
+    let connects = || metric(&a, "caxton_link_connects_total");
+    let opened = connects();
+    assert_eq!(ask().0, 200);
+    assert_eq!(connects(), opened, "a busy connection stays open");
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(ask().0, 200);
+    assert_eq!(connects(), opened + 1.0, "closed after 1 s idle, reopened by the next message");
+
+    // 2 inbound links per node (1 per shard): raw connections past that
+    // are closed at once and counted.
+    let raw: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(&a_cluster).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}") + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}") >= 1.0));
+    drop(raw);
+}

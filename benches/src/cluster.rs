@@ -20,7 +20,7 @@ use caxton_cluster::{ClusterKey, GossipSettings};
 use caxton_shards::clock::now_ns;
 use caxton_shards::command::ClusterUpdate;
 use caxton_shards::executor::allowed_cpus;
-use caxton_shards::limits::{GOSSIP_FANOUT, GOSSIP_INTERVAL_MS, GOSSIP_PACKET_BYTES_MAX, NODE_LINK_CONNECTIONS_MAX};
+use caxton_shards::limits::{GOSSIP_FANOUT, GOSSIP_INTERVAL_MS, GOSSIP_PACKET_BYTES_MAX};
 use caxton_shards::link::LinkSetup;
 use hdrhistogram::Histogram;
 
@@ -108,7 +108,7 @@ impl LinkedPair {
         let cpus = allowed_cpus();
         let (addr_a, addr_b) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
         let key = ClusterKey::new(b"benchmark cluster key").unwrap();
-        let link = |addr: SocketAddr| LinkSetup { listen: addr, self_name: addr.to_string(), key: key.clone(), inbound_connections_max: NODE_LINK_CONNECTIONS_MAX };
+        let link = |addr: SocketAddr| LinkSetup::with_defaults(addr, key.clone(), 1);
         let round_trips = Arc::new(Mutex::new(histogram()));
         let replies = Arc::new(AtomicU64::new(0));
         let (rt, n) = (round_trips.clone(), replies.clone());

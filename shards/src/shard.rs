@@ -32,7 +32,7 @@ use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::limits::{
-    LINK_INBOUND_MESSAGES_MAX, LINK_POLL_INTERVAL_US, NODE_OUTBOX_MESSAGES_MAX, NODE_POOL_CONNECTIONS_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
+    LINK_INBOUND_MESSAGES_MAX, LINK_POLL_INTERVAL_US, NODE_OUTBOX_MESSAGES_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
     TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
 };
 use crate::metrics::ALERT_WINDOW_MS;
@@ -138,9 +138,8 @@ impl Shard {
         let path = shard_db_path(&setup.data_dir, setup.index);
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let limits = setup.tuning.router_limits(setup.mesh.to.len());
-        let shards = setup.mesh.to.len();
         let remote = match &setup.link {
-            Some(link) => RemoteTable::new(&link.self_name, (NODE_POOL_CONNECTIONS_MAX / shards).max(1), NODE_OUTBOX_MESSAGES_MAX, LINK_INBOUND_MESSAGES_MAX),
+            Some(link) => RemoteTable::new(&link.self_name, link.pool_connections, NODE_OUTBOX_MESSAGES_MAX, LINK_INBOUND_MESSAGES_MAX),
             None => RemoteTable::standalone(),
         };
         let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);

@@ -41,7 +41,9 @@ use super::frame::{decode_head, encode_challenge, encode_hello, push_frame, rewr
 use super::table::{NodeIdx, SlotState};
 use crate::agent::host::ShardCtx;
 use crate::envelope::RoutePath;
-use crate::limits::{LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_RECONNECT_DELAY_MS, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX};
+use crate::limits::{
+    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_RECONNECT_DELAY_MS, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX, NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX,
+};
 use crate::mesh::Doorbell;
 use crate::router::DeadLetter;
 
@@ -59,8 +61,36 @@ pub struct LinkSetup {
     /// This node's name (its cluster address as text).
     pub self_name: String,
     pub key: ClusterKey,
-    /// Inbound connections this shard accepts at once.
+    /// Inbound connections this shard accepts at once: its share of
+    /// `max_connections_per_node` (default [`NODE_LINK_CONNECTIONS_MAX`]).
     pub inbound_connections_max: usize,
+    /// Outbound connections this shard may open to one node: its share of
+    /// `connection_pool_size` (default [`NODE_POOL_CONNECTIONS_MAX`]).
+    pub pool_connections: usize,
+    /// An outbound connection unused this long closes. Default
+    /// [`LINK_IDLE_TIMEOUT_MS`] (60 s).
+    pub idle_timeout: Duration,
+}
+
+impl LinkSetup {
+    /// The settings of one of `shards` shards of a node listening on
+    /// `listen`, from the node-wide figures.
+    pub fn for_shard(listen: SocketAddr, key: ClusterKey, shards: usize, connections_per_node: usize, pool_size: usize, idle_timeout: Duration) -> LinkSetup {
+        assert!(shards > 0);
+        LinkSetup {
+            listen,
+            self_name: listen.to_string(),
+            key,
+            inbound_connections_max: (connections_per_node / shards).max(1),
+            pool_connections: (pool_size / shards).max(1),
+            idle_timeout,
+        }
+    }
+
+    /// The defaults (ADR-0017's connection limits).
+    pub fn with_defaults(listen: SocketAddr, key: ClusterKey, shards: usize) -> LinkSetup {
+        LinkSetup::for_shard(listen, key, shards, NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX, Duration::from_millis(LINK_IDLE_TIMEOUT_MS))
+    }
 }
 
 type Ctx = Rc<RefCell<ShardCtx>>;
@@ -313,7 +343,7 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         };
         let (acks, writer) = futures_lite::io::split(stream);
         glommio::spawn_local(read_acks(ctx.clone(), n, s, generation, connection, acks)).detach();
-        let end = write_batches(&ctx, n, s, generation, writer).await;
+        let end = write_batches(&ctx, n, s, generation, writer, setup.idle_timeout).await;
         // Ends the ack reader too: it holds the other half of the stream.
         // SAFETY: `fd` belongs to the stream, whose read half is still alive.
         let _ = SockRef::from(&unsafe { BorrowedFd::borrow_raw(fd) }).shutdown(std::net::Shutdown::Both);
@@ -362,10 +392,9 @@ async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: 
     }
 }
 
-async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: futures_lite::io::WriteHalf<TcpStream>) -> WriterEnd {
+async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: futures_lite::io::WriteHalf<TcpStream>, idle_after: Duration) -> WriterEnd {
     let mut batch = std::collections::VecDeque::new();
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
-    let idle_after = Duration::from_millis(LINK_IDLE_TIMEOUT_MS);
     let mut idle_timer = glommio::timer::Timer::new(idle_after);
     loop {
         let work = poll_fn(|cx| {
