@@ -288,9 +288,6 @@ impl Control {
 
     pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
         if !self.agents.lock().unwrap().contains_key(name) {
-            if let Some((node, _, _)) = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
-                return Err(ApiError::not_found(format!("agent {name:?} is on node {node}: stop it there")));
-            }
             return Err(ApiError::not_found(format!("no agent named {name:?}")));
         }
         self.forget(name).await;
@@ -439,6 +436,21 @@ impl Control {
     /// Deploys on another node of the cluster (`--node`): forwards the
     /// request to that node's API, with the caller's credentials.
     pub async fn deploy_on(&self, node: &str, name: &str, instances: u32, body: Vec<u8>, authorization: Option<String>) -> Result<(u16, Vec<u8>), ApiError> {
+        self.forward(node, "PUT", format!("/v1/agents/{name}?instances={instances}"), body, authorization).await
+    }
+
+    /// The node hosting `name`, if another node of the cluster does.
+    pub fn remote_node_of(&self, name: &str) -> Option<String> {
+        if self.agents.lock().unwrap().contains_key(name) {
+            return None;
+        }
+        let (node, _, _) = self.cluster.as_ref()?.view.lock().unwrap().remote_route(name)?;
+        Some(node.to_string())
+    }
+
+    /// Sends a request to another member's API (`--node` deploys, stops of
+    /// agents hosted there) and hands back its status and body.
+    pub async fn forward(&self, node: &str, method: &'static str, path: String, body: Vec<u8>, authorization: Option<String>) -> Result<(u16, Vec<u8>), ApiError> {
         let cluster = self.cluster.as_ref().ok_or_else(|| ApiError::bad_request("not_clustered", "this node is not in a cluster (--listen): there is no other node"))?;
         let api = {
             let view = cluster.view.lock().unwrap();
@@ -449,9 +461,9 @@ impl Control {
             }
             m.id.api
         };
-        let url = format!("http://{api}/v1/agents/{name}?instances={instances}");
+        let url = format!("http://{api}{path}");
         let forwarded = tokio::task::spawn_blocking(move || {
-            let mut req = ureq::put(&url).timeout(Duration::from_secs(60));
+            let mut req = ureq::request(method, &url).timeout(Duration::from_secs(60));
             if let Some(a) = authorization {
                 req = req.set("authorization", &a);
             }
@@ -469,7 +481,7 @@ impl Control {
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-        forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding the deploy to node {node} ({api}) failed: {e}")))
+        forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding to node {node} ({api}) failed: {e}")))
     }
 
     /// Stops every shard, committing what they hold.

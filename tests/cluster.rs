@@ -124,8 +124,11 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     assert_eq!(c.node.deploy("moved", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&a.node, "moved", "to c").1["content"] == "to c"));
 
-    // An undeploy reaches the other nodes: the name is gone everywhere.
-    assert_eq!(c.node.delete("/v1/agents/echo-c").0, 204);
+    // Stopping an agent from another node is forwarded to its node, and
+    // the undeploy reaches every node: the name is gone everywhere.
+    let out = a.node.cli(&["agent", "stop", "echo-c"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.node.get("/v1/agents/echo-c").0, 404);
     assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo-c", "gone?").0 == 404));
 
     // B comes back (same data dir): it rejoins, its agents are routable again.

@@ -240,6 +240,14 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
         }
         (&Method::DELETE, ["v1", "agents", name]) => {
+            if let Some(node) = control.remote_node_of(name) {
+                let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let (status, body) = control.forward(&node, "DELETE", format!("/v1/agents/{name}"), Vec::new(), authorization).await?;
+                tracing::info!(agent = name, node, status, "stop forwarded");
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                return Ok(resp);
+            }
             control.undeploy(name).await?;
             tracing::info!(agent = name, "agent stopped");
             let mut resp = Response::new(Full::new(Bytes::new()));
