@@ -28,8 +28,24 @@ pub fn default_binary() -> PathBuf {
 }
 
 impl Node {
+    /// Starts a node on free loopback ports. A port taken between our probe
+    /// and the node's bind (another process's connection) is retried with
+    /// new ports; any other failure is reported with the node's log.
     pub fn start(binary: &Path, cores: Option<usize>) -> Result<Node, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        const ATTEMPTS: usize = 3;
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            match Node::start_once(binary, cores) {
+                Ok(node) => return Ok(node),
+                Err((e, log)) if log.contains("cannot bind") => last = format!("{e}: {}", log.trim()),
+                Err((e, log)) => return Err(format!("{e}; its log:\n{}", log.trim())),
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(binary: &Path, cores: Option<usize>) -> Result<Node, (String, String)> {
+        let dir = tempfile::tempdir().map_err(|e| (e.to_string(), String::new()))?;
         let (api, wire) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let mut args: Vec<String> = vec!["serve".into(), "--api".into(), api.clone(), "--wire".into(), wire.clone()];
         args.push("--data-dir".into());
@@ -39,17 +55,20 @@ impl Node {
             args.push(c.to_string());
         }
         args.extend(NODE_LIMITS.iter().map(|s| s.to_string()));
-        let log = std::fs::File::create(dir.path().join("node.log")).map_err(|e| e.to_string())?;
+        let log_path = dir.path().join("node.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| (e.to_string(), String::new()))?;
         let child = Command::new(binary)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e} (build it with `cargo build --release`, or pass --caxton)", binary.display()))?;
+            .map_err(|e| (format!("cannot start {}: {e} (build it with `cargo build --release`, or pass --caxton)", binary.display()), String::new()))?;
         let settings = args[1..].join(" ");
         let mut node = Node { api, wire, settings, child: Some(child), _dir: Some(dir) };
-        node.wait_healthy()?;
-        Ok(node)
+        match node.wait_healthy() {
+            Ok(()) => Ok(node),
+            Err(e) => Err((e, std::fs::read_to_string(&log_path).unwrap_or_default())),
+        }
     }
 
     /// A node someone else runs: `api` and `wire` addresses.
