@@ -92,40 +92,53 @@ impl Node {
         format!("http://{}:{}{path}", self.ip, self.port)
     }
 
+    /// Starts the process. An API port taken between our probe and the
+    /// node's bind (another process's connection) is retried with a new one;
+    /// any other failure panics with the node's log.
     fn spawn(&mut self) {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{stamp}.log"))).unwrap();
-        let (program, prefix) = match self.wrap.split_first() {
-            Some((p, rest)) => (p.clone(), rest.to_vec()),
-            None => (BIN.to_string(), Vec::new()),
-        };
-        let prefix = if self.wrap.is_empty() { prefix } else { prefix.into_iter().chain([BIN.to_string()]).collect() };
-        let child = Command::new(program)
-            .args(prefix)
-            .args(["serve", "--cores", &self.cores.to_string(), "--api", &self.api()])
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .args(&self.extra)
-            .args(self.token.iter().flat_map(|t| ["--api-token", t.as_str()]))
-            .env("CAXTON_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn caxton serve");
-        self.child = Some(child);
-        self.wait_healthy();
+        for _ in 0..3 {
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let log_path = self.dir.path().join(format!("node-{stamp}.log"));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let (program, prefix) = match self.wrap.split_first() {
+                Some((p, rest)) => (p.clone(), rest.to_vec()),
+                None => (BIN.to_string(), Vec::new()),
+            };
+            let prefix = if self.wrap.is_empty() { prefix } else { prefix.into_iter().chain([BIN.to_string()]).collect() };
+            let child = Command::new(program)
+                .args(prefix)
+                .args(["serve", "--cores", &self.cores.to_string(), "--api", &self.api()])
+                .arg("--data-dir")
+                .arg(self.dir.path().join("data"))
+                .args(&self.extra)
+                .args(self.token.iter().flat_map(|t| ["--api-token", t.as_str()]))
+                .env("CAXTON_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn caxton serve");
+            self.child = Some(child);
+            let Err(status) = self.wait_healthy() else { return };
+            self.child = None;
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if !(log.contains("cannot bind the API") && self.wrap.is_empty()) {
+                panic!("caxton serve exited with {status} while starting:\n{log}");
+            }
+            self.port = free_port_on(&self.ip);
+        }
+        panic!("caxton serve could not bind a free API port in 3 tries");
     }
 
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = self.request("GET", "/v1/health").call() {
                 if r.status() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("caxton serve exited with {status} while starting");
+                return Err(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
