@@ -17,7 +17,7 @@
 //! 5. Until it has a member, the node re-announces itself to its `--join`
 //!    seeds every [`REJOIN_INTERVAL_MS`], so start-up order does not matter.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -143,8 +143,8 @@ impl Cluster {
                     cache: RefCell::new(cache),
                     shards: shards.into_iter().map(|s| (s, Vec::new())).collect::<Vec<_>>().into(),
                     timers: RefCell::new(BTreeMap::new()),
-                    timer_seq: RefCell::new(0),
-                    last_version: RefCell::new(0),
+                    timer_seq: Cell::new(0),
+                    last_version: Cell::new(0),
                     seeds: config.join,
                 };
                 let driver = Rc::new(driver);
@@ -187,8 +187,8 @@ struct Driver {
     /// Each shard, with the updates it has not taken yet (rule 2).
     shards: RefCell<Vec<(ShardSender, Vec<ClusterUpdate>)>>,
     timers: RefCell<BTreeMap<(Instant, u64), Timer<NodeId>>>,
-    timer_seq: RefCell<u64>,
-    last_version: RefCell<u64>,
+    timer_seq: Cell<u64>,
+    last_version: Cell<u64>,
     seeds: Vec<SocketAddr>,
 }
 
@@ -289,9 +289,9 @@ impl Driver {
 
     fn next_version(&self) -> u64 {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let mut last = self.last_version.borrow_mut();
-        *last = now.max(*last + 1);
-        *last
+        let version = now.max(self.last_version.get() + 1);
+        self.last_version.set(version);
+        version
     }
 
     fn publish(&self, agent: String, present: bool) {
@@ -324,24 +324,15 @@ impl Driver {
 
     /// Moves everything the membership produced to its destinations.
     async fn flush(&self) {
-        let (sends, notes, changes) = {
-            let mut m = self.membership.borrow_mut();
+        let out = self.membership.borrow_mut().take_output();
+        {
             let mut timers = self.timers.borrow_mut();
-            while let Some((after, t)) = m.poll_timer() {
-                let mut seq = self.timer_seq.borrow_mut();
-                *seq += 1;
-                timers.insert((Instant::now() + after, *seq), t);
+            for (after, t) in out.timers {
+                self.timer_seq.set(self.timer_seq.get() + 1);
+                timers.insert((Instant::now() + after, self.timer_seq.get()), t);
             }
-            let mut notes = Vec::new();
-            while let Some(n) = m.poll_notification() {
-                notes.push(n);
-            }
-            let mut sends = Vec::new();
-            while let Some(s) = m.poll_send() {
-                sends.push(s);
-            }
-            (sends, notes, m.take_route_changes())
-        };
+        }
+        let (sends, notes, changes) = (out.sends, out.notifications, out.route_changes);
         for (to, packet) in sends {
             if let Err(e) = self.socket.send_to(&packet, to.addr).await {
                 tracing::debug!(to = %to.addr, error = %e, "gossip send failed");

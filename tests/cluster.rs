@@ -294,23 +294,29 @@ fn read_wire_frame(s: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-#[test]
-fn one_conversation_keeps_its_order_across_nodes() {
+/// Node A (2 shards, with a wire listener) and member B hosting `echo`
+/// with `instances`, and a wire client on A past its hello.
+fn wire_client_to_echo_on_b(instances: u32, read_timeout: Duration) -> (Node, Member, TcpStream) {
     let wire = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
     let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
     let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--wire", &wire]);
     let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
     assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
-    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 3).0, 201);
+    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", instances).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "ready").0 == 200));
-
-    // A wire client on A sends one conversation to `echo` on B; the replies
-    // come back over the other link, in the order sent.
     let mut s = TcpStream::connect(&wire).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
     wire_frame(&mut s, b"caxton-wire/1");
     let hello = String::from_utf8(read_wire_frame(&mut s)).unwrap();
     assert!(hello.starts_with("caxton-wire/1 ok"), "{hello}");
+    (a, b, s)
+}
+
+#[test]
+fn one_conversation_keeps_its_order_across_nodes() {
+    // A wire client on A sends one conversation to `echo` on B; the replies
+    // come back over the other link, in the order sent.
+    let (a, _b, mut s) = wire_client_to_echo_on_b(3, Duration::from_secs(20));
     const N: u32 = 2_000;
     let header = caxton_shards::Header { conversation_id: 77, ..Default::default() };
     for i in 0..N {
@@ -336,18 +342,8 @@ fn kill_connections_to(addr: &str) {
 
 #[test]
 fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
-    let wire = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
-    let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
-    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--wire", &wire]);
-    let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
-    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
-    assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
-    assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "ready").0 == 200));
-
-    let mut s = TcpStream::connect(&wire).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    wire_frame(&mut s, b"caxton-wire/1");
-    assert!(String::from_utf8(read_wire_frame(&mut s)).unwrap().starts_with("caxton-wire/1 ok"));
+    let (a, b, mut s) = wire_client_to_echo_on_b(1, Duration::from_secs(15));
+    let a_cluster = a.extra_arg("--listen");
     // Fewer than a node's outbox holds (16,384 per shard), so that no send
     // is refused as busy: then every one must arrive.
     const N: u32 = 12_000;

@@ -117,6 +117,15 @@ impl BroadcastHandler<NodeId> for SharedRegistry {
     }
 }
 
+/// What a [`Membership`] asks of its driver ([`Membership::take_output`]).
+#[derive(Default)]
+pub struct Output {
+    pub sends: Vec<(NodeId, Vec<u8>)>,
+    pub timers: Vec<(Duration, Timer<NodeId>)>,
+    pub notifications: Vec<OwnedNotification<NodeId>>,
+    pub route_changes: Vec<RouteItem>,
+}
+
 pub struct Membership {
     foca: Foca<NodeId, PostcardCodec, SmallRng, SharedRegistry>,
     runtime: AccumulatingRuntime<NodeId>,
@@ -320,6 +329,24 @@ impl Membership {
             self.retune();
         }
         Some(n)
+    }
+
+    /// Everything produced since the last call, taken in the one safe
+    /// order: notifications first (a member coming up queues sync packets,
+    /// rule 3), then packets, timers and registry changes.
+    pub fn take_output(&mut self) -> Output {
+        let mut out = Output::default();
+        while let Some(n) = self.poll_notification() {
+            out.notifications.push(n);
+        }
+        while let Some(p) = self.poll_send() {
+            out.sends.push(p);
+        }
+        while let Some(t) = self.poll_timer() {
+            out.timers.push(t);
+        }
+        out.route_changes = self.take_route_changes();
+        out
     }
 
     /// Registry items that changed this node's view since the last call.

@@ -95,10 +95,6 @@ impl Simulation {
         self.now_us
     }
 
-    pub fn alive(&self) -> usize {
-        self.nodes.iter().flatten().count()
-    }
-
     pub fn node(&self, i: usize) -> Option<&Membership> {
         self.nodes[i].as_ref()
     }
@@ -199,24 +195,8 @@ impl Simulation {
     /// Moves node `i`'s output into the event queue and the views.
     fn drain(&mut self, i: usize) {
         let Some(m) = self.nodes[i].as_mut() else { return };
-        let mut out = Vec::new();
-        while let Some((to, packet)) = m.poll_send() {
-            out.push((to, packet));
-        }
-        let mut timers = Vec::new();
-        while let Some(t) = m.poll_timer() {
-            timers.push(t);
-        }
-        let mut notes = Vec::new();
-        while let Some(n) = m.poll_notification() {
-            notes.push(n);
-        }
-        // Republishing on MemberUp may have queued more packets.
-        while let Some((to, packet)) = m.poll_send() {
-            out.push((to, packet));
-        }
-        let _ = m.take_route_changes();
-        for (to, packet) in out {
+        let crate::membership::Output { sends, timers, notifications, .. } = m.take_output();
+        for (to, packet) in sends {
             let Some(&dst) = self.by_addr.get(&to.addr) else { continue };
             let at = self.now_us + SIM_LATENCY_US + self.rng.random_range(0..=SIM_JITTER_US);
             self.push(at, dst, Event::Packet(packet));
@@ -225,7 +205,7 @@ impl Simulation {
             let at = self.now_us + after.as_micros() as u64;
             self.push(at, i, Event::Timer(t));
         }
-        for n in notes {
+        for n in notifications {
             match n {
                 OwnedNotification::MemberUp(id) => {
                     self.seen_up.entry(id.addr).or_default().insert(i);
@@ -342,30 +322,29 @@ mod tests {
         assert_eq!((a.join_ms, a.failure_ms, a.bytes_per_node_s), (b.join_ms, b.failure_ms, b.bytes_per_node_s));
     }
 
-    #[test]
-    fn timings_follow_the_cluster_size() {
-        let mut sim = Simulation::new(GossipSettings { cluster_size_hint: 1000, ..settings() }, 5);
-        for i in 0..4 {
+    /// `n` nodes, each joined through node 0, run until all see all.
+    fn joined_through_node_0(n: usize, settings: GossipSettings, seed: u64) -> Simulation {
+        let mut sim = Simulation::new(settings, seed);
+        for i in 0..n {
             sim.add_node();
             if i > 0 {
                 sim.join(i, 0);
             }
         }
-        sim.run_until(30_000_000, 10_000, |s| (0..4).all(|i| s.seeing_up(sim_addr(i)) == 3)).unwrap();
+        sim.run_until(60_000_000, 10_000, |s| (0..n).all(|i| s.seeing_up(sim_addr(i)) == n - 1)).expect("converged");
+        sim
+    }
+
+    #[test]
+    fn timings_follow_the_cluster_size() {
+        let mut sim = joined_through_node_0(4, GossipSettings { cluster_size_hint: 1000, ..settings() }, 5);
         let tuned = sim.node(0).unwrap().tuned_for();
         assert_eq!(tuned, crate::membership::CLUSTER_TUNING_NODES_MIN, "re-tuned from 1000 to the 4 it sees, floored");
     }
 
     #[test]
     fn a_graceful_leave_reaches_every_member_within_two_seconds() {
-        let mut sim = Simulation::new(settings(), 3);
-        for i in 0..8 {
-            sim.add_node();
-            if i > 0 {
-                sim.join(i, 0);
-            }
-        }
-        sim.run_until(60_000_000, 10_000, |s| (0..8).all(|i| s.seeing_up(sim_addr(i)) == 7)).expect("converged");
+        let mut sim = joined_through_node_0(8, settings(), 3);
         let start = sim.now_us();
         sim.leave(5);
         let done = sim.run_until(start + 10_000_000, 1_000, |s| s.seeing_down(sim_addr(5)) == 7).expect("everyone saw the leave");
@@ -374,14 +353,7 @@ mod tests {
 
     #[test]
     fn registry_items_reach_every_member_including_a_late_joiner() {
-        let mut sim = Simulation::new(settings(), 11);
-        for i in 0..5 {
-            sim.add_node();
-            if i > 0 {
-                sim.join(i, 0);
-            }
-        }
-        sim.run_until(60_000_000, 10_000, |s| (0..5).all(|i| s.seeing_up(sim_addr(i)) == 4)).unwrap();
+        let mut sim = joined_through_node_0(5, settings(), 11);
         let item = crate::RouteItem { agent: "echo".into(), node: sim_addr(2), version: 1, present: true };
         sim.node_mut(2).unwrap().publish(item.clone());
         let t = sim.now_us();

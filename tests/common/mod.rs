@@ -84,6 +84,12 @@ impl Node {
         }
     }
 
+    /// The value given after `flag` when the node was started.
+    pub fn extra_arg(&self, flag: &str) -> String {
+        let i = self.extra.iter().position(|a| a == flag).unwrap_or_else(|| panic!("started without {flag}"));
+        self.extra[i + 1].clone()
+    }
+
     pub fn api(&self) -> String {
         format!("{}:{}", self.ip, self.port)
     }
