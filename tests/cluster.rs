@@ -316,7 +316,7 @@ fn wire_client_to_echo_on_b(instances: u32, read_timeout: Duration) -> (Node, Me
 fn one_conversation_keeps_its_order_across_nodes() {
     // A wire client on A sends one conversation to `echo` on B; the replies
     // come back over the other link, in the order sent.
-    let (a, _b, mut s) = wire_client_to_echo_on_b(3, Duration::from_secs(20));
+    let (_a, _b, mut s) = wire_client_to_echo_on_b(3, Duration::from_secs(20));
     const N: u32 = 2_000;
     let header = caxton_shards::Header { conversation_id: 77, ..Default::default() };
     for i in 0..N {

@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn timings_follow_the_cluster_size() {
-        let mut sim = joined_through_node_0(4, GossipSettings { cluster_size_hint: 1000, ..settings() }, 5);
+        let sim = joined_through_node_0(4, GossipSettings { cluster_size_hint: 1000, ..settings() }, 5);
         let tuned = sim.node(0).unwrap().tuned_for();
         assert_eq!(tuned, crate::membership::CLUSTER_TUNING_NODES_MIN, "re-tuned from 1000 to the 4 it sees, floored");
     }
