@@ -9,7 +9,7 @@
 //! A deploy is refused when the node would exceed `--memory-budget` or hold
 //! more than `--max-agents` instances.
 
-pub use caxton_shards::limits::{AGENT_OVERHEAD_BYTES, AGENTS_MAX, BASE_MEMORY_BYTES, MESSAGE_BUFFER_BYTES};
+pub use caxton_shards::limits::{AGENT_OVERHEAD_BYTES, AGENTS_MAX, BASE_MEMORY_BYTES};
 
 /// ADR-0017's `MemoryLimits`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ mod tests {
             agent_heap_size: 10 * 1000 * 1000,
             agent_stack_size: 1000 * 1000,
             per_agent_overhead: AGENT_OVERHEAD_BYTES,
-            message_buffer_size: MESSAGE_BUFFER_BYTES,
+            message_buffer_size: caxton_shards::limits::MESSAGE_BUFFER_BYTES,
         }
     }
 

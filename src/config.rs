@@ -15,7 +15,9 @@ use caxton_shards::storage::StorageConfig;
 use serde::Deserialize;
 
 use crate::admission::{self, MemoryLimits};
-use crate::node::ServeConfig;
+use crate::node::{ListenerLimits, ServeConfig};
+use caxton_shards::link::io::LinkSettings;
+use caxton_shards::router::NodeQueueLimits;
 
 /// Parses `10MiB`, `512 KiB`, `1GB`, `4096`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -104,6 +106,13 @@ pub struct ServeArgs {
     /// An outbound link connection unused this long closes, in ms [default: 60000].
     #[arg(long)]
     pub idle_connection_timeout_ms: Option<u64>,
+    /// Longest a link connect and handshake may take, in ms [default: 2000].
+    #[arg(long)]
+    pub link_handshake_timeout_ms: Option<u64>,
+    /// Inbound link connections in their handshake at once, apart from the
+    /// authenticated ones; the next is closed [default: 64].
+    #[arg(long)]
+    pub max_pending_handshakes: Option<usize>,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
@@ -145,6 +154,28 @@ pub struct ServeArgs {
     /// Open API connections; the next one gets 503 and is closed [default: 10000].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Longest a REST client may take to send a request's headers, in ms [default: 10000].
+    #[arg(long)]
+    pub api_header_timeout_ms: Option<u64>,
+    /// Longest a REST connection may sit idle between requests, in ms [default: 30000].
+    #[arg(long)]
+    pub api_idle_timeout_ms: Option<u64>,
+    /// A host name the API answers to besides its address (repeatable; the
+    /// Host header is checked against DNS rebinding).
+    #[arg(long = "api-host")]
+    #[serde(default, rename = "api_host")]
+    pub api_hosts: Vec<String>,
+    /// Longest a wire client may take to send its hello, in ms [default: 5000].
+    #[arg(long)]
+    pub wire_hello_timeout_ms: Option<u64>,
+    /// Open wire connections; the next one is refused [default: 256].
+    #[arg(long)]
+    pub wire_connections_max: Option<usize>,
+    /// Message memory of the node: every queue holding messages has a share
+    /// of it (ADR-0017 message_buffer_size) [default: 500MB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub message_buffer_size: Option<u64>,
     /// Shortest time an idle shard polls its queues before it parks, in µs [default: 100].
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
@@ -209,21 +240,28 @@ impl ServeArgs {
             table_elements_max: pick!(agent_table_elements_max, limits::AGENT_TABLE_ELEMENTS_MAX),
             execution_time_slice_ms: pick!(execution_time_slice_ms, limits::EXECUTION_TIME_SLICE_MS).max(1),
         };
+        let budget_bytes = pick!(message_buffer_size, limits::MESSAGE_BUFFER_BYTES);
+        let budget = limits::MessageBudget::split(budget_bytes)?;
+        let defaults = ShardTuning::with_budget(&budget);
         let tuning = ShardTuning {
             spin_before_park: Duration::from_micros(pick!(spin_before_park_us, limits::SPIN_BEFORE_PARK_US)),
             spin_before_park_max: Duration::from_micros(pick!(spin_before_park_max_us, limits::SPIN_BEFORE_PARK_MAX_US)),
-            mailbox_messages_max: pick!(mailbox_messages_max, limits::MAILBOX_MESSAGES_MAX).max(1),
             alert_window_ms: pick!(alert_window_ms, ALERT_WINDOW_MS).max(1),
-            node_queued_messages_max: pick!(max_message_queue_depth, limits::NODE_QUEUED_MESSAGES_MAX).max(1),
-            node_in_flight_messages_max: pick!(max_concurrent_messages, limits::NODE_IN_FLIGHT_MESSAGES_MAX).max(1),
+            queues: NodeQueueLimits {
+                mailbox_messages_max: pick!(mailbox_messages_max, limits::MAILBOX_MESSAGES_MAX).max(1),
+                queued_messages_max: pick!(max_message_queue_depth, limits::NODE_QUEUED_MESSAGES_MAX).max(1),
+                in_flight_messages_max: pick!(max_concurrent_messages, limits::NODE_IN_FLIGHT_MESSAGES_MAX).max(1),
+                ..defaults.queues
+            },
             tick_time_budget: Duration::from_millis(agent.execution_time_slice_ms),
+            ..defaults
         };
         let memory = MemoryLimits {
             base_memory: admission::BASE_MEMORY_BYTES,
             agent_heap_size: memory_max,
             agent_stack_size: stack_max,
             per_agent_overhead: overhead,
-            message_buffer_size: admission::MESSAGE_BUFFER_BYTES,
+            message_buffer_size: budget_bytes,
         };
         let cluster = self.cluster(&file)?;
         let config = ServeConfig {
@@ -245,6 +283,14 @@ impl ServeArgs {
             memory_budget: pick!(memory_budget, admission::machine_memory_bytes()),
             max_agents: pick!(max_agents, admission::AGENTS_MAX),
             max_connections: pick!(max_connections, limits::API_CONNECTIONS_MAX).max(1),
+            listeners: ListenerLimits {
+                api_header_timeout: Duration::from_millis(pick!(api_header_timeout_ms, limits::API_HEADER_TIMEOUT_MS).max(1)),
+                api_idle_timeout: Duration::from_millis(pick!(api_idle_timeout_ms, limits::API_IDLE_TIMEOUT_MS).max(1)),
+                api_hosts: if self.api_hosts.is_empty() { file.api_hosts.clone() } else { self.api_hosts.clone() },
+                wire_hello_timeout: Duration::from_millis(pick!(wire_hello_timeout_ms, limits::WIRE_HELLO_TIMEOUT_MS).max(1)),
+                wire_connections_max: pick!(wire_connections_max, limits::WIRE_CONNECTIONS_MAX).max(1),
+            },
+            budget,
         };
         let log_format = pick!(log_format, "human".to_string());
         if log_format != "human" && log_format != "json" {
@@ -287,9 +333,13 @@ impl ServeArgs {
             join: seeds,
             key,
             gossip,
-            connection_pool_size: self.connection_pool_size.or(file.connection_pool_size).unwrap_or(limits::NODE_POOL_CONNECTIONS_MAX).max(1),
-            max_connections_per_node: self.max_connections_per_node.or(file.max_connections_per_node).unwrap_or(limits::NODE_LINK_CONNECTIONS_MAX).max(1),
-            idle_connection_timeout_ms: self.idle_connection_timeout_ms.or(file.idle_connection_timeout_ms).unwrap_or(limits::LINK_IDLE_TIMEOUT_MS).max(1),
+            links: LinkSettings {
+                pool_size: self.connection_pool_size.or(file.connection_pool_size).unwrap_or(limits::NODE_POOL_CONNECTIONS_MAX).max(1),
+                connections_per_node: self.max_connections_per_node.or(file.max_connections_per_node).unwrap_or(limits::NODE_LINK_CONNECTIONS_MAX).max(1),
+                idle_timeout: Duration::from_millis(self.idle_connection_timeout_ms.or(file.idle_connection_timeout_ms).unwrap_or(limits::LINK_IDLE_TIMEOUT_MS).max(1)),
+                handshake_timeout: Duration::from_millis(self.link_handshake_timeout_ms.or(file.link_handshake_timeout_ms).unwrap_or(limits::LINK_HANDSHAKE_TIMEOUT_MS).max(1)),
+                pending_handshakes: self.max_pending_handshakes.or(file.max_pending_handshakes).unwrap_or(limits::LINK_PENDING_HANDSHAKES_MAX).max(1),
+            },
         }))
     }
 }
@@ -301,9 +351,7 @@ pub struct ClusterConfig {
     pub join: Vec<SocketAddr>,
     pub key: caxton_cluster::ClusterKey,
     pub gossip: caxton_cluster::GossipSettings,
-    pub connection_pool_size: usize,
-    pub max_connections_per_node: usize,
-    pub idle_connection_timeout_ms: u64,
+    pub links: LinkSettings,
 }
 
 #[cfg(test)]
@@ -331,7 +379,7 @@ mod tests {
         assert_eq!(c.limits.memory_bytes_max, 2 << 20);
         assert_eq!(c.max_agents, 60);
         assert_eq!(c.memory.per_agent_overhead, 300_000);
-        assert_eq!(c.tuning.mailbox_messages_max, 7);
+        assert_eq!(c.tuning.queues.mailbox_messages_max, 7);
         assert_eq!(c.limits.stack_bytes_max, limits::AGENT_STACK_BYTES_MAX);
         assert_eq!(c.storage.page_cache_kib, limits::SQLITE_PAGE_CACHE_KIB, "ADR-0017's 50 MB by default");
         assert_eq!((c.storage.statement_cache, c.storage.checkpoint_interval_ms), (100, 10_000));
@@ -345,5 +393,44 @@ mod tests {
         std::fs::write(&path, "agent_memroy_max = 1").unwrap();
         let err = ServeArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.contains("agent_memroy_max"), "{err}");
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines of a config file: known keys with values of any type, and
+        /// unknown keys.
+        fn line() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("agent_memory_max"), Just("max_agents"), Just("cores"), Just("api"), Just("join"), Just("message_buffer_size"),
+                Just("api_header_timeout_ms"), Just("wire_connections_max"), Just("log_format"), Just("api_host"), Just("no_such_key"),
+            ];
+            let value = prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                "[a-zA-Z0-9 .:]{0,20}".prop_map(|s| format!("{s:?}")),
+                Just("[1, 2]".to_string()),
+                Just("true".to_string()),
+                "[^\n]{0,20}",
+            ];
+            (key, value).prop_map(|(k, v)| format!("{k} = {v}"))
+        }
+
+        proptest! {
+            #![proptest_config(caxton_cluster::fuzz::config(512))]
+
+            /// Any config text: settings or an error naming why, never a panic.
+            #[test]
+            fn any_config_file_resolves_or_is_refused(lines in prop::collection::vec(line(), 0..6), raw in "[^\u{0}]{0,80}") {
+                let dir = tempfile::tempdir().unwrap();
+                for text in [lines.join("\n"), raw] {
+                    let path = dir.path().join("caxton.toml");
+                    std::fs::write(&path, &text).unwrap();
+                    if let Err(e) = (ServeArgs { config: Some(path), ..Default::default() }).resolve() {
+                        prop_assert!(!e.is_empty());
+                    }
+                }
+            }
+        }
     }
 }

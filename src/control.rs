@@ -4,10 +4,18 @@
 //!
 //! Rules:
 //! 1. A full control channel is answered at once (503), never awaited.
-//! 2. A deploy is all or nothing: if any shard fails to start an instance,
-//!    every shard drops the agent and the catalog forgets it.
-//! 3. Replies addressed to `@api/<n>` reach the waiting request through a
-//!    bounded channel; one nobody waits for is a dead letter.
+//! 2. Lifecycle operations (deploy, undeploy, restore, stop) run one at a
+//!    time, over each shard's lifecycle queue, which only they use. Before
+//!    sending, an operation checks every shard has room; then every send
+//!    succeeds. So a deploy or undeploy reaches every shard or none, and a
+//!    shard that stopped taking commands is a 503 with nothing half-done.
+//! 3. A deploy is all or nothing: if any shard fails to start an instance,
+//!    the shards that started theirs drop them (and are awaited), and the
+//!    catalog forgets the agent.
+//! 4. Replies addressed to `@api/<n>` reach the waiting request through a
+//!    bounded channel; one nobody waits for is a dead letter. Every message
+//!    out of the shards is [`Held`] until it is gone, so the runtime outbox
+//!    counts its bytes wherever it is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +29,10 @@ use caxton_shards::envelope::{is_agent_name, Header};
 use caxton_shards::limits::{AGENT_INSTANCES_MAX, API_NAME_PREFIX};
 use caxton_shards::placement::{instance_for, shard_of};
 use caxton_shards::router::RouteError;
-use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle, ShardStats};
+use caxton_shards::limits::{WIRE_OUTBOX_BYTES_MAX, WIRE_OUTBOX_MESSAGES_MAX};
+use caxton_shards::router::ApiSink;
+use caxton_shards::runtime_outbox::Held;
+use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle, ShardSender, ShardStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::Admission;
@@ -38,20 +49,37 @@ pub struct AgentRecord {
     pub shards: Vec<usize>,
 }
 
+/// A wire connection's outbox: messages to `@wire/<id>`, and their bytes.
+#[derive(Clone)]
+pub struct WireOutbox {
+    pub tx: mpsc::Sender<Held>,
+    pub bytes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
 pub struct Control {
-    shards: Vec<ShardHandle>,
+    shards: Vec<ShardSender>,
+    /// The shards' threads (kept, not joined: a stop waits for answers).
+    _handles: Vec<ShardHandle>,
+    /// One lifecycle operation at a time (rule 2).
+    lifecycle: tokio::sync::Mutex<()>,
+    /// Messages out of the shards to runtime names (rule 4).
+    pub outbox: ApiSink,
+    /// The message budget, by queue (for metrics).
+    pub budget: caxton_shards::limits::MessageBudget,
     limits: AgentLimits,
     admission: Mutex<Admission>,
     catalog: Mutex<Catalog>,
     agents: Mutex<HashMap<String, AgentRecord>>,
-    waiters: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Held>>>,
     api_ids: Mutex<IdGen>,
     next_api_name: AtomicU64,
     /// Open wire connections, by id: where messages to `@wire/<id>` go.
-    wires: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    wires: Mutex<HashMap<u64, WireOutbox>>,
     /// Messages to runtime names that no one took (gone or full), by kind.
     pub undeliverable_api: AtomicU64,
     pub undeliverable_wire: AtomicU64,
+    /// Wire connections refused (over the cap, or a wrong or late hello).
+    pub wire_refused: AtomicU64,
     /// Bytes of wire frames, in and out.
     pub wire_received_bytes: AtomicU64,
     pub wire_sent_bytes: AtomicU64,
@@ -60,9 +88,6 @@ pub struct Control {
     /// REST sends refused because the receiver's node is down.
     pub node_unavailable: AtomicU64,
 }
-
-/// Messages queued for one wire connection's writer.
-pub const WIRE_OUTBOX_MESSAGES_MAX: usize = 65_536;
 
 pub struct DeployReport {
     pub record: AgentRecord,
@@ -86,9 +111,13 @@ pub struct Outgoing {
 }
 
 impl Control {
-    pub fn new(shards: Vec<ShardHandle>, limits: AgentLimits, admission: Admission, catalog: Catalog, boot_epoch: u64, cluster: Option<Cluster>) -> Control {
+    pub fn new(shards: Vec<ShardHandle>, outbox: ApiSink, budget: caxton_shards::limits::MessageBudget, limits: AgentLimits, admission: Admission, catalog: Catalog, boot_epoch: u64, cluster: Option<Cluster>) -> Control {
         Control {
-            shards,
+            shards: shards.iter().map(ShardHandle::sender).collect(),
+            _handles: shards,
+            lifecycle: tokio::sync::Mutex::new(()),
+            outbox,
+            budget,
             limits,
             admission: Mutex::new(admission),
             catalog: Mutex::new(catalog),
@@ -99,6 +128,7 @@ impl Control {
             wires: Mutex::new(HashMap::new()),
             undeliverable_api: AtomicU64::new(0),
             undeliverable_wire: AtomicU64::new(0),
+            wire_refused: AtomicU64::new(0),
             wire_received_bytes: AtomicU64::new(0),
             wire_sent_bytes: AtomicU64::new(0),
             cluster,
@@ -110,15 +140,12 @@ impl Control {
         self.shards.len()
     }
 
-    pub fn register_wire(&self) -> (u64, mpsc::Receiver<Message>) {
+    pub fn register_wire(&self) -> (u64, WireOutbox, mpsc::Receiver<Held>) {
         let id = self.next_api_name.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(WIRE_OUTBOX_MESSAGES_MAX);
-        self.wires.lock().unwrap().insert(id, tx);
-        (id, rx)
-    }
-
-    pub fn wire_sender(&self, id: u64) -> Option<mpsc::Sender<Message>> {
-        self.wires.lock().unwrap().get(&id).cloned()
+        let outbox = WireOutbox { tx, bytes: Default::default() };
+        self.wires.lock().unwrap().insert(id, outbox.clone());
+        (id, outbox, rx)
     }
 
     pub fn unregister_wire(&self, id: u64) {
@@ -189,6 +216,10 @@ impl Control {
     /// Sends a command to every shard, then waits for all the answers.
     async fn ask_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, ApiError> {
         let waits = (0..self.shards.len()).map(|shard| self.submit(shard, &make)).collect::<Result<Vec<_>, _>>()?;
+        Self::answers(waits).await
+    }
+
+    async fn answers<T>(waits: Vec<oneshot::Receiver<T>>) -> Result<Vec<T>, ApiError> {
         let mut out = Vec::with_capacity(waits.len());
         for (shard, rx) in waits.into_iter().enumerate() {
             out.push(Self::answer(shard, rx).await?);
@@ -196,11 +227,34 @@ impl Control {
         Ok(out)
     }
 
+    /// Sends a lifecycle command to the shards `to` (rule 2): all of them
+    /// or, when one has no room, none. Call with the lifecycle lock held.
+    fn lifecycle_to<T: Send + 'static>(&self, to: &[usize], make: impl Fn(Reply<T>) -> Command) -> Result<Vec<(usize, oneshot::Receiver<T>)>, ApiError> {
+        if let Some(&full) = to.iter().find(|&&i| !self.shards[i].lifecycle_room(1)) {
+            return Err(ApiError::busy(format!("shard {full} is not taking commands (its lifecycle queue is full); nothing was changed")));
+        }
+        let mut waits = Vec::with_capacity(to.len());
+        for &shard in to {
+            let (tx, rx) = oneshot::channel();
+            let sent = self.shards[shard].send_lifecycle(make(Box::new(move |v| {
+                let _ = tx.send(v);
+            })));
+            // The only producer, under the lock, after the room check.
+            assert!(sent.is_ok(), "lifecycle queue of shard {shard} filled after its room was checked");
+            waits.push((shard, rx));
+        }
+        Ok(waits)
+    }
+
+    fn all_shards(&self) -> Vec<usize> {
+        (0..self.shards.len()).collect()
+    }
+
     fn record_for(&self, name: &str, instances: u32, charge_each: u64) -> AgentRecord {
         AgentRecord { instances, charge_each, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
     }
 
-    /// Deploys a module under `name` (rule 2).
+    /// Deploys a module under `name` (rules 2 and 3).
     pub async fn deploy(&self, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ApiError> {
         let started = Instant::now();
         if !is_agent_name(name.as_bytes()) {
@@ -229,6 +283,7 @@ impl Control {
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
         let record = self.record_for(name, instances, each);
+        let _lifecycle = self.lifecycle.lock().await;
         {
             let mut agents = self.agents.lock().unwrap();
             if agents.contains_key(name) {
@@ -249,48 +304,70 @@ impl Control {
                 Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
             }
             Err(e) => {
-                self.forget(name).await;
+                self.forget_record(name);
                 Err(e)
             }
         }
     }
 
+    /// Starts `name` on every shard or on none (rules 2 and 3). Call with
+    /// the lifecycle lock held.
     async fn start_everywhere(&self, name: &str, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, ApiError> {
-        let name: Arc<str> = name.into();
-        let results = self
-            .ask_all(|reply| Command::Deploy { name: name.clone(), module: module.clone(), instances, restore, reply })
-            .await?;
+        let shared: Arc<str> = name.into();
+        let waits = self.lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, reply })?;
         let mut reports = Vec::new();
+        let mut started = Vec::new();
         let mut failure = None;
-        for r in results {
-            match r {
-                Ok(mut rs) => reports.append(&mut rs),
+        for (shard, rx) in waits {
+            match Self::answer(shard, rx).await {
+                Ok(Ok(mut rs)) => {
+                    reports.append(&mut rs);
+                    started.push(shard);
+                }
+                Ok(Err(e)) => failure = Some(ApiError::bad_request("init_failed", e)),
                 Err(e) => failure = Some(e),
             }
         }
         if let Some(e) = failure {
-            return Err(ApiError::bad_request("init_failed", e));
+            // The shards that started the agent drop it again, and we wait
+            // for them: nothing of it stays anywhere.
+            self.stop_on(&started, &shared).await?;
+            return Err(e);
         }
         reports.sort_by_key(|r| r.instance);
-        assert_eq!(reports.len(), instances as usize);
+        assert_eq!(reports.len(), instances as usize, "every instance is placed on exactly one shard");
         Ok(reports)
     }
 
-    /// Removes an agent from every shard and the catalog.
-    async fn forget(&self, name: &str) {
-        let shared: Arc<str> = name.into();
-        let _ = self.ask_all(|reply| Command::Undeploy { name: shared.clone(), reply }).await;
-        let _ = self.catalog.lock().unwrap().remove(name);
+    /// Undeploys `name` from the shards `to` and waits for each. Call with
+    /// the lifecycle lock held.
+    async fn stop_on(&self, to: &[usize], name: &Arc<str>) -> Result<(), ApiError> {
+        let waits = self.lifecycle_to(to, |reply| Command::Undeploy { name: name.clone(), reply })?;
+        for (shard, rx) in waits {
+            Self::answer(shard, rx).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a name in the catalog, the records and admission.
+    fn forget_record(&self, name: &str) {
+        if let Err(e) = self.catalog.lock().unwrap().remove(name) {
+            tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start");
+        }
         if let Some(r) = self.agents.lock().unwrap().remove(name) {
             self.admission.lock().unwrap().release(r.instances, r.charge_each);
         }
     }
 
+    /// Stops `name` on every shard, then forgets it (rule 2): if a shard
+    /// cannot take the command, nothing changes and the caller gets 503.
     pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
+        let _lifecycle = self.lifecycle.lock().await;
         if !self.agents.lock().unwrap().contains_key(name) {
             return Err(ApiError::not_found(format!("no agent named {name:?}")));
         }
-        self.forget(name).await;
+        self.stop_on(&self.all_shards(), &name.into()).await?;
+        self.forget_record(name);
         if let Some(c) = &self.cluster {
             c.publish(name, false);
         }
@@ -299,6 +376,7 @@ impl Control {
 
     /// Brings back the agents of the catalog after a restart.
     pub async fn restore(&self) -> Result<usize, String> {
+        let _lifecycle = self.lifecycle.lock().await;
         let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
         let count = stored.len();
         for agent in stored {
@@ -339,7 +417,7 @@ impl Control {
     }
 
     /// Sends a message from the API; with `wait`, waits for its reply (rule 3).
-    pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Message>), ApiError> {
+    pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Held>), ApiError> {
         let local = self.agents.lock().unwrap().get(&out.receiver).map(|r| r.instances);
         let instances = match local {
             Some(n) => Some(n),
@@ -404,7 +482,8 @@ impl Control {
         // round other nodes and came back through an agent on this one).
         let own_prefix = self.cluster.as_ref().map(|c| caxton_shards::link::frame::node_prefix(&c.view.lock().unwrap().me.name()));
         while let Some(message) = replies.recv().await {
-            let receiver = std::str::from_utf8(message.receiver()).unwrap_or("");
+            let held = self.outbox.hold(message);
+            let receiver = std::str::from_utf8(held.message().receiver()).unwrap_or("");
             let local;
             let receiver = match own_prefix.as_deref().and_then(|p| receiver.strip_prefix(p)) {
                 Some(rest) => {
@@ -414,16 +493,28 @@ impl Control {
                 None => receiver,
             };
             if let Some(id) = receiver.strip_prefix("@wire/").and_then(|n| n.parse::<u64>().ok()) {
-                let tx = self.wires.lock().unwrap().get(&id).cloned();
-                if tx.is_none_or(|tx| tx.try_send(message).is_err()) {
-                    self.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
+                let wire = self.wires.lock().unwrap().get(&id).cloned();
+                // Past its own share, a connection that does not read loses
+                // its own replies, counted (docs/WIRE.md).
+                let room = |w: &WireOutbox| w.bytes.load(Ordering::Relaxed) + held.message().len() <= WIRE_OUTBOX_BYTES_MAX;
+                match wire.filter(room) {
+                    Some(w) => {
+                        let mut held = held;
+                        held.count_also(w.bytes.clone());
+                        if w.tx.try_send(held).is_err() {
+                            self.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => {
+                        self.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 continue;
             }
             let waiter = self.waiters.lock().unwrap().remove(receiver);
             match waiter {
                 Some(tx) => {
-                    let _ = tx.send(message);
+                    let _ = tx.send(held);
                 }
                 None => {
                     self.undeliverable_api.fetch_add(1, Ordering::Relaxed);
@@ -484,8 +575,16 @@ impl Control {
         forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding to node {node} ({api}) failed: {e}")))
     }
 
-    /// Stops every shard, committing what they hold.
+    /// Stops every shard; each answers once it has committed what it holds.
     pub async fn stop(&self) {
-        let _ = self.ask_all(|reply| Command::Stop { reply }).await;
+        let _lifecycle = self.lifecycle.lock().await;
+        match self.lifecycle_to(&self.all_shards(), |reply| Command::Stop { reply }) {
+            Ok(waits) => {
+                for (shard, rx) in waits {
+                    let _ = Self::answer(shard, rx).await;
+                }
+            }
+            Err(e) => tracing::error!("cannot stop the shards: {}", e.message),
+        }
     }
 }

@@ -135,7 +135,7 @@ impl Cluster {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let seed = me.boot as u64 ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-                let membership = Membership::new(me, &config.gossip, config.key.clone(), seed, cached.clone());
+                let membership = Membership::new(me, &config.gossip, config.key.clone(), seed, boot, cached.clone());
                 let driver = Driver {
                     membership: RefCell::new(membership),
                     socket,

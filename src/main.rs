@@ -66,6 +66,10 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Panics on a thread of its own, as a bug would (for the tests that
+    /// show a panic ends the whole process).
+    #[command(hide = true)]
+    PanicOnAThread,
 }
 
 #[derive(clap::Args)]
@@ -130,7 +134,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Any panic, on any thread, ends the process (docs/OPERATING.md): a node
+/// with one shard gone would look alive to its peers while it could no
+/// longer serve, whereas a crash is seen at once and a restart repairs it.
+/// (This rather than `panic = "abort"` in the release profile, which would
+/// build every dependency twice for `cargo test`, whose harness unwinds.)
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("caxton: a thread panicked: aborting the process (a restart repairs it; nothing committed is lost)");
+        std::process::abort();
+    }));
+}
+
 fn main() {
+    abort_on_panic();
     let cli = Cli::parse();
     let code = match cli.command {
         Cmd::Serve(args) => match args.resolve() {
@@ -153,6 +172,10 @@ fn main() {
         Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
         Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(Client::new(&remote.api, remote.api_token))),
         Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),
+        Cmd::PanicOnAThread => {
+            let _ = std::thread::spawn(|| panic!("a bug on a thread")).join();
+            0 // not reached: the hook aborts
+        }
     };
     std::process::exit(code);
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use caxton_shards::agent::AgentLimits;
 use caxton_shards::executor::{self, allowed_cpus};
-use caxton_shards::limits::API_REPLIES_MAX;
+use caxton_shards::limits::{MessageBudget, API_HEADER_TIMEOUT_MS, API_IDLE_TIMEOUT_MS, API_REPLIES_MAX, WIRE_CONNECTIONS_MAX, WIRE_HELLO_TIMEOUT_MS};
+use caxton_shards::runtime_outbox::RuntimeOutbox;
+use std::time::Duration;
 use caxton_shards::shard::ShardTuning;
 
 use crate::admission::{Admission, MemoryLimits};
@@ -49,6 +51,38 @@ pub struct ServeConfig {
     pub memory_budget: u64,
     pub max_agents: usize,
     pub max_connections: usize,
+    /// Time and count bounds of the API and wire listeners.
+    pub listeners: ListenerLimits,
+    /// The message budget (`--message-buffer-size`), split by queue.
+    pub budget: MessageBudget,
+}
+
+/// Bounds on the API and wire listeners before and after authentication,
+/// each with its default in `caxton_shards::limits`.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// `--api-header-timeout-ms`, default [`API_HEADER_TIMEOUT_MS`].
+    pub api_header_timeout: Duration,
+    /// `--api-idle-timeout-ms`, default [`API_IDLE_TIMEOUT_MS`].
+    pub api_idle_timeout: Duration,
+    /// `--api-host`: names the Host header may carry besides the address.
+    pub api_hosts: Vec<String>,
+    /// `--wire-hello-timeout-ms`, default [`WIRE_HELLO_TIMEOUT_MS`].
+    pub wire_hello_timeout: Duration,
+    /// `--wire-connections-max`, default [`WIRE_CONNECTIONS_MAX`].
+    pub wire_connections_max: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            api_header_timeout: Duration::from_millis(API_HEADER_TIMEOUT_MS),
+            api_idle_timeout: Duration::from_millis(API_IDLE_TIMEOUT_MS),
+            api_hosts: Vec::new(),
+            wire_hello_timeout: Duration::from_millis(WIRE_HELLO_TIMEOUT_MS),
+            wire_connections_max: WIRE_CONNECTIONS_MAX,
+        }
+    }
 }
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
@@ -91,7 +125,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     );
 
     let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(API_REPLIES_MAX);
-    let sink: caxton_shards::router::ApiSink = Arc::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner()));
+    let sink = RuntimeOutbox::new(config.budget.runtime_outbox as usize, Box::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner())));
     let shards = executor::start(
         ShardsConfig {
             cpus: cpus.clone(),
@@ -99,11 +133,9 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             storage: config.storage.clone(),
             boot_epoch,
             tuning: config.tuning,
-            link: config.cluster.as_ref().map(|c| {
-                LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.max_connections_per_node, c.connection_pool_size, std::time::Duration::from_millis(c.idle_connection_timeout_ms))
-            }),
+            link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.links)),
         },
-        sink,
+        sink.clone(),
     )?;
     let paths = (0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect();
     Checkpointer::spawn(paths, config.storage.clone()).map_err(|e| format!("cannot start the checkpointer: {e}"))?;
@@ -119,7 +151,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         }
         None => None,
     };
-    let control = Arc::new(Control::new(shards, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
+    let control = Arc::new(Control::new(shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
@@ -129,9 +161,14 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         if let Some(l) = wire_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
             tracing::info!(wire = %l.local_addr().map_err(|e| e.to_string())?, "wire listener serving");
-            tokio::spawn(crate::wire::serve(control.clone(), l, config.api_token.clone()));
+            let limits = crate::wire::WireLimits {
+                hello_timeout: config.listeners.wire_hello_timeout,
+                connections_max: config.listeners.wire_connections_max,
+                ingress_bytes: config.budget.wire_ingress as usize,
+            };
+            tokio::spawn(crate::wire::serve(control.clone(), l, config.api_token.clone(), limits));
         }
-        let api = Arc::new(Api::new(control.clone(), config.api_token, config.max_connections));
+        let api = Arc::new(Api::new(control.clone(), config.api_token, config.api, &config.listeners, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener));
         wait_for_signal().await;
         tracing::info!("stopping: shards commit and stop");

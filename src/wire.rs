@@ -6,9 +6,12 @@
 //! 1. Every frame is `u32 length` then `length` bytes; a frame longer than
 //!    an envelope can be closes the connection.
 //! 2. The client's first frame is `caxton-wire/1`, followed by ` TOKEN` when
-//!    the node has an API token. The node answers `caxton-wire/1 ok NAME`,
-//!    where NAME (`@wire/<n>`) is the connection's sender name; a wrong hello
-//!    gets `caxton-wire/1 refused: why` and the connection is closed.
+//!    the node has an API token, within `--wire-hello-timeout-ms`. The node
+//!    answers `caxton-wire/1 ok NAME`, where NAME (`@wire/<n>`) is the
+//!    connection's sender name; a wrong or late hello gets
+//!    `caxton-wire/1 refused: why` and the connection is closed. Past
+//!    `--wire-connections-max` open connections, a new one is refused the
+//!    same way at once.
 //! 3. Then each client frame is an ABI v1 envelope. The node sets its sender
 //!    to NAME and assigns its `message_id`, and routes it like an agent's
 //!    send. Messages to NAME come back as envelope frames.
@@ -17,30 +20,58 @@
 //!    to its `reply_with` and the reason as content. A busy receiver is not
 //!    an error: the node retries, and stops reading the socket meanwhile, so
 //!    back-pressure reaches the client through TCP. Nothing is dropped.
+//! 5. Bytes are bounded: frames read and not yet in a mailbox hold permits
+//!    of the node's wire ingress budget (a share of `--message-buffer-size`),
+//!    taken before a frame's body is read; a connection that must wait for
+//!    permits first hands over what it holds, so waiting never holds any.
+//!    A batch holds at most [`WIRE_BATCH_BYTES_MAX`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use caxton_shards::envelope::{Header, Message};
-use caxton_shards::limits::ENVELOPE_BYTES_MAX;
+use caxton_shards::limits::{ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BUFFER_BYTES};
 use caxton_shards::router::RouteError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::control::Control;
+use crate::control::{Control, WireOutbox};
 
 pub const HELLO: &str = "caxton-wire/1";
 /// Envelopes read before they are handed to the shards as one batch.
 const BATCH_MESSAGES_MAX: usize = 512;
+/// Longest hello frame: the magic, a space and a token.
+const HELLO_BYTES_MAX: usize = 4096;
 
-pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<String>) {
+/// The wire listener's bounds (`ListenerLimits`), and its ingress budget.
+pub struct WireLimits {
+    pub hello_timeout: Duration,
+    pub connections_max: usize,
+    /// Bytes of frames read and not yet taken by the shards (rule 5).
+    pub ingress_bytes: usize,
+}
+
+pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<String>, limits: WireLimits) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let ingress = Arc::new(Semaphore::new(limits.ingress_bytes));
+    let limits = Arc::new(limits);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let (control, token) = (control.clone(), token.clone());
+                let (control, token, open, ingress, limits) = (control.clone(), token.clone(), open.clone(), ingress.clone(), limits.clone());
+                let over = open.fetch_add(1, Ordering::Relaxed) >= limits.connections_max;
                 tokio::spawn(async move {
-                    if let Err(e) = connection(control, stream, token).await {
+                    let result = if over {
+                        control.wire_refused.fetch_add(1, Ordering::Relaxed);
+                        refuse(stream, &format!("the node holds --wire-connections-max {} connections; retry later", limits.connections_max)).await
+                    } else {
+                        connection(control, stream, token, &limits, ingress).await
+                    };
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "wire connection ended");
                     }
                 });
@@ -53,18 +84,17 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<S
     }
 }
 
-async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+/// Reads a frame's length prefix; `None` at a clean end of stream.
+async fn read_len<R: AsyncReadExt + Unpin>(r: &mut R, max: usize) -> std::io::Result<Option<usize>> {
     let len = match r.read_u32_le().await {
         Ok(n) => n as usize,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     };
-    if len > ENVELOPE_BYTES_MAX {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes is over {ENVELOPE_BYTES_MAX}")));
+    if len > max {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes is over {max}")));
     }
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
-    Ok(true)
+    Ok(Some(len))
 }
 
 async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -77,88 +107,133 @@ fn failure(to: &str, about: &Header, reason: &str) -> Message {
     Message::encode(&header, b"@node", to.as_bytes(), reason.as_bytes()).expect("a valid failure notice")
 }
 
-async fn connection(control: Arc<Control>, stream: tokio::net::TcpStream, token: Option<String>) -> std::io::Result<()> {
-    let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(256 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(256 * 1024, wr);
-    let mut frame = Vec::new();
-    if !read_frame(&mut rd, &mut frame).await? {
-        return Ok(());
-    }
-    let hello = String::from_utf8_lossy(&frame).into_owned();
+async fn refuse(stream: tokio::net::TcpStream, why: &str) -> std::io::Result<()> {
+    let mut stream = stream;
+    write_frame(&mut stream, format!("{HELLO} refused: {why}").as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The hello (rule 2): why it is refused, if it is.
+async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> Result<(), String> {
+    let len = read_len(rd, HELLO_BYTES_MAX).await.map_err(|e| e.to_string())?.ok_or("closed before its hello")?;
+    let mut frame = vec![0u8; len];
+    rd.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+    let hello = String::from_utf8_lossy(&frame);
     let given = hello.strip_prefix(HELLO).map(|rest| rest.trim());
-    let refusal = match (given, &token) {
-        (None, _) => Some(format!("expected {HELLO}")),
-        (Some(t), Some(want)) if t != want => Some("missing or wrong token".to_string()),
-        _ => None,
+    match (given, token) {
+        (None, _) => Err(format!("expected {HELLO}")),
+        (Some(t), Some(want)) if !crate::api::token_matches(t, want) => Err("missing or wrong token".into()),
+        _ => Ok(()),
+    }
+}
+
+async fn connection(control: Arc<Control>, stream: tokio::net::TcpStream, token: Option<String>, limits: &WireLimits, ingress: Arc<Semaphore>) -> std::io::Result<()> {
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(WIRE_BUFFER_BYTES, rd);
+    let mut wr = BufWriter::with_capacity(WIRE_BUFFER_BYTES, wr);
+    let said = match tokio::time::timeout(limits.hello_timeout, hello(&mut rd, &token)).await {
+        Ok(said) => said,
+        Err(_) => Err(format!("no hello within {} ms", limits.hello_timeout.as_millis())),
     };
-    if let Some(why) = refusal {
+    if let Err(why) = said {
+        control.wire_refused.fetch_add(1, Ordering::Relaxed);
         write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
         wr.flush().await?;
         return Ok(());
     }
-    let (id, mut outbox) = control.register_wire();
+    let (id, outbox, mut rx) = control.register_wire();
     let name = format!("@wire/{id}");
     write_frame(&mut wr, format!("{HELLO} ok {name}").as_bytes()).await?;
     wr.flush().await?;
-    let notices = control.wire_sender(id).expect("just registered");
     let counter = control.clone();
     let writer = tokio::spawn(async move {
-        let sent = |m: &Message| counter.wire_sent_bytes.fetch_add(4 + m.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        while let Some(m) = outbox.recv().await {
-            write_frame(&mut wr, m.as_bytes()).await?;
-            sent(&m);
-            while let Ok(m) = outbox.try_recv() {
-                write_frame(&mut wr, m.as_bytes()).await?;
-                sent(&m);
+        let sent = |m: &Message| counter.wire_sent_bytes.fetch_add(4 + m.len() as u64, Ordering::Relaxed);
+        while let Some(held) = rx.recv().await {
+            write_frame(&mut wr, held.message().as_bytes()).await?;
+            sent(held.message());
+            drop(held); // gone: its bytes leave the budget
+            while let Ok(held) = rx.try_recv() {
+                write_frame(&mut wr, held.message().as_bytes()).await?;
+                sent(held.message());
             }
             wr.flush().await?;
         }
         Ok::<(), std::io::Error>(())
     });
-    let result = read_loop(&control, &mut rd, &name, &notices).await;
+    let result = read_loop(&control, &mut rd, &name, &outbox, &ingress).await;
     control.unregister_wire(id);
-    drop(notices);
+    drop(outbox);
     let _ = writer.await;
     result
 }
 
-async fn read_loop<R: AsyncReadExt + Unpin>(
-    control: &Control,
-    rd: &mut BufReader<R>,
-    name: &str,
-    notices: &tokio::sync::mpsc::Sender<Message>,
-) -> std::io::Result<()> {
-    let mut frame = Vec::new();
-    let mut batches: Vec<Vec<Message>> = (0..control.shard_count()).map(|_| Vec::new()).collect();
+/// What a connection has read and not yet handed over (rule 5).
+struct Batch {
+    by_shard: Vec<Vec<Message>>,
+    bytes: usize,
+    permits: Option<OwnedSemaphorePermit>,
+}
+
+impl Batch {
+    fn keep(&mut self, permit: OwnedSemaphorePermit) {
+        match &mut self.permits {
+            Some(p) => p.merge(permit),
+            None => self.permits = Some(permit),
+        }
+    }
+}
+
+async fn read_loop<R: AsyncReadExt + Unpin>(control: &Control, rd: &mut BufReader<R>, name: &str, outbox: &WireOutbox, ingress: &Arc<Semaphore>) -> std::io::Result<()> {
+    let mut batch = Batch { by_shard: (0..control.shard_count()).map(|_| Vec::new()).collect(), bytes: 0, permits: None };
     loop {
         // Read what has arrived, up to a batch; block only for the first frame.
         let mut taken = 0;
         loop {
-            if !read_frame(rd, &mut frame).await? {
-                flush(control, &mut batches, name, notices).await;
+            let Some(len) = read_len(rd, ENVELOPE_BYTES_MAX).await? else {
+                flush(control, &mut batch, name, outbox).await;
                 return Ok(());
-            }
-            control.wire_received_bytes.fetch_add(4 + frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            match control.wire_message(name, std::mem::take(&mut frame)) {
-                Ok((shard, m)) => batches[shard].push(m),
-                Err((header, why)) => {
-                    let _ = notices.send(failure(name, &header, &why)).await;
+            };
+            // Rule 5: permits before the bytes; never wait while holding some.
+            let permit = match ingress.clone().try_acquire_many_owned(len.max(1) as u32) {
+                Ok(p) => p,
+                Err(_) => {
+                    flush(control, &mut batch, name, outbox).await;
+                    ingress.clone().acquire_many_owned(len.max(1) as u32).await.expect("the semaphore is never closed")
                 }
+            };
+            let mut frame = vec![0u8; len];
+            rd.read_exact(&mut frame).await?;
+            batch.keep(permit);
+            control.wire_received_bytes.fetch_add(4 + len as u64, Ordering::Relaxed);
+            match control.wire_message(name, frame) {
+                Ok((shard, m)) => {
+                    batch.bytes += m.len();
+                    batch.by_shard[shard].push(m);
+                }
+                Err((header, why)) => notify(control, outbox, failure(name, &header, &why)).await,
             }
             taken += 1;
-            if taken >= BATCH_MESSAGES_MAX || rd.buffer().len() < 4 {
+            if taken >= BATCH_MESSAGES_MAX || batch.bytes >= WIRE_BATCH_BYTES_MAX || rd.buffer().len() < 4 {
                 break;
             }
         }
-        flush(control, &mut batches, name, notices).await;
+        flush(control, &mut batch, name, outbox).await;
     }
 }
 
-/// Hands each shard its batch; retries what was busy until taken.
-async fn flush(control: &Control, batches: &mut [Vec<Message>], name: &str, notices: &tokio::sync::mpsc::Sender<Message>) {
-    for (shard, batch) in batches.iter_mut().enumerate() {
-        let mut pending = std::mem::take(batch);
+/// Queues a failure notice for the client; waits for room (the client
+/// reads, or the connection ends).
+async fn notify(control: &Control, outbox: &WireOutbox, notice: Message) {
+    let mut held = control.outbox.admit(notice);
+    held.count_also(outbox.bytes.clone());
+    let _ = outbox.tx.send(held).await;
+}
+
+/// Hands each shard its batch; retries what was busy until taken. Then the
+/// batch's permits go back (rule 5).
+async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOutbox) {
+    for (shard, messages) in batch.by_shard.iter_mut().enumerate() {
+        let mut pending = std::mem::take(messages);
         let mut pause = Duration::from_micros(50);
         while !pending.is_empty() {
             let refused = match control.inject(shard, pending).await {
@@ -171,13 +246,60 @@ async fn flush(control: &Control, batches: &mut [Vec<Message>], name: &str, noti
                     RouteError::Busy => pending.push(m),
                     RouteError::UnknownReceiver | RouteError::Unreachable => {
                         let text = format!("unknown receiver {}", String::from_utf8_lossy(m.receiver()));
-                        let _ = notices.send(failure(name, &m.header(), &text)).await;
+                        notify(control, outbox, failure(name, &m.header(), &text)).await;
                     }
                 }
             }
             if !pending.is_empty() {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(5));
+            }
+        }
+    }
+    batch.bytes = 0;
+    batch.permits = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    fn frame(bytes: &[u8]) -> Vec<u8> {
+        [(bytes.len() as u32).to_le_bytes().as_slice(), bytes].concat()
+    }
+
+    #[test]
+    fn a_hello_names_the_protocol_and_the_token() {
+        let token = Some("secret".to_string());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/1 secret")[..], &token)).is_ok());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/1 other")[..], &token)).is_err());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/1")[..], &None)).is_ok());
+        assert!(block_on(hello(&mut &frame(b"GET / HTTP/1.1")[..], &None)).is_err());
+        assert!(block_on(hello(&mut &frame(&[b'x'; HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
+    }
+
+    proptest! {
+        #![proptest_config(caxton_cluster::fuzz::config(512))]
+
+        /// A first frame of any bytes: a hello or a refusal, never a panic.
+        #[test]
+        fn any_opening_is_a_hello_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300), framed in any::<bool>(), token in proptest::option::of("[a-z]{1,8}")) {
+            let input = if framed { frame(&bytes) } else { bytes.clone() };
+            if block_on(hello(&mut &input[..], &token)).is_ok() {
+                prop_assert!(framed && bytes.starts_with(HELLO.as_bytes()));
+            }
+        }
+
+        /// Length prefixes of any bytes: within the bound, or an error.
+        #[test]
+        fn frame_lengths_are_bounded(bytes in prop::collection::vec(any::<u8>(), 0..8)) {
+            if let Ok(Some(len)) = block_on(read_len(&mut &bytes[..], ENVELOPE_BYTES_MAX)) {
+                prop_assert!(len <= ENVELOPE_BYTES_MAX);
             }
         }
     }

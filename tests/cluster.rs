@@ -423,9 +423,10 @@ fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
     assert_eq!(ask().0, 200);
     assert_eq!(connects(), opened + 1.0, "closed after 1 s idle, reopened by the next message");
 
-    // 2 inbound links per node (1 per shard): raw connections past that
-    // are closed at once and counted.
-    let raw: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(&a_cluster).unwrap()).collect();
-    assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}") + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}") >= 1.0));
-    drop(raw);
+    // 2 inbound links per node (1 per shard): authenticated connections
+    // past that are closed at once and counted.
+    let right = ClusterKey::new(KEY.as_bytes()).unwrap();
+    let linked: Vec<TcpStream> = (0..6).map(|_| link_handshake(&a_cluster, &right, false)).collect();
+    assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}") + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}") >= 4.0));
+    drop(linked);
 }

@@ -180,8 +180,10 @@ fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
         assert_eq!(got, status, "{v}");
         assert!(v["error"]["code"].is_string());
     }
-    let (status, v) = common::answer(ureq::post(&node.url("/v1/messages")).send_string("{not json"));
+    let (status, v) = common::answer(ureq::post(&node.url("/v1/messages")).set("content-type", "application/json").send_string("{not json"));
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_json")));
+    let (status, v) = common::answer(ureq::post(&node.url("/v1/messages")).send_string("{\"receiver\": \"echo\"}"));
+    assert_eq!((status, v["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "a POST is JSON");
     assert_eq!(node.get("/v1/nowhere").0, 404);
     assert_eq!(node.delete("/v1/agents/nobody").0, 404);
     assert!(echo_works());

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use caxton_cluster::sim::{measure_convergence, Convergence};
 use caxton_cluster::{ClusterKey, GossipSettings};
+use caxton_shards::runtime_outbox::RuntimeOutbox;
 use caxton_shards::clock::now_ns;
 use caxton_shards::command::ClusterUpdate;
 use caxton_shards::executor::allowed_cpus;
@@ -113,16 +114,15 @@ impl LinkedPair {
         let replies = Arc::new(AtomicU64::new(0));
         let (rt, n) = (round_trips.clone(), replies.clone());
         // A reply's content is the request's: the clock reading at its making.
-        let sink: caxton_shards::router::ApiSink = Arc::new(move |m| {
+        let sink = RuntimeOutbox::consuming(move |m| {
             if let Some(sent) = m.content().get(..8) {
                 let took = now_ns().saturating_sub(u64::from_le_bytes(sent.try_into().unwrap()));
                 let _ = rt.lock().unwrap().record(took.max(1));
             }
             n.fetch_add(1, Ordering::Relaxed);
-            Ok(())
         });
         let a = BenchNode::start_linked(vec![cpus[0]], link(addr_a), sink);
-        let b = BenchNode::start_linked(vec![cpus[1 % cpus.len()]], link(addr_b), Arc::new(|m| Err(m)));
+        let b = BenchNode::start_linked(vec![cpus[1 % cpus.len()]], link(addr_b), RuntimeOutbox::consuming(drop));
         a.cluster(vec![ClusterUpdate::Node { name: addr_b.to_string().into(), addr: addr_b, alive: true, suspect: false }]);
         b.cluster(vec![ClusterUpdate::Node { name: addr_a.to_string().into(), addr: addr_a, alive: true, suspect: false }]);
         LinkedPair { a, b, b_name: addr_b.to_string(), round_trips, replies }

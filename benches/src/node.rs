@@ -48,7 +48,7 @@ impl BenchNode {
         let cpus: Vec<usize> = allowed_cpus().into_iter().take(shards).collect();
         let handles = executor::start(
             ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default(), link: None },
-            Arc::new(|m| Err(m)),
+            caxton_shards::runtime_outbox::RuntimeOutbox::consuming(drop),
         )
         .expect("shards start");
         BenchNode { shards: handles, _dir: dir }

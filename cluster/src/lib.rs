@@ -5,12 +5,16 @@
 //!
 //! Design: foca is a sans-IO state machine (packets and timer events in;
 //! packets, timers and notifications out). [`membership::Membership`] wraps it
-//! with what caxton adds: an HMAC tag on every packet ([`auth`]), the
+//! with what caxton adds: an HMAC tag on every packet ([`auth`]) over a
+//! header that makes it useless to replay or redirect ([`freshness`]), the
 //! registry as foca's custom broadcasts ([`registry`]), and counters. The
 //! node drives it over glommio UDP (`src/gossip.rs`); the benchmark drives it
 //! with virtual time ([`sim`]). Both see the same code.
 
 pub mod auth;
+pub mod freshness;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod identity;
 pub mod membership;
 pub mod registry;

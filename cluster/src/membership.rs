@@ -18,9 +18,11 @@
 //!    packets (batched until the next `poll_send`) while the cluster has at
 //!    most [`DIRECT_PUSH_MEMBERS_MAX`] members: foca passes an update on only
 //!    about 4·log10(N+1) times, which in a small cluster can miss a member.
-//! 5. Every packet starts with a kind byte: [`KIND_FOCA`] (foca's own) or
-//!    [`KIND_SYNC`] (registry items: `u16` length, item, repeated). The tag
-//!    covers it.
+//! 5. Every packet starts with a header ([`crate::freshness`]): a kind byte,
+//!    [`KIND_FOCA`] (foca's own) or [`KIND_SYNC`] (registry items: `u16`
+//!    length, item, repeated), the sender, its epoch and a sequence number,
+//!    and the destination. The tag covers it. A packet for another node, or
+//!    one seen before, is refused and counted (freshness rules 1 and 2).
 //! 4. foca's timings follow the cluster's size: when the members seen
 //!    double or halve, the suspicion timeout and the times an update is
 //!    passed on are re-derived for the new size (foca allows exactly these
@@ -37,6 +39,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::auth::{ClusterKey, TAG_BYTES};
+use crate::freshness::{Freshness, Header, Stale, HEADER_BYTES};
 use crate::registry::{RegistryError, RouteKey};
 use crate::{NodeId, Registry, RouteItem};
 
@@ -73,11 +76,16 @@ pub struct GossipSettings {
 }
 
 impl GossipSettings {
+    /// Room for a packet's body: the packet less its header and tag.
+    pub fn body_bytes_max(&self) -> usize {
+        self.packet_bytes_max - TAG_BYTES - HEADER_BYTES
+    }
+
     /// foca's LAN profile with our gossip parameters (rule 2).
     pub fn foca_config(&self) -> Config {
-        assert!(self.packet_bytes_max > TAG_BYTES + 64, "packets too small for a foca header");
+        assert!(self.packet_bytes_max > TAG_BYTES + HEADER_BYTES + 64, "packets too small for a foca header");
         let mut c = Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap());
-        c.max_packet_size = NonZeroUsize::new(self.packet_bytes_max - TAG_BYTES - 1).unwrap();
+        c.max_packet_size = NonZeroUsize::new(self.body_bytes_max()).unwrap();
         c.periodic_gossip = self.periodic_gossip.then(|| PeriodicParams {
             frequency: Duration::from_millis(self.interval_ms),
             num_members: NonZeroUsize::new(self.fanout.max(1)).unwrap(),
@@ -90,8 +98,12 @@ impl GossipSettings {
 pub enum PacketError {
     /// The tag did not verify: wrong key, or not ours.
     BadTag,
-    /// The tag verified but foca refused the content.
+    /// The tag verified but the header, the items or foca refused the content.
     Malformed,
+    /// Authentic, but seen before or too old (freshness rule 2).
+    Replay,
+    /// Authentic, but addressed to another node (freshness rule 1).
+    WrongDestination,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -102,6 +114,8 @@ pub struct GossipStats {
     pub bytes_out: u64,
     pub refused_bad_tag: u64,
     pub refused_malformed: u64,
+    pub refused_replay: u64,
+    pub refused_wrong_destination: u64,
 }
 
 /// foca's broadcast handler; the registry itself is shared with
@@ -137,11 +151,17 @@ pub struct Membership {
     /// Names published since the last `poll_send`, to push (rule 3).
     to_push: Vec<RouteItem>,
     rng: SmallRng,
+    /// This process's boot number and the last sequence it sealed (rule 5).
+    epoch: u64,
+    seq: u64,
+    freshness: Freshness,
     pub stats: GossipStats,
 }
 
 impl Membership {
-    pub fn new(id: NodeId, settings: &GossipSettings, key: ClusterKey, seed: u64, cached: Vec<RouteItem>) -> Membership {
+    /// `epoch` must be higher at every start of the node (its boot number):
+    /// it is what tells its new packets from replayed old ones.
+    pub fn new(id: NodeId, settings: &GossipSettings, key: ClusterKey, seed: u64, epoch: u64, cached: Vec<RouteItem>) -> Membership {
         let registry = Rc::new(RefCell::new(Registry::with_routes(cached)));
         let foca = Foca::with_custom_broadcast(id, settings.foca_config(), SmallRng::seed_from_u64(seed), PostcardCodec, SharedRegistry(registry.clone()));
         Membership {
@@ -153,6 +173,9 @@ impl Membership {
             outbox: Default::default(),
             to_push: Vec::new(),
             rng: SmallRng::seed_from_u64(seed ^ 0x5ca1ab1e),
+            epoch,
+            seq: 0,
+            freshness: Freshness::default(),
             stats: GossipStats::default(),
         }
     }
@@ -192,38 +215,66 @@ impl Membership {
         let _ = self.foca.apply_many(members.map(Member::alive), false, &mut self.runtime);
     }
 
-    /// Takes one packet from the network (rule 1).
+    /// Takes one packet from the network (rules 1 and 5).
     pub fn handle_packet(&mut self, sealed: &[u8]) -> Result<(), PacketError> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += sealed.len() as u64;
-        let Some(body) = self.key.open(sealed) else {
-            self.stats.refused_bad_tag += 1;
-            return Err(PacketError::BadTag);
-        };
-        let handled = match body.split_first() {
-            Some((&KIND_FOCA, data)) => self.foca.handle_data(data, &mut self.runtime).map_err(|_| PacketError::Malformed),
-            Some((&KIND_SYNC, items)) => self.take_sync(items),
+        let handled = self.open(sealed).and_then(|(header, body)| match header.kind {
+            KIND_FOCA => self.foca.handle_data(body, &mut self.runtime).map_err(|_| PacketError::Malformed),
+            KIND_SYNC => self.take_sync(body),
             _ => Err(PacketError::Malformed),
-        };
-        if handled.is_err() {
-            self.stats.refused_malformed += 1;
+        });
+        match handled {
+            Err(PacketError::BadTag) => self.stats.refused_bad_tag += 1,
+            Err(PacketError::Malformed) => self.stats.refused_malformed += 1,
+            Err(PacketError::Replay) => self.stats.refused_replay += 1,
+            Err(PacketError::WrongDestination) => self.stats.refused_wrong_destination += 1,
+            Ok(()) => {}
         }
         handled
     }
 
+    /// Checks a packet's tag, then its header: its body if it is new and
+    /// for this node.
+    fn open<'p>(&mut self, sealed: &'p [u8]) -> Result<(Header, &'p [u8]), PacketError> {
+        let packet = self.key.open(sealed).ok_or(PacketError::BadTag)?;
+        let (header, body) = Header::decode(packet).ok_or(PacketError::Malformed)?;
+        let me = self.foca.identity().addr;
+        self.freshness.check(me, &header).map_err(|stale| match stale {
+            Stale::WrongDestination => PacketError::WrongDestination,
+            Stale::Replay => PacketError::Replay,
+        })?;
+        Ok((header, body))
+    }
+
+    /// Registry items from a sync packet: `u16` length, item, repeated.
     fn take_sync(&mut self, mut items: &[u8]) -> Result<(), PacketError> {
+        let me = self.foca.identity().addr;
         let mut registry = self.registry.borrow_mut();
         while !items.is_empty() {
             let len = u16::from_le_bytes(items.get(..2).ok_or(PacketError::Malformed)?.try_into().unwrap()) as usize;
             let item = items.get(2..2 + len).ok_or(PacketError::Malformed)?;
-            let item = RouteItem::decode(item).map_err(|_| PacketError::Malformed)?;
-            if item.node == self.foca.identity().addr {
-                continue; // only this node speaks for its own names (registry rule 1)
-            }
-            registry.learn_remote(item);
             items = &items[2 + len..];
+            let item = RouteItem::decode(item).map_err(|_| PacketError::Malformed)?;
+            // Only this node speaks for its own names (registry rule 1).
+            if item.node != me {
+                registry.learn_remote(item);
+            }
         }
         Ok(())
+    }
+
+    /// Seals `body` of `kind` for `to` (rules 1 and 5).
+    fn seal(&mut self, to: SocketAddr, kind: u8, body: &[u8]) -> Vec<u8> {
+        debug_assert!(body.len() <= self.settings.body_bytes_max());
+        self.seq += 1;
+        let header = Header { kind, from: self.foca.identity().addr, epoch: self.epoch, seq: self.seq, to };
+        let mut packet = Vec::with_capacity(HEADER_BYTES + body.len() + TAG_BYTES);
+        header.encode(&mut packet);
+        packet.extend_from_slice(body);
+        self.key.seal(&mut packet);
+        debug_assert!(packet.len() <= self.settings.packet_bytes_max, "rule 2");
+        packet
     }
 
     /// Queues sync packets with every name this node hosts, for `to` alone.
@@ -246,17 +297,18 @@ impl Membership {
     }
 
     fn queue_items(&mut self, to: NodeId, own: Vec<Vec<u8>>) {
-        let room = self.settings.packet_bytes_max - TAG_BYTES;
-        let mut packet = vec![KIND_SYNC];
+        let room = self.settings.body_bytes_max();
+        let mut body = Vec::new();
         for item in own {
-            if packet.len() + 2 + item.len() > room {
-                self.queue_sealed(to.clone(), std::mem::replace(&mut packet, vec![KIND_SYNC]));
+            if !body.is_empty() && body.len() + 2 + item.len() > room {
+                let full = std::mem::take(&mut body);
+                self.queue_sealed(to.clone(), &full);
             }
-            packet.extend_from_slice(&(item.len() as u16).to_le_bytes());
-            packet.extend_from_slice(&item);
+            body.extend_from_slice(&(item.len() as u16).to_le_bytes());
+            body.extend_from_slice(&item);
         }
-        if packet.len() > 1 {
-            self.queue_sealed(to, packet);
+        if !body.is_empty() {
+            self.queue_sealed(to, &body);
         }
     }
 
@@ -269,9 +321,8 @@ impl Membership {
         }
     }
 
-    fn queue_sealed(&mut self, to: NodeId, mut packet: Vec<u8>) {
-        debug_assert!(packet.len() + TAG_BYTES <= self.settings.packet_bytes_max);
-        self.key.seal(&mut packet);
+    fn queue_sealed(&mut self, to: NodeId, body: &[u8]) {
+        let packet = self.seal(to.addr, KIND_SYNC, body);
         self.outbox.push_back((to, packet));
     }
 
@@ -306,10 +357,7 @@ impl Membership {
             return Some((to, packet));
         }
         let (to, data) = self.runtime.to_send()?;
-        let mut packet = Vec::with_capacity(1 + data.len() + TAG_BYTES);
-        packet.push(KIND_FOCA);
-        packet.extend_from_slice(&data);
-        self.key.seal(&mut packet);
+        let packet = self.seal(to.addr, KIND_FOCA, &data);
         self.stats.packets_out += 1;
         self.stats.bytes_out += packet.len() as u64;
         Some((to, packet))
@@ -374,15 +422,26 @@ impl Membership {
 mod tests {
     use super::*;
 
+    const KEY: &str = "the cluster key!";
+
     fn node(i: u8, key: &str) -> Membership {
         let addr: SocketAddr = format!("127.0.0.{i}:7946").parse().unwrap();
         let settings = GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 3, periodic_gossip: true };
-        Membership::new(NodeId { addr, api: addr, boot: 1 }, &settings, ClusterKey::new(key.as_bytes()).unwrap(), i as u64, Vec::new())
+        Membership::new(NodeId { addr, api: addr, boot: 1 }, &settings, ClusterKey::new(key.as_bytes()).unwrap(), i as u64, 1, Vec::new())
+    }
+
+    /// A packet sealed with the key, as `from` would send it to `to`.
+    fn forge(from: &Membership, to: &Membership, seq: u64, kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        Header { kind, from: from.id().addr, epoch: 1, seq, to: to.id().addr }.encode(&mut p);
+        p.extend_from_slice(body);
+        ClusterKey::new(KEY.as_bytes()).unwrap().seal(&mut p);
+        p
     }
 
     #[test]
     fn a_sync_packet_carries_own_names_to_one_member_and_garbage_is_refused() {
-        let (mut a, mut b) = (node(1, "the cluster key!"), node(2, "the cluster key!"));
+        let (mut a, mut b) = (node(1, KEY), node(2, KEY));
         for i in 0..100 {
             a.publish(RouteItem { agent: format!("agent-with-a-longish-name-{i}"), node: a.id().addr, version: 1, present: true });
         }
@@ -399,13 +458,100 @@ mod tests {
         assert_eq!(b.route("agent-with-a-longish-name-99").unwrap().node, a.id().addr);
         assert_eq!(b.take_route_changes().len(), 100);
 
-        let mut forged = vec![KIND_SYNC, 0xff, 0xff, 1];
-        ClusterKey::new(b"the cluster key!").unwrap().seal(&mut forged);
-        assert_eq!(b.handle_packet(&forged), Err(PacketError::Malformed));
-        let mut unknown = vec![9, 1, 2];
-        ClusterKey::new(b"the cluster key!").unwrap().seal(&mut unknown);
-        assert_eq!(b.handle_packet(&unknown), Err(PacketError::Malformed));
-        assert_eq!(node(3, "another key, 16+").handle_packet(&unknown), Err(PacketError::BadTag));
+        assert_eq!(b.handle_packet(&forge(&a, &b, 1000, KIND_SYNC, &[0xff, 0xff, 1])), Err(PacketError::Malformed));
+        assert_eq!(b.handle_packet(&forge(&a, &b, 1001, 9, &[1, 2])), Err(PacketError::Malformed));
+        assert_eq!(node(3, "another key, 16+").handle_packet(&forge(&a, &b, 1002, KIND_SYNC, &[])), Err(PacketError::BadTag));
         assert_eq!(b.stats.refused_malformed, 2);
+    }
+
+    #[test]
+    fn replayed_and_misdirected_packets_are_refused_and_own_names_are_skipped() {
+        let (mut a, mut b) = (node(1, KEY), node(2, KEY));
+        a.publish(RouteItem { agent: "mine".into(), node: a.id().addr, version: 1, present: true });
+        while a.poll_send().is_some() {}
+        a.sync_to(b.id().clone());
+        let (_, sync) = a.poll_send().unwrap();
+        b.handle_packet(&sync).unwrap();
+        assert_eq!(b.handle_packet(&sync), Err(PacketError::Replay), "the same packet twice");
+        assert_eq!(a.handle_packet(&sync), Err(PacketError::WrongDestination), "sent back to its sender");
+        assert_eq!((b.stats.refused_replay, a.stats.refused_wrong_destination), (1, 1));
+        // A sync packet naming the receiver's own names (once, a loop that
+        // never ended): skipped, and the rest still read.
+        let items: Vec<u8> = [RouteItem { agent: "x".into(), node: b.id().addr, version: 9, present: true }, RouteItem { agent: "y".into(), node: a.id().addr, version: 9, present: true }]
+            .iter()
+            .flat_map(|i| {
+                let e = i.encode();
+                let mut v = (e.len() as u16).to_le_bytes().to_vec();
+                v.extend(e);
+                v
+            })
+            .collect();
+        assert_eq!(b.handle_packet(&forge(&a, &b, 50, KIND_SYNC, &items)), Ok(()));
+        assert!(b.route("x").is_none(), "only b speaks for its names");
+        assert_eq!(b.route("y").unwrap().version, 9);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Sealed packets of any kind and body, from a member with the key:
+        /// what reaches the parsers behind the tag.
+        fn sealed(from: &Membership, to: &Membership) -> impl Strategy<Value = Vec<u8>> {
+            let (f, t) = (from.id().addr, to.id().addr);
+            (any::<u8>(), 1u64..u64::MAX, prop::collection::vec(any::<u8>(), 0..1400), any::<bool>()).prop_map(move |(kind, seq, body, sync)| {
+                let mut p = Vec::new();
+                // Epoch 0: the real sender (epoch 1) comes after, as after a restart.
+                Header { kind: if sync { KIND_SYNC } else { kind }, from: f, epoch: 0, seq, to: t }.encode(&mut p);
+                p.extend_from_slice(&body);
+                ClusterKey::new(KEY.as_bytes()).unwrap().seal(&mut p);
+                p
+            })
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzz::config(512))]
+
+            /// Any bytes from anyone: refused before parsing, never a panic.
+            #[test]
+            fn unauthenticated_bytes_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+                let mut b = node(2, KEY);
+                prop_assert_eq!(b.handle_packet(&bytes), Err(PacketError::BadTag));
+            }
+
+            /// Anything a key holder could seal: parsed without a panic or a
+            /// hang, and the node still works after.
+            #[test]
+            fn sealed_bodies_of_any_shape_never_wedge_a_node(packets in prop::collection::vec(sealed(&node(1, KEY), &node(2, KEY)), 1..8)) {
+                let (mut a, mut b) = (node(1, KEY), node(2, KEY));
+                for p in &packets {
+                    let _ = b.handle_packet(p);
+                }
+                a.sync_to(b.id().clone());
+                a.publish(RouteItem { agent: "after".into(), node: a.id().addr, version: 1, present: true });
+                a.sync_to(b.id().clone());
+                while let Some((_, p)) = a.poll_send() {
+                    let _ = b.handle_packet(&p);
+                }
+                prop_assert!(b.route("after").is_some());
+            }
+
+            /// Sync bodies built from real items, cut anywhere: the items
+            /// before the cut are read, the cut one is refused.
+            #[test]
+            fn cut_sync_bodies_are_malformed_not_fatal(names in prop::collection::vec("[a-z]{1,20}", 1..10), cut in any::<prop::sample::Index>()) {
+                let (a, mut b) = (node(1, KEY), node(2, KEY));
+                let mut body = Vec::new();
+                for n in &names {
+                    let e = RouteItem { agent: n.clone(), node: a.id().addr, version: 3, present: true }.encode();
+                    body.extend_from_slice(&(e.len() as u16).to_le_bytes());
+                    body.extend_from_slice(&e);
+                }
+                let at = cut.index(body.len() + 1);
+                let whole = at == body.len();
+                let result = b.handle_packet(&forge(&a, &b, 1, KIND_SYNC, &body[..at]));
+                prop_assert!(result.is_ok() || (!whole && result == Err(PacketError::Malformed)), "{:?}", result);
+            }
+        }
     }
 }

@@ -148,4 +148,22 @@ mod tests {
         assert!(newer.invalidates(&RouteKey { agent: "a".into(), version: 5 }));
         assert!(!newer.invalidates(&RouteKey { agent: "b".into(), version: 1 }));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzz::config(1024))]
+
+            #[test]
+            fn items_round_trip_and_garbage_is_an_error(agent in "[a-z0-9._-]{1,64}", port in any::<u16>(), version in any::<u64>(), present in any::<bool>(), junk in prop::collection::vec(any::<u8>(), 0..200)) {
+                let item = RouteItem { agent, node: std::net::SocketAddr::from(([10, 0, 0, 1], port)), version, present };
+                prop_assert_eq!(RouteItem::decode(&item.encode()).unwrap(), item);
+                let _ = RouteItem::decode(&junk); // any answer but a panic
+                let mut r = Registry::default();
+                let _ = r.receive_item(&junk, None);
+            }
+        }
+    }
 }

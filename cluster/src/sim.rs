@@ -109,7 +109,7 @@ impl Simulation {
         let addr = sim_addr(i);
         let id = NodeId { addr, api: addr, boot: 1 };
         let seed = self.rng.random::<u64>();
-        self.nodes.push(Some(Membership::new(id, &self.settings, self.key.clone(), seed, Vec::new())));
+        self.nodes.push(Some(Membership::new(id.clone(), &self.settings, self.key.clone(), seed, id.boot as u64, Vec::new())));
         self.by_addr.insert(addr, i);
         i
     }

@@ -86,7 +86,11 @@ pub struct ShardStats {
     /// Messages waiting for other nodes, and arrivals waiting for a mailbox.
     pub link_queued: usize,
     pub link_inbound: usize,
+    /// Bytes of messages the shard holds, by queue.
+    pub message_bytes: crate::router::MessageBytes,
     pub busy: u64,
+    /// Of `busy`: refused at a byte bound.
+    pub busy_bytes: u64,
     pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,
     pub abi_invalid: u64,

@@ -426,4 +426,59 @@ mod tests {
         let max = vec![0u8; CONTENT_BYTES_MAX];
         assert!(Message::encode(&header(), b"a", b"b", &max).is_ok());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof!["[a-z0-9._-]{1,64}", "@[a-z0-9._/-]{1,63}"].prop_map(String::into_bytes)
+        }
+
+        fn message() -> impl Strategy<Value = (Header, Vec<u8>, Vec<u8>, Vec<u8>)> {
+            let header = (0u8..11, any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(performative, message_id, conversation_id, reply_with, in_reply_to)| Header {
+                performative,
+                message_id,
+                conversation_id,
+                reply_with,
+                in_reply_to,
+            });
+            (header, prop_oneof![Just(Vec::new()), name()], name(), prop::collection::vec(any::<u8>(), 0..600))
+        }
+
+        proptest! {
+            #![proptest_config(caxton_cluster::fuzz::config(1024))]
+
+            /// Oracle: what encodes decodes to the same fields.
+            #[test]
+            fn encode_then_decode_is_the_identity((header, sender, receiver, content) in message()) {
+                let m = Message::encode(&header, &sender, &receiver, &content).unwrap();
+                let d = Message::decode(m.as_bytes().to_vec()).unwrap();
+                prop_assert_eq!((d.header(), d.sender(), d.receiver(), d.content()), (header, &sender[..], &receiver[..], &content[..]));
+            }
+
+            /// Any bytes: a valid message or an error, never a panic; what
+            /// decodes re-encodes to the same bytes.
+            #[test]
+            fn any_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(m) = Message::decode(bytes.clone()) {
+                    let again = Message::encode(&m.header(), m.sender(), m.receiver(), m.content()).unwrap();
+                    prop_assert_eq!(again.as_bytes(), &bytes[..]);
+                }
+            }
+
+            /// A valid envelope with one byte changed: still valid and
+            /// self-consistent, or refused.
+            #[test]
+            fn flipped_bytes_are_caught_or_consistent((header, sender, receiver, content) in message(), at in any::<prop::sample::Index>(), to in any::<u8>()) {
+                let mut bytes = Message::encode(&header, &sender, &receiver, &content).unwrap().into_bytes();
+                let i = at.index(bytes.len());
+                bytes[i] = to;
+                if let Ok(m) = Message::decode(bytes) {
+                    prop_assert!(is_endpoint_name(m.receiver()));
+                    prop_assert_eq!(m.len(), ENVELOPE_HEADER_BYTES + m.sender().len() + m.receiver().len() + m.content().len());
+                }
+            }
+        }
+    }
 }

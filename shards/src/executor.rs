@@ -15,11 +15,11 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::command::Command;
-use crate::limits::CONTROL_COMMANDS_MAX;
+use crate::limits::{CONTROL_COMMANDS_MAX, LIFECYCLE_COMMANDS_MAX};
 use crate::mesh::{build_mesh, Doorbell};
 use crate::router::ApiSink;
 use crate::shard::{Shard, ShardSetup, ShardTuning};
@@ -94,15 +94,42 @@ pub struct ShardHandle {
 #[derive(Clone)]
 pub struct ShardSender {
     control: Sender<Command>,
+    /// Deploys, undeploys and stops: the control plane alone sends here,
+    /// one operation at a time, so it can know there is room on every
+    /// shard before it sends to any (all or nothing).
+    lifecycle: Sender<Command>,
     bell: Arc<Doorbell>,
 }
 
 impl ShardSender {
+    /// A sender whose commands nobody runs but the returned receivers
+    /// (control, lifecycle): for tests of the control plane without shards.
+    pub fn detached(capacity: usize) -> (ShardSender, Receiver<Command>, Receiver<Command>) {
+        let (control, control_rx) = bounded(capacity);
+        let (lifecycle, lifecycle_rx) = bounded(capacity);
+        let bell = Doorbell::new().expect("a socket pair").0;
+        (ShardSender { control, lifecycle, bell }, control_rx, lifecycle_rx)
+    }
+
     /// Queues a command and wakes the shard. A full queue hands it back.
     pub fn send(&self, command: Command) -> Result<(), Command> {
-        match self.control.try_send(command) {
+        Self::push(&self.control, &self.bell, command)
+    }
+
+    /// Queues a lifecycle command (deploy, undeploy, stop).
+    pub fn send_lifecycle(&self, command: Command) -> Result<(), Command> {
+        Self::push(&self.lifecycle, &self.bell, command)
+    }
+
+    /// Room for `n` more lifecycle commands?
+    pub fn lifecycle_room(&self, n: usize) -> bool {
+        self.lifecycle.len() + n <= self.lifecycle.capacity().unwrap_or(usize::MAX)
+    }
+
+    fn push(queue: &Sender<Command>, bell: &Doorbell, command: Command) -> Result<(), Command> {
+        match queue.try_send(command) {
             Ok(()) => {
-                self.bell.ring_if_parked();
+                bell.ring_if_parked();
                 Ok(())
             }
             Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
@@ -144,12 +171,14 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
     let mut handles = Vec::with_capacity(n);
     for ((index, mesh), reader) in build_mesh(&bells).into_iter().enumerate().zip(readers) {
         let (control_tx, control_rx) = bounded(CONTROL_COMMANDS_MAX);
+        let (lifecycle_tx, lifecycle_rx) = bounded(LIFECYCLE_COMMANDS_MAX);
         let setup = ShardSetup {
             index,
             data_dir: config.data_dir.clone(),
             storage: config.storage.clone(),
             mesh,
             control: control_rx,
+            lifecycle: lifecycle_rx,
             bell: bells[index].clone(),
             api: api.clone(),
             boot_epoch: config.boot_epoch,
@@ -176,7 +205,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
                 }
             })
             .map_err(|e| format!("cannot start shard {index} on cpu {}: {e}", config.cpus[index]))?;
-        handles.push(ShardHandle { index, sender: ShardSender { control: control_tx, bell: bells[index].clone() }, thread: Some(thread) });
+        handles.push(ShardHandle { index, sender: ShardSender { control: control_tx, lifecycle: lifecycle_tx, bell: bells[index].clone() }, thread: Some(thread) });
     }
     drop(ready_tx);
     for _ in 0..n {

@@ -12,6 +12,9 @@
 //! - [`placement`]: which shard hosts which instance (a stable hash);
 //! - [`agent`]: the wasmer engine, an instance's lifecycle, the host functions;
 //! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
+//! - [`runtime_outbox`]: messages to REST callers and wire clients, bounded
+//!   in bytes node-wide;
+//! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
 //! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
@@ -28,8 +31,10 @@ pub mod mesh;
 pub mod metrics;
 pub mod placement;
 pub mod router;
+pub mod runtime_outbox;
 pub mod shard;
 pub mod storage;
+pub mod throttle;
 
 pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
 pub use envelope::{Header, Message};

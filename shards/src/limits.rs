@@ -115,6 +115,12 @@ pub const STATE_WRITES_PER_HANDLER_MAX: usize = STATE_BATCH_RECORDS_MAX;
 /// REST API answers 429; a cross-shard message waits in its channel.
 pub const MAILBOX_MESSAGES_MAX: usize = 1024;
 
+/// Bytes of the messages one mailbox holds (8 MiB: eight messages at the
+/// content limit, or the whole count of 8 KiB ones). Keeps one flooded
+/// receiver from taking its shard's whole share of the message budget.
+/// Exceeded: like a full mailbox (-2, 429, or the message waits).
+pub const MAILBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// Messages in flight on one shard-to-shard channel (a bounded lock-free
 /// array; 40 bytes a slot). Full: messages wait in the sender's outbox.
 pub const MESH_CHANNEL_MESSAGES_MAX: usize = 8192;
@@ -134,9 +140,122 @@ pub const NODE_IN_FLIGHT_MESSAGES_MAX: usize = 100_000;
 /// Exceeded: the API answers 503.
 pub const CONTROL_COMMANDS_MAX: usize = 4096;
 
+/// Lifecycle commands (deploy, undeploy, stop) queued for a shard. The
+/// control plane runs one lifecycle operation at a time and checks every
+/// shard has room before it sends to any, so an operation reaches every
+/// shard or none. Exceeded (a shard that stopped taking commands): the
+/// operation answers 503 and nothing is sent.
+pub const LIFECYCLE_COMMANDS_MAX: usize = 64;
+
 /// Replies queued from the shards to the REST API. Exceeded: the reply is
 /// counted as a dead letter.
 pub const API_REPLIES_MAX: usize = 16_384;
+
+// ---------------------------------------------------------------- message memory
+
+// The whole is `MESSAGE_BUFFER_BYTES` (ADR-0017 `message_buffer_size`,
+// 500 MB; `--message-buffer-size`). Every queue that holds messages has a
+// fixed share of it ([`MessageBudget`]), so however senders and readers
+// behave, the node's messages never hold more. At a queue's share the
+// sender meets back-pressure: `send` -2, REST 429, or TCP (the node stops
+// reading), and it is counted.
+
+/// Shares of the message budget, in thousandths (they add up to 1000).
+/// Mailboxes of every shard together.
+pub const BUDGET_MAILBOXES_PERMILLE: u64 = 400;
+/// Messages between shards (mesh channels and outboxes), all pairs.
+pub const BUDGET_MESH_PERMILLE: u64 = 100;
+/// Messages waiting for other nodes, all shards (link outboxes).
+pub const BUDGET_LINK_OUTBOX_PERMILLE: u64 = 200;
+/// Arrivals from other nodes waiting for a mailbox, all shards.
+pub const BUDGET_LINK_INBOX_PERMILLE: u64 = 100;
+/// Messages to runtime names (REST callers, wire clients) not yet taken.
+pub const BUDGET_RUNTIME_OUTBOX_PERMILLE: u64 = 100;
+/// Wire frames read and not yet in a mailbox, all connections.
+pub const BUDGET_WIRE_INGRESS_PERMILLE: u64 = 100;
+
+/// Bytes of the messages one wire connection's outbox holds (16 MiB).
+/// Exceeded: a message to it is dropped and counted
+/// (`caxton_runtime_undeliverable_total{kind="wire"}`): a client that does
+/// not read loses its own replies, never anyone else's room.
+pub const WIRE_OUTBOX_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Messages one wire connection's outbox holds. Exceeded: as above.
+pub const WIRE_OUTBOX_MESSAGES_MAX: usize = 65_536;
+
+/// The message budget split into its queues' shares, in bytes (node-wide;
+/// a shard or a pair of shards takes an equal part of its share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageBudget {
+    pub total: u64,
+    pub mailboxes: u64,
+    pub mesh: u64,
+    pub link_outbox: u64,
+    pub link_inbox: u64,
+    pub runtime_outbox: u64,
+    pub wire_ingress: u64,
+}
+
+impl MessageBudget {
+    /// Splits `total` bytes by the shares above. Each share must hold at
+    /// least one largest envelope, or nothing could ever be sent.
+    pub fn split(total: u64) -> Result<MessageBudget, String> {
+        let share = |permille: u64| total / 1000 * permille + total % 1000 * permille / 1000;
+        let b = MessageBudget {
+            total,
+            mailboxes: share(BUDGET_MAILBOXES_PERMILLE),
+            mesh: share(BUDGET_MESH_PERMILLE),
+            link_outbox: share(BUDGET_LINK_OUTBOX_PERMILLE),
+            link_inbox: share(BUDGET_LINK_INBOX_PERMILLE),
+            runtime_outbox: share(BUDGET_RUNTIME_OUTBOX_PERMILLE),
+            wire_ingress: share(BUDGET_WIRE_INGRESS_PERMILLE),
+        };
+        let smallest = [b.mailboxes, b.mesh, b.link_outbox, b.link_inbox, b.runtime_outbox, b.wire_ingress].into_iter().min().unwrap();
+        if smallest < 4 * ENVELOPE_BYTES_MAX as u64 {
+            return Err(format!("--message-buffer-size {total} bytes is too small: each of its six shares must hold four largest messages (at least {} bytes in all)", MESSAGE_BUFFER_BYTES_MIN));
+        }
+        debug_assert!(b.mailboxes + b.mesh + b.link_outbox + b.link_inbox + b.runtime_outbox + b.wire_ingress <= total);
+        Ok(b)
+    }
+}
+
+/// The smallest `--message-buffer-size` accepted: the smallest share (a
+/// tenth) holds four largest envelopes.
+pub const MESSAGE_BUFFER_BYTES_MIN: u64 = 4 * ENVELOPE_BYTES_MAX as u64 * 10 + 10_000;
+
+// ---------------------------------------------------------------- listeners
+
+/// Longest a REST client may take to send a request's headers, from its
+/// first byte or from the connection's start, in milliseconds
+/// (`--api-header-timeout-ms`). Exceeded: the connection is closed. Bounds
+/// what a silent or slow client holds of `--max-connections`.
+pub const API_HEADER_TIMEOUT_MS: u64 = 10_000;
+
+/// Longest a REST connection may sit idle between requests, in
+/// milliseconds (`--api-idle-timeout-ms`; a request waiting on its reply is
+/// not idle). Exceeded: the connection is closed.
+pub const API_IDLE_TIMEOUT_MS: u64 = 30_000;
+
+/// Longest a wire client may take to send its hello, in milliseconds
+/// (`--wire-hello-timeout-ms`). Exceeded: the connection is closed.
+pub const WIRE_HELLO_TIMEOUT_MS: u64 = 5_000;
+
+/// Open wire connections (`--wire-connections-max`). Each costs its
+/// buffers (about 200 KiB) and a task. Exceeded: the next connection is
+/// answered `caxton-wire/1 refused: ...` and closed at once.
+pub const WIRE_CONNECTIONS_MAX: usize = 256;
+
+/// Buffered bytes each way of a wire connection.
+pub const WIRE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Most bytes of wire frames read from one connection before they are
+/// handed to the shards as one batch (one share of the ingress budget).
+pub const WIRE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Warnings caused by remote input (refused connections, bad frames, ABI
+/// misuse) are written at most once per this interval, in milliseconds;
+/// the rest are counted.
+pub const WARNING_INTERVAL_MS: u64 = 1_000;
 
 // ---------------------------------------------------------------- scheduling
 
@@ -258,9 +377,22 @@ pub const LINK_WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// mailbox. Over it, the shard stops reading its sockets (TCP backpressure).
 pub const LINK_INBOUND_MESSAGES_MAX: usize = 16_384;
 
-/// Longest a link handshake or connect may take, in milliseconds. Exceeded:
-/// the connection is closed (and retried, for an outbound one).
+/// Longest a link handshake or connect may take, in milliseconds
+/// (`--link-handshake-timeout-ms`). Exceeded: the connection is closed (and
+/// retried, for an outbound one).
 pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+
+/// Inbound link connections in their handshake at once, node-wide, apart
+/// from the authenticated ones (`--max-pending-handshakes`). Each is a
+/// socket for at most the handshake timeout. Exceeded: the connection is
+/// closed at once (`caxton_link_refused_total{reason="pending"}`), so that
+/// peers without the key can never take the authenticated places.
+pub const LINK_PENDING_HANDSHAKES_MAX: usize = 64;
+
+/// Sends after which a message still unacknowledged is given up (counted
+/// as `link_lost`): only a receiver that takes the connection down on every
+/// try gets there.
+pub const LINK_SEND_ATTEMPTS_MAX: u32 = 5;
 
 /// Wait before reconnecting to a live node whose link failed, in ms.
 pub const LINK_RECONNECT_DELAY_MS: u64 = 100;
@@ -288,3 +420,11 @@ const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0)
 const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <= 1500, "gossip fits one MTU");
 const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
 const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX);
+const _: () = assert!(
+    BUDGET_MAILBOXES_PERMILLE + BUDGET_MESH_PERMILLE + BUDGET_LINK_OUTBOX_PERMILLE + BUDGET_LINK_INBOX_PERMILLE + BUDGET_RUNTIME_OUTBOX_PERMILLE + BUDGET_WIRE_INGRESS_PERMILLE == 1000,
+    "the message budget's shares add up to the whole"
+);
+const _: () = assert!(MAILBOX_BYTES_MAX >= ENVELOPE_BYTES_MAX && WIRE_OUTBOX_BYTES_MAX >= ENVELOPE_BYTES_MAX, "a largest message fits");
+const _: () = assert!(WIRE_BATCH_BYTES_MAX >= ENVELOPE_BYTES_MAX + 4);
+const _: () = assert!(MESSAGE_BUFFER_BYTES >= MESSAGE_BUFFER_BYTES_MIN);
+const _: () = assert!(LINK_PENDING_HANDSHAKES_MAX > 0 && WIRE_CONNECTIONS_MAX > 0);

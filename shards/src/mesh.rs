@@ -12,13 +12,18 @@
 //! 3. No lost wake-up: the parker sets `parked`, fences, then re-checks its
 //!    queues; a sender pushes, fences, then reads `parked`. One of them sees
 //!    the other (Dekker's pattern with SeqCst fences).
+//! 4. A channel is bounded in bytes too. The sender counts the bytes it
+//!    sent; the receiver publishes the bytes it took, once per drain (one
+//!    relaxed-enough store, so the hot path shares no counter per message).
+//!    Bytes in flight are `sent - taken`: the sender may see a stale
+//!    `taken` and so overestimate, never underestimate.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::envelope::Message;
 use crate::limits::MESH_CHANNEL_MESSAGES_MAX;
@@ -66,12 +71,70 @@ impl Doorbell {
     }
 }
 
+/// The sending end of one shard-to-shard channel (rules 1 and 4).
+pub struct MeshSender {
+    tx: Sender<Message>,
+    /// Bytes sent so far (this shard's own count).
+    sent: u64,
+    /// Bytes the receiver took so far (published by it).
+    taken: Arc<AtomicU64>,
+}
+
+impl MeshSender {
+    pub fn try_send(&mut self, m: Message) -> Result<(), TrySendError<Message>> {
+        let len = m.len() as u64;
+        self.tx.try_send(m)?;
+        self.sent += len;
+        Ok(())
+    }
+
+    /// Messages in the channel now.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// Bytes in the channel, at most (rule 4).
+    pub fn bytes_in_flight(&self) -> u64 {
+        let taken = self.taken.load(Ordering::Acquire);
+        debug_assert!(taken <= self.sent);
+        self.sent - taken
+    }
+}
+
+/// The receiving end of one shard-to-shard channel (rule 4).
+pub struct MeshReceiver {
+    rx: Receiver<Message>,
+    taken: u64,
+    published: Arc<AtomicU64>,
+}
+
+impl MeshReceiver {
+    pub fn try_recv(&mut self) -> Option<Message> {
+        let m = self.rx.try_recv().ok()?;
+        self.taken += m.len() as u64;
+        Some(m)
+    }
+
+    /// Tells the sender what was taken (once per drain).
+    pub fn publish(&self) {
+        self.published.store(self.taken, Ordering::Release);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
 /// One shard's ends of the mesh.
 pub struct MeshEnds {
     /// `to[p]`: channel to shard `p` (`None` for itself).
-    pub to: Vec<Option<Sender<Message>>>,
+    pub to: Vec<Option<MeshSender>>,
     /// `from[p]`: channel from shard `p` (`None` for itself).
-    pub from: Vec<Option<Receiver<Message>>>,
+    pub from: Vec<Option<MeshReceiver>>,
     /// Every shard's doorbell, by index.
     pub bells: Vec<Arc<Doorbell>>,
 }
@@ -86,8 +149,9 @@ pub fn build_mesh(bells: &[Arc<Doorbell>]) -> Vec<MeshEnds> {
         for to in 0..n {
             if from != to {
                 let (tx, rx) = bounded(MESH_CHANNEL_MESSAGES_MAX);
-                ends[from].to[to] = Some(tx);
-                ends[to].from[from] = Some(rx);
+                let taken = Arc::new(AtomicU64::new(0));
+                ends[from].to[to] = Some(MeshSender { tx, sent: 0, taken: taken.clone() });
+                ends[to].from[from] = Some(MeshReceiver { rx, taken: 0, published: taken });
             }
         }
     }
@@ -115,13 +179,19 @@ mod tests {
     #[test]
     fn the_mesh_connects_every_ordered_pair() {
         let bells: Vec<_> = (0..3).map(|_| Doorbell::new().unwrap().0).collect();
-        let ends = build_mesh(&bells);
+        let mut ends = build_mesh(&bells);
         for (i, e) in ends.iter().enumerate() {
             assert!(e.to[i].is_none() && e.from[i].is_none());
             assert_eq!(e.to.iter().flatten().count(), 2);
         }
         let m = Message::encode(&Default::default(), b"a", b"b", b"x").unwrap();
-        ends[0].to[2].as_ref().unwrap().try_send(m.clone()).unwrap();
-        assert_eq!(ends[2].from[0].as_ref().unwrap().try_recv().unwrap(), m);
+        ends[0].to[2].as_mut().unwrap().try_send(m.clone()).unwrap();
+        ends[0].to[2].as_mut().unwrap().try_send(m.clone()).unwrap();
+        assert_eq!(ends[0].to[2].as_ref().unwrap().bytes_in_flight(), 2 * m.len() as u64);
+        let rx = ends[2].from[0].as_mut().unwrap();
+        assert_eq!(rx.try_recv().unwrap(), m);
+        assert_eq!(ends[0].to[2].as_ref().unwrap().bytes_in_flight(), 2 * m.len() as u64, "not published yet: an overestimate");
+        ends[2].from[0].as_ref().unwrap().publish();
+        assert_eq!(ends[0].to[2].as_ref().unwrap().bytes_in_flight(), m.len() as u64);
     }
 }

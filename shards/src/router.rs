@@ -2,9 +2,10 @@
 //! local instances, the run queue, and the outbox of the current tick.
 //!
 //! Rules:
-//! 1. Every queue is bounded. A send is admitted only if its destination has
-//!    room reserved for it (a mailbox slot, or a place in the peer outbox), so
-//!    an admitted message is never dropped for lack of room later.
+//! 1. Every queue is bounded, in count and in bytes. A send is admitted only
+//!    if its destination has room reserved for it (a mailbox slot and its
+//!    bytes, or a place in the peer outbox), so an admitted message is never
+//!    dropped for lack of room later.
 //! 2. Messages a handler sends are staged. Those of a handler whose instance
 //!    has state writes not yet committed are released only by
 //!    [`Router::flush`], after the tick's commit: no one sees an effect whose
@@ -22,13 +23,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::envelope::Message;
 use crate::limits::RUNTIME_NAME_PREFIX;
 use crate::link::{NodeIdx, RemoteTable};
-use crate::mesh::{Doorbell, MeshEnds};
+use crate::mesh::{Doorbell, MeshEnds, MeshReceiver, MeshSender};
 use crate::placement::{instance_for, shard_of};
+use crate::runtime_outbox::RuntimeOutbox;
 
 /// Index of a local instance's mailbox (and of its agent slot in the shard).
 pub type LocalId = u32;
@@ -78,8 +80,8 @@ pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 7] = [
 ];
 
 /// Hands messages addressed to runtime names (`@api/...`, `@wire/...`) to
-/// the node's control plane.
-pub type ApiSink = Arc<dyn Fn(Message) -> Result<(), Message> + Send + Sync>;
+/// the node's control plane, bounded in bytes ([`RuntimeOutbox`]).
+pub type ApiSink = Arc<RuntimeOutbox>;
 
 #[derive(Debug, Default, Clone)]
 pub struct RouterCounters {
@@ -90,6 +92,8 @@ pub struct RouterCounters {
     pub routed_node: u64,
     pub received_node: u64,
     pub busy: u64,
+    /// Of `busy`: refused because a byte bound was reached (rule 1).
+    pub busy_bytes: u64,
     /// Sends refused because no agent has the receiver's name.
     pub not_found: u64,
     pub dead_letters: [u64; 7],
@@ -100,37 +104,57 @@ pub struct RouterCounters {
 pub struct RouterLimits {
     /// Room of each mailbox.
     pub mailbox_messages_max: usize,
-    /// Messages queued in all of this shard's mailboxes.
+    pub mailbox_bytes_max: usize,
+    /// Messages queued in all of this shard's mailboxes, and their bytes.
     pub shard_queued_messages_max: usize,
-    /// Messages in transit to one peer shard.
+    pub shard_queued_bytes_max: usize,
+    /// Messages in transit to one peer shard, and their bytes.
     pub peer_in_flight_messages_max: usize,
+    pub peer_in_flight_bytes_max: usize,
+}
+
+/// Node-wide queue bounds, each with its default in `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeQueueLimits {
+    pub mailbox_messages_max: usize,
+    pub mailbox_bytes_max: usize,
+    pub queued_messages_max: usize,
+    pub queued_bytes_max: u64,
+    pub in_flight_messages_max: usize,
+    pub in_flight_bytes_max: u64,
 }
 
 impl RouterLimits {
     /// Splits the node-wide bounds evenly between `shards` shards.
-    pub fn for_node(shards: usize, mailbox_messages_max: usize, node_queued_max: usize, node_in_flight_max: usize) -> RouterLimits {
+    pub fn for_node(shards: usize, node: NodeQueueLimits) -> RouterLimits {
         assert!(shards > 0);
         let pairs = (shards * (shards - 1)).max(1);
         RouterLimits {
-            mailbox_messages_max: mailbox_messages_max.max(1),
-            shard_queued_messages_max: (node_queued_max / shards).max(1),
-            peer_in_flight_messages_max: (node_in_flight_max / pairs).max(1),
+            mailbox_messages_max: node.mailbox_messages_max.max(1),
+            mailbox_bytes_max: node.mailbox_bytes_max.max(1),
+            shard_queued_messages_max: (node.queued_messages_max / shards).max(1),
+            shard_queued_bytes_max: (node.queued_bytes_max / shards as u64).max(1) as usize,
+            peer_in_flight_messages_max: (node.in_flight_messages_max / pairs).max(1),
+            peer_in_flight_bytes_max: (node.in_flight_bytes_max / pairs as u64).max(1) as usize,
         }
     }
 }
 
 struct Mailbox {
     queue: VecDeque<Message>,
-    /// Slots promised to staged messages (rule 1).
+    /// Bytes of `queue`.
+    bytes: usize,
+    /// Slots and bytes promised to staged messages (rule 1).
     reserved: usize,
+    reserved_bytes: usize,
     /// Is this id in the run queue?
     queued: bool,
     open: bool,
 }
 
 impl Mailbox {
-    fn has_room(&self, capacity: usize) -> bool {
-        self.queue.len() + self.reserved < capacity
+    fn has_room(&self, limits: &RouterLimits, bytes: usize) -> bool {
+        self.queue.len() + self.reserved < limits.mailbox_messages_max && self.bytes + self.reserved_bytes + bytes <= limits.mailbox_bytes_max
     }
 }
 
@@ -140,22 +164,33 @@ struct DirEntry {
     local: Box<[Option<LocalId>]>,
 }
 
+/// What a shard holds in transit to one peer shard.
+struct PeerOutbox {
+    tx: MeshSender,
+    /// Waiting for room in the channel, and their bytes.
+    backlog: VecDeque<Message>,
+    backlog_bytes: usize,
+    /// Promised to staged messages (rule 1).
+    reserved: usize,
+    reserved_bytes: usize,
+}
+
 pub struct Router {
     shard: usize,
     shards: usize,
     limits: RouterLimits,
-    /// Messages in all local mailboxes, and slots reserved in them.
+    /// Messages in all local mailboxes, and slots reserved in them; bytes alike.
     queued: usize,
+    queued_bytes: usize,
     reserved_local: usize,
+    reserved_local_bytes: usize,
     directory: HashMap<Box<str>, DirEntry>,
     mailboxes: Vec<Mailbox>,
     free_ids: Vec<LocalId>,
     run_queue: VecDeque<LocalId>,
     staged: Vec<(Dest, Message)>,
-    to_peer: Vec<Option<Sender<Message>>>,
+    peers: Vec<Option<PeerOutbox>>,
     bells: Vec<Arc<Doorbell>>,
-    peer_backlog: Vec<VecDeque<Message>>,
-    peer_reserved: Vec<usize>,
     api: ApiSink,
     /// Other nodes: their names, state and outboxes (`link::table`).
     pub remote: RemoteTable,
@@ -164,25 +199,26 @@ pub struct Router {
 
 impl Router {
     /// Takes the sending ends of the mesh; returns the receiving ends.
-    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, limits: RouterLimits, remote: RemoteTable) -> (Router, Vec<Option<Receiver<Message>>>) {
+    pub fn new(shard: usize, mesh: MeshEnds, api: ApiSink, limits: RouterLimits, remote: RemoteTable) -> (Router, Vec<Option<MeshReceiver>>) {
         let shards = mesh.to.len();
         assert!(shard < shards && mesh.bells.len() == shards);
         assert!(limits.mailbox_messages_max > 0 && limits.shard_queued_messages_max > 0);
+        let peers = mesh.to.into_iter().map(|tx| tx.map(|tx| PeerOutbox { tx, backlog: VecDeque::new(), backlog_bytes: 0, reserved: 0, reserved_bytes: 0 })).collect();
         let router = Router {
             shard,
             shards,
             limits,
             queued: 0,
+            queued_bytes: 0,
             reserved_local: 0,
+            reserved_local_bytes: 0,
             directory: HashMap::new(),
             mailboxes: Vec::new(),
             free_ids: Vec::new(),
             run_queue: VecDeque::new(),
             staged: Vec::new(),
-            to_peer: mesh.to,
+            peers,
             bells: mesh.bells,
-            peer_backlog: (0..shards).map(|_| VecDeque::new()).collect(),
-            peer_reserved: vec![0; shards],
             api,
             remote,
             counters: RouterCounters::default(),
@@ -208,9 +244,13 @@ impl Router {
     // ------------------------------------------------------------ directory
 
     /// Adds a name to the directory; returns the mailboxes made for the
-    /// instances placed on this shard, as (instance, id).
-    pub fn add_agent(&mut self, name: &str, instances: u32) -> Vec<(u32, LocalId)> {
+    /// instances placed on this shard, as (instance, id). A name already
+    /// here is refused (the control plane's mistake, never a panic).
+    pub fn add_agent(&mut self, name: &str, instances: u32) -> Result<Vec<(u32, LocalId)>, String> {
         assert!(instances > 0);
+        if self.directory.contains_key(name) {
+            return Err(format!("agent {name} is already on shard {}", self.shard));
+        }
         let mut local = vec![None; instances as usize].into_boxed_slice();
         let mut made = Vec::new();
         for i in 0..instances {
@@ -220,21 +260,28 @@ impl Router {
                 made.push((i, id));
             }
         }
-        let previous = self.directory.insert(name.into(), DirEntry { instances, local });
-        assert!(previous.is_none(), "agent {name} added twice");
-        made
+        self.directory.insert(name.into(), DirEntry { instances, local });
+        Ok(made)
+    }
+
+    /// Is `name` in the directory?
+    pub fn has_agent(&self, name: &str) -> bool {
+        self.directory.contains_key(name)
     }
 
     /// Removes a name; its queued messages become dead letters. Returns the
-    /// ids of its local instances.
+    /// ids of its local instances (none if the name was not here).
     pub fn remove_agent(&mut self, name: &str) -> Vec<LocalId> {
         assert!(self.staged.is_empty(), "undeploy inside a tick");
         let Some(entry) = self.directory.remove(name) else { return Vec::new() };
         let ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
         for &id in &ids {
             let mailbox = &mut self.mailboxes[id as usize];
+            debug_assert_eq!(mailbox.reserved, 0, "nothing staged, so nothing reserved");
             let dropped: Vec<Message> = mailbox.queue.drain(..).collect();
             self.queued -= dropped.len();
+            self.queued_bytes -= mailbox.bytes;
+            mailbox.bytes = 0;
             mailbox.open = false;
             mailbox.queued = false;
             for m in &dropped {
@@ -247,7 +294,7 @@ impl Router {
     }
 
     fn open_mailbox(&mut self) -> LocalId {
-        let mailbox = Mailbox { queue: VecDeque::new(), reserved: 0, queued: false, open: true };
+        let mailbox = Mailbox { queue: VecDeque::new(), bytes: 0, reserved: 0, reserved_bytes: 0, queued: false, open: true };
         if let Some(id) = self.free_ids.pop() {
             self.mailboxes[id as usize] = mailbox;
             id
@@ -277,50 +324,82 @@ impl Router {
         }
     }
 
-    /// Reserves room at `dest` (rule 1).
-    pub fn reserve(&mut self, dest: Dest) -> Result<(), RouteError> {
+    fn busy(&mut self, bytes_bound: bool) -> Result<(), RouteError> {
+        self.counters.busy += 1;
+        if bytes_bound {
+            self.counters.busy_bytes += 1;
+        }
+        Err(RouteError::Busy)
+    }
+
+    /// Is there room in the shard's mailboxes, in count and bytes? (rule 1)
+    fn shard_has_room(&self, bytes: usize) -> (bool, bool) {
+        let count = self.queued + self.reserved_local < self.limits.shard_queued_messages_max;
+        let size = self.queued_bytes + self.reserved_local_bytes + bytes <= self.limits.shard_queued_bytes_max;
+        (count, size)
+    }
+
+    /// Reserves room for a message of `bytes` at `dest` (rule 1).
+    pub fn reserve(&mut self, dest: Dest, bytes: usize) -> Result<(), RouteError> {
         match dest {
             Dest::Local(id) => {
-                let shard_full = self.queued + self.reserved_local >= self.limits.shard_queued_messages_max;
-                let mailbox = &mut self.mailboxes[id as usize];
+                let (count, size) = self.shard_has_room(bytes);
+                let mailbox = &self.mailboxes[id as usize];
                 debug_assert!(mailbox.open);
-                if shard_full || !mailbox.has_room(self.limits.mailbox_messages_max) {
-                    self.counters.busy += 1;
-                    return Err(RouteError::Busy);
+                if !count || !size || !mailbox.has_room(&self.limits, bytes) {
+                    let bytes_bound = count && mailbox.queue.len() + mailbox.reserved < self.limits.mailbox_messages_max;
+                    return self.busy(bytes_bound);
                 }
+                let mailbox = &mut self.mailboxes[id as usize];
                 mailbox.reserved += 1;
+                mailbox.reserved_bytes += bytes;
                 self.reserved_local += 1;
+                self.reserved_local_bytes += bytes;
             }
             Dest::Peer(p) => {
-                let in_channel = self.to_peer[p].as_ref().map_or(0, |tx| tx.len());
-                if self.peer_backlog[p].len() + self.peer_reserved[p] + in_channel >= self.limits.peer_in_flight_messages_max {
-                    self.counters.busy += 1;
-                    return Err(RouteError::Busy);
+                let peer = self.peers[p].as_ref().expect("no channel to this shard itself");
+                let count = peer.backlog.len() + peer.reserved + peer.tx.len() < self.limits.peer_in_flight_messages_max;
+                let in_flight = peer.backlog_bytes + peer.reserved_bytes + peer.tx.bytes_in_flight() as usize;
+                if !count || in_flight + bytes > self.limits.peer_in_flight_bytes_max {
+                    return self.busy(count);
                 }
-                self.peer_reserved[p] += 1;
+                let peer = self.peers[p].as_mut().unwrap();
+                peer.reserved += 1;
+                peer.reserved_bytes += bytes;
             }
             Dest::Node(n) => {
-                if let Err(e) = self.remote.reserve(n) {
+                if let Err(e) = self.remote.reserve(n, bytes) {
                     if e == RouteError::Busy {
                         self.counters.busy += 1;
                     }
                     return Err(e);
                 }
             }
-            Dest::Api => {}
+            Dest::Api => {
+                if !self.api.has_room(bytes) {
+                    return self.busy(true);
+                }
+            }
         }
         Ok(())
     }
 
     /// Gives back room that `reserve` granted for a message never staged.
-    pub fn cancel_reservation(&mut self, dest: Dest) {
+    pub fn cancel_reservation(&mut self, dest: Dest, bytes: usize) {
         match dest {
             Dest::Local(id) => {
-                self.mailboxes[id as usize].reserved -= 1;
+                let mailbox = &mut self.mailboxes[id as usize];
+                mailbox.reserved -= 1;
+                mailbox.reserved_bytes -= bytes;
                 self.reserved_local -= 1;
+                self.reserved_local_bytes -= bytes;
             }
-            Dest::Peer(p) => self.peer_reserved[p] -= 1,
-            Dest::Node(n) => self.remote.cancel(n),
+            Dest::Peer(p) => {
+                let peer = self.peers[p].as_mut().unwrap();
+                peer.reserved -= 1;
+                peer.reserved_bytes -= bytes;
+            }
+            Dest::Node(n) => self.remote.cancel(n, bytes),
             Dest::Api => {}
         }
     }
@@ -347,7 +426,7 @@ impl Router {
         taken
             .into_iter()
             .map(|(dest, m)| {
-                self.cancel_reservation(dest);
+                self.cancel_reservation(dest, m.len());
                 m
             })
             .collect()
@@ -374,16 +453,20 @@ impl Router {
                 }
                 continue;
             }
-            self.cancel_reservation(dest);
+            self.cancel_reservation(dest, message.len());
             match dest {
                 Dest::Local(id) => {
                     self.counters.routed_local += 1;
                     self.push_mailbox(id, message);
                 }
-                Dest::Peer(p) => self.peer_backlog[p].push_back(message),
+                Dest::Peer(p) => {
+                    let peer = self.peers[p].as_mut().unwrap();
+                    peer.backlog_bytes += message.len();
+                    peer.backlog.push_back(message);
+                }
                 Dest::Node(_) => unreachable!("handled above"),
                 Dest::Api => {
-                    if let Err(m) = (self.api)(message) {
+                    if let Err(m) = self.api.send(message) {
                         self.dead_letter(DeadLetter::ApiUnavailable, &m);
                     }
                 }
@@ -396,25 +479,32 @@ impl Router {
     fn pump_peers(&mut self) -> usize {
         let mut moved = 0;
         for p in 0..self.shards {
-            if self.peer_backlog[p].is_empty() {
+            let Some(peer) = self.peers[p].as_mut() else { continue };
+            if peer.backlog.is_empty() {
                 continue;
             }
-            let tx = self.to_peer[p].as_ref().expect("a message staged for this shard itself");
             let before = moved;
-            while let Some(m) = self.peer_backlog[p].pop_front() {
-                match tx.try_send(m) {
-                    Ok(()) => moved += 1,
+            let mut lost = 0;
+            while let Some(m) = peer.backlog.pop_front() {
+                let len = m.len();
+                match peer.tx.try_send(m) {
+                    Ok(()) => {
+                        peer.backlog_bytes -= len;
+                        moved += 1;
+                    }
                     Err(TrySendError::Full(m)) => {
-                        self.peer_backlog[p].push_front(m);
+                        peer.backlog.push_front(m);
                         break;
                     }
-                    Err(TrySendError::Disconnected(m)) => {
+                    Err(TrySendError::Disconnected(_)) => {
                         // The peer shard stopped (node shutdown).
-                        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == DeadLetter::UnknownReceiver).unwrap();
-                        self.counters.dead_letters[i] += 1;
-                        drop(m);
+                        peer.backlog_bytes -= len;
+                        lost += 1;
                     }
                 }
+            }
+            if lost > 0 {
+                self.dead_letters(DeadLetter::UnknownReceiver, lost);
             }
             if moved > before {
                 self.counters.routed_remote += (moved - before) as u64;
@@ -426,7 +516,7 @@ impl Router {
 
     /// Are messages waiting for room in a peer's channel?
     pub fn has_peer_backlog(&self) -> bool {
-        self.peer_backlog.iter().any(|b| !b.is_empty())
+        self.peers.iter().flatten().any(|p| !p.backlog.is_empty())
     }
 
     // ------------------------------------------------------------ arrivals
@@ -442,9 +532,11 @@ impl Router {
             // Placement disagrees (the name was redeployed meanwhile).
             return Err((RouteError::UnknownReceiver, message));
         };
-        let shard_full = self.queued + self.reserved_local >= self.limits.shard_queued_messages_max;
-        if shard_full || !self.mailboxes[id as usize].has_room(self.limits.mailbox_messages_max) {
-            self.counters.busy += 1;
+        let (count, size) = self.shard_has_room(message.len());
+        let mailbox = &self.mailboxes[id as usize];
+        if !count || !size || !mailbox.has_room(&self.limits, message.len()) {
+            let bytes_bound = count && mailbox.queue.len() + mailbox.reserved < self.limits.mailbox_messages_max;
+            let _ = self.busy(bytes_bound);
             return Err((RouteError::Busy, message));
         }
         self.push_mailbox(id, message);
@@ -464,7 +556,7 @@ impl Router {
             Dest::Local(_) => self.accept(message),
             Dest::Node(_) if !to_nodes => Err((RouteError::UnknownReceiver, message)),
             Dest::Peer(_) | Dest::Node(_) => {
-                if let Err(e) = self.reserve(dest) {
+                if let Err(e) = self.reserve(dest, message.len()) {
                     return Err((e, message));
                 }
                 self.stage(dest, message);
@@ -472,16 +564,20 @@ impl Router {
                 self.release_from(mark);
                 Ok(())
             }
-            Dest::Api => match (self.api)(message) {
-                Ok(()) => Ok(()),
-                Err(m) => Err((RouteError::Busy, m)),
-            },
+            Dest::Api => {
+                if self.reserve(dest, message.len()).is_err() {
+                    return Err((RouteError::Busy, message));
+                }
+                self.api.send(message).map_err(|m| (RouteError::Busy, m))
+            }
         }
     }
 
     fn push_mailbox(&mut self, id: LocalId, message: Message) {
         let mailbox = &mut self.mailboxes[id as usize];
         debug_assert!(mailbox.open);
+        mailbox.bytes += message.len();
+        self.queued_bytes += message.len();
         mailbox.queue.push_back(message);
         self.queued += 1;
         if !mailbox.queued {
@@ -500,7 +596,10 @@ impl Router {
     }
 
     pub fn pop_message(&mut self, id: LocalId) -> Option<Message> {
-        let m = self.mailboxes[id as usize].queue.pop_front()?;
+        let mailbox = &mut self.mailboxes[id as usize];
+        let m = mailbox.queue.pop_front()?;
+        mailbox.bytes -= m.len();
+        self.queued_bytes -= m.len();
         self.queued -= 1;
         Some(m)
     }
@@ -532,45 +631,109 @@ impl Router {
         debug_assert_eq!(self.queued, self.mailboxes.iter().filter(|m| m.open).map(|m| m.queue.len()).sum::<usize>());
         self.queued
     }
+
+    /// Bytes of message memory this shard holds now: mailboxes, outboxes
+    /// to peer shards and to other nodes, arrivals from other nodes.
+    pub fn message_bytes(&self) -> MessageBytes {
+        debug_assert_eq!(self.queued_bytes, self.mailboxes.iter().filter(|m| m.open).map(|m| m.bytes).sum::<usize>());
+        MessageBytes {
+            mailboxes: self.queued_bytes,
+            mesh: self.peers.iter().flatten().map(|p| p.backlog_bytes + p.tx.bytes_in_flight() as usize).sum(),
+            link_outbox: self.remote.queued_bytes(),
+            link_inbox: self.remote.inbound_len().1,
+        }
+    }
+}
+
+/// Bytes of messages a shard holds, by queue (for metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageBytes {
+    pub mailboxes: usize,
+    pub mesh: usize,
+    pub link_outbox: usize,
+    pub link_inbox: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::envelope::Header;
-    use crate::limits::MAILBOX_MESSAGES_MAX;
+    use crate::limits::{MAILBOX_BYTES_MAX, MAILBOX_MESSAGES_MAX};
     use crate::mesh::build_mesh;
     use std::sync::Mutex;
 
+    fn node_limits(queued: usize, queued_bytes: u64) -> NodeQueueLimits {
+        NodeQueueLimits {
+            mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+            mailbox_bytes_max: MAILBOX_BYTES_MAX,
+            queued_messages_max: queued,
+            queued_bytes_max: queued_bytes,
+            in_flight_messages_max: 100_000,
+            in_flight_bytes_max: 1 << 30,
+        }
+    }
+
     fn limits(n: usize) -> RouterLimits {
-        RouterLimits::for_node(n, MAILBOX_MESSAGES_MAX, 1_000_000, 100_000)
+        RouterLimits::for_node(n, node_limits(1_000_000, 1 << 30))
+    }
+
+    fn sink(seen: Arc<Mutex<Vec<Message>>>) -> ApiSink {
+        RuntimeOutbox::new(1 << 20, Box::new(move |m| Ok(seen.lock().unwrap().push(m))))
+    }
+
+    fn one_router(limits: RouterLimits) -> Router {
+        let bells: Vec<_> = (0..1).map(|_| Doorbell::new().unwrap().0).collect();
+        let ends = build_mesh(&bells).pop().unwrap();
+        Router::new(0, ends, sink(Default::default()), limits, RemoteTable::standalone()).0
+    }
+
+    fn reserve_stage(r: &mut Router, dest: Dest, m: Message) {
+        r.reserve(dest, m.len()).unwrap();
+        r.stage(dest, m);
     }
 
     #[test]
     fn node_bounds_split_evenly_and_bind_a_shard() {
-        let l = RouterLimits::for_node(2, 10, 6, 8);
-        assert_eq!((l.shard_queued_messages_max, l.peer_in_flight_messages_max), (3, 4));
-        let bells: Vec<_> = (0..1).map(|_| Doorbell::new().unwrap().0).collect();
-        let ends = build_mesh(&bells).pop().unwrap();
-        let (mut r, _) = Router::new(0, ends, Arc::new(|m| Err(m)), RouterLimits::for_node(1, 10, 3, 8), RemoteTable::standalone());
-        r.add_agent("a", 1);
-        r.add_agent("b", 1);
+        let l = RouterLimits::for_node(2, NodeQueueLimits { in_flight_messages_max: 8, ..node_limits(6, 1000) });
+        assert_eq!((l.shard_queued_messages_max, l.peer_in_flight_messages_max, l.shard_queued_bytes_max), (3, 4, 500));
+        let mut r = one_router(RouterLimits::for_node(1, node_limits(3, 1 << 20)));
+        r.add_agent("a", 1).unwrap();
+        r.add_agent("b", 1).unwrap();
         r.accept(msg("a", 0)).unwrap();
         r.accept(msg("b", 0)).unwrap();
         let dest = r.resolve(b"a", 0, b"s").unwrap();
-        r.reserve(dest).unwrap();
-        assert_eq!(r.reserve(dest), Err(RouteError::Busy), "the shard's queue bound, not the mailbox's");
+        r.reserve(dest, 1).unwrap();
+        assert_eq!(r.reserve(dest, 1), Err(RouteError::Busy), "the shard's queue bound, not the mailbox's");
         assert_eq!(r.accept(msg("b", 0)).unwrap_err().0, RouteError::Busy);
     }
 
-    fn routers(n: usize) -> (Vec<Router>, Vec<Vec<Option<Receiver<Message>>>>, Arc<Mutex<Vec<Message>>>) {
+    #[test]
+    fn mailboxes_and_shards_are_bounded_in_bytes_too() {
+        let one = msg("a", 0).len();
+        let mut r = one_router(RouterLimits { mailbox_bytes_max: 2 * one, shard_queued_bytes_max: 3 * one, ..limits(1) });
+        r.add_agent("a", 1).unwrap();
+        r.add_agent("b", 1).unwrap();
+        r.accept(msg("a", 0)).unwrap();
+        let dest = r.resolve(b"a", 0, b"s").unwrap();
+        reserve_stage(&mut r, dest, msg("a", 0));
+        assert_eq!(r.reserve(dest, one), Err(RouteError::Busy), "a's mailbox holds two");
+        assert_eq!(r.accept(msg("b", 0)), Ok(()));
+        assert_eq!(r.accept(msg("b", 0)).unwrap_err().0, RouteError::Busy, "the shard holds three");
+        assert_eq!(r.counters.busy_bytes, 2);
+        r.flush();
+        assert_eq!(r.message_bytes().mailboxes, 3 * one);
+        let id = r.next_ready().unwrap();
+        r.pop_message(id).unwrap();
+        assert!(r.accept(msg("b", 0)).is_ok(), "room again after a pop");
+    }
+
+    fn routers(n: usize) -> (Vec<Router>, Vec<Vec<Option<MeshReceiver>>>, Arc<Mutex<Vec<Message>>>) {
         let bells: Vec<_> = (0..n).map(|_| Doorbell::new().unwrap().0).collect();
         let api_seen = Arc::new(Mutex::new(Vec::new()));
         let mut rs = Vec::new();
         let mut rx = Vec::new();
         for (i, ends) in build_mesh(&bells).into_iter().enumerate() {
-            let seen = api_seen.clone();
-            let (r, from) = Router::new(i, ends, Arc::new(move |m| Ok(seen.lock().unwrap().push(m))), limits(n), RemoteTable::standalone());
+            let (r, from) = Router::new(i, ends, sink(api_seen.clone()), limits(n), RemoteTable::standalone());
             rs.push(r);
             rx.push(from);
         }
@@ -585,12 +748,12 @@ mod tests {
     fn staged_messages_wait_for_flush_then_reach_their_mailbox() {
         let (mut rs, _rx, _) = routers(1);
         let r = &mut rs[0];
-        let ids = r.add_agent("a", 1);
+        let ids = r.add_agent("a", 1).unwrap();
         assert_eq!(ids.len(), 1);
+        assert!(r.add_agent("a", 1).is_err(), "twice is refused, not a panic");
         let dest = r.resolve(b"a", 0, b"s").unwrap();
         assert_eq!(dest, Dest::Local(ids[0].1));
-        r.reserve(dest).unwrap();
-        r.stage(dest, msg("a", 0));
+        reserve_stage(r, dest, msg("a", 0));
         assert!(!r.has_ready(), "rule 2: nothing before flush");
         assert_eq!(r.flush(), 1);
         let id = r.next_ready().unwrap();
@@ -603,13 +766,12 @@ mod tests {
     fn a_full_mailbox_refuses_with_busy_and_loses_nothing() {
         let (mut rs, _rx, _) = routers(1);
         let r = &mut rs[0];
-        r.add_agent("a", 1);
+        r.add_agent("a", 1).unwrap();
         let dest = r.resolve(b"a", 0, b"s").unwrap();
         for _ in 0..MAILBOX_MESSAGES_MAX {
-            r.reserve(dest).unwrap();
-            r.stage(dest, msg("a", 0));
+            reserve_stage(r, dest, msg("a", 0));
         }
-        assert_eq!(r.reserve(dest), Err(RouteError::Busy));
+        assert_eq!(r.reserve(dest, 1), Err(RouteError::Busy));
         assert_eq!(r.accept(msg("a", 0)).unwrap_err().0, RouteError::Busy);
         r.flush();
         assert_eq!(r.queued_messages(), MAILBOX_MESSAGES_MAX);
@@ -619,16 +781,15 @@ mod tests {
     fn rollback_returns_the_reserved_room() {
         let (mut rs, _rx, _) = routers(1);
         let r = &mut rs[0];
-        r.add_agent("a", 1);
+        r.add_agent("a", 1).unwrap();
         let dest = r.resolve(b"a", 0, b"s").unwrap();
         let mark = r.staged_mark();
         for _ in 0..MAILBOX_MESSAGES_MAX {
-            r.reserve(dest).unwrap();
-            r.stage(dest, msg("a", 0));
+            reserve_stage(r, dest, msg("a", 0));
         }
         r.rollback_to(mark);
         assert_eq!(r.flush(), 0);
-        assert!(r.reserve(dest).is_ok());
+        assert!(r.reserve(dest, 1).is_ok());
     }
 
     #[test]
@@ -637,25 +798,26 @@ mod tests {
         // Find a name whose only instance lives on shard 1.
         let name = (0..).map(|i| format!("n{i}")).find(|n| shard_of(n.as_bytes(), 0, 2) == 1).unwrap();
         for r in rs.iter_mut() {
-            r.add_agent(&name, 1);
+            r.add_agent(&name, 1).unwrap();
         }
         assert_eq!(rs[0].resolve(b"nobody", 0, b"s"), Err(RouteError::UnknownReceiver));
         let dest = rs[0].resolve(name.as_bytes(), 0, b"s").unwrap();
         assert_eq!(dest, Dest::Peer(1));
         for c in 1..=3 {
-            rs[0].reserve(dest).unwrap();
-            rs[0].stage(dest, msg(&name, c));
+            reserve_stage(&mut rs[0], dest, msg(&name, c));
         }
-        rs[0].reserve(Dest::Api).unwrap();
-        rs[0].stage(Dest::Api, msg("@api/1", 0));
+        reserve_stage(&mut rs[0], Dest::Api, msg("@api/1", 0));
         rs[0].flush();
         assert_eq!(api.lock().unwrap().len(), 1);
-        let from0 = rx[1][0].take().unwrap();
+        assert_eq!(rs[0].message_bytes().mesh, 3 * msg(&name, 1).len());
+        let from0 = rx[1][0].as_mut().unwrap();
         for c in 1..=3 {
             let m = from0.try_recv().unwrap();
             assert_eq!(m.conversation_id(), c);
             rs[1].accept(m).unwrap();
         }
+        from0.publish();
+        assert_eq!(rs[0].message_bytes().mesh, 0, "taken and published");
         assert_eq!(rs[1].queued_messages(), 3);
     }
 
@@ -663,12 +825,14 @@ mod tests {
     fn undeploy_turns_queued_mail_into_dead_letters() {
         let (mut rs, _rx, _) = routers(1);
         let r = &mut rs[0];
-        r.add_agent("a", 2);
+        r.add_agent("a", 2).unwrap();
         r.accept(msg("a", 0)).unwrap();
         r.accept(msg("a", 1)).unwrap();
         assert_eq!(r.remove_agent("a").len(), 2);
         assert_eq!(r.counters.dead_letters[2], 2);
+        assert_eq!(r.message_bytes().mailboxes, 0);
         assert!(!r.has_ready());
         assert_eq!(r.resolve(b"a", 0, b"s"), Err(RouteError::UnknownReceiver));
+        assert!(r.remove_agent("a").is_empty(), "twice is a no-op");
     }
 }

@@ -27,17 +27,18 @@ use crate::agent::CompiledAgent;
 use crate::agent::host::{self, IdGen, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
 use crate::command::{ClusterUpdate, Command, InstanceReport, InstanceStats, ShardStats};
+use crate::link::table::LinkLimits;
 use crate::link::{LinkSetup, RemoteTable};
 use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::limits::{
-    LINK_INBOUND_MESSAGES_MAX, LINK_POLL_INTERVAL_US, NODE_OUTBOX_MESSAGES_MAX, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, MAILBOX_MESSAGES_MAX, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
-    TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
+    MessageBudget, EXECUTION_TIME_SLICE_MS, INSTANCE_BURST_MESSAGES_MAX, LINK_INBOUND_MESSAGES_MAX, LINK_POLL_INTERVAL_US, MAILBOX_BYTES_MAX, MAILBOX_MESSAGES_MAX, MESSAGE_BUFFER_BYTES, NODE_IN_FLIGHT_MESSAGES_MAX,
+    NODE_OUTBOX_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US, TICK_DRAIN_MAX, TICK_MESSAGES_MAX,
 };
 use crate::metrics::ALERT_WINDOW_MS;
-use crate::mesh::{Doorbell, MeshEnds};
-use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router, RouterLimits, DEAD_LETTER_REASONS};
+use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
+use crate::router::{ApiSink, DeadLetter, LocalId, NodeQueueLimits, RouteError, Router, RouterLimits, DEAD_LETTER_REASONS};
 use crate::storage::{shard_db_path, ShardStore, StorageConfig};
 
 /// Everything a shard needs, built on the node's thread and sent to the
@@ -48,6 +49,8 @@ pub struct ShardSetup {
     pub storage: StorageConfig,
     pub mesh: MeshEnds,
     pub control: Receiver<Command>,
+    /// Deploys, undeploys and stops (executor's `ShardSender`).
+    pub lifecycle: Receiver<Command>,
     pub bell: Arc<Doorbell>,
     pub api: ApiSink,
     pub boot_epoch: u64,
@@ -64,16 +67,18 @@ pub struct ShardTuning {
     /// Longest idle polling before parking, reached under steady traffic.
     /// Default [`SPIN_BEFORE_PARK_MAX_US`].
     pub spin_before_park_max: Duration,
-    /// Room of each instance's mailbox. Default [`MAILBOX_MESSAGES_MAX`] (1024).
-    pub mailbox_messages_max: usize,
     /// Window of the p99 alert. Default [`ALERT_WINDOW_MS`] (10 s).
     pub alert_window_ms: u64,
-    /// Messages queued in all mailboxes of the node. Default
-    /// [`NODE_QUEUED_MESSAGES_MAX`] (1,000,000).
-    pub node_queued_messages_max: usize,
-    /// Messages in transit between shards. Default
-    /// [`NODE_IN_FLIGHT_MESSAGES_MAX`] (100,000).
-    pub node_in_flight_messages_max: usize,
+    /// Node-wide bounds of mailboxes and of messages between shards, in
+    /// count and bytes. Defaults: [`MAILBOX_MESSAGES_MAX`],
+    /// [`MAILBOX_BYTES_MAX`], [`NODE_QUEUED_MESSAGES_MAX`],
+    /// [`NODE_IN_FLIGHT_MESSAGES_MAX`], and the mailbox and mesh shares of
+    /// [`MESSAGE_BUFFER_BYTES`].
+    pub queues: NodeQueueLimits,
+    /// Bytes of messages waiting for other nodes, and of arrivals from them,
+    /// node-wide. Defaults: the link shares of [`MESSAGE_BUFFER_BYTES`].
+    pub link_outbox_bytes_max: u64,
+    pub link_inbox_bytes_max: u64,
     /// Wall time a tick may spend dispatching before it yields, and one
     /// instance's share of a tick. Default [`EXECUTION_TIME_SLICE_MS`].
     pub tick_time_budget: Duration,
@@ -81,21 +86,46 @@ pub struct ShardTuning {
 
 impl ShardTuning {
     pub fn router_limits(&self, shards: usize) -> RouterLimits {
-        RouterLimits::for_node(shards, self.mailbox_messages_max, self.node_queued_messages_max, self.node_in_flight_messages_max)
+        RouterLimits::for_node(shards, self.queues)
+    }
+
+    /// The bounds of one of `shards` shards' links (`pool` connections to
+    /// each node).
+    pub fn link_limits(&self, shards: usize, pool: usize) -> LinkLimits {
+        assert!(shards > 0);
+        LinkLimits {
+            slots_per_node: pool,
+            outbox_messages_max: NODE_OUTBOX_MESSAGES_MAX,
+            outbox_bytes_max: (self.link_outbox_bytes_max / shards as u64).max(1) as usize,
+            inbound_messages_max: LINK_INBOUND_MESSAGES_MAX,
+            inbound_bytes_max: (self.link_inbox_bytes_max / shards as u64).max(1) as usize,
+        }
+    }
+
+    /// The defaults, with the message budget split from `budget`.
+    pub fn with_budget(budget: &MessageBudget) -> ShardTuning {
+        ShardTuning {
+            spin_before_park: Duration::from_micros(SPIN_BEFORE_PARK_US),
+            spin_before_park_max: Duration::from_micros(SPIN_BEFORE_PARK_MAX_US),
+            alert_window_ms: ALERT_WINDOW_MS,
+            queues: NodeQueueLimits {
+                mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+                mailbox_bytes_max: MAILBOX_BYTES_MAX,
+                queued_messages_max: NODE_QUEUED_MESSAGES_MAX,
+                queued_bytes_max: budget.mailboxes,
+                in_flight_messages_max: NODE_IN_FLIGHT_MESSAGES_MAX,
+                in_flight_bytes_max: budget.mesh,
+            },
+            link_outbox_bytes_max: budget.link_outbox,
+            link_inbox_bytes_max: budget.link_inbox,
+            tick_time_budget: Duration::from_millis(EXECUTION_TIME_SLICE_MS),
+        }
     }
 }
 
 impl Default for ShardTuning {
     fn default() -> Self {
-        ShardTuning {
-            spin_before_park: Duration::from_micros(SPIN_BEFORE_PARK_US),
-            spin_before_park_max: Duration::from_micros(SPIN_BEFORE_PARK_MAX_US),
-            mailbox_messages_max: MAILBOX_MESSAGES_MAX,
-            alert_window_ms: ALERT_WINDOW_MS,
-            node_queued_messages_max: NODE_QUEUED_MESSAGES_MAX,
-            node_in_flight_messages_max: NODE_IN_FLIGHT_MESSAGES_MAX,
-            tick_time_budget: Duration::from_millis(EXECUTION_TIME_SLICE_MS),
-        }
+        ShardTuning::with_budget(&MessageBudget::split(MESSAGE_BUFFER_BYTES).expect("the default budget splits"))
     }
 }
 
@@ -118,7 +148,8 @@ pub struct Shard {
     ctx: Rc<RefCell<ShardCtx>>,
     agents: Vec<Option<LocalAgent>>,
     control: Receiver<Command>,
-    inbound: Vec<Option<Receiver<Message>>>,
+    lifecycle: Receiver<Command>,
+    inbound: Vec<Option<MeshReceiver>>,
     /// Per peer: a message waiting for room in its mailbox.
     held: Vec<Option<Message>>,
     bell: Arc<Doorbell>,
@@ -139,7 +170,7 @@ impl Shard {
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let limits = setup.tuning.router_limits(setup.mesh.to.len());
         let remote = match &setup.link {
-            Some(link) => RemoteTable::new(&link.self_name, link.pool_connections, NODE_OUTBOX_MESSAGES_MAX, LINK_INBOUND_MESSAGES_MAX),
+            Some(link) => RemoteTable::new(&link.self_name, setup.tuning.link_limits(setup.mesh.to.len(), link.pool_connections)),
             None => RemoteTable::standalone(),
         };
         let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
@@ -156,6 +187,7 @@ impl Shard {
             ctx,
             agents: Vec::new(),
             control: setup.control,
+            lifecycle: setup.lifecycle,
             inbound,
             held: (0..peers).map(|_| None).collect(),
             bell: setup.bell,
@@ -235,9 +267,10 @@ impl Shard {
     fn has_input(&self) -> bool {
         let ctx = self.ctx.borrow();
         !self.control.is_empty()
+            || !self.lifecycle.is_empty()
             || ctx.router.has_ready()
             || ctx.router.has_staged()
-            || !ctx.router.remote.inbound.is_empty()
+            || ctx.router.remote.inbound_len().0 > 0
             || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
     }
 
@@ -281,42 +314,49 @@ impl Shard {
 
     fn drain_control(&mut self) -> usize {
         let mut n = 0;
-        while n < TICK_DRAIN_MAX {
+        // Lifecycle first: few, and the control plane waits on them.
+        while n < TICK_DRAIN_MAX && self.stop.is_none() {
+            let Ok(command) = self.lifecycle.try_recv() else { break };
+            n += 1;
+            self.run_command(command);
+        }
+        while n < TICK_DRAIN_MAX && self.stop.is_none() {
             let Ok(command) = self.control.try_recv() else { break };
             n += 1;
-            match command {
-                Command::Deploy { name, module, instances, restore, reply } => reply(self.deploy(name, module, instances, restore)),
-                Command::Undeploy { name, reply } => {
-                    self.end_tick(); // nothing staged may target what goes away
-                    self.undeploy(&name);
-                    reply(())
-                }
-                Command::Deliver { mut message, reply } => {
-                    message.set_path(RoutePath::Api);
-                    let accepted = self.ctx.borrow_mut().router.forward(message, true);
-                    reply(accepted.map_err(|(e, _)| e))
-                }
-                Command::Cluster { updates } => self.apply_cluster(updates),
-                Command::Inject { messages, reply } => {
-                    let mut ctx = self.ctx.borrow_mut();
-                    let mut refused = Vec::new();
-                    for mut message in messages {
-                        message.set_path(RoutePath::Api);
-                        if let Err(e) = ctx.router.forward(message, true) {
-                            refused.push(e);
-                        }
-                    }
-                    reply(refused)
-                }
-                Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
-                Command::ShardStats { reply } => reply(self.shard_stats()),
-                Command::Stop { reply } => {
-                    self.stop = Some(reply);
-                    break;
-                }
-            }
+            self.run_command(command);
         }
         n
+    }
+
+    fn run_command(&mut self, command: Command) {
+        match command {
+            Command::Deploy { name, module, instances, restore, reply } => reply(self.deploy(name, module, instances, restore)),
+            Command::Undeploy { name, reply } => {
+                self.end_tick(); // nothing staged may target what goes away
+                self.undeploy(&name);
+                reply(())
+            }
+            Command::Deliver { mut message, reply } => {
+                message.set_path(RoutePath::Api);
+                let accepted = self.ctx.borrow_mut().router.forward(message, true);
+                reply(accepted.map_err(|(e, _)| e))
+            }
+            Command::Cluster { updates } => self.apply_cluster(updates),
+            Command::Inject { messages, reply } => {
+                let mut ctx = self.ctx.borrow_mut();
+                let mut refused = Vec::new();
+                for mut message in messages {
+                    message.set_path(RoutePath::Api);
+                    if let Err(e) = ctx.router.forward(message, true) {
+                        refused.push(e);
+                    }
+                }
+                reply(refused)
+            }
+            Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
+            Command::ShardStats { reply } => reply(self.shard_stats()),
+            Command::Stop { reply } => self.stop = Some(reply),
+        }
     }
 
     fn drain_inbound(&mut self) -> usize {
@@ -333,9 +373,9 @@ impl Shard {
                     Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
                 }
             }
-            let Some(rx) = &self.inbound[p] else { continue };
+            let Some(rx) = &mut self.inbound[p] else { continue };
             for _ in 0..TICK_DRAIN_MAX {
-                let Ok(mut m) = rx.try_recv() else { break };
+                let Some(mut m) = rx.try_recv() else { break };
                 m.set_path(RoutePath::Remote);
                 ctx.router.counters.received_remote += 1;
                 n += 1;
@@ -348,18 +388,20 @@ impl Shard {
                     Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
                 }
             }
+            // Mesh rule 4: tell the sender what left its channel.
+            rx.publish();
         }
         // Arrivals from other nodes: a message to an instance of another
         // shard goes on through the mesh, never to a third node.
         for _ in 0..TICK_DRAIN_MAX {
-            let Some(m) = ctx.router.remote.inbound.pop_front() else { break };
+            let Some(m) = ctx.router.remote.pop_inbound() else { break };
             match ctx.router.forward(m, false) {
                 Ok(()) => {
                     ctx.router.counters.received_node += 1;
                     n += 1;
                 }
                 Err((RouteError::Busy, m)) => {
-                    ctx.router.remote.inbound.push_front(m);
+                    ctx.router.remote.unpop_inbound(m);
                     break;
                 }
                 Err((_, m)) => {
@@ -544,7 +586,7 @@ impl Shard {
 
     fn deploy(&mut self, name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
         let mark = self.ctx.borrow().router.staged_mark();
-        let made = self.ctx.borrow_mut().router.add_agent(&name, instances);
+        let made = self.ctx.borrow_mut().router.add_agent(&name, instances)?;
         let mut reports = Vec::with_capacity(made.len());
         for (instance, id) in made {
             let started = Instant::now();
@@ -626,8 +668,10 @@ impl Shard {
             links: ctx.router.remote.counters.clone(),
             nodes: ctx.router.remote.states(),
             link_queued: ctx.router.remote.queued(),
-            link_inbound: ctx.router.remote.inbound.len(),
+            link_inbound: ctx.router.remote.inbound_len().0,
+            message_bytes: ctx.router.message_bytes(),
             busy: c.busy,
+            busy_bytes: c.busy_bytes,
             not_found: c.not_found,
             dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),
             abi_invalid: ctx.abi.invalid,

@@ -151,3 +151,46 @@ pub fn members(view: &crate::gossip::ClusterView) -> Value {
     let agents = view.routes.values().filter(|r| r.present).count();
     json!({ "clustered": true, "members": out, "registry_agents": agents })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(caxton_cluster::fuzz::config(1024))]
+
+        /// Any body: a message to send or a 4xx, never a panic.
+        #[test]
+        fn any_body_parses_or_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            if let Err(e) = parse_send(&bytes) {
+                prop_assert!(e.status.is_client_error());
+            }
+        }
+
+        /// Oracle: a well-formed request keeps every field.
+        #[test]
+        fn well_formed_requests_keep_their_fields(receiver in "[a-z0-9._-]{1,64}", p in 0usize..PERFORMATIVES.len(), content in ".{0,200}", conversation in any::<u64>(), reply_with in any::<u64>(), b64 in any::<bool>()) {
+            let mut body = json!({ "receiver": receiver, "performative": PERFORMATIVES[p], "conversation_id": conversation, "reply_with": reply_with });
+            if b64 {
+                body["content_b64"] = json!(B64.encode(content.as_bytes()));
+            } else {
+                body["content"] = json!(content);
+            }
+            let out = parse_send(&serde_json::to_vec(&body).unwrap()).unwrap();
+            prop_assert_eq!((out.receiver, out.performative as usize, out.content, out.conversation_id, out.reply_with), (receiver, p, content.into_bytes(), conversation, reply_with));
+        }
+
+        /// JSON of the right shape with wrong values: refused with a 4xx.
+        #[test]
+        fn wrong_values_are_refused(receiver in ".{0,80}", performative in ".{0,20}", extra in proptest::option::of("[a-z]{1,10}")) {
+            let mut body = json!({ "receiver": receiver, "performative": performative });
+            if let Some(k) = extra {
+                body[k] = json!(1);
+            }
+            if let Err(e) = parse_send(&serde_json::to_vec(&body).unwrap()) {
+                prop_assert!(e.status.is_client_error());
+            }
+        }
+    }
+}

@@ -22,6 +22,18 @@ pub struct NodeFigures {
     pub undeliverable_wire: u64,
     pub wire_received_bytes: u64,
     pub wire_sent_bytes: u64,
+    /// Listener bounds: API connections closed by their time bounds,
+    /// requests refused as coming from a web page, wire connections refused.
+    pub api_closed_header_timeout: u64,
+    pub api_closed_idle_timeout: u64,
+    pub api_refused_browser: u64,
+    pub wire_refused: u64,
+    /// The runtime outbox (messages to REST callers and wire clients): its
+    /// bytes, its bound, and sends refused for lack of room.
+    pub runtime_outbox_bytes: u64,
+    pub runtime_outbox_refused: u64,
+    /// The message budget (`--message-buffer-size`).
+    pub message_budget: caxton_shards::limits::MessageBudget,
     /// In a cluster: members by state, and gossip traffic.
     pub cluster: Option<ClusterFigures>,
 }
@@ -153,7 +165,14 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     }
     o.family("caxton_link_refused_total", "counter", "Inbound link connections refused or closed, by reason.");
     for s in shards {
-        for (reason, n) in [("bad_key", s.links.refused_bad_key), ("handshake", s.links.refused_handshake), ("too_many", s.links.refused_too_many), ("malformed", s.links.closed_malformed)] {
+        for (reason, n) in [
+            ("bad_key", s.links.refused_bad_key),
+            ("handshake", s.links.refused_handshake),
+            ("pending", s.links.refused_pending),
+            ("too_many", s.links.refused_too_many),
+            ("malformed", s.links.closed_malformed),
+            ("bad_ack", s.links.closed_bad_ack),
+        ] {
             o.sample("caxton_link_refused_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
         }
     }
@@ -179,6 +198,34 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.family("caxton_runtime_undeliverable_total", "counter", "Messages to runtime names nobody took (a REST caller that stopped waiting, a closed or full wire connection).");
     o.sample("caxton_runtime_undeliverable_total", "kind=\"api\"", node.undeliverable_api);
     o.sample("caxton_runtime_undeliverable_total", "kind=\"wire\"", node.undeliverable_wire);
+    o.family("caxton_message_bytes", "gauge", "Bytes of messages the node holds, by queue (each bounded by its share of --message-buffer-size).");
+    let link = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
+    let held = |f: fn(&caxton_shards::router::MessageBytes) -> usize| shards.iter().map(|s| f(&s.message_bytes) as u64).sum::<u64>();
+    for (queue, n) in [
+        ("mailboxes", held(|b| b.mailboxes)),
+        ("mesh", held(|b| b.mesh)),
+        ("link_outbox", held(|b| b.link_outbox)),
+        ("link_inbox", held(|b| b.link_inbox)),
+        ("runtime_outbox", node.runtime_outbox_bytes),
+    ] {
+        o.sample("caxton_message_bytes", &format!("queue=\"{queue}\""), n);
+    }
+    o.family("caxton_message_budget_bytes", "gauge", "Each queue's share of --message-buffer-size, node-wide.");
+    let b = &node.message_budget;
+    for (queue, n) in [("mailboxes", b.mailboxes), ("mesh", b.mesh), ("link_outbox", b.link_outbox), ("link_inbox", b.link_inbox), ("runtime_outbox", b.runtime_outbox), ("wire_ingress", b.wire_ingress)] {
+        o.sample("caxton_message_budget_bytes", &format!("queue=\"{queue}\""), n);
+    }
+    o.family("caxton_message_budget_refusals_total", "counter", "Sends refused because a queue was at its share of the message budget in bytes (they get -2, 429 or TCP back-pressure).");
+    o.sample("caxton_message_budget_refusals_total", "queue=\"shard\"", link(|s| s.busy_bytes));
+    o.sample("caxton_message_budget_refusals_total", "queue=\"link_outbox\"", link(|s| s.links.busy_bytes));
+    o.sample("caxton_message_budget_refusals_total", "queue=\"runtime_outbox\"", node.runtime_outbox_refused);
+    o.family("caxton_api_connections_closed_total", "counter", "REST connections closed by a time bound: header (no complete request head in time) or idle (keep-alive).");
+    o.sample("caxton_api_connections_closed_total", "reason=\"header_timeout\"", node.api_closed_header_timeout);
+    o.sample("caxton_api_connections_closed_total", "reason=\"idle_timeout\"", node.api_closed_idle_timeout);
+    o.family("caxton_api_refused_browser_total", "counter", "REST requests refused as a web page's: a foreign Host or Origin, or a POST that is not JSON.");
+    o.sample("caxton_api_refused_browser_total", "", node.api_refused_browser);
+    o.family("caxton_wire_refused_total", "counter", "Wire connections refused: over --wire-connections-max, or a wrong or late hello.");
+    o.sample("caxton_wire_refused_total", "", node.wire_refused);
     o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
     o.sample("caxton_agents_deployed", "", node.agents);
     o.family("caxton_network_bytes_total", "counter", "Bytes the node received and sent: REST API bodies, and wire frames.");
@@ -186,7 +233,6 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("caxton_network_bytes_total", "listener=\"api\",direction=\"sent\"", node.api_sent_bytes);
     o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"received\"", node.wire_received_bytes);
     o.sample("caxton_network_bytes_total", "listener=\"wire\",direction=\"sent\"", node.wire_sent_bytes);
-    let link = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
     o.sample("caxton_network_bytes_total", "listener=\"link\",direction=\"received\"", link(|s| s.links.bytes_in));
     o.sample("caxton_network_bytes_total", "listener=\"link\",direction=\"sent\"", link(|s| s.links.bytes_out));
     if let Some(c) = &node.cluster {
@@ -202,6 +248,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.family("caxton_gossip_refused_total", "counter", "Gossip packets dropped, by reason (bad_key: the tag did not verify).");
         o.sample("caxton_gossip_refused_total", "reason=\"bad_key\"", c.gossip.refused_bad_tag);
         o.sample("caxton_gossip_refused_total", "reason=\"malformed\"", c.gossip.refused_malformed);
+        o.sample("caxton_gossip_refused_total", "reason=\"replay\"", c.gossip.refused_replay);
+        o.sample("caxton_gossip_refused_total", "reason=\"wrong_destination\"", c.gossip.refused_wrong_destination);
         o.sample("caxton_gossip_refused_total", "reason=\"oversized\"", c.refused_oversized);
         o.family("caxton_node_unavailable_total", "counter", "REST requests refused (503) because the agent's node is down.");
         o.sample("caxton_node_unavailable_total", "", c.node_unavailable);

@@ -8,9 +8,11 @@
 //! - `POST /v1/messages` (`?reply_timeout_ms=T`)
 //! - `GET /metrics` (Prometheus), `GET /v1/stats` (JSON, for `caxton top`)
 
+mod conn;
 pub mod error;
 mod json;
 mod metrics;
+mod origin;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -43,11 +45,34 @@ pub struct Api {
     /// Open connections, and their limit (`--max-connections`).
     connections: AtomicUsize,
     connections_max: usize,
+    /// Time bounds of a connection (`conn` rules 1 and 2).
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    /// Connections closed by those bounds, by why.
+    pub closed_header_timeout: AtomicU64,
+    pub closed_idle_timeout: AtomicU64,
+    /// Requests refused by `origin` rules 1 to 3.
+    pub refused_browser: AtomicU64,
+    /// Names of this API, for `origin`.
+    identity: origin::Identity,
 }
 
 impl Api {
-    pub fn new(control: Arc<Control>, token: Option<String>, connections_max: usize) -> Api {
-        Api { control, token, received_bytes: AtomicU64::new(0), sent_bytes: AtomicU64::new(0), connections: AtomicUsize::new(0), connections_max }
+    pub fn new(control: Arc<Control>, token: Option<String>, listen: std::net::SocketAddr, limits: &crate::node::ListenerLimits, connections_max: usize) -> Api {
+        Api {
+            control,
+            token,
+            received_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            connections_max,
+            header_timeout: limits.api_header_timeout,
+            idle_timeout: limits.api_idle_timeout,
+            closed_header_timeout: AtomicU64::new(0),
+            closed_idle_timeout: AtomicU64::new(0),
+            refused_browser: AtomicU64::new(0),
+            identity: origin::Identity::new(listen, &limits.api_hosts),
+        }
     }
 }
 
@@ -87,18 +112,39 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
                     Ok::<_, std::convert::Infallible>(resp)
                 });
                 let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                if tokio::time::timeout(api.header_timeout.min(Duration::from_secs(5)), conn).await.is_err() {
+                    api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
+                }
             });
             continue;
         }
         tokio::spawn(async move {
             let _slot = slot;
+            let state = conn::ConnState::new();
+            let in_service = state.clone();
+            let watcher = api.clone();
             let service = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&api, req, peer).await) }
+                let request = in_service.request_started();
+                async move {
+                    let resp = handle(&api, req, peer).await;
+                    drop(request);
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let io = TokioIo::new(conn::Watched::new(stream, state.clone()));
+            let served = http1::Builder::new().serve_connection(io, service);
+            match conn::watch(served, &state, watcher.header_timeout, watcher.idle_timeout).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                Err(why) => {
+                    let counter = match why {
+                        conn::Expired::Header => &watcher.closed_header_timeout,
+                        conn::Expired::Idle => &watcher.closed_idle_timeout,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, ?why, "connection closed by its time bound");
+                }
             }
         });
     }
@@ -156,8 +202,11 @@ async fn read_body(api: &Api, req: Request<Incoming>, limit: usize) -> Result<Ve
 fn authorized(api: &Api, req: &Request<Incoming>) -> bool {
     let Some(token) = &api.token else { return true };
     let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(given) = value.strip_prefix("Bearer ") else { return false };
-    // Compare in constant time: the token is a secret.
+    value.strip_prefix("Bearer ").is_some_and(|given| token_matches(given, token))
+}
+
+/// Compares a given token with the node's in constant time: it is a secret.
+pub fn token_matches(given: &str, token: &str) -> bool {
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
@@ -166,6 +215,11 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let query = req.uri().query().map(str::to_string);
     let query = query.as_deref();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if let Err((code, message)) = origin::check(&api.identity, req.method(), req.headers()) {
+        api.refused_browser.fetch_add(1, Ordering::Relaxed);
+        let status = if code == "unsupported_media_type" { StatusCode::UNSUPPORTED_MEDIA_TYPE } else { StatusCode::FORBIDDEN };
+        return Err(ApiError { status, code, message, retry_after_s: None });
+    }
     if segments.as_slice() != ["v1", "health"] && segments.as_slice() != ["metrics"] && !authorized(api, &req) {
         return Err(ApiError::unauthorized());
     }
@@ -188,6 +242,13 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 undeliverable_wire: control.undeliverable_wire.load(Ordering::Relaxed),
                 wire_received_bytes: control.wire_received_bytes.load(Ordering::Relaxed),
                 wire_sent_bytes: control.wire_sent_bytes.load(Ordering::Relaxed),
+                api_closed_header_timeout: api.closed_header_timeout.load(Ordering::Relaxed),
+                api_closed_idle_timeout: api.closed_idle_timeout.load(Ordering::Relaxed),
+                api_refused_browser: api.refused_browser.load(Ordering::Relaxed),
+                wire_refused: control.wire_refused.load(Ordering::Relaxed),
+                runtime_outbox_bytes: control.outbox.bytes() as u64,
+                runtime_outbox_refused: control.outbox.refused.load(Ordering::Relaxed),
+                message_budget: control.budget,
                 cluster: control.cluster.as_ref().map(|c| {
                     let v = c.view.lock().unwrap();
                     let count = |st| v.members.values().filter(|m| m.id.addr != v.me.addr && m.state == st).count();
@@ -263,7 +324,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let outgoing = json::parse_send(&body)?;
             let (message_id, reply) = control.send(outgoing, wait.map(Duration::from_millis)).await?;
             match reply {
-                Some(reply) => Ok(json_response(StatusCode::OK, &json::message(&reply))),
+                Some(reply) => Ok(json_response(StatusCode::OK, &json::message(reply.message()))),
                 None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
             }
         }

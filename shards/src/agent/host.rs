@@ -189,7 +189,9 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView, sender: &str, ptr: i32, len:
         ctx.router.counters.not_found += 1;
         route_code(e)
     })?;
-    ctx.router.reserve(dest).map_err(route_code)?;
+    // The message as it will be: the host's sender name replaces the agent's.
+    let bytes = len - lengths.sender + sender.len();
+    ctx.router.reserve(dest, bytes).map_err(route_code)?;
     header.message_id = ctx.ids.next_id();
     let content_at = receiver_at + lengths.receiver as u64;
     let built = Message::encode_from_agent(&header, sender.as_bytes(), receiver, lengths.content, |buf| {
@@ -197,12 +199,12 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView, sender: &str, ptr: i32, len:
     });
     match built {
         Ok(message) => {
-            debug_assert_eq!(message.len(), len - lengths.sender + sender.len());
+            debug_assert_eq!(message.len(), bytes);
             ctx.router.stage(dest, message);
             Ok(())
         }
         Err(e) => {
-            ctx.router.cancel_reservation(dest);
+            ctx.router.cancel_reservation(dest, bytes);
             Err(map_envelope_error(e))
         }
     }

@@ -184,4 +184,54 @@ mod tests {
         assert_eq!(decode_head(b"CXL1\x03"), Ok(3));
         assert!(decode_head(b"HTTP/").is_err());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(caxton_cluster::fuzz::config(512))]
+
+            /// A link stream of any bytes, cut into reads anywhere: frames or
+            /// an error, never a panic; what is left is less than a frame.
+            #[test]
+            fn any_stream_yields_frames_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..3000), cuts in prop::collection::vec(1usize..500, 1..20)) {
+                let mut buf = Vec::new();
+                let mut out = Vec::new();
+                let mut at = 0;
+                for cut in cuts.iter().cycle() {
+                    if at >= bytes.len() {
+                        break;
+                    }
+                    let end = (at + cut).min(bytes.len());
+                    buf.extend_from_slice(&bytes[at..end]);
+                    at = end;
+                    if take_frames(&mut buf, &mut out).is_err() {
+                        return Ok(());
+                    }
+                }
+                prop_assert!(buf.len() < FRAME_PREFIX_BYTES + ENVELOPE_BYTES_MAX);
+            }
+
+            /// Handshake heads of any bytes: a name length or a refusal.
+            #[test]
+            fn any_head_is_read_or_refused(head in any::<[u8; 5]>()) {
+                match decode_head(&head) {
+                    Ok(len) => prop_assert!(head.starts_with(LINK_MAGIC) && len == head[4] as usize),
+                    Err(_) => prop_assert!(!head.starts_with(LINK_MAGIC)),
+                }
+            }
+
+            /// Runtime names crossing nodes: any sender and receiver, any
+            /// node names; a rewrite keeps every other field.
+            #[test]
+            fn rewriting_names_keeps_the_rest(sender in "@[a-z0-9/]{1,63}", receiver in "(@node/[0-9a-f]{16}/)?[a-z]{1,20}", a in "[0-9.:]{1,21}", b in "[0-9.:]{1,21}") {
+                let m = Message::encode(&Header { message_id: 5, conversation_id: 6, reply_with: 7, in_reply_to: 8, performative: 1 }, sender.as_bytes(), receiver.as_bytes(), b"c").unwrap();
+                if let Ok(Some(r)) = rewrite_on_arrival(&m, &node_prefix(&a), &node_prefix(&b)) {
+                    prop_assert_eq!((r.header(), r.content()), (m.header(), m.content()));
+                }
+                let _ = tag_of(receiver.as_bytes());
+            }
+        }
+    }
 }

@@ -6,19 +6,26 @@
 //! Rules:
 //! 1. Every socket is tuned with socket2: no-delay, keepalive, buffers of
 //!    [`LINK_SOCKET_BUFFER_BYTES`].
-//! 2. A writer takes its slot's whole queue at once and writes it as one
-//!    batch of frames (up to [`LINK_WRITE_BATCH_BYTES_MAX`] a write): frames
-//!    are batched per tick. Steady state reuses the writer's buffers.
+//! 2. A writer takes its slot's whole queue at once (into `unacked`, before
+//!    a byte is written: table rule 4) and writes it as frames, up to
+//!    [`LINK_WRITE_BATCH_BYTES_MAX`] a write: frames are batched per tick.
 //! 3. An outbound slot keeps its messages while it cannot connect to a live
 //!    node and retries every [`LINK_RECONNECT_DELAY_MS`]; written ones wait
 //!    for the receiver's acknowledgement and go again on the next connection
-//!    if this one fails (table rule 4). Only the node going down (table
-//!    rule 3) loses them, counted.
-//! 4. A reader stops reading while the shard's link inbox is full (TCP
-//!    backpressure); a malformed frame closes its connection only.
+//!    if this one fails (table rule 5). Only the node going down (table
+//!    rule 3) loses them, counted. A bad acknowledgement closes the
+//!    connection, counted (`closed_bad_ack`).
+//! 4. A reader stops reading while the shard's link inbox is full, in count
+//!    or bytes (TCP backpressure); a malformed frame closes its connection
+//!    only.
 //! 5. A slot's task belongs to one generation of its node: once the node
 //!    goes down (the generation moves on), the task ends and never touches
 //!    the slot's state again.
+//! 6. Before the key is proved, a connection holds a place in a bounded
+//!    pool of pending handshakes (`pending_handshakes_max`), for at most
+//!    `handshake_timeout`; only an authenticated peer takes one of the
+//!    inbound places. Connections past either bound are closed at once and
+//!    counted. Warnings about refusals are throttled (one a second).
 //!
 //! Steady state allocates nothing here but the batch buffer's growth: the
 //! writer swaps its queue with the slot's and re-arms one idle timer.
@@ -37,12 +44,13 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{SockRef, TcpKeepalive};
 
-use super::frame::{decode_head, encode_challenge, encode_hello, push_frame, rewrite_on_arrival, take_frames, ACK_BYTES};
+use super::frame::{decode_head, encode_challenge, encode_hello, rewrite_on_arrival, take_frames, ACK_BYTES};
 use super::table::{NodeIdx, SlotState};
 use crate::agent::host::ShardCtx;
 use crate::envelope::RoutePath;
 use crate::limits::{
-    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_RECONNECT_DELAY_MS, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX, NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX,
+    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_PENDING_HANDSHAKES_MAX, LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX,
+    NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX,
 };
 use crate::mesh::Doorbell;
 use crate::router::DeadLetter;
@@ -70,26 +78,61 @@ pub struct LinkSetup {
     /// An outbound connection unused this long closes. Default
     /// [`LINK_IDLE_TIMEOUT_MS`] (60 s).
     pub idle_timeout: Duration,
+    /// Longest a connect plus handshake may take, either way. Default
+    /// [`LINK_HANDSHAKE_TIMEOUT_MS`].
+    pub handshake_timeout: Duration,
+    /// Inbound connections this shard lets into a handshake at once, apart
+    /// from the authenticated ones: its share of
+    /// `max_pending_handshakes` (default [`LINK_PENDING_HANDSHAKES_MAX`]).
+    pub pending_handshakes_max: usize,
+}
+
+/// The node-wide link settings a [`LinkSetup`] is derived from, each with
+/// its default in `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// Inbound link connections of the node (ADR `max_connections_per_node`).
+    pub connections_per_node: usize,
+    /// Outbound connections to one node (ADR `connection_pool_size`).
+    pub pool_size: usize,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Inbound connections in their handshake at once, node-wide.
+    pub pending_handshakes: usize,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        LinkSettings {
+            connections_per_node: NODE_LINK_CONNECTIONS_MAX,
+            pool_size: NODE_POOL_CONNECTIONS_MAX,
+            idle_timeout: Duration::from_millis(LINK_IDLE_TIMEOUT_MS),
+            handshake_timeout: Duration::from_millis(LINK_HANDSHAKE_TIMEOUT_MS),
+            pending_handshakes: LINK_PENDING_HANDSHAKES_MAX,
+        }
+    }
 }
 
 impl LinkSetup {
     /// The settings of one of `shards` shards of a node listening on
     /// `listen`, from the node-wide figures.
-    pub fn for_shard(listen: SocketAddr, key: ClusterKey, shards: usize, connections_per_node: usize, pool_size: usize, idle_timeout: Duration) -> LinkSetup {
+    pub fn for_shard(listen: SocketAddr, key: ClusterKey, shards: usize, settings: LinkSettings) -> LinkSetup {
         assert!(shards > 0);
         LinkSetup {
             listen,
             self_name: listen.to_string(),
             key,
-            inbound_connections_max: (connections_per_node / shards).max(1),
-            pool_connections: (pool_size / shards).max(1),
-            idle_timeout,
+            inbound_connections_max: (settings.connections_per_node / shards).max(1),
+            pool_connections: (settings.pool_size / shards).max(1),
+            idle_timeout: settings.idle_timeout,
+            handshake_timeout: settings.handshake_timeout,
+            pending_handshakes_max: (settings.pending_handshakes / shards).max(1),
         }
     }
 
     /// The defaults (ADR-0017's connection limits).
     pub fn with_defaults(listen: SocketAddr, key: ClusterKey, shards: usize) -> LinkSetup {
-        LinkSetup::for_shard(listen, key, shards, NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX, Duration::from_millis(LINK_IDLE_TIMEOUT_MS))
+        LinkSetup::for_shard(listen, key, shards, LinkSettings::default())
     }
 }
 
@@ -111,11 +154,11 @@ fn tune(stream: &TcpStream) {
     }
 }
 
-/// Runs `f`, or fails after `ms`.
-async fn within<T>(ms: u64, what: &'static str, f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+/// Runs `f`, or fails after `limit`.
+async fn within<T>(limit: Duration, what: &'static str, f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
     futures_lite::future::or(f, async move {
-        glommio::timer::sleep(Duration::from_millis(ms)).await;
-        Err(format!("{what} timed out after {ms} ms"))
+        glommio::timer::sleep(limit).await;
+        Err(format!("{what} timed out after {} ms", limit.as_millis()))
     })
     .await
 }
@@ -178,13 +221,16 @@ pub fn start_acceptor(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>) -> Re
                 }
             };
             {
+                // Rule 6: a connection that has not proved the key waits in
+                // a bounded handshake pool, apart from the authenticated
+                // ones, so that it can never take their places.
                 let mut c = ctx.borrow_mut();
                 let counters = &mut c.router.remote.counters;
-                if counters.open_inbound >= setup.inbound_connections_max {
-                    counters.refused_too_many += 1;
+                if counters.pending_handshakes >= setup.pending_handshakes_max {
+                    counters.refused_pending += 1;
                     continue; // dropping `stream` closes it
                 }
-                counters.open_inbound += 1;
+                counters.pending_handshakes += 1;
             }
             glommio::spawn_local(serve_inbound(ctx.clone(), setup.clone(), bell.clone(), stream)).detach();
         }
@@ -196,20 +242,43 @@ pub fn start_acceptor(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>) -> Re
 async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut stream: TcpStream) {
     tune(&stream);
     let peer = stream.peer_addr().ok();
-    match within(LINK_HANDSHAKE_TIMEOUT_MS, "link handshake", handshake_server(&mut stream, &setup)).await {
-        Ok(from) => {
-            ctx.borrow_mut().router.remote.counters.accepted += 1;
-            read_frames(&ctx, &bell, &mut stream, &from).await;
+    let shaken = within(setup.handshake_timeout, "link handshake", handshake_server(&mut stream, &setup)).await;
+    let from = {
+        let mut c = ctx.borrow_mut();
+        let shard = c.router.shard();
+        let remote = &mut c.router.remote;
+        remote.counters.pending_handshakes -= 1;
+        match shaken {
+            Ok(from) if remote.counters.open_inbound >= setup.inbound_connections_max => {
+                remote.counters.refused_too_many += 1;
+                if let Some(suppressed) = remote.refusal_log.allow() {
+                    tracing::warn!(shard, ?peer, node = from, suppressed, "link refused: this shard holds its share of --max-connections-per-node");
+                }
+                return;
+            }
+            Ok(from) => {
+                remote.counters.open_inbound += 1;
+                remote.counters.accepted += 1;
+                from
+            }
+            Err(e) => {
+                let bad_key = e == BAD_KEY;
+                if bad_key {
+                    remote.counters.refused_bad_key += 1;
+                } else {
+                    remote.counters.refused_handshake += 1;
+                }
+                if let Some(suppressed) = remote.refusal_log.allow() {
+                    match bad_key {
+                        true => tracing::warn!(shard, ?peer, suppressed, "link refused: the peer did not prove the cluster key"),
+                        false => tracing::warn!(shard, ?peer, error = %e, suppressed, "link refused: the handshake did not complete"),
+                    }
+                }
+                return;
+            }
         }
-        Err(e) if e == BAD_KEY => {
-            ctx.borrow_mut().router.remote.counters.refused_bad_key += 1;
-            tracing::warn!(?peer, "link refused: the peer did not prove the cluster key");
-        }
-        Err(e) => {
-            ctx.borrow_mut().router.remote.counters.refused_handshake += 1;
-            tracing::warn!(?peer, error = %e, "link refused: the handshake did not complete");
-        }
-    }
+    };
+    read_frames(&ctx, &bell, &mut stream, &from).await;
     ctx.borrow_mut().router.remote.counters.open_inbound -= 1;
 }
 
@@ -254,11 +323,13 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
                     Err(_) => m, // unreachable in practice: names were valid
                 };
                 m.set_path(RoutePath::Node);
-                remote.inbound.push_back(m);
+                remote.push_inbound(m);
             }
             if let Err(e) = parsed {
                 remote.counters.closed_malformed += 1;
-                tracing::warn!(from, error = %e, "malformed link frame: closing this connection");
+                if let Some(suppressed) = remote.refusal_log.allow() {
+                    tracing::warn!(from, error = %e, suppressed, "malformed link frame: closing this connection");
+                }
             }
         }
         bell.ring_if_parked();
@@ -293,11 +364,6 @@ enum WriterEnd {
     Failed(String),
 }
 
-/// Sends after which a message still unacknowledged is given up (counted
-/// as `link_lost`): only a receiver that takes the connection down on every
-/// try gets there.
-const LINK_SEND_ATTEMPTS_MAX: u32 = 5;
-
 /// Connects slot `s` of node `n` and writes its mail until idle (rule 3).
 async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
     let (addr, name, generation) = {
@@ -312,7 +378,7 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
     };
     let mut failures = 0u32;
     while current(&ctx) {
-        let connected = within(LINK_HANDSHAKE_TIMEOUT_MS, "link connect", async {
+        let connected = within(setup.handshake_timeout, "link connect", async {
             let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
             tune(&stream);
             handshake_client(&mut stream, &setup, &name).await?;
@@ -335,7 +401,17 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         if !current(&ctx) {
             break; // the node went down (and maybe up) while we connected
         }
-        let fd = stream.as_raw_fd();
+        // A descriptor of our own for the socket, so that the writer can
+        // end the ack reader's half whatever became of the stream.
+        // SAFETY: `stream` owns this descriptor and is alive for the borrow.
+        let control = match unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "cannot duplicate a link socket; reconnecting");
+                glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
+                continue;
+            }
+        };
         let connection = {
             let mut c = ctx.borrow_mut();
             c.router.remote.counters.connects += 1;
@@ -344,9 +420,9 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         let (acks, writer) = futures_lite::io::split(stream);
         glommio::spawn_local(read_acks(ctx.clone(), n, s, generation, connection, acks)).detach();
         let end = write_batches(&ctx, n, s, generation, writer, setup.idle_timeout).await;
-        // Ends the ack reader too: it holds the other half of the stream.
-        // SAFETY: `fd` belongs to the stream, whose read half is still alive.
-        let _ = SockRef::from(&unsafe { BorrowedFd::borrow_raw(fd) }).shutdown(std::net::Shutdown::Both);
+        // Ends the ack reader too (shutdown acts on the socket, not the fd).
+        let _ = SockRef::from(&control).shutdown(std::net::Shutdown::Both);
+        drop(control);
         match end {
             WriterEnd::Gone => return,
             WriterEnd::Idle => {
@@ -381,6 +457,7 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
 }
 
 /// Reads the receiver's acknowledgements of `connection` (frame rule 4).
+/// One the table refuses (table rule 4) closes the connection, counted.
 async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: u64, mut acks: futures_lite::io::ReadHalf<TcpStream>) {
     let mut total = [0u8; ACK_BYTES];
     loop {
@@ -388,18 +465,26 @@ async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: 
             ctx.borrow_mut().router.remote.broke(n, s, generation, connection);
             return;
         }
-        ctx.borrow_mut().router.remote.acknowledged(n, s, generation, connection, u64::from_le_bytes(total));
+        let mut c = ctx.borrow_mut();
+        let remote = &mut c.router.remote;
+        if let Err(e) = remote.acknowledged(n, s, generation, connection, u64::from_le_bytes(total)) {
+            remote.counters.closed_bad_ack += 1;
+            let node = remote.node(n).name.clone();
+            remote.broke(n, s, generation, connection);
+            tracing::warn!(%node, error = %e, "a link peer broke the acknowledgement protocol: closing this connection");
+            return;
+        }
     }
 }
 
 async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: futures_lite::io::WriteHalf<TcpStream>, idle_after: Duration) -> WriterEnd {
-    let mut batch = std::collections::VecDeque::new();
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
     let mut idle_timer = glommio::timer::Timer::new(idle_after);
     loop {
         let work = poll_fn(|cx| {
             let mut c = ctx.borrow_mut();
-            let slot = &mut c.router.remote.node_mut(n).slots[s];
+            let remote = &mut c.router.remote;
+            let slot = &mut remote.node_mut(n).slots[s];
             if slot.generation != generation {
                 return Poll::Ready(Some(WriterEnd::Gone));
             }
@@ -407,7 +492,7 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
                 return Poll::Ready(Some(WriterEnd::Failed("the connection was closed".into())));
             }
             if !slot.queue.is_empty() {
-                std::mem::swap(&mut slot.queue, &mut batch);
+                remote.hand_over(n, s); // table rule 4: unacked before written
                 return Poll::Ready(None);
             }
             slot.waker = Some(cx.waker().clone());
@@ -423,28 +508,34 @@ async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut str
             Some(end) => return end,
             None => {}
         }
-        let count = batch.len();
-        let mut bytes = 0u64;
-        let mut result = Ok(());
-        for (i, m) in batch.iter().enumerate() {
-            push_frame(&mut buf, m);
-            if buf.len() >= LINK_WRITE_BATCH_BYTES_MAX || i + 1 == count {
-                bytes += buf.len() as u64;
-                result = stream.write_all(&buf).await;
-                buf.clear();
-                if result.is_err() {
-                    break;
+        // Write what was handed over, a bounded chunk at a time. The slot
+        // may be failed or gone between chunks: then stop.
+        loop {
+            let frames = {
+                let mut c = ctx.borrow_mut();
+                let remote = &mut c.router.remote;
+                let slot = &remote.node(n).slots[s];
+                if slot.generation != generation {
+                    return WriterEnd::Gone;
                 }
+                if slot.broken {
+                    return WriterEnd::Failed("the connection was closed".into());
+                }
+                buf.clear();
+                remote.next_frames(n, s, &mut buf, LINK_WRITE_BATCH_BYTES_MAX)
+            };
+            if frames == 0 {
+                break;
             }
+            if let Err(e) = stream.write_all(&buf).await {
+                return WriterEnd::Failed(e.to_string());
+            }
+            let mut c = ctx.borrow_mut();
+            c.router.remote.counters.frames_out += frames as u64;
+            c.router.remote.counters.bytes_out += buf.len() as u64;
         }
-        buf.clear();
-        let mut c = ctx.borrow_mut();
-        // Written or not, they wait for an ack now; a failure sends them again.
-        c.router.remote.written(n, s, generation, &mut batch);
-        if let Err(e) = result {
-            return WriterEnd::Failed(e.to_string());
+        if buf.capacity() > 4 * LINK_WRITE_BATCH_BYTES_MAX {
+            buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX); // a 1 MiB frame grew it
         }
-        c.router.remote.counters.frames_out += count as u64;
-        c.router.remote.counters.bytes_out += bytes;
     }
 }

@@ -8,16 +8,26 @@
 //!    goes to slot `conversation_id mod slots` (or a hash of its sender
 //!    without one), so one conversation keeps to one connection and its
 //!    order holds across the hop.
-//! 2. Messages queued for a node (in slots, or in a writer's batch) are at
-//!    most `outbox_messages_max`; past it, sends get busy (router rule 1).
+//! 2. Messages queued for a node (in slots, or unacknowledged) are at most
+//!    `outbox_messages_max`; past it, sends get busy (router rule 1).
 //! 3. A node marked down loses its queued messages as dead letters
 //!    (`node_down`) at once, and sends to it fail fast (`Unreachable`).
-//! 4. A written message stays in its slot's `unacked` until the receiving
-//!    node acknowledges it (frame rule 4). If the connection fails while
-//!    the node is alive, the unacknowledged go back to the front of the
-//!    queue and are sent again on the next connection: nothing sent to a
-//!    live node is lost, and order holds; a message the receiver took but
-//!    could not acknowledge arrives twice (at-least-once, in that case only).
+//! 4. A message handed to a connection moves from its slot's `queue` to
+//!    `unacked` *before* any of its bytes are written, and stays there until
+//!    the receiving node acknowledges it (frame rule 4). Acknowledgements
+//!    can therefore arrive at any point of a batch's writes: they can only
+//!    name messages already in `unacked`. An acknowledgement that goes back
+//!    or past what the writer has started to write is a protocol violation:
+//!    it closes that one connection and is counted, never a panic.
+//! 5. If the connection fails while the node is alive, `unacked` goes back
+//!    to the front of the queue and is sent again on the next connection:
+//!    nothing sent to a live node is lost, and order holds; a message the
+//!    receiver took but could not acknowledge arrives twice (at-least-once,
+//!    in that case only).
+//! 6. Bytes are bounded as well as counts: the messages queued for all
+//!    nodes together hold at most `outbox_bytes_max` (a send past it is
+//!    busy), and arrivals waiting for a mailbox at most `inbound_bytes_max`
+//!    (readers stop reading, so TCP pushes back), plus at most one read.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,16 +52,40 @@ pub enum SlotState {
     Open,
 }
 
+/// Why an acknowledgement was refused (rule 4): the peer broke the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    /// The running count went down.
+    Backwards { acked: u64, total: u64 },
+    /// The count names messages the writer has not started to write.
+    PastWritten { written: u64, total: u64 },
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::Backwards { acked, total } => write!(f, "acknowledgement went back from {acked} to {total}"),
+            AckError::PastWritten { written, total } => write!(f, "acknowledged {total} messages, only {written} were written"),
+        }
+    }
+}
+
 pub struct Slot {
+    /// Waiting for a connection's writer.
     pub queue: VecDeque<Message>,
-    /// Written on the current connection, not yet acknowledged (rule 4).
+    /// Handed to the current connection (written, or being written), not
+    /// yet acknowledged (rule 4). Its front is message number `acked` of
+    /// the connection.
     pub unacked: VecDeque<Message>,
     /// Messages the receiver acknowledged on the current connection.
     pub acked: u64,
+    /// Messages of the current connection whose bytes the writer has
+    /// started to write: acknowledgements may reach this far, no further.
+    pub written: u64,
     /// Connections opened for this slot; an ack reader of an older one is
     /// ignored.
     pub connection: u64,
-    /// The current connection failed (seen by its ack reader).
+    /// The current connection failed (seen by its ack reader, or a bad ack).
     pub broken: bool,
     /// Times the oldest unacknowledged message was sent without an ack.
     pub attempts: u32,
@@ -64,7 +98,23 @@ pub struct Slot {
 
 impl Slot {
     fn new() -> Slot {
-        Slot { queue: VecDeque::new(), unacked: VecDeque::new(), acked: 0, connection: 0, broken: false, attempts: 0, state: SlotState::Closed, waker: None, generation: 0 }
+        Slot {
+            queue: VecDeque::new(),
+            unacked: VecDeque::new(),
+            acked: 0,
+            written: 0,
+            connection: 0,
+            broken: false,
+            attempts: 0,
+            state: SlotState::Closed,
+            waker: None,
+            generation: 0,
+        }
+    }
+
+    /// Messages handed to the current connection so far.
+    fn handed(&self) -> u64 {
+        self.acked + self.unacked.len() as u64
     }
 }
 
@@ -75,8 +125,7 @@ pub struct RemoteNode {
     pub alive: bool,
     /// Alive, but SWIM suspects it (informational: still routable).
     pub suspect: bool,
-    /// Messages queued in slots, in writers' batches, or unacknowledged
-    /// (rule 2).
+    /// Messages queued in slots or unacknowledged (rule 2).
     pub queued: usize,
     pub reserved: usize,
     pub slots: Vec<Slot>,
@@ -98,9 +147,43 @@ pub struct LinkCounters {
     /// out, not a caxton link).
     pub refused_handshake: u64,
     pub refused_too_many: u64,
+    /// Connections waiting for a handshake slot were turned away: more
+    /// handshakes at once than [`crate::limits::LINK_PENDING_HANDSHAKES_MAX`].
+    pub refused_pending: u64,
     pub closed_malformed: u64,
+    /// Outbound connections closed because the peer acknowledged wrongly.
+    pub closed_bad_ack: u64,
+    /// Sends refused because this shard's link outboxes were at their
+    /// byte bound.
+    pub busy_bytes: u64,
     pub accepted: u64,
     pub open_inbound: usize,
+    /// Inbound connections still in their handshake.
+    pub pending_handshakes: usize,
+}
+
+/// The bounds of a shard's links (rules 2 and 6), each with its default in
+/// `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLimits {
+    /// Connection slots per remote node.
+    pub slots_per_node: usize,
+    /// Messages queued for one node ([`crate::limits::NODE_OUTBOX_MESSAGES_MAX`]).
+    pub outbox_messages_max: usize,
+    /// Bytes queued for all nodes together (this shard's share of
+    /// [`crate::limits::NODE_LINK_OUTBOX_BYTES_MAX`]).
+    pub outbox_bytes_max: usize,
+    /// Arrivals waiting for a mailbox ([`crate::limits::LINK_INBOUND_MESSAGES_MAX`]).
+    pub inbound_messages_max: usize,
+    /// Their bytes (this shard's share of [`crate::limits::NODE_LINK_INBOX_BYTES_MAX`]).
+    pub inbound_bytes_max: usize,
+}
+
+impl LinkLimits {
+    /// The smallest bounds: a table that never queues (a standalone node).
+    pub fn none() -> LinkLimits {
+        LinkLimits { slots_per_node: 1, outbox_messages_max: 1, outbox_bytes_max: 1, inbound_messages_max: 1, inbound_bytes_max: 1 }
+    }
 }
 
 pub struct RemoteTable {
@@ -110,21 +193,27 @@ pub struct RemoteTable {
     by_name: HashMap<Arc<str>, NodeIdx>,
     by_tag: HashMap<u64, NodeIdx>,
     routes: HashMap<Box<str>, NodeIdx>,
-    slots_per_node: usize,
-    outbox_messages_max: usize,
+    limits: LinkLimits,
+    /// Bytes of every message queued or unacknowledged, all nodes, and of
+    /// the reserved ones (rule 6).
+    queued_bytes: usize,
+    reserved_bytes: usize,
     /// Slots that have mail and no connection: the shard opens them.
     pub wanted: Vec<(NodeIdx, usize)>,
-    /// Messages read from links, waiting for a mailbox.
-    pub inbound: VecDeque<Message>,
-    pub inbound_max: usize,
+    /// Messages read from links, waiting for a mailbox, and their bytes.
+    inbound: VecDeque<Message>,
+    inbound_bytes: usize,
     /// Readers waiting for room in `inbound`.
     pub inbound_wakers: Vec<Waker>,
     pub counters: LinkCounters,
+    /// Warnings about refused connections and frames (remote input).
+    pub refusal_log: crate::throttle::Throttle,
 }
 
 impl RemoteTable {
-    pub fn new(self_name: &str, slots_per_node: usize, outbox_messages_max: usize, inbound_max: usize) -> RemoteTable {
-        assert!(slots_per_node > 0 && outbox_messages_max > 0 && inbound_max > 0);
+    pub fn new(self_name: &str, limits: LinkLimits) -> RemoteTable {
+        assert!(limits.slots_per_node > 0 && limits.outbox_messages_max > 0 && limits.inbound_messages_max > 0);
+        assert!(limits.outbox_bytes_max > 0 && limits.inbound_bytes_max > 0);
         RemoteTable {
             self_name: self_name.into(),
             self_prefix: super::frame::node_prefix(self_name),
@@ -132,19 +221,21 @@ impl RemoteTable {
             by_name: HashMap::new(),
             by_tag: HashMap::new(),
             routes: HashMap::new(),
-            slots_per_node,
-            outbox_messages_max,
+            limits,
+            queued_bytes: 0,
+            reserved_bytes: 0,
             wanted: Vec::new(),
             inbound: VecDeque::new(),
-            inbound_max,
+            inbound_bytes: 0,
             inbound_wakers: Vec::new(),
             counters: LinkCounters::default(),
+            refusal_log: Default::default(),
         }
     }
 
     /// The table of a node outside any cluster: it knows no other node.
     pub fn standalone() -> RemoteTable {
-        RemoteTable::new("", 1, 1, 1)
+        RemoteTable::new("", LinkLimits::none())
     }
 
     pub fn node(&self, n: NodeIdx) -> &RemoteNode {
@@ -171,7 +262,7 @@ impl RemoteTable {
                 assert!(self.nodes.len() < NodeIdx::MAX as usize, "too many nodes");
                 let n = self.nodes.len() as NodeIdx;
                 let name: Arc<str> = name.into();
-                let slots = (0..self.slots_per_node).map(|_| Slot::new()).collect();
+                let slots = (0..self.limits.slots_per_node).map(|_| Slot::new()).collect();
                 self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: super::frame::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
@@ -193,7 +284,9 @@ impl RemoteTable {
                     w.wake();
                 }
             }
+            debug_assert_eq!(lost.len(), node.queued);
             node.queued = 0;
+            self.queued_bytes -= lost.iter().map(Message::len).sum::<usize>();
             self.wanted.retain(|&(m, _)| m != n);
         }
         lost
@@ -222,9 +315,14 @@ impl RemoteTable {
         self.by_tag.get(&tag).copied()
     }
 
-    /// Messages waiting for other nodes (queued, in batches, unacknowledged).
+    /// Messages waiting for other nodes (queued or unacknowledged).
     pub fn queued(&self) -> usize {
         self.nodes.iter().map(|n| n.queued).sum()
+    }
+
+    /// Their bytes.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Other nodes by state: alive, suspect, down.
@@ -236,31 +334,35 @@ impl RemoteTable {
         c
     }
 
-    /// Room for one more message to `n`? (rules 2 and 3)
-    pub fn reserve(&mut self, n: NodeIdx) -> Result<(), crate::router::RouteError> {
-        let max = self.outbox_messages_max;
+    /// Room for one more message of `bytes` to `n`? (rules 2, 3 and 6)
+    pub fn reserve(&mut self, n: NodeIdx, bytes: usize) -> Result<(), crate::router::RouteError> {
         let node = &mut self.nodes[n as usize];
         if !node.alive {
             return Err(crate::router::RouteError::Unreachable);
         }
-        if node.queued + node.reserved >= max {
+        if node.queued + node.reserved >= self.limits.outbox_messages_max {
+            return Err(crate::router::RouteError::Busy);
+        }
+        if self.queued_bytes + self.reserved_bytes + bytes > self.limits.outbox_bytes_max {
+            self.counters.busy_bytes += 1;
             return Err(crate::router::RouteError::Busy);
         }
         node.reserved += 1;
+        self.reserved_bytes += bytes;
         Ok(())
     }
 
-    pub fn cancel(&mut self, n: NodeIdx) {
+    pub fn cancel(&mut self, n: NodeIdx, bytes: usize) {
         self.nodes[n as usize].reserved -= 1;
+        self.reserved_bytes -= bytes;
     }
 
     /// Queues a reserved message on its slot (rule 1) and wakes its writer,
     /// or asks for a connection. A node that went down since the reserve
     /// hands the message back (rule 3).
     pub fn push(&mut self, n: NodeIdx, message: Message) -> Result<(), Message> {
+        self.cancel(n, message.len());
         let node = &mut self.nodes[n as usize];
-        debug_assert!(node.reserved > 0);
-        node.reserved -= 1;
         if !node.alive {
             return Err(message);
         }
@@ -270,6 +372,7 @@ impl RemoteTable {
         };
         let s = (key % node.slots.len() as u64) as usize;
         node.queued += 1;
+        self.queued_bytes += message.len();
         let slot = &mut node.slots[s];
         slot.queue.push_back(message);
         match slot.state {
@@ -290,40 +393,83 @@ impl RemoteTable {
     /// A new connection of slot `s` is open: returns its number.
     pub fn connected(&mut self, n: NodeIdx, s: usize) -> u64 {
         let slot = &mut self.nodes[n as usize].slots[s];
-        debug_assert!(slot.unacked.is_empty(), "requeued before reconnecting");
+        assert!(slot.unacked.is_empty(), "requeued before reconnecting");
         slot.connection += 1;
         slot.acked = 0;
+        slot.written = 0;
         slot.broken = false;
         slot.state = SlotState::Open;
         slot.connection
     }
 
-    /// The writer of `connection` wrote `batch`: it waits for its ack (rule 4).
-    pub fn written(&mut self, n: NodeIdx, s: usize, generation: u64, batch: &mut VecDeque<Message>) {
+    /// The writer takes what is queued on its slot: it moves to `unacked`
+    /// before a byte of it is written (rule 4). Returns how many moved.
+    pub fn hand_over(&mut self, n: NodeIdx, s: usize) -> usize {
         let slot = &mut self.nodes[n as usize].slots[s];
-        if slot.generation == generation {
-            slot.unacked.append(batch);
+        let moved = slot.queue.len();
+        if slot.unacked.is_empty() {
+            std::mem::swap(&mut slot.queue, &mut slot.unacked); // keeps both allocations
         } else {
-            batch.clear(); // counted as lost when the node went down
+            slot.unacked.append(&mut slot.queue);
         }
+        moved
+    }
+
+    /// Appends to `buf` the frames of the next handed messages not yet
+    /// written, until it holds `bytes_max` (at least one frame), and counts
+    /// them as written (rule 4). Returns how many frames it appended.
+    pub fn next_frames(&mut self, n: NodeIdx, s: usize, buf: &mut Vec<u8>, bytes_max: usize) -> usize {
+        let slot = &mut self.nodes[n as usize].slots[s];
+        debug_assert!(slot.written >= slot.acked && slot.written <= slot.handed());
+        let mut i = (slot.written - slot.acked) as usize;
+        let mut frames = 0;
+        while let Some(m) = slot.unacked.get(i) {
+            if frames > 0 && buf.len() + super::frame::FRAME_PREFIX_BYTES + m.len() > bytes_max {
+                break;
+            }
+            super::frame::push_frame(buf, m);
+            i += 1;
+            frames += 1;
+        }
+        slot.written += frames as u64;
+        frames
+    }
+
+    /// Has the writer written everything it took?
+    pub fn all_written(&self, n: NodeIdx, s: usize) -> bool {
+        let slot = &self.nodes[n as usize].slots[s];
+        slot.written == slot.handed()
     }
 
     /// The receiver acknowledged `total` messages on `connection` so far.
-    pub fn acknowledged(&mut self, n: NodeIdx, s: usize, generation: u64, connection: u64, total: u64) {
+    /// News about an older connection or generation is ignored; a count
+    /// that goes back or past what was written is the peer's fault (rule 4).
+    pub fn acknowledged(&mut self, n: NodeIdx, s: usize, generation: u64, connection: u64, total: u64) -> Result<(), AckError> {
         let node = &mut self.nodes[n as usize];
         let slot = &mut node.slots[s];
-        if slot.generation != generation || slot.connection != connection || total <= slot.acked {
-            return;
+        if slot.generation != generation || slot.connection != connection {
+            return Ok(());
+        }
+        if total < slot.acked {
+            return Err(AckError::Backwards { acked: slot.acked, total });
+        }
+        if total > slot.written {
+            return Err(AckError::PastWritten { written: slot.written, total });
         }
         let newly = (total - slot.acked) as usize;
-        assert!(newly <= slot.unacked.len(), "acknowledged more than was written");
-        slot.unacked.drain(..newly);
+        assert!(newly <= slot.unacked.len(), "written messages are in unacked");
+        let bytes: usize = slot.unacked.drain(..newly).map(|m| m.len()).sum();
         slot.acked = total;
-        slot.attempts = 0;
+        if newly > 0 {
+            slot.attempts = 0;
+        }
         node.queued -= newly;
+        self.queued_bytes -= bytes;
+        Ok(())
     }
 
-    /// `connection` failed (its ack reader saw it): wake the writer.
+    /// `connection` failed (its ack reader saw it, or it broke the
+    /// protocol): wake the writer.
     pub fn broke(&mut self, n: NodeIdx, s: usize, generation: u64, connection: u64) {
         let slot = &mut self.nodes[n as usize].slots[s];
         if slot.generation == generation && slot.connection == connection {
@@ -335,7 +481,7 @@ impl RemoteTable {
     }
 
     /// After a failed connection: the unacknowledged go back to the front of
-    /// the queue, in order (rule 4). Past `attempts_max` sends without an
+    /// the queue, in order (rule 5). Past `attempts_max` sends without an
     /// ack, they are handed back instead, for the caller to count as lost.
     pub fn requeue_unacked(&mut self, n: NodeIdx, s: usize, attempts_max: u32) -> Vec<Message> {
         let node = &mut self.nodes[n as usize];
@@ -343,11 +489,16 @@ impl RemoteTable {
         if slot.unacked.is_empty() {
             return Vec::new();
         }
-        slot.attempts += 1;
+        // Only a message whose bytes went out counts as a try.
+        if slot.written > slot.acked {
+            slot.attempts += 1;
+        }
+        slot.written = slot.acked;
         if slot.attempts >= attempts_max {
             slot.attempts = 0;
             let lost: Vec<Message> = slot.unacked.drain(..).collect();
             node.queued -= lost.len();
+            self.queued_bytes -= lost.iter().map(Message::len).sum::<usize>();
             return lost;
         }
         while let Some(m) = slot.unacked.pop_back() {
@@ -356,9 +507,34 @@ impl RemoteTable {
         Vec::new()
     }
 
+    // ------------------------------------------------------------ arrivals
+
     /// Is there room to read more from links? Readers wait otherwise.
     pub fn inbound_has_room(&self) -> bool {
-        self.inbound.len() < self.inbound_max
+        self.inbound.len() < self.limits.inbound_messages_max && self.inbound_bytes < self.limits.inbound_bytes_max
+    }
+
+    /// Takes an arrival (one read may go past the bounds by what it held).
+    pub fn push_inbound(&mut self, m: Message) {
+        self.inbound_bytes += m.len();
+        self.inbound.push_back(m);
+    }
+
+    pub fn pop_inbound(&mut self) -> Option<Message> {
+        let m = self.inbound.pop_front()?;
+        self.inbound_bytes -= m.len();
+        Some(m)
+    }
+
+    /// Puts back an arrival that found no room yet (it keeps its place).
+    pub fn unpop_inbound(&mut self, m: Message) {
+        self.inbound_bytes += m.len();
+        self.inbound.push_front(m);
+    }
+
+    /// Arrivals waiting for a mailbox, and their bytes.
+    pub fn inbound_len(&self) -> (usize, usize) {
+        (self.inbound.len(), self.inbound_bytes)
     }
 
     /// Wakes readers once `inbound` has room again.
@@ -381,44 +557,96 @@ mod tests {
         Message::encode(&Header { conversation_id, ..Default::default() }, b"a", b"far", b"x").unwrap()
     }
 
+    fn limits(slots: usize, outbox: usize) -> LinkLimits {
+        LinkLimits { slots_per_node: slots, outbox_messages_max: outbox, outbox_bytes_max: 1 << 30, inbound_messages_max: 10, inbound_bytes_max: 1 << 20 }
+    }
+
+    fn queue(t: &mut RemoteTable, n: NodeIdx, m: Message) {
+        t.reserve(n, m.len()).unwrap();
+        t.push(n, m).unwrap();
+    }
+
+    /// Writes everything handed so far, as the writer task does.
+    fn write_all(t: &mut RemoteTable, n: NodeIdx, s: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        t.hand_over(n, s);
+        while !t.all_written(n, s) {
+            t.next_frames(n, s, &mut wire, 64);
+        }
+        wire
+    }
+
     #[test]
     fn a_conversation_keeps_to_one_slot_and_the_outbox_is_bounded() {
-        let mut t = RemoteTable::new("127.0.0.1:7000", 4, 3, 10);
+        let mut t = RemoteTable::new("127.0.0.1:7000", limits(4, 3));
         t.set_node("127.0.0.2:7000", "127.0.0.2:7000".parse().unwrap(), true, false);
         t.set_route("far", Some("127.0.0.2:7000"));
         let n = t.route("far").unwrap();
         for _ in 0..3 {
-            t.reserve(n).unwrap();
-            t.push(n, msg(6)).unwrap();
+            queue(&mut t, n, msg(6));
         }
-        assert_eq!(t.reserve(n), Err(RouteError::Busy));
+        assert_eq!(t.reserve(n, 1), Err(RouteError::Busy));
         assert_eq!(t.node(n).slots[2].queue.len(), 3, "conversation 6 mod 4 slots");
         assert_eq!(t.wanted, vec![(n, 2)], "one connection asked for");
         // Written, then acknowledged: only then is there room again.
         let generation = t.node(n).slots[2].generation;
         let conn = t.connected(n, 2);
-        let mut batch: VecDeque<Message> = t.node_mut(n).slots[2].queue.drain(..).collect();
-        t.written(n, 2, generation, &mut batch);
-        assert_eq!(t.reserve(n), Err(RouteError::Busy), "unacknowledged still count");
-        t.acknowledged(n, 2, generation, conn, 2);
-        assert!(t.reserve(n).is_ok());
-        t.cancel(n);
+        write_all(&mut t, n, 2);
+        assert_eq!(t.reserve(n, 1), Err(RouteError::Busy), "unacknowledged still count");
+        t.acknowledged(n, 2, generation, conn, 2).unwrap();
+        assert!(t.reserve(n, 1).is_ok());
+        t.cancel(n, 1);
         assert_eq!(t.node(n).slots[2].unacked.len(), 1);
+        assert_eq!(t.queued_bytes(), msg(6).len());
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_in_bytes_across_nodes() {
+        let one = msg(1).len();
+        let mut t = RemoteTable::new("a:1", LinkLimits { outbox_bytes_max: 3 * one, ..limits(1, 100) });
+        t.set_node("b:1", "127.0.0.2:7000".parse().unwrap(), true, false);
+        t.set_node("c:1", "127.0.0.3:7000".parse().unwrap(), true, false);
+        queue(&mut t, 0, msg(1));
+        queue(&mut t, 1, msg(1));
+        t.reserve(0, one).unwrap();
+        assert_eq!(t.reserve(1, one), Err(RouteError::Busy), "the bound is the shard's, all nodes together");
+        assert_eq!(t.counters.busy_bytes, 1);
+        t.cancel(0, one);
+        assert!(t.reserve(1, one).is_ok());
+    }
+
+    #[test]
+    fn acknowledgements_may_come_mid_batch_and_bad_ones_are_refused() {
+        let mut t = RemoteTable::new("a:1", limits(1, 100));
+        t.set_node("b:1", "127.0.0.2:7000".parse().unwrap(), true, false);
+        for c in 1..=4 {
+            queue(&mut t, 0, msg(c));
+        }
+        let conn = t.connected(0, 0);
+        assert_eq!(t.hand_over(0, 0), 4);
+        let mut wire = Vec::new();
+        assert_eq!(t.next_frames(0, 0, &mut wire, 1), 1, "at least one frame a write");
+        assert_eq!(t.acknowledged(0, 0, 0, conn, 2), Err(AckError::PastWritten { written: 1, total: 2 }));
+        t.acknowledged(0, 0, 0, conn, 1).unwrap(); // before the batch's other writes
+        assert_eq!(t.next_frames(0, 0, &mut wire, 1 << 20), 3);
+        t.acknowledged(0, 0, 0, conn, 3).unwrap();
+        assert_eq!(t.acknowledged(0, 0, 0, conn, 2), Err(AckError::Backwards { acked: 3, total: 2 }));
+        t.acknowledged(0, 0, 0, conn + 7, 99).unwrap(); // another connection's: ignored
+        assert_eq!(t.node(0).queued, 1);
     }
 
     #[test]
     fn a_failed_connection_sends_its_unacknowledged_again_first() {
-        let mut t = RemoteTable::new("a:1", 1, 100, 10);
+        let mut t = RemoteTable::new("a:1", limits(1, 100));
         t.set_node("b:1", "127.0.0.2:7000".parse().unwrap(), true, false);
-        for c in 1..=4 {
-            t.reserve(0).unwrap();
-            t.push(0, msg(c)).unwrap();
+        for c in 1..=3 {
+            queue(&mut t, 0, msg(c));
         }
         let conn = t.connected(0, 0);
-        let mut batch: VecDeque<Message> = t.node_mut(0).slots[0].queue.drain(..3).collect();
-        t.written(0, 0, 0, &mut batch);
-        t.acknowledged(0, 0, 0, conn, 1);
-        t.acknowledged(0, 0, 0, conn - 1, 3); // an old connection's ack: ignored
+        write_all(&mut t, 0, 0);
+        queue(&mut t, 0, msg(4));
+        t.acknowledged(0, 0, 0, conn, 1).unwrap();
+        t.acknowledged(0, 0, 0, conn - 1, 3).unwrap(); // an old connection's ack: ignored
         t.broke(0, 0, 0, conn);
         assert!(t.node(0).slots[0].broken);
         assert!(t.requeue_unacked(0, 0, 5).is_empty());
@@ -426,33 +654,45 @@ mod tests {
         assert_eq!(order, vec![2, 3, 4], "resent first, in order");
         assert_eq!(t.node(0).queued, 3);
         t.connected(0, 0);
-        let mut batch: VecDeque<Message> = t.node_mut(0).slots[0].queue.drain(..).collect();
-        t.written(0, 0, 0, &mut batch);
+        write_all(&mut t, 0, 0);
         assert_eq!(t.requeue_unacked(0, 0, 2).len(), 3, "sent twice without an ack: given up");
-        assert_eq!(t.node(0).queued, 0);
+        assert_eq!((t.node(0).queued, t.queued_bytes()), (0, 0));
     }
 
     #[test]
     fn a_node_going_down_fails_its_queue_and_later_sends_fast() {
         // (unacknowledged messages are lost with it too: set_node drains both)
-        let mut t = RemoteTable::new("a:1", 2, 100, 10);
+        let mut t = RemoteTable::new("a:1", limits(2, 100));
         let addr = "127.0.0.2:7000".parse().unwrap();
         t.set_node("b:1", addr, true, false);
         t.set_node("a:1", addr, true, false);
         assert_eq!(t.nodes().count(), 1, "never itself");
-        t.reserve(0).unwrap();
-        t.push(0, msg(1)).unwrap();
+        queue(&mut t, 0, msg(1));
         assert!(t.set_node("b:1", addr, true, true).is_empty(), "a suspect keeps its queue");
         assert_eq!(t.states(), [0, 1, 0]);
-        assert!(t.reserve(0).is_ok(), "and stays routable");
-        t.cancel(0);
+        assert!(t.reserve(0, 1).is_ok(), "and stays routable");
+        t.cancel(0, 1);
         let lost = t.set_node("b:1", addr, false, false);
         assert_eq!(lost.len(), 1);
-        assert_eq!(t.node(0).queued, 0);
-        assert_eq!(t.reserve(0), Err(RouteError::Unreachable));
+        assert_eq!((t.node(0).queued, t.queued_bytes()), (0, 0));
+        assert_eq!(t.reserve(0, 1), Err(RouteError::Unreachable));
         assert_eq!(t.states(), [0, 0, 1]);
         assert!(t.set_node("b:1", addr, true, false).is_empty());
-        assert!(t.reserve(0).is_ok());
+        assert!(t.reserve(0, 1).is_ok());
         assert_eq!(t.node_of_runtime_name(format!("{}api/3", t.node(0).prefix).as_bytes()), Some(0));
+    }
+
+    #[test]
+    fn inbound_is_bounded_by_count_and_bytes() {
+        let one = msg(1).len();
+        let mut t = RemoteTable::new("a:1", LinkLimits { inbound_messages_max: 3, inbound_bytes_max: 2 * one, ..limits(1, 1) });
+        t.push_inbound(msg(1));
+        assert!(t.inbound_has_room());
+        t.push_inbound(msg(2));
+        assert!(!t.inbound_has_room(), "bytes bind first");
+        let m = t.pop_inbound().unwrap();
+        assert!(t.inbound_has_room());
+        t.unpop_inbound(m);
+        assert_eq!(t.inbound_len(), (2, 2 * one));
     }
 }
