@@ -5,7 +5,7 @@ PROFILE := --release
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test run bench loadtest clean
+.PHONY: build test run bench loadtest fuzz deny clean
 
 build:
 	$(CARGO) build $(PROFILE) --bin caxton
@@ -13,6 +13,18 @@ build:
 ## Unit tests, then integration tests against real `caxton serve` processes.
 test:
 	$(CARGO) test $(PROFILE) --workspace
+
+## The property-based fuzz tests of every decoder of outside bytes, long and
+## from a fresh seed (make test runs them short, with a fixed seed);
+## FUZZ_CASES=N sets the cases per test, FUZZ_SEED=N replays a run.
+FUZZ_CASES ?= 200000
+FUZZ_SEED ?= random
+fuzz:
+	CAXTON_FUZZ_CASES=$(FUZZ_CASES) CAXTON_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test $(PROFILE) --workspace --lib --bins --test link_protocol -- fuzz acks_at_any_point
+
+## Supply chain: cargo deny (advisories, bans, licenses) on a RustSec snapshot.
+deny:
+	scripts/deny.sh
 
 ## Build, start a node on $(API) with the example agents deployed; Ctrl-C stops it.
 run: build

@@ -15,3 +15,5 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust 1.95) is required" >&2; exit 1; }
+# cargo deny, for the supply-chain checks (make deny; about 2 minutes once).
+command -v cargo-deny >/dev/null || cargo install -q cargo-deny --locked

@@ -151,7 +151,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         }
         None => None,
     };
-    let control = Arc::new(Control::new(shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
+    let control = Arc::new(Control::new(shards.iter().map(|s| s.sender()).collect(), shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));

@@ -283,6 +283,9 @@ mod tests {
         assert!(block_on(hello(&mut &frame(&[b'x'; HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
     }
 
+    mod fuzz {
+    use super::*;
+
     proptest! {
         #![proptest_config(caxton_cluster::fuzz::config(512))]
 
@@ -303,4 +306,5 @@ mod tests {
             }
         }
     }
+}
 }

@@ -153,7 +153,7 @@ pub fn members(view: &crate::gossip::ClusterView) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
