@@ -142,6 +142,24 @@ pub struct ServeArgs {
     /// CPU one handler call may use, in ms of metered work [default: 10].
     #[arg(long)]
     pub execution_time_slice_ms: Option<u64>,
+    /// State one agent instance may hold, keys and values [default: 64MiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub agent_state_max: Option<u64>,
+    /// Free disk space below which agents' state writes are refused [default: 1GiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub disk_free_min: Option<u64>,
+    /// Log lines one agent instance may write per second [default: 100].
+    #[arg(long)]
+    pub agent_log_lines_per_s: Option<u32>,
+    /// Log bytes one agent instance may write per second [default: 64KiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub agent_log_bytes_per_s: Option<u64>,
+    /// Longest the API waits for a shard to answer, in ms; past it, 503 naming the shard [default: 5000].
+    #[arg(long)]
+    pub control_timeout_ms: Option<u64>,
     /// Messages each agent instance's mailbox holds [default: 1024].
     #[arg(long)]
     pub mailbox_messages_max: Option<usize>,
@@ -239,6 +257,13 @@ impl ServeArgs {
             stack_bytes_max: stack_max as usize,
             table_elements_max: pick!(agent_table_elements_max, limits::AGENT_TABLE_ELEMENTS_MAX),
             execution_time_slice_ms: pick!(execution_time_slice_ms, limits::EXECUTION_TIME_SLICE_MS).max(1),
+            meter_bulk: true,
+            state_bytes_max: pick!(agent_state_max, limits::AGENT_STATE_BYTES_MAX),
+            log: caxton_shards::agent::agent_log::LogLimits {
+                lines_per_s: pick!(agent_log_lines_per_s, limits::AGENT_LOG_LINES_PER_S).max(1),
+                bytes_per_s: pick!(agent_log_bytes_per_s, limits::AGENT_LOG_BYTES_PER_S as u64).clamp(limits::LOG_LINE_BYTES_MAX as u64, u32::MAX as u64) as u32,
+                burst_s: limits::AGENT_LOG_BURST_SECONDS,
+            },
         };
         let budget_bytes = pick!(message_buffer_size, limits::MESSAGE_BUFFER_BYTES);
         let budget = limits::MessageBudget::split(budget_bytes)?;
@@ -283,6 +308,8 @@ impl ServeArgs {
             memory_budget: pick!(memory_budget, admission::machine_memory_bytes()),
             max_agents: pick!(max_agents, admission::AGENTS_MAX),
             max_connections: pick!(max_connections, limits::API_CONNECTIONS_MAX).max(1),
+            disk_free_min: pick!(disk_free_min, limits::DISK_FREE_BYTES_MIN),
+            control_timeout: Duration::from_millis(pick!(control_timeout_ms, limits::CONTROL_TIMEOUT_MS).max(1)),
             listeners: ListenerLimits {
                 api_header_timeout: Duration::from_millis(pick!(api_header_timeout_ms, limits::API_HEADER_TIMEOUT_MS).max(1)),
                 api_idle_timeout: Duration::from_millis(pick!(api_idle_timeout_ms, limits::API_IDLE_TIMEOUT_MS).max(1)),

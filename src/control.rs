@@ -13,9 +13,18 @@
 //!    the shards that started theirs drop them (and are awaited), and the
 //!    catalog forgets the agent.
 //! 4. Replies addressed to `@api/<n>` reach the waiting request through a
-//!    bounded channel; one nobody waits for is a dead letter. Every message
-//!    out of the shards is [`Held`] until it is gone, so the runtime outbox
-//!    counts its bytes wherever it is dropped.
+//!    bounded channel, and only if they answer it: their `in_reply_to` is
+//!    the request's `reply_with`, which is random (53 bits) unless the
+//!    caller chose it. Anything else to `@api/<n>` is counted as
+//!    undeliverable and dropped. Every message out of the shards is
+//!    [`Held`] until it is gone, so the runtime outbox counts its bytes
+//!    wherever it is dropped.
+//! 5. Every wait on a shard has a deadline (`--control-timeout-ms`): past
+//!    it the caller gets 503 naming the shard, and a lifecycle operation is
+//!    settled (finished or undone) by a task that keeps the lifecycle lock
+//!    until the late shard answers. A shard that has not finished a tick
+//!    for [`SHARD_STALL_SLICES`] slices is reported stalled, and
+//!    `/v1/health` does not wait for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +38,7 @@ use caxton_shards::envelope::{is_agent_name, Header};
 use caxton_shards::limits::{AGENT_INSTANCES_MAX, API_NAME_PREFIX};
 use caxton_shards::placement::{instance_for, shard_of};
 use caxton_shards::router::RouteError;
-use caxton_shards::limits::{WIRE_OUTBOX_BYTES_MAX, WIRE_OUTBOX_MESSAGES_MAX};
+use caxton_shards::limits::{SHARD_STALL_SLICES, WIRE_OUTBOX_BYTES_MAX, WIRE_OUTBOX_MESSAGES_MAX};
 use caxton_shards::router::ApiSink;
 use caxton_shards::runtime_outbox::Held;
 use caxton_shards::{Command, InstanceReport, InstanceStats, Message, ShardHandle, ShardSender, ShardStats};
@@ -61,16 +70,27 @@ pub struct Control {
     /// The shards' threads (kept, not joined: a stop waits for answers).
     _handles: Vec<ShardHandle>,
     /// One lifecycle operation at a time (rule 2).
-    lifecycle: tokio::sync::Mutex<()>,
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
+    /// How long to wait for a shard (rule 5), and after how long without a
+    /// tick a shard is stalled.
+    timeout: Duration,
+    stall_after: Duration,
     /// Messages out of the shards to runtime names (rule 4).
     pub outbox: ApiSink,
+    /// The free-space floor, for metrics (`None` in tests).
+    pub disk: Option<Arc<caxton_shards::storage::DiskFloor>>,
     /// The message budget, by queue (for metrics).
     pub budget: caxton_shards::limits::MessageBudget,
+    /// Bytes in every wire connection's outbox, and what one may hold.
+    pub wire_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    wire_connection_bytes_max: usize,
     limits: AgentLimits,
     admission: Mutex<Admission>,
     catalog: Mutex<Catalog>,
     agents: Mutex<HashMap<String, AgentRecord>>,
-    waiters: Mutex<HashMap<String, oneshot::Sender<Held>>>,
+    /// REST callers waiting for a reply, by their `@api/<n>` name: the
+    /// `reply_with` a reply must answer, and where it goes (rule 4).
+    waiters: Mutex<HashMap<String, (u64, oneshot::Sender<Held>)>>,
     api_ids: Mutex<IdGen>,
     next_api_name: AtomicU64,
     /// Open wire connections, by id: where messages to `@wire/<id>` go.
@@ -87,6 +107,24 @@ pub struct Control {
     pub cluster: Option<Cluster>,
     /// REST sends refused because the receiver's node is down.
     pub node_unavailable: AtomicU64,
+}
+
+/// A random, non-zero 53-bit id (JSON clients hold numbers as doubles), from
+/// the kernel's CSPRNG: a REST request's `reply_with` (rule 4).
+fn unguessable_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most `bytes.len()` bytes into a buffer we own.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr() as *mut libc::c_void, bytes.len(), 0) };
+    assert_eq!(n, 8, "the kernel's random source answers");
+    (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1)
+}
+
+/// Whether a failed lifecycle operation is settled (nothing of it stays)
+/// or a background task settles it when a late shard answers (rule 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Now,
+    Later,
 }
 
 pub struct DeployReport {
@@ -128,9 +166,14 @@ impl Control {
         Control {
             shards,
             _handles: handles,
-            lifecycle: tokio::sync::Mutex::new(()),
+            lifecycle: Arc::new(tokio::sync::Mutex::new(())),
+            timeout: Duration::from_millis(caxton_shards::limits::CONTROL_TIMEOUT_MS),
+            stall_after: Duration::from_millis(SHARD_STALL_SLICES * limits.execution_time_slice_ms),
             outbox,
+            disk: None,
             budget,
+            wire_bytes: Default::default(),
+            wire_connection_bytes_max: WIRE_OUTBOX_BYTES_MAX.min(budget.wire_outbox as usize / 4).max(caxton_shards::limits::ENVELOPE_BYTES_MAX),
             limits,
             admission: Mutex::new(admission),
             catalog: Mutex::new(catalog),
@@ -147,6 +190,24 @@ impl Control {
             cluster,
             node_unavailable: AtomicU64::new(0),
         }
+    }
+
+    /// The deadline of every wait on a shard (rule 5). Default
+    /// [`caxton_shards::limits::CONTROL_TIMEOUT_MS`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Control {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The disk floor the shards write under, for `/metrics`.
+    pub fn with_disk(mut self, disk: Arc<caxton_shards::storage::DiskFloor>) -> Control {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The disk floor the shards write under (metrics).
+    pub fn disk_free_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.free_bytes())
     }
 
     pub fn shard_count(&self) -> usize {
@@ -217,27 +278,60 @@ impl Control {
         Ok(rx)
     }
 
-    async fn answer<T>(shard: usize, rx: oneshot::Receiver<T>) -> Result<T, ApiError> {
-        rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))
+    /// A shard's answer, within the control deadline (rule 5).
+    async fn answer<T>(&self, shard: usize, rx: oneshot::Receiver<T>) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| ApiError::internal(format!("shard {shard} stopped"))),
+            Err(_) => Err(self.late(shard)),
+        }
+    }
+
+    fn late(&self, shard: usize) -> ApiError {
+        let stalled = if self.stalled(shard) { " (it is stalled)" } else { "" };
+        ApiError::busy(format!("shard {shard} did not answer within {} ms{stalled}", self.timeout.as_millis()))
     }
 
     /// Sends a command to one shard and waits for its answer.
     async fn ask<T: Send + 'static>(&self, shard: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
-        Self::answer(shard, self.submit(shard, make)?).await
+        self.answer(shard, self.submit(shard, make)?).await
     }
 
     /// Sends a command to every shard, then waits for all the answers.
     async fn ask_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, ApiError> {
         let waits = (0..self.shards.len()).map(|shard| self.submit(shard, &make)).collect::<Result<Vec<_>, _>>()?;
-        Self::answers(waits).await
-    }
-
-    async fn answers<T>(waits: Vec<oneshot::Receiver<T>>) -> Result<Vec<T>, ApiError> {
         let mut out = Vec::with_capacity(waits.len());
         for (shard, rx) in waits.into_iter().enumerate() {
-            out.push(Self::answer(shard, rx).await?);
+            out.push(self.answer(shard, rx).await?);
         }
         Ok(out)
+    }
+
+    /// Has shard `shard` not finished a tick for [`SHARD_STALL_SLICES`]
+    /// execution slices, while not parked? (rule 5)
+    pub fn stalled(&self, shard: usize) -> bool {
+        self.shards[shard].stalled(self.stall_after)
+    }
+
+    /// Asks every shard that is not stalled for its figures; a stalled or
+    /// late one is `None`, and nobody waits on it.
+    pub async fn shard_stats_partial(&self) -> Vec<Option<ShardStats>> {
+        let waits: Vec<_> = (0..self.shards.len()).map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { reply }).ok()).flatten()).collect();
+        let mut out = Vec::with_capacity(waits.len());
+        for (shard, rx) in waits.into_iter().enumerate() {
+            out.push(match rx {
+                Some(rx) => self.answer(shard, rx).await.ok(),
+                None => None,
+            });
+        }
+        out
+    }
+
+    /// The lifecycle lock (rule 2), within the control deadline: a previous
+    /// operation still finishing on a shard that does not answer holds it.
+    async fn lifecycle_lock(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+        tokio::time::timeout(self.timeout, self.lifecycle.clone().lock_owned())
+            .await
+            .map_err(|_| ApiError::busy("a previous deploy or undeploy is still finishing on a shard that does not answer; retry later"))
     }
 
     /// Sends a lifecycle command to the shards `to` (rule 2): all of them
@@ -268,7 +362,7 @@ impl Control {
     }
 
     /// Deploys a module under `name` (rules 2 and 3).
-    pub async fn deploy(&self, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ApiError> {
+    pub async fn deploy(self: &Arc<Self>, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ApiError> {
         let started = Instant::now();
         if !is_agent_name(name.as_bytes()) {
             return Err(ApiError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
@@ -296,7 +390,7 @@ impl Control {
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
         let record = self.record_for(name, instances, each);
-        let _lifecycle = self.lifecycle.lock().await;
+        let lifecycle = self.lifecycle_lock().await?;
         {
             let mut agents = self.agents.lock().unwrap();
             if agents.contains_key(name) {
@@ -309,55 +403,87 @@ impl Control {
             }
             agents.insert(name.to_string(), record.clone());
         }
-        match self.start_everywhere(name, module, instances, false).await {
+        match self.start_everywhere(lifecycle, name, module, instances, false).await {
             Ok(reports) => {
                 if let Some(c) = &self.cluster {
                     c.publish(name, true);
                 }
                 Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
             }
-            Err(e) => {
+            Err((e, Settled::Now)) => {
                 self.forget_record(name);
                 Err(e)
             }
+            Err((e, Settled::Later)) => Err(e), // the background task forgets it
         }
     }
 
-    /// Starts `name` on every shard or on none (rules 2 and 3). Call with
-    /// the lifecycle lock held.
-    async fn start_everywhere(&self, name: &str, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, ApiError> {
+    /// Starts `name` on every shard or on none (rules 2, 3 and 5), holding
+    /// the lifecycle lock. A shard late past the deadline makes it a 503;
+    /// a task of its own then waits for every answer, undoes the deploy
+    /// where it was done, forgets the name and only then lets the lock go.
+    async fn start_everywhere(
+        self: &Arc<Self>,
+        lifecycle: tokio::sync::OwnedMutexGuard<()>,
+        name: &str,
+        module: CompiledAgent,
+        instances: u32,
+        restore: bool,
+    ) -> Result<Vec<InstanceReport>, (ApiError, Settled)> {
         let shared: Arc<str> = name.into();
-        let waits = self.lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, reply })?;
-        let mut reports = Vec::new();
-        let mut started = Vec::new();
-        let mut failure = None;
-        for (shard, rx) in waits {
-            match Self::answer(shard, rx).await {
-                Ok(Ok(mut rs)) => {
+        let waits = self
+            .lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, reply })
+            .map_err(|e| (e, Settled::Now))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut waits = std::collections::VecDeque::from(waits);
+        let (mut reports, mut started, mut failure) = (Vec::new(), Vec::new(), None);
+        while let Some((shard, mut rx)) = waits.pop_front() {
+            match tokio::time::timeout_at(deadline, &mut rx).await {
+                Ok(Ok(Ok(mut rs))) => {
                     reports.append(&mut rs);
                     started.push(shard);
                 }
-                Ok(Err(e)) => failure = Some(ApiError::bad_request("init_failed", e)),
-                Err(e) => failure = Some(e),
+                Ok(Ok(Err(e))) => failure = Some(ApiError::bad_request("init_failed", e)),
+                Ok(Err(_)) => failure = Some(ApiError::internal(format!("shard {shard} stopped"))),
+                Err(_) => {
+                    waits.push_front((shard, rx));
+                    let late = self.late(shard);
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        for (_, rx) in waits {
+                            if let Ok(Ok(_)) = rx.await {
+                                started.push(shard);
+                            }
+                        }
+                        if let Err(e) = this.stop_on_now(&started, &shared).await {
+                            tracing::error!(agent = %shared, "undoing a late deploy failed: {}", e.message);
+                        }
+                        this.forget_record(&shared);
+                        drop(lifecycle);
+                    });
+                    let message = format!("{}: the deploy is undone as soon as it answers", late.message);
+                    return Err((ApiError { message, ..late }, Settled::Later));
+                }
             }
         }
         if let Some(e) = failure {
             // The shards that started the agent drop it again, and we wait
             // for them: nothing of it stays anywhere.
-            self.stop_on(&started, &shared).await?;
-            return Err(e);
+            self.stop_on_now(&started, &shared).await.map_err(|e| (e, Settled::Now))?;
+            return Err((e, Settled::Now));
         }
         reports.sort_by_key(|r| r.instance);
         assert_eq!(reports.len(), instances as usize, "every instance is placed on exactly one shard");
         Ok(reports)
     }
 
-    /// Undeploys `name` from the shards `to` and waits for each. Call with
-    /// the lifecycle lock held.
-    async fn stop_on(&self, to: &[usize], name: &Arc<str>) -> Result<(), ApiError> {
+    /// Undeploys `name` from the shards `to` and waits for each, however
+    /// long (undoing: nothing may stay half-done). Call with the lifecycle
+    /// lock held.
+    async fn stop_on_now(&self, to: &[usize], name: &Arc<str>) -> Result<(), ApiError> {
         let waits = self.lifecycle_to(to, |reply| Command::Undeploy { name: name.clone(), reply })?;
         for (shard, rx) in waits {
-            Self::answer(shard, rx).await?;
+            rx.await.map_err(|_| ApiError::internal(format!("shard {shard} stopped")))?;
         }
         Ok(())
     }
@@ -373,23 +499,47 @@ impl Control {
     }
 
     /// Stops `name` on every shard, then forgets it (rule 2): if a shard
-    /// cannot take the command, nothing changes and the caller gets 503.
-    pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
-        let _lifecycle = self.lifecycle.lock().await;
+    /// cannot take the command, nothing changes and the caller gets 503. A
+    /// shard late past the deadline is a 503 too; the undeploy completes in
+    /// the background when it answers.
+    pub async fn undeploy(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let lifecycle = self.lifecycle_lock().await?;
         if !self.agents.lock().unwrap().contains_key(name) {
             return Err(ApiError::not_found(format!("no agent named {name:?}")));
         }
-        self.stop_on(&self.all_shards(), &name.into()).await?;
+        let shared: Arc<str> = name.into();
+        let waits = self.lifecycle_to(&self.all_shards(), |reply| Command::Undeploy { name: shared.clone(), reply })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut waits = std::collections::VecDeque::from(waits);
+        while let Some((shard, mut rx)) = waits.pop_front() {
+            if tokio::time::timeout_at(deadline, &mut rx).await.is_err() {
+                waits.push_front((shard, rx));
+                let late = self.late(shard);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    for (_, rx) in waits {
+                        let _ = rx.await;
+                    }
+                    this.forgotten(&shared);
+                    drop(lifecycle);
+                });
+                return Err(ApiError { message: format!("{}: the undeploy completes when it answers", late.message), ..late });
+            }
+        }
+        self.forgotten(name);
+        Ok(())
+    }
+
+    /// An undeploy reached every shard: forget the name and say so.
+    fn forgotten(&self, name: &str) {
         self.forget_record(name);
         if let Some(c) = &self.cluster {
             c.publish(name, false);
         }
-        Ok(())
     }
 
     /// Brings back the agents of the catalog after a restart.
-    pub async fn restore(&self) -> Result<usize, String> {
-        let _lifecycle = self.lifecycle.lock().await;
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, String> {
         let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
         let count = stored.len();
         for agent in stored {
@@ -403,7 +553,8 @@ impl Control {
                 a.charged += agent.instances as u64 * each;
             }
             self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
-            self.start_everywhere(&agent.name, module, agent.instances, true).await.map_err(|e| format!("agent {}: {}", agent.name, e.message))?;
+            let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
+            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true).await.map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
         }
         if let Some(c) = &self.cluster {
             c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
@@ -449,7 +600,8 @@ impl Control {
         };
         let sender = format!("{API_NAME_PREFIX}{}", self.next_api_name.fetch_add(1, Ordering::Relaxed));
         let message_id = self.api_ids.lock().unwrap().next_id();
-        let reply_with = if out.reply_with == 0 && wait.is_some() { message_id } else { out.reply_with };
+        // Rule 4: a reply must name this request, and no agent can guess it.
+        let reply_with = if out.reply_with == 0 && wait.is_some() { unguessable_id() } else { out.reply_with };
         let header = Header { performative: out.performative, message_id, conversation_id: out.conversation_id, reply_with, in_reply_to: 0 };
         let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content).map_err(|e| ApiError::bad_request("invalid_message", e.to_string()))?;
         let shard = match instances {
@@ -460,7 +612,7 @@ impl Control {
         };
         let waiter = wait.map(|_| {
             let (tx, rx) = oneshot::channel();
-            self.waiters.lock().unwrap().insert(sender.clone(), tx);
+            self.waiters.lock().unwrap().insert(sender.clone(), (reply_with, tx));
             rx
         });
         let delivered = self.ask(shard, |reply| Command::Deliver { message, reply }).await;
@@ -507,13 +659,18 @@ impl Control {
             };
             if let Some(id) = receiver.strip_prefix("@wire/").and_then(|n| n.parse::<u64>().ok()) {
                 let wire = self.wires.lock().unwrap().get(&id).cloned();
-                // Past its own share, a connection that does not read loses
-                // its own replies, counted (docs/WIRE.md).
-                let room = |w: &WireOutbox| w.bytes.load(Ordering::Relaxed) + held.message().len() <= WIRE_OUTBOX_BYTES_MAX;
+                // Past its own share or the wire outboxes' share, a client
+                // that does not read loses its own replies, counted
+                // (docs/WIRE.md); the runtime outbox, and REST callers, are
+                // never held up by it.
+                let len = held.message().len();
+                let room = |w: &WireOutbox| {
+                    w.bytes.load(Ordering::Relaxed) + len <= self.wire_connection_bytes_max && self.wire_bytes.load(Ordering::Relaxed) + len <= self.budget.wire_outbox as usize
+                };
                 match wire.filter(room) {
                     Some(w) => {
                         let mut held = held;
-                        held.count_also(w.bytes.clone());
+                        held.move_to(vec![w.bytes.clone(), self.wire_bytes.clone()]);
                         if w.tx.try_send(held).is_err() {
                             self.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
                         }
@@ -524,14 +681,21 @@ impl Control {
                 }
                 continue;
             }
-            let waiter = self.waiters.lock().unwrap().remove(receiver);
+            // Rule 4: only the reply to the request the caller waits on.
+            let waiter = {
+                let mut waiters = self.waiters.lock().unwrap();
+                match waiters.get(receiver) {
+                    Some((reply_with, _)) if *reply_with == held.message().in_reply_to() => waiters.remove(receiver),
+                    _ => None,
+                }
+            };
             match waiter {
-                Some(tx) => {
+                Some((_, tx)) => {
                     let _ = tx.send(held);
                 }
                 None => {
                     self.undeliverable_api.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(receiver, "message for a runtime name no one waits on");
+                    tracing::debug!(receiver, in_reply_to = held.message().in_reply_to(), "message to a runtime name that answers no waiting request: dropped");
                 }
             }
         }
@@ -590,11 +754,16 @@ impl Control {
 
     /// Stops every shard; each answers once it has committed what it holds.
     pub async fn stop(&self) {
-        let _lifecycle = self.lifecycle.lock().await;
+        let Ok(_lifecycle) = self.lifecycle_lock().await else {
+            tracing::error!("stopping without the lifecycle lock: an operation is still finishing");
+            return;
+        };
         match self.lifecycle_to(&self.all_shards(), |reply| Command::Stop { reply }) {
             Ok(waits) => {
                 for (shard, rx) in waits {
-                    let _ = Self::answer(shard, rx).await;
+                    if let Err(e) = self.answer(shard, rx).await {
+                        tracing::error!("shard {shard} did not stop in time: {}", e.message);
+                    }
                 }
             }
             Err(e) => tracing::error!("cannot stop the shards: {}", e.message),
@@ -619,6 +788,11 @@ mod tests {
     /// Plays shard `index` of `count`: answers lifecycle commands, deploys
     /// with `deploy_ok`, until the test ends.
     fn fake_shard(index: usize, count: usize, lifecycle: crossbeam_channel::Receiver<Command>, deploy_ok: bool) -> FakeShard {
+        slow_fake_shard(index, count, lifecycle, deploy_ok, Duration::ZERO)
+    }
+
+    /// A fake shard that takes `delay` to answer a deploy (a stuck one).
+    fn slow_fake_shard(index: usize, count: usize, lifecycle: crossbeam_channel::Receiver<Command>, deploy_ok: bool, delay: Duration) -> FakeShard {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicUsize::new(0));
         let (s, st) = (seen.clone(), stop.clone());
@@ -627,6 +801,7 @@ mod tests {
                 let Ok(c) = lifecycle.recv_timeout(Duration::from_millis(10)) else { continue };
                 match c {
                     Command::Deploy { name, instances, reply, .. } => {
+                        std::thread::sleep(delay);
                         s.lock().unwrap().push("deploy");
                         let here = (0..instances).filter(|&i| shard_of(name.as_bytes(), i, count) == index);
                         reply(if deploy_ok { Ok(here.map(|instance| InstanceReport { instance, shard: index, startup_us: 0 }).collect()) } else { Err("caxton_init returned 1".into()) })
@@ -653,6 +828,7 @@ mod tests {
     }
 
     fn control(dir: &std::path::Path, senders: Vec<ShardSender>) -> Control {
+        // (tests of deploys through `Arc<Control>`, as the API holds it)
         let n = senders.len();
         let (catalog, boot) = Catalog::open(dir, n).unwrap();
         let memory = crate::admission::MemoryLimits { base_memory: 0, agent_heap_size: 1, agent_stack_size: 1, per_agent_overhead: 1, message_buffer_size: 0 };
@@ -674,7 +850,7 @@ mod tests {
         let (s0, _, l0) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
         let (s1, _, l1) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
         let (ok, refusing) = (fake_shard(0, 2, l0, true), fake_shard(1, 2, l1, false));
-        let c = control(dir.path(), vec![s0, s1]);
+        let c = Arc::new(control(dir.path(), vec![s0, s1]));
         let err = runtime().block_on(c.deploy("agent", 10, module())).err().unwrap();
         assert_eq!(err.code, "init_failed", "{}", err.message);
         assert_eq!(*ok.seen.lock().unwrap(), ["deploy", "undeploy"], "undone where it was done, and awaited");
@@ -693,7 +869,7 @@ mod tests {
         for _ in 0..LIFECYCLE_COMMANDS_MAX {
             assert!(s1.send_lifecycle(Command::Stop { reply: Box::new(|_| {}) }).is_ok());
         }
-        let c = control(dir.path(), vec![s0, s1.clone()]);
+        let c = Arc::new(control(dir.path(), vec![s0, s1.clone()]));
         let rt = runtime();
         let err = rt.block_on(c.deploy("agent", 2, module())).err().unwrap();
         assert_eq!((err.status.as_u16(), err.message.contains("shard 1")), (503, true), "{}", err.message);
@@ -712,5 +888,33 @@ mod tests {
         assert_eq!(rt.block_on(c.undeploy("agent")).unwrap_err().status.as_u16(), 503);
         assert_eq!(zero.seen.lock().unwrap().len(), before, "shard 0 kept the agent: all or nothing");
         assert_eq!(c.list().len(), 1, "still deployed");
+    }
+
+    #[test]
+    fn a_shard_late_past_the_deadline_is_a_503_and_the_deploy_is_undone_when_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s0, _, l0) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
+        let (s1, _, l1) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
+        let quick = fake_shard(0, 2, l0, true);
+        let stuck = slow_fake_shard(1, 2, l1, true, Duration::from_millis(800));
+        let c = Arc::new(control(dir.path(), vec![s0, s1]).with_timeout(Duration::from_millis(200)));
+        let rt = runtime();
+        let started = Instant::now();
+        let err = rt.block_on(c.deploy("agent", 2, module())).err().unwrap();
+        assert!(started.elapsed() < Duration::from_millis(700), "answered at the deadline, not when the shard did");
+        assert_eq!(err.status.as_u16(), 503);
+        assert!(err.message.contains("shard 1") && err.message.contains("undone"), "{}", err.message);
+        // A second lifecycle call waits for the first to settle: the late
+        // shard answers, the deploy is undone on both, the name forgotten.
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !c.list().is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(c.list().is_empty(), "forgotten once settled");
+        assert_eq!(*quick.seen.lock().unwrap(), ["deploy", "undeploy"]);
+        assert_eq!(*stuck.seen.lock().unwrap(), ["deploy", "undeploy"]);
+        assert!(c.catalog.lock().unwrap().agents().unwrap().is_empty());
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use caxton_shards::shard::ShardTuning;
 
 use crate::admission::{Admission, MemoryLimits};
-use caxton_shards::storage::{shard_db_path, Checkpointer, StorageConfig};
+use caxton_shards::storage::{shard_db_path, Checkpointer, DiskFloor, StorageConfig};
 use caxton_shards::ShardsConfig;
 
 use crate::api::{self, Api};
@@ -51,6 +51,10 @@ pub struct ServeConfig {
     pub memory_budget: u64,
     pub max_agents: usize,
     pub max_connections: usize,
+    /// `--disk-free-min`: the free-space floor for agents' state writes.
+    pub disk_free_min: u64,
+    /// `--control-timeout-ms`: how long the API waits for a shard.
+    pub control_timeout: Duration,
     /// Time and count bounds of the API and wire listeners.
     pub listeners: ListenerLimits,
     /// The message budget (`--message-buffer-size`), split by queue.
@@ -116,6 +120,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         None => None,
     };
     let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
+    let disk = DiskFloor::watch(&config.data_dir, config.disk_free_min).map_err(|e| format!("cannot start the disk watcher: {e}"))?;
     tracing::info!(
         memory_budget_bytes = config.memory_budget,
         charge_per_agent_bytes = config.memory.per_agent(),
@@ -134,6 +139,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             boot_epoch,
             tuning: config.tuning,
             link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.links)),
+            disk: disk.clone(),
         },
         sink.clone(),
     )?;
@@ -151,7 +157,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         }
         None => None,
     };
-    let control = Arc::new(Control::new(shards.iter().map(|s| s.sender()).collect(), shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster));
+    let control = Arc::new(Control::new(shards.iter().map(|s| s.sender()).collect(), shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster).with_timeout(config.control_timeout).with_disk(disk));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));

@@ -224,8 +224,7 @@ async fn read_loop<R: AsyncReadExt + Unpin>(control: &Control, rd: &mut BufReade
 /// Queues a failure notice for the client; waits for room (the client
 /// reads, or the connection ends).
 async fn notify(control: &Control, outbox: &WireOutbox, notice: Message) {
-    let mut held = control.outbox.admit(notice);
-    held.count_also(outbox.bytes.clone());
+    let held = caxton_shards::runtime_outbox::Held::counted(notice, vec![outbox.bytes.clone(), control.wire_bytes.clone()]);
     let _ = outbox.tx.send(held).await;
 }
 

@@ -274,3 +274,162 @@ fn ten_thousand_agents_fit_on_one_node() {
     // agent really costs.
     assert!(per_agent < caxton_shards::limits::AGENT_OVERHEAD_BYTES as f64, "{per_agent} bytes per agent");
 }
+
+#[test]
+fn bulk_memory_loops_are_stopped_at_their_slice_and_no_call_hangs() {
+    let _serial = serial();
+    // One bulk spinner per shard, once enough to wedge the whole node: every
+    // REST call hung, `GET /v1/agents/NAME` included.
+    let node = Node::start(2);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 2).0, 201);
+    assert_eq!(node.deploy("bulk", "tests/agents/bulk_spinner.wat", 4).0, 201);
+    let stop = AtomicBool::new(false);
+    let times = std::thread::scope(|s| {
+        for c in 0..2u64 {
+            let (node, stop) = (&node, &stop);
+            s.spawn(move || {
+                let mut conversation = c;
+                while !stop.load(Ordering::Relaxed) {
+                    conversation += 2;
+                    let (status, _) = node.post_message(&json!({"receiver": "bulk", "content": "go", "conversation_id": conversation}), None);
+                    if status == 429 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut times = Vec::new();
+        for i in 0..30u64 {
+            let t = Instant::now();
+            let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "still here", "conversation_id": i}), Some(5000));
+            times.push(t.elapsed());
+            assert_eq!((status, reply["content"].as_str()), (200, Some("still here")));
+            let t = Instant::now();
+            assert_eq!(node.get("/v1/agents/bulk").0, 200);
+            assert!(t.elapsed() < Duration::from_secs(2), "GET /v1/agents/bulk took {:?}", t.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+        times.sort();
+        times
+    });
+    assert_served(&times);
+    let v = node.agent("bulk");
+    assert!(v["timeouts"].as_u64().unwrap() > 0, "stopped at the slice and counted as timeouts: {v}");
+    assert_eq!(v["messages_handled"], 0);
+    let (_, health) = node.get("/v1/health");
+    assert_eq!(health["status"], "ok", "{health}");
+}
+
+#[test]
+fn a_state_quota_bounds_what_an_agent_stores_and_the_disk_floor_refuses_writes() {
+    let _serial = serial();
+    let node = Node::start_with(1, &["--agent-state-max", "4MiB"]);
+    assert_eq!(node.deploy("hog", "tests/agents/state_hog.wat", 1).0, 201);
+    let size = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum::<u64>();
+    let before = size(&node.dir.path().join("data"));
+    for round in 0..4 {
+        let (status, v) = node.post_message(&json!({"receiver": "hog", "content": "fill"}), Some(20_000));
+        assert_eq!(status, 200, "round {round}: {v}");
+        let counts = base64_or_text(&v);
+        let (ok, over) = (u32::from_le_bytes(counts[..4].try_into().unwrap()), u32::from_le_bytes(counts[4..8].try_into().unwrap()));
+        assert!(ok <= 4, "at most 4 values of 1 MiB fit a 4 MiB quota: {ok}");
+        assert!(over + ok >= 990, "the rest was refused with -5 (or stopped by fuel): ok {ok}, over {over}");
+    }
+    let grown = size(&node.dir.path().join("data")) - before;
+    println!("data dir grew by {} KiB", grown / 1024);
+    assert!(grown < 64 * 1024 * 1024, "grew by {grown} bytes for a 4 MiB quota");
+    let v = node.agent("hog");
+    let held = v["instance_stats"][0]["state_bytes"].as_u64().unwrap();
+    assert!(held <= 4 * 1024 * 1024 && held > 0, "{v}");
+    assert!(v["instance_stats"][0]["state_writes_refused"].as_u64().unwrap() > 0);
+    let m = node.metrics();
+    assert!(m.contains("caxton_agent_state_bytes{agent=\"hog\",instance=\"0\",shard=\"0\"} "), "{m}");
+    assert!(m.lines().any(|l| l.starts_with("caxton_state_writes_refused_total{shard=\"0\",reason=\"quota\"}") && !l.ends_with(" 0")));
+    common::promtool_check(&m);
+    drop(node);
+    // A node whose disk is "full": every write is refused, and it says so.
+    let full = Node::start_with(1, &["--disk-free-min", "1000000GB"]);
+    assert_eq!(full.deploy("hog", "tests/agents/state_hog.wat", 1).0, 201);
+    let (status, v) = full.post_message(&json!({"receiver": "hog", "content": "fill"}), Some(20_000));
+    assert_eq!(status, 200, "{v}");
+    let counts = base64_or_text(&v);
+    assert_eq!(u32::from_le_bytes(counts[..4].try_into().unwrap()), 0, "nothing stored");
+    assert!(full.metrics().lines().any(|l| l.starts_with("caxton_state_writes_refused_total{shard=\"0\",reason=\"disk\"}") && !l.ends_with(" 0")));
+    assert!(full.logs().contains("below --disk-free-min"), "a clear log line");
+}
+
+/// The bytes of a reply's content (`content` as text, or `content_b64`).
+fn base64_or_text(v: &serde_json::Value) -> Vec<u8> {
+    match (v["content"].as_str(), v["content_b64"].as_str()) {
+        (Some(t), _) => t.as_bytes().to_vec(),
+        (None, Some(b)) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+        }
+        _ => panic!("no content: {v}"),
+    }
+}
+
+#[test]
+fn an_agents_log_is_bounded_and_cannot_forge_records() {
+    let _serial = serial();
+    let node = Node::start_with(1, &["--log-format", "json"]);
+    assert_eq!(node.deploy("flood", "tests/agents/log_flood.wat", 1).0, 201);
+    let log_size = || node.logs().len();
+    let before = log_size();
+    let t = Instant::now();
+    for _ in 0..4 {
+        node.post_message(&json!({"receiver": "flood", "content": "go"}), None);
+    }
+    // Let the handlers run (each tries 100,000 lines).
+    assert!(eventually(Duration::from_secs(30), || node.agent("flood")["messages_handled"].as_u64().unwrap() + node.agent("flood")["timeouts"].as_u64().unwrap() >= 4));
+    let elapsed = t.elapsed().as_secs_f64();
+    let grown = log_size() - before;
+    let (lines, agent_text) = (node.logs().lines().count(), node.logs().lines().filter(|l| l.contains("\"level\":\"ERROR\"")).map(str::len).sum::<usize>());
+    println!("log grew by {} KiB in {elapsed:.1} s: {lines} lines, {} KiB of them the agent's", grown / 1024, agent_text / 1024);
+    // The burst (640 KiB of text) plus 64 KiB/s, escaped (each newline
+    // becomes two bytes) and wrapped in JSON records: a few MiB at most,
+    // where 105 MB were written before.
+    assert!(grown < 4 * 1024 * 1024, "log grew by {grown} bytes");
+    let logs = node.logs();
+    let mut agent_lines = 0;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON record ({e}): {line:.200}"));
+        assert_ne!(record["fields"]["message"], "forged", "a forged record: {line:.200}");
+        if record["fields"]["agent"] == "flood" && record["level"] == "ERROR" {
+            agent_lines += 1;
+            assert_eq!(record["fields"]["instance"], 0, "every line names its agent and instance");
+        }
+    }
+    assert!(agent_lines > 0, "the agent's lines are there, escaped");
+    let dropped: f64 = node.metrics().lines().filter(|l| l.starts_with("caxton_agent_log_dropped_total{agent=\"flood\"")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+    assert!(dropped > 1000.0, "dropped lines are counted: {dropped}");
+}
+
+#[test]
+fn only_the_reply_to_a_request_reaches_its_rest_caller() {
+    let _serial = serial();
+    let node = Node::start(1);
+    assert_eq!(node.deploy("silent", "tests/agents/small.wat", 1).0, 201);
+    assert_eq!(node.deploy("forger", "tests/agents/reply_forger.wat", 1).0, 201);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    let answers = std::thread::scope(|s| {
+        let waiting: Vec<_> = (0..5)
+            .map(|_| s.spawn(|| node.post_message(&json!({"receiver": "silent", "content": "anyone?"}), Some(2000))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            assert_eq!(node.post_message(&json!({"receiver": "forger", "content": "go"}), None).0, 202);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        waiting.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
+    });
+    for (status, v) in answers {
+        assert_eq!(status, 504, "a forged reply reached a caller: {v}");
+    }
+    let (status, v) = node.post_message(&json!({"receiver": "echo", "content": "real"}), Some(5000));
+    assert_eq!((status, v["content"].as_str()), (200, Some("real")), "{v}");
+    let undeliverable: f64 = node.metrics().lines().find_map(|l| l.strip_prefix("caxton_runtime_undeliverable_total{kind=\"api\"} ")?.parse().ok()).unwrap();
+    assert!(undeliverable >= 3000.0, "the forgeries were counted and dropped: {undeliverable}");
+}

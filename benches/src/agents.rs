@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use caxton_shards::agent::host::InstanceAccount;
 use caxton_shards::agent::{compile, AgentInstance, AgentLimits, Outcome};
 use caxton_shards::metrics::Latency;
 use hdrhistogram::Histogram;
@@ -26,7 +27,7 @@ pub fn startup(count: usize) -> (Histogram<u64>, Histogram<u64>) {
     let mut kept = Vec::with_capacity(count);
     for i in 0..count {
         let t = Instant::now();
-        let mut agent = AgentInstance::new(&compiled, "bench".into(), i as u32).unwrap();
+        let mut agent = AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap();
         assert_eq!(agent.init(), Outcome::Handled);
         ours.saturating_record(t.elapsed().as_nanos() as u64);
         kept.push(agent);
@@ -62,9 +63,9 @@ pub fn resident_probe(ours: bool, count: usize) -> f64 {
     let wasm = wasm("sink.wat");
     if ours {
         let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
-        let first = AgentInstance::new(&compiled, "warm".into(), 0).unwrap();
+        let first = AgentInstance::new(&compiled, "warm".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
         let before = resident_bytes();
-        let agents: Vec<_> = (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32).unwrap()).collect();
+        let agents: Vec<_> = (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap()).collect();
         let per = (resident_bytes() - before) as f64 / count as f64;
         drop((first, agents));
         per
@@ -88,8 +89,15 @@ pub fn resident_probe(ours: bool, count: usize) -> f64 {
 /// Nanoseconds per message handed to a trivial handler: refuel,
 /// `caxton_alloc`, copy, `caxton_handle` (no queueing).
 pub fn dispatch_ns(calls: usize) -> Histogram<u64> {
-    let compiled = compile(&wasm("sink.wat"), &AgentLimits::default()).unwrap();
-    let mut agent = AgentInstance::new(&compiled, "bench".into(), 0).unwrap();
+    handler_ns("sink.wat", true, calls)
+}
+
+/// Nanoseconds per message handed to the handler in `file`, with bulk
+/// operations charged by length (`meter_bulk`, as in a node) or not (the
+/// baseline that shows what charging them costs).
+pub fn handler_ns(file: &str, meter_bulk: bool, calls: usize) -> Histogram<u64> {
+    let compiled = compile(&wasm(file), &AgentLimits { meter_bulk, ..AgentLimits::default() }).unwrap();
+    let mut agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
     let envelope = BenchNode::message("a", "b", &[7u8; 64]);
     let mut h = histogram();
     for _ in 0..1000 {

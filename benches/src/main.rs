@@ -133,6 +133,10 @@ fn one_run(small: bool, run: usize) -> Run {
     r.insert("bare_rss_per_agent_kib", rss_probe(false, count) / 1024.0);
     let dispatch = agents::dispatch_ns(if small { 10_000 } else { 1_000_000 });
     r.insert("dispatch_p50_ns", dispatch.value_at_quantile(0.5) as f64);
+    let calls = if small { 10_000 } else { 1_000_000 };
+    r.insert("dispatch_unmetered_bulk_p50_ns", agents::handler_ns("sink.wat", false, calls).value_at_quantile(0.5) as f64);
+    r.insert("copier_p50_ns", agents::handler_ns("copier.wat", true, calls).value_at_quantile(0.5) as f64);
+    r.insert("copier_unmetered_bulk_p50_ns", agents::handler_ns("copier.wat", false, calls).value_at_quantile(0.5) as f64);
     // ---------------------------------------------------------------- storage
     let (rows_per_s, batch) = storage::batched_writes(if small { 5 } else { 200 });
     r.insert("batch_rows_per_s", rows_per_s);
@@ -218,6 +222,8 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         row("Message processing (dequeue to handler return)", "handler sending a reply, p50", "µs", Lower, g("proc_reply_p50"), Some(("trivial handler", g("proc_trivial_p50"))), Some(1000.0), None),
         row("Message processing (dequeue to handler return)", "handler sending a reply, p99", "µs", Lower, g("proc_reply_p99"), Some(("trivial handler", g("proc_trivial_p99"))), Some(10_000.0), None),
         row("Message processing (dequeue to handler return)", "dispatch and call of a trivial handler, p50", "ns", Lower, g("dispatch_p50_ns"), Some(("plain function call", g("plain_call_ns"))), None, Some(1000.0)),
+        row("Message processing (dequeue to handler return)", "dispatch and call of a trivial handler, bulk operations charged by length, p50", "ns", Lower, g("dispatch_p50_ns"), Some(("the same, bulk operations at a fixed cost", g("dispatch_unmetered_bulk_p50_ns"))), None, None),
+        row("Message processing (dequeue to handler return)", "memcpy-heavy handler (16 memory.copy of 1 KiB), bulk charged by length, p50", "ns", Lower, g("copier_p50_ns"), Some(("the same, bulk operations at a fixed cost", g("copier_unmetered_bulk_p50_ns"))), None, None),
         row("SQLite per shard", "state writes, 1000 per transaction", "rows/s", Higher, g("batch_rows_per_s"), Some(("naive: autocommit, default journal", g("naive_rows_per_s"))), None, None),
         row("SQLite per shard", "batch of 1000 writes, write and commit, p50", "ms", Lower, g("batch_p50_ms"), None, None, None),
         row("SQLite per shard", "one state write to durable, p50", "µs", Lower, g("write_p50"), None, Some(1000.0), None),

@@ -63,6 +63,11 @@ pub struct InstanceStats {
     pub timeouts: u64,
     pub queued: usize,
     pub memory_bytes: u64,
+    /// Bytes of its state (keys and values).
+    pub state_bytes: u64,
+    /// `state_put`s refused (quota, disk floor) and log lines dropped.
+    pub state_refused: u64,
+    pub log_dropped: u64,
     pub running: bool,
 }
 
@@ -96,6 +101,9 @@ pub struct ShardStats {
     pub abi_invalid: u64,
     pub abi_too_large: u64,
     pub abi_over_limit: u64,
+    pub state_refused_quota: u64,
+    pub state_refused_disk: u64,
+    pub log_dropped: u64,
     pub wakeups: u64,
     pub latencies: crate::metrics::ShardLatencies,
     /// Every instance on the shard.

@@ -81,6 +81,9 @@ pub struct ShardsConfig {
     pub tuning: ShardTuning,
     /// Links to other nodes (`--listen`), or `None` outside a cluster.
     pub link: Option<crate::link::LinkSetup>,
+    /// The free-space floor for state writes (`DiskFloor::unchecked()` in
+    /// tests and benchmarks).
+    pub disk: Arc<crate::storage::DiskFloor>,
 }
 
 /// The node's handle on one running shard.
@@ -119,6 +122,12 @@ impl ShardSender {
     /// Queues a lifecycle command (deploy, undeploy, stop).
     pub fn send_lifecycle(&self, command: Command) -> Result<(), Command> {
         Self::push(&self.lifecycle, &self.bell, command)
+    }
+
+    /// Has the shard gone `after` without finishing a tick, while not
+    /// parked? (its doorbell's pulse)
+    pub fn stalled(&self, after: std::time::Duration) -> bool {
+        self.bell.stalled(after)
     }
 
     /// Room for `n` more lifecycle commands?
@@ -184,6 +193,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             boot_epoch: config.boot_epoch,
             tuning: config.tuning,
             link: config.link.clone(),
+            disk: config.disk.clone(),
         };
         let ready = ready_tx.clone();
         let reader_fd = reader.into_raw_fd();

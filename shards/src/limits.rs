@@ -88,6 +88,23 @@ pub const HOST_CALL_FUEL: u64 = 2_000;
 /// formatted log event takes a few microseconds.
 pub const STATE_CALL_FUEL: u64 = 30_000;
 
+/// Fuel per KiB a bulk memory or table operation touches (`memory.fill`,
+/// `memory.copy`, `memory.init`, `table.*`), and per KiB a host call copies
+/// (send content, log text). The `fuel_calibration` bench measures the
+/// slowest of them per byte against [`FUEL_PER_MS`]; this is at least that,
+/// so a slice of bulk work lasts no longer than a slice of plain code.
+/// Without it a `memory.fill` of 8 MB cost one point, and a loop of them
+/// never ran out of fuel.
+pub const BULK_FUEL_PER_KIB: u64 = 2_000;
+
+/// Fuel per KiB a `state_put` stores (key and value), measured like the
+/// above: SQLite writes pages to its WAL.
+pub const STATE_FUEL_PER_KIB: u64 = 70_000;
+
+/// Fuel per page `memory.grow` adds (the page is zeroed: one KiB's bulk
+/// cost per KiB).
+pub const GROW_FUEL_PER_PAGE: u64 = 64 * BULK_FUEL_PER_KIB;
+
 /// WebAssembly page size, in bytes.
 pub const WASM_PAGE_BYTES: usize = 64 * 1024;
 
@@ -103,10 +120,43 @@ pub const STATE_VALUE_BYTES_MAX: usize = 1024 * 1024;
 /// `batch_write_size`). A tick commits as soon as it reaches this many.
 pub const STATE_BATCH_RECORDS_MAX: usize = 1000;
 
+/// State one agent instance may hold, keys and values together, in bytes
+/// (`--agent-state-max`, 64 MiB). Cost: the disk it takes, in the shard's
+/// SQLite file. Exceeded: `state_put` returns -5 and is counted
+/// (`caxton_state_writes_refused_total{reason="quota"}`); deletes still work.
+pub const AGENT_STATE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Free space the data directory's file system keeps, in bytes
+/// (`--disk-free-min`, 1 GiB). Below it every `state_put` returns -5 and is
+/// counted (`{reason="disk"}`), and the node logs it once, before SQLite
+/// meets a full disk. Checked every [`DISK_CHECK_INTERVAL_MS`].
+pub const DISK_FREE_BYTES_MIN: u64 = 1024 * 1024 * 1024;
+
+/// Between two looks at the data directory's free space, in milliseconds.
+pub const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
+
 /// Most state writes one handler call may make; they must fit one batch so
 /// that a handler's writes commit (or roll back) together.
 /// Exceeded: `state_put`/`state_delete` return -5.
 pub const STATE_WRITES_PER_HANDLER_MAX: usize = STATE_BATCH_RECORDS_MAX;
+
+// ---------------------------------------------------------------- agent logs
+
+/// Longest log line an agent may write, in bytes; longer ones are cut.
+pub const LOG_LINE_BYTES_MAX: usize = 4096;
+
+/// Log lines one agent instance may write per second
+/// (`--agent-log-lines-per-s`). Exceeded: the line is dropped and counted
+/// (`caxton_agent_log_dropped_total`).
+pub const AGENT_LOG_LINES_PER_S: u32 = 100;
+
+/// Log bytes one agent instance may write per second
+/// (`--agent-log-bytes-per-s`, 64 KiB). Exceeded: as above.
+pub const AGENT_LOG_BYTES_PER_S: u32 = 64 * 1024;
+
+/// Seconds of log budget an instance may spend at once (a burst of 1,000
+/// lines or 640 KiB by default).
+pub const AGENT_LOG_BURST_SECONDS: u32 = 10;
 
 // ---------------------------------------------------------------- queues
 
@@ -147,6 +197,16 @@ pub const CONTROL_COMMANDS_MAX: usize = 4096;
 /// operation answers 503 and nothing is sent.
 pub const LIFECYCLE_COMMANDS_MAX: usize = 64;
 
+/// Longest the control plane waits for a shard's answer, in milliseconds
+/// (`--control-timeout-ms`). Past it the API answers 503 naming the shard
+/// (a lifecycle operation that times out is finished, or undone, in the
+/// background, and holds off the next one until then).
+pub const CONTROL_TIMEOUT_MS: u64 = 5_000;
+
+/// A shard that has not finished a tick for this many execution slices is
+/// reported stalled (`/v1/health`, `caxton_shard_stalled`).
+pub const SHARD_STALL_SLICES: u64 = 10;
+
 /// Replies queued from the shards to the REST API. Exceeded: the reply is
 /// counted as a dead letter.
 pub const API_REPLIES_MAX: usize = 16_384;
@@ -169,8 +229,14 @@ pub const BUDGET_MESH_PERMILLE: u64 = 100;
 pub const BUDGET_LINK_OUTBOX_PERMILLE: u64 = 200;
 /// Arrivals from other nodes waiting for a mailbox, all shards.
 pub const BUDGET_LINK_INBOX_PERMILLE: u64 = 100;
-/// Messages to runtime names (REST callers, wire clients) not yet taken.
-pub const BUDGET_RUNTIME_OUTBOX_PERMILLE: u64 = 100;
+/// Messages to runtime names on their way from the shards to the control
+/// plane, and replies held for REST callers.
+pub const BUDGET_RUNTIME_OUTBOX_PERMILLE: u64 = 50;
+/// Messages waiting in wire connections' outboxes, all connections (each
+/// also bounded by [`WIRE_OUTBOX_BYTES_MAX`] and a quarter of this share).
+/// Apart from the runtime outbox, so that clients that never read cannot
+/// keep replies from REST callers.
+pub const BUDGET_WIRE_OUTBOX_PERMILLE: u64 = 50;
 /// Wire frames read and not yet in a mailbox, all connections.
 pub const BUDGET_WIRE_INGRESS_PERMILLE: u64 = 100;
 
@@ -193,6 +259,7 @@ pub struct MessageBudget {
     pub link_outbox: u64,
     pub link_inbox: u64,
     pub runtime_outbox: u64,
+    pub wire_outbox: u64,
     pub wire_ingress: u64,
 }
 
@@ -208,20 +275,21 @@ impl MessageBudget {
             link_outbox: share(BUDGET_LINK_OUTBOX_PERMILLE),
             link_inbox: share(BUDGET_LINK_INBOX_PERMILLE),
             runtime_outbox: share(BUDGET_RUNTIME_OUTBOX_PERMILLE),
+            wire_outbox: share(BUDGET_WIRE_OUTBOX_PERMILLE),
             wire_ingress: share(BUDGET_WIRE_INGRESS_PERMILLE),
         };
-        let smallest = [b.mailboxes, b.mesh, b.link_outbox, b.link_inbox, b.runtime_outbox, b.wire_ingress].into_iter().min().unwrap();
-        if smallest < 4 * ENVELOPE_BYTES_MAX as u64 {
-            return Err(format!("--message-buffer-size {total} bytes is too small: each of its six shares must hold four largest messages (at least {} bytes in all)", MESSAGE_BUFFER_BYTES_MIN));
+        let smallest = [b.mailboxes, b.mesh, b.link_outbox, b.link_inbox, b.runtime_outbox, b.wire_outbox, b.wire_ingress].into_iter().min().unwrap();
+        if smallest < 2 * ENVELOPE_BYTES_MAX as u64 {
+            return Err(format!("--message-buffer-size {total} bytes is too small: each of its seven shares must hold two largest messages (at least {} bytes in all)", MESSAGE_BUFFER_BYTES_MIN));
         }
-        debug_assert!(b.mailboxes + b.mesh + b.link_outbox + b.link_inbox + b.runtime_outbox + b.wire_ingress <= total);
+        debug_assert!(b.mailboxes + b.mesh + b.link_outbox + b.link_inbox + b.runtime_outbox + b.wire_outbox + b.wire_ingress <= total);
         Ok(b)
     }
 }
 
 /// The smallest `--message-buffer-size` accepted: the smallest share (a
-/// tenth) holds four largest envelopes.
-pub const MESSAGE_BUFFER_BYTES_MIN: u64 = 4 * ENVELOPE_BYTES_MAX as u64 * 10 + 10_000;
+/// twentieth) holds two largest envelopes.
+pub const MESSAGE_BUFFER_BYTES_MIN: u64 = 2 * ENVELOPE_BYTES_MAX as u64 * 20 + 10_000;
 
 // ---------------------------------------------------------------- listeners
 
@@ -421,10 +489,19 @@ const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <
 const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
 const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX);
 const _: () = assert!(
-    BUDGET_MAILBOXES_PERMILLE + BUDGET_MESH_PERMILLE + BUDGET_LINK_OUTBOX_PERMILLE + BUDGET_LINK_INBOX_PERMILLE + BUDGET_RUNTIME_OUTBOX_PERMILLE + BUDGET_WIRE_INGRESS_PERMILLE == 1000,
+    BUDGET_MAILBOXES_PERMILLE
+        + BUDGET_MESH_PERMILLE
+        + BUDGET_LINK_OUTBOX_PERMILLE
+        + BUDGET_LINK_INBOX_PERMILLE
+        + BUDGET_RUNTIME_OUTBOX_PERMILLE
+        + BUDGET_WIRE_OUTBOX_PERMILLE
+        + BUDGET_WIRE_INGRESS_PERMILLE
+        == 1000,
     "the message budget's shares add up to the whole"
 );
 const _: () = assert!(MAILBOX_BYTES_MAX >= ENVELOPE_BYTES_MAX && WIRE_OUTBOX_BYTES_MAX >= ENVELOPE_BYTES_MAX, "a largest message fits");
 const _: () = assert!(WIRE_BATCH_BYTES_MAX >= ENVELOPE_BYTES_MAX + 4);
 const _: () = assert!(MESSAGE_BUFFER_BYTES >= MESSAGE_BUFFER_BYTES_MIN);
 const _: () = assert!(LINK_PENDING_HANDSHAKES_MAX > 0 && WIRE_CONNECTIONS_MAX > 0);
+const _: () = assert!(AGENT_STATE_BYTES_MAX >= (STATE_KEY_BYTES_MAX + STATE_VALUE_BYTES_MAX) as u64, "one largest record fits");
+const _: () = assert!(AGENT_LOG_BYTES_PER_S as usize >= LOG_LINE_BYTES_MAX, "one longest line fits a second's budget");

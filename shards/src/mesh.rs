@@ -28,13 +28,22 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crate::envelope::Message;
 use crate::limits::MESH_CHANNEL_MESSAGES_MAX;
 
-/// Wakes a parked shard from any thread.
+/// Wakes a parked shard from any thread, and tells any thread when the
+/// shard last finished a tick.
 #[derive(Debug)]
 pub struct Doorbell {
     parked: AtomicBool,
     writer: UnixStream,
     rings: AtomicU64,
+    /// When the shard last finished a tick (`clock::now_ns`), on a cache
+    /// line of its own: the shard writes it every tick, senders read
+    /// `parked` on every message.
+    pulse: Pulse,
 }
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Pulse(AtomicU64);
 
 impl Doorbell {
     /// Makes a doorbell and the reading end for the shard that parks on it.
@@ -42,13 +51,15 @@ impl Doorbell {
         let (writer, reader) = UnixStream::pair()?;
         writer.set_nonblocking(true)?;
         reader.set_nonblocking(true)?;
-        Ok((Arc::new(Doorbell { parked: AtomicBool::new(false), writer, rings: AtomicU64::new(0) }), reader))
+        Ok((Arc::new(Doorbell { parked: AtomicBool::new(false), writer, rings: AtomicU64::new(0), pulse: Pulse(AtomicU64::new(crate::clock::now_ns())) }), reader))
     }
 
     /// Called by a producer after it made work visible (rule 3).
     pub fn ring_if_parked(&self) {
         fence(Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            // Woken now: its stall clock starts here, not when it parked.
+            self.beat(crate::clock::now_ns());
             self.rings.fetch_add(1, Ordering::Relaxed);
             // A full socket buffer means wake-ups are already pending: fine.
             let _ = (&self.writer).write(&[1]);
@@ -63,6 +74,17 @@ impl Doorbell {
 
     pub fn clear_parked(&self) {
         self.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// The shard finished a tick at `now_ns`.
+    pub fn beat(&self, now_ns: u64) {
+        self.pulse.0.store(now_ns, Ordering::Relaxed);
+    }
+
+    /// Has the shard, while not parked, gone `after` without finishing a
+    /// tick? (A parked shard has nothing to do: never stalled.)
+    pub fn stalled(&self, after: std::time::Duration) -> bool {
+        !self.parked.load(Ordering::Relaxed) && crate::clock::now_ns().saturating_sub(self.pulse.0.load(Ordering::Relaxed)) > after.as_nanos() as u64
     }
 
     /// How many times the shard was woken from parking.

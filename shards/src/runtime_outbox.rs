@@ -27,7 +27,7 @@ pub struct RuntimeOutbox {
     /// `false` when `deliver` consumes each message at once (benchmarks,
     /// tests): nothing is held, so nothing is counted.
     holds: bool,
-    bytes: AtomicUsize,
+    bytes: Arc<AtomicUsize>,
     bytes_max: usize,
     /// Sends refused for lack of room (rule 2).
     pub refused: AtomicU64,
@@ -36,7 +36,7 @@ pub struct RuntimeOutbox {
 impl RuntimeOutbox {
     pub fn new(bytes_max: usize, deliver: Deliver) -> Arc<RuntimeOutbox> {
         assert!(bytes_max > 0);
-        Arc::new(RuntimeOutbox { deliver, holds: true, bytes: AtomicUsize::new(0), bytes_max, refused: AtomicU64::new(0) })
+        Arc::new(RuntimeOutbox { deliver, holds: true, bytes: Default::default(), bytes_max, refused: AtomicU64::new(0) })
     }
 
     /// An outbox whose `consume` takes each message for good as it comes:
@@ -46,7 +46,7 @@ impl RuntimeOutbox {
             consume(m);
             Ok(())
         });
-        Arc::new(RuntimeOutbox { deliver, holds: false, bytes: AtomicUsize::new(0), bytes_max: usize::MAX, refused: AtomicU64::new(0) })
+        Arc::new(RuntimeOutbox { deliver, holds: false, bytes: Default::default(), bytes_max: usize::MAX, refused: AtomicU64::new(0) })
     }
 
     /// Room for a message of `bytes`? (rule 2)
@@ -79,14 +79,7 @@ impl RuntimeOutbox {
     /// Wraps a message the control plane took from this outbox: dropping
     /// the wrapper, wherever it happens, says it is gone (rule 1).
     pub fn hold(self: &Arc<Self>, message: Message) -> Held {
-        Held { message: Some(message), outbox: self.clone(), also: None }
-    }
-
-    /// Counts and holds a message the control plane made itself (a failure
-    /// notice to a wire client): small, so it is not refused.
-    pub fn admit(self: &Arc<Self>, message: Message) -> Held {
-        self.bytes.fetch_add(message.len(), Ordering::Relaxed);
-        self.hold(message)
+        Held { message: Some(message), counters: vec![self.bytes.clone()] }
     }
 
     /// Bytes in the outbox now.
@@ -99,34 +92,46 @@ impl RuntimeOutbox {
     }
 }
 
-/// A message out of the shards and not yet gone: its bytes count until it
-/// is dropped (rule 1).
+/// A message out of the shards and not yet gone: its bytes count, in every
+/// counter it holds, until it is dropped (rule 1).
 pub struct Held {
     message: Option<Message>,
-    outbox: Arc<RuntimeOutbox>,
-    also: Option<Arc<AtomicUsize>>,
+    counters: Vec<Arc<AtomicUsize>>,
 }
 
 impl Held {
+    /// Holds `message`, counting it in `counters` (a message the control
+    /// plane made itself, such as a failure notice).
+    pub fn counted(message: Message, counters: Vec<Arc<AtomicUsize>>) -> Held {
+        for c in &counters {
+            c.fetch_add(message.len(), Ordering::Relaxed);
+        }
+        Held { message: Some(message), counters }
+    }
+
     pub fn message(&self) -> &Message {
         self.message.as_ref().expect("held until dropped")
     }
 
-    /// Counts the message in `counter` too, until it is dropped (a wire
-    /// connection's own share).
-    pub fn count_also(&mut self, counter: Arc<AtomicUsize>) {
-        debug_assert!(self.also.is_none());
-        counter.fetch_add(self.message().len(), Ordering::Relaxed);
-        self.also = Some(counter);
+    /// Counts the message in `counters` from now on instead (it moved to a
+    /// wire connection's outbox, with budgets of its own).
+    pub fn move_to(&mut self, counters: Vec<Arc<AtomicUsize>>) {
+        let len = self.message().len();
+        for c in &counters {
+            c.fetch_add(len, Ordering::Relaxed);
+        }
+        for c in std::mem::replace(&mut self.counters, counters) {
+            c.fetch_sub(len, Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let len = self.message.take().map_or(0, |m| m.len());
-        self.outbox.taken(len);
-        if let Some(c) = &self.also {
-            c.fetch_sub(len, Ordering::Relaxed);
+        for c in &self.counters {
+            let before = c.fetch_sub(len, Ordering::Relaxed);
+            debug_assert!(before >= len, "released more than was held");
         }
     }
 }
@@ -152,8 +157,8 @@ mod tests {
         outbox.send(m.clone()).unwrap();
         let conn = Arc::new(AtomicUsize::new(0));
         let mut held = outbox.hold(seen.lock().unwrap().pop().unwrap());
-        held.count_also(conn.clone());
-        assert_eq!((outbox.bytes(), conn.load(Ordering::Relaxed)), (m.len(), m.len()));
+        held.move_to(vec![conn.clone()]);
+        assert_eq!((outbox.bytes(), conn.load(Ordering::Relaxed)), (0, m.len()), "moved to the connection's count");
         drop(held);
         assert_eq!((outbox.bytes(), conn.load(Ordering::Relaxed)), (0, 0), "dropping it gives the room back");
         let full = RuntimeOutbox::new(200, Box::new(Err));

@@ -24,7 +24,7 @@ use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 use crate::agent::CompiledAgent;
 
-use crate::agent::host::{self, IdGen, ShardCtx};
+use crate::agent::host::{self, IdGen, InstanceAccount, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
 use crate::command::{ClusterUpdate, Command, InstanceReport, InstanceStats, ShardStats};
 use crate::link::table::LinkLimits;
@@ -39,7 +39,7 @@ use crate::limits::{
 use crate::metrics::ALERT_WINDOW_MS;
 use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
 use crate::router::{ApiSink, DeadLetter, LocalId, NodeQueueLimits, RouteError, Router, RouterLimits, DEAD_LETTER_REASONS};
-use crate::storage::{shard_db_path, ShardStore, StorageConfig};
+use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig};
 
 /// Everything a shard needs, built on the node's thread and sent to the
 /// shard's own thread.
@@ -57,6 +57,8 @@ pub struct ShardSetup {
     pub tuning: ShardTuning,
     /// Links to other nodes, in a cluster.
     pub link: Option<LinkSetup>,
+    /// The node's free-space floor for state writes.
+    pub disk: Arc<DiskFloor>,
 }
 
 /// A shard's run-time knobs, each with its default.
@@ -141,6 +143,8 @@ struct LocalAgent {
     /// `store.commits()` when this instance last wrote state: while it is
     /// unchanged, the instance has writes waiting for the tick's commit.
     wrote_before_commit: Option<u64>,
+    /// Budgets and refusals that outlive one runtime (a trap recreates it).
+    account: Arc<InstanceAccount>,
 }
 
 pub struct Shard {
@@ -175,7 +179,7 @@ impl Shard {
         };
         let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
-        let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids)));
+        let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids, setup.disk)));
         host::install(ctx.clone());
         let link = setup.link.map(Rc::new);
         if let Some(link) = &link {
@@ -252,6 +256,7 @@ impl Shard {
             let parked_at = Instant::now();
             let _ = doorbell.read(&mut wake).await;
             self.bell.clear_parked();
+            self.bell.beat(now_ns());
             idle_since = None;
             let parked_for = parked_at.elapsed();
             spin = if parked_for < 2 * spin {
@@ -289,7 +294,9 @@ impl Shard {
     }
 
     fn end_tick(&mut self) -> usize {
-        if let Some((routing, processing)) = self.alert.check(now_ns()) {
+        let now = now_ns();
+        self.bell.beat(now);
+        if let Some((routing, processing)) = self.alert.check(now) {
             if let Some(ns) = routing {
                 tracing::warn!(shard = self.index, routing_p99_us = ns / 1000, target_us = crate::metrics::ROUTING_P99_TARGET_NS / 1000, "routing p99 over its ADR-0017 target in the last window");
             }
@@ -496,7 +503,8 @@ impl Shard {
     /// Instantiates and initialises the instance in slot `id`.
     fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
         let agent = self.agents[id as usize].as_mut().expect("live slot");
-        let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance)?;
+        let state_bytes = self.ctx.borrow().store.state_bytes(&agent.name, agent.instance).map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
+        let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance, state_bytes, agent.account.clone())?;
         let (name, instance) = (agent.name.clone(), agent.instance);
         let mark = self.call_begin(0);
         let outcome = runtime.init();
@@ -604,6 +612,7 @@ impl Shard {
                 crashes: 0,
                 timeouts: 0,
                 wrote_before_commit: None,
+                account: InstanceAccount::new(module.limits.log),
             });
             if let Err(e) = self.start_instance(id) {
                 if !restore {
@@ -644,6 +653,12 @@ impl Shard {
                 timeouts: a.timeouts,
                 queued: ctx.router.queued_in(id as LocalId),
                 memory_bytes: a.runtime.as_ref().map_or(0, |r| r.memory_bytes()),
+                state_bytes: match &a.runtime {
+                    Some(r) => r.state_bytes(),
+                    None => ctx.store.state_bytes(&a.name, a.instance).unwrap_or(0),
+                },
+                state_refused: a.account.refusals().0,
+                log_dropped: a.account.refusals().1,
                 running: a.runtime.is_some(),
             })
             .collect()
@@ -677,6 +692,9 @@ impl Shard {
             abi_invalid: ctx.abi.invalid,
             abi_too_large: ctx.abi.too_large,
             abi_over_limit: ctx.abi.over_limit,
+            state_refused_quota: ctx.abi.state_refused_quota,
+            state_refused_disk: ctx.abi.state_refused_disk,
+            log_dropped: ctx.abi.log_dropped,
             wakeups: self.bell.rings(),
             latencies: self.latencies.clone(),
             instance_stats: self.agent_stats(None),

@@ -12,12 +12,14 @@
 //!    mode, which never blocks the shard's writer.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::limits::{
-    SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS,
+    DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS,
     WAL_SIZE_BYTES_MAX,
 };
 
@@ -100,11 +102,25 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Deletes a key; `false` when it was absent.
-    pub fn delete(&mut self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<bool> {
+    /// Deletes a key; the bytes it held (key and value), or `None` when it
+    /// was absent.
+    pub fn delete(&mut self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<Option<u64>> {
         self.before_write()?;
-        let mut stmt = self.conn.prepare_cached("DELETE FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
-        Ok(stmt.execute(params![agent, instance, key])? > 0)
+        let mut stmt = self.conn.prepare_cached("DELETE FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3 RETURNING length(key) + length(value)")?;
+        stmt.query_row(params![agent, instance, key], |r| r.get::<_, i64>(0)).optional().map(|b| b.map(|b| b as u64))
+    }
+
+    /// Bytes one record holds (key and value), or `None` when absent.
+    pub fn record_bytes(&self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<Option<u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT length(key) + length(value) FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
+        stmt.query_row(params![agent, instance, key], |r| r.get::<_, i64>(0)).optional().map(|b| b.map(|b| b as u64))
+    }
+
+    /// Bytes an instance's state holds, keys and values (a scan of its keys:
+    /// when an instance starts, not per write).
+    pub fn state_bytes(&self, agent: &str, instance: u32) -> rusqlite::Result<u64> {
+        let mut stmt = self.conn.prepare_cached("SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM state WHERE agent = ?1 AND instance = ?2")?;
+        stmt.query_row(params![agent, instance], |r| r.get::<_, i64>(0)).map(|b| b as u64)
     }
 
     /// Deletes every key of an agent (on undeploy). Outside any handler.
@@ -193,6 +209,68 @@ impl ShardStore {
     }
 }
 
+/// The node's floor of free disk space (host rule 4): a thread looks at the
+/// data directory's file system every [`DISK_CHECK_INTERVAL_MS`]; shards
+/// read the verdict, a relaxed load, before each `state_put`.
+#[derive(Debug)]
+pub struct DiskFloor {
+    floor_bytes: u64,
+    free_bytes: AtomicU64,
+    low: AtomicBool,
+}
+
+impl DiskFloor {
+    /// A floor nothing checks (tests, benchmarks): writes are always allowed.
+    pub fn unchecked() -> Arc<DiskFloor> {
+        Arc::new(DiskFloor { floor_bytes: 0, free_bytes: AtomicU64::new(u64::MAX), low: AtomicBool::new(false) })
+    }
+
+    /// Checks `dir` now, then every interval on a thread of its own.
+    pub fn watch(dir: &Path, floor_bytes: u64) -> std::io::Result<Arc<DiskFloor>> {
+        let floor = Arc::new(DiskFloor { floor_bytes, free_bytes: AtomicU64::new(u64::MAX), low: AtomicBool::new(false) });
+        floor.check(dir);
+        let (watched, dir) = (floor.clone(), dir.to_path_buf());
+        std::thread::Builder::new().name("caxton-disk".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(DISK_CHECK_INTERVAL_MS));
+            watched.check(&dir);
+        })?;
+        Ok(floor)
+    }
+
+    fn check(&self, dir: &Path) {
+        let Some(free) = free_bytes(dir) else { return };
+        self.free_bytes.store(free, Ordering::Relaxed);
+        let low = free < self.floor_bytes;
+        if self.low.swap(low, Ordering::Relaxed) != low {
+            match low {
+                true => tracing::error!(dir = %dir.display(), free_bytes = free, floor_bytes = self.floor_bytes, "free disk space is below --disk-free-min: agents' state writes are refused until it is back"),
+                false => tracing::info!(dir = %dir.display(), free_bytes = free, "free disk space is above --disk-free-min again: state writes resume"),
+            }
+        }
+    }
+
+    pub fn allows_writes(&self) -> bool {
+        !self.low.load(Ordering::Relaxed)
+    }
+
+    /// Free bytes at the last look.
+    pub fn free_bytes(&self) -> u64 {
+        self.free_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s file system.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string we own; `st` is written by
+    // the kernel and read only after a successful call.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
+}
+
 /// Checkpoints every shard's WAL from a thread of its own (rule 3).
 pub struct Checkpointer;
 
@@ -258,8 +336,11 @@ mod tests {
         drop(s);
         let mut s = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
         assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"v1".to_vec()));
-        assert!(s.delete("a", 0, b"k").unwrap());
-        assert!(!s.delete("a", 0, b"k").unwrap());
+        assert_eq!(s.state_bytes("a", 0).unwrap(), 3);
+        assert_eq!(s.record_bytes("a", 0, b"k").unwrap(), Some(3));
+        assert_eq!(s.delete("a", 0, b"k").unwrap(), Some(3));
+        assert_eq!(s.delete("a", 0, b"k").unwrap(), None);
+        assert_eq!(s.state_bytes("a", 0).unwrap(), 0);
     }
 
     #[test]

@@ -98,25 +98,33 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
         "errors": sum(|i| i.errors),
         "crashes": sum(|i| i.crashes),
         "timeouts": sum(|i| i.timeouts),
+        "state_bytes": sum(|i| i.state_bytes),
         "instance_stats": d.instances.iter().map(|i| json!({
             "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
             "crashes": i.crashes, "timeouts": i.timeouts, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
+            "state_bytes": i.state_bytes, "state_writes_refused": i.state_refused, "log_lines_dropped": i.log_dropped,
         })).collect::<Vec<_>>(),
     })
 }
 
-pub fn health(agents: usize, shards: &[ShardStats]) -> Value {
+pub fn health(agents: usize, shards: &[Option<ShardStats>], stalled: &[bool]) -> Value {
+    let degraded = stalled.iter().any(|s| *s) || shards.iter().any(Option::is_none);
     json!({
-        "status": "ok",
+        "status": if degraded { "degraded" } else { "ok" },
         "agents": agents,
-        "shards": shards.iter().map(|s| json!({
-            "shard": s.shard, "instances": s.instances, "queued_messages": s.queued_messages,
-            "messages_handled": s.handled, "agent_errors": s.errors, "agent_crashes": s.crashes, "agent_timeouts": s.timeouts,
-            "routed_local": s.routed_local, "routed_remote": s.routed_remote, "received_remote": s.received_remote,
-            "busy": s.busy, "wakeups": s.wakeups,
-            "dead_letters": s.dead_letters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "abi_refusals": { "invalid": s.abi_invalid, "too_large": s.abi_too_large, "over_limit": s.abi_over_limit },
-        })).collect::<Vec<_>>(),
+        "shards": shards.iter().zip(stalled).enumerate().map(|(i, (s, stalled))| match s {
+            None => json!({ "shard": i, "stalled": stalled, "answered": false }),
+            Some(s) => json!({
+                "shard": s.shard, "stalled": stalled, "answered": true, "instances": s.instances, "queued_messages": s.queued_messages,
+                "messages_handled": s.handled, "agent_errors": s.errors, "agent_crashes": s.crashes, "agent_timeouts": s.timeouts,
+                "routed_local": s.routed_local, "routed_remote": s.routed_remote, "received_remote": s.received_remote,
+                "busy": s.busy, "wakeups": s.wakeups,
+                "dead_letters": s.dead_letters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "abi_refusals": { "invalid": s.abi_invalid, "too_large": s.abi_too_large, "over_limit": s.abi_over_limit },
+                "state_writes_refused": { "quota": s.state_refused_quota, "disk": s.state_refused_disk },
+                "log_lines_dropped": s.log_dropped,
+            }),
+        }).collect::<Vec<_>>(),
     })
 }
 

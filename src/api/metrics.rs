@@ -31,9 +31,15 @@ pub struct NodeFigures {
     /// The runtime outbox (messages to REST callers and wire clients): its
     /// bytes, its bound, and sends refused for lack of room.
     pub runtime_outbox_bytes: u64,
+    pub wire_outbox_bytes: u64,
     pub runtime_outbox_refused: u64,
     /// The message budget (`--message-buffer-size`).
     pub message_budget: caxton_shards::limits::MessageBudget,
+    /// Each shard: stalled (no tick finished for a while, not parked)?
+    /// A stalled shard is not asked: its other series are absent.
+    pub shards_stalled: Vec<bool>,
+    /// Free space on the data directory's file system.
+    pub disk_free_bytes: u64,
     /// In a cluster: members by state, and gossip traffic.
     pub cluster: Option<ClusterFigures>,
 }
@@ -182,13 +188,15 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             o.sample("caxton_abi_refusals_total", &format!("shard=\"{}\",code=\"{code}\"", s.shard), n);
         }
     }
-    let per_instance: [(&str, &str, fn(&caxton_shards::InstanceStats) -> u64); 3] = [
-        ("caxton_agent_instance_messages_total", "Messages handled by one agent instance.", |i| i.handled),
-        ("caxton_agent_instance_errors_total", "Handler errors of one agent instance.", |i| i.errors),
-        ("caxton_agent_instance_crashes_total", "Traps of one agent instance.", |i| i.crashes),
+    let per_instance: [(&str, &str, &str, fn(&caxton_shards::InstanceStats) -> u64); 5] = [
+        ("caxton_agent_instance_messages_total", "counter", "Messages handled by one agent instance.", |i| i.handled),
+        ("caxton_agent_instance_errors_total", "counter", "Handler errors of one agent instance.", |i| i.errors),
+        ("caxton_agent_instance_crashes_total", "counter", "Traps of one agent instance.", |i| i.crashes),
+        ("caxton_agent_state_bytes", "gauge", "Bytes of one agent instance's state, keys and values (bounded by --agent-state-max).", |i| i.state_bytes),
+        ("caxton_agent_log_dropped_total", "counter", "Log lines of one agent instance dropped past its rate limit.", |i| i.log_dropped),
     ];
-    for (name, help, get) in per_instance {
-        o.family(name, "counter", help);
+    for (name, kind, help, get) in per_instance {
+        o.family(name, kind, help);
         for s in shards {
             for i in &s.instance_stats {
                 o.sample(name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), get(i));
@@ -207,12 +215,21 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         ("link_outbox", held(|b| b.link_outbox)),
         ("link_inbox", held(|b| b.link_inbox)),
         ("runtime_outbox", node.runtime_outbox_bytes),
+        ("wire_outbox", node.wire_outbox_bytes),
     ] {
         o.sample("caxton_message_bytes", &format!("queue=\"{queue}\""), n);
     }
     o.family("caxton_message_budget_bytes", "gauge", "Each queue's share of --message-buffer-size, node-wide.");
     let b = &node.message_budget;
-    for (queue, n) in [("mailboxes", b.mailboxes), ("mesh", b.mesh), ("link_outbox", b.link_outbox), ("link_inbox", b.link_inbox), ("runtime_outbox", b.runtime_outbox), ("wire_ingress", b.wire_ingress)] {
+    for (queue, n) in [
+        ("mailboxes", b.mailboxes),
+        ("mesh", b.mesh),
+        ("link_outbox", b.link_outbox),
+        ("link_inbox", b.link_inbox),
+        ("runtime_outbox", b.runtime_outbox),
+        ("wire_outbox", b.wire_outbox),
+        ("wire_ingress", b.wire_ingress),
+    ] {
         o.sample("caxton_message_budget_bytes", &format!("queue=\"{queue}\""), n);
     }
     o.family("caxton_message_budget_refusals_total", "counter", "Sends refused because a queue was at its share of the message budget in bytes (they get -2, 429 or TCP back-pressure).");
@@ -226,6 +243,17 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("caxton_api_refused_browser_total", "", node.api_refused_browser);
     o.family("caxton_wire_refused_total", "counter", "Wire connections refused: over --wire-connections-max, or a wrong or late hello.");
     o.sample("caxton_wire_refused_total", "", node.wire_refused);
+    o.family("caxton_shard_stalled", "gauge", "1 when a shard has not finished a tick for ten execution slices while not parked.");
+    for (shard, stalled) in node.shards_stalled.iter().enumerate() {
+        o.sample("caxton_shard_stalled", &format!("shard=\"{shard}\""), *stalled as u8);
+    }
+    o.family("caxton_state_writes_refused_total", "counter", "state_put calls refused: over the instance's --agent-state-max (quota) or below --disk-free-min (disk).");
+    for s in shards {
+        o.sample("caxton_state_writes_refused_total", &format!("shard=\"{}\",reason=\"quota\"", s.shard), s.state_refused_quota);
+        o.sample("caxton_state_writes_refused_total", &format!("shard=\"{}\",reason=\"disk\"", s.shard), s.state_refused_disk);
+    }
+    o.family("caxton_disk_free_bytes", "gauge", "Free space on the data directory's file system, as the disk floor last saw it.");
+    o.sample("caxton_disk_free_bytes", "", node.disk_free_bytes);
     o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
     o.sample("caxton_agents_deployed", "", node.agents);
     o.family("caxton_network_bytes_total", "counter", "Bytes the node received and sent: REST API bodies, and wire frames.");

@@ -226,11 +226,15 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let control = &api.control;
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["v1", "health"]) => {
-            let stats = control.shard_stats().await?;
-            Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats)))
+            // Never waits on a stalled shard: it is reported as such.
+            let stats = control.shard_stats_partial().await;
+            let stalled: Vec<bool> = (0..stats.len()).map(|i| control.stalled(i)).collect();
+            Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats, &stalled)))
         }
         (&Method::GET, ["metrics"]) => {
-            let stats = control.shard_stats().await?;
+            let partial = control.shard_stats_partial().await;
+            let stalled: Vec<bool> = (0..partial.len()).map(|i| control.stalled(i)).collect();
+            let stats: Vec<_> = partial.into_iter().flatten().collect();
             let (resident_bytes, cpu_seconds) = metrics::NodeFigures::read_process();
             let figures = metrics::NodeFigures {
                 resident_bytes,
@@ -247,8 +251,11 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 api_refused_browser: api.refused_browser.load(Ordering::Relaxed),
                 wire_refused: control.wire_refused.load(Ordering::Relaxed),
                 runtime_outbox_bytes: control.outbox.bytes() as u64,
+                wire_outbox_bytes: control.wire_bytes.load(Ordering::Relaxed) as u64,
                 runtime_outbox_refused: control.outbox.refused.load(Ordering::Relaxed),
                 message_budget: control.budget,
+                shards_stalled: stalled,
+                disk_free_bytes: control.disk_free_bytes(),
                 cluster: control.cluster.as_ref().map(|c| {
                     let v = c.view.lock().unwrap();
                     let count = |st| v.members.values().filter(|m| m.id.addr != v.me.addr && m.state == st).count();

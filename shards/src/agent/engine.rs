@@ -7,9 +7,16 @@
 //!    Memory and table maximums are clamped to the agent limits, so growth
 //!    past them fails inside the agent and the node is unharmed.
 //! 2. A module is compiled once per node; instances are made per shard.
-//! 3. Every operator costs one fuel point; a call that runs out traps. The
-//!    metering middleware can serve one module only, so each module gets an
-//!    engine of its own ([`CompiledAgent`]), and its instances' stores use it.
+//! 3. Every operator costs one fuel point (eight for control flow); a call
+//!    that runs out traps. Work whose size is known only at run time (bulk
+//!    memory and table operations, `memory.grow`) is charged by its length
+//!    ([`super::bulk_fuel`]); host calls by the bytes they move. The metering
+//!    middleware can serve one module only, so each module gets an engine
+//!    of its own ([`CompiledAgent`]), and its instances' stores use it.
+//! 4. Only WebAssembly features whose cost is bounded are accepted: no
+//!    threads (`memory.atomic.wait` could block a shard), no second memory
+//!    (it would double the memory limit), no 64-bit memories, exceptions or
+//!    tail calls. A module that uses one is refused at deploy, naming it.
 
 use std::ptr::NonNull;
 
@@ -20,7 +27,9 @@ use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
 use wasmer_middlewares::Metering;
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
 
-use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, WASM_PAGE_BYTES};
+use super::agent_log::LogLimits;
+use super::bulk_fuel::{BulkCosts, BulkFuel};
+use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STATE_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, BULK_FUEL_PER_KIB, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, GROW_FUEL_PER_PAGE, WASM_PAGE_BYTES};
 
 /// Per-agent resource limits applied by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +43,14 @@ pub struct AgentLimits {
     /// CPU per handler call, in ms of metered work. Default
     /// [`EXECUTION_TIME_SLICE_MS`].
     pub execution_time_slice_ms: u64,
+    /// Charge bulk operations by length (rule 3). Always on in a node; off
+    /// only for the benchmark row that measures what it costs.
+    pub meter_bulk: bool,
+    /// State one instance may hold, keys and values. Default
+    /// [`AGENT_STATE_BYTES_MAX`].
+    pub state_bytes_max: u64,
+    /// What one instance may log. Defaults in [`LogLimits`].
+    pub log: LogLimits,
 }
 
 impl Default for AgentLimits {
@@ -43,6 +60,9 @@ impl Default for AgentLimits {
             stack_bytes_max: AGENT_STACK_BYTES_MAX,
             table_elements_max: AGENT_TABLE_ELEMENTS_MAX,
             execution_time_slice_ms: EXECUTION_TIME_SLICE_MS,
+            meter_bulk: true,
+            state_bytes_max: AGENT_STATE_BYTES_MAX,
+            log: LogLimits::default(),
         }
     }
 }
@@ -136,6 +156,8 @@ pub struct CompiledAgent {
     pub engine: Engine,
     pub module: Module,
     pub fuel_per_call: u64,
+    /// The limits it was compiled with (its instances read theirs here).
+    pub limits: AgentLimits,
     /// The maximum memory the module itself declares, in bytes, if any.
     pub declared_memory_max: Option<u64>,
 }
@@ -151,12 +173,24 @@ fn operator_fuel(op: &wasmer::wasmparser::Operator) -> u64 {
     }
 }
 
-/// Builds an engine for one module: cranelift with fuel metering, and the
-/// agent limits of rule 1.
+/// The WebAssembly features agents may use (rule 4).
+pub fn agent_features() -> wasmer::sys::Features {
+    let mut f = wasmer::sys::Features::new();
+    f.threads(false).multi_memory(false).memory64(false).exceptions(false).tail_call(false).relaxed_simd(false).module_linking(false);
+    f.bulk_memory(true).reference_types(true).simd(true).multi_value(true).extended_const(true);
+    f
+}
+
+/// Builds an engine for one module: cranelift with fuel metering (the
+/// bulk charges run after metering, which adds the globals they use), and
+/// the agent limits of rule 1.
 fn engine_for_one_module(limits: AgentLimits) -> Engine {
     let mut compiler = Cranelift::default();
     compiler.push_middleware(Arc::new(Metering::new(limits.fuel_per_call(), operator_fuel)));
-    let mut engine = EngineBuilder::new(compiler).engine();
+    if limits.meter_bulk {
+        compiler.push_middleware(Arc::new(BulkFuel::new(BulkCosts { fuel_per_kib: BULK_FUEL_PER_KIB, fuel_per_page: GROW_FUEL_PER_PAGE })));
+    }
+    let mut engine = EngineBuilder::new(compiler).set_features(Some(agent_features())).engine();
     engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
     Engine::from(engine)
 }
@@ -196,13 +230,25 @@ pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleE
 /// Compiles a module and checks it against the ABI (rule 2).
 pub fn compile(wasm: &[u8], limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
     let engine = engine_for_one_module(*limits);
-    let module = Module::new(&engine, wasm).map_err(|e| ModuleError(format!("invalid module: {e}")))?;
+    let module = Module::new(&engine, wasm).map_err(|e| ModuleError(explain_invalid(&e.to_string())))?;
     check_abi(&module, limits)?;
     let declared_memory_max = module.exports().find_map(|e| match e.ty() {
         ExternType::Memory(m) if e.name() == "memory" => m.maximum.map(|p| p.0 as u64 * WASM_PAGE_BYTES as u64),
         _ => None,
     });
-    Ok(CompiledAgent { engine, module, fuel_per_call: limits.fuel_per_call(), declared_memory_max })
+    Ok(CompiledAgent { engine, module, fuel_per_call: limits.fuel_per_call(), limits: *limits, declared_memory_max })
+}
+
+/// The compiler's reason, and for a refused feature what caxton accepts.
+fn explain_invalid(why: &str) -> String {
+    let features = ["threads", "shared memor", "atomic", "multiple memories", "multi-memory", "memory64", "64-bit memor", "exception", "tail call"];
+    if features.iter().any(|f| why.to_ascii_lowercase().contains(f)) {
+        return format!(
+            "invalid module: {why} (agents may not use WebAssembly threads, shared or multiple memories, 64-bit memories, exceptions or tail calls: \
+             their cost cannot be bounded; build without them)"
+        );
+    }
+    format!("invalid module: {why}")
 }
 
 fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {

@@ -9,6 +9,12 @@
 //!    never holds a borrow of that context across a call into WebAssembly.
 //! 3. Every pointer and length from the agent is checked against its memory's
 //!    current size before use.
+//! 4. An instance's state is bounded in bytes (keys and values, its quota)
+//!    and by the node's disk floor; a `state_put` past either returns -5
+//!    and is counted. Deletes are never refused for space.
+//! 5. A host call is charged fuel for the bytes it moves, before it moves
+//!    them: a call the fuel left cannot pay for does nothing, and the
+//!    handler is stopped at its next metered block.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,10 +23,12 @@ use std::sync::Arc;
 use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
 use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
+use super::agent_log::{self, LogBudget, LogLimits};
 use crate::limits::{
-    ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX,
-    STATE_WRITES_PER_HANDLER_MAX,
+    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX,
+    STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
+use crate::storage::DiskFloor;
 use crate::router::{RouteError, Router};
 use crate::storage::ShardStore;
 
@@ -41,17 +49,61 @@ pub struct HostEnv {
     pub fuel: Option<Global>,
     pub name: Arc<str>,
     pub instance: u32,
+    /// Bytes of state (keys and values) the instance holds, and its quota
+    /// (rule 4).
+    pub state_bytes: u64,
+    pub state_max: u64,
+    /// What outlives one runtime of the instance (a trap recreates it).
+    pub account: Arc<InstanceAccount>,
 }
 
-/// Charges a host call's cost against the caller's fuel. When the fuel is
-/// gone, the guest traps at its next metered block and the call is counted
-/// as a timeout.
-fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) {
-    if let Some(fuel) = &data.fuel {
-        if let Value::I64(left) = fuel.get(store) {
-            let _ = fuel.set(store, Value::I64(left.saturating_sub(points.min(i64::MAX as u64) as i64).max(0)));
-        }
+/// An instance's budgets and refusals, kept across its recreations: a
+/// crashing agent must not get a fresh log budget each time.
+#[derive(Debug)]
+pub struct InstanceAccount {
+    /// `agent_log` rule 1.
+    pub log: std::sync::Mutex<LogBudget>,
+    /// `state_put`s refused by the quota or the disk floor.
+    pub state_refused: std::sync::atomic::AtomicU64,
+}
+
+impl InstanceAccount {
+    pub fn new(log: LogLimits) -> Arc<InstanceAccount> {
+        Arc::new(InstanceAccount { log: std::sync::Mutex::new(LogBudget::new(log)), state_refused: Default::default() })
     }
+
+    fn refused(&self) {
+        self.state_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `state_put`s refused, and log lines dropped, so far.
+    pub fn refusals(&self) -> (u64, u64) {
+        (self.state_refused.load(std::sync::atomic::Ordering::Relaxed), self.log.lock().unwrap().dropped)
+    }
+}
+
+impl HostEnv {
+    pub fn new(name: Arc<str>, instance: u32, state_bytes: u64, state_max: u64, account: Arc<InstanceAccount>) -> HostEnv {
+        HostEnv { memory: None, fuel: None, name, instance, state_bytes, state_max, account }
+    }
+}
+
+/// Fuel for moving `bytes` at `per_kib` points a KiB (at least one point).
+pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
+    (bytes as u64).saturating_mul(per_kib) / 1024 + 1
+}
+
+/// Charges a host call's cost against the caller's fuel (rule 5). Returns
+/// `false` when the fuel left cannot pay for it: then it is all taken, the
+/// call must not do its work, and the guest traps at its next metered
+/// block (counted as a timeout).
+fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
+    let Some(fuel) = &data.fuel else { return true };
+    let Value::I64(left) = fuel.get(store) else { return true };
+    let points = points.min(i64::MAX as u64) as i64;
+    let paid = left >= points;
+    let _ = fuel.set(store, Value::I64(if paid { left - points } else { 0 }));
+    paid
 }
 
 /// Message ids: 8 bits of boot epoch, 8 bits of origin (shard index, or 255
@@ -79,12 +131,17 @@ impl IdGen {
     }
 }
 
-/// Misuse of the ABI, counted by kind (rule 1).
+/// Misuse of the ABI, counted by kind (rule 1), and what limits refused.
 #[derive(Debug, Default, Clone)]
 pub struct AbiCounters {
     pub invalid: u64,
     pub too_large: u64,
     pub over_limit: u64,
+    /// `state_put`s refused by an instance's quota, and by the disk floor.
+    pub state_refused_quota: u64,
+    pub state_refused_disk: u64,
+    /// Log lines dropped by instances' budgets.
+    pub log_dropped: u64,
 }
 
 /// The per-call state of the handler now running.
@@ -102,12 +159,14 @@ pub struct ShardCtx {
     pub ids: IdGen,
     pub call: CallState,
     pub abi: AbiCounters,
+    /// The node's free-space floor (rule 4).
+    pub disk: Arc<DiskFloor>,
     scratch: Vec<u8>,
 }
 
 impl ShardCtx {
-    pub fn new(router: Router, store: ShardStore, ids: IdGen) -> ShardCtx {
-        ShardCtx { router, store, ids, call: CallState::default(), abi: AbiCounters::default(), scratch: Vec::new() }
+    pub fn new(router: Router, store: ShardStore, ids: IdGen, disk: Arc<DiskFloor>) -> ShardCtx {
+        ShardCtx { router, store, ids, call: CallState::default(), abi: AbiCounters::default(), disk, scratch: Vec::new() }
     }
 
     fn refuse(&mut self, code: i32) -> i32 {
@@ -157,7 +216,9 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
 
 pub fn send(mut env: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, HOST_CALL_FUEL + len.max(0) as u64 / 8);
+    if !charge(data, &mut store, HOST_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+        return OVER_LIMIT;
+    }
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     let name = data.name.clone();
@@ -229,25 +290,35 @@ fn read_key<'k>(view: &MemoryView, ptr: i32, len: i32, key: &'k mut [u8; STATE_K
     Ok(&key[..len])
 }
 
-/// The common part of the `state_*` calls: charge, check the key, reach
-/// the shard; `op` does the rest and returns the ABI result.
+/// The common part of the `state_*` calls: charge `points` (rule 5), check
+/// the key, reach the shard; `op` does the rest and returns the ABI result
+/// and the bytes it copied back into the guest, charged after.
 fn state_call(
     env: &mut FunctionEnvMut<HostEnv>,
+    points: u64,
     key_ptr: i32,
     key_len: i32,
-    op: impl FnOnce(&mut ShardCtx, &MemoryView, &HostEnv, &[u8]) -> i32,
+    op: impl FnOnce(&mut ShardCtx, &MemoryView, &mut HostEnv, &[u8]) -> (i32, usize),
 ) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, STATE_CALL_FUEL);
-    let Some(memory) = data.memory.as_ref() else { return INVALID };
-    let view = memory.view(&store);
-    with_ctx(|ctx| {
-        let mut key = [0u8; STATE_KEY_BYTES_MAX];
-        match read_key(&view, key_ptr, key_len, &mut key) {
-            Ok(key) => op(ctx, &view, data, key),
-            Err(code) => ctx.refuse(code),
-        }
-    })
+    if !charge(data, &mut store, points) {
+        return OVER_LIMIT;
+    }
+    let Some(memory) = data.memory.clone() else { return INVALID };
+    let (code, copied) = {
+        let view = memory.view(&store);
+        with_ctx(|ctx| {
+            let mut key = [0u8; STATE_KEY_BYTES_MAX];
+            match read_key(&view, key_ptr, key_len, &mut key) {
+                Ok(key) => op(ctx, &view, data, key),
+                Err(code) => (ctx.refuse(code), 0),
+            }
+        })
+    };
+    if copied > 0 {
+        charge(data, &mut store, bytes_fuel(copied, BULK_FUEL_PER_KIB));
+    }
+    code
 }
 
 fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
@@ -256,30 +327,60 @@ fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
 }
 
 pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
-    state_call(&mut env, key_ptr, key_len, |ctx, view, data, key| {
-        let Some((buf_at, buf_cap)) = checked(view, buf_ptr, buf_cap) else { return ctx.refuse(INVALID) };
+    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
+        let Some((buf_at, buf_cap)) = checked(view, buf_ptr, buf_cap) else { return (ctx.refuse(INVALID), 0) };
         let found = ctx.store.get(&data.name, data.instance, key, |value| {
             let n = value.len().min(buf_cap);
-            view.write(buf_at, &value[..n]).map(|_| value.len() as i32)
+            view.write(buf_at, &value[..n]).map(|_| (value.len() as i32, n))
         });
         match found {
-            Ok(Some(Ok(len))) => len,
-            Ok(None) => NOT_FOUND,
-            Ok(Some(Err(_))) => ctx.refuse(INVALID),
-            Err(e) => storage_failed(&data.name, "state_get", e),
+            Ok(Some(Ok(got))) => got,
+            Ok(None) => (NOT_FOUND, 0),
+            Ok(Some(Err(_))) => (ctx.refuse(INVALID), 0),
+            Err(e) => (storage_failed(&data.name, "state_get", e), 0),
         }
     })
 }
 
 pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
-    state_call(&mut env, key_ptr, key_len, |ctx, view, data, key| {
+    // Checks first, at the base cost; the bytes are charged only if they
+    // are to be stored (rule 5): a refused put costs what refusing costs.
+    let checked_put = state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
         if val_len as i64 > STATE_VALUE_BYTES_MAX as i64 {
-            return ctx.refuse(TOO_LARGE);
+            return (ctx.refuse(TOO_LARGE), 0);
         }
-        let Some((val_at, val_len)) = checked(view, val_ptr, val_len) else { return ctx.refuse(INVALID) };
+        if checked(view, val_ptr, val_len).is_none() {
+            return (ctx.refuse(INVALID), 0);
+        }
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
-            return ctx.refuse(OVER_LIMIT);
+            return (ctx.refuse(OVER_LIMIT), 0);
         }
+        // Rule 4: the disk floor, then the quota (what the key held before
+        // is given back).
+        if !ctx.disk.allows_writes() {
+            ctx.abi.state_refused_disk += 1;
+            data.account.refused();
+            return (OVER_LIMIT, 0);
+        }
+        let before = match ctx.store.record_bytes(&data.name, data.instance, key) {
+            Ok(b) => b.unwrap_or(0),
+            Err(e) => return (storage_failed(&data.name, "state_put", e), 0),
+        };
+        let after = data.state_bytes.saturating_sub(before) + (key.len() + val_len as usize) as u64;
+        if after > data.state_max && after > data.state_bytes {
+            ctx.abi.state_refused_quota += 1;
+            data.account.refused();
+            return (OVER_LIMIT, 0);
+        }
+        (OK, 0)
+    });
+    if checked_put != OK {
+        return checked_put;
+    }
+    let stored = key_len as usize + val_len as usize;
+    state_call(&mut env, bytes_fuel(stored, STATE_FUEL_PER_KIB), key_ptr, key_len, |ctx, view, data, key| {
+        let (val_at, val_len) = checked(view, val_ptr, val_len).expect("checked above");
+        let before = ctx.store.record_bytes(&data.name, data.instance, key).ok().flatten().unwrap_or(0);
         // The scratch buffer is reused: no allocation once it has grown.
         let mut value = std::mem::take(&mut ctx.scratch);
         value.resize(val_len, 0);
@@ -289,31 +390,34 @@ pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, v
             match ctx.store.handler_write_begin().and_then(|_| ctx.store.put(&data.name, data.instance, key, &value)) {
                 Ok(()) => {
                     ctx.call.writes += 1;
+                    data.state_bytes = data.state_bytes.saturating_sub(before) + (key.len() + val_len) as u64;
                     OK
                 }
                 Err(e) => storage_failed(&data.name, "state_put", e),
             }
         };
         ctx.scratch = value;
-        code
+        (code, 0)
     })
 }
 
 pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
-    state_call(&mut env, key_ptr, key_len, |ctx, _view, data, key| {
+    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, _view, data, key| {
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
-            return ctx.refuse(OVER_LIMIT);
+            return (ctx.refuse(OVER_LIMIT), 0);
         }
         match ctx.store.handler_write_begin().and_then(|_| ctx.store.delete(&data.name, data.instance, key)) {
-            Ok(found) => {
+            Ok(freed) => {
                 ctx.call.writes += 1;
-                if found {
-                    OK
-                } else {
-                    NOT_FOUND
+                match freed {
+                    Some(bytes) => {
+                        data.state_bytes = data.state_bytes.saturating_sub(bytes);
+                        (OK, 0)
+                    }
+                    None => (NOT_FOUND, 0),
                 }
             }
-            Err(e) => storage_failed(&data.name, "state_delete", e),
+            Err(e) => (storage_failed(&data.name, "state_delete", e), 0),
         }
     })
 }
@@ -322,23 +426,28 @@ pub fn now_micros(_env: FunctionEnvMut<HostEnv>) -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-/// Longest log line kept, in bytes; longer ones are cut.
-pub const LOG_LINE_BYTES_MAX: usize = 4096;
-
 pub fn log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
     let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, STATE_CALL_FUEL);
+    if !charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+        return;
+    }
     let Some(memory) = data.memory.as_ref() else { return };
     let view = memory.view(&store);
     let Some((at, len)) = checked(&view, ptr, len) else {
         with_ctx(|ctx| ctx.refuse(INVALID));
         return;
     };
-    let mut line = vec![0u8; len.min(LOG_LINE_BYTES_MAX)];
+    let len = len.min(crate::limits::LOG_LINE_BYTES_MAX);
+    // agent_log rule 1: the budget first, so a dropped line costs no copy.
+    if !data.account.log.lock().unwrap().take(len, std::time::Instant::now()) {
+        with_ctx(|ctx| ctx.abi.log_dropped += 1);
+        return;
+    }
+    let mut line = vec![0u8; len];
     if view.read(at, &mut line).is_err() {
         return;
     }
-    let text = String::from_utf8_lossy(&line);
+    let text = agent_log::escape(&line);
     let (agent, instance) = (&*data.name, data.instance);
     let (shard, conversation) = with_ctx(|ctx| (ctx.router.shard(), ctx.call.conversation_id));
     match level {

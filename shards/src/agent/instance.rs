@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmer::{imports, Function, FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
 
 use super::engine::CompiledAgent;
-use super::host::{self, HostEnv};
+use super::host::{self, HostEnv, InstanceAccount};
 
 /// What came of one call into an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub const BAD_ALLOC: i32 = i32::MIN;
 
 pub struct AgentInstance {
     store: Store,
+    env: FunctionEnv<HostEnv>,
     memory: Memory,
     alloc: TypedFunction<i32, i32>,
     handle: TypedFunction<(i32, i32), i32>,
@@ -42,11 +43,13 @@ pub struct AgentInstance {
 }
 
 impl AgentInstance {
-    /// Instantiates `module` in a store of its own. Does not call `caxton_init`.
-    pub fn new(compiled: &CompiledAgent, name: Arc<str>, instance: u32) -> Result<AgentInstance, String> {
+    /// Instantiates `module` in a store of its own; `state_bytes` is what
+    /// the instance's state holds now. Does not call `caxton_init`.
+    pub fn new(compiled: &CompiledAgent, name: Arc<str>, instance: u32, state_bytes: u64, account: Arc<InstanceAccount>) -> Result<AgentInstance, String> {
         let mut store = Store::new(compiled.engine.clone());
         let module = &compiled.module;
-        let env = FunctionEnv::new(&mut store, HostEnv { memory: None, fuel: None, name, instance });
+        let host = HostEnv::new(name, instance, state_bytes, compiled.limits.state_bytes_max, account);
+        let env = FunctionEnv::new(&mut store, host);
         let imports = imports! {
             "caxton" => {
                 "send" => Function::new_typed_with_env(&mut store, &env, host::send),
@@ -67,7 +70,7 @@ impl AgentInstance {
         let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
         env.as_mut(&mut store).fuel = Some(fuel_left.clone());
-        Ok(AgentInstance { store, memory, alloc, handle, init, fuel_left, fuel_exhausted, fuel_per_call: compiled.fuel_per_call, _instance: instance })
+        Ok(AgentInstance { store, env, memory, alloc, handle, init, fuel_left, fuel_exhausted, fuel_per_call: compiled.fuel_per_call, _instance: instance })
     }
 
     /// Gives the next call its full execution time slice. The "exhausted"
@@ -131,6 +134,11 @@ impl AgentInstance {
             Value::I64(left) => self.fuel_per_call.saturating_sub(left.max(0) as u64),
             _ => 0,
         }
+    }
+
+    /// Bytes its state holds (keys and values).
+    pub fn state_bytes(&self) -> u64 {
+        self.env.as_ref(&self.store).state_bytes
     }
 
     /// Bytes of linear memory the instance has now.

@@ -5,6 +5,8 @@
 //! on its shard's thread and never leaves it; stopping an agent drops the
 //! store and gives its memory back.
 
+pub mod agent_log;
+pub mod bulk_fuel;
 pub mod engine;
 pub mod host;
 pub mod instance;

@@ -1,0 +1,124 @@
+//! An agent's log lines: bounded in rate and volume, and escaped, so that
+//! an agent can neither fill the node's disk nor forge the node's records.
+//!
+//! Rules:
+//! 1. Each instance has a budget of lines and of bytes per second, with a
+//!    burst (token buckets refilled with time). A line past the budget is
+//!    dropped and counted (`caxton_agent_log_dropped_total`).
+//! 2. A line is cut at [`LOG_LINE_BYTES_MAX`] bytes, and every control
+//!    character in it (newlines above all), and the Unicode line and
+//!    paragraph separators, is written escaped (`\n`, `\u{1b}`): an agent's
+//!    text never begins a new record, in the human format or in JSON.
+//! 3. Every line names its agent, instance, shard and conversation (the
+//!    caller's fields), never only the text.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use crate::limits::{AGENT_LOG_BURST_SECONDS, AGENT_LOG_BYTES_PER_S, AGENT_LOG_LINES_PER_S, LOG_LINE_BYTES_MAX};
+
+/// How much an instance may log (rule 1), each with its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Lines per second. Default [`AGENT_LOG_LINES_PER_S`].
+    pub lines_per_s: u32,
+    /// Bytes per second. Default [`AGENT_LOG_BYTES_PER_S`].
+    pub bytes_per_s: u32,
+    /// Seconds of budget that may be spent at once. Default
+    /// [`AGENT_LOG_BURST_SECONDS`].
+    pub burst_s: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits { lines_per_s: AGENT_LOG_LINES_PER_S, bytes_per_s: AGENT_LOG_BYTES_PER_S, burst_s: AGENT_LOG_BURST_SECONDS }
+    }
+}
+
+/// One instance's budget (rule 1).
+#[derive(Debug)]
+pub struct LogBudget {
+    limits: LogLimits,
+    lines: f64,
+    bytes: f64,
+    last: Option<Instant>,
+    /// Lines dropped since the instance started.
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    pub fn new(limits: LogLimits) -> LogBudget {
+        let burst = limits.burst_s.max(1) as f64;
+        LogBudget { limits, lines: limits.lines_per_s as f64 * burst, bytes: limits.bytes_per_s as f64 * burst, last: None, dropped: 0 }
+    }
+
+    /// May a line of `len` bytes be written at `now`? Counts it if not.
+    pub fn take(&mut self, len: usize, now: Instant) -> bool {
+        let burst = self.limits.burst_s.max(1) as f64;
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.lines = (self.lines + dt * self.limits.lines_per_s as f64).min(self.limits.lines_per_s as f64 * burst);
+            self.bytes = (self.bytes + dt * self.limits.bytes_per_s as f64).min(self.limits.bytes_per_s as f64 * burst);
+        }
+        self.last = Some(now);
+        if self.lines < 1.0 || self.bytes < len as f64 {
+            self.dropped += 1;
+            return false;
+        }
+        self.lines -= 1.0;
+        self.bytes -= len as f64;
+        true
+    }
+}
+
+/// An agent's text as it may appear in the node's log (rule 2).
+pub fn escape(raw: &[u8]) -> Cow<'_, str> {
+    let raw = &raw[..raw.len().min(LOG_LINE_BYTES_MAX)];
+    let text = String::from_utf8_lossy(raw);
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lines_and_bytes_are_bounded_with_a_burst_and_refill() {
+        let mut b = LogBudget::new(LogLimits { lines_per_s: 10, bytes_per_s: 1000, burst_s: 2 });
+        let t0 = Instant::now();
+        let taken = (0..100).filter(|_| b.take(10, t0)).count();
+        assert_eq!(taken, 20, "two seconds of lines at once");
+        assert_eq!(b.dropped, 80);
+        assert!(b.take(10, t0 + Duration::from_millis(100)), "a tenth of a second refills one line");
+        assert!(!b.take(10, t0 + Duration::from_millis(100)));
+        let mut big = LogBudget::new(LogLimits { lines_per_s: 1000, bytes_per_s: 1000, burst_s: 1 });
+        assert!(big.take(1000, t0));
+        assert!(!big.take(1, t0), "the bytes bound too");
+    }
+
+    #[test]
+    fn an_agents_text_never_starts_a_record() {
+        assert_eq!(escape(b"plain text"), "plain text");
+        let forged = b"ok\n{\"level\":\"ERROR\",\"fields\":{\"message\":\"forged\"}}\r\x1b[31m\xe2\x80\xa8";
+        let e = escape(forged);
+        assert!(!e.contains('\n') && !e.contains('\r') && !e.contains('\u{1b}') && !e.contains('\u{2028}'), "{e}");
+        assert!(e.starts_with("ok\\n{"), "{e}");
+        assert_eq!(escape(&[b'x'; LOG_LINE_BYTES_MAX + 10]).len(), LOG_LINE_BYTES_MAX, "cut");
+        assert_eq!(escape(b"\xff"), "\u{fffd}", "not UTF-8: replaced");
+    }
+}
