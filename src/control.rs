@@ -31,11 +31,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use caxton_shards::agent::host::{IdGen, API_ORIGIN};
+use caxton_shards::context::{IdGen, API_ORIGIN};
 use caxton_shards::agent::{compile, to_wasm_binary, AgentLimits, CompiledAgent};
 use caxton_shards::command::Reply;
 use caxton_shards::envelope::{is_agent_name, Header};
-use caxton_shards::limits::{AGENT_INSTANCES_MAX, API_NAME_PREFIX};
+use caxton_shards::limits::AGENT_INSTANCES_MAX;
+use caxton_shards::names::{node_prefix, wire_id, API_NAME_PREFIX};
 use caxton_shards::placement::{instance_for, shard_of};
 use caxton_shards::router::RouteError;
 use caxton_shards::limits::{SHARD_STALL_SLICES, WIRE_OUTBOX_BYTES_MAX, WIRE_OUTBOX_MESSAGES_MAX};
@@ -645,7 +646,7 @@ impl Control {
     pub async fn dispatch_replies(self: Arc<Self>, mut replies: mpsc::Receiver<Message>) {
         // `@node/<this node's tag>/api/7` is `@api/7` here (a reply that went
         // round other nodes and came back through an agent on this one).
-        let own_prefix = self.cluster.as_ref().map(|c| caxton_shards::link::frame::node_prefix(&c.view.lock().unwrap().me.name()));
+        let own_prefix = self.cluster.as_ref().map(|c| node_prefix(&c.view.lock().unwrap().me.name()));
         while let Some(message) = replies.recv().await {
             let held = self.outbox.hold(message);
             let receiver = std::str::from_utf8(held.message().receiver()).unwrap_or("");
@@ -657,7 +658,7 @@ impl Control {
                 }
                 None => receiver,
             };
-            if let Some(id) = receiver.strip_prefix("@wire/").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(id) = wire_id(receiver) {
                 let wire = self.wires.lock().unwrap().get(&id).cloned();
                 // Past its own share or the wire outboxes' share, a client
                 // that does not read loses its own replies, counted

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use caxton_shards::envelope::{Header, Message};
 use caxton_shards::limits::{ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BUFFER_BYTES};
+use caxton_shards::names::{NODE_SENDER, WIRE_NAME_PREFIX};
 use caxton_shards::router::RouteError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
@@ -104,7 +105,7 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> std::
 
 fn failure(to: &str, about: &Header, reason: &str) -> Message {
     let header = Header { performative: 9, message_id: 0, conversation_id: about.conversation_id, reply_with: 0, in_reply_to: about.reply_with };
-    Message::encode(&header, b"@node", to.as_bytes(), reason.as_bytes()).expect("a valid failure notice")
+    Message::encode(&header, NODE_SENDER.as_bytes(), to.as_bytes(), reason.as_bytes()).expect("a valid failure notice")
 }
 
 async fn refuse(stream: tokio::net::TcpStream, why: &str) -> std::io::Result<()> {
@@ -142,7 +143,7 @@ async fn connection(control: Arc<Control>, stream: tokio::net::TcpStream, token:
         return Ok(());
     }
     let (id, outbox, mut rx) = control.register_wire();
-    let name = format!("@wire/{id}");
+    let name = format!("{WIRE_NAME_PREFIX}{id}");
     write_frame(&mut wr, format!("{HELLO} ok {name}").as_bytes()).await?;
     wr.flush().await?;
     let counter = control.clone();

@@ -1,4 +1,6 @@
-//! The message envelope of ABI version 1: encode, decode, validate.
+//! Messages: an owned, validated envelope of ABI version 1, as the runtime
+//! moves it between mailboxes, shards and nodes. The format itself (header,
+//! names, limits) is `caxton_abi`'s, shared with agents and clients.
 //!
 //! Layout, little-endian, a 44-byte header then the variable fields:
 //!
@@ -23,151 +25,24 @@
 //! 2. The receiver is never empty; the sender may be empty only in an envelope
 //!    an agent hands to `send`, where the host overwrites it.
 
-use crate::limits::{CONTENT_BYTES_MAX, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, NAME_BYTES_MAX};
+use crate::limits::{CONTENT_BYTES_MAX, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES};
 
-pub const VERSION: u8 = 1;
+pub use caxton_abi::envelope::{check_fields, write_header};
+pub use caxton_abi::{decode_header, is_agent_name, is_endpoint_name, is_runtime_name, EnvelopeError, Header, Lengths, Performative, VERSION};
 
-/// FIPA performatives, in ABI order.
-pub const PERFORMATIVES: [&str; 11] = [
-    "request",
-    "inform",
-    "query_if",
-    "query_ref",
-    "propose",
-    "accept_proposal",
-    "reject_proposal",
-    "agree",
-    "refuse",
-    "failure",
-    "not_understood",
-];
+/// FIPA performatives, in ABI order (`caxton_abi::PERFORMATIVE_NAMES`).
+pub const PERFORMATIVES: [&str; 11] = caxton_abi::PERFORMATIVE_NAMES;
 
 pub fn performative_code(name: &str) -> Option<u8> {
-    PERFORMATIVES.iter().position(|p| *p == name).map(|i| i as u8)
+    Performative::from_name(name).map(Performative::code)
 }
 
 pub fn performative_name(code: u8) -> &'static str {
-    PERFORMATIVES[code as usize]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnvelopeError {
-    /// Malformed: wrong version, lengths that do not add up, a bad name.
-    Invalid(&'static str),
-    /// Content or the whole envelope is over its limit.
-    TooLarge,
-}
-
-impl std::fmt::Display for EnvelopeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EnvelopeError::Invalid(why) => write!(f, "invalid envelope: {why}"),
-            EnvelopeError::TooLarge => write!(f, "envelope too large (content at most {CONTENT_BYTES_MAX} bytes)"),
-        }
-    }
-}
-
-/// The fixed fields a sender chooses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Header {
-    pub performative: u8,
-    pub message_id: u64,
-    pub conversation_id: u64,
-    pub reply_with: u64,
-    pub in_reply_to: u64,
-}
-
-/// Lengths of the variable fields, read from a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lengths {
-    pub sender: usize,
-    pub receiver: usize,
-    pub content: usize,
-}
-
-impl Lengths {
-    pub fn total(&self) -> usize {
-        ENVELOPE_HEADER_BYTES + self.sender + self.receiver + self.content
-    }
-}
-
-/// Checks the fixed header and returns the fields and the variable lengths.
-/// `total` is the length the caller claims for the whole envelope.
-pub fn decode_header(head: &[u8; ENVELOPE_HEADER_BYTES], total: usize) -> Result<(Header, Lengths), EnvelopeError> {
-    if head[0] != VERSION {
-        return Err(EnvelopeError::Invalid("unsupported version"));
-    }
-    if head[1] as usize >= PERFORMATIVES.len() {
-        return Err(EnvelopeError::Invalid("unknown performative"));
-    }
-    if head[2] != 0 || head[3] != 0 || head[38] != 0 || head[39] != 0 {
-        return Err(EnvelopeError::Invalid("flags and reserved bytes must be 0"));
-    }
-    let lengths = Lengths {
-        sender: head[36] as usize,
-        receiver: head[37] as usize,
-        content: u32::from_le_bytes(head[40..44].try_into().unwrap()) as usize,
-    };
-    if lengths.content > CONTENT_BYTES_MAX {
-        return Err(EnvelopeError::TooLarge);
-    }
-    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
-        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
-    }
-    if lengths.receiver == 0 {
-        return Err(EnvelopeError::Invalid("empty receiver"));
-    }
-    if lengths.total() != total {
-        return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
-    }
-    let header = Header {
-        performative: head[1],
-        message_id: read_u64(head, 4),
-        conversation_id: read_u64(head, 12),
-        reply_with: read_u64(head, 20),
-        in_reply_to: read_u64(head, 28),
-    };
-    Ok((header, lengths))
+    Performative::from_code(code).map_or("unknown", Performative::name)
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
-}
-
-fn write_header(buf: &mut [u8], header: &Header, lengths: Lengths) {
-    debug_assert!(buf.len() >= ENVELOPE_HEADER_BYTES);
-    buf[0] = VERSION;
-    buf[1] = header.performative;
-    buf[2..4].fill(0);
-    buf[4..12].copy_from_slice(&header.message_id.to_le_bytes());
-    buf[12..20].copy_from_slice(&header.conversation_id.to_le_bytes());
-    buf[20..28].copy_from_slice(&header.reply_with.to_le_bytes());
-    buf[28..36].copy_from_slice(&header.in_reply_to.to_le_bytes());
-    buf[36] = lengths.sender as u8;
-    buf[37] = lengths.receiver as u8;
-    buf[38..40].fill(0);
-    buf[40..44].copy_from_slice(&(lengths.content as u32).to_le_bytes());
-}
-
-/// Is `name` a valid agent name: 1..=64 bytes of `[a-z0-9._-]`?
-pub fn is_agent_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= NAME_BYTES_MAX
-        && name.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Is `name` a valid runtime name: `@` then 1..=63 bytes of `[a-z0-9._/-]`?
-pub fn is_runtime_name(name: &[u8]) -> bool {
-    name.len() >= 2
-        && name.len() <= NAME_BYTES_MAX
-        && name[0] == crate::limits::RUNTIME_NAME_PREFIX
-        && name[1..]
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-}
-
-pub fn is_endpoint_name(name: &[u8]) -> bool {
-    is_agent_name(name) || is_runtime_name(name)
 }
 
 /// One encoded, validated envelope. See rule 1.
@@ -197,24 +72,10 @@ impl Message {
     /// Encodes a message. Names must be valid endpoint names (the sender may
     /// be empty) and the content within [`CONTENT_BYTES_MAX`].
     pub fn encode(header: &Header, sender: &[u8], receiver: &[u8], content: &[u8]) -> Result<Message, EnvelopeError> {
-        if content.len() > CONTENT_BYTES_MAX {
-            return Err(EnvelopeError::TooLarge);
-        }
-        if header.performative as usize >= PERFORMATIVES.len() {
-            return Err(EnvelopeError::Invalid("unknown performative"));
-        }
-        if !(sender.is_empty() || is_endpoint_name(sender)) || !is_endpoint_name(receiver) {
-            return Err(EnvelopeError::Invalid("bad name"));
-        }
-        let lengths = Lengths { sender: sender.len(), receiver: receiver.len(), content: content.len() };
+        let lengths = check_fields(header, sender, receiver, content.len())?;
         let mut buf = vec![0u8; lengths.total()];
-        write_header(&mut buf, header, lengths);
-        let mut at = ENVELOPE_HEADER_BYTES;
-        for field in [sender, receiver, content] {
-            buf[at..at + field.len()].copy_from_slice(field);
-            at += field.len();
-        }
-        debug_assert_eq!(at, buf.len());
+        let written = caxton_abi::encode_into(&mut buf, header, sender, receiver, content)?;
+        debug_assert_eq!(written, buf.len());
         Ok(Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local })
     }
 
@@ -247,21 +108,9 @@ impl Message {
 
     /// Decodes and validates bytes received from outside (tests, the wire).
     pub fn decode(buf: Vec<u8>) -> Result<Message, EnvelopeError> {
-        if buf.len() > ENVELOPE_BYTES_MAX {
-            return Err(EnvelopeError::TooLarge);
-        }
-        let head: &[u8; ENVELOPE_HEADER_BYTES] = buf
-            .get(..ENVELOPE_HEADER_BYTES)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
-        let (_, lengths) = decode_header(head, buf.len())?;
-        let message = Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local };
-        let sender = message.sender();
-        if !(sender.is_empty() || is_endpoint_name(sender)) || !is_endpoint_name(message.receiver()) {
-            return Err(EnvelopeError::Invalid("bad name"));
-        }
-        debug_assert_eq!(message.content().len(), lengths.content);
-        Ok(message)
+        debug_assert!(ENVELOPE_BYTES_MAX == caxton_abi::ENVELOPE_BYTES_MAX);
+        caxton_abi::Envelope::parse(&buf)?;
+        Ok(Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local })
     }
 
     pub fn sent_ns(&self) -> u64 {
@@ -405,18 +254,6 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(Message::decode(bytes).unwrap_err(), want);
         }
-    }
-
-    #[test]
-    fn names_follow_the_abi_alphabet() {
-        assert!(is_agent_name(b"echo-1.a_b"));
-        assert!(!is_agent_name(b""));
-        assert!(!is_agent_name(b"Echo"));
-        assert!(!is_agent_name(&[b'a'; 65]));
-        assert!(is_agent_name(&[b'a'; 64]));
-        assert!(is_runtime_name(b"@api/17"));
-        assert!(!is_runtime_name(b"@"));
-        assert!(!is_agent_name(b"@api/1"));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!
 //! Modules, one concept each:
 //! - [`limits`]: every limit, with its default, cost and what happens past it;
-//! - [`envelope`]: the ABI v1 message encoding;
+//! - [`envelope`]: messages, owned and validated (the format is `caxton_abi`'s);
+//! - [`context`]: the shard's state that host functions and link tasks reach;
+//! - [`names`]: the runtime's own names (`@api/…`, `@wire/…`, `@node/…`);
 //! - [`placement`]: which shard hosts which instance (a stable hash);
 //! - [`agent`]: the wasmer engine, an instance's lifecycle, the host functions;
 //! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
@@ -23,12 +25,14 @@
 pub mod agent;
 pub mod clock;
 pub mod command;
+pub mod context;
 pub mod envelope;
 pub mod executor;
 pub mod limits;
 pub mod link;
 pub mod mesh;
 pub mod metrics;
+pub mod names;
 pub mod placement;
 pub mod router;
 pub mod runtime_outbox;

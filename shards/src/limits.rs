@@ -11,27 +11,28 @@
 
 // ---------------------------------------------------------------- names
 
+// The ABI's own limits are `caxton_abi`'s (shared with agents and clients);
+// they are named here too, so that every limit has one place to look.
+
 /// Longest agent name, in bytes. Names are 1..=64 bytes of `[a-z0-9._-]`.
 /// Exceeded: deploy answers 400; an envelope naming it is invalid (-3).
-pub const NAME_BYTES_MAX: usize = 64;
+pub const NAME_BYTES_MAX: usize = caxton_abi::NAME_BYTES_MAX;
 
 /// Prefix of names that belong to the runtime itself (not to agents).
-pub const RUNTIME_NAME_PREFIX: u8 = b'@';
+pub const RUNTIME_NAME_PREFIX: u8 = caxton_abi::RUNTIME_NAME_PREFIX;
 
-/// Prefix of the names the REST API uses as senders (`@api/<n>`).
-pub const API_NAME_PREFIX: &str = "@api/";
 
 // ---------------------------------------------------------------- envelope
 
 /// Size of the fixed envelope header, in bytes (ABI version 1).
-pub const ENVELOPE_HEADER_BYTES: usize = 44;
+pub const ENVELOPE_HEADER_BYTES: usize = caxton_abi::HEADER_BYTES;
 
 /// Largest message content, in bytes (1 MiB). Exceeded: `send` returns -4,
 /// the REST API answers 413.
-pub const CONTENT_BYTES_MAX: usize = 1024 * 1024;
+pub const CONTENT_BYTES_MAX: usize = caxton_abi::CONTENT_BYTES_MAX;
 
 /// Largest encoded envelope, in bytes: header, two names and the content.
-pub const ENVELOPE_BYTES_MAX: usize = ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX + CONTENT_BYTES_MAX;
+pub const ENVELOPE_BYTES_MAX: usize = caxton_abi::ENVELOPE_BYTES_MAX;
 
 // ---------------------------------------------------------------- agents
 
@@ -111,10 +112,10 @@ pub const WASM_PAGE_BYTES: usize = 64 * 1024;
 // ---------------------------------------------------------------- state
 
 /// Longest state key, in bytes. Exceeded: `state_*` returns -4.
-pub const STATE_KEY_BYTES_MAX: usize = 1024;
+pub const STATE_KEY_BYTES_MAX: usize = caxton_abi::STATE_KEY_BYTES_MAX;
 
 /// Largest state value, in bytes (1 MiB). Exceeded: `state_put` returns -4.
-pub const STATE_VALUE_BYTES_MAX: usize = 1024 * 1024;
+pub const STATE_VALUE_BYTES_MAX: usize = caxton_abi::STATE_VALUE_BYTES_MAX;
 
 /// Most state records written in one transaction (ADR-0017
 /// `batch_write_size`). A tick commits as soon as it reaches this many.
@@ -138,7 +139,7 @@ pub const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
 /// Most state writes one handler call may make; they must fit one batch so
 /// that a handler's writes commit (or roll back) together.
 /// Exceeded: `state_put`/`state_delete` return -5.
-pub const STATE_WRITES_PER_HANDLER_MAX: usize = STATE_BATCH_RECORDS_MAX;
+pub const STATE_WRITES_PER_HANDLER_MAX: usize = caxton_abi::STATE_WRITES_PER_HANDLER_MAX;
 
 // ---------------------------------------------------------------- agent logs
 

@@ -24,7 +24,8 @@ use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 use crate::agent::CompiledAgent;
 
-use crate::agent::host::{self, IdGen, InstanceAccount, ShardCtx};
+use crate::agent::host::InstanceAccount;
+use crate::context::{self, IdGen, ShardCtx};
 use crate::agent::{AgentInstance, Outcome};
 use crate::command::{ClusterUpdate, Command, InstanceReport, InstanceStats, ShardStats};
 use crate::link::table::LinkLimits;
@@ -38,7 +39,7 @@ use crate::limits::{
 };
 use crate::metrics::ALERT_WINDOW_MS;
 use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
-use crate::router::{ApiSink, DeadLetter, LocalId, NodeQueueLimits, RouteError, Router, RouterLimits, DEAD_LETTER_REASONS};
+use crate::router::{ApiSink, DeadLetter, LocalId, NodeQueueLimits, RouteError, Router, RouterLimits};
 use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig};
 
 /// Everything a shard needs, built on the node's thread and sent to the
@@ -180,7 +181,7 @@ impl Shard {
         let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
         let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids, setup.disk)));
-        host::install(ctx.clone());
+        context::install(ctx.clone());
         let link = setup.link.map(Rc::new);
         if let Some(link) = &link {
             crate::link::io::start_acceptor(ctx.clone(), link.clone(), setup.bell.clone())?;
@@ -434,7 +435,7 @@ impl Shard {
                         ctx.router.dead_letter(DeadLetter::NodeDown, m);
                     }
                 }
-                ClusterUpdate::Route { agent, node } => ctx.router.remote.set_route(&agent, node.as_deref()),
+                ClusterUpdate::Route { agent, node } => ctx.router.set_route(&agent, node.as_deref()),
             }
         }
     }
@@ -688,7 +689,7 @@ impl Shard {
             busy: c.busy,
             busy_bytes: c.busy_bytes,
             not_found: c.not_found,
-            dead_letters: DEAD_LETTER_REASONS.iter().zip(c.dead_letters).map(|((_, name), n)| (*name, n)).collect(),
+            dead_letters: c.dead_letters.by_label().collect(),
             abi_invalid: ctx.abi.invalid,
             abi_too_large: ctx.abi.too_large,
             abi_over_limit: ctx.abi.over_limit,

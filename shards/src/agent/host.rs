@@ -1,12 +1,13 @@
-//! Host functions of ABI version 1 (module `caxton`), and the shard context
-//! they reach.
+//! Host functions of ABI version 1 (module `caxton`). They reach the shard
+//! through its context (`crate::context`).
 //!
 //! Rules:
 //! 1. A host function never panics and never traps on bad input from the
 //!    agent: it returns a negative code and counts the misuse.
 //! 2. Host functions reach the shard's router and store through the shard
-//!    context installed for the current thread (`install`). The shard loop
-//!    never holds a borrow of that context across a call into WebAssembly.
+//!    context installed for the current thread (`context::install`). The
+//!    shard loop never holds a borrow of that context across a call into
+//!    WebAssembly.
 //! 3. Every pointer and length from the agent is checked against its memory's
 //!    current size before use.
 //! 4. An instance's state is bounded in bytes (keys and values, its quota)
@@ -16,8 +17,6 @@
 //!    them: a call the fuel left cannot pay for does nothing, and the
 //!    handler is stopped at its next metered block.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
@@ -28,19 +27,10 @@ use crate::limits::{
     BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX,
     STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
-use crate::storage::DiskFloor;
-use crate::router::{RouteError, Router};
-use crate::storage::ShardStore;
+use crate::context::{with_ctx, ShardCtx};
+use crate::router::RouteError;
 
-/// ABI result codes.
-pub const OK: i32 = 0;
-pub const NOT_FOUND: i32 = -1;
-pub const BUSY: i32 = -2;
-pub const INVALID: i32 = -3;
-pub const TOO_LARGE: i32 = -4;
-pub const OVER_LIMIT: i32 = -5;
-/// The receiver's node is down (cluster): the send fails fast.
-pub const UNREACHABLE: i32 = -6;
+pub use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE, UNREACHABLE};
 
 /// What each instance's host functions know about their caller.
 pub struct HostEnv {
@@ -104,98 +94,6 @@ fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
     let paid = left >= points;
     let _ = fuel.set(store, Value::I64(if paid { left - points } else { 0 }));
     paid
-}
-
-/// Message ids: 8 bits of boot epoch, 8 bits of origin (shard index, or 255
-/// for the API), 37 bits of counter: 53 bits in all, so an id survives JSON
-/// clients that hold numbers as doubles. Unique per node until the counter
-/// wraps (1.4e11 messages from one origin in one boot) or across 256 boots.
-#[derive(Debug, Clone)]
-pub struct IdGen {
-    prefix: u64,
-    counter: u64,
-}
-
-pub const API_ORIGIN: u8 = 255;
-
-impl IdGen {
-    pub fn new(boot_epoch: u64, origin: u8) -> IdGen {
-        IdGen { prefix: ((boot_epoch & 0xFF) << 45) | ((origin as u64) << 37), counter: 0 }
-    }
-
-    pub fn next_id(&mut self) -> u64 {
-        self.counter = (self.counter + 1) & ((1 << 37) - 1);
-        let id = self.prefix | self.counter;
-        debug_assert!(id < 1 << 53);
-        id
-    }
-}
-
-/// Misuse of the ABI, counted by kind (rule 1), and what limits refused.
-#[derive(Debug, Default, Clone)]
-pub struct AbiCounters {
-    pub invalid: u64,
-    pub too_large: u64,
-    pub over_limit: u64,
-    /// `state_put`s refused by an instance's quota, and by the disk floor.
-    pub state_refused_quota: u64,
-    pub state_refused_disk: u64,
-    /// Log lines dropped by instances' budgets.
-    pub log_dropped: u64,
-}
-
-/// The per-call state of the handler now running.
-#[derive(Debug, Default)]
-pub struct CallState {
-    pub writes: usize,
-    /// Conversation of the message being handled (0 in `caxton_init`), for logs.
-    pub conversation_id: u64,
-}
-
-/// Everything on a shard that host functions touch.
-pub struct ShardCtx {
-    pub router: Router,
-    pub store: ShardStore,
-    pub ids: IdGen,
-    pub call: CallState,
-    pub abi: AbiCounters,
-    /// The node's free-space floor (rule 4).
-    pub disk: Arc<DiskFloor>,
-    scratch: Vec<u8>,
-}
-
-impl ShardCtx {
-    pub fn new(router: Router, store: ShardStore, ids: IdGen, disk: Arc<DiskFloor>) -> ShardCtx {
-        ShardCtx { router, store, ids, call: CallState::default(), abi: AbiCounters::default(), disk, scratch: Vec::new() }
-    }
-
-    fn refuse(&mut self, code: i32) -> i32 {
-        match code {
-            INVALID => self.abi.invalid += 1,
-            TOO_LARGE => self.abi.too_large += 1,
-            OVER_LIMIT => self.abi.over_limit += 1,
-            _ => {}
-        }
-        code
-    }
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<RefCell<ShardCtx>>>> = const { RefCell::new(None) };
-}
-
-/// Makes `ctx` the context of host calls on this thread (rule 2).
-pub fn install(ctx: Rc<RefCell<ShardCtx>>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
-}
-
-fn with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> R {
-    CURRENT.with(|c| {
-        let slot = c.borrow();
-        let ctx = slot.as_ref().expect("host function called outside a shard");
-        let mut ctx = ctx.borrow_mut();
-        f(&mut ctx)
-    })
 }
 
 /// Checks `ptr..ptr+len` lies inside the memory (rule 3).

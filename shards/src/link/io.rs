@@ -44,9 +44,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{SockRef, TcpKeepalive};
 
-use super::frame::{decode_head, encode_challenge, encode_hello, rewrite_on_arrival, take_frames, ACK_BYTES};
+use super::frame::{decode_head, encode_challenge, encode_hello, take_frames, ACK_BYTES};
+use crate::names::rewrite_on_arrival;
 use super::table::{NodeIdx, SlotState};
-use crate::agent::host::ShardCtx;
+use crate::context::ShardCtx;
 use crate::envelope::RoutePath;
 use crate::limits::{
     LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_PENDING_HANDSHAKES_MAX, LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX,
@@ -283,7 +284,7 @@ async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut 
 }
 
 async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &str) {
-    let from_prefix = super::frame::node_prefix(from);
+    let from_prefix = crate::names::node_prefix(from);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut frames = Vec::new();

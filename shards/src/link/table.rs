@@ -1,5 +1,6 @@
 //! What one shard knows of the other nodes: who they are, whether they are
-//! alive, which agent names they host, and the messages queued for them.
+//! alive, and the messages queued for them (which names they host is
+//! routing: `router::directory`).
 //! Pure data, no I/O: the router reads and fills it inside a tick, the link
 //! tasks (`io`) drain and fill it between ticks, on the same thread.
 //!
@@ -50,6 +51,15 @@ pub enum SlotState {
     Connecting,
     /// A writer task owns a connection and waits on `waker`.
     Open,
+}
+
+/// Why a message to a node cannot be queued (rules 2, 3 and 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRefusal {
+    /// The node is down: fail fast.
+    Down,
+    /// Its outbox has no room now, by count or by bytes.
+    Full { bytes_bound: bool },
 }
 
 /// Why an acknowledgement was refused (rule 4): the peer broke the protocol.
@@ -192,7 +202,6 @@ pub struct RemoteTable {
     nodes: Vec<RemoteNode>,
     by_name: HashMap<Arc<str>, NodeIdx>,
     by_tag: HashMap<u64, NodeIdx>,
-    routes: HashMap<Box<str>, NodeIdx>,
     limits: LinkLimits,
     /// Bytes of every message queued or unacknowledged, all nodes, and of
     /// the reserved ones (rule 6).
@@ -216,11 +225,10 @@ impl RemoteTable {
         assert!(limits.outbox_bytes_max > 0 && limits.inbound_bytes_max > 0);
         RemoteTable {
             self_name: self_name.into(),
-            self_prefix: super::frame::node_prefix(self_name),
+            self_prefix: crate::names::node_prefix(self_name),
             nodes: Vec::new(),
             by_name: HashMap::new(),
             by_tag: HashMap::new(),
-            routes: HashMap::new(),
             limits,
             queued_bytes: 0,
             reserved_bytes: 0,
@@ -263,7 +271,7 @@ impl RemoteTable {
                 let n = self.nodes.len() as NodeIdx;
                 let name: Arc<str> = name.into();
                 let slots = (0..self.limits.slots_per_node).map(|_| Slot::new()).collect();
-                self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: super::frame::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
+                self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: crate::names::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
                 return Vec::new();
@@ -292,26 +300,15 @@ impl RemoteTable {
         lost
     }
 
-    pub fn set_route(&mut self, agent: &str, node: Option<&str>) {
-        match node.and_then(|name| self.by_name.get(name).copied()) {
-            Some(n) => {
-                self.routes.insert(agent.into(), n);
-            }
-            None => {
-                self.routes.remove(agent);
-            }
-        }
-    }
-
-    /// The node hosting `agent`, if it is remote.
-    pub fn route(&self, agent: &str) -> Option<NodeIdx> {
-        self.routes.get(agent).copied()
+    /// The index of node `name`, if known.
+    pub fn node_index(&self, name: &str) -> Option<NodeIdx> {
+        self.by_name.get(name).copied()
     }
 
     /// The node of a node-qualified runtime name (frame rule 3), unless it
     /// is this node.
     pub fn node_of_runtime_name(&self, receiver: &[u8]) -> Option<NodeIdx> {
-        let tag = super::frame::tag_of(receiver)?;
+        let tag = crate::names::tag_of(receiver)?;
         self.by_tag.get(&tag).copied()
     }
 
@@ -335,17 +332,17 @@ impl RemoteTable {
     }
 
     /// Room for one more message of `bytes` to `n`? (rules 2, 3 and 6)
-    pub fn reserve(&mut self, n: NodeIdx, bytes: usize) -> Result<(), crate::router::RouteError> {
+    pub fn reserve(&mut self, n: NodeIdx, bytes: usize) -> Result<(), NodeRefusal> {
         let node = &mut self.nodes[n as usize];
         if !node.alive {
-            return Err(crate::router::RouteError::Unreachable);
+            return Err(NodeRefusal::Down);
         }
         if node.queued + node.reserved >= self.limits.outbox_messages_max {
-            return Err(crate::router::RouteError::Busy);
+            return Err(NodeRefusal::Full { bytes_bound: false });
         }
         if self.queued_bytes + self.reserved_bytes + bytes > self.limits.outbox_bytes_max {
             self.counters.busy_bytes += 1;
-            return Err(crate::router::RouteError::Busy);
+            return Err(NodeRefusal::Full { bytes_bound: true });
         }
         node.reserved += 1;
         self.reserved_bytes += bytes;
@@ -551,7 +548,6 @@ impl RemoteTable {
 mod tests {
     use super::*;
     use crate::envelope::Header;
-    use crate::router::RouteError;
 
     fn msg(conversation_id: u64) -> Message {
         Message::encode(&Header { conversation_id, ..Default::default() }, b"a", b"far", b"x").unwrap()
@@ -580,19 +576,18 @@ mod tests {
     fn a_conversation_keeps_to_one_slot_and_the_outbox_is_bounded() {
         let mut t = RemoteTable::new("127.0.0.1:7000", limits(4, 3));
         t.set_node("127.0.0.2:7000", "127.0.0.2:7000".parse().unwrap(), true, false);
-        t.set_route("far", Some("127.0.0.2:7000"));
-        let n = t.route("far").unwrap();
+        let n = t.node_index("127.0.0.2:7000").unwrap();
         for _ in 0..3 {
             queue(&mut t, n, msg(6));
         }
-        assert_eq!(t.reserve(n, 1), Err(RouteError::Busy));
+        assert_eq!(t.reserve(n, 1), Err(NodeRefusal::Full { bytes_bound: false }));
         assert_eq!(t.node(n).slots[2].queue.len(), 3, "conversation 6 mod 4 slots");
         assert_eq!(t.wanted, vec![(n, 2)], "one connection asked for");
         // Written, then acknowledged: only then is there room again.
         let generation = t.node(n).slots[2].generation;
         let conn = t.connected(n, 2);
         write_all(&mut t, n, 2);
-        assert_eq!(t.reserve(n, 1), Err(RouteError::Busy), "unacknowledged still count");
+        assert_eq!(t.reserve(n, 1), Err(NodeRefusal::Full { bytes_bound: false }), "unacknowledged still count");
         t.acknowledged(n, 2, generation, conn, 2).unwrap();
         assert!(t.reserve(n, 1).is_ok());
         t.cancel(n, 1);
@@ -609,7 +604,7 @@ mod tests {
         queue(&mut t, 0, msg(1));
         queue(&mut t, 1, msg(1));
         t.reserve(0, one).unwrap();
-        assert_eq!(t.reserve(1, one), Err(RouteError::Busy), "the bound is the shard's, all nodes together");
+        assert_eq!(t.reserve(1, one), Err(NodeRefusal::Full { bytes_bound: true }), "the bound is the shard's, all nodes together");
         assert_eq!(t.counters.busy_bytes, 1);
         t.cancel(0, one);
         assert!(t.reserve(1, one).is_ok());
@@ -675,7 +670,7 @@ mod tests {
         let lost = t.set_node("b:1", addr, false, false);
         assert_eq!(lost.len(), 1);
         assert_eq!((t.node(0).queued, t.queued_bytes()), (0, 0));
-        assert_eq!(t.reserve(0, 1), Err(RouteError::Unreachable));
+        assert_eq!(t.reserve(0, 1), Err(NodeRefusal::Down));
         assert_eq!(t.states(), [0, 0, 1]);
         assert!(t.set_node("b:1", addr, true, false).is_empty());
         assert!(t.reserve(0, 1).is_ok());

@@ -1,5 +1,13 @@
-//! Routing on one shard: the directory of agent names, the mailboxes of the
-//! local instances, the run queue, and the outbox of the current tick.
+//! Routing on one shard: where a message goes, and the room it needs there.
+//!
+//! - [`directory`]: agent names, their instances, and names on other nodes;
+//! - [`mailboxes`]: the local instances' mailboxes and the run queue;
+//! - [`outbox`]: the tick's staged messages and the backlogs to peer shards.
+//!
+//! The protocol every send follows: **reserve → stage → release**. A send
+//! reserves room at its destination, stages the message in the tick's
+//! outbox, and the message is released to its destination when its
+//! handler's effects may be seen (rule 2).
 //!
 //! Rules:
 //! 1. Every queue is bounded, in count and in bytes. A send is admitted only
@@ -16,21 +24,27 @@
 //! 4. A message that cannot be delivered is counted as a dead letter with its
 //!    reason, never dropped silently.
 //!
-//! Steady state allocates nothing here: mailboxes, the run queue and the
-//! outbox are reused `VecDeque`/`Vec`s; only the messages themselves are
-//! buffers.
+//! Steady state allocates nothing here: mailboxes, the run queue, the
+//! outbox and the release buffer are reused `VecDeque`/`Vec`s; only the
+//! messages themselves are buffers.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-
-use crossbeam_channel::TrySendError;
 
 use crate::envelope::Message;
 use crate::limits::RUNTIME_NAME_PREFIX;
+use crate::link::table::NodeRefusal;
 use crate::link::{NodeIdx, RemoteTable};
-use crate::mesh::{Doorbell, MeshEnds, MeshReceiver, MeshSender};
+use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
 use crate::placement::{instance_for, shard_of};
 use crate::runtime_outbox::RuntimeOutbox;
+
+pub mod directory;
+pub mod mailboxes;
+pub mod outbox;
+
+use directory::{DirEntry, Directory};
+use mailboxes::{Full, Mailboxes};
+use outbox::{PeerOutbox, Staged};
 
 /// Index of a local instance's mailbox (and of its agent slot in the shard).
 pub type LocalId = u32;
@@ -65,19 +79,45 @@ pub enum DeadLetter {
     TimedOut,
     /// Queued for a node that went down, or sent to one that is down.
     NodeDown,
-    /// In a batch whose write to a live node failed.
+    /// Sent to a live node and never acknowledged, after every attempt.
     LinkLost,
 }
 
-pub const DEAD_LETTER_REASONS: [(DeadLetter, &str); 7] = [
-    (DeadLetter::UnknownReceiver, "unknown_receiver"),
-    (DeadLetter::CrashedHandler, "crashed_handler"),
-    (DeadLetter::Undeployed, "undeployed"),
-    (DeadLetter::ApiUnavailable, "api_unavailable"),
-    (DeadLetter::TimedOut, "timed_out"),
-    (DeadLetter::NodeDown, "node_down"),
-    (DeadLetter::LinkLost, "link_lost"),
-];
+impl DeadLetter {
+    /// Every reason, in the order of [`DeadLetters`], with its metric label.
+    pub const ALL: [(DeadLetter, &'static str); 7] = [
+        (DeadLetter::UnknownReceiver, "unknown_receiver"),
+        (DeadLetter::CrashedHandler, "crashed_handler"),
+        (DeadLetter::Undeployed, "undeployed"),
+        (DeadLetter::ApiUnavailable, "api_unavailable"),
+        (DeadLetter::TimedOut, "timed_out"),
+        (DeadLetter::NodeDown, "node_down"),
+        (DeadLetter::LinkLost, "link_lost"),
+    ];
+
+    fn index(self) -> usize {
+        DeadLetter::ALL.iter().position(|(r, _)| *r == self).expect("every reason is listed")
+    }
+}
+
+/// Dead letters counted by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetters([u64; 7]);
+
+impl DeadLetters {
+    pub fn add(&mut self, reason: DeadLetter, n: u64) {
+        self.0[reason.index()] += n;
+    }
+
+    pub fn get(&self, reason: DeadLetter) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// (label, count) for every reason.
+    pub fn by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DeadLetter::ALL.iter().map(|(r, label)| (*label, self.get(*r)))
+    }
+}
 
 /// Hands messages addressed to runtime names (`@api/...`, `@wire/...`) to
 /// the node's control plane, bounded in bytes ([`RuntimeOutbox`]).
@@ -96,7 +136,7 @@ pub struct RouterCounters {
     pub busy_bytes: u64,
     /// Sends refused because no agent has the receiver's name.
     pub not_found: u64,
-    pub dead_letters: [u64; 7],
+    pub dead_letters: DeadLetters,
 }
 
 /// The bounds a router enforces (rule 1), derived from the node's settings.
@@ -140,55 +180,24 @@ impl RouterLimits {
     }
 }
 
-struct Mailbox {
-    queue: VecDeque<Message>,
-    /// Bytes of `queue`.
-    bytes: usize,
-    /// Slots and bytes promised to staged messages (rule 1).
-    reserved: usize,
-    reserved_bytes: usize,
-    /// Is this id in the run queue?
-    queued: bool,
-    open: bool,
-}
-
-impl Mailbox {
-    fn has_room(&self, limits: &RouterLimits, bytes: usize) -> bool {
-        self.queue.len() + self.reserved < limits.mailbox_messages_max && self.bytes + self.reserved_bytes + bytes <= limits.mailbox_bytes_max
-    }
-}
-
-/// A name in the node's directory: how many instances, and which are here.
-struct DirEntry {
-    instances: u32,
-    local: Box<[Option<LocalId>]>,
-}
-
-/// What a shard holds in transit to one peer shard.
-struct PeerOutbox {
-    tx: MeshSender,
-    /// Waiting for room in the channel, and their bytes.
-    backlog: VecDeque<Message>,
-    backlog_bytes: usize,
-    /// Promised to staged messages (rule 1).
-    reserved: usize,
-    reserved_bytes: usize,
+/// Bytes of messages a shard holds, by queue (for metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageBytes {
+    pub mailboxes: usize,
+    pub mesh: usize,
+    pub link_outbox: usize,
+    pub link_inbox: usize,
 }
 
 pub struct Router {
     shard: usize,
     shards: usize,
     limits: RouterLimits,
-    /// Messages in all local mailboxes, and slots reserved in them; bytes alike.
-    queued: usize,
-    queued_bytes: usize,
-    reserved_local: usize,
-    reserved_local_bytes: usize,
-    directory: HashMap<Box<str>, DirEntry>,
-    mailboxes: Vec<Mailbox>,
-    free_ids: Vec<LocalId>,
-    run_queue: VecDeque<LocalId>,
-    staged: Vec<(Dest, Message)>,
+    directory: Directory,
+    mailboxes: Mailboxes,
+    staged: Staged,
+    /// Reused by each release, so that releasing allocates nothing.
+    releasing: Vec<(Dest, Message)>,
     peers: Vec<Option<PeerOutbox>>,
     bells: Vec<Arc<Doorbell>>,
     api: ApiSink,
@@ -203,21 +212,15 @@ impl Router {
         let shards = mesh.to.len();
         assert!(shard < shards && mesh.bells.len() == shards);
         assert!(limits.mailbox_messages_max > 0 && limits.shard_queued_messages_max > 0);
-        let peers = mesh.to.into_iter().map(|tx| tx.map(|tx| PeerOutbox { tx, backlog: VecDeque::new(), backlog_bytes: 0, reserved: 0, reserved_bytes: 0 })).collect();
         let router = Router {
             shard,
             shards,
             limits,
-            queued: 0,
-            queued_bytes: 0,
-            reserved_local: 0,
-            reserved_local_bytes: 0,
-            directory: HashMap::new(),
-            mailboxes: Vec::new(),
-            free_ids: Vec::new(),
-            run_queue: VecDeque::new(),
-            staged: Vec::new(),
-            peers,
+            directory: Directory::default(),
+            mailboxes: Mailboxes::new(),
+            staged: Staged::default(),
+            releasing: Vec::new(),
+            peers: mesh.to.into_iter().map(|tx| tx.map(PeerOutbox::new)).collect(),
             bells: mesh.bells,
             api,
             remote,
@@ -237,8 +240,7 @@ impl Router {
 
     /// Counts `n` dead letters at once (a lost link batch).
     pub fn dead_letters(&mut self, reason: DeadLetter, n: u64) {
-        let i = DEAD_LETTER_REASONS.iter().position(|(r, _)| *r == reason).unwrap();
-        self.counters.dead_letters[i] += n;
+        self.counters.dead_letters.add(reason, n);
     }
 
     // ------------------------------------------------------------ directory
@@ -248,25 +250,25 @@ impl Router {
     /// here is refused (the control plane's mistake, never a panic).
     pub fn add_agent(&mut self, name: &str, instances: u32) -> Result<Vec<(u32, LocalId)>, String> {
         assert!(instances > 0);
-        if self.directory.contains_key(name) {
+        if self.directory.contains(name) {
             return Err(format!("agent {name} is already on shard {}", self.shard));
         }
         let mut local = vec![None; instances as usize].into_boxed_slice();
         let mut made = Vec::new();
         for i in 0..instances {
             if shard_of(name.as_bytes(), i, self.shards) == self.shard {
-                let id = self.open_mailbox();
+                let id = self.mailboxes.open();
                 local[i as usize] = Some(id);
                 made.push((i, id));
             }
         }
-        self.directory.insert(name.into(), DirEntry { instances, local });
+        self.directory.add(name, DirEntry { instances, local })?;
         Ok(made)
     }
 
     /// Is `name` in the directory?
     pub fn has_agent(&self, name: &str) -> bool {
-        self.directory.contains_key(name)
+        self.directory.contains(name)
     }
 
     /// Removes a name; its queued messages become dead letters. Returns the
@@ -276,32 +278,17 @@ impl Router {
         let Some(entry) = self.directory.remove(name) else { return Vec::new() };
         let ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
         for &id in &ids {
-            let mailbox = &mut self.mailboxes[id as usize];
-            debug_assert_eq!(mailbox.reserved, 0, "nothing staged, so nothing reserved");
-            let dropped: Vec<Message> = mailbox.queue.drain(..).collect();
-            self.queued -= dropped.len();
-            self.queued_bytes -= mailbox.bytes;
-            mailbox.bytes = 0;
-            mailbox.open = false;
-            mailbox.queued = false;
-            for m in &dropped {
-                self.dead_letter(DeadLetter::Undeployed, m);
+            for m in self.mailboxes.close(id) {
+                self.dead_letter(DeadLetter::Undeployed, &m);
             }
-            self.free_ids.push(id);
         }
-        self.run_queue.retain(|id| !ids.contains(id));
         ids
     }
 
-    fn open_mailbox(&mut self) -> LocalId {
-        let mailbox = Mailbox { queue: VecDeque::new(), bytes: 0, reserved: 0, reserved_bytes: 0, queued: false, open: true };
-        if let Some(id) = self.free_ids.pop() {
-            self.mailboxes[id as usize] = mailbox;
-            id
-        } else {
-            self.mailboxes.push(mailbox);
-            (self.mailboxes.len() - 1) as LocalId
-        }
+    /// `agent` lives on node `node` (by name), or nowhere known, as gossip
+    /// says. A node must be known to the remote table first.
+    pub fn set_route(&mut self, agent: &str, node: Option<&str>) {
+        self.directory.set_remote(agent, node.and_then(|n| self.remote.node_index(n)));
     }
 
     // ------------------------------------------------------------ resolve and stage
@@ -309,13 +296,13 @@ impl Router {
     /// Where a message to `receiver` goes (placement rules of `placement`).
     pub fn resolve(&self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
         if receiver.first() == Some(&RUNTIME_NAME_PREFIX) {
-            // `@node/<tag>/...`: a runtime name of another node (link frame
-            // rule 3). `@api/...`, `@wire/...`: the control plane's.
+            // `@node/<tag>/...`: a runtime name of another node (names rule
+            // 2). `@api/...`, `@wire/...`: the control plane's.
             return Ok(self.remote.node_of_runtime_name(receiver).map_or(Dest::Api, Dest::Node));
         }
         let name = std::str::from_utf8(receiver).map_err(|_| RouteError::UnknownReceiver)?;
         let Some(entry) = self.directory.get(name) else {
-            return self.remote.route(name).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+            return self.directory.remote(name).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
         };
         let instance = instance_for(conversation_id, sender, entry.instances);
         match entry.local[instance as usize] {
@@ -324,60 +311,36 @@ impl Router {
         }
     }
 
-    fn busy(&mut self, bytes_bound: bool) -> Result<(), RouteError> {
+    fn busy(&mut self, bytes_bound: bool) -> RouteError {
         self.counters.busy += 1;
         if bytes_bound {
             self.counters.busy_bytes += 1;
         }
-        Err(RouteError::Busy)
-    }
-
-    /// Is there room in the shard's mailboxes, in count and bytes? (rule 1)
-    fn shard_has_room(&self, bytes: usize) -> (bool, bool) {
-        let count = self.queued + self.reserved_local < self.limits.shard_queued_messages_max;
-        let size = self.queued_bytes + self.reserved_local_bytes + bytes <= self.limits.shard_queued_bytes_max;
-        (count, size)
+        RouteError::Busy
     }
 
     /// Reserves room for a message of `bytes` at `dest` (rule 1).
     pub fn reserve(&mut self, dest: Dest, bytes: usize) -> Result<(), RouteError> {
         match dest {
-            Dest::Local(id) => {
-                let (count, size) = self.shard_has_room(bytes);
-                let mailbox = &self.mailboxes[id as usize];
-                debug_assert!(mailbox.open);
-                if !count || !size || !mailbox.has_room(&self.limits, bytes) {
-                    let bytes_bound = count && mailbox.queue.len() + mailbox.reserved < self.limits.mailbox_messages_max;
-                    return self.busy(bytes_bound);
-                }
-                let mailbox = &mut self.mailboxes[id as usize];
-                mailbox.reserved += 1;
-                mailbox.reserved_bytes += bytes;
-                self.reserved_local += 1;
-                self.reserved_local_bytes += bytes;
-            }
+            Dest::Local(id) => match self.mailboxes.room(id, bytes, &self.limits) {
+                Ok(()) => self.mailboxes.reserve(id, bytes),
+                Err(full) => return Err(self.busy(full == Full::Bytes)),
+            },
             Dest::Peer(p) => {
-                let peer = self.peers[p].as_ref().expect("no channel to this shard itself");
-                let count = peer.backlog.len() + peer.reserved + peer.tx.len() < self.limits.peer_in_flight_messages_max;
-                let in_flight = peer.backlog_bytes + peer.reserved_bytes + peer.tx.bytes_in_flight() as usize;
-                if !count || in_flight + bytes > self.limits.peer_in_flight_bytes_max {
-                    return self.busy(count);
-                }
-                let peer = self.peers[p].as_mut().unwrap();
-                peer.reserved += 1;
-                peer.reserved_bytes += bytes;
-            }
-            Dest::Node(n) => {
-                if let Err(e) = self.remote.reserve(n, bytes) {
-                    if e == RouteError::Busy {
-                        self.counters.busy += 1;
-                    }
-                    return Err(e);
+                let peer = self.peers[p].as_mut().expect("no channel to this shard itself");
+                match peer.room(bytes, self.limits.peer_in_flight_messages_max, self.limits.peer_in_flight_bytes_max) {
+                    Ok(()) => peer.reserve(bytes),
+                    Err(bytes_bound) => return Err(self.busy(bytes_bound)),
                 }
             }
+            Dest::Node(n) => match self.remote.reserve(n, bytes) {
+                Ok(()) => {}
+                Err(NodeRefusal::Down) => return Err(RouteError::Unreachable),
+                Err(NodeRefusal::Full { bytes_bound }) => return Err(self.busy(bytes_bound)),
+            },
             Dest::Api => {
                 if !self.api.has_room(bytes) {
-                    return self.busy(true);
+                    return Err(self.busy(true));
                 }
             }
         }
@@ -387,18 +350,8 @@ impl Router {
     /// Gives back room that `reserve` granted for a message never staged.
     pub fn cancel_reservation(&mut self, dest: Dest, bytes: usize) {
         match dest {
-            Dest::Local(id) => {
-                let mailbox = &mut self.mailboxes[id as usize];
-                mailbox.reserved -= 1;
-                mailbox.reserved_bytes -= bytes;
-                self.reserved_local -= 1;
-                self.reserved_local_bytes -= bytes;
-            }
-            Dest::Peer(p) => {
-                let peer = self.peers[p].as_mut().unwrap();
-                peer.reserved -= 1;
-                peer.reserved_bytes -= bytes;
-            }
+            Dest::Local(id) => self.mailboxes.cancel(id, bytes),
+            Dest::Peer(p) => self.peers[p].as_mut().expect("reserved before").cancel(bytes),
             Dest::Node(n) => self.remote.cancel(n, bytes),
             Dest::Api => {}
         }
@@ -406,12 +359,12 @@ impl Router {
 
     /// Stages a message whose room `reserve` granted (rule 2).
     pub fn stage(&mut self, dest: Dest, message: Message) {
-        self.staged.push((dest, message));
+        self.staged.push(dest, message);
     }
 
     /// Position in the outbox, to roll a trapped handler's sends back to.
     pub fn staged_mark(&self) -> usize {
-        self.staged.len()
+        self.staged.mark()
     }
 
     /// Drops what a trapped handler staged after `mark`.
@@ -419,10 +372,11 @@ impl Router {
         drop(self.take_staged_from(mark));
     }
 
-    /// Takes the messages staged after `mark` out of the outbox.
+    /// Takes the messages staged after `mark` out of the outbox, giving
+    /// their room back.
     pub fn take_staged_from(&mut self, mark: usize) -> Vec<Message> {
-        assert!(mark <= self.staged.len());
-        let taken: Vec<(Dest, Message)> = self.staged.drain(mark..).collect();
+        let mut taken = Vec::new();
+        self.staged.take_from(mark, &mut taken);
         taken
             .into_iter()
             .map(|(dest, m)| {
@@ -441,11 +395,11 @@ impl Router {
     /// Releases the messages staged after `mark` (those of a handler that
     /// has nothing uncommitted, rule 2). Returns how many moved.
     pub fn release_from(&mut self, mark: usize) -> usize {
-        assert!(mark <= self.staged.len());
-        let mut moved = 0;
-        let mut staged = std::mem::take(&mut self.staged);
-        for (dest, message) in staged.drain(mark..) {
-            moved += 1;
+        let mut releasing = std::mem::take(&mut self.releasing);
+        debug_assert!(releasing.is_empty());
+        self.staged.take_from(mark, &mut releasing);
+        let moved = releasing.len();
+        for (dest, message) in releasing.drain(..) {
             if let Dest::Node(n) = dest {
                 self.counters.routed_node += 1;
                 if let Err(m) = self.remote.push(n, message) {
@@ -457,13 +411,9 @@ impl Router {
             match dest {
                 Dest::Local(id) => {
                     self.counters.routed_local += 1;
-                    self.push_mailbox(id, message);
+                    self.mailboxes.push(id, message);
                 }
-                Dest::Peer(p) => {
-                    let peer = self.peers[p].as_mut().unwrap();
-                    peer.backlog_bytes += message.len();
-                    peer.backlog.push_back(message);
-                }
+                Dest::Peer(p) => self.peers[p].as_mut().expect("reserved before").push(message),
                 Dest::Node(_) => unreachable!("handled above"),
                 Dest::Api => {
                     if let Err(m) = self.api.send(message) {
@@ -472,42 +422,21 @@ impl Router {
                 }
             }
         }
-        self.staged = staged; // keep the allocation
+        self.releasing = releasing; // keep the allocation
         moved + self.pump_peers()
     }
 
     fn pump_peers(&mut self) -> usize {
         let mut moved = 0;
         for p in 0..self.shards {
-            let Some(peer) = self.peers[p].as_mut() else { continue };
-            if peer.backlog.is_empty() {
-                continue;
+            let Some(peer) = self.peers[p].as_mut().filter(|peer| peer.has_backlog()) else { continue };
+            let pumped = peer.pump();
+            if pumped.lost > 0 {
+                self.dead_letters(DeadLetter::UnknownReceiver, pumped.lost);
             }
-            let before = moved;
-            let mut lost = 0;
-            while let Some(m) = peer.backlog.pop_front() {
-                let len = m.len();
-                match peer.tx.try_send(m) {
-                    Ok(()) => {
-                        peer.backlog_bytes -= len;
-                        moved += 1;
-                    }
-                    Err(TrySendError::Full(m)) => {
-                        peer.backlog.push_front(m);
-                        break;
-                    }
-                    Err(TrySendError::Disconnected(_)) => {
-                        // The peer shard stopped (node shutdown).
-                        peer.backlog_bytes -= len;
-                        lost += 1;
-                    }
-                }
-            }
-            if lost > 0 {
-                self.dead_letters(DeadLetter::UnknownReceiver, lost);
-            }
-            if moved > before {
-                self.counters.routed_remote += (moved - before) as u64;
+            if pumped.moved > 0 {
+                moved += pumped.moved;
+                self.counters.routed_remote += pumped.moved as u64;
                 self.bells[p].ring_if_parked();
             }
         }
@@ -516,7 +445,7 @@ impl Router {
 
     /// Are messages waiting for room in a peer's channel?
     pub fn has_peer_backlog(&self) -> bool {
-        self.peers.iter().flatten().any(|p| !p.backlog.is_empty())
+        self.peers.iter().flatten().any(PeerOutbox::has_backlog)
     }
 
     // ------------------------------------------------------------ arrivals
@@ -532,14 +461,10 @@ impl Router {
             // Placement disagrees (the name was redeployed meanwhile).
             return Err((RouteError::UnknownReceiver, message));
         };
-        let (count, size) = self.shard_has_room(message.len());
-        let mailbox = &self.mailboxes[id as usize];
-        if !count || !size || !mailbox.has_room(&self.limits, message.len()) {
-            let bytes_bound = count && mailbox.queue.len() + mailbox.reserved < self.limits.mailbox_messages_max;
-            let _ = self.busy(bytes_bound);
-            return Err((RouteError::Busy, message));
+        if let Err(full) = self.mailboxes.room(id, message.len(), &self.limits) {
+            return Err((self.busy(full == Full::Bytes), message));
         }
-        self.push_mailbox(id, message);
+        self.mailboxes.push(id, message);
         Ok(())
     }
 
@@ -559,8 +484,8 @@ impl Router {
                 if let Err(e) = self.reserve(dest, message.len()) {
                     return Err((e, message));
                 }
+                let mark = self.staged_mark();
                 self.stage(dest, message);
-                let mark = self.staged.len() - 1;
                 self.release_from(mark);
                 Ok(())
             }
@@ -573,49 +498,24 @@ impl Router {
         }
     }
 
-    fn push_mailbox(&mut self, id: LocalId, message: Message) {
-        let mailbox = &mut self.mailboxes[id as usize];
-        debug_assert!(mailbox.open);
-        mailbox.bytes += message.len();
-        self.queued_bytes += message.len();
-        mailbox.queue.push_back(message);
-        self.queued += 1;
-        if !mailbox.queued {
-            mailbox.queued = true;
-            self.run_queue.push_back(id);
-        }
-    }
-
     // ------------------------------------------------------------ run queue
 
     /// The next instance with mail.
     pub fn next_ready(&mut self) -> Option<LocalId> {
-        let id = self.run_queue.pop_front()?;
-        debug_assert!(self.mailboxes[id as usize].queued);
-        Some(id)
+        self.mailboxes.next_ready()
     }
 
     pub fn pop_message(&mut self, id: LocalId) -> Option<Message> {
-        let mailbox = &mut self.mailboxes[id as usize];
-        let m = mailbox.queue.pop_front()?;
-        mailbox.bytes -= m.len();
-        self.queued_bytes -= m.len();
-        self.queued -= 1;
-        Some(m)
+        self.mailboxes.pop(id)
     }
 
     /// Puts an instance back in the run queue if it still has mail.
     pub fn requeue(&mut self, id: LocalId) {
-        let mailbox = &mut self.mailboxes[id as usize];
-        if mailbox.queue.is_empty() {
-            mailbox.queued = false;
-        } else {
-            self.run_queue.push_back(id);
-        }
+        self.mailboxes.requeue(id)
     }
 
     pub fn has_ready(&self) -> bool {
-        !self.run_queue.is_empty()
+        self.mailboxes.has_ready()
     }
 
     pub fn has_staged(&self) -> bool {
@@ -623,35 +523,24 @@ impl Router {
     }
 
     pub fn queued_in(&self, id: LocalId) -> usize {
-        self.mailboxes[id as usize].queue.len()
+        self.mailboxes.queued_in(id)
     }
 
     /// Messages waiting in all local mailboxes.
     pub fn queued_messages(&self) -> usize {
-        debug_assert_eq!(self.queued, self.mailboxes.iter().filter(|m| m.open).map(|m| m.queue.len()).sum::<usize>());
-        self.queued
+        self.mailboxes.queued()
     }
 
     /// Bytes of message memory this shard holds now: mailboxes, outboxes
     /// to peer shards and to other nodes, arrivals from other nodes.
     pub fn message_bytes(&self) -> MessageBytes {
-        debug_assert_eq!(self.queued_bytes, self.mailboxes.iter().filter(|m| m.open).map(|m| m.bytes).sum::<usize>());
         MessageBytes {
-            mailboxes: self.queued_bytes,
-            mesh: self.peers.iter().flatten().map(|p| p.backlog_bytes + p.tx.bytes_in_flight() as usize).sum(),
+            mailboxes: self.mailboxes.bytes(),
+            mesh: self.peers.iter().flatten().map(PeerOutbox::in_flight_bytes).sum(),
             link_outbox: self.remote.queued_bytes(),
             link_inbox: self.remote.inbound_len().1,
         }
     }
-}
-
-/// Bytes of messages a shard holds, by queue (for metrics).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MessageBytes {
-    pub mailboxes: usize,
-    pub mesh: usize,
-    pub link_outbox: usize,
-    pub link_inbox: usize,
 }
 
 #[cfg(test)]
@@ -829,7 +718,7 @@ mod tests {
         r.accept(msg("a", 0)).unwrap();
         r.accept(msg("a", 1)).unwrap();
         assert_eq!(r.remove_agent("a").len(), 2);
-        assert_eq!(r.counters.dead_letters[2], 2);
+        assert_eq!(r.counters.dead_letters.get(DeadLetter::Undeployed), 2);
         assert_eq!(r.message_bytes().mailboxes, 0);
         assert!(!r.has_ready());
         assert_eq!(r.resolve(b"a", 0, b"s"), Err(RouteError::UnknownReceiver));

@@ -1,0 +1,117 @@
+//! The shard context: everything on one shard that its agents' host
+//! functions and its link tasks reach, between and during calls.
+//!
+//! Rules:
+//! 1. One context per shard, on the shard's thread only (an `Rc<RefCell>`):
+//!    the run loop, the host functions and the link tasks take turns, and
+//!    none holds a borrow across an `await` or a call into WebAssembly.
+//! 2. Host functions find it through a thread-local installed when the
+//!    shard opens ([`install`]), since wasmer calls them with the instance's
+//!    own environment only.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use caxton_abi::code::{INVALID, OVER_LIMIT, TOO_LARGE};
+
+use crate::router::Router;
+use crate::storage::{DiskFloor, ShardStore};
+
+/// Message ids: 8 bits of boot epoch, 8 bits of origin (shard index, or 255
+/// for the API), 37 bits of counter: 53 bits in all, so an id survives JSON
+/// clients that hold numbers as doubles. Unique per node until the counter
+/// wraps (1.4e11 messages from one origin in one boot) or across 256 boots.
+#[derive(Debug, Clone)]
+pub struct IdGen {
+    prefix: u64,
+    counter: u64,
+}
+
+pub const API_ORIGIN: u8 = 255;
+
+impl IdGen {
+    pub fn new(boot_epoch: u64, origin: u8) -> IdGen {
+        IdGen { prefix: ((boot_epoch & 0xFF) << 45) | ((origin as u64) << 37), counter: 0 }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        self.counter = (self.counter + 1) & ((1 << 37) - 1);
+        let id = self.prefix | self.counter;
+        debug_assert!(id < 1 << 53);
+        id
+    }
+}
+
+/// Misuse of the ABI, counted by kind (rule 1), and what limits refused.
+#[derive(Debug, Default, Clone)]
+pub struct AbiCounters {
+    pub invalid: u64,
+    pub too_large: u64,
+    pub over_limit: u64,
+    /// `state_put`s refused by an instance's quota, and by the disk floor.
+    pub state_refused_quota: u64,
+    pub state_refused_disk: u64,
+    /// Log lines dropped by instances' budgets.
+    pub log_dropped: u64,
+}
+
+/// The per-call state of the handler now running.
+#[derive(Debug, Default)]
+pub struct CallState {
+    pub writes: usize,
+    /// Conversation of the message being handled (0 in `caxton_init`), for logs.
+    pub conversation_id: u64,
+}
+
+/// Everything on a shard that host functions touch.
+pub struct ShardCtx {
+    pub router: Router,
+    pub store: ShardStore,
+    pub ids: IdGen,
+    pub call: CallState,
+    pub abi: AbiCounters,
+    /// The node's free-space floor (rule 4).
+    pub disk: Arc<DiskFloor>,
+    /// A buffer host calls reuse (state values), so they allocate nothing
+    /// once it has grown.
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl ShardCtx {
+    pub fn new(router: Router, store: ShardStore, ids: IdGen, disk: Arc<DiskFloor>) -> ShardCtx {
+        ShardCtx { router, store, ids, call: CallState::default(), abi: AbiCounters::default(), disk, scratch: Vec::new() }
+    }
+
+    /// Counts a refused host call by its result code; returns the code.
+    pub(crate) fn refuse(&mut self, code: i32) -> i32 {
+        match code {
+            INVALID => self.abi.invalid += 1,
+            TOO_LARGE => self.abi.too_large += 1,
+            OVER_LIMIT => self.abi.over_limit += 1,
+            _ => {}
+        }
+        code
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<RefCell<ShardCtx>>>> = const { RefCell::new(None) };
+}
+
+/// Makes `ctx` the context of host calls on this thread (rule 2).
+pub fn install(ctx: Rc<RefCell<ShardCtx>>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
+}
+
+/// Runs `f` with this thread's context (rule 2). Panics outside a shard:
+/// host functions are only called by a shard's instances.
+pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> R {
+    CURRENT.with(|c| {
+        let slot = c.borrow();
+        let ctx = slot.as_ref().expect("host function called outside a shard");
+        let mut ctx = ctx.borrow_mut();
+        f(&mut ctx)
+    })
+}
+
