@@ -35,6 +35,7 @@ use caxton_shards::context::{IdGen, API_ORIGIN};
 use caxton_shards::agent::{compile, to_wasm_binary, AgentLimits, CompiledAgent};
 use caxton_shards::command::Reply;
 use caxton_shards::envelope::{is_agent_name, Header};
+use caxton_cluster::view::RemoteRoute;
 use caxton_shards::limits::AGENT_INSTANCES_MAX;
 use caxton_shards::names::{node_prefix, wire_id, API_NAME_PREFIX};
 use caxton_shards::placement::{instance_for, shard_of};
@@ -237,8 +238,8 @@ impl Control {
         let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(receiver));
         let instances = match (local, local.is_none().then(remote).flatten()) {
             (Some(n), _) => Some(n),
-            (None, Some((_, _, true))) => None,
-            (None, Some((node, _, false))) => return Err((header, format!("receiver {receiver} is on node {node}, which is down"))),
+            (None, Some(RemoteRoute { alive: true, .. })) => None,
+            (None, Some(RemoteRoute { node, alive: false, .. })) => return Err((header, format!("receiver {receiver} is on node {node}, which is down"))),
             (None, None) => return Err((header, format!("unknown receiver {receiver}"))),
         };
         header.message_id = self.api_ids.lock().unwrap().next_id();
@@ -375,9 +376,9 @@ impl Control {
             return Err(ApiError::conflict(format!("an agent named {name:?} is already deployed")));
         }
         match self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
-            Some((node, _, true)) => return Err(ApiError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
+            Some(RemoteRoute { node, alive: true, .. }) => return Err(ApiError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
             // Its node is down: the name moves here (a newer registry version).
-            Some((node, _, false)) => tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node"),
+            Some(RemoteRoute { node, alive: false, .. }) => tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node"),
             None => {}
         }
         let limits = self.limits;
@@ -590,7 +591,7 @@ impl Control {
                 let remote = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(&out.receiver));
                 match remote {
                     None => return Err(ApiError::not_found(format!("no agent named {:?}", out.receiver))),
-                    Some((node, _, false)) => {
+                    Some(RemoteRoute { node, alive: false, .. }) => {
                         self.node_unavailable.fetch_add(1, Ordering::Relaxed);
                         let why = self.cluster.as_ref().map_or("down", |c| c.view.lock().unwrap().why_unreachable(node));
                         return Err(ApiError::node_unavailable(format!("agent {:?} is on node {node}, which is {why}", out.receiver)));
@@ -713,8 +714,8 @@ impl Control {
         if self.agents.lock().unwrap().contains_key(name) {
             return None;
         }
-        let (node, _, _) = self.cluster.as_ref()?.view.lock().unwrap().remote_route(name)?;
-        Some(node.to_string())
+        let route = self.cluster.as_ref()?.view.lock().unwrap().remote_route(name)?;
+        Some(route.node.to_string())
     }
 
     /// Sends a request to another member's API (`--node` deploys, stops of
@@ -724,7 +725,7 @@ impl Control {
         let api = {
             let view = cluster.view.lock().unwrap();
             let m = view.member_by_name(node).ok_or_else(|| ApiError::not_found(format!("no member named {node:?} (see GET /v1/cluster/members)")))?;
-            if m.state == crate::gossip::MemberState::Down {
+            if m.state == caxton_cluster::view::MemberState::Down {
                 self.node_unavailable.fetch_add(1, Ordering::Relaxed);
                 return Err(ApiError::node_unavailable(format!("node {node} is down")));
             }

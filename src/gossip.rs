@@ -1,5 +1,6 @@
-//! The gossip thread: drives the node's [`Membership`] (foca, sans-IO) over
-//! a glommio UDP socket, and tells everyone else what it learns.
+//! The gossip pump: drives the node's [`Membership`] (foca, sans-IO) over a
+//! glommio UDP socket, and hands what it learns to the [`ClusterView`]
+//! (pure logic, in `caxton_cluster::view`), the route cache and the shards.
 //!
 //! Rules:
 //! 1. One thread, one glommio executor, unpinned: gossip is a few packets a
@@ -10,27 +11,24 @@
 //!    pending and retries every tick; past [`CLUSTER_UPDATES_MAX`] pending,
 //!    only the latest per node and per name is kept, which ends in the same
 //!    view).
-//! 3. A node named by a route is made known to the shards (as down) before
-//!    the route, so a shard never holds a route to a node it cannot name.
-//! 4. A member's identity changes when it restarts (a higher boot): news
-//!    about an older identity never overrides the newer one.
-//! 5. Until it has a member, the node re-announces itself to its `--join`
+//! 3. The order of updates, and what stale news is, are the view's rules
+//!    (`caxton_cluster::view`).
+//! 4. Until it has a member, the node re-announces itself to its `--join`
 //!    seeds every [`REJOIN_INTERVAL_MS`], so start-up order does not matter.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use caxton_cluster::membership::GossipStats;
 use caxton_cluster::{Membership, NodeId, RouteItem};
-use caxton_shards::command::ClusterUpdate;
+use caxton_cluster::view::{self, ClusterUpdate, ClusterView};
 use caxton_shards::limits::{CLUSTER_UPDATES_MAX, GOSSIP_PACKET_BYTES_MAX, REGISTRY_RESYNC_INTERVAL_MS};
 use caxton_shards::{Command, ShardSender};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use foca::{OwnedNotification, State, Timer};
+use foca::{OwnedNotification, Timer};
 use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -39,59 +37,12 @@ use crate::config::ClusterConfig;
 
 /// Between two looks at timers and commands, in milliseconds.
 const GOSSIP_TICK_MS: u64 = 10;
-/// Between two announces to the seeds while alone (rule 5), in ms.
+/// Between two announces to the seeds while alone (rule 4), in ms.
 pub const REJOIN_INTERVAL_MS: u64 = 1_000;
 /// Between two reads of suspects off foca's table, in ms.
 const STATE_REFRESH_MS: u64 = 100;
 /// Commands queued for the gossip thread.
 const GOSSIP_COMMANDS_MAX: usize = 65_536;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    Alive,
-    Suspect,
-    Down,
-}
-
-#[derive(Debug, Clone)]
-pub struct MemberInfo {
-    pub id: NodeId,
-    pub state: MemberState,
-}
-
-/// What the gossip thread knows, for the REST API (rule 2).
-pub struct ClusterView {
-    pub me: NodeId,
-    pub members: BTreeMap<SocketAddr, MemberInfo>,
-    pub routes: HashMap<String, RouteItem>,
-    pub stats: GossipStats,
-    pub refused_oversized: u64,
-}
-
-impl ClusterView {
-    /// Where `agent` lives if on another node: (node, its API, alive?). A
-    /// node not seen yet (this node just started) counts as not alive.
-    pub fn remote_route(&self, agent: &str) -> Option<(SocketAddr, Option<SocketAddr>, bool)> {
-        let r = self.routes.get(agent).filter(|r| r.present && r.node != self.me.addr)?;
-        let m = self.members.get(&r.node);
-        Some((r.node, m.map(|m| m.id.api), m.is_some_and(|m| m.state != MemberState::Down)))
-    }
-
-    /// "down", or "not seen yet" for a node gossip has not reported.
-    pub fn why_unreachable(&self, node: SocketAddr) -> &'static str {
-        if self.members.contains_key(&node) {
-            "down"
-        } else {
-            "not seen by this node yet"
-        }
-    }
-
-    pub fn member_by_name(&self, name: &str) -> Option<&MemberInfo> {
-        let addr: SocketAddr = name.parse().ok()?;
-        self.members.get(&addr)
-    }
-}
 
 enum GossipCommand {
     Publish { agent: String, present: bool },
@@ -112,13 +63,7 @@ impl Cluster {
     pub fn start(config: ClusterConfig, api: SocketAddr, boot: u64, cache: RouteCache, shards: Vec<ShardSender>) -> Result<Cluster, String> {
         let me = NodeId { addr: config.listen, api, boot: boot as u32 };
         let cached = cache.load().map_err(|e| format!("cannot read the route cache: {e}"))?;
-        let view = Arc::new(Mutex::new(ClusterView {
-            me: me.clone(),
-            members: BTreeMap::new(),
-            routes: cached.iter().map(|r| (r.agent.clone(), r.clone())).collect(),
-            stats: GossipStats::default(),
-            refused_oversized: 0,
-        }));
+        let view = Arc::new(Mutex::new(ClusterView::new(me.clone(), &cached)));
         let (tx, rx) = crossbeam_channel::bounded(GOSSIP_COMMANDS_MAX);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let shared = view.clone();
@@ -193,15 +138,10 @@ struct Driver {
 }
 
 impl Driver {
-    /// Tells the shards what the cache knew (rule 3), and announces.
+    /// Tells the shards what the cache knew (view rule 2), and announces.
     fn startup(&self, cached: Vec<RouteItem>) {
         let me = self.membership.borrow().id().addr;
-        let mut updates = Vec::new();
-        for r in cached.iter().filter(|r| r.present && r.node != me) {
-            updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false, suspect: false });
-            updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: Some(r.node.to_string().into()) });
-        }
-        self.to_shards(updates);
+        self.to_shards(view::cached_updates(me, &cached));
         let mut m = self.membership.borrow_mut();
         for &seed in &self.seeds {
             m.join(seed);
@@ -342,90 +282,50 @@ impl Driver {
             self.view.lock().unwrap().stats = self.membership.borrow().stats;
             return;
         }
-        let mut updates = Vec::new();
-        self.apply_notifications(notes, &mut updates);
-        self.apply_routes(changes, &mut updates);
-        self.to_shards(updates);
-    }
-
-    fn apply_notifications(&self, notes: Vec<OwnedNotification<NodeId>>, updates: &mut Vec<ClusterUpdate>) {
-        let mut view = self.view.lock().unwrap();
-        for n in notes {
-            let (id, alive) = match n {
-                OwnedNotification::MemberUp(id) => (id, true),
-                OwnedNotification::Rename(_, id) => (id, true),
-                OwnedNotification::MemberDown(id) => (id, false),
-                OwnedNotification::Defunct => {
-                    tracing::warn!("the cluster declared this node down; rejoining with a new identity");
-                    continue;
-                }
-                OwnedNotification::Rejoin(id) => {
-                    view.me = id;
-                    continue;
-                }
-                other => {
-                    tracing::debug!(?other, "membership");
-                    continue;
-                }
-            };
-            // Rule 4: news about an older identity of a member is stale.
-            if view.members.get(&id.addr).is_some_and(|known| known.id.boot > id.boot) {
-                continue;
+        for n in &notes {
+            match n {
+                OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down; rejoining with a new identity"),
+                OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) => tracing::info!(node = %id.addr, boot = id.boot, "member alive"),
+                OwnedNotification::MemberDown(id) => tracing::info!(node = %id.addr, boot = id.boot, "member down"),
+                other => tracing::debug!(?other, "membership"),
             }
-            let state = if alive { MemberState::Alive } else { MemberState::Down };
-            tracing::info!(node = %id.addr, boot = id.boot, ?state, "member");
-            view.members.insert(id.addr, MemberInfo { id: id.clone(), state });
-            updates.push(ClusterUpdate::Node { name: id.name().into(), addr: id.addr, alive, suspect: false });
         }
-        drop(view);
-        self.refresh_states();
+        if !changes.is_empty() {
+            if let Err(e) = self.cache.borrow_mut().store(&changes) {
+                tracing::error!(error = %e, "cannot write the route cache");
+            }
+        }
+        let updates = {
+            let mut view = self.view.lock().unwrap();
+            let m = self.membership.borrow();
+            let mut updates = view.apply_notifications(&notes);
+            updates.extend(view.refresh_states(m.members()));
+            let (routes, moved_away) = view.apply_routes(changes);
+            updates.extend(routes);
+            for r in moved_away {
+                tracing::warn!(agent = r.agent, node = %r.node, "agent redeployed on another node while this one was away; messages from other nodes now go there (undeploy the copy here)");
+            }
+            view.stats = m.stats;
+            updates
+        };
+        self.to_shards(updates);
     }
 
     /// Suspects are not notified by foca: read them off its table.
     fn refresh_states(&self) {
-        let mut updates = Vec::new();
-        {
+        let updates = {
             let mut view = self.view.lock().unwrap();
             let m = self.membership.borrow();
-            for member in m.members() {
-                let Some(info) = view.members.get_mut(&member.id().addr) else { continue };
-                let was = info.state;
-                if info.id == *member.id() && member.state() == State::Suspect && was == MemberState::Alive {
-                    info.state = MemberState::Suspect;
-                } else if info.id == *member.id() && member.state() == State::Alive && was == MemberState::Suspect {
-                    info.state = MemberState::Alive;
-                }
-                if info.state != was {
-                    tracing::info!(node = %info.id.addr, state = ?info.state, "member");
-                    let suspect = info.state == MemberState::Suspect;
-                    updates.push(ClusterUpdate::Node { name: info.id.name().into(), addr: info.id.addr, alive: true, suspect });
-                }
-            }
+            let updates = view.refresh_states(m.members());
             view.stats = m.stats;
+            updates
+        };
+        for u in &updates {
+            if let ClusterUpdate::Node { name, suspect, .. } = u {
+                tracing::info!(node = %name, suspect, "member");
+            }
         }
         self.to_shards(updates);
-    }
-
-    fn apply_routes(&self, changes: Vec<RouteItem>, updates: &mut Vec<ClusterUpdate>) {
-        if changes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.cache.borrow_mut().store(&changes) {
-            tracing::error!(error = %e, "cannot write the route cache");
-        }
-        let mut view = self.view.lock().unwrap();
-        let me = view.me.addr;
-        for r in changes {
-            let remote = r.present && r.node != me;
-            if remote && view.routes.get(&r.agent).is_some_and(|old| old.node == me && old.present) {
-                tracing::warn!(agent = r.agent, node = %r.node, "agent redeployed on another node while this one was away; messages from other nodes now go there (undeploy the copy here)");
-            }
-            if remote && !view.members.contains_key(&r.node) {
-                updates.push(ClusterUpdate::Node { name: r.node.to_string().into(), addr: r.node, alive: false, suspect: false }); // rule 3
-            }
-            updates.push(ClusterUpdate::Route { agent: r.agent.as_str().into(), node: remote.then(|| r.node.to_string().into()) });
-            view.routes.insert(r.agent.clone(), r);
-        }
     }
 
     /// Queues updates for every shard, in order (rule 2).
@@ -437,7 +337,7 @@ impl Driver {
             pending.extend(updates.iter().cloned());
             if pending.len() > CLUSTER_UPDATES_MAX {
                 tracing::warn!(pending = pending.len(), "a shard is slow to take cluster updates; keeping only the latest of each");
-                coalesce(pending);
+                view::coalesce(pending);
             }
         }
         self.retry_shards();
@@ -453,49 +353,5 @@ impl Driver {
                 *pending = updates;
             }
         }
-    }
-}
-
-/// Keeps only the latest update of each node and each agent name, nodes
-/// first (rule 3): a shard that was slow still ends with the same view, and
-/// what waits for it is bounded by the number of nodes and names.
-fn coalesce(pending: &mut Vec<ClusterUpdate>) {
-    let mut nodes: Vec<ClusterUpdate> = Vec::new();
-    let mut routes: Vec<ClusterUpdate> = Vec::new();
-    let mut seen_nodes = std::collections::HashSet::new();
-    let mut seen_agents = std::collections::HashSet::new();
-    for u in pending.drain(..).rev() {
-        match &u {
-            ClusterUpdate::Node { name, .. } => {
-                if seen_nodes.insert(name.clone()) {
-                    nodes.push(u);
-                }
-            }
-            ClusterUpdate::Route { agent, .. } => {
-                if seen_agents.insert(agent.clone()) {
-                    routes.push(u);
-                }
-            }
-        }
-    }
-    pending.extend(nodes.into_iter().rev());
-    pending.extend(routes.into_iter().rev());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coalescing_keeps_the_latest_of_each_and_nodes_first() {
-        let node = |alive| ClusterUpdate::Node { name: "b:1".into(), addr: "127.0.0.2:1".parse().unwrap(), alive, suspect: false };
-        let route = |agent: &str, node: Option<&str>| ClusterUpdate::Route { agent: agent.into(), node: node.map(Into::into) };
-        let mut pending = vec![route("x", Some("b:1")), node(false), route("y", Some("b:1")), node(true), route("x", None)];
-        coalesce(&mut pending);
-        let text: Vec<String> = pending.iter().map(|u| format!("{u:?}")).collect();
-        assert_eq!(pending.len(), 3, "{text:?}");
-        assert!(matches!(pending[0], ClusterUpdate::Node { alive: true, .. }));
-        assert!(matches!(&pending[1], ClusterUpdate::Route { agent, .. } if &**agent == "y"));
-        assert!(matches!(&pending[2], ClusterUpdate::Route { agent, node: None } if &**agent == "x"));
     }
 }

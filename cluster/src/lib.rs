@@ -7,7 +7,8 @@
 //! packets, timers and notifications out). [`membership::Membership`] wraps it
 //! with what caxton adds: an HMAC tag on every packet ([`auth`]) over a
 //! header that makes it useless to replay or redirect ([`freshness`]), the
-//! registry as foca's custom broadcasts ([`registry`]), and counters. The
+//! registry as foca's custom broadcasts ([`registry`]), and counters;
+//! [`view`] keeps what a node knows of its cluster from what it produces. The
 //! node drives it over glommio UDP (`src/gossip.rs`); the benchmark drives it
 //! with virtual time ([`sim`]). Both see the same code.
 
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod membership;
 pub mod registry;
 pub mod sim;
+pub mod view;
 
 pub use auth::ClusterKey;
 pub use identity::NodeId;

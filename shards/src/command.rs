@@ -35,15 +35,8 @@ pub enum Command {
     Stop { reply: Reply<()> },
 }
 
-#[derive(Debug, Clone)]
-pub enum ClusterUpdate {
-    /// A node was learned or changed state. A suspect is alive (SWIM has
-    /// not given up on it), so it stays routable.
-    Node { name: Arc<str>, addr: std::net::SocketAddr, alive: bool, suspect: bool },
-    /// `agent` lives on node `node` (`None`: nowhere known, or here). The
-    /// node was named by a `Node` update before.
-    Route { agent: Arc<str>, node: Option<Arc<str>> },
-}
+/// A change in the cluster a shard applies (`caxton_cluster::view`).
+pub use caxton_cluster::view::ClusterUpdate;
 
 #[derive(Debug, Clone)]
 pub struct InstanceReport {

@@ -151,10 +151,10 @@ pub fn stats(resident_bytes: u64, shards: &[ShardStats]) -> Value {
 }
 
 /// `GET /v1/cluster/members`: this node first, then the others by address.
-pub fn members(view: &crate::gossip::ClusterView) -> Value {
+pub fn members(view: &caxton_cluster::view::ClusterView) -> Value {
     let mut out = vec![json!({ "node": view.me.name(), "api": view.me.api.to_string(), "state": "alive", "boot": view.me.boot, "self": true })];
     out.extend(view.members.values().filter(|m| m.id.addr != view.me.addr).map(|m| {
-        json!({ "node": m.id.name(), "api": m.id.api.to_string(), "state": m.state, "boot": m.id.boot, "self": false })
+        json!({ "node": m.id.name(), "api": m.id.api.to_string(), "state": m.state.name(), "boot": m.id.boot, "self": false })
     }));
     let agents = view.routes.values().filter(|r| r.present).count();
     json!({ "clustered": true, "members": out, "registry_agents": agents })

@@ -257,9 +257,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 shards_stalled: stalled,
                 disk_free_bytes: control.disk_free_bytes(),
                 cluster: control.cluster.as_ref().map(|c| {
+                    use caxton_cluster::view::MemberState;
                     let v = c.view.lock().unwrap();
-                    let count = |st| v.members.values().filter(|m| m.id.addr != v.me.addr && m.state == st).count();
-                    use crate::gossip::MemberState;
+                    let count = |st| v.count(st);
                     metrics::ClusterFigures {
                         alive: 1 + count(MemberState::Alive),
                         suspect: count(MemberState::Suspect),

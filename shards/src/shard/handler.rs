@@ -1,0 +1,178 @@
+//! One call into an agent, atomic: the handler protocol.
+//!
+//! Rules:
+//! 1. A call begins with a mark in the outbox and a fresh write count; its
+//!    state writes sit in a savepoint (`storage` rule 2).
+//! 2. A call that traps or runs out of fuel is rolled back whole: its
+//!    writes (the savepoint) and its sends (the outbox from the mark). The
+//!    instance is dropped and made anew; its message is a dead letter.
+//! 3. A completed call's sends go out at once, unless its instance has
+//!    writes not yet committed: then they wait for the tick's commit
+//!    (router rule 2).
+//! 4. The run queue is round-robin: an instance handles at most
+//!    [`INSTANCE_BURST_MESSAGES_MAX`] messages or one slice of wall time
+//!    before the next, and a tick ends after [`TICK_MESSAGES_MAX`] messages
+//!    or one slice.
+
+use crate::agent::{AgentInstance, Outcome};
+use crate::clock::now_ns;
+use crate::envelope::{Message, RoutePath};
+use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
+use crate::router::{DeadLetter, LocalId};
+
+use super::Shard;
+
+impl Shard {
+    /// Runs ready instances round-robin. An instance's burst ends after
+    /// [`INSTANCE_BURST_MESSAGES_MAX`] messages or one tick budget of wall
+    /// time, and the tick ends after [`TICK_MESSAGES_MAX`] messages or one
+    /// budget: a CPU-hungry agent delays its neighbours by at most one
+    /// execution time slice.
+    pub(super) fn dispatch(&mut self) -> usize {
+        let mut done = 0;
+        let budget_ns = self.tick_time_budget.as_nanos() as u64;
+        let tick_start = now_ns();
+        // The clock is read once per delivery (its end), and reused here.
+        let mut now = tick_start;
+        while done < TICK_MESSAGES_MAX && now - tick_start < budget_ns {
+            let Some(id) = self.ctx.borrow_mut().router.next_ready() else { break };
+            let mut burst = 0;
+            let burst_start = now;
+            while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now - burst_start < budget_ns {
+                let Some(message) = self.ctx.borrow_mut().router.pop_message(id) else { break };
+                now = self.deliver(id, message, now);
+                burst += 1;
+                done += 1;
+            }
+            self.ctx.borrow_mut().router.requeue(id);
+            if self.ctx.borrow().store.batch_full() {
+                self.end_tick();
+            }
+        }
+        done
+    }
+
+    /// Starts a call into an agent: returns the outbox mark to roll back to.
+    pub(super) fn call_begin(&self, conversation_id: u64) -> usize {
+        let mut ctx = self.ctx.borrow_mut();
+        ctx.call.writes = 0;
+        ctx.call.conversation_id = conversation_id;
+        ctx.router.staged_mark()
+    }
+
+    /// Ends a call into instance `id`: keeps its effects, or rolls them back
+    /// if it did not complete normally (a trap, or a failed `caxton_init`).
+    /// Kept sends go out at once unless the instance has uncommitted writes
+    /// (router rule 2).
+    pub(super) fn call_end(&mut self, id: LocalId, mark: usize, keep: bool) {
+        let mut ctx = self.ctx.borrow_mut();
+        if let Err(e) = ctx.store.handler_end(keep) {
+            tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
+        }
+        if !keep {
+            ctx.router.rollback_to(mark);
+            return;
+        }
+        let commits = ctx.store.commits();
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        if ctx.call.writes > 0 {
+            agent.wrote_before_commit = Some(commits);
+        }
+        let waits_for_commit = ctx.store.dirty() && agent.wrote_before_commit == Some(commits);
+        if !waits_for_commit {
+            ctx.router.release_from(mark);
+        }
+    }
+
+    /// Instantiates and initialises the instance in slot `id`.
+    pub(super) fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        let state_bytes = self.ctx.borrow().store.state_bytes(&agent.name, agent.instance).map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
+        let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance, state_bytes, agent.account.clone())?;
+        let (name, instance) = (agent.name.clone(), agent.instance);
+        let mark = self.call_begin(0);
+        let outcome = runtime.init();
+        self.call_end(id, mark, outcome == Outcome::Handled);
+        match outcome {
+            Outcome::Handled => {
+                self.agents[id as usize].as_mut().unwrap().runtime = Some(runtime);
+                Ok(())
+            }
+            Outcome::AgentError(code) => Err(format!("caxton_init of {name}[{instance}] returned {code}")),
+            Outcome::Trap(why) => Err(format!("caxton_init of {name}[{instance}] trapped: {why}")),
+            Outcome::Timeout => Err(format!("caxton_init of {name}[{instance}] ran past its execution time slice")),
+        }
+    }
+
+    /// Hands `message` to instance `id`; `started` is the clock now. Returns
+    /// the clock when the call ended.
+    pub(super) fn deliver(&mut self, id: LocalId, message: Message, started: u64) -> u64 {
+        let slot = id as usize;
+        if self.agents[slot].as_ref().expect("live slot").runtime.is_none() {
+            if let Err(e) = self.start_instance(id) {
+                tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message dropped");
+                let mut ctx = self.ctx.borrow_mut();
+                ctx.router.dead_letter(DeadLetter::CrashedHandler, &message);
+                return now_ns();
+            }
+        }
+        let mark = self.call_begin(message.conversation_id());
+        let agent = self.agents[slot].as_mut().unwrap();
+        let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
+        let ended = now_ns();
+        let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
+        self.call_end(id, mark, completed);
+        self.record_latency(&message, started, ended);
+        let agent = self.agents[slot].as_mut().unwrap();
+        match outcome {
+            Outcome::Handled => {
+                agent.handled += 1;
+                self.totals.handled += 1;
+            }
+            Outcome::AgentError(code) => {
+                agent.handled += 1;
+                agent.errors += 1;
+                self.totals.handled += 1;
+                self.totals.errors += 1;
+                tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler returned an error");
+            }
+            Outcome::Trap(_) | Outcome::Timeout => {
+                agent.runtime = None;
+                let reason = if let Outcome::Trap(why) = outcome {
+                    agent.crashes += 1;
+                    self.totals.crashes += 1;
+                    tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "agent trapped: {why}; recreating it");
+                    DeadLetter::CrashedHandler
+                } else {
+                    agent.timeouts += 1;
+                    self.totals.timeouts += 1;
+                    tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, conversation = message.conversation_id(), "handler ran past its execution time slice; stopped, recreating the instance");
+                    DeadLetter::TimedOut
+                };
+                self.ctx.borrow_mut().router.dead_letter(reason, &message);
+                if let Err(e) = self.start_instance(id) {
+                    tracing::warn!(shard = self.index, error = %e, "recreating a crashed instance failed; retrying on its next message");
+                }
+            }
+        }
+        ended
+    }
+
+    /// Records one delivery (metrics rule 1: no allocation).
+    pub(super) fn record_latency(&mut self, message: &Message, started: u64, ended: u64) {
+        let routing = started.saturating_sub(message.sent_ns());
+        let processing = ended.saturating_sub(started);
+        match message.path() {
+            RoutePath::Local => self.latencies.routing_local.record(routing),
+            RoutePath::Remote => self.latencies.routing_remote.record(routing),
+            RoutePath::Node => self.latencies.routing_node.record(routing),
+            RoutePath::Api => {}
+        }
+        if message.path() != RoutePath::Api {
+            self.latencies.end_to_end.record(routing + processing);
+            self.alert.record_routing(routing);
+        }
+        self.latencies.processing.record(processing);
+        self.alert.record_processing(processing);
+    }
+}

@@ -1,0 +1,359 @@
+//! One shard: its agents, its run loop, and its parking.
+//!
+//! - [`run_loop`]: the loop and its parking, the only glommio code here;
+//! - [`handler`]: one call into an agent, atomic (the handler protocol);
+//! - [`stats`]: what the shard reports;
+//! - [`tuning`]: its run-time knobs.
+//!
+//! The loop, each tick:
+//! 1. drain lifecycle and control commands (deploy, deliver, stats);
+//! 2. take messages from peer shards and other nodes into mailboxes;
+//! 3. dispatch up to [`TICK_MESSAGES_MAX`] messages to agents;
+//! 4. commit the tick's state, then release the tick's outbox (router rule 2).
+//!
+//! Rules:
+//! 1. Nothing here awaits inside a tick; a tick is bounded by
+//!    [`TICK_MESSAGES_MAX`] messages and one execution slice of time.
+//! 2. A trap in an agent is an [`Outcome`](crate::agent::Outcome), never a panic: the instance is
+//!    counted as crashed, its handler's writes and sends are rolled back,
+//!    and it is recreated (`handler`).
+//! 3. Every tick ends with a beat of the doorbell's pulse, so that the node
+//!    can tell a busy shard from a stalled one.
+
+mod handler;
+mod run_loop;
+mod stats;
+mod tuning;
+
+pub use tuning::ShardTuning;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::agent::host::InstanceAccount;
+use crate::agent::{AgentInstance, CompiledAgent};
+use crate::clock::now_ns;
+use crate::command::{ClusterUpdate, Command, InstanceReport};
+use crate::context::{self, IdGen, ShardCtx};
+use crate::envelope::{Message, RoutePath};
+use crate::limits::TICK_DRAIN_MAX;
+use crate::link::{LinkSetup, RemoteTable};
+use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
+use crate::metrics::{P99Alert, ShardLatencies};
+use crate::router::{ApiSink, DeadLetter, RouteError, Router};
+use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig};
+
+/// Everything a shard needs, built on the node's thread and sent to the
+/// shard's own thread.
+pub struct ShardSetup {
+    pub index: usize,
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub mesh: MeshEnds,
+    pub control: Receiver<Command>,
+    /// Deploys, undeploys and stops (executor's `ShardSender`).
+    pub lifecycle: Receiver<Command>,
+    pub bell: Arc<Doorbell>,
+    pub api: ApiSink,
+    pub boot_epoch: u64,
+    pub tuning: ShardTuning,
+    /// Links to other nodes, in a cluster.
+    pub link: Option<LinkSetup>,
+    /// The node's free-space floor for state writes.
+    pub disk: Arc<DiskFloor>,
+}
+
+struct LocalAgent {
+    name: Arc<str>,
+    instance: u32,
+    module: CompiledAgent,
+    runtime: Option<AgentInstance>,
+    handled: u64,
+    errors: u64,
+    crashes: u64,
+    timeouts: u64,
+    /// `store.commits()` when this instance last wrote state: while it is
+    /// unchanged, the instance has writes waiting for the tick's commit.
+    wrote_before_commit: Option<u64>,
+    /// Budgets and refusals that outlive one runtime (a trap recreates it).
+    account: Arc<InstanceAccount>,
+}
+
+/// What the shard's handlers did, all instances together.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    handled: u64,
+    errors: u64,
+    crashes: u64,
+    timeouts: u64,
+}
+
+pub struct Shard {
+    index: usize,
+    ctx: Rc<RefCell<ShardCtx>>,
+    agents: Vec<Option<LocalAgent>>,
+    control: Receiver<Command>,
+    lifecycle: Receiver<Command>,
+    inbound: Vec<Option<MeshReceiver>>,
+    /// Per peer: a message waiting for room in its mailbox.
+    held: Vec<Option<Message>>,
+    bell: Arc<Doorbell>,
+    spin_before_park: Duration,
+    spin_before_park_max: Duration,
+    tick_time_budget: Duration,
+    stop: Option<crate::command::Reply<()>>,
+    totals: Totals,
+    latencies: ShardLatencies,
+    alert: P99Alert,
+    link: Option<Rc<LinkSetup>>,
+}
+
+impl Shard {
+    /// Opens the shard's database and installs its context on this thread.
+    pub fn open(setup: ShardSetup) -> Result<Shard, String> {
+        let path = shard_db_path(&setup.data_dir, setup.index);
+        let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let limits = setup.tuning.router_limits(setup.mesh.to.len());
+        let remote = match &setup.link {
+            Some(link) => RemoteTable::new(&link.self_name, setup.tuning.link_limits(setup.mesh.to.len(), link.pool_connections)),
+            None => RemoteTable::standalone(),
+        };
+        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
+        let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
+        let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids, setup.disk)));
+        context::install(ctx.clone());
+        let link = setup.link.map(Rc::new);
+        if let Some(link) = &link {
+            crate::link::io::start_acceptor(ctx.clone(), link.clone(), setup.bell.clone())?;
+        }
+        let peers = inbound.len();
+        Ok(Shard {
+            index: setup.index,
+            ctx,
+            agents: Vec::new(),
+            control: setup.control,
+            lifecycle: setup.lifecycle,
+            inbound,
+            held: (0..peers).map(|_| None).collect(),
+            bell: setup.bell,
+            spin_before_park: setup.tuning.spin_before_park,
+            spin_before_park_max: setup.tuning.spin_before_park_max.max(setup.tuning.spin_before_park),
+            tick_time_budget: setup.tuning.tick_time_budget,
+            stop: None,
+            totals: Totals::default(),
+            latencies: ShardLatencies::default(),
+            alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
+            link,
+        })
+    }
+
+    /// One pass of the loop (module doc, steps 1 to 4). Returns the work done.
+    pub fn tick(&mut self) -> usize {
+        let mut work = self.drain_control();
+        work += self.drain_inbound();
+        work += self.dispatch();
+        work += self.end_tick();
+        if let Some(link) = &self.link {
+            if !self.ctx.borrow().router.remote.wanted.is_empty() {
+                crate::link::io::open_wanted(&self.ctx, link);
+            }
+        }
+        work
+    }
+
+    fn end_tick(&mut self) -> usize {
+        let now = now_ns();
+        self.bell.beat(now);
+        if let Some((routing, processing)) = self.alert.check(now) {
+            if let Some(ns) = routing {
+                tracing::warn!(shard = self.index, routing_p99_us = ns / 1000, target_us = crate::metrics::ROUTING_P99_TARGET_NS / 1000, "routing p99 over its ADR-0017 target in the last window");
+            }
+            if let Some(ns) = processing {
+                tracing::warn!(shard = self.index, processing_p99_us = ns / 1000, target_us = crate::metrics::PROCESSING_P99_TARGET_NS / 1000, "processing p99 over its ADR-0017 target in the last window");
+            }
+        }
+        let mut ctx = self.ctx.borrow_mut();
+        if let Err(e) = ctx.store.commit() {
+            // The tick's effects could not be made durable: its sends must not
+            // escape either. They are counted as dead letters.
+            tracing::error!(shard = self.index, error = %e, "state commit failed; the tick's sends are dropped");
+            let _ = ctx.store.rollback();
+            let mark = 0;
+            let lost = ctx.router.take_staged_from(mark);
+            for m in &lost {
+                ctx.router.dead_letter(DeadLetter::CrashedHandler, m);
+            }
+        }
+        ctx.router.flush()
+    }
+
+    fn drain_control(&mut self) -> usize {
+        let mut n = 0;
+        // Lifecycle first: few, and the control plane waits on them.
+        while n < TICK_DRAIN_MAX && self.stop.is_none() {
+            let Ok(command) = self.lifecycle.try_recv() else { break };
+            n += 1;
+            self.run_command(command);
+        }
+        while n < TICK_DRAIN_MAX && self.stop.is_none() {
+            let Ok(command) = self.control.try_recv() else { break };
+            n += 1;
+            self.run_command(command);
+        }
+        n
+    }
+
+    fn run_command(&mut self, command: Command) {
+        match command {
+            Command::Deploy { name, module, instances, restore, reply } => reply(self.deploy(name, module, instances, restore)),
+            Command::Undeploy { name, reply } => {
+                self.end_tick(); // nothing staged may target what goes away
+                self.undeploy(&name);
+                reply(())
+            }
+            Command::Deliver { mut message, reply } => {
+                message.set_path(RoutePath::Api);
+                let accepted = self.ctx.borrow_mut().router.forward(message, true);
+                reply(accepted.map_err(|(e, _)| e))
+            }
+            Command::Cluster { updates } => self.apply_cluster(updates),
+            Command::Inject { messages, reply } => {
+                let mut ctx = self.ctx.borrow_mut();
+                let mut refused = Vec::new();
+                for mut message in messages {
+                    message.set_path(RoutePath::Api);
+                    if let Err(e) = ctx.router.forward(message, true) {
+                        refused.push(e);
+                    }
+                }
+                reply(refused)
+            }
+            Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
+            Command::ShardStats { reply } => reply(self.shard_stats()),
+            Command::Stop { reply } => self.stop = Some(reply),
+        }
+    }
+
+    fn drain_inbound(&mut self) -> usize {
+        let mut n = 0;
+        let mut ctx = self.ctx.borrow_mut();
+        for p in 0..self.inbound.len() {
+            if let Some(m) = self.held[p].take() {
+                match ctx.router.accept(m) {
+                    Ok(()) => n += 1,
+                    Err((RouteError::Busy, m)) => {
+                        self.held[p] = Some(m);
+                        continue; // keep this peer's order: nothing overtakes it
+                    }
+                    Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                }
+            }
+            let Some(rx) = &mut self.inbound[p] else { continue };
+            for _ in 0..TICK_DRAIN_MAX {
+                let Some(mut m) = rx.try_recv() else { break };
+                m.set_path(RoutePath::Remote);
+                ctx.router.counters.received_remote += 1;
+                n += 1;
+                match ctx.router.accept(m) {
+                    Ok(()) => {}
+                    Err((RouteError::Busy, m)) => {
+                        self.held[p] = Some(m);
+                        break;
+                    }
+                    Err((_, m)) => ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m),
+                }
+            }
+            // Mesh rule 4: tell the sender what left its channel.
+            rx.publish();
+        }
+        // Arrivals from other nodes: a message to an instance of another
+        // shard goes on through the mesh, never to a third node.
+        for _ in 0..TICK_DRAIN_MAX {
+            let Some(m) = ctx.router.remote.pop_inbound() else { break };
+            match ctx.router.forward(m, false) {
+                Ok(()) => {
+                    ctx.router.counters.received_node += 1;
+                    n += 1;
+                }
+                Err((RouteError::Busy, m)) => {
+                    ctx.router.remote.unpop_inbound(m);
+                    break;
+                }
+                Err((_, m)) => {
+                    ctx.router.counters.received_node += 1;
+                    ctx.router.dead_letter(DeadLetter::UnknownReceiver, &m);
+                }
+            }
+        }
+        ctx.router.remote.wake_readers();
+        n
+    }
+
+    fn apply_cluster(&mut self, updates: Vec<ClusterUpdate>) {
+        let mut ctx = self.ctx.borrow_mut();
+        for update in updates {
+            match update {
+                ClusterUpdate::Node { name, addr, alive, suspect } => {
+                    let lost = ctx.router.remote.set_node(&name, addr, alive, suspect);
+                    if !lost.is_empty() {
+                        tracing::warn!(shard = self.index, node = %name, lost = lost.len(), "node down: its queued messages are dead letters");
+                    }
+                    for m in &lost {
+                        ctx.router.dead_letter(DeadLetter::NodeDown, m);
+                    }
+                }
+                ClusterUpdate::Route { agent, node } => ctx.router.set_route(&agent, node.as_deref()),
+            }
+        }
+    }
+
+    fn deploy(&mut self, name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
+        let mark = self.ctx.borrow().router.staged_mark();
+        let made = self.ctx.borrow_mut().router.add_agent(&name, instances)?;
+        let mut reports = Vec::with_capacity(made.len());
+        for (instance, id) in made {
+            let started = Instant::now();
+            let slot = id as usize;
+            if self.agents.len() <= slot {
+                self.agents.resize_with(slot + 1, || None);
+            }
+            self.agents[slot] = Some(LocalAgent {
+                name: name.clone(),
+                instance,
+                module: module.clone(),
+                runtime: None,
+                handled: 0,
+                errors: 0,
+                crashes: 0,
+                timeouts: 0,
+                wrote_before_commit: None,
+                account: InstanceAccount::new(module.limits.log),
+            });
+            if let Err(e) = self.start_instance(id) {
+                if !restore {
+                    self.ctx.borrow_mut().router.rollback_to(mark);
+                    self.undeploy(&name);
+                    return Err(e);
+                }
+                tracing::warn!(shard = self.index, error = %e, "restored instance failed to start; retrying on its next message");
+            }
+            reports.push(InstanceReport { instance, shard: self.index, startup_us: started.elapsed().as_micros() as u64 });
+        }
+        Ok(reports)
+    }
+
+    fn undeploy(&mut self, name: &str) {
+        let mut ctx = self.ctx.borrow_mut();
+        for id in ctx.router.remove_agent(name) {
+            self.agents[id as usize] = None;
+        }
+        if let Err(e) = ctx.store.delete_agent(name) {
+            tracing::error!(shard = self.index, agent = name, error = %e, "deleting an undeployed agent's state failed");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The run loop of a shard, and its parking: the only glommio code of the
+//! shard (timers, yields, the doorbell read).
+//!
+//! Rules:
+//! 1. Busy, the loop yields between ticks and never sleeps.
+//! 2. Idle, it spins for a while, then parks on its doorbell (mesh rules 2
+//!    and 3). The spin adapts, between `spin_before_park` and
+//!    `spin_before_park_max`: a shard woken soon after it parked doubles
+//!    its spin (traffic is steady, and each wake-up costs tens of
+//!    microseconds of latency); one that stayed parked long halves it (the
+//!    node is idle, and spinning costs a core).
+//! 3. With links, a runnable shard still lets the reactor see socket
+//!    completions every [`LINK_POLL_INTERVAL_US`].
+//!
+//! The loop allocates nothing: one timer, re-armed for each poll.
+
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncReadExt;
+
+use crate::clock::now_ns;
+use crate::limits::LINK_POLL_INTERVAL_US;
+
+use super::Shard;
+
+impl Shard {
+    /// Runs until a `Stop` command. `doorbell` is the reading end of this
+    /// shard's doorbell.
+    pub async fn run(mut self, mut doorbell: glommio::net::UnixStream) {
+        let mut idle_since: Option<Instant> = None;
+        let mut wake = [0u8; 64];
+        let mut spin = self.spin_before_park;
+        let mut io_polled = Instant::now();
+        let io_poll_every = Duration::from_micros(LINK_POLL_INTERVAL_US);
+        // One timer, re-armed for each poll: the loop allocates nothing.
+        let mut io_poll = glommio::timer::Timer::new(Duration::from_micros(1));
+        loop {
+            // Rule 3.
+            if self.link.is_some() && io_polled.elapsed() >= io_poll_every {
+                // A timer that has not expired leaves nothing runnable, so glommio
+                // polls its rings (a zero one would complete without a poll).
+                io_poll.reset(Duration::from_micros(1));
+                (&mut io_poll).await;
+                io_polled = Instant::now();
+            }
+            let work = self.tick();
+            if let Some(reply) = self.stop.take() {
+                self.end_tick();
+                tracing::info!(shard = self.index, "shard stopped");
+                reply(());
+                return;
+            }
+            if work > 0 {
+                idle_since = None;
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < spin {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            if self.ctx.borrow().router.has_peer_backlog() {
+                // A peer's channel is full: it drains without ringing us.
+                glommio::timer::sleep(Duration::from_micros(50)).await;
+                continue;
+            }
+            self.bell.set_parked();
+            if self.has_input() {
+                self.bell.clear_parked();
+                continue;
+            }
+            let parked_at = Instant::now();
+            let _ = doorbell.read(&mut wake).await;
+            self.bell.clear_parked();
+            self.bell.beat(now_ns());
+            idle_since = None;
+            let parked_for = parked_at.elapsed();
+            spin = if parked_for < 2 * spin {
+                (spin * 2).min(self.spin_before_park_max)
+            } else if parked_for > 20 * self.spin_before_park_max {
+                (spin / 2).max(self.spin_before_park)
+            } else {
+                spin
+            };
+        }
+    }
+
+    fn has_input(&self) -> bool {
+        let ctx = self.ctx.borrow();
+        !self.control.is_empty()
+            || !self.lifecycle.is_empty()
+            || ctx.router.has_ready()
+            || ctx.router.has_staged()
+            || ctx.router.remote.inbound_len().0 > 0
+            || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
+    }
+}
