@@ -15,7 +15,7 @@ use caxton_shards::storage::StorageConfig;
 use serde::Deserialize;
 
 use crate::admission::{self, MemoryLimits};
-use crate::node::{ListenerLimits, ServeConfig};
+use caxton_shards::limits::MessageBudget;
 use caxton_shards::link::io::LinkSettings;
 use caxton_shards::router::NodeQueueLimits;
 
@@ -368,6 +368,63 @@ impl ServeArgs {
                 pending_handshakes: self.max_pending_handshakes.or(file.max_pending_handshakes).unwrap_or(limits::LINK_PENDING_HANDSHAKES_MAX).max(1),
             },
         }))
+    }
+}
+
+/// Everything `caxton serve` runs with; `config::ServeArgs::resolve` fills
+/// it from flags, the config file and the defaults.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub cores: Option<usize>,
+    pub data_dir: PathBuf,
+    pub api: SocketAddr,
+    pub api_token: Option<String>,
+    /// The wire listener (`wire.rs`), if any.
+    pub wire: Option<SocketAddr>,
+    /// Cluster membership and links (`--listen`), if any.
+    pub cluster: Option<crate::config::ClusterConfig>,
+    pub tuning: ShardTuning,
+    pub storage: StorageConfig,
+    pub limits: AgentLimits,
+    pub memory: MemoryLimits,
+    pub memory_budget: u64,
+    pub max_agents: usize,
+    pub max_connections: usize,
+    /// `--disk-free-min`: the free-space floor for agents' state writes.
+    pub disk_free_min: u64,
+    /// `--control-timeout-ms`: how long the API waits for a shard.
+    pub control_timeout: Duration,
+    /// Time and count bounds of the API and wire listeners.
+    pub listeners: ListenerLimits,
+    /// The message budget (`--message-buffer-size`), split by queue.
+    pub budget: MessageBudget,
+}
+
+/// Bounds on the API and wire listeners before and after authentication,
+/// each with its default in `caxton_shards::limits`.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// `--api-header-timeout-ms`, default [`API_HEADER_TIMEOUT_MS`].
+    pub api_header_timeout: Duration,
+    /// `--api-idle-timeout-ms`, default [`API_IDLE_TIMEOUT_MS`].
+    pub api_idle_timeout: Duration,
+    /// `--api-host`: names the Host header may carry besides the address.
+    pub api_hosts: Vec<String>,
+    /// `--wire-hello-timeout-ms`, default [`WIRE_HELLO_TIMEOUT_MS`].
+    pub wire_hello_timeout: Duration,
+    /// `--wire-connections-max`, default [`WIRE_CONNECTIONS_MAX`].
+    pub wire_connections_max: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            api_header_timeout: Duration::from_millis(limits::API_HEADER_TIMEOUT_MS),
+            api_idle_timeout: Duration::from_millis(limits::API_IDLE_TIMEOUT_MS),
+            api_hosts: Vec::new(),
+            wire_hello_timeout: Duration::from_millis(limits::WIRE_HELLO_TIMEOUT_MS),
+            wire_connections_max: limits::WIRE_CONNECTIONS_MAX,
+        }
     }
 }
 

@@ -1,15 +1,6 @@
 //! The `caxton` command: `serve` runs a node; the other commands talk to one.
 
-mod admission;
-mod api;
-mod catalog;
-mod client;
-mod config;
-mod control;
-mod gossip;
-mod node;
-mod top;
-mod wire;
+use caxton::{client, config, node, top};
 
 use std::path::PathBuf;
 

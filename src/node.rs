@@ -11,19 +11,15 @@
 //!    serve the API until SIGINT/SIGTERM, when the node leaves the cluster,
 //!    and shards commit what they hold and stop.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use caxton_shards::agent::AgentLimits;
 use caxton_shards::executor::{self, allowed_cpus};
-use caxton_shards::limits::{MessageBudget, API_HEADER_TIMEOUT_MS, API_IDLE_TIMEOUT_MS, API_REPLIES_MAX, WIRE_CONNECTIONS_MAX, WIRE_HELLO_TIMEOUT_MS};
+use caxton_shards::limits::API_REPLIES_MAX;
 use caxton_shards::runtime_outbox::RuntimeOutbox;
-use std::time::Duration;
-use caxton_shards::shard::ShardTuning;
 
-use crate::admission::{Admission, MemoryLimits};
-use caxton_shards::storage::{shard_db_path, Checkpointer, DiskFloor, StorageConfig};
+use crate::admission::Admission;
+use crate::config::ServeConfig;
+use caxton_shards::storage::{shard_db_path, Checkpointer, DiskFloor};
 use caxton_shards::ShardsConfig;
 
 use crate::api::{self, Api};
@@ -31,63 +27,6 @@ use crate::catalog::{Catalog, RouteCache};
 use crate::gossip::Cluster;
 use caxton_shards::link::LinkSetup;
 use crate::control::Control;
-
-/// Everything `caxton serve` runs with; `config::ServeArgs::resolve` fills
-/// it from flags, the config file and the defaults.
-#[derive(Debug)]
-pub struct ServeConfig {
-    pub cores: Option<usize>,
-    pub data_dir: PathBuf,
-    pub api: SocketAddr,
-    pub api_token: Option<String>,
-    /// The wire listener (`wire.rs`), if any.
-    pub wire: Option<SocketAddr>,
-    /// Cluster membership and links (`--listen`), if any.
-    pub cluster: Option<crate::config::ClusterConfig>,
-    pub tuning: ShardTuning,
-    pub storage: StorageConfig,
-    pub limits: AgentLimits,
-    pub memory: MemoryLimits,
-    pub memory_budget: u64,
-    pub max_agents: usize,
-    pub max_connections: usize,
-    /// `--disk-free-min`: the free-space floor for agents' state writes.
-    pub disk_free_min: u64,
-    /// `--control-timeout-ms`: how long the API waits for a shard.
-    pub control_timeout: Duration,
-    /// Time and count bounds of the API and wire listeners.
-    pub listeners: ListenerLimits,
-    /// The message budget (`--message-buffer-size`), split by queue.
-    pub budget: MessageBudget,
-}
-
-/// Bounds on the API and wire listeners before and after authentication,
-/// each with its default in `caxton_shards::limits`.
-#[derive(Debug, Clone)]
-pub struct ListenerLimits {
-    /// `--api-header-timeout-ms`, default [`API_HEADER_TIMEOUT_MS`].
-    pub api_header_timeout: Duration,
-    /// `--api-idle-timeout-ms`, default [`API_IDLE_TIMEOUT_MS`].
-    pub api_idle_timeout: Duration,
-    /// `--api-host`: names the Host header may carry besides the address.
-    pub api_hosts: Vec<String>,
-    /// `--wire-hello-timeout-ms`, default [`WIRE_HELLO_TIMEOUT_MS`].
-    pub wire_hello_timeout: Duration,
-    /// `--wire-connections-max`, default [`WIRE_CONNECTIONS_MAX`].
-    pub wire_connections_max: usize,
-}
-
-impl Default for ListenerLimits {
-    fn default() -> Self {
-        ListenerLimits {
-            api_header_timeout: Duration::from_millis(API_HEADER_TIMEOUT_MS),
-            api_idle_timeout: Duration::from_millis(API_IDLE_TIMEOUT_MS),
-            api_hosts: Vec::new(),
-            wire_hello_timeout: Duration::from_millis(WIRE_HELLO_TIMEOUT_MS),
-            wire_connections_max: WIRE_CONNECTIONS_MAX,
-        }
-    }
-}
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
     if !config.api.ip().is_loopback() && config.api_token.is_none() {

@@ -123,7 +123,7 @@ async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> R
     let given = hello.strip_prefix(HELLO).map(|rest| rest.trim());
     match (given, token) {
         (None, _) => Err(format!("expected {HELLO}")),
-        (Some(t), Some(want)) if !crate::api::token_matches(t, want) => Err("missing or wrong token".into()),
+        (Some(t), Some(want)) if !crate::secret::token_matches(t, want) => Err("missing or wrong token".into()),
         _ => Ok(()),
     }
 }

@@ -392,6 +392,10 @@ pub const API_CONNECTIONS_MAX: usize = 10_000;
 /// Longest a REST caller may wait for a reply, in milliseconds.
 pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 
+/// Longest a request forwarded to another member's API may take, in
+/// milliseconds (a deploy there compiles its module). Exceeded: 502.
+pub const FORWARD_TIMEOUT_MS: u64 = 60_000;
+
 // ---------------------------------------------------------------- cluster
 
 /// Between two gossip rounds of a node, in milliseconds (ADR-0017 SWIM

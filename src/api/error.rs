@@ -3,6 +3,8 @@
 
 use hyper::StatusCode;
 
+use crate::control::{ControlError, ErrorKind};
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -25,21 +27,8 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    /// The node has no room for what was asked (admission control).
-    pub fn over_capacity(message: String) -> ApiError {
-        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "over_capacity", message)
-    }
-
     pub fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
-    }
-
-    pub fn too_many(message: impl Into<String>) -> ApiError {
-        ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message) }
     }
 
     pub fn busy(message: impl Into<String>) -> ApiError {
@@ -56,10 +45,6 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, "forward_failed", message)
     }
 
-    pub fn timeout(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "reply_timeout", message)
-    }
-
     pub fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token")
     }
@@ -70,5 +55,23 @@ impl ApiError {
 
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+/// The control plane's errors as HTTP: each kind has its status, and the
+/// ones worth retrying soon say when (`Retry-After: 1`).
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let (status, retry_after_s) = match e.kind {
+            ErrorKind::BadRequest => (StatusCode::BAD_REQUEST, None),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, None),
+            ErrorKind::OverCapacity => (StatusCode::INSUFFICIENT_STORAGE, None),
+            ErrorKind::Busy => (StatusCode::TOO_MANY_REQUESTS, Some(1)),
+            ErrorKind::Unavailable | ErrorKind::NodeUnavailable => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, None),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        ApiError { status, code: e.code, message: e.message, retry_after_s }
     }
 }

@@ -10,6 +10,7 @@
 
 mod conn;
 pub mod error;
+mod forward;
 mod json;
 mod metrics;
 mod origin;
@@ -58,7 +59,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(control: Arc<Control>, token: Option<String>, listen: std::net::SocketAddr, limits: &crate::node::ListenerLimits, connections_max: usize) -> Api {
+    pub fn new(control: Arc<Control>, token: Option<String>, listen: std::net::SocketAddr, limits: &crate::config::ListenerLimits, connections_max: usize) -> Api {
         Api {
             control,
             token,
@@ -202,12 +203,7 @@ async fn read_body(api: &Api, req: Request<Incoming>, limit: usize) -> Result<Ve
 fn authorized(api: &Api, req: &Request<Incoming>) -> bool {
     let Some(token) = &api.token else { return true };
     let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    value.strip_prefix("Bearer ").is_some_and(|given| token_matches(given, token))
-}
-
-/// Compares a given token with the node's in constant time: it is a secret.
-pub fn token_matches(given: &str, token: &str) -> bool {
-    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    value.strip_prefix("Bearer ").is_some_and(|given| crate::secret::token_matches(given, token))
 }
 
 async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -292,7 +288,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let body = read_body(api, req, MODULE_BYTES_MAX).await?;
             let me = control.cluster.as_ref().map(|c| c.view.lock().unwrap().me.name());
             if let Some(node) = node.filter(|n| Some(n) != me.as_ref()) {
-                let (status, body) = control.deploy_on(&node, &name, instances, body, authorization).await?;
+                let (status, body) = forward::deploy_on(control, &node, &name, instances, body, authorization).await?;
                 tracing::info!(agent = name, instances, node, status, "deploy forwarded");
                 let mut resp = Response::new(Full::new(Bytes::from(body)));
                 *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -310,7 +306,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         (&Method::DELETE, ["v1", "agents", name]) => {
             if let Some(node) = control.remote_node_of(name) {
                 let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-                let (status, body) = control.forward(&node, "DELETE", format!("/v1/agents/{name}"), Vec::new(), authorization).await?;
+                let (status, body) = forward::forward(control, &node, "DELETE", format!("/v1/agents/{name}"), Vec::new(), authorization).await?;
                 tracing::info!(agent = name, node, status, "stop forwarded");
                 let mut resp = Response::new(Full::new(Bytes::from(body)));
                 *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -1,0 +1,295 @@
+//! Agents' lifecycle: deploy, undeploy, restore after a restart, stop the
+//! node (control rules 2, 3 and 5).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use caxton_cluster::view::RemoteRoute;
+use caxton_shards::agent::{compile, to_wasm_binary, CompiledAgent};
+use caxton_shards::command::Reply;
+use caxton_shards::envelope::is_agent_name;
+use caxton_shards::limits::AGENT_INSTANCES_MAX;
+use caxton_shards::placement::shard_of;
+use caxton_shards::{Command, InstanceReport, InstanceStats};
+use tokio::sync::oneshot;
+
+use super::{AgentDetail, AgentRecord, Control, ControlError, DeployReport, Settled};
+
+impl Control {
+    /// The node hosting `name`, if another node of the cluster does.
+    pub fn remote_node_of(&self, name: &str) -> Option<String> {
+        if self.agents.lock().unwrap().contains_key(name) {
+            return None;
+        }
+        let route = self.cluster.as_ref()?.view.lock().unwrap().remote_route(name)?;
+        Some(route.node.to_string())
+    }
+
+    fn record_for(&self, name: &str, instances: u32, charge_each: u64) -> AgentRecord {
+        AgentRecord { instances, charge_each, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
+    }
+
+    /// Deploys a module under `name` (rules 2 and 3).
+    pub async fn deploy(self: &Arc<Self>, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ControlError> {
+        let started = Instant::now();
+        if !is_agent_name(name.as_bytes()) {
+            return Err(ControlError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
+        }
+        if instances == 0 || instances > AGENT_INSTANCES_MAX {
+            return Err(ControlError::bad_request("invalid_instances", format!("instances must be 1 to {AGENT_INSTANCES_MAX}, got {instances}")));
+        }
+        if self.agents.lock().unwrap().contains_key(name) {
+            return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
+        }
+        match self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
+            Some(RemoteRoute { node, alive: true, .. }) => return Err(ControlError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
+            // Its node is down: the name moves here (a newer registry version).
+            Some(RemoteRoute { node, alive: false, .. }) => tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node"),
+            None => {}
+        }
+        let limits = self.limits;
+        let compiled = tokio::task::spawn_blocking(move || {
+            let wasm = to_wasm_binary(&body)?.into_owned();
+            compile(&wasm, &limits).map(|m| (m, wasm))
+        })
+        .await
+        .map_err(|e| ControlError::internal(format!("compiler task failed: {e}")))?;
+        let (module, wasm) = compiled.map_err(|e| ControlError::bad_request("invalid_module", e.0))?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
+        let record = self.record_for(name, instances, each);
+        let lifecycle = self.lifecycle_lock().await?;
+        {
+            let mut agents = self.agents.lock().unwrap();
+            if agents.contains_key(name) {
+                return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
+            }
+            self.admission.lock().unwrap().admit(name, instances, each).map_err(ControlError::over_capacity)?;
+            if let Err(e) = self.catalog.lock().unwrap().insert(name, instances, &wasm) {
+                self.admission.lock().unwrap().release(instances, each);
+                return Err(ControlError::internal(format!("catalog write failed: {e}")));
+            }
+            agents.insert(name.to_string(), record.clone());
+        }
+        match self.start_everywhere(lifecycle, name, module, instances, false).await {
+            Ok(reports) => {
+                if let Some(c) = &self.cluster {
+                    c.publish(name, true);
+                }
+                Ok(DeployReport { record, instances: reports, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
+            }
+            Err((e, Settled::Now)) => {
+                self.forget_record(name);
+                Err(e)
+            }
+            Err((e, Settled::Later)) => Err(e), // the background task forgets it
+        }
+    }
+
+    /// Starts `name` on every shard or on none (rules 2, 3 and 5), holding
+    /// the lifecycle lock. A shard late past the deadline makes it a 503;
+    /// a task of its own then waits for every answer, undoes the deploy
+    /// where it was done, forgets the name and only then lets the lock go.
+    async fn start_everywhere(
+        self: &Arc<Self>,
+        lifecycle: tokio::sync::OwnedMutexGuard<()>,
+        name: &str,
+        module: CompiledAgent,
+        instances: u32,
+        restore: bool,
+    ) -> Result<Vec<InstanceReport>, (ControlError, Settled)> {
+        let shared: Arc<str> = name.into();
+        let waits = self
+            .lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, reply })
+            .map_err(|e| (e, Settled::Now))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut waits = std::collections::VecDeque::from(waits);
+        let (mut reports, mut started, mut failure) = (Vec::new(), Vec::new(), None);
+        while let Some((shard, mut rx)) = waits.pop_front() {
+            match tokio::time::timeout_at(deadline, &mut rx).await {
+                Ok(Ok(Ok(mut rs))) => {
+                    reports.append(&mut rs);
+                    started.push(shard);
+                }
+                Ok(Ok(Err(e))) => failure = Some(ControlError::bad_request("init_failed", e)),
+                Ok(Err(_)) => failure = Some(ControlError::internal(format!("shard {shard} stopped"))),
+                Err(_) => {
+                    waits.push_front((shard, rx));
+                    let late = self.late(shard);
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        for (_, rx) in waits {
+                            if let Ok(Ok(_)) = rx.await {
+                                started.push(shard);
+                            }
+                        }
+                        if let Err(e) = this.stop_on_now(&started, &shared).await {
+                            tracing::error!(agent = %shared, "undoing a late deploy failed: {}", e.message);
+                        }
+                        this.forget_record(&shared);
+                        drop(lifecycle);
+                    });
+                    let message = format!("{}: the deploy is undone as soon as it answers", late.message);
+                    return Err((ControlError { message, ..late }, Settled::Later));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // The shards that started the agent drop it again, and we wait
+            // for them: nothing of it stays anywhere.
+            self.stop_on_now(&started, &shared).await.map_err(|e| (e, Settled::Now))?;
+            return Err((e, Settled::Now));
+        }
+        reports.sort_by_key(|r| r.instance);
+        assert_eq!(reports.len(), instances as usize, "every instance is placed on exactly one shard");
+        Ok(reports)
+    }
+
+    /// Undeploys `name` from the shards `to` and waits for each, however
+    /// long (undoing: nothing may stay half-done). Call with the lifecycle
+    /// lock held.
+    async fn stop_on_now(&self, to: &[usize], name: &Arc<str>) -> Result<(), ControlError> {
+        let waits = self.lifecycle_to(to, |reply| Command::Undeploy { name: name.clone(), reply })?;
+        for (shard, rx) in waits {
+            rx.await.map_err(|_| ControlError::internal(format!("shard {shard} stopped")))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a name in the catalog, the records and admission.
+    fn forget_record(&self, name: &str) {
+        if let Err(e) = self.catalog.lock().unwrap().remove(name) {
+            tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start");
+        }
+        if let Some(r) = self.agents.lock().unwrap().remove(name) {
+            self.admission.lock().unwrap().release(r.instances, r.charge_each);
+        }
+    }
+
+    /// Stops `name` on every shard, then forgets it (rule 2): if a shard
+    /// cannot take the command, nothing changes and the caller gets 503. A
+    /// shard late past the deadline is a 503 too; the undeploy completes in
+    /// the background when it answers.
+    pub async fn undeploy(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
+        let lifecycle = self.lifecycle_lock().await?;
+        if !self.agents.lock().unwrap().contains_key(name) {
+            return Err(ControlError::not_found(format!("no agent named {name:?}")));
+        }
+        let shared: Arc<str> = name.into();
+        let waits = self.lifecycle_to(&self.all_shards(), |reply| Command::Undeploy { name: shared.clone(), reply })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut waits = std::collections::VecDeque::from(waits);
+        while let Some((shard, mut rx)) = waits.pop_front() {
+            if tokio::time::timeout_at(deadline, &mut rx).await.is_err() {
+                waits.push_front((shard, rx));
+                let late = self.late(shard);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    for (_, rx) in waits {
+                        let _ = rx.await;
+                    }
+                    this.forgotten(&shared);
+                    drop(lifecycle);
+                });
+                return Err(ControlError { message: format!("{}: the undeploy completes when it answers", late.message), ..late });
+            }
+        }
+        self.forgotten(name);
+        Ok(())
+    }
+
+    /// An undeploy reached every shard: forget the name and say so.
+    fn forgotten(&self, name: &str) {
+        self.forget_record(name);
+        if let Some(c) = &self.cluster {
+            c.publish(name, false);
+        }
+    }
+
+    /// Brings back the agents of the catalog after a restart.
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, String> {
+        let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
+        let count = stored.len();
+        for agent in stored {
+            let module = compile(&agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
+            let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
+            if let Err(e) = self.admission.lock().unwrap().admit(&agent.name, agent.instances, each) {
+                // Admitted before the restart: keep it, but say the node is over.
+                tracing::warn!(agent = agent.name, "restored agent is over the node's limits: {e}");
+                let mut a = self.admission.lock().unwrap();
+                a.agents += agent.instances as usize;
+                a.charged += agent.instances as u64 * each;
+            }
+            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
+            let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
+            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true).await.map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
+        }
+        if let Some(c) = &self.cluster {
+            c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
+        }
+        Ok(count)
+    }
+
+    pub fn list(&self) -> Vec<(String, AgentRecord)> {
+        let mut all: Vec<_> = self.agents.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub async fn agent(&self, name: &str) -> Result<AgentDetail, ControlError> {
+        let record = self.agents.lock().unwrap().get(name).cloned().ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))?;
+        let shared: Arc<str> = name.into();
+        let mut instances: Vec<InstanceStats> = self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
+        instances.sort_by_key(|i| i.instance);
+        Ok(AgentDetail { record, instances })
+    }
+
+    /// Stops every shard; each answers once it has committed what it holds.
+    pub async fn stop(&self) {
+        let Ok(_lifecycle) = self.lifecycle_lock().await else {
+            tracing::error!("stopping without the lifecycle lock: an operation is still finishing");
+            return;
+        };
+        match self.lifecycle_to(&self.all_shards(), |reply| Command::Stop { reply }) {
+            Ok(waits) => {
+                for (shard, rx) in waits {
+                    if let Err(e) = self.answer(shard, rx).await {
+                        tracing::error!("shard {shard} did not stop in time: {}", e.message);
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot stop the shards: {}", e.message),
+        }
+    }
+
+    /// The lifecycle lock (rule 2), within the control deadline: a previous
+    /// operation still finishing on a shard that does not answer holds it.
+    async fn lifecycle_lock(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, ControlError> {
+        tokio::time::timeout(self.timeout, self.lifecycle.clone().lock_owned())
+            .await
+            .map_err(|_| ControlError::busy("a previous deploy or undeploy is still finishing on a shard that does not answer; retry later"))
+    }
+
+    /// Sends a lifecycle command to the shards `to` (rule 2): all of them
+    /// or, when one has no room, none. Call with the lifecycle lock held.
+    fn lifecycle_to<T: Send + 'static>(&self, to: &[usize], make: impl Fn(Reply<T>) -> Command) -> Result<Vec<(usize, oneshot::Receiver<T>)>, ControlError> {
+        if let Some(&full) = to.iter().find(|&&i| !self.shards[i].lifecycle_room(1)) {
+            return Err(ControlError::busy(format!("shard {full} is not taking commands (its lifecycle queue is full); nothing was changed")));
+        }
+        let mut waits = Vec::with_capacity(to.len());
+        for &shard in to {
+            let (tx, rx) = oneshot::channel();
+            let sent = self.shards[shard].send_lifecycle(make(Box::new(move |v| {
+                let _ = tx.send(v);
+            })));
+            // The only producer, under the lock, after the room check.
+            assert!(sent.is_ok(), "lifecycle queue of shard {shard} filled after its room was checked");
+            waits.push((shard, rx));
+        }
+        Ok(waits)
+    }
+
+    fn all_shards(&self) -> Vec<usize> {
+        (0..self.shards.len()).collect()
+    }
+}

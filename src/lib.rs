@@ -1,0 +1,29 @@
+//! The caxton node: what `caxton serve` runs beside its shards, and the
+//! CLI's client. The shards themselves are `caxton_shards`; the cluster's
+//! core (membership, registry, view) is `caxton_cluster`; the agent ABI is
+//! `caxton_abi`.
+//!
+//! Modules, one concept each, in the order they depend on one another
+//! (each uses only those above it):
+//! - [`admission`]: ADR-0017's memory formula and the deploy decision;
+//! - [`catalog`]: node.db: deployed agents, the route cache;
+//! - [`secret`]: tokens, compared in constant time;
+//! - [`config`]: `caxton serve`'s flags and TOML file, resolved;
+//! - [`gossip`]: the gossip pump (membership over UDP);
+//! - [`control`]: the control plane: lifecycle, messages, shard commands;
+//! - [`api`]: the REST API (HTTP over the control plane);
+//! - [`wire`]: the binary data plane (`--wire`);
+//! - [`node`]: `caxton serve`, wiring all of the above;
+//! - [`client`], [`top`]: the CLI's side.
+
+pub mod admission;
+pub mod api;
+pub mod catalog;
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod gossip;
+pub mod node;
+pub mod secret;
+pub mod top;
+pub mod wire;
