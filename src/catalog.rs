@@ -83,7 +83,7 @@ impl RouteCache {
         let path = data_dir.join("node.db");
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open(&path)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.busy_timeout(std::time::Duration::from_millis(caxton_shards::limits::CATALOG_BUSY_TIMEOUT_MS))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS routes (agent TEXT PRIMARY KEY, node TEXT NOT NULL,

@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use caxton_shards::limits;
+
 use serde_json::Value;
 
 pub const EXIT_REFUSED: i32 = 1;
@@ -30,7 +32,10 @@ pub struct Failure {
 impl Client {
     pub fn new(api: &str, token: Option<String>) -> Client {
         let base = if api.starts_with("http://") { api.to_string() } else { format!("http://{api}") };
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_millis(limits::CLI_CONNECT_TIMEOUT_MS))
+            .timeout(Duration::from_millis(limits::CLI_REQUEST_TIMEOUT_MS))
+            .build();
         Client { base: base.trim_end_matches('/').to_string(), token, agent }
     }
 

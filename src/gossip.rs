@@ -14,7 +14,7 @@
 //! 3. The order of updates, and what stale news is, are the view's rules
 //!    (`caxton_cluster::view`).
 //! 4. Until it has a member, the node re-announces itself to its `--join`
-//!    seeds every [`REJOIN_INTERVAL_MS`], so start-up order does not matter.
+//!    seeds every [`GOSSIP_REJOIN_INTERVAL_MS`], so start-up order does not matter.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_cluster::view::{self, ClusterUpdate, ClusterView};
-use caxton_shards::limits::{CLUSTER_UPDATES_MAX, GOSSIP_PACKET_BYTES_MAX, REGISTRY_RESYNC_INTERVAL_MS};
+use caxton_shards::limits::{
+    CLUSTER_UPDATES_MAX, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS, REGISTRY_RESYNC_INTERVAL_MS,
+};
 use caxton_shards::{Command, ShardSender};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use foca::{OwnedNotification, Timer};
@@ -35,14 +37,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::catalog::RouteCache;
 use crate::config::ClusterConfig;
 
-/// Between two looks at timers and commands, in milliseconds.
-const GOSSIP_TICK_MS: u64 = 10;
-/// Between two announces to the seeds while alone (rule 4), in ms.
-pub const REJOIN_INTERVAL_MS: u64 = 1_000;
-/// Between two reads of suspects off foca's table, in ms.
-const STATE_REFRESH_MS: u64 = 100;
-/// Commands queued for the gossip thread.
-const GOSSIP_COMMANDS_MAX: usize = 65_536;
 
 enum GossipCommand {
     Publish { agent: String, present: bool },
@@ -179,7 +173,7 @@ impl Driver {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            if !self.seeds.is_empty() && self.membership.borrow().active_members() == 0 && last_rejoin.elapsed() >= Duration::from_millis(REJOIN_INTERVAL_MS) {
+            if !self.seeds.is_empty() && self.membership.borrow().active_members() == 0 && last_rejoin.elapsed() >= Duration::from_millis(GOSSIP_REJOIN_INTERVAL_MS) {
                 last_rejoin = Instant::now();
                 let mut m = self.membership.borrow_mut();
                 for &seed in &self.seeds {
@@ -192,7 +186,7 @@ impl Driver {
                 last_resync = Instant::now();
                 self.membership.borrow_mut().resync_one();
             }
-            if last_refresh.elapsed() >= Duration::from_millis(STATE_REFRESH_MS) {
+            if last_refresh.elapsed() >= Duration::from_millis(GOSSIP_STATE_REFRESH_MS) {
                 last_refresh = Instant::now();
                 self.refresh_states();
             }

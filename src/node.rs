@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use caxton_shards::limits::SHARDS_MAX;
 use caxton_shards::executor::{self, allowed_cpus};
 use caxton_shards::limits::API_REPLIES_MAX;
 use caxton_shards::runtime_outbox::RuntimeOutbox;
@@ -37,8 +38,8 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     }
     let allowed = allowed_cpus();
     let cores = config.cores.unwrap_or(allowed.len());
-    if cores == 0 || cores > allowed.len() || cores > 255 {
-        return Err(format!("--cores {cores}: this process may run on {} cores ({allowed:?}); choose 1 to {}", allowed.len(), allowed.len().min(255)));
+    if cores == 0 || cores > allowed.len() || cores > SHARDS_MAX {
+        return Err(format!("--cores {cores}: this process may run on {} cores ({allowed:?}); choose 1 to {}", allowed.len(), allowed.len().min(SHARDS_MAX)));
     }
     let cpus = allowed[..cores].to_vec();
     raise_open_files_limit(config.max_connections);

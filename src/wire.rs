@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caxton_shards::envelope::{Header, Message};
-use caxton_shards::limits::{ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BUFFER_BYTES};
+use caxton_shards::limits::{
+    ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_HELLO_BYTES_MAX, WIRE_RETRY_PAUSE_MAX_US, WIRE_RETRY_PAUSE_MIN_US,
+};
 use caxton_shards::names::{NODE_SENDER, WIRE_NAME_PREFIX};
 use caxton_shards::router::RouteError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -41,10 +43,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::control::{Control, WireOutbox};
 
 pub const HELLO: &str = "caxton-wire/1";
-/// Envelopes read before they are handed to the shards as one batch.
-const BATCH_MESSAGES_MAX: usize = 512;
-/// Longest hello frame: the magic, a space and a token.
-const HELLO_BYTES_MAX: usize = 4096;
 
 /// The wire listener's bounds (`ListenerLimits`), and its ingress budget.
 pub struct WireLimits {
@@ -79,7 +77,7 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<S
             }
             Err(e) => {
                 tracing::warn!(error = %e, "wire accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
             }
         }
     }
@@ -116,7 +114,7 @@ async fn refuse(stream: tokio::net::TcpStream, why: &str) -> std::io::Result<()>
 
 /// The hello (rule 2): why it is refused, if it is.
 async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> Result<(), String> {
-    let len = read_len(rd, HELLO_BYTES_MAX).await.map_err(|e| e.to_string())?.ok_or("closed before its hello")?;
+    let len = read_len(rd, WIRE_HELLO_BYTES_MAX).await.map_err(|e| e.to_string())?.ok_or("closed before its hello")?;
     let mut frame = vec![0u8; len];
     rd.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
     let hello = String::from_utf8_lossy(&frame);
@@ -214,7 +212,7 @@ async fn read_loop<R: AsyncReadExt + Unpin>(control: &Control, rd: &mut BufReade
                 Err((header, why)) => notify(control, outbox, failure(name, &header, &why)).await,
             }
             taken += 1;
-            if taken >= BATCH_MESSAGES_MAX || batch.bytes >= WIRE_BATCH_BYTES_MAX || rd.buffer().len() < 4 {
+            if taken >= WIRE_BATCH_MESSAGES_MAX || batch.bytes >= WIRE_BATCH_BYTES_MAX || rd.buffer().len() < 4 {
                 break;
             }
         }
@@ -234,7 +232,7 @@ async fn notify(control: &Control, outbox: &WireOutbox, notice: Message) {
 async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOutbox) {
     for (shard, messages) in batch.by_shard.iter_mut().enumerate() {
         let mut pending = std::mem::take(messages);
-        let mut pause = Duration::from_micros(50);
+        let mut pause = Duration::from_micros(WIRE_RETRY_PAUSE_MIN_US);
         while !pending.is_empty() {
             let refused = match control.inject(shard, pending).await {
                 Ok(r) => r,
@@ -252,7 +250,7 @@ async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOu
             }
             if !pending.is_empty() {
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(5));
+                pause = (pause * 2).min(Duration::from_micros(WIRE_RETRY_PAUSE_MAX_US));
             }
         }
     }
@@ -280,7 +278,7 @@ mod tests {
         assert!(block_on(hello(&mut &frame(b"caxton-wire/1 other")[..], &token)).is_err());
         assert!(block_on(hello(&mut &frame(b"caxton-wire/1")[..], &None)).is_ok());
         assert!(block_on(hello(&mut &frame(b"GET / HTTP/1.1")[..], &None)).is_err());
-        assert!(block_on(hello(&mut &frame(&[b'x'; HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
+        assert!(block_on(hello(&mut &frame(&[b'x'; WIRE_HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
     }
 
     mod fuzz {

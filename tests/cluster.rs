@@ -282,16 +282,11 @@ fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
 }
 
 fn wire_frame(s: &mut TcpStream, bytes: &[u8]) {
-    s.write_all(&(bytes.len() as u32).to_le_bytes()).unwrap();
-    s.write_all(bytes).unwrap();
+    common::wire::write_frame(s, bytes).unwrap();
 }
 
 fn read_wire_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("a reply within the read timeout (a message lost?)");
-    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut buf).expect("a whole frame");
-    buf
+    common::wire::read_frame(s).expect("a frame within the read timeout (a message lost?)").expect("a frame, not the end")
 }
 
 /// Node A (2 shards, with a wire listener) and member B hosting `echo`

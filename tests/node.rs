@@ -186,6 +186,13 @@ fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
     assert_eq!((status, v["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "a POST is JSON");
     assert_eq!(node.get("/v1/nowhere").0, 404);
     assert_eq!(node.delete("/v1/agents/nobody").0, 404);
+    for (method, path, allow) in [("DELETE", "/metrics", "GET"), ("PATCH", "/v1/agents/echo", "PUT, GET, DELETE"), ("GET", "/v1/messages", "POST")] {
+        let resp = match node.request(method, path).call() {
+            Err(ureq::Error::Status(_, r)) => r,
+            other => panic!("{method} {path}: {other:?}"),
+        };
+        assert_eq!((resp.status(), resp.header("allow")), (405, Some(allow)), "{method} {path}");
+    }
     assert!(echo_works());
 }
 

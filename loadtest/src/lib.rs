@@ -6,4 +6,6 @@ pub mod node;
 pub mod report;
 pub mod run;
 pub mod scenario;
-pub mod wire;
+
+/// The wire client (`caxton-testkit`'s, shared with the tests).
+pub use caxton_testkit::wire;

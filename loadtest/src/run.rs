@@ -114,8 +114,8 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
         let (mut answered, mut errors, mut duplicated) = (0u64, 0u64, 0u64);
         let mut published_window = 0usize;
         loop {
-            let message = match reader.message() {
-                Ok(Some(m)) => m,
+            let message = match reader.envelope().map(|b| b.map(Message::decode)) {
+                Ok(Some(Ok(m))) => m,
                 _ => break,
             };
             let now = now_ns();
@@ -179,8 +179,7 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
             content.extend_from_slice(&names[b]);
             content.extend_from_slice(&sent.to_le_bytes());
             content.extend_from_slice(&sched.to_le_bytes());
-            let m = Message::encode(&Header::default(), b"", &names[a], &content).expect("valid load message");
-            writer.send(&m).map_err(|e| format!("wire write: {e}"))?;
+            writer.send(&Header::default(), &names[a], &content).map_err(|e| format!("wire write: {e}"))?;
             sent_per_window[(((sched - base_ns) / WINDOW.as_nanos() as u64) as usize).min(windows_n - 1)] += 1;
             sent += 1;
         }

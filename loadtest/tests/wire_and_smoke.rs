@@ -1,73 +1,36 @@
 //! The wire listener against a real `caxton serve`, and the load test's
 //! smoke mode end to end.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use caxton_loadtest::wire;
+use caxton_testkit::node::{Node, NodeSpec};
+use caxton_testkit::wire;
 use caxton_shards::envelope::{Header, Message};
 
-fn bin(name: &str) -> PathBuf {
-    // Test binaries live in target/<profile>/deps; the crates' binaries one up.
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A node: its process, API and wire addresses, and its data dir (kept
-/// until the node is gone).
-struct Serve(Child, String, String, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(extra: &[&str]) -> Serve {
-    let dir = tempfile::tempdir().unwrap();
-    let (api, wire) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let child = Command::new(bin("caxton"))
-        .args(["serve", "--cores", "2", "--api", &api, "--wire", &wire, "--data-dir"])
-        .arg(dir.path())
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("caxton is built beside this test");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://{api}/v1/health")).call().is_err() {
-        assert!(Instant::now() < deadline, "node did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Serve(child, api, wire, dir)
+/// A node with a wire listener (the harness of `caxton-testkit`), with
+/// `extra` flags.
+fn serve(extra: &[&str]) -> Node {
+    Node::launch(NodeSpec { wire: true, ..NodeSpec::new(2).args(extra) }).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn the_wire_carries_envelopes_both_ways_and_explains_refusals() {
     let node = serve(&[]);
     let echo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/agents/echo.wat")).unwrap();
-    ureq::put(&format!("http://{}/v1/agents/echo?instances=2", node.1)).send_bytes(&echo).unwrap();
+    ureq::put(&format!("http://{}/v1/agents/echo?instances=2", node.api())).send_bytes(&echo).unwrap();
 
-    let (mut r, mut w, name, _) = wire::connect(&node.2, None).unwrap();
+    let (mut r, mut w, name, _) = wire::connect(node.wire.as_deref().unwrap(), None).unwrap();
     assert!(name.starts_with("@wire/"));
     const N: u64 = 5_000;
     for i in 0..N {
         let h = Header { performative: 0, conversation_id: i % 7, reply_with: i + 1, ..Default::default() };
-        w.send(&Message::encode(&h, b"", b"echo", &i.to_le_bytes()).unwrap()).unwrap();
+        w.send(&h, b"echo", &i.to_le_bytes()).unwrap();
     }
     let h = Header { reply_with: 99_999, ..Default::default() };
-    w.send(&Message::encode(&h, b"", b"nobody", b"x").unwrap()).unwrap();
+    w.send(&h, b"nobody", b"x").unwrap();
     w.flush().unwrap();
     let mut seen = vec![false; N as usize];
     let mut failure = None;
     for _ in 0..=N {
-        let m = r.message().unwrap().unwrap();
+        let m = Message::decode(r.envelope().unwrap().unwrap()).unwrap();
         assert_eq!(m.receiver(), name.as_bytes());
         if m.performative() == 9 {
             failure = Some(m);
@@ -88,17 +51,17 @@ fn the_wire_carries_envelopes_both_ways_and_explains_refusals() {
 #[test]
 fn the_wire_checks_its_hello_and_token() {
     let node = serve(&["--api-token", "s3cret"]);
-    let err = wire::connect(&node.2, None).err().unwrap().to_string();
+    let err = wire::connect(node.wire.as_deref().unwrap(), None).err().unwrap().to_string();
     assert!(err.contains("refused"), "{err}");
-    let err = wire::connect(&node.2, Some("wrong")).err().unwrap().to_string();
+    let err = wire::connect(node.wire.as_deref().unwrap(), Some("wrong")).err().unwrap().to_string();
     assert!(err.contains("wrong token"), "{err}");
-    assert!(wire::connect(&node.2, Some("s3cret")).is_ok());
+    assert!(wire::connect(node.wire.as_deref().unwrap(), Some("s3cret")).is_ok());
 }
 
 #[test]
 fn the_load_test_smoke_mode_runs_all_four_scenarios_losing_nothing() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(bin("caxton-loadtest")).args(["--smoke", "--out"]).arg(out.path()).output().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_caxton-loadtest")).args(["--smoke", "--out"]).arg(out.path()).output().unwrap();
     assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     let text = String::from_utf8_lossy(&run.stdout);
     for scenario in ["steady_state", "peak_load", "sustained_load", "burst_traffic"] {

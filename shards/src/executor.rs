@@ -25,10 +25,7 @@ use crate::router::ApiSink;
 use crate::shard::{Shard, ShardSetup, ShardTuning};
 use crate::storage::StorageConfig;
 
-/// Smallest `io_memory` glommio accepts, in bytes.
-pub const GLOMMIO_IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
-/// glommio's default `io_memory`, in bytes; we never ask for more.
-pub const GLOMMIO_IO_MEMORY_BYTES_DEFAULT: usize = 10 * 1024 * 1024;
+pub use crate::limits::{GLOMMIO_IO_MEMORY_BYTES_DEFAULT, GLOMMIO_IO_MEMORY_BYTES_MIN};
 
 /// The CPUs this process may run on (rule 1).
 pub fn allowed_cpus() -> Vec<usize> {
@@ -167,7 +164,7 @@ impl ShardHandle {
 /// Starts one pinned shard per entry of `config.cpus` (rule 3).
 pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, String> {
     let n = config.cpus.len();
-    assert!(n > 0 && n <= 255, "1 to 255 shards");
+    assert!(n > 0 && n <= crate::limits::SHARDS_MAX, "1 to SHARDS_MAX shards");
     let io_memory = io_memory_per_shard(n);
     let mut bells = Vec::with_capacity(n);
     let mut readers = Vec::with_capacity(n);

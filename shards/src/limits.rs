@@ -481,6 +481,92 @@ pub const LINK_POLL_INTERVAL_US: u64 = 50;
 /// Cluster state changes (membership, routes) queued for one shard.
 pub const CLUSTER_UPDATES_MAX: usize = 65_536;
 
+// ---------------------------------------------------------------- the node's threads and listeners
+
+/// Most shards a node runs (`--cores`): a message id has 8 bits of origin,
+/// 255 of them for shards. Exceeded: `serve` refuses to start.
+pub const SHARDS_MAX: usize = 255;
+
+/// Largest `POST /v1/messages` body, in bytes: base64 content at its limit
+/// plus the other fields. Exceeded: 413.
+pub const MESSAGE_BODY_BYTES_MAX: usize = CONTENT_BYTES_MAX / 3 * 4 + 64 * 1024;
+
+/// Longest a connection past `--max-connections` is kept to answer its 503,
+/// in milliseconds (or the header timeout, if shorter).
+pub const API_REFUSAL_MS_MAX: u64 = 5_000;
+
+/// Wait after a failed `accept` on the API or wire listener, in milliseconds.
+pub const ACCEPT_RETRY_MS: u64 = 10;
+
+/// Envelopes a wire connection reads before it hands them to the shards as
+/// one batch (also bounded by [`WIRE_BATCH_BYTES_MAX`]).
+pub const WIRE_BATCH_MESSAGES_MAX: usize = 512;
+
+/// Longest wire hello frame, in bytes: the magic, a space and a token.
+pub const WIRE_HELLO_BYTES_MAX: usize = 4096;
+
+/// A wire batch a busy shard refused is offered again after this pause,
+/// doubling up to [`WIRE_RETRY_PAUSE_MAX_US`], in microseconds.
+pub const WIRE_RETRY_PAUSE_MIN_US: u64 = 50;
+pub const WIRE_RETRY_PAUSE_MAX_US: u64 = 5_000;
+
+/// Bytes a link reader asks of its socket at once (at most one such read
+/// goes past the link inbox's bounds).
+pub const LINK_READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// TCP keepalive of link sockets: first probe after this much idleness, then
+/// one every interval, in seconds (a dead peer is noticed in tens of
+/// seconds even when nothing is written).
+pub const LINK_KEEPALIVE_IDLE_S: u64 = 10;
+pub const LINK_KEEPALIVE_INTERVAL_S: u64 = 5;
+
+/// Between two looks of the gossip thread at its timers and commands, in
+/// milliseconds.
+pub const GOSSIP_TICK_MS: u64 = 10;
+
+/// Between two announces to the `--join` seeds while a node has no member,
+/// in milliseconds (so start-up order does not matter).
+pub const GOSSIP_REJOIN_INTERVAL_MS: u64 = 1_000;
+
+/// Between two reads of suspects off foca's table, in milliseconds.
+pub const GOSSIP_STATE_REFRESH_MS: u64 = 100;
+
+/// Commands (publish, sync, leave) queued for the gossip thread. Exceeded:
+/// the registry change is logged as lost (a resync makes it good).
+pub const GOSSIP_COMMANDS_MAX: usize = 65_536;
+
+/// The window of the p99 alert, in milliseconds (`--alert-window-ms`).
+pub const ALERT_WINDOW_MS: u64 = 10_000;
+
+/// Longest latency a histogram records, in nanoseconds (60 s); longer ones
+/// are recorded as this.
+pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
+
+/// Locked memory glommio registers per executor for its I/O buffers: at
+/// least this (glommio refuses less) and at most its default (executor
+/// rule 2).
+pub const GLOMMIO_IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
+pub const GLOMMIO_IO_MEMORY_BYTES_DEFAULT: usize = 10 * 1024 * 1024;
+
+/// How long the node's route cache (`node.db`) waits on its file lock, in
+/// milliseconds. Exceeded: the cache write is logged and skipped (gossip
+/// refills it).
+pub const CATALOG_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// The `caxton` CLI's connect and whole-request timeouts, in milliseconds.
+/// Exceeded: the command exits 3 (unreachable) or 4 (timeout).
+pub const CLI_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const CLI_REQUEST_TIMEOUT_MS: u64 = 120_000;
+
+// The cluster core's own bounds (`caxton_cluster`, below this crate), named
+// here so that every limit has one place to look.
+
+/// Packets remembered per gossip sender against replays.
+pub const GOSSIP_REPLAY_WINDOW_PACKETS: u64 = caxton_cluster::freshness::REPLAY_WINDOW;
+
+/// Largest cluster to which a new name is also pushed to every member.
+pub const REGISTRY_DIRECT_PUSH_MEMBERS_MAX: usize = caxton_cluster::membership::DIRECT_PUSH_MEMBERS_MAX;
+
 // ---------------------------------------------------------------- derived checks
 
 const _: () = assert!(ENVELOPE_BYTES_MAX < i32::MAX as usize);

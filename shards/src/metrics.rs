@@ -16,9 +16,9 @@ pub const ROUTING_P99_TARGET_NS: u64 = 1_000_000;
 /// ADR-0017 `message_processing_p99`: 10 ms.
 pub const PROCESSING_P99_TARGET_NS: u64 = 10_000_000;
 /// Length of a p99 alert window, in milliseconds.
-pub const ALERT_WINDOW_MS: u64 = 10_000;
+pub use crate::limits::ALERT_WINDOW_MS;
 
-const LATENCY_NS_MAX: u64 = 60_000_000_000;
+use crate::limits::LATENCY_NS_MAX;
 
 /// A latency histogram with its exact sum (a Prometheus summary needs both).
 #[derive(Clone, Debug)]

@@ -12,11 +12,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds a client should wait before retrying (429 and 503).
     pub retry_after_s: Option<u32>,
+    /// The methods a path allows, for a 405's `Allow` header.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after_s: None }
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after_s: None, allow: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -72,6 +74,6 @@ impl From<ControlError> for ApiError {
             ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, None),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        ApiError { status, code: e.code, message: e.message, retry_after_s }
+        ApiError { retry_after_s, ..ApiError::new(status, e.code, e.message) }
     }
 }

@@ -2,11 +2,8 @@
 //! current-thread tokio runtime. It never runs on a shard's core budget's
 //! hot path: it reaches shards only through `Control`.
 //!
-//! Routes:
-//! - `GET /v1/health`
-//! - `GET /v1/agents`, `PUT|GET|DELETE /v1/agents/{name}` (`?instances=K`)
-//! - `POST /v1/messages` (`?reply_timeout_ms=T`)
-//! - `GET /metrics` (Prometheus), `GET /v1/stats` (JSON, for `caxton top`)
+//! The routes are declared once, in `routes::ROUTES`; `route` below
+//! answers each endpoint.
 
 mod conn;
 pub mod error;
@@ -14,6 +11,7 @@ mod forward;
 mod json;
 mod metrics;
 mod origin;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,20 +21,19 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use caxton_shards::limits::{CONTENT_BYTES_MAX, MODULE_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
+use caxton_shards::limits::{ACCEPT_RETRY_MS, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, MODULE_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
 
 use crate::control::Control;
 use error::ApiError;
+use routes::Endpoint;
 
 
-/// Largest `POST /v1/messages` body: base64 content plus the other fields.
-const MESSAGE_BODY_BYTES_MAX: usize = CONTENT_BYTES_MAX / 3 * 4 + 64 * 1024;
 
 pub struct Api {
     pub control: Arc<Control>,
@@ -93,7 +90,7 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 continue;
             }
         };
@@ -113,7 +110,7 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
                     Ok::<_, std::convert::Infallible>(resp)
                 });
                 let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
-                if tokio::time::timeout(api.header_timeout.min(Duration::from_secs(5)), conn).await.is_err() {
+                if tokio::time::timeout(api.header_timeout.min(Duration::from_millis(API_REFUSAL_MS_MAX)), conn).await.is_err() {
                     api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -163,6 +160,9 @@ async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response
             if let Some(s) = e.retry_after_s {
                 resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
             }
+            if let Some(allow) = e.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                resp.headers_mut().insert(ALLOW, allow);
+            }
             resp
         }
     };
@@ -210,24 +210,25 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = req.uri().query().map(str::to_string);
     let query = query.as_deref();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
     if let Err((code, message)) = origin::check(&api.identity, req.method(), req.headers()) {
         api.refused_browser.fetch_add(1, Ordering::Relaxed);
         let status = if code == "unsupported_media_type" { StatusCode::UNSUPPORTED_MEDIA_TYPE } else { StatusCode::FORBIDDEN };
-        return Err(ApiError { status, code, message, retry_after_s: None });
+        return Err(ApiError::new(status, code, message));
     }
-    if segments.as_slice() != ["v1", "health"] && segments.as_slice() != ["metrics"] && !authorized(api, &req) {
+    let matched = routes::resolve(req.method(), &path)?;
+    if !matched.public && !authorized(api, &req) {
         return Err(ApiError::unauthorized());
     }
     let control = &api.control;
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => {
+    let name = matched.name.unwrap_or_default();
+    match matched.endpoint {
+        Endpoint::Health => {
             // Never waits on a stalled shard: it is reported as such.
             let stats = control.shard_stats_partial().await;
             let stalled: Vec<bool> = (0..stats.len()).map(|i| control.stalled(i)).collect();
             Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats, &stalled)))
         }
-        (&Method::GET, ["metrics"]) => {
+        Endpoint::Metrics => {
             let partial = control.shard_stats_partial().await;
             let stalled: Vec<bool> = (0..partial.len()).map(|i| control.stalled(i)).collect();
             let stats: Vec<_> = partial.into_iter().flatten().collect();
@@ -270,17 +271,17 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             Ok(resp)
         }
-        (&Method::GET, ["v1", "stats"]) => {
+        Endpoint::Stats => {
             let stats = control.shard_stats().await?;
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats)))
         }
-        (&Method::GET, ["v1", "agents"]) => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
-        (&Method::GET, ["v1", "cluster", "members"]) => match &control.cluster {
+        Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
+        Endpoint::ClusterMembers => match &control.cluster {
             Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap()))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
-        (&Method::PUT, ["v1", "agents", name]) => {
+        Endpoint::Deploy => {
             let name = name.to_string();
             let instances = parse_param(query, "instances")?.unwrap_or(1);
             let node = query_param(query, "node").map(str::to_string);
@@ -299,11 +300,11 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
             Ok(json_response(StatusCode::CREATED, &json::deployed(&name, &report)))
         }
-        (&Method::GET, ["v1", "agents", name]) => {
+        Endpoint::AgentDetail => {
             let detail = control.agent(name).await?;
             Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
         }
-        (&Method::DELETE, ["v1", "agents", name]) => {
+        Endpoint::Stop => {
             if let Some(node) = control.remote_node_of(name) {
                 let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let (status, body) = forward::forward(control, &node, "DELETE", format!("/v1/agents/{name}"), Vec::new(), authorization).await?;
@@ -318,7 +319,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             *resp.status_mut() = StatusCode::NO_CONTENT;
             Ok(resp)
         }
-        (&Method::POST, ["v1", "messages"]) => {
+        Endpoint::Send => {
             let wait: Option<u64> = parse_param(query, "reply_timeout_ms")?;
             if wait.is_some_and(|w| w > REPLY_TIMEOUT_MS_MAX) {
                 return Err(ApiError::bad_request("invalid_query", format!("reply_timeout_ms is at most {REPLY_TIMEOUT_MS_MAX}")));
@@ -331,9 +332,5 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
             }
         }
-        (_, ["metrics"] | ["v1", "stats"] | ["v1", "health"] | ["v1", "agents"] | ["v1", "agents", _] | ["v1", "messages"] | ["v1", "cluster", "members"]) => {
-            Err(ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: format!("{} is not allowed on {path}", req.method()), retry_after_s: None })
-        }
-        _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }

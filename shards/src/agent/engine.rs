@@ -195,18 +195,6 @@ fn engine_for_one_module(limits: AgentLimits) -> Engine {
     Engine::from(engine)
 }
 
-/// The host functions of ABI version 1: name, parameters, results.
-pub const HOST_IMPORTS: [(&str, &[Type], &[Type]); 6] = [
-    ("send", &[Type::I32, Type::I32], &[Type::I32]),
-    ("state_get", &[Type::I32, Type::I32, Type::I32, Type::I32], &[Type::I32]),
-    ("state_put", &[Type::I32, Type::I32, Type::I32, Type::I32], &[Type::I32]),
-    ("state_delete", &[Type::I32, Type::I32], &[Type::I32]),
-    ("now_micros", &[], &[Type::I64]),
-    ("log", &[Type::I32, Type::I32, Type::I32], &[]),
-];
-
-pub const IMPORT_MODULE: &str = "caxton";
-
 /// Why a module cannot be deployed. The text is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleError(pub String);
@@ -253,15 +241,7 @@ fn explain_invalid(why: &str) -> String {
 
 fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     for import in module.imports() {
-        let (m, n) = (import.module(), import.name());
-        let Some((_, params, results)) = HOST_IMPORTS.iter().find(|(name, ..)| *name == n).filter(|_| m == IMPORT_MODULE) else {
-            return Err(ModuleError(format!("forbidden import {m}.{n}: only caxton.{{send, state_get, state_put, state_delete, now_micros, log}} exist")));
-        };
-        let want = FunctionType::new(params.to_vec(), results.to_vec());
-        match import.ty() {
-            ExternType::Function(ty) if *ty == want => {}
-            other => return Err(ModuleError(format!("import {m}.{n} has type {other:?}, expected {want}"))),
-        }
+        super::imports::check_import(import.module(), import.name(), import.ty()).map_err(ModuleError)?;
     }
     let mut has_memory = false;
     let mut exports = std::collections::HashMap::new();

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use wasmer::{imports, Function, FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
+use wasmer::{FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
 
 use super::engine::CompiledAgent;
-use super::host::{self, HostEnv, InstanceAccount};
+use super::host::{HostEnv, InstanceAccount};
 
 /// What came of one call into an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +50,7 @@ impl AgentInstance {
         let module = &compiled.module;
         let host = HostEnv::new(name, instance, state_bytes, compiled.limits.state_bytes_max, account);
         let env = FunctionEnv::new(&mut store, host);
-        let imports = imports! {
-            "caxton" => {
-                "send" => Function::new_typed_with_env(&mut store, &env, host::send),
-                "state_get" => Function::new_typed_with_env(&mut store, &env, host::state_get),
-                "state_put" => Function::new_typed_with_env(&mut store, &env, host::state_put),
-                "state_delete" => Function::new_typed_with_env(&mut store, &env, host::state_delete),
-                "now_micros" => Function::new_typed_with_env(&mut store, &env, host::now_micros),
-                "log" => Function::new_typed_with_env(&mut store, &env, host::log),
-            }
-        };
+        let imports = super::imports::import_object(&mut store, &env);
         let instance = Instance::new(&mut store, module, &imports).map_err(|e| format!("instantiation failed: {e}"))?;
         let exports = &instance.exports;
         let memory = exports.get_memory("memory").map_err(|e| e.to_string())?.clone();

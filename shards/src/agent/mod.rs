@@ -9,6 +9,7 @@ pub mod agent_log;
 pub mod bulk_fuel;
 pub mod engine;
 pub mod host;
+pub mod imports;
 pub mod instance;
 
 pub use engine::{compile, to_wasm_binary, AgentLimits, CompiledAgent, ModuleError};

@@ -50,7 +50,7 @@ use super::table::{NodeIdx, SlotState};
 use crate::context::ShardCtx;
 use crate::envelope::RoutePath;
 use crate::limits::{
-    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_PENDING_HANDSHAKES_MAX, LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX,
+    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_KEEPALIVE_IDLE_S, LINK_KEEPALIVE_INTERVAL_S, LINK_READ_CHUNK_BYTES, LINK_PENDING_HANDSHAKES_MAX, LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX,
     NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX,
 };
 use crate::mesh::Doorbell;
@@ -59,8 +59,6 @@ use crate::router::DeadLetter;
 /// Why a handshake failed when the peer's proof did not verify.
 const BAD_KEY: &str = "bad_key";
 
-/// Bytes a reader asks of its socket at once.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// How a shard takes part in the cluster's data plane.
 #[derive(Clone)]
@@ -143,7 +141,7 @@ fn tune(stream: &TcpStream) {
     // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     let sock = SockRef::from(&fd);
-    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(10)).with_interval(Duration::from_secs(5));
+    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(LINK_KEEPALIVE_IDLE_S)).with_interval(Duration::from_secs(LINK_KEEPALIVE_INTERVAL_S));
     let results = [
         sock.set_tcp_nodelay(true),
         sock.set_tcp_keepalive(&keepalive),
@@ -285,8 +283,8 @@ async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut 
 
 async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &str) {
     let from_prefix = crate::names::node_prefix(from);
-    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut chunk = vec![0u8; LINK_READ_CHUNK_BYTES];
+    let mut buf = Vec::with_capacity(LINK_READ_CHUNK_BYTES);
     let mut frames = Vec::new();
     let (mut taken, mut acked) = (0u64, 0u64);
     loop {

@@ -1,0 +1,9 @@
+//! Real caxton nodes for tests, benchmarks and the load test, in one place:
+//! - [`node`]: a `caxton serve` process on free loopback ports, its REST
+//!   API, its logs, and its lifecycle (`kill -9`, restart, SIGTERM);
+//! - [`wire`]: a blocking client of the wire listener.
+
+pub mod node;
+pub mod wire;
+
+pub use node::{answer, binary, eventually, free_cluster_port, promtool_check, repo_path, Node};
