@@ -5,7 +5,7 @@ PROFILE := --release
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test run bench loadtest fuzz deny clean
+.PHONY: build test run bench loadtest fuzz deny lint clean
 
 build:
 	$(CARGO) build $(PROFILE) --bin caxton
@@ -21,6 +21,12 @@ FUZZ_CASES ?= 200000
 FUZZ_SEED ?= random
 fuzz:
 	CAXTON_FUZZ_CASES=$(FUZZ_CASES) CAXTON_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test $(PROFILE) --workspace --lib --bins --test link_protocol -- fuzz acks_at_any_point
+
+## Style and lints: rustfmt (rustfmt.toml) and clippy with the workspace's
+## lints (Cargo.toml), warnings denied. `cargo fmt --all` fixes the first.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
 ## Supply chain: cargo deny (advisories, bans, licenses) on a RustSec snapshot.
 deny:

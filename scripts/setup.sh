@@ -17,3 +17,9 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust 1.95) is required" >&2; exit 1; }
 # cargo deny, for the supply-chain checks (make deny; about 2 minutes once).
 command -v cargo-deny >/dev/null || cargo install -q cargo-deny --locked
+# rustfmt and clippy, for make lint.
+if command -v rustup >/dev/null; then
+  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+fi
+cargo fmt --version >/dev/null && cargo clippy --version >/dev/null || { echo "setup: rustfmt and clippy are required (rustup component add rustfmt clippy)" >&2; exit 1; }

@@ -9,7 +9,7 @@
 //! A deploy is refused when the node would exceed `--memory-budget` or hold
 //! more than `--max-agents` instances.
 
-pub use caxton_shards::limits::{AGENT_OVERHEAD_BYTES, AGENTS_MAX, BASE_MEMORY_BYTES};
+pub use caxton_shards::limits::{AGENTS_MAX, AGENT_OVERHEAD_BYTES, BASE_MEMORY_BYTES};
 
 /// ADR-0017's `MemoryLimits`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -261,7 +261,8 @@ impl ServeArgs {
             state_bytes_max: pick!(agent_state_max, limits::AGENT_STATE_BYTES_MAX),
             log: caxton_shards::agent::agent_log::LogLimits {
                 lines_per_s: pick!(agent_log_lines_per_s, limits::AGENT_LOG_LINES_PER_S).max(1),
-                bytes_per_s: pick!(agent_log_bytes_per_s, limits::AGENT_LOG_BYTES_PER_S as u64).clamp(limits::LOG_LINE_BYTES_MAX as u64, u32::MAX as u64) as u32,
+                bytes_per_s: pick!(agent_log_bytes_per_s, limits::AGENT_LOG_BYTES_PER_S as u64).clamp(limits::LOG_LINE_BYTES_MAX as u64, u32::MAX as u64)
+                    as u32,
                 burst_s: limits::AGENT_LOG_BURST_SECONDS,
             },
         };
@@ -363,8 +364,12 @@ impl ServeArgs {
             links: LinkSettings {
                 pool_size: self.connection_pool_size.or(file.connection_pool_size).unwrap_or(limits::NODE_POOL_CONNECTIONS_MAX).max(1),
                 connections_per_node: self.max_connections_per_node.or(file.max_connections_per_node).unwrap_or(limits::NODE_LINK_CONNECTIONS_MAX).max(1),
-                idle_timeout: Duration::from_millis(self.idle_connection_timeout_ms.or(file.idle_connection_timeout_ms).unwrap_or(limits::LINK_IDLE_TIMEOUT_MS).max(1)),
-                handshake_timeout: Duration::from_millis(self.link_handshake_timeout_ms.or(file.link_handshake_timeout_ms).unwrap_or(limits::LINK_HANDSHAKE_TIMEOUT_MS).max(1)),
+                idle_timeout: Duration::from_millis(
+                    self.idle_connection_timeout_ms.or(file.idle_connection_timeout_ms).unwrap_or(limits::LINK_IDLE_TIMEOUT_MS).max(1),
+                ),
+                handshake_timeout: Duration::from_millis(
+                    self.link_handshake_timeout_ms.or(file.link_handshake_timeout_ms).unwrap_or(limits::LINK_HANDSHAKE_TIMEOUT_MS).max(1),
+                ),
                 pending_handshakes: self.max_pending_handshakes.or(file.max_pending_handshakes).unwrap_or(limits::LINK_PENDING_HANDSHAKES_MAX).max(1),
             },
         }))
@@ -471,7 +476,12 @@ mod tests {
         assert!(err.contains("CAXTON_CLUSTER_KEY"), "{err}");
         let err = ServeArgs { join: vec!["127.0.0.1:7946".into()], ..Default::default() }.resolve().unwrap_err();
         assert!(err.contains("--listen"), "{err}");
-        let args = ServeArgs { listen: Some("127.0.0.1:7946".parse().unwrap()), cluster_key: Some("a secret of 16+ bytes".into()), join: vec!["127.0.0.2:7946".into()], ..Default::default() };
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7946".parse().unwrap()),
+            cluster_key: Some("a secret of 16+ bytes".into()),
+            join: vec!["127.0.0.2:7946".into()],
+            ..Default::default()
+        };
         let cluster = args.resolve().unwrap().0.cluster.unwrap();
         assert_eq!((cluster.gossip.interval_ms, cluster.gossip.fanout, cluster.gossip.packet_bytes_max), (200, 3, 1400));
         std::fs::write(&path, "agent_memroy_max = 1").unwrap();
@@ -487,8 +497,17 @@ mod tests {
         /// unknown keys.
         fn line() -> impl Strategy<Value = String> {
             let key = prop_oneof![
-                Just("agent_memory_max"), Just("max_agents"), Just("cores"), Just("api"), Just("join"), Just("message_buffer_size"),
-                Just("api_header_timeout_ms"), Just("wire_connections_max"), Just("log_format"), Just("api_host"), Just("no_such_key"),
+                Just("agent_memory_max"),
+                Just("max_agents"),
+                Just("cores"),
+                Just("api"),
+                Just("join"),
+                Just("message_buffer_size"),
+                Just("api_header_timeout_ms"),
+                Just("wire_connections_max"),
+                Just("log_format"),
+                Just("api_host"),
+                Just("no_such_key"),
             ];
             let value = prop_oneof![
                 any::<i64>().prop_map(|n| n.to_string()),

@@ -23,10 +23,11 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_cluster::view::{self, ClusterUpdate, ClusterView};
+use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_shards::limits::{
-    CLUSTER_UPDATES_MAX, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS, REGISTRY_RESYNC_INTERVAL_MS,
+    CLUSTER_UPDATES_MAX, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS,
+    REGISTRY_RESYNC_INTERVAL_MS,
 };
 use caxton_shards::{Command, ShardSender};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -37,13 +38,19 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::catalog::RouteCache;
 use crate::config::ClusterConfig;
 
-
 enum GossipCommand {
-    Publish { agent: String, present: bool },
+    Publish {
+        agent: String,
+        present: bool,
+    },
     /// The names this node hosts after a restart: publish them, and
     /// tombstone cached ones it no longer hosts.
-    SyncOwn { agents: Vec<String> },
-    Leave { done: tokio::sync::oneshot::Sender<()> },
+    SyncOwn {
+        agents: Vec<String>,
+    },
+    Leave {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// The control plane's handle on the gossip thread.
@@ -173,7 +180,10 @@ impl Driver {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            if !self.seeds.is_empty() && self.membership.borrow().active_members() == 0 && last_rejoin.elapsed() >= Duration::from_millis(GOSSIP_REJOIN_INTERVAL_MS) {
+            if !self.seeds.is_empty()
+                && self.membership.borrow().active_members() == 0
+                && last_rejoin.elapsed() >= Duration::from_millis(GOSSIP_REJOIN_INTERVAL_MS)
+            {
                 last_rejoin = Instant::now();
                 let mut m = self.membership.borrow_mut();
                 for &seed in &self.seeds {

@@ -27,7 +27,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node: one pinned shard per core, and the REST API.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Deploy, list and stop agents.
     Agent {
         #[command(subcommand)]
@@ -186,7 +186,13 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
         AgentCmd::Deploy { file, name, instances, node } => {
             let module = std::fs::read(&file).map_err(|e| Failure { exit_code: EXIT_USAGE, message: format!("cannot read {}: {e}", file.display()) })?;
             let v = client.deploy(&name, instances, node.as_deref(), &module)?;
-            println!("deployed {} ({} instances on shards {}) in {:.1} ms", v["name"].as_str().unwrap_or(&name), v["instances"], v["shards"], v["deploy_ms"].as_f64().unwrap_or(0.0));
+            println!(
+                "deployed {} ({} instances on shards {}) in {:.1} ms",
+                v["name"].as_str().unwrap_or(&name),
+                v["instances"],
+                v["shards"],
+                v["deploy_ms"].as_f64().unwrap_or(0.0)
+            );
         }
         AgentCmd::List => {
             let v = client.list()?;
@@ -212,7 +218,13 @@ fn run_members(client: Client) -> Result<(), Failure> {
     println!("{:<24} {:<24} {:<8} {:>6}", "NODE", "API", "STATE", "BOOT");
     for m in v["members"].as_array().into_iter().flatten() {
         let me = if m["self"] == json!(true) { "  (this node)" } else { "" };
-        println!("{:<24} {:<24} {:<8} {:>6}{me}", m["node"].as_str().unwrap_or("?"), m["api"].as_str().unwrap_or("?"), m["state"].as_str().unwrap_or("?"), m["boot"]);
+        println!(
+            "{:<24} {:<24} {:<8} {:>6}{me}",
+            m["node"].as_str().unwrap_or("?"),
+            m["api"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            m["boot"]
+        );
     }
     Ok(())
 }

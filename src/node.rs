@@ -13,9 +13,9 @@
 
 use std::sync::Arc;
 
-use caxton_shards::limits::SHARDS_MAX;
 use caxton_shards::executor::{self, allowed_cpus};
 use caxton_shards::limits::API_REPLIES_MAX;
+use caxton_shards::limits::SHARDS_MAX;
 use caxton_shards::runtime_outbox::RuntimeOutbox;
 
 use crate::admission::Admission;
@@ -25,16 +25,13 @@ use caxton_shards::ShardsConfig;
 
 use crate::api::{self, Api};
 use crate::catalog::{Catalog, RouteCache};
+use crate::control::Control;
 use crate::gossip::Cluster;
 use caxton_shards::link::LinkSetup;
-use crate::control::Control;
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
     if !config.api.ip().is_loopback() && config.api_token.is_none() {
-        return Err(format!(
-            "refusing to serve the API on non-loopback address {} without a token: set --api-token or CAXTON_API_TOKEN",
-            config.api
-        ));
+        return Err(format!("refusing to serve the API on non-loopback address {} without a token: set --api-token or CAXTON_API_TOKEN", config.api));
     }
     let allowed = allowed_cpus();
     let cores = config.cores.unwrap_or(allowed.len());
@@ -97,7 +94,21 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         }
         None => None,
     };
-    let control = Arc::new(Control::new(shards.iter().map(|s| s.sender()).collect(), shards, sink, config.budget, config.limits, Admission::new(config.memory, config.memory_budget, config.max_agents), catalog, boot_epoch, cluster).with_timeout(config.control_timeout).with_disk(disk));
+    let control = Arc::new(
+        Control::new(
+            shards.iter().map(|s| s.sender()).collect(),
+            shards,
+            sink,
+            config.budget,
+            config.limits,
+            Admission::new(config.memory, config.memory_budget, config.max_agents),
+            catalog,
+            boot_epoch,
+            cluster,
+        )
+        .with_timeout(config.control_timeout)
+        .with_disk(disk),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
@@ -145,7 +156,11 @@ fn raise_open_files_limit(max_connections: usize) {
         lim.rlim_cur
     };
     if (soft as usize) < max_connections + 256 {
-        tracing::warn!(open_files_limit = soft, max_connections, "the open-files limit is below --max-connections; connections past it will fail to be accepted (raise `ulimit -n`)");
+        tracing::warn!(
+            open_files_limit = soft,
+            max_connections,
+            "the open-files limit is below --max-connections; connections past it will fail to be accepted (raise `ulimit -n`)"
+        );
     }
 }
 

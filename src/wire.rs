@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use caxton_shards::envelope::{Header, Message};
 use caxton_shards::limits::{
-    ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_HELLO_BYTES_MAX, WIRE_RETRY_PAUSE_MAX_US, WIRE_RETRY_PAUSE_MIN_US,
+    ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_HELLO_BYTES_MAX, WIRE_RETRY_PAUSE_MAX_US,
+    WIRE_RETRY_PAUSE_MIN_US,
 };
 use caxton_shards::names::{NODE_SENDER, WIRE_NAME_PREFIX};
 use caxton_shards::router::RouteError;
@@ -126,7 +127,13 @@ async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> R
     }
 }
 
-async fn connection(control: Arc<Control>, stream: tokio::net::TcpStream, token: Option<String>, limits: &WireLimits, ingress: Arc<Semaphore>) -> std::io::Result<()> {
+async fn connection(
+    control: Arc<Control>,
+    stream: tokio::net::TcpStream,
+    token: Option<String>,
+    limits: &WireLimits,
+    ingress: Arc<Semaphore>,
+) -> std::io::Result<()> {
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(WIRE_BUFFER_BYTES, rd);
     let mut wr = BufWriter::with_capacity(WIRE_BUFFER_BYTES, wr);
@@ -182,7 +189,13 @@ impl Batch {
     }
 }
 
-async fn read_loop<R: AsyncReadExt + Unpin>(control: &Control, rd: &mut BufReader<R>, name: &str, outbox: &WireOutbox, ingress: &Arc<Semaphore>) -> std::io::Result<()> {
+async fn read_loop<R: AsyncReadExt + Unpin>(
+    control: &Control,
+    rd: &mut BufReader<R>,
+    name: &str,
+    outbox: &WireOutbox,
+    ingress: &Arc<Semaphore>,
+) -> std::io::Result<()> {
     let mut batch = Batch { by_shard: (0..control.shard_count()).map(|_| Vec::new()).collect(), bytes: 0, permits: None };
     loop {
         // Read what has arrived, up to a batch; block only for the first frame.
@@ -282,27 +295,27 @@ mod tests {
     }
 
     mod fuzz {
-    use super::*;
+        use super::*;
 
-    proptest! {
-        #![proptest_config(caxton_cluster::fuzz::config(512))]
+        proptest! {
+            #![proptest_config(caxton_cluster::fuzz::config(512))]
 
-        /// A first frame of any bytes: a hello or a refusal, never a panic.
-        #[test]
-        fn any_opening_is_a_hello_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300), framed in any::<bool>(), token in proptest::option::of("[a-z]{1,8}")) {
-            let input = if framed { frame(&bytes) } else { bytes.clone() };
-            if block_on(hello(&mut &input[..], &token)).is_ok() {
-                prop_assert!(framed && bytes.starts_with(HELLO.as_bytes()));
+            /// A first frame of any bytes: a hello or a refusal, never a panic.
+            #[test]
+            fn any_opening_is_a_hello_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300), framed in any::<bool>(), token in proptest::option::of("[a-z]{1,8}")) {
+                let input = if framed { frame(&bytes) } else { bytes.clone() };
+                if block_on(hello(&mut &input[..], &token)).is_ok() {
+                    prop_assert!(framed && bytes.starts_with(HELLO.as_bytes()));
+                }
             }
-        }
 
-        /// Length prefixes of any bytes: within the bound, or an error.
-        #[test]
-        fn frame_lengths_are_bounded(bytes in prop::collection::vec(any::<u8>(), 0..8)) {
-            if let Ok(Some(len)) = block_on(read_len(&mut &bytes[..], ENVELOPE_BYTES_MAX)) {
-                prop_assert!(len <= ENVELOPE_BYTES_MAX);
+            /// Length prefixes of any bytes: within the bound, or an error.
+            #[test]
+            fn frame_lengths_are_bounded(bytes in prop::collection::vec(any::<u8>(), 0..8)) {
+                if let Ok(Some(len)) = block_on(read_len(&mut &bytes[..], ENVELOPE_BYTES_MAX)) {
+                    prop_assert!(len <= ENVELOPE_BYTES_MAX);
+                }
             }
         }
     }
-}
 }

@@ -194,7 +194,9 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     let right = ClusterKey::new(KEY.as_bytes()).unwrap();
     let mut forged = link_handshake(&a.cluster, &right, true);
     assert!(closed_by_peer(&mut forged));
-    assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"bad_key\"}") + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"bad_key\"}") >= 1.0));
+    assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"bad_key\"}")
+        + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"bad_key\"}")
+        >= 1.0));
 
     // A malformed frame closes that connection only.
     let mut garbled = link_handshake(&a.cluster, &right, false);
@@ -265,7 +267,14 @@ fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
     let a = Node::start_on("127.0.0.1", 1, &["--listen", &a_cluster, "--cluster-key", KEY]);
     // B lives in the namespace; its API is reached over the veth, with a token.
     let b_cluster = format!("{}:7946", ns.inner_addr());
-    let b = Node::start_wrapped(&["ip", "netns", "exec", &ns.name], &ns.inner_addr(), 7070, Some("partition-test-token"), 1, &["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY]);
+    let b = Node::start_wrapped(
+        &["ip", "netns", "exec", &ns.name],
+        &ns.inner_addr(),
+        7070,
+        Some("partition-test-token"),
+        1,
+        &["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY],
+    );
     assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b) == 2), "{:?}", members(&a));
     assert_eq!(b.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "over the veth").1["content"] == "over the veth"));
@@ -379,10 +388,22 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
     // diagnostic that itself fails hides the cause.
     let diagnose = |a: &Node, b: &Node| {
         let m = |n: &Node| match n.request("GET", "/metrics").timeout(Duration::from_secs(5)).call().map(|r| r.into_string().unwrap_or_default()) {
-            Ok(text) => text.lines().filter(|l| l.contains("link_") || l.contains("node_total") || l.contains("queue_depth") || l.contains("processed") || l.contains("busy")).map(String::from).collect::<Vec<_>>().join("\n"),
+            Ok(text) => text
+                .lines()
+                .filter(|l| l.contains("link_") || l.contains("node_total") || l.contains("queue_depth") || l.contains("processed") || l.contains("busy"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .join("\n"),
             Err(e) => format!("(no metrics: {e})"),
         };
-        let logs = |n: &Node| n.logs().lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("member") || l.contains("panicked") || l.contains("abort")).map(String::from).collect::<Vec<_>>().join("\n");
+        let logs = |n: &Node| {
+            n.logs()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("member") || l.contains("panicked") || l.contains("abort"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         format!("A metrics:\n{}\nB metrics:\n{}\nA logs:\n{}\nB logs:\n{}", m(a), m(b), logs(a), logs(b))
     };
     while first_seen < N {
@@ -404,14 +425,26 @@ fn connections_broken_between_live_nodes_lose_nothing_and_keep_order() {
     breaker.join().unwrap();
     let reconnects = metric(&a, "caxton_link_connects_total") + metric(&b.node, "caxton_link_connects_total") - connects_before;
     assert!(reconnects >= 2.0, "the links were broken and reopened mid-stream ({reconnects} reconnects)");
-    assert_eq!(metric(&b.node, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&b.node, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
-    assert_eq!(metric(&a, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}") + metric(&a, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"), 0.0);
+    assert_eq!(
+        metric(&b.node, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}")
+            + metric(&b.node, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&a, "caxton_messages_dropped_total{shard=\"0\",reason=\"link_lost\"}")
+            + metric(&a, "caxton_messages_dropped_total{shard=\"1\",reason=\"link_lost\"}"),
+        0.0
+    );
 }
 
 #[test]
 fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
     let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
-    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", KEY, "--idle-connection-timeout-ms", "1000", "--max-connections-per-node", "2"]);
+    let a = Node::start_on(
+        "127.0.0.1",
+        2,
+        &["--listen", &a_cluster, "--cluster-key", KEY, "--idle-connection-timeout-ms", "1000", "--max-connections-per-node", "2"],
+    );
     let b = start_member("127.0.0.2", Some(&a_cluster), KEY);
     assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b.node) == 2));
     assert_eq!(b.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
@@ -429,6 +462,8 @@ fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
     // past that are closed at once and counted.
     let right = ClusterKey::new(KEY.as_bytes()).unwrap();
     let linked: Vec<TcpStream> = (0..6).map(|_| link_handshake(&a_cluster, &right, false)).collect();
-    assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}") + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}") >= 4.0));
+    assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}")
+        + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}")
+        >= 4.0));
     drop(linked);
 }

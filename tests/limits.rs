@@ -269,7 +269,12 @@ fn ten_thousand_agents_fit_on_one_node() {
     }
     let after = rss(&node);
     let per_agent = (after - before) / AGENTS as f64;
-    println!("10,000 agents: deployed in {deploy_time:?}; resident {:.0} MiB before, {:.0} MiB after, {:.1} KiB per agent", before / 1048576.0, after / 1048576.0, per_agent / 1024.0);
+    println!(
+        "10,000 agents: deployed in {deploy_time:?}; resident {:.0} MiB before, {:.0} MiB after, {:.1} KiB per agent",
+        before / 1048576.0,
+        after / 1048576.0,
+        per_agent / 1024.0
+    );
     // The per-agent overhead we charge by default (2 MB) must cover what an
     // agent really costs.
     assert!(per_agent < caxton_shards::limits::AGENT_OVERHEAD_BYTES as f64, "{per_agent} bytes per agent");
@@ -383,7 +388,9 @@ fn an_agents_log_is_bounded_and_cannot_forge_records() {
         node.post_message(&json!({"receiver": "flood", "content": "go"}), None);
     }
     // Let the handlers run (each tries 100,000 lines).
-    assert!(eventually(Duration::from_secs(30), || node.agent("flood")["messages_handled"].as_u64().unwrap() + node.agent("flood")["timeouts"].as_u64().unwrap() >= 4));
+    assert!(eventually(Duration::from_secs(30), || node.agent("flood")["messages_handled"].as_u64().unwrap()
+        + node.agent("flood")["timeouts"].as_u64().unwrap()
+        >= 4));
     let elapsed = t.elapsed().as_secs_f64();
     let grown = log_size() - before;
     let (lines, agent_text) = (node.logs().lines().count(), node.logs().lines().filter(|l| l.contains("\"level\":\"ERROR\"")).map(str::len).sum::<usize>());
@@ -403,7 +410,12 @@ fn an_agents_log_is_bounded_and_cannot_forge_records() {
         }
     }
     assert!(agent_lines > 0, "the agent's lines are there, escaped");
-    let dropped: f64 = node.metrics().lines().filter(|l| l.starts_with("caxton_agent_log_dropped_total{agent=\"flood\"")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+    let dropped: f64 = node
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("caxton_agent_log_dropped_total{agent=\"flood\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
     assert!(dropped > 1000.0, "dropped lines are counted: {dropped}");
 }
 
@@ -415,9 +427,7 @@ fn only_the_reply_to_a_request_reaches_its_rest_caller() {
     assert_eq!(node.deploy("forger", "tests/agents/reply_forger.wat", 1).0, 201);
     assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     let answers = std::thread::scope(|s| {
-        let waiting: Vec<_> = (0..5)
-            .map(|_| s.spawn(|| node.post_message(&json!({"receiver": "silent", "content": "anyone?"}), Some(2000))))
-            .collect();
+        let waiting: Vec<_> = (0..5).map(|_| s.spawn(|| node.post_message(&json!({"receiver": "silent", "content": "anyone?"}), Some(2000)))).collect();
         std::thread::sleep(Duration::from_millis(200));
         for _ in 0..3 {
             assert_eq!(node.post_message(&json!({"receiver": "forger", "content": "go"}), None).0, 202);

@@ -220,7 +220,10 @@ fn idle_and_slow_connections_cannot_lock_real_clients_out_of_the_api() {
     slow.write_all(b"GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
     let started = Instant::now();
     // Within the header bound (and some slack), a real client is served.
-    assert!(eventually(Duration::from_secs(5), || matches!(ureq::get(&node.url("/v1/agents")).timeout(Duration::from_secs(2)).call(), Ok(r) if r.status() == 200)));
+    assert!(eventually(
+        Duration::from_secs(5),
+        || matches!(ureq::get(&node.url("/v1/agents")).timeout(Duration::from_secs(2)).call(), Ok(r) if r.status() == 200)
+    ));
     assert!(started.elapsed() >= Duration::from_millis(500), "the places were taken at first");
     assert!(closed_within(&mut slow, Duration::from_secs(3)), "a request head that never ends is cut");
     assert!(idle.iter_mut().all(|s| closed_within(s, Duration::from_secs(3))), "silent connections are closed");
@@ -354,11 +357,17 @@ fn garbage_on_every_port_cuts_no_node_off() {
     assert_eq!(status, 200, "{v}");
     // And every piece of garbage was counted, not just survived.
     // (The kernel may drop some datagrams sent this fast: most arrive.)
-    let refused_gossip = metric(&a.node, "caxton_gossip_refused_total{reason=\"bad_key\"}") + metric(&a.node, "caxton_gossip_refused_total{reason=\"malformed\"}");
+    let refused_gossip =
+        metric(&a.node, "caxton_gossip_refused_total{reason=\"bad_key\"}") + metric(&a.node, "caxton_gossip_refused_total{reason=\"malformed\"}");
     assert!(refused_gossip >= 500.0, "{refused_gossip} datagrams refused by A");
     let refused_links = metric(&a.node, "caxton_link_refused_total{");
     assert!(refused_links >= 50.0, "{refused_links} link connections refused on A");
-    assert!(metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"pending\"}") + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"pending\"}") >= 1.0, "the pending pool was full at times");
+    assert!(
+        metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"pending\"}")
+            + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"pending\"}")
+            >= 1.0,
+        "the pending pool was full at times"
+    );
     println!("attack and checks took {:?}", attack.elapsed());
     no_panic_in_logs(&a.node);
     no_panic_in_logs(&b.node);
@@ -409,7 +418,11 @@ fn a_client_that_never_reads_keeps_the_node_within_its_message_budget() {
     // connection keep (a few MiB), never a growth with what was sent.
     let slack = 24.0 * 1048576.0;
     assert!(peak < baseline + budget as f64 + slack, "peak {peak} over {baseline} + {budget} (+ slack)\n{m}");
-    assert!(metric(&node, "caxton_runtime_undeliverable_total{kind=\"wire\"}") + metric(&node, "caxton_message_budget_refusals_total{queue=\"runtime_outbox\"}") >= 1.0, "the budget was met and counted\n{m}");
+    assert!(
+        metric(&node, "caxton_runtime_undeliverable_total{kind=\"wire\"}") + metric(&node, "caxton_message_budget_refusals_total{queue=\"runtime_outbox\"}")
+            >= 1.0,
+        "the budget was met and counted\n{m}"
+    );
     // The node still serves others.
     let (status, v) = node.post_message(&json!({"receiver": "echo", "content": "still here"}), Some(5000));
     assert_eq!((status, v["content"].as_str()), (200, Some("still here")), "{v}");

@@ -14,7 +14,11 @@ fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 fn sum_of(metrics: &str, name: &str) -> f64 {
-    metrics.lines().filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -45,7 +49,7 @@ fn metrics_count_known_traffic_and_pass_promtool() {
     assert_eq!(sum_of(&m, "caxton_messages_routed_remote_total"), 10.0);
     assert_eq!(sum_of(&m, "caxton_agent_crashes_total"), 1.0);
     assert_eq!(sum_of(&m, "caxton_agent_errors_total"), 1.0);
-    let remote_count = sum_of(&m, "caxton_routing_latency_seconds_count") ;
+    let remote_count = sum_of(&m, "caxton_routing_latency_seconds_count");
     assert_eq!(remote_count, 10.0, "routing is recorded for agent-to-agent hops only");
     let shard_b = shard_of(b.as_bytes(), 0, 2);
     assert_eq!(sample(&m, &format!("caxton_routing_latency_seconds_count{{shard=\"{shard_b}\",path=\"remote\"}}")), Some(10.0));

@@ -87,7 +87,8 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
     if head[2] != 0 || head[3] != 0 || head[38] != 0 || head[39] != 0 {
         return Err(EnvelopeError::Invalid("flags and reserved bytes must be 0"));
     }
-    let lengths = Lengths { sender: head[36] as usize, receiver: head[37] as usize, content: u32::from_le_bytes([head[40], head[41], head[42], head[43]]) as usize };
+    let lengths =
+        Lengths { sender: head[36] as usize, receiver: head[37] as usize, content: u32::from_le_bytes([head[40], head[41], head[42], head[43]]) as usize };
     if lengths.content > CONTENT_BYTES_MAX {
         return Err(EnvelopeError::TooLarge);
     }
@@ -100,7 +101,13 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
     if lengths.total() != total {
         return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
     }
-    let header = Header { performative: head[1], message_id: read_u64(head, 4), conversation_id: read_u64(head, 12), reply_with: read_u64(head, 20), in_reply_to: read_u64(head, 28) };
+    let header = Header {
+        performative: head[1],
+        message_id: read_u64(head, 4),
+        conversation_id: read_u64(head, 12),
+        reply_with: read_u64(head, 20),
+        in_reply_to: read_u64(head, 28),
+    };
     Ok((header, lengths))
 }
 
@@ -171,7 +178,8 @@ impl<'a> Envelope<'a> {
         if bytes.len() > crate::ENVELOPE_BYTES_MAX {
             return Err(EnvelopeError::TooLarge);
         }
-        let head: &[u8; HEADER_BYTES] = bytes.get(..HEADER_BYTES).and_then(|h| h.try_into().ok()).ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
+        let head: &[u8; HEADER_BYTES] =
+            bytes.get(..HEADER_BYTES).and_then(|h| h.try_into().ok()).ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
         let (header, lengths) = decode_header(head, bytes.len())?;
         let e = Envelope { bytes, header, lengths };
         if !(e.sender().is_empty() || is_endpoint_name(e.sender())) || !is_endpoint_name(e.receiver()) {

@@ -65,7 +65,8 @@ pub fn resident_probe(ours: bool, count: usize) -> f64 {
         let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
         let first = AgentInstance::new(&compiled, "warm".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
         let before = resident_bytes();
-        let agents: Vec<_> = (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap()).collect();
+        let agents: Vec<_> =
+            (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap()).collect();
         let per = (resident_bytes() - before) as f64 / count as f64;
         drop((first, agents));
         per

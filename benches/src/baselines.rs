@@ -163,8 +163,8 @@ mod actors {
 /// One-way latency between two actix actors on two arbiters (threads), and
 /// their pipelined throughput (messages per second) from one to the other.
 pub fn actix(rounds: usize, pipelined: u64) -> (Histogram<u64>, f64) {
-    use actix::prelude::*;
     use crate::baselines::actors::{Count, Counter, Ping, Pong, Ponger};
+    use actix::prelude::*;
     let (tx, rx) = crossbeam_channel::bounded(1);
     let system = std::thread::spawn(move || {
         let sys = System::new();

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use caxton_cluster::sim::{measure_convergence, Convergence};
 use caxton_cluster::{ClusterKey, GossipSettings};
-use caxton_shards::runtime_outbox::RuntimeOutbox;
 use caxton_shards::clock::now_ns;
 use caxton_shards::command::ClusterUpdate;
 use caxton_shards::executor::allowed_cpus;
 use caxton_shards::limits::{GOSSIP_FANOUT, GOSSIP_INTERVAL_MS, GOSSIP_PACKET_BYTES_MAX};
 use caxton_shards::link::LinkSetup;
+use caxton_shards::runtime_outbox::RuntimeOutbox;
 use hdrhistogram::Histogram;
 
 use crate::histogram;
@@ -30,7 +30,13 @@ use crate::node::BenchNode;
 use crate::routing::agents_dir;
 
 pub fn gossip_settings() -> GossipSettings {
-    GossipSettings { interval_ms: GOSSIP_INTERVAL_MS, fanout: GOSSIP_FANOUT, packet_bytes_max: GOSSIP_PACKET_BYTES_MAX, cluster_size_hint: 100, periodic_gossip: true }
+    GossipSettings {
+        interval_ms: GOSSIP_INTERVAL_MS,
+        fanout: GOSSIP_FANOUT,
+        packet_bytes_max: GOSSIP_PACKET_BYTES_MAX,
+        cluster_size_hint: 100,
+        periodic_gossip: true,
+    }
 }
 
 /// Join, failure and bandwidth figures for a simulated cluster of `n`.
@@ -101,7 +107,7 @@ pub struct LinkedPair {
 }
 
 fn free_port(ip: &str) -> SocketAddr {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+    SocketAddr::new(ip.parse().unwrap(), caxton_testkit::free_cluster_port(ip))
 }
 
 impl LinkedPair {

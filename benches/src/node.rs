@@ -47,7 +47,15 @@ impl BenchNode {
         let dir = tempfile::tempdir().unwrap();
         let cpus: Vec<usize> = allowed_cpus().into_iter().take(shards).collect();
         let handles = executor::start(
-            ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default(), link: None, disk: caxton_shards::storage::DiskFloor::unchecked() },
+            ShardsConfig {
+                cpus,
+                data_dir: dir.path().to_path_buf(),
+                storage: Default::default(),
+                boot_epoch: 1,
+                tuning: ShardTuning::default(),
+                link: None,
+                disk: caxton_shards::storage::DiskFloor::unchecked(),
+            },
             caxton_shards::runtime_outbox::RuntimeOutbox::consuming(drop),
         )
         .expect("shards start");
@@ -60,7 +68,15 @@ impl BenchNode {
     pub fn start_linked(cpus: Vec<usize>, link: caxton_shards::link::LinkSetup, api: caxton_shards::router::ApiSink) -> BenchNode {
         let dir = tempfile::tempdir().unwrap();
         let handles = executor::start(
-            ShardsConfig { cpus, data_dir: dir.path().to_path_buf(), storage: Default::default(), boot_epoch: 1, tuning: ShardTuning::default(), link: Some(link), disk: caxton_shards::storage::DiskFloor::unchecked() },
+            ShardsConfig {
+                cpus,
+                data_dir: dir.path().to_path_buf(),
+                storage: Default::default(),
+                boot_epoch: 1,
+                tuning: ShardTuning::default(),
+                link: Some(link),
+                disk: caxton_shards::storage::DiskFloor::unchecked(),
+            },
             api,
         )
         .expect("shards start");

@@ -49,7 +49,7 @@ pub fn forwarded(node: &BenchNode, cast: &Cast, rate: usize, duration: Duration)
     let per_ms = (rate / 1000).max(1);
     let (_, accepted) = node.drive(per_ms, duration, |i| {
         let from = (i as usize) % n;
-        let to = if (i / n as u64) % 2 == 0 { from } else { (from + 1) % n };
+        let to = if (i / n as u64).is_multiple_of(2) { from } else { (from + 1) % n };
         (from, BenchNode::message("@bench", &cast.fwd[from], cast.sink[to].as_bytes()))
     });
     node.wait_handled(handled_before + 2 * accepted);
@@ -81,9 +81,9 @@ pub fn blast(node: &BenchNode, cross: bool, duration: Duration) -> f64 {
     let sink_handled = |node: &BenchNode| -> u64 {
         node.stats().iter().flat_map(|s| s.instance_stats.clone()).filter(|i| sinks.iter().any(|n| **n == *i.name)).map(|i| i.handled).sum()
     };
-    for from in 0..n {
+    for (from, blaster) in blasters.iter().enumerate() {
         let to = if cross { (from + 1) % n } else { from };
-        node.inject(from, vec![BenchNode::message("@bench", &blasters[from], sinks[to].as_bytes())]);
+        node.inject(from, vec![BenchNode::message("@bench", blaster, sinks[to].as_bytes())]);
     }
     std::thread::sleep(duration / 10);
     let before = sink_handled(node);

@@ -63,9 +63,8 @@ pub fn lookups(count: usize) -> (Histogram<u64>, Histogram<u64>) {
     for i in 0..count {
         let key = ((i * 7919) % 10_000) as u32;
         let t = Instant::now();
-        let got: Vec<u8> = conn
-            .query_row("SELECT value FROM state WHERE agent = 'agent' AND instance = 0 AND key = ?1", [key.to_le_bytes()], |r| r.get(0))
-            .unwrap();
+        let got: Vec<u8> =
+            conn.query_row("SELECT value FROM state WHERE agent = 'agent' AND instance = 0 AND key = ?1", [key.to_le_bytes()], |r| r.get(0)).unwrap();
         naive.saturating_record(t.elapsed().as_nanos() as u64);
         assert_eq!(got.len(), 200);
     }

@@ -4,11 +4,8 @@
 #[test]
 fn the_suite_runs_in_small_mode_and_writes_every_row() {
     let out = tempfile::tempdir().unwrap();
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .env("CAXTON_BENCH_SMALL", "1")
-        .env("CAXTON_BENCH_OUT", out.path())
-        .output()
-        .unwrap();
+    let run =
+        std::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench")).env("CAXTON_BENCH_SMALL", "1").env("CAXTON_BENCH_OUT", out.path()).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     let rows = summary["rows"].as_array().unwrap();

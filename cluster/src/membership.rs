@@ -86,10 +86,9 @@ impl GossipSettings {
         assert!(self.packet_bytes_max > TAG_BYTES + HEADER_BYTES + 64, "packets too small for a foca header");
         let mut c = Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap());
         c.max_packet_size = NonZeroUsize::new(self.body_bytes_max()).unwrap();
-        c.periodic_gossip = self.periodic_gossip.then(|| PeriodicParams {
-            frequency: Duration::from_millis(self.interval_ms),
-            num_members: NonZeroUsize::new(self.fanout.max(1)).unwrap(),
-        });
+        c.periodic_gossip = self
+            .periodic_gossip
+            .then(|| PeriodicParams { frequency: Duration::from_millis(self.interval_ms), num_members: NonZeroUsize::new(self.fanout.max(1)).unwrap() });
         c
     }
 }
@@ -477,15 +476,18 @@ mod tests {
         assert_eq!((b.stats.refused_replay, a.stats.refused_wrong_destination), (1, 1));
         // A sync packet naming the receiver's own names (once, a loop that
         // never ended): skipped, and the rest still read.
-        let items: Vec<u8> = [RouteItem { agent: "x".into(), node: b.id().addr, version: 9, present: true }, RouteItem { agent: "y".into(), node: a.id().addr, version: 9, present: true }]
-            .iter()
-            .flat_map(|i| {
-                let e = i.encode();
-                let mut v = (e.len() as u16).to_le_bytes().to_vec();
-                v.extend(e);
-                v
-            })
-            .collect();
+        let items: Vec<u8> = [
+            RouteItem { agent: "x".into(), node: b.id().addr, version: 9, present: true },
+            RouteItem { agent: "y".into(), node: a.id().addr, version: 9, present: true },
+        ]
+        .iter()
+        .flat_map(|i| {
+            let e = i.encode();
+            let mut v = (e.len() as u16).to_le_bytes().to_vec();
+            v.extend(e);
+            v
+        })
+        .collect();
         assert_eq!(b.handle_packet(&forge(&a, &b, 50, KIND_SYNC, &items)), Ok(()));
         assert!(b.route("x").is_none(), "only b speaks for its names");
         assert_eq!(b.route("y").unwrap().version, 9);

@@ -290,9 +290,8 @@ pub fn measure_convergence(n: usize, settings: GossipSettings, seed: u64) -> Res
     let start = sim.now_us();
     sim.kill(victim);
     let live = n; // n + 1 nodes, one dead
-    let detected = sim
-        .run_until(start + 300_000_000, 1_000, |s| s.seeing_down(gone) == live)
-        .ok_or(format!("a crash in {n} nodes was not seen by everyone in 300 s"))?;
+    let detected =
+        sim.run_until(start + 300_000_000, 1_000, |s| s.seeing_down(gone) == live).ok_or(format!("a crash in {n} nodes was not seen by everyone in 300 s"))?;
     let first = sim.first_down_us(gone).expect("someone declared it down");
     let churn_s = (sim.now_us() - churn_t0) as f64 / 1e6;
     let churn_bytes_per_node_s = (sim.bytes_sent() - churn_b0) as f64 * 2.0 / (n + 1) as f64 / churn_s;

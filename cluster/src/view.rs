@@ -79,7 +79,13 @@ pub struct ClusterView {
 
 impl ClusterView {
     pub fn new(me: NodeId, cached: &[RouteItem]) -> ClusterView {
-        ClusterView { me, members: BTreeMap::new(), routes: cached.iter().map(|r| (r.agent.clone(), r.clone())).collect(), stats: GossipStats::default(), refused_oversized: 0 }
+        ClusterView {
+            me,
+            members: BTreeMap::new(),
+            routes: cached.iter().map(|r| (r.agent.clone(), r.clone())).collect(),
+            stats: GossipStats::default(),
+            refused_oversized: 0,
+        }
     }
 
     /// Where `agent` lives, if on another node.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton_loadtest::node::{default_binary, Node};
+use caxton_loadtest::report;
 use caxton_loadtest::run::{self, Live};
 use caxton_loadtest::scenario::{self, Schedule};
-use caxton_loadtest::report;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -70,8 +70,18 @@ fn main() {
 /// Runs the scenarios; `Ok(false)` when a criterion failed.
 fn run_all(args: Args) -> Result<bool, String> {
     let file = scenario::load(&args.scenarios)?;
-    let names: Vec<String> = if args.scenario.is_empty() { ["steady_state", "peak_load", "sustained_load", "burst_traffic"].iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
-    let mode = if args.full { "full" } else if args.smoke { "smoke" } else { "quick" };
+    let names: Vec<String> = if args.scenario.is_empty() {
+        ["steady_state", "peak_load", "sustained_load", "burst_traffic"].iter().map(|s| s.to_string()).collect()
+    } else {
+        args.scenario.clone()
+    };
+    let mode = if args.full {
+        "full"
+    } else if args.smoke {
+        "smoke"
+    } else {
+        "quick"
+    };
     let mut all_pass = true;
     let mut summaries = Vec::new();
     for name in &names {
@@ -106,7 +116,12 @@ fn run_all(args: Args) -> Result<bool, String> {
                     let rate = (answered - last.1) as f64 / last.0.elapsed().as_secs_f64();
                     last = (Instant::now(), answered);
                     bar.set_position(started.elapsed().as_secs());
-                    bar.set_message(format!("{:>8.0} msg/s answered, running p99 {:.2} ms, sent {}", rate, live.p99_us.load(Ordering::Relaxed) as f64 / 1e3, live.sent.load(Ordering::Relaxed)));
+                    bar.set_message(format!(
+                        "{:>8.0} msg/s answered, running p99 {:.2} ms, sent {}",
+                        rate,
+                        live.p99_us.load(Ordering::Relaxed) as f64 / 1e3,
+                        live.sent.load(Ordering::Relaxed)
+                    ));
                     if bar.is_finished() {
                         break;
                     }

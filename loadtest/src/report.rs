@@ -72,12 +72,22 @@ pub fn checks(o: &Outcome, c: &Criteria, schedule: &Schedule) -> Vec<Check> {
     let mut out = Vec::new();
     if let Some(p99) = c.p99_latency {
         let got = o.latency.value_at_quantile(0.99);
-        out.push(Check { name: "p99 latency".into(), target: format!("≤ {:.1} ms", p99.as_secs_f64() * 1e3), achieved: format!("{:.2} ms", ms(got)), pass: got <= p99.as_nanos() as u64 });
+        out.push(Check {
+            name: "p99 latency".into(),
+            target: format!("≤ {:.1} ms", p99.as_secs_f64() * 1e3),
+            achieved: format!("{:.2} ms", ms(got)),
+            pass: got <= p99.as_nanos() as u64,
+        });
     }
     let failed = o.errors + o.lost + o.duplicated;
     let rate = failed as f64 / o.sent.max(1) as f64;
     if let Some(max) = c.error_rate {
-        out.push(Check { name: "error rate".into(), target: format!("< {:.3}%", max * 100.0), achieved: format!("{:.4}% ({failed} of {})", rate * 100.0, o.sent), pass: rate < max });
+        out.push(Check {
+            name: "error rate".into(),
+            target: format!("< {:.3}%", max * 100.0),
+            achieved: format!("{:.4}% ({failed} of {})", rate * 100.0, o.sent),
+            pass: rate < max,
+        });
     }
     if let Some(max) = c.memory_growth {
         let g = memory_growth(&o.memory);
@@ -89,7 +99,12 @@ pub fn checks(o: &Outcome, c: &Criteria, schedule: &Schedule) -> Vec<Check> {
         });
     }
     if let Some(max) = c.message_loss {
-        out.push(Check { name: "message loss".into(), target: format!("{max}"), achieved: format!("{} lost, {} duplicated", o.lost, o.duplicated), pass: o.lost + o.duplicated <= max });
+        out.push(Check {
+            name: "message loss".into(),
+            target: format!("{max}"),
+            achieved: format!("{} lost, {} duplicated", o.lost, o.duplicated),
+            pass: o.lost + o.duplicated <= max,
+        });
     }
     if let (Some(max), Some(p99)) = (c.recovery_time, c.recovered_p99) {
         let r = recovery(o, schedule, p99);
@@ -116,10 +131,22 @@ pub fn table(name: &str, o: &Outcome, target_rate: f64, checks: &[Check], settin
         o.answered as f64 / send_s.max(1e-9),
         peak
     );
-    s += &format!("latency   p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (from scheduled send)\n", q(0.5), q(0.9), q(0.99), q(0.999), if l.is_empty() { 0.0 } else { ms(l.max()) });
+    s += &format!(
+        "latency   p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (from scheduled send)\n",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        if l.is_empty() { 0.0 } else { ms(l.max()) }
+    );
     s += &format!("messages  sent {}  answered {}  errors {}  lost {}  duplicated {}\n", o.sent, o.answered, o.errors, o.lost, o.duplicated);
     if let Some((first, last)) = memory_ends(&o.memory) {
-        s += &format!("memory    {:.1} MiB → {:.1} MiB resident ({:+.1}%; medians of the first and last fifth of the run)\n", first / 1048576.0, last / 1048576.0, (last - first) / first * 100.0);
+        s += &format!(
+            "memory    {:.1} MiB → {:.1} MiB resident ({:+.1}%; medians of the first and last fifth of the run)\n",
+            first / 1048576.0,
+            last / 1048576.0,
+            (last - first) / first * 100.0
+        );
     }
     s += &format!("generator {:.1} CPU-seconds in {:.1} s, on the same cores as the node's shards\n", o.generator_cpu_s, o.elapsed.as_secs_f64());
     for c in checks {
@@ -188,7 +215,10 @@ pub fn plots(dir: &Path, name: &str, o: &Outcome, p99_target: Option<Duration>) 
     chart.draw_series(LineSeries::new(nines, &BLUE))?.label("latency").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     if let Some(t) = p99_target {
         let t = t.as_secs_f64() * 1e3;
-        chart.draw_series(LineSeries::new(vec![(0.0, t), (5.0, t)], &RED))?.label("p99 criterion").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, t), (5.0, t)], &RED))?
+            .label("p99 criterion")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     }
     chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw()?;
     root.present()?;
@@ -218,14 +248,21 @@ pub fn plots(dir: &Path, name: &str, o: &Outcome, p99_target: Option<Duration>) 
         .label("answered (by scheduled time)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
     chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw()?;
-    let p99s: Vec<(f64, f64)> = o.windows[..last].iter().enumerate().filter(|(_, w)| !w.latency.is_empty()).map(|(i, w)| (t(i), ms(w.latency.value_at_quantile(0.99)))).collect();
+    let p99s: Vec<(f64, f64)> =
+        o.windows[..last].iter().enumerate().filter(|(_, w)| !w.latency.is_empty()).map(|(i, w)| (t(i), ms(w.latency.value_at_quantile(0.99)))).collect();
     let pmax = p99s.iter().map(|p| p.1).fold(p99_target.map_or(1.0, |d| d.as_secs_f64() * 1e3 * 1.2), f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&bottom).margin(12).x_label_area_size(35).y_label_area_size(70).build_cartesian_2d(0f64..t(last), 0f64..pmax)?;
     chart.configure_mesh().x_desc("time (s)").y_desc("p99 per window (ms)").draw()?;
-    chart.draw_series(LineSeries::new(p99s, &MAGENTA))?.label("p99 of each 250 ms window").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
+    chart
+        .draw_series(LineSeries::new(p99s, &MAGENTA))?
+        .label("p99 of each 250 ms window")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
     if let Some(d) = p99_target {
         let d = d.as_secs_f64() * 1e3;
-        chart.draw_series(LineSeries::new(vec![(0.0, d), (t(last), d)], &RED))?.label("p99 criterion").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, d), (t(last), d)], &RED))?
+            .label("p99 criterion")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     }
     chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw()?;
     root.present()?;

@@ -113,11 +113,8 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
         let mut all = latency_histogram();
         let (mut answered, mut errors, mut duplicated) = (0u64, 0u64, 0u64);
         let mut published_window = 0usize;
-        loop {
-            let message = match reader.envelope().map(|b| b.map(Message::decode)) {
-                Ok(Some(Ok(m))) => m,
-                _ => break,
-            };
+        // Ends at the end of the stream or at the first bad envelope.
+        while let Ok(Some(Ok(message))) = reader.envelope().map(|b| b.map(Message::decode)) {
             let now = now_ns();
             match message.performative() {
                 7 => {

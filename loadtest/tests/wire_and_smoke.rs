@@ -1,9 +1,9 @@
 //! The wire listener against a real `caxton serve`, and the load test's
 //! smoke mode end to end.
 
+use caxton_shards::envelope::{Header, Message};
 use caxton_testkit::node::{Node, NodeSpec};
 use caxton_testkit::wire;
-use caxton_shards::envelope::{Header, Message};
 
 /// A node with a wire listener (the harness of `caxton-testkit`), with
 /// `extra` flags.

@@ -15,24 +15,48 @@ pub enum Command {
     /// Adds `name` to the directory and starts the instances placed here.
     /// With `restore`, an instance that fails to start is logged and retried
     /// on its next message instead of failing the deploy (node restart).
-    Deploy { name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool, reply: Reply<Result<Vec<InstanceReport>, String>> },
+    Deploy {
+        name: Arc<str>,
+        module: CompiledAgent,
+        instances: u32,
+        restore: bool,
+        reply: Reply<Result<Vec<InstanceReport>, String>>,
+    },
     /// Removes `name`: its instances stop, its mail becomes dead letters, its
     /// state is deleted.
-    Undeploy { name: Arc<str>, reply: Reply<()> },
+    Undeploy {
+        name: Arc<str>,
+        reply: Reply<()>,
+    },
     /// A message from the API: for an instance on this shard, or on another
     /// node (this shard sends it over its own link).
-    Deliver { message: Message, reply: Reply<Result<(), RouteError>> },
+    Deliver {
+        message: Message,
+        reply: Reply<Result<(), RouteError>>,
+    },
     /// A batch of messages (from the wire listener and the benchmarks): each
     /// goes where its receiver lives, like a `Deliver`. The reply hands back
     /// those refused, with why, for the caller to retry (busy) or report.
-    Inject { messages: Vec<Message>, reply: Reply<Vec<(RouteError, Message)>> },
-    AgentStats { name: Arc<str>, reply: Reply<Vec<InstanceStats>> },
-    ShardStats { reply: Reply<ShardStats> },
+    Inject {
+        messages: Vec<Message>,
+        reply: Reply<Vec<(RouteError, Message)>>,
+    },
+    AgentStats {
+        name: Arc<str>,
+        reply: Reply<Vec<InstanceStats>>,
+    },
+    ShardStats {
+        reply: Reply<ShardStats>,
+    },
     /// Changes in the cluster, in order: nodes up and down, and where agent
     /// names live. No answer: the gossip thread is the only sender.
-    Cluster { updates: Vec<ClusterUpdate> },
+    Cluster {
+        updates: Vec<ClusterUpdate>,
+    },
     /// Commits and stops the shard.
-    Stop { reply: Reply<()> },
+    Stop {
+        reply: Reply<()>,
+    },
 }
 
 /// A change in the cluster a shard applies (`caxton_cluster::view`).

@@ -114,4 +114,3 @@ pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> R {
         f(&mut ctx)
     })
 }
-

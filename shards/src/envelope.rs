@@ -108,7 +108,7 @@ impl Message {
 
     /// Decodes and validates bytes received from outside (tests, the wire).
     pub fn decode(buf: Vec<u8>) -> Result<Message, EnvelopeError> {
-        debug_assert!(ENVELOPE_BYTES_MAX == caxton_abi::ENVELOPE_BYTES_MAX);
+        const { assert!(ENVELOPE_BYTES_MAX == caxton_abi::ENVELOPE_BYTES_MAX) };
         caxton_abi::Envelope::parse(&buf)?;
         Ok(Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local })
     }
@@ -273,13 +273,15 @@ mod tests {
         }
 
         fn message() -> impl Strategy<Value = (Header, Vec<u8>, Vec<u8>, Vec<u8>)> {
-            let header = (0u8..11, any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(performative, message_id, conversation_id, reply_with, in_reply_to)| Header {
-                performative,
-                message_id,
-                conversation_id,
-                reply_with,
-                in_reply_to,
-            });
+            let header = (0u8..11, any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(performative, message_id, conversation_id, reply_with, in_reply_to)| Header {
+                    performative,
+                    message_id,
+                    conversation_id,
+                    reply_with,
+                    in_reply_to,
+                },
+            );
             (header, prop_oneof![Just(Vec::new()), name()], name(), prop::collection::vec(any::<u8>(), 0..600))
         }
 

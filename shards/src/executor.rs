@@ -61,7 +61,11 @@ pub fn io_memory_per_shard(shards: usize) -> usize {
     let share = (soft / 4 * 3) / shards.max(1);
     let chosen = share.clamp(GLOMMIO_IO_MEMORY_BYTES_MIN, GLOMMIO_IO_MEMORY_BYTES_DEFAULT);
     if share < GLOMMIO_IO_MEMORY_BYTES_MIN {
-        tracing::warn!(memlock_bytes = soft, shards, "memlock limit too low for registered io buffers; glommio will use unregistered buffers (raise `ulimit -l`)");
+        tracing::warn!(
+            memlock_bytes = soft,
+            shards,
+            "memlock limit too low for registered io buffers; glommio will use unregistered buffers (raise `ulimit -l`)"
+        );
     } else {
         tracing::info!(memlock_bytes = soft, io_memory_bytes = chosen, "glommio io_memory per shard");
     }
@@ -112,11 +116,13 @@ impl ShardSender {
     }
 
     /// Queues a command and wakes the shard. A full queue hands it back.
+    #[allow(clippy::result_large_err, reason = "the command itself comes back, to be retried; it moves once")]
     pub fn send(&self, command: Command) -> Result<(), Command> {
         Self::push(&self.control, &self.bell, command)
     }
 
     /// Queues a lifecycle command (deploy, undeploy, stop).
+    #[allow(clippy::result_large_err, reason = "the command itself comes back, to be retried")]
     pub fn send_lifecycle(&self, command: Command) -> Result<(), Command> {
         Self::push(&self.lifecycle, &self.bell, command)
     }
@@ -132,6 +138,7 @@ impl ShardSender {
         self.lifecycle.len() + n <= self.lifecycle.capacity().unwrap_or(usize::MAX)
     }
 
+    #[allow(clippy::result_large_err, reason = "the command itself comes back, to be retried")]
     fn push(queue: &Sender<Command>, bell: &Doorbell, command: Command) -> Result<(), Command> {
         match queue.try_send(command) {
             Ok(()) => {
@@ -145,6 +152,7 @@ impl ShardSender {
 
 impl ShardHandle {
     /// Queues a command and wakes the shard. A full queue hands it back.
+    #[allow(clippy::result_large_err, reason = "the command itself comes back, to be retried")]
     pub fn send(&self, command: Command) -> Result<(), Command> {
         self.sender.send(command)
     }
@@ -212,7 +220,11 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
                 }
             })
             .map_err(|e| format!("cannot start shard {index} on cpu {}: {e}", config.cpus[index]))?;
-        handles.push(ShardHandle { index, sender: ShardSender { control: control_tx, lifecycle: lifecycle_tx, bell: bells[index].clone() }, thread: Some(thread) });
+        handles.push(ShardHandle {
+            index,
+            sender: ShardSender { control: control_tx, lifecycle: lifecycle_tx, bell: bells[index].clone() },
+            thread: Some(thread),
+        });
     }
     drop(ready_tx);
     for _ in 0..n {

@@ -21,7 +21,6 @@ pub const NAME_BYTES_MAX: usize = caxton_abi::NAME_BYTES_MAX;
 /// Prefix of names that belong to the runtime itself (not to agents).
 pub const RUNTIME_NAME_PREFIX: u8 = caxton_abi::RUNTIME_NAME_PREFIX;
 
-
 // ---------------------------------------------------------------- envelope
 
 /// Size of the fixed envelope header, in bytes (ABI version 1).
@@ -281,7 +280,10 @@ impl MessageBudget {
         };
         let smallest = [b.mailboxes, b.mesh, b.link_outbox, b.link_inbox, b.runtime_outbox, b.wire_outbox, b.wire_ingress].into_iter().min().unwrap();
         if smallest < 2 * ENVELOPE_BYTES_MAX as u64 {
-            return Err(format!("--message-buffer-size {total} bytes is too small: each of its seven shares must hold two largest messages (at least {} bytes in all)", MESSAGE_BUFFER_BYTES_MIN));
+            return Err(format!(
+                "--message-buffer-size {total} bytes is too small: each of its seven shares must hold two largest messages (at least {} bytes in all)",
+                MESSAGE_BUFFER_BYTES_MIN
+            ));
         }
         debug_assert!(b.mailboxes + b.mesh + b.link_outbox + b.link_inbox + b.runtime_outbox + b.wire_outbox + b.wire_ingress <= total);
         Ok(b)

@@ -51,7 +51,10 @@ impl Doorbell {
         let (writer, reader) = UnixStream::pair()?;
         writer.set_nonblocking(true)?;
         reader.set_nonblocking(true)?;
-        Ok((Arc::new(Doorbell { parked: AtomicBool::new(false), writer, rings: AtomicU64::new(0), pulse: Pulse(AtomicU64::new(crate::clock::now_ns())) }), reader))
+        Ok((
+            Arc::new(Doorbell { parked: AtomicBool::new(false), writer, rings: AtomicU64::new(0), pulse: Pulse(AtomicU64::new(crate::clock::now_ns())) }),
+            reader,
+        ))
     }
 
     /// Called by a producer after it made work visible (rule 3).
@@ -164,9 +167,8 @@ pub struct MeshEnds {
 /// Builds the full mesh of `bells.len()` shards.
 pub fn build_mesh(bells: &[Arc<Doorbell>]) -> Vec<MeshEnds> {
     let n = bells.len();
-    let mut ends: Vec<MeshEnds> = (0..n)
-        .map(|_| MeshEnds { to: (0..n).map(|_| None).collect(), from: (0..n).map(|_| None).collect(), bells: bells.to_vec() })
-        .collect();
+    let mut ends: Vec<MeshEnds> =
+        (0..n).map(|_| MeshEnds { to: (0..n).map(|_| None).collect(), from: (0..n).map(|_| None).collect(), bells: bells.to_vec() }).collect();
     for from in 0..n {
         for to in 0..n {
             if from != to {

@@ -101,7 +101,6 @@ mod tests {
         assert_eq!(wire_id("@api/12"), None);
     }
 
-
     mod fuzz {
         use super::*;
         use proptest::prelude::*;

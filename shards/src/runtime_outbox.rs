@@ -145,7 +145,13 @@ mod tests {
     fn bytes_count_from_send_until_taken_and_a_full_outbox_refuses() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let inner = seen.clone();
-        let outbox = RuntimeOutbox::new(200, Box::new(move |m| Ok(inner.lock().unwrap().push(m))));
+        let outbox = RuntimeOutbox::new(
+            200,
+            Box::new(move |m| {
+                let _: () = inner.lock().unwrap().push(m);
+                Ok(())
+            }),
+        );
         let m = Message::encode(&Default::default(), b"a", b"@api/1", &[0; 100]).unwrap();
         assert!(outbox.has_room(m.len()));
         outbox.send(m.clone()).unwrap();

@@ -19,8 +19,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::limits::{
-    DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS,
-    WAL_SIZE_BYTES_MAX,
+    DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS, WAL_SIZE_BYTES_MAX,
 };
 
 /// SQLite settings of a shard (ADR-0017's numbers are the defaults).
@@ -243,7 +242,9 @@ impl DiskFloor {
         let low = free < self.floor_bytes;
         if self.low.swap(low, Ordering::Relaxed) != low {
             match low {
-                true => tracing::error!(dir = %dir.display(), free_bytes = free, floor_bytes = self.floor_bytes, "free disk space is below --disk-free-min: agents' state writes are refused until it is back"),
+                true => {
+                    tracing::error!(dir = %dir.display(), free_bytes = free, floor_bytes = self.floor_bytes, "free disk space is below --disk-free-min: agents' state writes are refused until it is back")
+                }
                 false => tracing::info!(dir = %dir.display(), free_bytes = free, "free disk space is above --disk-free-min again: state writes resume"),
             }
         }

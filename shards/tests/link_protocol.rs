@@ -73,7 +73,18 @@ impl Model {
         let limits = LinkLimits { slots_per_node: 1, outbox_messages_max: 40, outbox_bytes_max: 20_000, inbound_messages_max: 1, inbound_bytes_max: 1 };
         let mut table = RemoteTable::new("a:1", limits);
         table.set_node("b:1", "127.0.0.2:7000".parse().unwrap(), true, false);
-        Model { table, connection: None, network: VecDeque::new(), partial: Vec::new(), taken: 0, acks: VecDeque::new(), next_seq: 0, accepted: Vec::new(), received: Vec::new(), broke: false }
+        Model {
+            table,
+            connection: None,
+            network: VecDeque::new(),
+            partial: Vec::new(),
+            taken: 0,
+            acks: VecDeque::new(),
+            next_seq: 0,
+            accepted: Vec::new(),
+            received: Vec::new(),
+            broke: false,
+        }
     }
 
     fn connect(&mut self) {

@@ -11,45 +11,59 @@ use caxton_shards::limits::FORWARD_TIMEOUT_MS;
 use super::error::ApiError;
 use crate::control::Control;
 
+/// Deploys on another node of the cluster (`--node`): forwards the
+/// request to that node's API, with the caller's credentials.
+pub async fn deploy_on(
+    control: &Control,
+    node: &str,
+    name: &str,
+    instances: u32,
+    body: Vec<u8>,
+    authorization: Option<String>,
+) -> Result<(u16, Vec<u8>), ApiError> {
+    forward(control, node, "PUT", format!("/v1/agents/{name}?instances={instances}"), body, authorization).await
+}
 
-    /// Deploys on another node of the cluster (`--node`): forwards the
-    /// request to that node's API, with the caller's credentials.
-pub async fn deploy_on(control: &Control, node: &str, name: &str, instances: u32, body: Vec<u8>, authorization: Option<String>) -> Result<(u16, Vec<u8>), ApiError> {
-        forward(control, node, "PUT", format!("/v1/agents/{name}?instances={instances}"), body, authorization).await
-    }
-
-    /// Sends a request to another member's API (`--node` deploys, stops of
-    /// agents hosted there) and hands back its status and body.
-pub async fn forward(control: &Control, node: &str, method: &'static str, path: String, body: Vec<u8>, authorization: Option<String>) -> Result<(u16, Vec<u8>), ApiError> {
-        let cluster = control.cluster.as_ref().ok_or_else(|| ApiError::bad_request("not_clustered", "this node is not in a cluster (--listen): there is no other node"))?;
-        let api = {
-            let view = cluster.view.lock().unwrap();
-            let m = view.member_by_name(node).ok_or_else(|| ApiError::not_found(format!("no member named {node:?} (see GET /v1/cluster/members)")))?;
-            if m.state == MemberState::Down {
-                control.node_unavailable.fetch_add(1, Ordering::Relaxed);
-                return Err(ApiError::node_unavailable(format!("node {node} is down")));
-            }
-            m.id.api
-        };
-        let url = format!("http://{api}{path}");
-        let forwarded = tokio::task::spawn_blocking(move || {
-            let mut req = ureq::request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
-            if let Some(a) = authorization {
-                req = req.set("authorization", &a);
-            }
-            match req.send_bytes(&body) {
-                Ok(r) => Ok(r),
-                Err(ureq::Error::Status(_, r)) => Ok(r),
-                Err(e) => Err(e.to_string()),
-            }
-            .and_then(|r| {
-                let status = r.status();
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut r.into_reader(), &mut out).map_err(|e| e.to_string())?;
-                Ok((status, out))
-            })
+/// Sends a request to another member's API (`--node` deploys, stops of
+/// agents hosted there) and hands back its status and body.
+pub async fn forward(
+    control: &Control,
+    node: &str,
+    method: &'static str,
+    path: String,
+    body: Vec<u8>,
+    authorization: Option<String>,
+) -> Result<(u16, Vec<u8>), ApiError> {
+    let cluster =
+        control.cluster.as_ref().ok_or_else(|| ApiError::bad_request("not_clustered", "this node is not in a cluster (--listen): there is no other node"))?;
+    let api = {
+        let view = cluster.view.lock().unwrap();
+        let m = view.member_by_name(node).ok_or_else(|| ApiError::not_found(format!("no member named {node:?} (see GET /v1/cluster/members)")))?;
+        if m.state == MemberState::Down {
+            control.node_unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::node_unavailable(format!("node {node} is down")));
+        }
+        m.id.api
+    };
+    let url = format!("http://{api}{path}");
+    let forwarded = tokio::task::spawn_blocking(move || {
+        let mut req = ureq::request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
+        if let Some(a) = authorization {
+            req = req.set("authorization", &a);
+        }
+        match req.send_bytes(&body) {
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(_, r)) => Ok(r),
+            Err(e) => Err(e.to_string()),
+        }
+        .and_then(|r| {
+            let status = r.status();
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut r.into_reader(), &mut out).map_err(|e| e.to_string())?;
+            Ok((status, out))
         })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-        forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding to node {node} ({api}) failed: {e}")))
-    }
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding to node {node} ({api}) failed: {e}")))
+}

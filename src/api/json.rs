@@ -46,13 +46,7 @@ pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
     if !caxton_shards::envelope::is_agent_name(req.receiver.as_bytes()) {
         return Err(ApiError::bad_request("invalid_name", format!("invalid receiver name {:?}", req.receiver)));
     }
-    Ok(Outgoing {
-        receiver: req.receiver,
-        performative,
-        content,
-        conversation_id: req.conversation_id.unwrap_or(0),
-        reply_with: req.reply_with.unwrap_or(0),
-    })
+    Ok(Outgoing { receiver: req.receiver, performative, content, conversation_id: req.conversation_id.unwrap_or(0), reply_with: req.reply_with.unwrap_or(0) })
 }
 
 pub fn message(m: &Message) -> Value {
@@ -153,9 +147,12 @@ pub fn stats(resident_bytes: u64, shards: &[ShardStats]) -> Value {
 /// `GET /v1/cluster/members`: this node first, then the others by address.
 pub fn members(view: &caxton_cluster::view::ClusterView) -> Value {
     let mut out = vec![json!({ "node": view.me.name(), "api": view.me.api.to_string(), "state": "alive", "boot": view.me.boot, "self": true })];
-    out.extend(view.members.values().filter(|m| m.id.addr != view.me.addr).map(|m| {
-        json!({ "node": m.id.name(), "api": m.id.api.to_string(), "state": m.state.name(), "boot": m.id.boot, "self": false })
-    }));
+    out.extend(
+        view.members
+            .values()
+            .filter(|m| m.id.addr != view.me.addr)
+            .map(|m| json!({ "node": m.id.name(), "api": m.id.api.to_string(), "state": m.state.name(), "boot": m.id.boot, "self": false })),
+    );
     let agents = view.routes.values().filter(|r| r.present).count();
     json!({ "clustered": true, "members": out, "registry_agents": agents })
 }

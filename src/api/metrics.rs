@@ -103,16 +103,30 @@ fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// One metric family with one sample per shard or per instance, read off
+/// its stats.
+struct Family<T> {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    read: fn(&T) -> u64,
+}
+
+const fn family<T>(name: &'static str, kind: &'static str, help: &'static str, read: fn(&T) -> u64) -> Family<T> {
+    Family { name, kind, help, read }
+}
+
+/// A latency family: its paths (label `path`, or none) and their histograms.
+type LatencyPaths = fn(&ShardStats) -> Vec<(&'static str, &Latency)>;
+
 pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
-    let latency: [(&str, &str, fn(&ShardStats) -> Vec<(&'static str, &Latency)>); 3] = [
+    let latency: [(&str, &str, LatencyPaths); 3] = [
         ("caxton_routing_latency_seconds", "Time from an agent's send to the start of the receiving handler.", |s| {
             vec![("local", &s.latencies.routing_local), ("remote", &s.latencies.routing_remote), ("node", &s.latencies.routing_node)]
         }),
         ("caxton_processing_latency_seconds", "Time from dequeue to the handler's return.", |s| vec![("", &s.latencies.processing)]),
-        ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| {
-            vec![("", &s.latencies.end_to_end)]
-        }),
+        ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| vec![("", &s.latencies.end_to_end)]),
     ];
     for (name, help, pick) in latency {
         o.family(name, "summary", help);
@@ -123,33 +137,36 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    // One sample per shard: (name, type, help, figure).
-    let per_shard: [(&str, &str, &str, fn(&ShardStats) -> u64); 20] = [
-        ("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
-        ("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
-        ("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
-        ("caxton_messages_routed_node_total", "counter", "Messages sent to another node over a link.", |s| s.routed_node),
-        ("caxton_messages_received_node_total", "counter", "Messages received from another node over a link.", |s| s.received_node),
-        ("caxton_link_connects_total", "counter", "Outbound link connections opened (handshake passed).", |s| s.links.connects),
-        ("caxton_link_connect_failures_total", "counter", "Outbound link connections that failed to open (retried while the node is alive).", |s| s.links.connect_failures),
-        ("caxton_link_connections_open", "gauge", "Inbound link connections open on the shard.", |s| s.links.open_inbound as u64),
-        ("caxton_timeout_errors_total", "counter", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
-        ("caxton_messages_processed_total", "counter", "Messages handed to agent handlers.", |s| s.handled),
-        ("caxton_agent_errors_total", "counter", "Handler calls that returned non-zero.", |s| s.errors),
-        ("caxton_agent_crashes_total", "counter", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
-        ("caxton_messages_routed_local_total", "counter", "Messages routed to an agent on the same shard.", |s| s.routed_local),
-        ("caxton_messages_routed_remote_total", "counter", "Messages sent to another shard.", |s| s.routed_remote),
-        ("caxton_messages_received_remote_total", "counter", "Messages received from another shard.", |s| s.received_remote),
-        ("caxton_shard_wakeups_total", "counter", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
-        ("caxton_routing_busy_total", "counter", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
-        ("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
-        ("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
-        ("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| s.instance_stats.iter().map(|i| i.memory_bytes).sum()),
+    let per_shard: [Family<ShardStats>; 20] = [
+        family("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
+        family("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
+        family("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
+        family("caxton_messages_routed_node_total", "counter", "Messages sent to another node over a link.", |s| s.routed_node),
+        family("caxton_messages_received_node_total", "counter", "Messages received from another node over a link.", |s| s.received_node),
+        family("caxton_link_connects_total", "counter", "Outbound link connections opened (handshake passed).", |s| s.links.connects),
+        family("caxton_link_connect_failures_total", "counter", "Outbound link connections that failed to open (retried while the node is alive).", |s| {
+            s.links.connect_failures
+        }),
+        family("caxton_link_connections_open", "gauge", "Inbound link connections open on the shard.", |s| s.links.open_inbound as u64),
+        family("caxton_timeout_errors_total", "counter", "Handler calls stopped at their execution time slice; the instance was recreated.", |s| s.timeouts),
+        family("caxton_messages_processed_total", "counter", "Messages handed to agent handlers.", |s| s.handled),
+        family("caxton_agent_errors_total", "counter", "Handler calls that returned non-zero.", |s| s.errors),
+        family("caxton_agent_crashes_total", "counter", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
+        family("caxton_messages_routed_local_total", "counter", "Messages routed to an agent on the same shard.", |s| s.routed_local),
+        family("caxton_messages_routed_remote_total", "counter", "Messages sent to another shard.", |s| s.routed_remote),
+        family("caxton_messages_received_remote_total", "counter", "Messages received from another shard.", |s| s.received_remote),
+        family("caxton_shard_wakeups_total", "counter", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
+        family("caxton_routing_busy_total", "counter", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
+        family("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
+        family("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
+        family("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| {
+            s.instance_stats.iter().map(|i| i.memory_bytes).sum()
+        }),
     ];
-    for (name, kind, help, get) in per_shard {
-        o.family(name, kind, help);
+    for f in per_shard {
+        o.family(f.name, f.kind, f.help);
         for s in shards {
-            o.sample(name, &format!("shard=\"{}\"", s.shard), get(s));
+            o.sample(f.name, &format!("shard=\"{}\"", s.shard), (f.read)(s));
         }
     }
     o.family("caxton_routing_errors_total", "counter", "Sends refused by the router, by kind.");
@@ -188,22 +205,26 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             o.sample("caxton_abi_refusals_total", &format!("shard=\"{}\",code=\"{code}\"", s.shard), n);
         }
     }
-    let per_instance: [(&str, &str, &str, fn(&caxton_shards::InstanceStats) -> u64); 5] = [
-        ("caxton_agent_instance_messages_total", "counter", "Messages handled by one agent instance.", |i| i.handled),
-        ("caxton_agent_instance_errors_total", "counter", "Handler errors of one agent instance.", |i| i.errors),
-        ("caxton_agent_instance_crashes_total", "counter", "Traps of one agent instance.", |i| i.crashes),
-        ("caxton_agent_state_bytes", "gauge", "Bytes of one agent instance's state, keys and values (bounded by --agent-state-max).", |i| i.state_bytes),
-        ("caxton_agent_log_dropped_total", "counter", "Log lines of one agent instance dropped past its rate limit.", |i| i.log_dropped),
+    let per_instance: [Family<caxton_shards::InstanceStats>; 5] = [
+        family("caxton_agent_instance_messages_total", "counter", "Messages handled by one agent instance.", |i| i.handled),
+        family("caxton_agent_instance_errors_total", "counter", "Handler errors of one agent instance.", |i| i.errors),
+        family("caxton_agent_instance_crashes_total", "counter", "Traps of one agent instance.", |i| i.crashes),
+        family("caxton_agent_state_bytes", "gauge", "Bytes of one agent instance's state, keys and values (bounded by --agent-state-max).", |i| i.state_bytes),
+        family("caxton_agent_log_dropped_total", "counter", "Log lines of one agent instance dropped past its rate limit.", |i| i.log_dropped),
     ];
-    for (name, kind, help, get) in per_instance {
-        o.family(name, kind, help);
+    for f in per_instance {
+        o.family(f.name, f.kind, f.help);
         for s in shards {
             for i in &s.instance_stats {
-                o.sample(name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), get(i));
+                o.sample(f.name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), (f.read)(i));
             }
         }
     }
-    o.family("caxton_runtime_undeliverable_total", "counter", "Messages to runtime names nobody took (a REST caller that stopped waiting, a closed or full wire connection).");
+    o.family(
+        "caxton_runtime_undeliverable_total",
+        "counter",
+        "Messages to runtime names nobody took (a REST caller that stopped waiting, a closed or full wire connection).",
+    );
     o.sample("caxton_runtime_undeliverable_total", "kind=\"api\"", node.undeliverable_api);
     o.sample("caxton_runtime_undeliverable_total", "kind=\"wire\"", node.undeliverable_wire);
     o.family("caxton_message_bytes", "gauge", "Bytes of messages the node holds, by queue (each bounded by its share of --message-buffer-size).");
@@ -232,11 +253,19 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     ] {
         o.sample("caxton_message_budget_bytes", &format!("queue=\"{queue}\""), n);
     }
-    o.family("caxton_message_budget_refusals_total", "counter", "Sends refused because a queue was at its share of the message budget in bytes (they get -2, 429 or TCP back-pressure).");
+    o.family(
+        "caxton_message_budget_refusals_total",
+        "counter",
+        "Sends refused because a queue was at its share of the message budget in bytes (they get -2, 429 or TCP back-pressure).",
+    );
     o.sample("caxton_message_budget_refusals_total", "queue=\"shard\"", link(|s| s.busy_bytes));
     o.sample("caxton_message_budget_refusals_total", "queue=\"link_outbox\"", link(|s| s.links.busy_bytes));
     o.sample("caxton_message_budget_refusals_total", "queue=\"runtime_outbox\"", node.runtime_outbox_refused);
-    o.family("caxton_api_connections_closed_total", "counter", "REST connections closed by a time bound: header (no complete request head in time) or idle (keep-alive).");
+    o.family(
+        "caxton_api_connections_closed_total",
+        "counter",
+        "REST connections closed by a time bound: header (no complete request head in time) or idle (keep-alive).",
+    );
     o.sample("caxton_api_connections_closed_total", "reason=\"header_timeout\"", node.api_closed_header_timeout);
     o.sample("caxton_api_connections_closed_total", "reason=\"idle_timeout\"", node.api_closed_idle_timeout);
     o.family("caxton_api_refused_browser_total", "counter", "REST requests refused as a web page's: a foreign Host or Origin, or a POST that is not JSON.");
@@ -247,7 +276,11 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     for (shard, stalled) in node.shards_stalled.iter().enumerate() {
         o.sample("caxton_shard_stalled", &format!("shard=\"{shard}\""), *stalled as u8);
     }
-    o.family("caxton_state_writes_refused_total", "counter", "state_put calls refused: over the instance's --agent-state-max (quota) or below --disk-free-min (disk).");
+    o.family(
+        "caxton_state_writes_refused_total",
+        "counter",
+        "state_put calls refused: over the instance's --agent-state-max (quota) or below --disk-free-min (disk).",
+    );
     for s in shards {
         o.sample("caxton_state_writes_refused_total", &format!("shard=\"{}\",reason=\"quota\"", s.shard), s.state_refused_quota);
         o.sample("caxton_state_writes_refused_total", &format!("shard=\"{}\",reason=\"disk\"", s.shard), s.state_refused_disk);

@@ -33,8 +33,6 @@ use crate::control::Control;
 use error::ApiError;
 use routes::Endpoint;
 
-
-
 pub struct Api {
     pub control: Arc<Control>,
     pub token: Option<String>,
@@ -56,7 +54,13 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(control: Arc<Control>, token: Option<String>, listen: std::net::SocketAddr, limits: &crate::config::ListenerLimits, connections_max: usize) -> Api {
+    pub fn new(
+        control: Arc<Control>,
+        token: Option<String>,
+        listen: std::net::SocketAddr,
+        limits: &crate::config::ListenerLimits,
+        connections_max: usize,
+    ) -> Api {
         Api {
             control,
             token,

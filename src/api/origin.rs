@@ -42,7 +42,7 @@ impl Identity {
             return false;
         }
         let host = host.to_ascii_lowercase();
-        if self.names.iter().any(|n| *n == host) {
+        if self.names.contains(&host) {
             return true;
         }
         match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {

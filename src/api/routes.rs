@@ -94,7 +94,8 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Result<Matched<'p>, ApiErr
     if allowed.is_empty() {
         return Err(ApiError::not_found(format!("no route {path}")));
     }
-    let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")));
+    let mut e =
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")));
     e.allow = Some(allowed.join(", "));
     Err(e)
 }

@@ -71,7 +71,6 @@ impl ControlError {
     pub fn internal(message: impl Into<String>) -> ControlError {
         ControlError::new(ErrorKind::Internal, "internal", message)
     }
-
 }
 
 impl std::fmt::Display for ControlError {

@@ -44,7 +44,9 @@ impl Control {
         match self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
             Some(RemoteRoute { node, alive: true, .. }) => return Err(ControlError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
             // Its node is down: the name moves here (a newer registry version).
-            Some(RemoteRoute { node, alive: false, .. }) => tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node"),
+            Some(RemoteRoute { node, alive: false, .. }) => {
+                tracing::warn!(agent = name, %node, "redeploying an agent whose node is down; it moves to this node")
+            }
             None => {}
         }
         let limits = self.limits;
@@ -222,7 +224,9 @@ impl Control {
             }
             self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
             let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
-            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true).await.map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
+            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true)
+                .await
+                .map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
         }
         if let Some(c) = &self.cluster {
             c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
@@ -239,7 +243,8 @@ impl Control {
     pub async fn agent(&self, name: &str) -> Result<AgentDetail, ControlError> {
         let record = self.agents.lock().unwrap().get(name).cloned().ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))?;
         let shared: Arc<str> = name.into();
-        let mut instances: Vec<InstanceStats> = self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
+        let mut instances: Vec<InstanceStats> =
+            self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
         instances.sort_by_key(|i| i.instance);
         Ok(AgentDetail { record, instances })
     }

@@ -51,7 +51,10 @@ impl Control {
         let shard = match instances {
             Some(instances) => shard_of(m.receiver(), instance_for(header.conversation_id, from.as_bytes(), instances), self.shards.len()),
             // Remote: one conversation keeps to one shard, so to one link.
-            None => (if header.conversation_id != 0 { header.conversation_id } else { caxton_shards::placement::fnv1a64(from.as_bytes()) } % self.shards.len() as u64) as usize,
+            None => {
+                (if header.conversation_id != 0 { header.conversation_id } else { caxton_shards::placement::fnv1a64(from.as_bytes()) }
+                    % self.shards.len() as u64) as usize
+            }
         };
         Ok((shard, m))
     }
@@ -96,7 +99,8 @@ impl Control {
         // Rule 4: a reply must name this request, and no agent can guess it.
         let reply_with = if out.reply_with == 0 && wait.is_some() { unguessable_id() } else { out.reply_with };
         let header = Header { performative: out.performative, message_id, conversation_id: out.conversation_id, reply_with, in_reply_to: 0 };
-        let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content).map_err(|e| ControlError::bad_request("invalid_message", e.to_string()))?;
+        let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content)
+            .map_err(|e| ControlError::bad_request("invalid_message", e.to_string()))?;
         let shard = match instances {
             Some(instances) => shard_of(out.receiver.as_bytes(), instance_for(out.conversation_id, sender.as_bytes(), instances), self.shards.len()),
             // Remote: a conversation keeps to one shard, so to one link
@@ -158,7 +162,8 @@ impl Control {
                 // never held up by it.
                 let len = held.message().len();
                 let room = |w: &WireOutbox| {
-                    w.bytes.load(Ordering::Relaxed) + len <= self.wire_connection_bytes_max && self.wire_bytes.load(Ordering::Relaxed) + len <= self.budget.wire_outbox as usize
+                    w.bytes.load(Ordering::Relaxed) + len <= self.wire_connection_bytes_max
+                        && self.wire_bytes.load(Ordering::Relaxed) + len <= self.budget.wire_outbox as usize
                 };
                 match wire.filter(room) {
                     Some(w) => {

@@ -266,7 +266,9 @@ impl Control {
     /// Asks every shard that is not stalled for its figures; a stalled or
     /// late one is `None`, and nobody waits on it.
     pub async fn shard_stats_partial(&self) -> Vec<Option<ShardStats>> {
-        let waits: Vec<_> = (0..self.shards.len()).map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { reply }).ok()).flatten()).collect();
+        let waits: Vec<_> = (0..self.shards.len())
+            .map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { reply }).ok()).flatten())
+            .collect();
         let mut out = Vec::with_capacity(waits.len());
         for (shard, rx) in waits.into_iter().enumerate() {
             out.push(match rx {

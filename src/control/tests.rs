@@ -1,15 +1,15 @@
 //! The control plane against fake shards: all or nothing, deadlines.
 
 use super::*;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use std::sync::atomic::Ordering;
-use caxton_shards::placement::shard_of;
-use caxton_shards::{Command, InstanceReport, ShardSender};
-use caxton_shards::agent::AgentLimits;
 use crate::admission::Admission;
 use crate::catalog::Catalog;
+use caxton_shards::agent::AgentLimits;
+use caxton_shards::placement::shard_of;
+use caxton_shards::{Command, InstanceReport, ShardSender};
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use caxton_shards::limits::LIFECYCLE_COMMANDS_MAX;
 use caxton_shards::runtime_outbox::RuntimeOutbox;
@@ -39,7 +39,11 @@ fn slow_fake_shard(index: usize, count: usize, lifecycle: crossbeam_channel::Rec
                     std::thread::sleep(delay);
                     s.lock().unwrap().push("deploy");
                     let here = (0..instances).filter(|&i| shard_of(name.as_bytes(), i, count) == index);
-                    reply(if deploy_ok { Ok(here.map(|instance| InstanceReport { instance, shard: index, startup_us: 0 }).collect()) } else { Err("caxton_init returned 1".into()) })
+                    reply(if deploy_ok {
+                        Ok(here.map(|instance| InstanceReport { instance, shard: index, startup_us: 0 }).collect())
+                    } else {
+                        Err("caxton_init returned 1".into())
+                    })
                 }
                 Command::Undeploy { reply, .. } => {
                     s.lock().unwrap().push("undeploy");
@@ -68,7 +72,17 @@ fn control(dir: &std::path::Path, senders: Vec<ShardSender>) -> Control {
     let (catalog, boot) = Catalog::open(dir, n).unwrap();
     let memory = crate::admission::MemoryLimits { base_memory: 0, agent_heap_size: 1, agent_stack_size: 1, per_agent_overhead: 1, message_buffer_size: 0 };
     let budget = caxton_shards::limits::MessageBudget::split(caxton_shards::limits::MESSAGE_BUFFER_BYTES).unwrap();
-    Control::new(senders, Vec::new(), RuntimeOutbox::consuming(drop), budget, AgentLimits::default(), Admission::new(memory, u64::MAX, 1000), catalog, boot, None)
+    Control::new(
+        senders,
+        Vec::new(),
+        RuntimeOutbox::consuming(drop),
+        budget,
+        AgentLimits::default(),
+        Admission::new(memory, u64::MAX, 1000),
+        catalog,
+        boot,
+        None,
+    )
 }
 
 fn module() -> Vec<u8> {
@@ -152,4 +166,3 @@ fn a_shard_late_past_the_deadline_is_a_503_and_the_deploy_is_undone_when_it_answ
     assert_eq!(*stuck.seen.lock().unwrap(), ["deploy", "undeploy"]);
     assert!(c.catalog.lock().unwrap().agents().unwrap().is_empty());
 }
-

@@ -105,7 +105,13 @@ impl Node {
     /// Starts a node under `wrap` (a command prefix, such as `ip netns exec
     /// NS`), its API on `ip:port`, guarded by `token` if given.
     pub fn start_wrapped(wrap: &[&str], ip: &str, port: u16, token: Option<&str>, cores: usize, extra: &[&str]) -> Node {
-        let spec = NodeSpec { ip: ip.into(), wrap: wrap.iter().map(|s| s.to_string()).collect(), api_port: Some(port), token: token.map(str::to_string), ..NodeSpec::new(cores).args(extra) };
+        let spec = NodeSpec {
+            ip: ip.into(),
+            wrap: wrap.iter().map(|s| s.to_string()).collect(),
+            api_port: Some(port),
+            token: token.map(str::to_string),
+            ..NodeSpec::new(cores).args(extra)
+        };
         Node::launch(spec).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -185,7 +191,7 @@ impl Node {
             };
             self.child = None;
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if !(log.contains("cannot bind") && !self.fixed_port) {
+            if self.fixed_port || !log.contains("cannot bind") {
                 return Err(format!("caxton serve exited with {status} while starting:\n{log}"));
             }
             self.port = free_port_on(&self.ip);

@@ -75,7 +75,8 @@ impl WireWriter {
     /// Sends an envelope to `receiver` (the node sets the sender and id).
     pub fn send(&mut self, header: &Header, receiver: &[u8], content: &[u8]) -> std::io::Result<()> {
         self.scratch.resize(encoded_len(b"", receiver, content), 0);
-        let n = encode_into(&mut self.scratch, header, b"", receiver, content).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let n =
+            encode_into(&mut self.scratch, header, b"", receiver, content).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         write_frame(&mut self.out, &self.scratch[..n])
     }
 

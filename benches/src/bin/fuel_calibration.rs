@@ -75,7 +75,13 @@ fn main() {
         agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
     }
     let ms = median(ms);
-    println!("{:<16} {:>14.0} {:>14.2} {:>12}   (a 10 ms slice, run to its end)", "runaway loop", limits.fuel_per_call() as f64 / ms, ms, limits.fuel_per_call());
+    println!(
+        "{:<16} {:>14.0} {:>14.2} {:>12}   (a 10 ms slice, run to its end)",
+        "runaway loop",
+        limits.fuel_per_call() as f64 / ms,
+        ms,
+        limits.fuel_per_call()
+    );
     println!("FUEL_PER_MS = {} (shards/src/limits.rs)", caxton_shards::limits::FUEL_PER_MS);
     println!("BULK_FUEL_PER_KIB = {}: a bulk loop above must burn at least FUEL_PER_MS points per ms", caxton_shards::limits::BULK_FUEL_PER_KIB);
     // A state_put's own cost: SQLite storing values of 1 MiB, per KiB.

@@ -103,10 +103,16 @@ enum Charge {
     PerPage,
 }
 
-fn charge_of(op: &Operator) -> Option<Charge> {
+fn charge_of(op: &Operator<'_>) -> Option<Charge> {
     use Operator as O;
     match op {
-        O::MemoryFill { .. } | O::MemoryCopy { .. } | O::MemoryInit { .. } | O::TableFill { .. } | O::TableCopy { .. } | O::TableInit { .. } | O::TableGrow { .. } => Some(Charge::PerKib),
+        O::MemoryFill { .. }
+        | O::MemoryCopy { .. }
+        | O::MemoryInit { .. }
+        | O::TableFill { .. }
+        | O::TableCopy { .. }
+        | O::TableInit { .. }
+        | O::TableGrow { .. } => Some(Charge::PerKib),
         O::MemoryGrow { .. } => Some(Charge::PerPage),
         _ => None,
     }

@@ -20,16 +20,19 @@
 
 use std::ptr::NonNull;
 
-use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use std::sync::Arc;
+use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 
 use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
-use wasmer_middlewares::Metering;
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
+use wasmer_middlewares::Metering;
 
 use super::agent_log::LogLimits;
 use super::bulk_fuel::{BulkCosts, BulkFuel};
-use crate::limits::{AGENT_MEMORY_BYTES_MAX, AGENT_STATE_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, BULK_FUEL_PER_KIB, EXECUTION_TIME_SLICE_MS, FUEL_PER_MS, GROW_FUEL_PER_PAGE, WASM_PAGE_BYTES};
+use crate::limits::{
+    AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_STATE_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, BULK_FUEL_PER_KIB, EXECUTION_TIME_SLICE_MS,
+    FUEL_PER_MS, GROW_FUEL_PER_PAGE, WASM_PAGE_BYTES,
+};
 
 /// Per-agent resource limits applied by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,12 +136,7 @@ impl Tunables for AgentTunables {
         VMTable::new(&self.clamp_table(ty)?, style)
     }
 
-    unsafe fn create_vm_table(
-        &self,
-        ty: &TableType,
-        style: &TableStyle,
-        vm_definition_location: NonNull<VMTableDefinition>,
-    ) -> Result<VMTable, String> {
+    unsafe fn create_vm_table(&self, ty: &TableType, style: &TableStyle, vm_definition_location: NonNull<VMTableDefinition>) -> Result<VMTable, String> {
         // SAFETY: forwarded unchanged from wasmer's instantiation, which
         // guarantees `vm_definition_location` is valid for the instance.
         unsafe { VMTable::from_definition(&self.clamp_table(ty)?, style, vm_definition_location) }
@@ -165,10 +163,17 @@ pub struct CompiledAgent {
 /// Fuel of one operator: control flow costs [`BRANCH_FUEL`], anything else
 /// one point. A loop iteration takes about the same time however few
 /// operators it has, so weighting branches keeps fuel close to time.
-fn operator_fuel(op: &wasmer::wasmparser::Operator) -> u64 {
+fn operator_fuel(op: &wasmer::wasmparser::Operator<'_>) -> u64 {
     use wasmer::wasmparser::Operator as O;
     match op {
-        O::Loop { .. } | O::Br { .. } | O::BrIf { .. } | O::BrTable { .. } | O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. } => BRANCH_FUEL,
+        O::Loop { .. }
+        | O::Br { .. }
+        | O::BrIf { .. }
+        | O::BrTable { .. }
+        | O::Call { .. }
+        | O::CallIndirect { .. }
+        | O::ReturnCall { .. }
+        | O::ReturnCallIndirect { .. } => BRANCH_FUEL,
         _ => 1,
     }
 }
@@ -210,8 +215,7 @@ pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleE
     if body.starts_with(b"\0asm") {
         return Ok(std::borrow::Cow::Borrowed(body));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ModuleError("not WebAssembly: neither the binary format (\\0asm) nor UTF-8 text".into()))?;
+    let text = std::str::from_utf8(body).map_err(|_| ModuleError("not WebAssembly: neither the binary format (\\0asm) nor UTF-8 text".into()))?;
     wasmer::wat2wasm(text.as_bytes()).map(|b| std::borrow::Cow::Owned(b.into_owned())).map_err(|e| ModuleError(format!("not valid WebAssembly text: {e}")))
 }
 
@@ -282,10 +286,7 @@ fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     }
     for table in module.info().tables.values() {
         if table.minimum > limits.table_elements_max {
-            return Err(ModuleError(format!(
-                "initial table of {} elements is over the agent limit of {}",
-                table.minimum, limits.table_elements_max
-            )));
+            return Err(ModuleError(format!("initial table of {} elements is over the agent limit of {}", table.minimum, limits.table_elements_max)));
         }
     }
     Ok(())

@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
-use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
 use super::agent_log::{self, LogBudget, LogLimits};
+use crate::context::{with_ctx, ShardCtx};
+use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
 use crate::limits::{
     BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX,
     STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
-use crate::context::{with_ctx, ShardCtx};
 use crate::router::RouteError;
 
 pub use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE, UNREACHABLE};
@@ -97,7 +97,7 @@ fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
 }
 
 /// Checks `ptr..ptr+len` lies inside the memory (rule 3).
-fn checked(view: &MemoryView, ptr: i32, len: i32) -> Option<(u64, usize)> {
+fn checked(view: &MemoryView<'_>, ptr: i32, len: i32) -> Option<(u64, usize)> {
     if ptr < 0 || len < 0 {
         return None;
     }
@@ -112,7 +112,7 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
     }
 }
 
-pub fn send(mut env: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
+pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
     if !charge(data, &mut store, HOST_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
         return OVER_LIMIT;
@@ -126,7 +126,7 @@ pub fn send(mut env: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
     })
 }
 
-fn send_from(ctx: &mut ShardCtx, view: &MemoryView, sender: &str, ptr: i32, len: i32) -> Result<(), i32> {
+fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, len: i32) -> Result<(), i32> {
     if len as i64 > ENVELOPE_BYTES_MAX as i64 {
         return Err(TOO_LARGE);
     }
@@ -179,7 +179,7 @@ fn route_code(e: RouteError) -> i32 {
 }
 
 /// Reads a state key out of guest memory into `key`.
-fn read_key<'k>(view: &MemoryView, ptr: i32, len: i32, key: &'k mut [u8; STATE_KEY_BYTES_MAX]) -> Result<&'k [u8], i32> {
+fn read_key<'k>(view: &MemoryView<'_>, ptr: i32, len: i32, key: &'k mut [u8; STATE_KEY_BYTES_MAX]) -> Result<&'k [u8], i32> {
     if len as i64 > STATE_KEY_BYTES_MAX as i64 {
         return Err(TOO_LARGE);
     }
@@ -192,11 +192,11 @@ fn read_key<'k>(view: &MemoryView, ptr: i32, len: i32, key: &'k mut [u8; STATE_K
 /// the key, reach the shard; `op` does the rest and returns the ABI result
 /// and the bytes it copied back into the guest, charged after.
 fn state_call(
-    env: &mut FunctionEnvMut<HostEnv>,
+    env: &mut FunctionEnvMut<'_, HostEnv>,
     points: u64,
     key_ptr: i32,
     key_len: i32,
-    op: impl FnOnce(&mut ShardCtx, &MemoryView, &mut HostEnv, &[u8]) -> (i32, usize),
+    op: impl FnOnce(&mut ShardCtx, &MemoryView<'_>, &mut HostEnv, &[u8]) -> (i32, usize),
 ) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
     if !charge(data, &mut store, points) {
@@ -224,7 +224,7 @@ fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
     BUSY
 }
 
-pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
+pub fn state_get(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
     state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
         let Some((buf_at, buf_cap)) = checked(view, buf_ptr, buf_cap) else { return (ctx.refuse(INVALID), 0) };
         let found = ctx.store.get(&data.name, data.instance, key, |value| {
@@ -240,7 +240,7 @@ pub fn state_get(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, b
     })
 }
 
-pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
+pub fn state_put(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
     // Checks first, at the base cost; the bytes are charged only if they
     // are to be stored (rule 5): a refused put costs what refusing costs.
     let checked_put = state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
@@ -299,7 +299,7 @@ pub fn state_put(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32, v
     })
 }
 
-pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
+pub fn state_delete(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
     state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, _view, data, key| {
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
             return (ctx.refuse(OVER_LIMIT), 0);
@@ -320,11 +320,11 @@ pub fn state_delete(mut env: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32
     })
 }
 
-pub fn now_micros(_env: FunctionEnvMut<HostEnv>) -> i64 {
+pub fn now_micros(_env: FunctionEnvMut<'_, HostEnv>) -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-pub fn log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
+pub fn log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32) {
     let (data, mut store) = env.data_and_store_mut();
     if !charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
         return;

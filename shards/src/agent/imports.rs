@@ -45,7 +45,8 @@ macro_rules! declare {
 }
 
 /// The host functions of ABI version 1.
-pub const HOST_FUNCTIONS: [HostFunctionDecl; 6] = [declare!(send), declare!(state_get), declare!(state_put), declare!(state_delete), declare!(now_micros), declare!(log)];
+pub const HOST_FUNCTIONS: [HostFunctionDecl; 6] =
+    [declare!(send), declare!(state_get), declare!(state_put), declare!(state_delete), declare!(now_micros), declare!(log)];
 
 /// The import object of one instance: every declared function, made in
 /// `store` with `env`.
@@ -80,7 +81,16 @@ mod tests {
     #[test]
     fn each_declaration_makes_the_type_it_declares() {
         let mut store = Store::default();
-        let env = FunctionEnv::new(&mut store, HostEnv::new("test".into(), 0, 0, 0, crate::agent::host::InstanceAccount::new(crate::agent::agent_log::LogLimits { lines_per_s: 1, bytes_per_s: 1, burst_s: 1 })));
+        let env = FunctionEnv::new(
+            &mut store,
+            HostEnv::new(
+                "test".into(),
+                0,
+                0,
+                0,
+                crate::agent::host::InstanceAccount::new(crate::agent::agent_log::LogLimits { lines_per_s: 1, bytes_per_s: 1, burst_s: 1 }),
+            ),
+        );
         for decl in &HOST_FUNCTIONS {
             let f = (decl.make)(&mut store, &env);
             assert_eq!(f.ty(&store), decl.function_type(), "{}", decl.name);

@@ -45,20 +45,20 @@ use glommio::net::{TcpListener, TcpStream};
 use socket2::{SockRef, TcpKeepalive};
 
 use super::frame::{decode_head, encode_challenge, encode_hello, take_frames, ACK_BYTES};
-use crate::names::rewrite_on_arrival;
 use super::table::{NodeIdx, SlotState};
 use crate::context::ShardCtx;
 use crate::envelope::RoutePath;
 use crate::limits::{
-    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_KEEPALIVE_IDLE_S, LINK_KEEPALIVE_INTERVAL_S, LINK_READ_CHUNK_BYTES, LINK_PENDING_HANDSHAKES_MAX, LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX,
-    NODE_LINK_CONNECTIONS_MAX, NODE_POOL_CONNECTIONS_MAX,
+    LINK_HANDSHAKE_TIMEOUT_MS, LINK_IDLE_TIMEOUT_MS, LINK_KEEPALIVE_IDLE_S, LINK_KEEPALIVE_INTERVAL_S, LINK_PENDING_HANDSHAKES_MAX, LINK_READ_CHUNK_BYTES,
+    LINK_RECONNECT_DELAY_MS, LINK_SEND_ATTEMPTS_MAX, LINK_SOCKET_BUFFER_BYTES, LINK_WRITE_BATCH_BYTES_MAX, NODE_LINK_CONNECTIONS_MAX,
+    NODE_POOL_CONNECTIONS_MAX,
 };
 use crate::mesh::Doorbell;
+use crate::names::rewrite_on_arrival;
 use crate::router::DeadLetter;
 
 /// Why a handshake failed when the peer's proof did not verify.
 const BAD_KEY: &str = "bad_key";
-
 
 /// How a shard takes part in the cluster's data plane.
 #[derive(Clone)]
@@ -388,7 +388,7 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
             Ok(stream) => stream,
             Err(e) => {
                 ctx.borrow_mut().router.remote.counters.connect_failures += 1;
-                if failures % 50 == 0 {
+                if failures.is_multiple_of(50) {
                     tracing::warn!(node = %name, error = %e, "cannot open a link; retrying while the node is alive");
                 }
                 failures += 1;
@@ -434,16 +434,7 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
                 slot.state = SlotState::Connecting; // mail came as it closed
             }
             WriterEnd::Failed(error) => {
-                let mut c = ctx.borrow_mut();
-                let again = c.router.remote.node(n).slots[s].unacked.len();
-                let lost = c.router.remote.requeue_unacked(n, s, LINK_SEND_ATTEMPTS_MAX);
-                for m in &lost {
-                    c.router.dead_letter(DeadLetter::LinkLost, m);
-                }
-                c.router.remote.counters.resent += (again - lost.len()) as u64;
-                c.router.remote.node_mut(n).slots[s].state = SlotState::Connecting;
-                tracing::warn!(node = %name, error, resent = again - lost.len(), lost = lost.len(), "link connection failed; reconnecting, unacknowledged messages go again");
-                drop(c);
+                requeue_after_failure(&ctx, n, s, &name, &error);
                 glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
             }
         }
@@ -453,6 +444,23 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
     if slot.generation == generation {
         slot.state = SlotState::Closed;
     }
+}
+
+/// A connection failed: what it wrote but was not acknowledged goes again
+/// on the next one, unless it has been tried [`LINK_SEND_ATTEMPTS_MAX`]
+/// times (dead-lettered as `link_lost`).
+fn requeue_after_failure(ctx: &Ctx, n: NodeIdx, s: usize, name: &str, error: &str) {
+    let mut c = ctx.borrow_mut();
+    let again = c.router.remote.node(n).slots[s].unacked.len();
+    let lost = c.router.remote.requeue_unacked(n, s, LINK_SEND_ATTEMPTS_MAX);
+    assert!(lost.len() <= again, "only unacknowledged messages can be lost");
+    assert!(c.router.remote.node(n).slots[s].unacked.is_empty(), "every unacknowledged message is requeued or dead");
+    for m in &lost {
+        c.router.dead_letter(DeadLetter::LinkLost, m);
+    }
+    c.router.remote.counters.resent += (again - lost.len()) as u64;
+    c.router.remote.node_mut(n).slots[s].state = SlotState::Connecting;
+    tracing::warn!(node = %name, error, resent = again - lost.len(), lost = lost.len(), "link connection failed; reconnecting, unacknowledged messages go again");
 }
 
 /// Reads the receiver's acknowledgements of `connection` (frame rule 4).
@@ -476,7 +484,14 @@ async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: 
     }
 }
 
-async fn write_batches(ctx: &Ctx, n: NodeIdx, s: usize, generation: u64, mut stream: futures_lite::io::WriteHalf<TcpStream>, idle_after: Duration) -> WriterEnd {
+async fn write_batches(
+    ctx: &Ctx,
+    n: NodeIdx,
+    s: usize,
+    generation: u64,
+    mut stream: futures_lite::io::WriteHalf<TcpStream>,
+    idle_after: Duration,
+) -> WriterEnd {
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
     let mut idle_timer = glommio::timer::Timer::new(idle_after);
     loop {

@@ -271,7 +271,16 @@ impl RemoteTable {
                 let n = self.nodes.len() as NodeIdx;
                 let name: Arc<str> = name.into();
                 let slots = (0..self.limits.slots_per_node).map(|_| Slot::new()).collect();
-                self.nodes.push(RemoteNode { name: name.clone(), addr, prefix: crate::names::node_prefix(&name), alive, suspect: alive && suspect, queued: 0, reserved: 0, slots });
+                self.nodes.push(RemoteNode {
+                    name: name.clone(),
+                    addr,
+                    prefix: crate::names::node_prefix(&name),
+                    alive,
+                    suspect: alive && suspect,
+                    queued: 0,
+                    reserved: 0,
+                    slots,
+                });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
                 return Vec::new();
@@ -326,7 +335,13 @@ impl RemoteTable {
     pub fn states(&self) -> [usize; 3] {
         let mut c = [0; 3];
         for n in &self.nodes {
-            c[if !n.alive { 2 } else if n.suspect { 1 } else { 0 }] += 1;
+            c[if !n.alive {
+                2
+            } else if n.suspect {
+                1
+            } else {
+                0
+            }] += 1;
         }
         c
     }

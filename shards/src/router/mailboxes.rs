@@ -49,6 +49,12 @@ pub struct Mailboxes {
     reserved_bytes: usize,
 }
 
+impl Default for Mailboxes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Mailboxes {
     pub fn new() -> Mailboxes {
         Mailboxes { boxes: Vec::new(), free_ids: Vec::new(), run_queue: VecDeque::new(), queued: 0, queued_bytes: 0, reserved: 0, reserved_bytes: 0 }

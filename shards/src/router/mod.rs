@@ -567,7 +567,13 @@ mod tests {
     }
 
     fn sink(seen: Arc<Mutex<Vec<Message>>>) -> ApiSink {
-        RuntimeOutbox::new(1 << 20, Box::new(move |m| Ok(seen.lock().unwrap().push(m))))
+        RuntimeOutbox::new(
+            1 << 20,
+            Box::new(move |m| {
+                seen.lock().unwrap().push(m);
+                Ok(())
+            }),
+        )
     }
 
     fn one_router(limits: RouterLimits) -> Router {
@@ -616,7 +622,10 @@ mod tests {
         assert!(r.accept(msg("b", 0)).is_ok(), "room again after a pop");
     }
 
-    fn routers(n: usize) -> (Vec<Router>, Vec<Vec<Option<MeshReceiver>>>, Arc<Mutex<Vec<Message>>>) {
+    /// Each shard's mesh ends, by sending shard.
+    type MeshEnds = Vec<Vec<Option<MeshReceiver>>>;
+
+    fn routers(n: usize) -> (Vec<Router>, MeshEnds, Arc<Mutex<Vec<Message>>>) {
         let bells: Vec<_> = (0..n).map(|_| Doorbell::new().unwrap().0).collect();
         let api_seen = Arc::new(Mutex::new(Vec::new()));
         let mut rs = Vec::new();

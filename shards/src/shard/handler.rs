@@ -87,7 +87,12 @@ impl Shard {
     /// Instantiates and initialises the instance in slot `id`.
     pub(super) fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
         let agent = self.agents[id as usize].as_mut().expect("live slot");
-        let state_bytes = self.ctx.borrow().store.state_bytes(&agent.name, agent.instance).map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
+        let state_bytes = self
+            .ctx
+            .borrow()
+            .store
+            .state_bytes(&agent.name, agent.instance)
+            .map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
         let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance, state_bytes, agent.account.clone())?;
         let (name, instance) = (agent.name.clone(), agent.instance);
         let mark = self.call_begin(0);

@@ -171,10 +171,20 @@ impl Shard {
         self.bell.beat(now);
         if let Some((routing, processing)) = self.alert.check(now) {
             if let Some(ns) = routing {
-                tracing::warn!(shard = self.index, routing_p99_us = ns / 1000, target_us = crate::metrics::ROUTING_P99_TARGET_NS / 1000, "routing p99 over its ADR-0017 target in the last window");
+                tracing::warn!(
+                    shard = self.index,
+                    routing_p99_us = ns / 1000,
+                    target_us = crate::metrics::ROUTING_P99_TARGET_NS / 1000,
+                    "routing p99 over its ADR-0017 target in the last window"
+                );
             }
             if let Some(ns) = processing {
-                tracing::warn!(shard = self.index, processing_p99_us = ns / 1000, target_us = crate::metrics::PROCESSING_P99_TARGET_NS / 1000, "processing p99 over its ADR-0017 target in the last window");
+                tracing::warn!(
+                    shard = self.index,
+                    processing_p99_us = ns / 1000,
+                    target_us = crate::metrics::PROCESSING_P99_TARGET_NS / 1000,
+                    "processing p99 over its ADR-0017 target in the last window"
+                );
             }
         }
         let mut ctx = self.ctx.borrow_mut();
