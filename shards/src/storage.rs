@@ -180,6 +180,11 @@ impl ShardStore {
         self.commits
     }
 
+    /// Is a handler's savepoint open?
+    pub fn in_handler(&self) -> bool {
+        self.in_handler_savepoint
+    }
+
     /// Is anything waiting to be committed?
     pub fn dirty(&self) -> bool {
         self.in_transaction

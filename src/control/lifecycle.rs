@@ -26,7 +26,10 @@ impl Control {
     }
 
     fn record_for(&self, name: &str, instances: u32, charge_each: u64) -> AgentRecord {
-        AgentRecord { instances, charge_each, shards: (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect() }
+        assert!((1..=AGENT_INSTANCES_MAX).contains(&instances));
+        let shards: Vec<usize> = (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect();
+        assert!(shards.iter().all(|&s| s < self.shards.len()));
+        AgentRecord { instances, charge_each, shards }
     }
 
     /// Deploys a module under `name` (rules 2 and 3).
@@ -120,9 +123,9 @@ impl Control {
                     let late = self.late(shard);
                     let this = self.clone();
                     tokio::spawn(async move {
-                        for (_, rx) in waits {
+                        for (late_shard, rx) in waits {
                             if let Ok(Ok(_)) = rx.await {
-                                started.push(shard);
+                                started.push(late_shard);
                             }
                         }
                         if let Err(e) = this.stop_on_now(&started, &shared).await {
@@ -143,6 +146,7 @@ impl Control {
             return Err((e, Settled::Now));
         }
         reports.sort_by_key(|r| r.instance);
+        assert_eq!(started.len(), self.shards.len(), "rule 2: every shard took the deploy");
         assert_eq!(reports.len(), instances as usize, "every instance is placed on exactly one shard");
         Ok(reports)
     }
@@ -278,6 +282,8 @@ impl Control {
     /// Sends a lifecycle command to the shards `to` (rule 2): all of them
     /// or, when one has no room, none. Call with the lifecycle lock held.
     fn lifecycle_to<T: Send + 'static>(&self, to: &[usize], make: impl Fn(Reply<T>) -> Command) -> Result<Vec<(usize, oneshot::Receiver<T>)>, ControlError> {
+        assert!(self.lifecycle.try_lock().is_err(), "rule 2: called with the lifecycle lock held");
+        assert!(to.iter().all(|&i| i < self.shards.len()) && to.windows(2).all(|w| w[0] < w[1]), "each shard once");
         if let Some(&full) = to.iter().find(|&&i| !self.shards[i].lifecycle_room(1)) {
             return Err(ControlError::busy(format!("shard {full} is not taking commands (its lifecycle queue is full); nothing was changed")));
         }

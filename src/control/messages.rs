@@ -24,7 +24,8 @@ impl Control {
         let id = self.next_api_name.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(WIRE_OUTBOX_MESSAGES_MAX);
         let outbox = WireOutbox { tx, bytes: Default::default() };
-        self.wires.lock().unwrap().insert(id, outbox.clone());
+        let earlier = self.wires.lock().unwrap().insert(id, outbox.clone());
+        assert!(earlier.is_none(), "runtime names are never reused");
         (id, outbox, rx)
     }
 
@@ -56,12 +57,14 @@ impl Control {
                     % self.shards.len() as u64) as usize
             }
         };
+        assert!(shard < self.shards.len());
         Ok((shard, m))
     }
 
     /// Hands a batch to a shard; the refused come back with why. A full
     /// control queue hands the whole batch back.
     pub async fn inject(&self, shard: usize, messages: Vec<Message>) -> Result<Vec<(RouteError, Message)>, Vec<Message>> {
+        assert!(shard < self.shards.len() && !messages.is_empty(), "a batch goes to a shard that exists");
         let (tx, rx) = oneshot::channel();
         let command = Command::Inject {
             messages,
@@ -107,9 +110,12 @@ impl Control {
             // connection, and its order holds across the hop.
             None => (if out.conversation_id != 0 { out.conversation_id } else { message_id } % self.shards.len() as u64) as usize,
         };
+        assert!(shard < self.shards.len());
+        assert!(wait.is_none() || reply_with != 0, "rule 4: a waited-on request names its reply");
         let waiter = wait.map(|_| {
             let (tx, rx) = oneshot::channel();
-            self.waiters.lock().unwrap().insert(sender.clone(), (reply_with, tx));
+            let earlier = self.waiters.lock().unwrap().insert(sender.clone(), (reply_with, tx));
+            assert!(earlier.is_none(), "runtime names are never reused");
             rx
         });
         let delivered = self.ask(shard, |reply| Command::Deliver { message, reply }).await;
@@ -129,7 +135,11 @@ impl Control {
         }
         let (Some(rx), Some(wait)) = (waiter, wait) else { return Ok((message_id, None)) };
         match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(reply)) => Ok((message_id, Some(reply))),
+            Ok(Ok(reply)) => {
+                // Paired with dispatch_replies: only the reply to this request.
+                assert_eq!(reply.message().in_reply_to(), reply_with, "rule 4");
+                Ok((message_id, Some(reply)))
+            }
             _ => {
                 self.waiters.lock().unwrap().remove(&sender);
                 Err(ControlError::timeout(format!("no reply from {:?} within {} ms", out.receiver, wait.as_millis())))

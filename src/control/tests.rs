@@ -166,3 +166,35 @@ fn a_shard_late_past_the_deadline_is_a_503_and_the_deploy_is_undone_when_it_answ
     assert_eq!(*stuck.seen.lock().unwrap(), ["deploy", "undeploy"]);
     assert!(c.catalog.lock().unwrap().agents().unwrap().is_empty());
 }
+
+#[test]
+fn a_late_shard_in_the_middle_undoes_the_deploy_on_every_shard_once() {
+    // The background task must undo the deploy on each shard that took
+    // it, by that shard's index: shards after the late one too.
+    let dir = tempfile::tempdir().unwrap();
+    let (s0, _, l0) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
+    let (s1, _, l1) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
+    let (s2, _, l2) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
+    let first = fake_shard(0, 3, l0, true);
+    let stuck = slow_fake_shard(1, 3, l1, true, Duration::from_millis(600));
+    let last = fake_shard(2, 3, l2, true);
+    let c = Arc::new(control(dir.path(), vec![s0, s1, s2]).with_timeout(Duration::from_millis(150)));
+    let rt = runtime();
+    let err = rt.block_on(c.deploy("agent", 3, module())).err().unwrap();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(err.message.contains("shard 1"), "{}", err.message);
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !c.list().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(c.list().is_empty(), "forgotten once settled");
+    for (i, shard) in [&first, &stuck, &last].iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while shard.seen.lock().unwrap().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*shard.seen.lock().unwrap(), ["deploy", "undeploy"], "shard {i}");
+    }
+}

@@ -506,7 +506,9 @@ async fn write_batches(
                 return Poll::Ready(Some(WriterEnd::Failed("the connection was closed".into())));
             }
             if !slot.queue.is_empty() {
-                remote.hand_over(n, s); // table rule 4: unacked before written
+                let moved = remote.hand_over(n, s); // table rule 4: unacked before written
+                let slot = &remote.node(n).slots[s];
+                assert!(moved > 0 && slot.queue.is_empty() && slot.unacked.len() >= moved, "table rule 4: all handed over");
                 return Poll::Ready(None);
             }
             slot.waker = Some(cx.waker().clone());
@@ -536,9 +538,14 @@ async fn write_batches(
                     return WriterEnd::Failed("the connection was closed".into());
                 }
                 buf.clear();
-                remote.next_frames(n, s, &mut buf, LINK_WRITE_BATCH_BYTES_MAX)
+                let frames = remote.next_frames(n, s, &mut buf, LINK_WRITE_BATCH_BYTES_MAX);
+                // A batch is bounded, unless its one frame is larger.
+                assert!(frames <= 1 || buf.len() <= LINK_WRITE_BATCH_BYTES_MAX, "batch over its bound");
+                assert_eq!(frames == 0, buf.is_empty());
+                frames
             };
             if frames == 0 {
+                assert!(ctx.borrow().router.remote.all_written(n, s), "nothing handed is left unwritten");
                 break;
             }
             if let Err(e) = stream.write_all(&buf).await {

@@ -44,17 +44,20 @@ impl Shard {
                 burst += 1;
                 done += 1;
             }
+            assert!(burst <= INSTANCE_BURST_MESSAGES_MAX, "rule 4");
             self.ctx.borrow_mut().router.requeue(id);
             if self.ctx.borrow().store.batch_full() {
                 self.end_tick();
             }
         }
+        assert!(done <= TICK_MESSAGES_MAX, "rule 4");
         done
     }
 
     /// Starts a call into an agent: returns the outbox mark to roll back to.
     pub(super) fn call_begin(&self, conversation_id: u64) -> usize {
         let mut ctx = self.ctx.borrow_mut();
+        assert!(!ctx.store.in_handler(), "rule 1: calls do not nest");
         ctx.call.writes = 0;
         ctx.call.conversation_id = conversation_id;
         ctx.router.staged_mark()
@@ -66,11 +69,13 @@ impl Shard {
     /// (router rule 2).
     pub(super) fn call_end(&mut self, id: LocalId, mark: usize, keep: bool) {
         let mut ctx = self.ctx.borrow_mut();
+        assert!(mark <= ctx.router.staged_mark(), "a call's sends are staged after its mark");
         if let Err(e) = ctx.store.handler_end(keep) {
             tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
         }
         if !keep {
             ctx.router.rollback_to(mark);
+            assert_eq!(ctx.router.staged_mark(), mark, "rule 2: nothing of a failed call stays staged");
             return;
         }
         let commits = ctx.store.commits();
@@ -81,6 +86,7 @@ impl Shard {
         let waits_for_commit = ctx.store.dirty() && agent.wrote_before_commit == Some(commits);
         if !waits_for_commit {
             ctx.router.release_from(mark);
+            assert_eq!(ctx.router.staged_mark(), mark, "rule 3: a call with nothing uncommitted leaves nothing staged");
         }
     }
 
@@ -127,6 +133,7 @@ impl Shard {
         let ended = now_ns();
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
         self.call_end(id, mark, completed);
+        assert!(ended >= started, "the clock is monotonic");
         self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
         match outcome {

@@ -188,6 +188,7 @@ impl Shard {
             }
         }
         let mut ctx = self.ctx.borrow_mut();
+        assert!(!ctx.store.in_handler(), "a tick ends between calls");
         if let Err(e) = ctx.store.commit() {
             // The tick's effects could not be made durable: its sends must not
             // escape either. They are counted as dead letters.
@@ -199,7 +200,10 @@ impl Shard {
                 ctx.router.dead_letter(DeadLetter::CrashedHandler, m);
             }
         }
-        ctx.router.flush()
+        assert!(!ctx.store.dirty(), "committed or rolled back");
+        let moved = ctx.router.flush();
+        assert_eq!(ctx.router.staged_mark(), 0, "handler rule 3: the commit releases every held send");
+        moved
     }
 
     fn drain_control(&mut self) -> usize {

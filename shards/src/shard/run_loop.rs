@@ -46,6 +46,7 @@ impl Shard {
             let work = self.tick();
             if let Some(reply) = self.stop.take() {
                 self.end_tick();
+                assert!(!self.ctx.borrow().router.has_staged(), "a stopped shard holds no staged send");
                 tracing::info!(shard = self.index, "shard stopped");
                 reply(());
                 return;
@@ -83,6 +84,7 @@ impl Shard {
             } else {
                 spin
             };
+            assert!(spin >= self.spin_before_park && spin <= self.spin_before_park_max, "rule 2: the spin stays in its bounds");
         }
     }
 
