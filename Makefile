@@ -1,18 +1,28 @@
-# One build profile everywhere (release): wasmer and cranelift are built once
-# and shared by the binary, the tests, the benchmarks and the load test.
+# One build profile everywhere (release), and one set of dependency
+# features: every target is built with the whole workspace, as `cargo test
+# --workspace` builds it, so wasmer and cranelift are built once and shared
+# by the binary, the tests, the benchmarks and the load test (building one
+# package alone unifies features differently and rebuilds them all).
 CARGO ?= cargo
 PROFILE := --release
+BUILD_ALL = $(CARGO) build $(PROFILE) --workspace --all-targets
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test run bench loadtest fuzz deny lint clean
+.PHONY: build test agents run bench loadtest fuzz deny lint clean
 
 build:
-	$(CARGO) build $(PROFILE) --bin caxton
+	$(BUILD_ALL)
 
-## Unit tests, then integration tests against real `caxton serve` processes.
-test:
+## Unit tests, then integration tests against real `caxton serve` processes
+## (the example agents of every toolchain are built first).
+test: agents
 	$(CARGO) test $(PROFILE) --workspace
+
+## The example agents in Rust (the SDK), C and AssemblyScript, into
+## target/agents/ (scripts/setup.sh installs the toolchains).
+agents:
+	scripts/build-agents.sh
 
 ## The property-based fuzz tests of every decoder of outside bytes, long and
 ## from a fresh seed (make test runs them short, with a fixed seed);
@@ -39,14 +49,15 @@ run: build
 ## ADR-0017's benchmark suite beside in-run baselines; writes docs/BENCHMARKS.md
 ## and target/bench/summary.json, fails when an ADR-0017 target is missed.
 bench:
-	$(CARGO) run $(PROFILE) -p caxton-benches --bin caxton-bench
+	$(BUILD_ALL)
+	target/release/caxton-bench
 
 ## ADR-0017's four load scenarios against a real node (about 6 minutes);
 ## SCENARIO=peak_load runs one, LOADTEST_ARGS=--full the ADR's durations.
 SCENARIO ?=
 LOADTEST_ARGS ?=
 loadtest:
-	$(CARGO) build $(PROFILE) -p caxton -p caxton-loadtest
+	$(BUILD_ALL)
 	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
 
 clean:

@@ -2,6 +2,7 @@
 # Installs what the build and tests need on a fresh Debian machine. Safe to
 # rerun: it installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
@@ -10,6 +11,13 @@ command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
 # promtool checks the /metrics exposition in the tests.
 command -v promtool >/dev/null || need+=(prometheus)
+# The example agents' toolchains (make agents): clang for wasm32 with
+# wasi-libc and its compiler runtime, and Node.js for AssemblyScript.
+command -v clang >/dev/null || need+=(clang)
+command -v wasm-ld >/dev/null || need+=(lld)
+[ -e /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null || need+=(libclang-rt-14-dev-wasm32)
+command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
@@ -17,6 +25,15 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust 1.95) is required" >&2; exit 1; }
 # cargo deny, for the supply-chain checks (make deny; about 2 minutes once).
 command -v cargo-deny >/dev/null || cargo install -q cargo-deny --locked
+# Rust's WebAssembly targets, for the SDK's example agents.
+if command -v rustup >/dev/null; then
+  installed=$(rustup target list --installed)
+  for t in wasm32-unknown-unknown wasm32-wasip1; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+  done
+fi
+# The AssemblyScript compiler and WASI shim, as package-lock.json pins them.
+[ -x examples/assemblyscript/node_modules/.bin/asc ] || (cd examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error)
 # rustfmt and clippy, for make lint.
 if command -v rustup >/dev/null; then
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -152,7 +152,7 @@ fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
         ("truncated", wasm[..wasm.len() / 2].to_vec(), 1, 400, "invalid_module"),
         ("text", b"(module (memory".to_vec(), 1, 400, "invalid_module"),
         ("nomem", std::fs::read(common::repo_path("tests/agents/no_memory.wat")).unwrap(), 1, 400, "invalid_module"),
-        ("wasi", std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap(), 1, 400, "invalid_module"),
+        ("abort", std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap(), 1, 400, "invalid_module"),
         ("initfail", std::fs::read(common::repo_path("tests/agents/init_fails.wat")).unwrap(), 1, 400, "init_failed"),
         ("Bad_Name", wasm.clone(), 1, 400, "invalid_name"),
         ("many", wasm.clone(), 11, 400, "invalid_instances"),
@@ -164,8 +164,9 @@ fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
         assert!(echo_works(), "after {name}");
     }
-    let (_, v) = node.put_module("wasi", 1, &std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap());
-    assert!(v["error"]["message"].as_str().unwrap().contains("wasi_snapshot_preview1.fd_write"), "{v}");
+    let (_, v) = node.put_module("abort", 1, &std::fs::read(common::repo_path("tests/agents/forbidden_import.wat")).unwrap());
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("env.abort") && message.contains("WASI preview 1"), "{v}");
     assert_eq!(node.get("/v1/agents/initfail").0, 404, "a failed deploy leaves nothing behind");
 
     let messages = [

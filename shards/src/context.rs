@@ -104,6 +104,17 @@ pub fn install(ctx: Rc<RefCell<ShardCtx>>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
 }
 
+/// Runs `f` with this thread's context, if the thread is a shard's (for
+/// what is only reported, such as a log line's shard).
+pub(crate) fn try_with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> Option<R> {
+    CURRENT.with(|c| {
+        let slot = c.borrow();
+        let ctx = slot.as_ref()?;
+        let mut ctx = ctx.try_borrow_mut().ok()?;
+        Some(f(&mut ctx))
+    })
+}
+
 /// Runs `f` with this thread's context (rule 2). Panics outside a shard:
 /// host functions are only called by a shard's instances.
 pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> R {

@@ -145,6 +145,15 @@ pub const STATE_WRITES_PER_HANDLER_MAX: usize = caxton_abi::STATE_WRITES_PER_HAN
 /// Longest log line an agent may write, in bytes; longer ones are cut.
 pub const LOG_LINE_BYTES_MAX: usize = 4096;
 
+/// Buffers one WASI `fd_write` or `fd_read` may name (POSIX's `IOV_MAX`).
+/// Exceeded: the call returns `EINVAL`. Cost: none kept (the list is read
+/// into a buffer each instance reuses).
+pub const WASI_IOVS_MAX: usize = 1024;
+
+/// Bytes one WASI `random_get` may ask for (1 MiB). Exceeded: `EINVAL`.
+/// The bytes are charged as fuel like a bulk copy.
+pub const WASI_RANDOM_BYTES_MAX: usize = 1024 * 1024;
+
 /// Log lines one agent instance may write per second
 /// (`--agent-log-lines-per-s`). Exceeded: the line is dropped and counted
 /// (`caxton_agent_log_dropped_total`).

@@ -6,4 +6,4 @@
 pub mod node;
 pub mod wire;
 
-pub use node::{answer, binary, eventually, free_cluster_port, promtool_check, repo_path, Node};
+pub use node::{answer, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};

@@ -344,3 +344,20 @@ pub fn promtool_check(text: &str) {
     let out = promtool.wait_with_output().unwrap();
     assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+/// An example agent built by `scripts/build-agents.sh` (`make agents`):
+/// `target/agents/<name>.wasm`. Builds them all once if it is missing, so
+/// that `cargo test` alone works; a toolchain that is not installed fails
+/// the build with its own message.
+pub fn example_agent(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let path = repo_path(&format!("target/agents/{name}.wasm"));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() && !*built {
+        let status = std::process::Command::new(repo_path("scripts/build-agents.sh")).status().expect("scripts/build-agents.sh runs");
+        assert!(status.success(), "scripts/build-agents.sh failed ({status}); scripts/setup.sh installs the toolchains");
+        *built = true;
+    }
+    assert!(path.exists(), "no example agent {name} in target/agents");
+    path
+}

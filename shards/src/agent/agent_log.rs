@@ -71,6 +71,24 @@ impl LogBudget {
     }
 }
 
+/// Moves the start of `bytes` into the unfinished `line`, up to and
+/// without its newline, or until the line holds `max` bytes. Returns how
+/// many bytes it took and whether the line is done (a newline, or full):
+/// a program's output becomes lines of at most `max` bytes, and none is
+/// held back longer than its newline.
+pub fn take_line(line: &mut Vec<u8>, bytes: &[u8], max: usize) -> (usize, bool) {
+    assert!(line.len() < max, "a full line is written before more is taken");
+    let room = max - line.len();
+    let (taken, ended) = match bytes.iter().take(room + 1).position(|&b| b == b'\n') {
+        Some(i) => (i + 1, true),
+        None => (bytes.len().min(room), bytes.len() >= room),
+    };
+    let piece = &bytes[..taken];
+    line.extend_from_slice(piece.strip_suffix(b"\n").unwrap_or(piece));
+    assert!(line.len() <= max && taken > 0 || bytes.is_empty());
+    (taken, ended)
+}
+
 /// An agent's text as it may appear in the node's log (rule 2).
 pub fn escape(raw: &[u8]) -> Cow<'_, str> {
     let raw = &raw[..raw.len().min(LOG_LINE_BYTES_MAX)];
@@ -96,6 +114,28 @@ pub fn escape(raw: &[u8]) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn output_becomes_lines_of_bounded_length() {
+        let lines = |chunks: &[&[u8]], max: usize| {
+            let (mut line, mut out) = (Vec::new(), Vec::new());
+            for chunk in chunks {
+                let mut rest = *chunk;
+                while !rest.is_empty() {
+                    let (taken, ended) = take_line(&mut line, rest, max);
+                    rest = &rest[taken..];
+                    if ended {
+                        out.push(String::from_utf8(std::mem::take(&mut line)).unwrap());
+                    }
+                }
+            }
+            (out, String::from_utf8(line).unwrap())
+        };
+        assert_eq!(lines(&[b"a\nbc", b"d\n\n"], 8), (vec!["a".into(), "bcd".into(), "".into()], String::new()));
+        assert_eq!(lines(&[b"0123456789ab"], 4), (vec!["0123".into(), "4567".into(), "89ab".into()], String::new()));
+        assert_eq!(lines(&[b"0123\nx"], 4), (vec!["0123".into()], "x".into()), "a newline just past a full line ends it");
+        assert_eq!(lines(&[b"01", b"23", b"4"], 4), (vec!["0123".into()], "4".into()));
+    }
 
     #[test]
     fn lines_and_bytes_are_bounded_with_a_burst_and_refill() {

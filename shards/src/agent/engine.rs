@@ -271,11 +271,20 @@ fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     if !has_memory {
         return Err(ModuleError("the module must export its linear memory as \"memory\"".into()));
     }
-    let required: [(&str, FunctionType, bool); 3] = [
+    let required: [(&str, FunctionType, bool); 4] = [
         ("caxton_alloc", FunctionType::new(vec![Type::I32], vec![Type::I32]), true),
         ("caxton_handle", FunctionType::new(vec![Type::I32, Type::I32], vec![Type::I32]), true),
         ("caxton_init", FunctionType::new(vec![], vec![Type::I32]), false),
+        ("_initialize", FunctionType::new(vec![], vec![]), false),
     ];
+    if exports.contains_key("_start") {
+        return Err(ModuleError(
+            "the module is a WASI command (it exports _start, a main that runs once and exits); an agent must be a reactor, \
+             whose _initialize returns and whose exports are called for each message. Build it as one: Rust: crate-type = [\"cdylib\"]; \
+             C: clang -mexec-model=reactor; AssemblyScript: asc --exportStart _initialize"
+                .into(),
+        ));
+    }
     for (name, want, mandatory) in required {
         match exports.get(name) {
             Some(ty) if *ty == want => {}

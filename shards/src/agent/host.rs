@@ -22,11 +22,11 @@ use std::sync::Arc;
 use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
 use super::agent_log::{self, LogBudget, LogLimits};
-use crate::context::{with_ctx, ShardCtx};
+use crate::context::{try_with_ctx, with_ctx, ShardCtx};
 use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
 use crate::limits::{
-    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX,
-    STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
+    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB,
+    STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
 use crate::router::RouteError;
 
@@ -45,6 +45,28 @@ pub struct HostEnv {
     pub state_max: u64,
     /// What outlives one runtime of the instance (a trap recreates it).
     pub account: Arc<InstanceAccount>,
+    /// Standard output and error: the line being written (`wasi` rule 1).
+    output: [Vec<u8>; 2],
+    /// `fd_write`'s list of buffers, kept to allocate nothing per call.
+    pub(super) iovecs: Vec<(u64, u64)>,
+    /// The code the program gave `proc_exit` (`wasi` rule 5).
+    pub exit_code: Option<i32>,
+}
+
+/// The standard streams a WASI program writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
 }
 
 /// An instance's budgets and refusals, kept across its recreations: a
@@ -74,9 +96,63 @@ impl InstanceAccount {
 
 impl HostEnv {
     pub fn new(name: Arc<str>, instance: u32, state_bytes: u64, state_max: u64, account: Arc<InstanceAccount>) -> HostEnv {
-        HostEnv { memory: None, fuel: None, name, instance, state_bytes, state_max, account }
+        HostEnv { memory: None, fuel: None, name, instance, state_bytes, state_max, account, output: Default::default(), iovecs: Vec::new(), exit_code: None }
+    }
+
+    /// Takes bytes a program wrote to `stream`, writing each line they end
+    /// (`wasi` rule 1). A line is written in pieces of at most
+    /// [`LOG_LINE_BYTES_MAX`] bytes.
+    pub fn write_output(&mut self, stream: Stream, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (taken, ended) = agent_log::take_line(&mut self.output[stream as usize], bytes, LOG_LINE_BYTES_MAX);
+            bytes = &bytes[taken..];
+            if ended {
+                self.flush_stream(stream);
+            }
+        }
+    }
+
+    /// Writes what is left of unfinished lines (at the end of each call).
+    pub fn flush_output(&mut self) {
+        self.flush_stream(Stream::Stdout);
+        self.flush_stream(Stream::Stderr);
+    }
+
+    fn flush_stream(&mut self, stream: Stream) {
+        let mut line = std::mem::take(&mut self.output[stream as usize]);
+        if !line.is_empty() {
+            let level = if stream == Stream::Stdout { LEVEL_INFO } else { LEVEL_WARN };
+            self.log_line(level, stream.name(), &line);
+            line.clear();
+        }
+        debug_assert!(self.output[stream as usize].is_empty());
+        self.output[stream as usize] = line; // keep the allocation
+    }
+
+    /// Writes one line of the agent's to the node's log, within its budget
+    /// (`agent_log` rules 1 to 3); `source` says which call wrote it.
+    fn log_line(&self, level: i32, source: &'static str, line: &[u8]) {
+        assert!(line.len() <= LOG_LINE_BYTES_MAX);
+        if !self.account.log.lock().unwrap().take(line.len(), std::time::Instant::now()) {
+            try_with_ctx(|ctx| ctx.abi.log_dropped += 1);
+            return;
+        }
+        let text = agent_log::escape(line);
+        let (agent, instance) = (&*self.name, self.instance);
+        let (shard, conversation) = try_with_ctx(|ctx| (ctx.router.shard(), ctx.call.conversation_id)).unwrap_or((usize::MAX, 0));
+        match level {
+            LEVEL_ERROR => tracing::error!(agent, instance, shard, conversation, source, "{text}"),
+            LEVEL_WARN => tracing::warn!(agent, instance, shard, conversation, source, "{text}"),
+            LEVEL_INFO => tracing::info!(agent, instance, shard, conversation, source, "{text}"),
+            _ => tracing::debug!(agent, instance, shard, conversation, source, "{text}"),
+        }
     }
 }
+
+/// `log`'s levels.
+const LEVEL_ERROR: i32 = 0;
+const LEVEL_WARN: i32 = 1;
+const LEVEL_INFO: i32 = 2;
 
 /// Fuel for moving `bytes` at `per_kib` points a KiB (at least one point).
 pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
@@ -87,7 +163,7 @@ pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
 /// `false` when the fuel left cannot pay for it: then it is all taken, the
 /// call must not do its work, and the guest traps at its next metered
 /// block (counted as a timeout).
-fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
+pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
     let Some(fuel) = &data.fuel else { return true };
     let Value::I64(left) = fuel.get(store) else { return true };
     let points = points.min(i64::MAX as u64) as i64;
@@ -335,23 +411,10 @@ pub fn log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32)
         with_ctx(|ctx| ctx.refuse(INVALID));
         return;
     };
-    let len = len.min(crate::limits::LOG_LINE_BYTES_MAX);
-    // agent_log rule 1: the budget first, so a dropped line costs no copy.
-    if !data.account.log.lock().unwrap().take(len, std::time::Instant::now()) {
-        with_ctx(|ctx| ctx.abi.log_dropped += 1);
+    let mut line = [0u8; LOG_LINE_BYTES_MAX];
+    let line = &mut line[..len.min(LOG_LINE_BYTES_MAX)];
+    if view.read(at, line).is_err() {
         return;
     }
-    let mut line = vec![0u8; len];
-    if view.read(at, &mut line).is_err() {
-        return;
-    }
-    let text = agent_log::escape(&line);
-    let (agent, instance) = (&*data.name, data.instance);
-    let (shard, conversation) = with_ctx(|ctx| (ctx.router.shard(), ctx.call.conversation_id));
-    match level {
-        0 => tracing::error!(agent, instance, shard, conversation, "{text}"),
-        1 => tracing::warn!(agent, instance, shard, conversation, "{text}"),
-        2 => tracing::info!(agent, instance, shard, conversation, "{text}"),
-        _ => tracing::debug!(agent, instance, shard, conversation, "{text}"),
-    }
+    data.log_line(level, "log", line);
 }

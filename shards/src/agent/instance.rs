@@ -5,6 +5,11 @@
 //!    never a panic, so a broken agent cannot take down its shard.
 //! 2. The pointer `caxton_alloc` returns is checked against the memory before
 //!    the host writes the envelope there.
+//! 3. A WASI reactor's `_initialize` runs once, before `caxton_init`.
+//! 4. A call that ends in `proc_exit` has returned ([`Outcome::Exited`]);
+//!    the instance must then be made anew (`wasi` rule 5). What a call
+//!    wrote to standard output but did not end with a newline is written
+//!    to the log when the call returns.
 
 use std::sync::Arc;
 
@@ -24,6 +29,10 @@ pub enum Outcome {
     /// The call used up its fuel (its execution time slice): the instance
     /// must be recreated.
     Timeout,
+    /// The program called `proc_exit(code)` (rule 4): the call is over, with
+    /// 0 as handled and any other code as an agent error; the instance must
+    /// be recreated.
+    Exited(i32),
 }
 
 /// `caxton_alloc` returned a pointer outside memory (rule 2).
@@ -36,6 +45,8 @@ pub struct AgentInstance {
     alloc: TypedFunction<i32, i32>,
     handle: TypedFunction<(i32, i32), i32>,
     init: Option<TypedFunction<(), i32>>,
+    /// A WASI reactor's initialiser (rule 3).
+    initialize: Option<TypedFunction<(), ()>>,
     fuel_left: Global,
     fuel_exhausted: Global,
     fuel_per_call: u64,
@@ -50,18 +61,31 @@ impl AgentInstance {
         let module = &compiled.module;
         let host = HostEnv::new(name, instance, state_bytes, compiled.limits.state_bytes_max, account);
         let env = FunctionEnv::new(&mut store, host);
-        let imports = super::imports::import_object(&mut store, &env);
+        let imports = super::imports::import_object(&mut store, &env, module);
         let instance = Instance::new(&mut store, module, &imports).map_err(|e| format!("instantiation failed: {e}"))?;
         let exports = &instance.exports;
         let memory = exports.get_memory("memory").map_err(|e| e.to_string())?.clone();
         let alloc = exports.get_typed_function(&store, "caxton_alloc").map_err(|e| e.to_string())?;
         let handle = exports.get_typed_function(&store, "caxton_handle").map_err(|e| e.to_string())?;
         let init = exports.get_typed_function(&store, "caxton_init").ok();
+        let initialize = exports.get_typed_function(&store, "_initialize").ok();
         let fuel_left = exports.get_global("wasmer_metering_remaining_points").map_err(|e| e.to_string())?.clone();
         let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
         env.as_mut(&mut store).fuel = Some(fuel_left.clone());
-        Ok(AgentInstance { store, env, memory, alloc, handle, init, fuel_left, fuel_exhausted, fuel_per_call: compiled.fuel_per_call, _instance: instance })
+        Ok(AgentInstance {
+            store,
+            env,
+            memory,
+            alloc,
+            handle,
+            init,
+            initialize,
+            fuel_left,
+            fuel_exhausted,
+            fuel_per_call: compiled.fuel_per_call,
+            _instance: instance,
+        })
     }
 
     /// Gives the next call its full execution time slice. The "exhausted"
@@ -72,33 +96,56 @@ impl AgentInstance {
         debug_assert!(ok, "the metering global is mutable");
     }
 
-    /// A trap is a timeout when the fuel ran out.
+    /// A trap is a timeout when the fuel ran out, an exit when the program
+    /// called `proc_exit` (rule 4).
     fn trap(&mut self, e: wasmer::RuntimeError) -> Outcome {
+        if let Some(code) = self.env.as_mut(&mut self.store).exit_code.take() {
+            debug_assert!(e.downcast_ref::<super::wasi::ProcExit>().is_some_and(|x| x.0 == code));
+            return Outcome::Exited(code);
+        }
         match self.fuel_exhausted.get(&mut self.store) {
             Value::I32(0) => Outcome::Trap(e.message()),
             _ => Outcome::Timeout,
         }
     }
 
-    /// Calls `caxton_init` if the module exports it.
+    /// Ends a call: writes the unfinished lines of its output (rule 4).
+    fn finish(&mut self, outcome: Outcome) -> Outcome {
+        self.env.as_mut(&mut self.store).flush_output();
+        outcome
+    }
+
+    /// Calls `_initialize` (rule 3) and then `caxton_init`, each if the
+    /// module exports it. Anything but `Handled` is a failed start.
     pub fn init(&mut self) -> Outcome {
-        match &self.init {
-            None => Outcome::Handled,
-            Some(init) => {
-                let init = init.clone();
-                self.refuel();
-                match init.call(&mut self.store) {
-                    Ok(0) => Outcome::Handled,
-                    Ok(code) => Outcome::AgentError(code),
-                    Err(e) => self.trap(e),
-                }
+        if let Some(initialize) = self.initialize.clone() {
+            self.refuel();
+            let outcome = match initialize.call(&mut self.store) {
+                Ok(()) => Outcome::Handled,
+                Err(e) => self.trap(e),
+            };
+            if outcome != Outcome::Handled {
+                return self.finish(outcome);
             }
         }
+        let Some(init) = self.init.clone() else { return self.finish(Outcome::Handled) };
+        self.refuel();
+        let outcome = match init.call(&mut self.store) {
+            Ok(0) => Outcome::Handled,
+            Ok(code) => Outcome::AgentError(code),
+            Err(e) => self.trap(e),
+        };
+        self.finish(outcome)
     }
 
     /// Hands one encoded envelope to the agent: `caxton_alloc`, copy, `caxton_handle`.
     pub fn deliver(&mut self, envelope: &[u8]) -> Outcome {
-        debug_assert!(envelope.len() <= i32::MAX as usize);
+        let outcome = self.alloc_and_handle(envelope);
+        self.finish(outcome)
+    }
+
+    fn alloc_and_handle(&mut self, envelope: &[u8]) -> Outcome {
+        assert!(envelope.len() <= i32::MAX as usize);
         let len = envelope.len() as i32;
         self.refuel();
         let ptr = match self.alloc.call(&mut self.store, len) {

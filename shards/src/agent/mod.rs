@@ -1,5 +1,5 @@
 //! WebAssembly agents: the engine and its limits, one instance's lifecycle,
-//! and the host functions of ABI version 1.
+//! and the host functions of ABI version 1 and of WASI preview 1.
 //!
 //! An instance owns its own wasmer `Store` (which is `!Send`), so it is made
 //! on its shard's thread and never leaves it; stopping an agent drops the
@@ -11,6 +11,7 @@ pub mod engine;
 pub mod host;
 pub mod imports;
 pub mod instance;
+pub mod wasi;
 
 pub use engine::{compile, to_wasm_binary, AgentLimits, CompiledAgent, ModuleError};
 pub use instance::{AgentInstance, Outcome};

@@ -112,6 +112,9 @@ impl Shard {
             Outcome::AgentError(code) => Err(format!("caxton_init of {name}[{instance}] returned {code}")),
             Outcome::Trap(why) => Err(format!("caxton_init of {name}[{instance}] trapped: {why}")),
             Outcome::Timeout => Err(format!("caxton_init of {name}[{instance}] ran past its execution time slice")),
+            Outcome::Exited(code) => {
+                Err(format!("{name}[{instance}] exited (proc_exit({code})) while starting: an agent is a WASI reactor, whose _initialize returns"))
+            }
         }
     }
 
@@ -131,6 +134,7 @@ impl Shard {
         let agent = self.agents[slot].as_mut().unwrap();
         let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
         let ended = now_ns();
+        // An exit is a return (wasi rule 5): its effects stay.
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
         self.call_end(id, mark, completed);
         assert!(ended >= started, "the clock is monotonic");
@@ -147,6 +151,19 @@ impl Shard {
                 self.totals.handled += 1;
                 self.totals.errors += 1;
                 tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler returned an error");
+            }
+            Outcome::Exited(code) => {
+                agent.handled += 1;
+                self.totals.handled += 1;
+                if code != 0 {
+                    agent.errors += 1;
+                    self.totals.errors += 1;
+                }
+                agent.runtime = None; // the program has ended: made anew
+                tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler called proc_exit; the instance is made anew");
+                if let Err(e) = self.start_instance(id) {
+                    tracing::warn!(shard = self.index, error = %e, "restarting an exited instance failed; retrying on its next message");
+                }
             }
             Outcome::Trap(_) | Outcome::Timeout => {
                 agent.runtime = None;

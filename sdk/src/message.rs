@@ -1,0 +1,73 @@
+//! A received message, read in place from the inbox.
+
+use caxton_abi::{Envelope, EnvelopeError, Header, Performative};
+
+/// One message, as the node delivered it. Borrowed from the inbox: it is
+/// valid for the handler call only (copy what must outlive it).
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    envelope: Envelope<'a>,
+}
+
+impl<'a> Message<'a> {
+    /// Reads an envelope (the node's, or a test's).
+    pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, EnvelopeError> {
+        Envelope::parse(bytes).map(|envelope| Message { envelope })
+    }
+
+    pub fn performative(&self) -> Performative {
+        self.envelope.performative()
+    }
+
+    /// The id the node gave this message.
+    pub fn message_id(&self) -> u64 {
+        self.envelope.header().message_id
+    }
+
+    /// The conversation it belongs to (0: none).
+    pub fn conversation_id(&self) -> u64 {
+        self.envelope.header().conversation_id
+    }
+
+    /// What a reply must name in `in_reply_to` (0: none asked).
+    pub fn reply_with(&self) -> u64 {
+        self.envelope.header().reply_with
+    }
+
+    /// The `reply_with` of the message this one answers (0: none).
+    pub fn in_reply_to(&self) -> u64 {
+        self.envelope.header().in_reply_to
+    }
+
+    /// Who sent it: an agent's name, or a runtime name such as `@api/7`.
+    pub fn sender(&self) -> &'a str {
+        name(self.envelope.sender())
+    }
+
+    /// This agent's name.
+    pub fn receiver(&self) -> &'a str {
+        name(self.envelope.receiver())
+    }
+
+    pub fn content(&self) -> &'a [u8] {
+        self.envelope.content()
+    }
+
+    /// The content as text, if it is UTF-8.
+    pub fn text(&self) -> Result<&'a str, core::str::Utf8Error> {
+        core::str::from_utf8(self.content())
+    }
+
+    pub fn header(&self) -> Header {
+        self.envelope.header()
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.envelope.as_bytes()
+    }
+}
+
+/// Names are ASCII (`Envelope::parse` checks them).
+fn name(bytes: &[u8]) -> &str {
+    core::str::from_utf8(bytes).expect("names are ASCII")
+}

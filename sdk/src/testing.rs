@@ -1,0 +1,334 @@
+//! Testing agents natively, without a node: [`TestAgent`] runs an agent
+//! against [`MockHost`], which keeps state in memory, records what the
+//! agent sends and logs, and refuses what the node refuses (lib rule 3).
+//!
+//! ```
+//! use caxton_agent::testing::{TestAgent, TestMessage};
+//! use caxton_agent::{Agent, Context, Message, Performative, Result};
+//!
+//! #[derive(Default)]
+//! struct Echo;
+//! impl Agent for Echo {
+//!     fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
+//!         ctx.reply(m, Performative::Inform, m.content())
+//!     }
+//! }
+//!
+//! let mut echo = TestAgent::<Echo>::start().unwrap();
+//! echo.deliver(&TestMessage::new("alice", "echo", "hi").reply_with(7)).unwrap();
+//! let sent = echo.host().sent.last().unwrap();
+//! assert_eq!((sent.receiver.as_str(), sent.content.as_slice(), sent.in_reply_to), ("alice", &b"hi"[..], 7));
+//! ```
+
+use std::collections::BTreeMap;
+
+use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
+use caxton_abi::{Envelope, Header, Performative, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX};
+
+use crate::context::{Context, Host, Level, Scratch};
+use crate::{Agent, Message, Result};
+
+/// A message an agent sent, as the node would have taken it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub receiver: String,
+    pub performative: Performative,
+    pub conversation_id: u64,
+    pub reply_with: u64,
+    pub in_reply_to: u64,
+    pub content: Vec<u8>,
+}
+
+impl Sent {
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.content).expect("UTF-8 content")
+    }
+}
+
+/// The node, in memory.
+#[derive(Debug, Default)]
+pub struct MockHost {
+    pub sent: Vec<Sent>,
+    pub state: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub logs: Vec<(Level, String)>,
+    /// What `now_micros` returns.
+    pub now_micros: i64,
+    /// Sends answer -2 (busy) while set, as a full mailbox would.
+    pub busy: bool,
+    /// State writes in the current handler call (the node allows 1000).
+    writes: usize,
+}
+
+impl Host for MockHost {
+    fn send(&mut self, envelope: &[u8]) -> i32 {
+        let Ok(e) = Envelope::parse(envelope) else { return INVALID };
+        if !e.sender().is_empty() {
+            return INVALID; // the node fills the sender in
+        }
+        if self.busy {
+            return BUSY;
+        }
+        let h = e.header();
+        self.sent.push(Sent {
+            receiver: String::from_utf8(e.receiver().to_vec()).expect("names are ASCII"),
+            performative: e.performative(),
+            conversation_id: h.conversation_id,
+            reply_with: h.reply_with,
+            in_reply_to: h.in_reply_to,
+            content: e.content().to_vec(),
+        });
+        OK
+    }
+
+    fn state_get(&mut self, key: &[u8], buf: &mut [u8]) -> i32 {
+        if key.len() > STATE_KEY_BYTES_MAX {
+            return TOO_LARGE;
+        }
+        match self.state.get(key) {
+            None => NOT_FOUND,
+            Some(v) => {
+                let n = v.len().min(buf.len());
+                buf[..n].copy_from_slice(&v[..n]);
+                v.len() as i32
+            }
+        }
+    }
+
+    fn state_put(&mut self, key: &[u8], value: &[u8]) -> i32 {
+        if key.len() > STATE_KEY_BYTES_MAX || value.len() > STATE_VALUE_BYTES_MAX {
+            return TOO_LARGE;
+        }
+        if self.writes >= STATE_WRITES_PER_HANDLER_MAX {
+            return OVER_LIMIT;
+        }
+        self.writes += 1;
+        self.state.insert(key.to_vec(), value.to_vec());
+        OK
+    }
+
+    fn state_delete(&mut self, key: &[u8]) -> i32 {
+        if self.writes >= STATE_WRITES_PER_HANDLER_MAX {
+            return OVER_LIMIT;
+        }
+        self.writes += 1;
+        match self.state.remove(key) {
+            Some(_) => OK,
+            None => NOT_FOUND,
+        }
+    }
+
+    fn now_micros(&mut self) -> i64 {
+        self.now_micros
+    }
+
+    fn log(&mut self, level: Level, line: &[u8]) {
+        self.logs.push((level, String::from_utf8_lossy(line).into_owned()));
+    }
+}
+
+/// A message for a test to deliver.
+#[derive(Debug, Clone)]
+pub struct TestMessage {
+    pub sender: String,
+    pub receiver: String,
+    pub header: Header,
+    pub content: Vec<u8>,
+}
+
+impl TestMessage {
+    /// A `request` from `sender` to `receiver`.
+    pub fn new(sender: &str, receiver: &str, content: impl AsRef<[u8]>) -> TestMessage {
+        let header = Header { performative: Performative::Request.code(), message_id: 1, ..Header::default() };
+        TestMessage { sender: sender.into(), receiver: receiver.into(), header, content: content.as_ref().to_vec() }
+    }
+
+    pub fn performative(mut self, p: Performative) -> Self {
+        self.header.performative = p.code();
+        self
+    }
+
+    pub fn conversation(mut self, id: u64) -> Self {
+        self.header.conversation_id = id;
+        self
+    }
+
+    pub fn reply_with(mut self, id: u64) -> Self {
+        self.header.reply_with = id;
+        self
+    }
+
+    pub fn in_reply_to(mut self, id: u64) -> Self {
+        self.header.in_reply_to = id;
+        self
+    }
+
+    /// The envelope the node would deliver.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; caxton_abi::encoded_len(self.sender.as_bytes(), self.receiver.as_bytes(), &self.content)];
+        caxton_abi::encode_into(&mut buf, &self.header, self.sender.as_bytes(), self.receiver.as_bytes(), &self.content).expect("a valid test message");
+        buf
+    }
+}
+
+/// An agent and a mock node.
+pub struct TestAgent<A> {
+    agent: A,
+    host: MockHost,
+    scratch: Scratch,
+}
+
+impl<A: Agent> TestAgent<A> {
+    /// Builds the agent and runs its `init`, as a deploy does.
+    pub fn start() -> Result<TestAgent<A>> {
+        TestAgent::start_with(MockHost::default())
+    }
+
+    /// Starts it against `host` (state from an earlier run, say).
+    pub fn start_with(host: MockHost) -> Result<TestAgent<A>> {
+        let mut t = TestAgent { agent: A::default(), host, scratch: Scratch::new() };
+        t.host.writes = 0;
+        let mut ctx = Context::new(&mut t.host, &mut t.scratch);
+        t.agent.init(&mut ctx)?;
+        Ok(t)
+    }
+
+    /// Hands it one message, as the node would.
+    pub fn deliver(&mut self, message: &TestMessage) -> Result<()> {
+        let bytes = message.encode();
+        let message = Message::parse(&bytes).expect("a valid test message");
+        self.host.writes = 0;
+        let mut ctx = Context::new(&mut self.host, &mut self.scratch);
+        self.agent.handle(&mut ctx, &message)
+    }
+
+    pub fn agent(&self) -> &A {
+        &self.agent
+    }
+
+    pub fn host(&self) -> &MockHost {
+        &self.host
+    }
+
+    pub fn host_mut(&mut self) -> &mut MockHost {
+        &mut self.host
+    }
+
+    /// Stops it, keeping the node's side (its state): what a crash or a
+    /// restart leaves.
+    pub fn stop(self) -> MockHost {
+        self.host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::{Error, Outgoing};
+
+    #[derive(Default)]
+    struct Counter {
+        seen: u32,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Tally {
+        count: u64,
+        last: String,
+    }
+
+    impl Agent for Counter {
+        fn init(&mut self, ctx: &mut Context<'_>) -> Result<()> {
+            crate::info!(ctx, "starting");
+            Ok(())
+        }
+
+        fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
+            self.seen += 1;
+            let mut tally: Tally = ctx.get("tally")?.unwrap_or(Tally { count: 0, last: String::new() });
+            tally.count += 1;
+            tally.last = m.text().unwrap_or("?").to_string();
+            ctx.put("tally", &tally)?;
+            match m.text() {
+                Ok("forget") => {
+                    assert!(ctx.delete("tally")?);
+                    assert!(!ctx.delete("tally")?);
+                    Ok(())
+                }
+                Ok("fail") => Err(Error::Agent(-42)),
+                _ => ctx.reply(m, Performative::Inform, tally.count.to_string()),
+            }
+        }
+    }
+
+    #[test]
+    fn typed_state_replies_and_logs_go_through_the_host() {
+        let mut c = TestAgent::<Counter>::start().unwrap();
+        assert_eq!(c.host().logs, [(Level::Info, "starting".to_string())]);
+        for i in 1..=3u64 {
+            c.deliver(&TestMessage::new("alice", "counter", format!("m{i}")).conversation(9).reply_with(100 + i)).unwrap();
+            let reply = c.host().sent.last().unwrap().clone();
+            assert_eq!((reply.receiver.as_str(), reply.text(), reply.conversation_id, reply.in_reply_to), ("alice", &*i.to_string(), 9, 100 + i));
+            assert_eq!(reply.performative, Performative::Inform);
+        }
+        assert_eq!(c.agent().seen, 3);
+        // State outlives the instance; fields do not.
+        let host = c.stop();
+        let mut c = TestAgent::<Counter>::start_with(host).unwrap();
+        c.deliver(&TestMessage::new("bob", "counter", "again")).unwrap();
+        assert_eq!(c.host().sent.last().unwrap().text(), "4");
+        assert_eq!(c.agent().seen, 1);
+        c.deliver(&TestMessage::new("bob", "counter", "forget")).unwrap();
+        assert!(c.host().state.is_empty());
+        assert_eq!(c.deliver(&TestMessage::new("bob", "counter", "fail")).unwrap_err().code(), -42);
+    }
+
+    #[test]
+    fn the_mock_refuses_what_the_node_refuses() {
+        #[derive(Default)]
+        struct Abuser;
+        impl Agent for Abuser {
+            fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
+                match m.text().unwrap() {
+                    "bad-name" => ctx.send("Not A Name", Performative::Inform, b""),
+                    "too-big" => ctx.send("x", Performative::Inform, vec![0u8; caxton_abi::CONTENT_BYTES_MAX + 1]),
+                    "big-key" => ctx.put("k".repeat(STATE_KEY_BYTES_MAX + 1).as_str(), &1u8),
+                    "many-writes" => (0..=STATE_WRITES_PER_HANDLER_MAX).try_for_each(|i| ctx.put(&i.to_string(), &i)),
+                    "busy" => ctx.send_message(Outgoing::new("x", Performative::Inform, b"").reply_with(3)),
+                    _ => Ok(()),
+                }
+            }
+        }
+        let mut a = TestAgent::<Abuser>::start().unwrap();
+        let code = |a: &mut TestAgent<Abuser>, what: &str| a.deliver(&TestMessage::new("t", "abuser", what)).unwrap_err().code();
+        assert_eq!(code(&mut a, "bad-name"), INVALID);
+        assert_eq!(code(&mut a, "too-big"), TOO_LARGE);
+        assert_eq!(code(&mut a, "big-key"), TOO_LARGE);
+        assert_eq!(code(&mut a, "many-writes"), OVER_LIMIT);
+        a.host_mut().busy = true;
+        let e = a.deliver(&TestMessage::new("t", "abuser", "busy")).unwrap_err();
+        assert!(e.is_busy() && e.code() == BUSY);
+        assert!(a.host().sent.is_empty());
+    }
+
+    #[test]
+    fn large_values_are_read_whole() {
+        #[derive(Default)]
+        struct Big;
+        impl Agent for Big {
+            fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
+                let n: usize = m.text().unwrap().parse().unwrap();
+                ctx.put("v", &vec![7u8; n])?;
+                let back: Vec<u8> = ctx.get("v")?.unwrap();
+                assert_eq!(back.len(), n);
+                assert_eq!(ctx.get::<u8>("absent")?, None);
+                Ok(())
+            }
+        }
+        let mut b = TestAgent::<Big>::start().unwrap();
+        for n in [0, 10, 300, 70_000, 10] {
+            b.deliver(&TestMessage::new("t", "big", n.to_string())).unwrap();
+        }
+    }
+}
