@@ -14,7 +14,8 @@
 //! - [`api`]: the REST API (HTTP over the control plane);
 //! - [`wire`]: the binary data plane (`--wire`);
 //! - [`node`]: `caxton serve`, wiring all of the above;
-//! - [`client`], [`top`]: the CLI's side.
+//! - [`client`], [`top`], [`template`]: the CLI's side (`template`:
+//!   `caxton agent new`).
 
 pub mod admission;
 pub mod api;
@@ -25,5 +26,6 @@ pub mod control;
 pub mod gossip;
 pub mod node;
 pub mod secret;
+pub mod template;
 pub mod top;
 pub mod wire;

@@ -75,11 +75,18 @@ struct Remote {
 
 #[derive(Subcommand)]
 enum AgentCmd {
-    /// Deploy a WebAssembly module (binary .wasm or text .wat) as an agent.
+    /// Deploy a WebAssembly module (binary .wasm or text .wat) as an agent,
+    /// or a Rust agent crate (a folder with Cargo.toml), built first with
+    /// `cargo build --release --target TARGET`.
     Deploy {
         file: PathBuf,
+        /// The agent's name [default: the crate's, or the file's stem].
         #[arg(long)]
-        name: String,
+        name: Option<String>,
+        /// The target a crate is built for: wasm32-unknown-unknown, or
+        /// wasm32-wasip1 for the standard library's WASI parts.
+        #[arg(long, default_value = "wasm32-unknown-unknown")]
+        target: String,
         #[arg(long, default_value_t = 1)]
         instances: u32,
         /// Cluster address of the node to deploy on [default: the node the request goes to].
@@ -90,6 +97,17 @@ enum AgentCmd {
     List,
     /// Stop an agent and delete its state.
     Stop { name: String },
+    /// Create a Rust agent crate on the SDK (an echo to start from).
+    New {
+        /// The agent's name, also the crate's: [a-z][a-z0-9_-]*.
+        name: String,
+        /// Where to create it [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK (the sdk/ folder of a caxton checkout) [default: $CAXTON_SDK, or the checkout caxton was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +177,7 @@ fn main() {
                 }
             }
         },
+        Cmd::Agent { command: AgentCmd::New { name, dir, sdk }, .. } => report(new_agent(&name, dir, sdk)),
         Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
         Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
         Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(Client::new(&remote.api, remote.api_token))),
@@ -181,10 +200,32 @@ fn report(result: Result<(), Failure>) -> i32 {
     }
 }
 
+/// `caxton agent new`: writes the crate, says what to do next.
+fn new_agent(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<(), Failure> {
+    let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
+    let sdk = caxton::template::find_sdk(sdk.as_deref()).map_err(usage)?;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    caxton::template::create(name, &dir, &sdk).map_err(usage)?;
+    let lib = name.replace('-', "_");
+    println!("created {} (the agent {name}, an echo to start from, on the SDK at {})", dir.display(), sdk.display());
+    println!(
+        "next:
+  cd {}
+  cargo test
+  cargo wasm
+  caxton agent deploy target/wasm32-unknown-unknown/release/{lib}.wasm --name {name}",
+        dir.display()
+    );
+    Ok(())
+}
+
 fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
     match command {
-        AgentCmd::Deploy { file, name, instances, node } => {
-            let module = std::fs::read(&file).map_err(|e| Failure { exit_code: EXIT_USAGE, message: format!("cannot read {}: {e}", file.display()) })?;
+        AgentCmd::Deploy { file, name, target, instances, node } => {
+            let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
+            let (file, built_name) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
+            let name = name.or(built_name).or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-"))).unwrap_or_default();
+            let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
             let v = client.deploy(&name, instances, node.as_deref(), &module)?;
             println!(
                 "deployed {} ({} instances on shards {}) in {:.1} ms",
@@ -205,6 +246,7 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
             client.stop(&name)?;
             println!("stopped {name}");
         }
+        AgentCmd::New { .. } => unreachable!("handled without a node"),
     }
     Ok(())
 }

@@ -207,3 +207,41 @@ fn a_program_shouting_on_stdout_stays_within_its_log_budget_in_bounded_lines() {
     assert!(dropped > 1000.0, "dropped lines are counted: {dropped}");
     assert_eq!(node.agent("shouter")["crashes"], 0);
 }
+
+#[test]
+fn the_quick_start_goes_from_caxton_agent_new_to_an_answer() {
+    // README's quick start, command for command, against a real node.
+    let node = Node::start(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hello");
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = run(std::process::Command::new(common::BIN).args(["agent", "new", "hello", "--dir"]).arg(&dir));
+    assert!(created.contains("cargo wasm"), "{created}");
+    // One target dir for every run of this test: the SDK's dependencies build once.
+    let cargo = |args: &[&str]| {
+        let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(args).current_dir(&dir).env("CARGO_TARGET_DIR", common::repo_path("target/agents/template"));
+        c
+    };
+    run(&mut cargo(&["test", "-q"]));
+    run(&mut cargo(&["wasm", "-q"]));
+    assert!(common::repo_path("target/agents/template/wasm32-unknown-unknown/release/hello.wasm").exists(), "cargo wasm builds the module");
+    // `caxton agent deploy FOLDER` builds the crate and deploys it under its name.
+    let deployed = std::process::Command::new(common::BIN)
+        .args(["agent", "deploy"])
+        .arg(&dir)
+        .args(["--api", &node.api()])
+        .env("CARGO_TARGET_DIR", common::repo_path("target/agents/template"))
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{deployed:?}");
+    assert!(String::from_utf8_lossy(&deployed.stdout).contains("deployed hello"), "{deployed:?}");
+    let answer = node.cli(&["message", "send", "--to", "hello", "--content", "hi there", "--wait-reply", "5000"]);
+    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "hi there", "{answer:?}");
+    let again = std::process::Command::new(common::BIN).args(["agent", "new", "hello", "--dir"]).arg(&dir).output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "never over an existing folder");
+}

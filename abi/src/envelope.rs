@@ -23,6 +23,11 @@
 //!    the whole, and valid names (the sender may be empty: the host fills
 //!    it in).
 //! 2. Encoding writes into the caller's buffer and allocates nothing.
+//! 3. An agent may skip what the node checks anyway: [`Envelope::read_delivered`]
+//!    and [`encode_unchecked_names`] check the structure (lengths, version,
+//!    performative) but not the names' alphabet, which the node checked on
+//!    the way in and checks again on the way out. They are never used on
+//!    bytes from outside the node.
 
 use crate::{is_endpoint_name, Performative, CONTENT_BYTES_MAX, HEADER_BYTES, NAME_BYTES_MAX, VERSION};
 
@@ -164,6 +169,31 @@ pub fn encode_into(buf: &mut [u8], header: &Header, sender: &[u8], receiver: &[u
     Ok(total)
 }
 
+/// Writes an envelope into `buf` checking lengths and the performative
+/// but not the names' alphabet (rule 3: for agents, whose every send the
+/// node checks in full). Returns the bytes written.
+pub fn encode_unchecked_names(buf: &mut [u8], header: &Header, sender: &[u8], receiver: &[u8], content: &[u8]) -> Result<usize, EnvelopeError> {
+    if content.len() > CONTENT_BYTES_MAX {
+        return Err(EnvelopeError::TooLarge);
+    }
+    if sender.len() > NAME_BYTES_MAX || receiver.len() > NAME_BYTES_MAX || receiver.is_empty() {
+        return Err(EnvelopeError::Invalid("bad name"));
+    }
+    if Performative::from_code(header.performative).is_none() {
+        return Err(EnvelopeError::Invalid("unknown performative"));
+    }
+    let lengths = Lengths { sender: sender.len(), receiver: receiver.len(), content: content.len() };
+    let total = lengths.total();
+    if buf.len() < total {
+        return Err(EnvelopeError::Invalid("buffer smaller than the envelope"));
+    }
+    write_header(buf, header, lengths);
+    buf[HEADER_BYTES..HEADER_BYTES + sender.len()].copy_from_slice(sender);
+    buf[HEADER_BYTES + sender.len()..HEADER_BYTES + sender.len() + receiver.len()].copy_from_slice(receiver);
+    buf[total - content.len()..total].copy_from_slice(content);
+    Ok(total)
+}
+
 /// A valid envelope, read in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
@@ -186,6 +216,16 @@ impl<'a> Envelope<'a> {
             return Err(EnvelopeError::Invalid("bad name"));
         }
         Ok(e)
+    }
+
+    /// Reads an envelope the node delivered to an agent (rule 3): the
+    /// structure is checked, the names are taken as the node checked them.
+    /// A name that is not UTF-8 can still not be mistaken for another.
+    pub fn read_delivered(bytes: &'a [u8]) -> Result<Envelope<'a>, EnvelopeError> {
+        let head: &[u8; HEADER_BYTES] =
+            bytes.get(..HEADER_BYTES).and_then(|h| h.try_into().ok()).ok_or(EnvelopeError::Invalid("shorter than the 44-byte header"))?;
+        let (header, lengths) = decode_header(head, bytes.len())?;
+        Ok(Envelope { bytes, header, lengths })
     }
 
     pub fn header(&self) -> Header {
@@ -236,6 +276,13 @@ mod tests {
         assert_eq!((e.header(), e.sender(), e.receiver(), e.content()), (header(), &b"a"[..], &b"bc"[..], &b"xyz"[..]));
         assert_eq!(e.performative(), Performative::QueryRef);
         assert!(encode_into(&mut [0u8; 10], &header(), b"a", b"b", b"").is_err(), "a buffer too small");
+        // Rule 3: the light pair writes and reads the same bytes.
+        let mut light = [0u8; 64];
+        assert_eq!(encode_unchecked_names(&mut light, &header(), b"a", b"bc", b"xyz"), Ok(n));
+        assert_eq!(&light[..n], b);
+        assert_eq!(Envelope::read_delivered(b).unwrap(), e);
+        assert!(encode_unchecked_names(&mut light, &header(), b"", b"", b"").is_err(), "a receiver is needed");
+        assert!(Envelope::read_delivered(&b[..n - 1]).is_err(), "lengths must add up");
     }
 
     #[test]

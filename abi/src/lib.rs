@@ -16,7 +16,7 @@
 pub mod code;
 pub mod envelope;
 
-pub use envelope::{decode_header, encode_into, encoded_len, Envelope, EnvelopeError, Header, Lengths};
+pub use envelope::{decode_header, encode_into, encode_unchecked_names, encoded_len, Envelope, EnvelopeError, Header, Lengths};
 
 /// The ABI version this crate speaks (the envelope's first byte).
 pub const VERSION: u8 = 1;

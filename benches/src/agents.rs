@@ -149,3 +149,62 @@ pub fn processing(node: &BenchNode, cast: &Cast, duration: Duration) -> Vec<(&'s
     }
     out
 }
+
+/// What two echoes bouncing messages off each other on every shard show.
+pub struct EchoRun {
+    /// Messages the echoes handled per second, all shards.
+    pub handled_per_s: f64,
+    /// Dequeue to handler return, for each of those messages.
+    pub processing: Latency,
+}
+
+/// Messages in flight per pair of echoes: enough to keep a shard busy.
+const ECHO_BALLS: usize = 64;
+
+/// Two instances of the echo in `module` on every shard, each replying to
+/// the other forever once `ECHO_BALLS` messages are thrown in: handlers,
+/// local routing and nothing from outside the node. The same run for the
+/// hand-written echo and the SDK's compares their per-message cost.
+pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, duration: Duration) -> EchoRun {
+    let n = node.shards.len();
+    let pings: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-ping"), s)).collect();
+    let pongs: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-pong"), s)).collect();
+    for s in 0..n {
+        node.deploy(&pings[s], module, 1);
+        node.deploy(&pongs[s], module, 1);
+    }
+    for s in 0..n {
+        let balls = (0..ECHO_BALLS).map(|_| BenchNode::message(&pings[s], &pongs[s], &[7u8; 64])).collect();
+        assert_eq!(node.inject(s, balls), ECHO_BALLS);
+    }
+    std::thread::sleep(duration / 10);
+    let before = node.stats();
+    let t = Instant::now();
+    std::thread::sleep(duration);
+    let after = node.stats();
+    let elapsed = t.elapsed().as_secs_f64();
+    let mut processing = Latency::default();
+    let mut handled = 0;
+    for (now, then) in after.iter().zip(&before) {
+        processing.merge(&now.latencies.processing.since(&then.latencies.processing));
+        handled += now.handled - then.handled;
+    }
+    for s in 0..n {
+        node.undeploy(&pings[s]);
+        node.undeploy(&pongs[s]);
+    }
+    EchoRun { handled_per_s: handled as f64 / elapsed, processing }
+}
+
+/// Milliseconds `compile` takes for `module` (median of `runs`).
+pub fn compile_ms(module: &[u8], runs: usize) -> f64 {
+    let mut took: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(compile(module, &AgentLimits::default()).unwrap());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    took[took.len() / 2]
+}

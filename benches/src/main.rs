@@ -85,6 +85,17 @@ fn one_run(small: bool, run: usize) -> Run {
             r.insert(key.0, lat_us(&lat, 0.5));
             r.insert(key.1, lat_us(&lat, 0.99));
         }
+        // The Rust SDK's echo beside the hand-written one, in the same shards.
+        let wat_echo = routing::agents_dir().join("../../examples/agents/echo.wat");
+        let sdk_echo = caxton_testkit::example_agent("rust-echo");
+        for (tag, module) in [("wat", &wat_echo), ("sdk", &sdk_echo)] {
+            let run = agents::echo_pingpong(&node, tag, module, secs(3));
+            r.insert(format!("echo_{tag}_rate").leak(), run.handled_per_s);
+            r.insert(format!("echo_{tag}_proc_p50_ns").leak(), lat_us(&run.processing, 0.5) * 1000.0);
+            let wasm = wasmer::wat2wasm(&std::fs::read(module).unwrap()).unwrap().into_owned();
+            r.insert(format!("echo_{tag}_bytes").leak(), wasm.len() as f64);
+            r.insert(format!("echo_{tag}_compile_ms").leak(), agents::compile_ms(&wasm, if small { 3 } else { 15 }));
+        }
     }
     // ---------------------------------------------------------------- cluster
     {
@@ -518,6 +529,46 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Lower,
             g("copier_p50_ns"),
             Some(("the same, bulk operations at a fixed cost", g("copier_unmetered_bulk_p50_ns"))),
+            None,
+            None,
+        ),
+        row(
+            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "echo, dispatch and call (dequeue to handler return), p50",
+            "ns",
+            Lower,
+            g("echo_sdk_proc_p50_ns"),
+            Some(("hand-written WAT echo", g("echo_wat_proc_p50_ns"))),
+            None,
+            Some(1.5 * g("echo_wat_proc_p50_ns")),
+        ),
+        row(
+            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "echoes replying to each other, all shards",
+            "msg/s",
+            Higher,
+            g("echo_sdk_rate"),
+            Some(("hand-written WAT echo", g("echo_wat_rate"))),
+            None,
+            Some(g("echo_wat_rate") / 1.5),
+        ),
+        row(
+            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "module size",
+            "bytes",
+            Lower,
+            g("echo_sdk_bytes"),
+            Some(("hand-written WAT echo", g("echo_wat_bytes"))),
+            None,
+            None,
+        ),
+        row(
+            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "compile at deploy (cranelift, metering), p50",
+            "ms",
+            Lower,
+            g("echo_sdk_compile_ms"),
+            Some(("hand-written WAT echo", g("echo_wat_compile_ms"))),
             None,
             None,
         ),

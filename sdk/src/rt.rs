@@ -80,7 +80,7 @@ impl<A: Agent> Runtime<A> {
         if ptr as usize != inbox.as_ptr() as usize || len > inbox.len() {
             return INVALID; // not the buffer `alloc` gave (rule 1)
         }
-        let Ok(message) = Message::parse(&inbox[..len]) else { return INVALID };
+        let Ok(message) = Message::delivered(&inbox[..len]) else { return INVALID };
         let agent = agent.get_or_insert_with(A::default);
         let mut host = NodeHost;
         let mut ctx = Context::new(&mut host, scratch);
