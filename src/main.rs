@@ -279,6 +279,10 @@ fn run_message(command: MessageCmd, client: Client) -> Result<(), Failure> {
                 body["conversation_id"] = json!(c);
             }
             let v = client.send(body, wait_reply)?;
+            // A failure notice answers the request: the node's reason, exit 1.
+            if wait_reply.is_some() && v["performative"] == "failure" && v["sender"] == "@node" {
+                return Err(Failure { exit_code: caxton::client::EXIT_REFUSED, message: format!("failure: {}", v["content"].as_str().unwrap_or("?")) });
+            }
             match wait_reply {
                 Some(_) => match v["content"].as_str() {
                     Some(text) => println!("{text}"),

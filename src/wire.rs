@@ -5,21 +5,27 @@
 //! Protocol (all integers little-endian):
 //! 1. Every frame is `u32 length` then `length` bytes; a frame longer than
 //!    an envelope can be closes the connection.
-//! 2. The client's first frame is `caxton-wire/1`, followed by ` TOKEN` when
-//!    the node has an API token, within `--wire-hello-timeout-ms`. The node
-//!    answers `caxton-wire/1 ok NAME`, where NAME (`@wire/<n>`) is the
-//!    connection's sender name; a wrong or late hello gets
-//!    `caxton-wire/1 refused: why` and the connection is closed. Past
-//!    `--wire-connections-max` open connections, a new one is refused the
-//!    same way at once.
-//! 3. Then each client frame is an ABI v1 envelope. The node sets its sender
-//!    to NAME and assigns its `message_id`, and routes it like an agent's
-//!    send. Messages to NAME come back as envelope frames.
-//! 4. A message that cannot be routed (unknown receiver, malformed) is
-//!    answered by a `failure` envelope from `@node`, with `in_reply_to` set
-//!    to its `reply_with` and the reason as content. A busy receiver is not
-//!    an error: the node retries, and stops reading the socket meanwhile, so
-//!    back-pressure reaches the client through TCP. Nothing is dropped.
+//! 2. The client's first frame is `caxton-wire/2` (or `caxton-wire/1`),
+//!    followed by ` TOKEN` when the node has an API token, within
+//!    `--wire-hello-timeout-ms`. The node answers `caxton-wire/2 ok NAME`
+//!    (with the version asked), where NAME (`@wire/<n>`) is the connection's
+//!    sender name; a wrong or late hello gets `caxton-wire/2 refused: why`
+//!    and the connection is closed. Past `--wire-connections-max` open
+//!    connections, a new one is refused the same way at once.
+//! 3. Then each client frame is an envelope, of ABI version 2 or 1. The node
+//!    sets its sender to NAME and assigns its `message_id`, and routes it
+//!    like an agent's send. Messages to NAME come back as envelope frames of
+//!    the version the hello named; a message version 1 cannot say (a
+//!    performative it lacks) is not sent to a version 1 client, and is
+//!    counted (`caxton_runtime_undeliverable_total{kind="wire"}`).
+//! 4. A message that cannot be routed (unknown receiver, malformed, its
+//!    receiver's node down) is answered at once by a `failure` envelope
+//!    from `@node`, with `in_reply_to` set to its `reply_with` and the
+//!    reason as content (`unknown_receiver`, `node_down`, or the envelope's
+//!    fault). A busy receiver is not an error: the node retries, and stops
+//!    reading the socket meanwhile, so back-pressure reaches the client
+//!    through TCP. Nothing is dropped. Later failures (a crash, a timeout)
+//!    come as failure notices like anyone's.
 //! 5. Bytes are bounded: frames read and not yet in a mailbox hold permits
 //!    of the node's wire ingress budget (a share of `--message-buffer-size`),
 //!    taken before a frame's body is read; a connection that must wait for
@@ -30,7 +36,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_shards::envelope::{Header, Message};
+use caxton_abi::failure::FailureReason;
+use caxton_shards::envelope::{Header, Message, Performative};
 use caxton_shards::limits::{
     ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_HELLO_BYTES_MAX, WIRE_RETRY_PAUSE_MAX_US,
     WIRE_RETRY_PAUSE_MIN_US,
@@ -43,7 +50,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::control::{Control, WireOutbox};
 
-pub const HELLO: &str = "caxton-wire/1";
+/// The protocol's hello, by the envelope version spoken (rule 2).
+pub const HELLO: &str = "caxton-wire/2";
+pub const HELLO_V1: &str = "caxton-wire/1";
 
 /// The wire listener's bounds (`ListenerLimits`), and its ingress budget.
 pub struct WireLimits {
@@ -103,7 +112,13 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> std::
 }
 
 fn failure(to: &str, about: &Header, reason: &str) -> Message {
-    let header = Header { performative: 9, message_id: 0, conversation_id: about.conversation_id, reply_with: 0, in_reply_to: about.reply_with };
+    let header = Header {
+        performative: Performative::Failure.code(),
+        conversation_id: about.conversation_id,
+        in_reply_to: about.reply_with,
+        trace: about.trace,
+        ..Header::default()
+    };
     Message::encode(&header, NODE_SENDER.as_bytes(), to.as_bytes(), reason.as_bytes()).expect("a valid failure notice")
 }
 
@@ -113,17 +128,19 @@ async fn refuse(stream: tokio::net::TcpStream, why: &str) -> std::io::Result<()>
     stream.shutdown().await
 }
 
-/// The hello (rule 2): why it is refused, if it is.
-async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> Result<(), String> {
+/// The hello (rule 2): the version it asks for, or why it is refused.
+async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> Result<&'static str, String> {
     let len = read_len(rd, WIRE_HELLO_BYTES_MAX).await.map_err(|e| e.to_string())?.ok_or("closed before its hello")?;
     let mut frame = vec![0u8; len];
     rd.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
     let hello = String::from_utf8_lossy(&frame);
-    let given = hello.strip_prefix(HELLO).map(|rest| rest.trim());
-    match (given, token) {
-        (None, _) => Err(format!("expected {HELLO}")),
-        (Some(t), Some(want)) if !crate::secret::token_matches(t, want) => Err("missing or wrong token".into()),
-        _ => Ok(()),
+    let (version, given) = match [HELLO, HELLO_V1].into_iter().find_map(|h| Some((h, hello.strip_prefix(h)?))) {
+        Some((h, rest)) if rest.is_empty() || rest.starts_with(' ') => (h, rest.trim()),
+        _ => return Err(format!("expected {HELLO} (or {HELLO_V1})")),
+    };
+    match token {
+        Some(want) if !crate::secret::token_matches(given, want) => Err("missing or wrong token".into()),
+        _ => Ok(version),
     }
 }
 
@@ -141,26 +158,28 @@ async fn connection(
         Ok(said) => said,
         Err(_) => Err(format!("no hello within {} ms", limits.hello_timeout.as_millis())),
     };
-    if let Err(why) = said {
-        control.wire_refused.fetch_add(1, Ordering::Relaxed);
-        write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
-        wr.flush().await?;
-        return Ok(());
-    }
+    let version = match said {
+        Ok(version) => version,
+        Err(why) => {
+            control.wire_refused.fetch_add(1, Ordering::Relaxed);
+            write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
+            wr.flush().await?;
+            return Ok(());
+        }
+    };
     let (id, outbox, mut rx) = control.register_wire();
     let name = format!("{WIRE_NAME_PREFIX}{id}");
-    write_frame(&mut wr, format!("{HELLO} ok {name}").as_bytes()).await?;
+    write_frame(&mut wr, format!("{version} ok {name}").as_bytes()).await?;
     wr.flush().await?;
     let counter = control.clone();
+    let v1 = version == HELLO_V1;
     let writer = tokio::spawn(async move {
-        let sent = |m: &Message| counter.wire_sent_bytes.fetch_add(4 + m.len() as u64, Ordering::Relaxed);
+        let mut down = Vec::new();
         while let Some(held) = rx.recv().await {
-            write_frame(&mut wr, held.message().as_bytes()).await?;
-            sent(held.message());
+            write_message(&mut wr, held.message(), v1, &mut down, &counter).await?;
             drop(held); // gone: its bytes leave the budget
             while let Ok(held) = rx.try_recv() {
-                write_frame(&mut wr, held.message().as_bytes()).await?;
-                sent(held.message());
+                write_message(&mut wr, held.message(), v1, &mut down, &counter).await?;
             }
             wr.flush().await?;
         }
@@ -171,6 +190,23 @@ async fn connection(
     drop(outbox);
     let _ = writer.await;
     result
+}
+
+/// Writes a message to the client, in version 1 (into `down`, reused) if
+/// its hello asked for it (rule 3).
+async fn write_message<W: AsyncWriteExt + Unpin>(wr: &mut W, m: &Message, v1: bool, down: &mut Vec<u8>, control: &Control) -> std::io::Result<()> {
+    let bytes = if v1 {
+        if m.downgrade_into(down).is_err() {
+            control.undeliverable_wire.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        &down[..]
+    } else {
+        m.as_bytes()
+    };
+    write_frame(wr, bytes).await?;
+    control.wire_sent_bytes.fetch_add(4 + bytes.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// What a connection has read and not yet handed over (rule 5).
@@ -222,7 +258,10 @@ async fn read_loop<R: AsyncReadExt + Unpin>(
                     batch.bytes += m.len();
                     batch.by_shard[shard].push(m);
                 }
-                Err((header, why)) => notify(control, outbox, failure(name, &header, &why)).await,
+                Err(refusal) => {
+                    let (header, why) = *refusal;
+                    notify(control, outbox, failure(name, &header, &why)).await
+                }
             }
             taken += 1;
             if taken >= WIRE_BATCH_MESSAGES_MAX || batch.bytes >= WIRE_BATCH_BYTES_MAX || rd.buffer().len() < 4 {
@@ -255,10 +294,8 @@ async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOu
             for (why, m) in refused {
                 match why {
                     RouteError::Busy => pending.push(m),
-                    RouteError::UnknownReceiver | RouteError::Unreachable => {
-                        let text = format!("unknown receiver {}", String::from_utf8_lossy(m.receiver()));
-                        notify(control, outbox, failure(name, &m.header(), &text)).await;
-                    }
+                    RouteError::UnknownReceiver => notify(control, outbox, failure(name, &m.header(), FailureReason::UnknownReceiver.as_str())).await,
+                    RouteError::Unreachable => notify(control, outbox, failure(name, &m.header(), FailureReason::NodeDown.as_str())).await,
                 }
             }
             if !pending.is_empty() {
@@ -287,9 +324,12 @@ mod tests {
     #[test]
     fn a_hello_names_the_protocol_and_the_token() {
         let token = Some("secret".to_string());
-        assert!(block_on(hello(&mut &frame(b"caxton-wire/1 secret")[..], &token)).is_ok());
+        assert_eq!(block_on(hello(&mut &frame(b"caxton-wire/1 secret")[..], &token)), Ok(HELLO_V1));
+        assert_eq!(block_on(hello(&mut &frame(b"caxton-wire/2 secret")[..], &token)), Ok(HELLO));
         assert!(block_on(hello(&mut &frame(b"caxton-wire/1 other")[..], &token)).is_err());
-        assert!(block_on(hello(&mut &frame(b"caxton-wire/1")[..], &None)).is_ok());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/2")[..], &None)).is_ok());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/22")[..], &None)).is_err());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/3")[..], &None)).is_err());
         assert!(block_on(hello(&mut &frame(b"GET / HTTP/1.1")[..], &None)).is_err());
         assert!(block_on(hello(&mut &frame(&[b'x'; WIRE_HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
     }
@@ -305,7 +345,7 @@ mod tests {
             fn any_opening_is_a_hello_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300), framed in any::<bool>(), token in proptest::option::of("[a-z]{1,8}")) {
                 let input = if framed { frame(&bytes) } else { bytes.clone() };
                 if block_on(hello(&mut &input[..], &token)).is_ok() {
-                    prop_assert!(framed && bytes.starts_with(HELLO.as_bytes()));
+                    prop_assert!(framed && (bytes.starts_with(HELLO.as_bytes()) || bytes.starts_with(HELLO_V1.as_bytes())));
                 }
             }
 

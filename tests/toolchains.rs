@@ -75,8 +75,12 @@ fn a_rust_agent_using_std_logs_its_output_reads_the_clock_and_comes_back_from_a_
     assert!(logged(&node, "std", "stdout", "std_agent starting"), "output of init too");
 
     // A panic is a counted crash; the instance is made anew and answers.
-    let (status, _) = node.post_message(&json!({"receiver": "std", "content": "panic"}), Some(1000));
-    assert_eq!(status, 504, "a crashed handler sends nothing");
+    let (status, v) = node.post_message(&json!({"receiver": "std", "content": "panic"}), Some(5000));
+    assert_eq!(
+        (status, v["performative"].as_str(), v["sender"].as_str(), v["content"].as_str()),
+        (200, Some("failure"), Some("@node"), Some("crashed_handler")),
+        "a crash is answered with a failure notice: {v}"
+    );
     assert!(eventually(Duration::from_secs(5), || node.agent("std")["crashes"] == 1));
     assert!(logged(&node, "std", "log", "asked to panic"), "the panic's message is logged");
     assert!(logged(&node, "std", "stderr", "std_agent about to panic"), "eprintln! reaches the log as stderr");
@@ -103,8 +107,8 @@ fn c_and_assemblyscript_agents_deploy_unchanged_log_and_come_back_from_a_trap() 
     assert!(logged(&node, "greeter-c", "stdout", "greeter (C) starting at "), "time() works");
     assert!(eventually(Duration::from_secs(5), || logged(&node, "greeter-as", "stdout", "greeted @api/")), "console.log reaches the log");
     for agent in ["greeter-c", "greeter-as"] {
-        let (status, _) = node.post_message(&json!({"receiver": agent, "content": "crash"}), Some(1000));
-        assert_eq!(status, 504);
+        let (status, v) = node.post_message(&json!({"receiver": agent, "content": "crash"}), Some(5000));
+        assert_eq!((status, v["content"].as_str()), (200, Some("crashed_handler")), "{agent}: {v}");
         assert!(eventually(Duration::from_secs(5), || node.agent(agent)["crashes"] == 1), "{agent}");
     }
     assert_eq!(reply(&node, "greeter-c", "back"), "hello, back (greeting 3)");

@@ -45,7 +45,7 @@ fn the_wire_carries_envelopes_both_ways_and_explains_refusals() {
     let failure = failure.expect("a failure notice for the unknown receiver");
     assert_eq!(failure.sender(), b"@node");
     assert_eq!(failure.in_reply_to(), 99_999);
-    assert!(String::from_utf8_lossy(failure.content()).contains("unknown receiver nobody"));
+    assert_eq!(failure.content(), b"unknown_receiver", "a machine-readable reason");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use core::fmt::Write as _;
 
 use caxton_abi::code::AbiError;
-use caxton_abi::{Header, Performative, CONTENT_BYTES_MAX, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX};
+use caxton_abi::{Header, Performative, Protocol, CONTENT_BYTES_MAX, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -21,6 +21,9 @@ pub trait Host {
     fn state_delete(&mut self, key: &[u8]) -> i32;
     fn now_micros(&mut self) -> i64;
     fn log(&mut self, level: Level, line: &[u8]);
+    /// A timer's id, or a negative ABI code.
+    fn timer_set(&mut self, delay_ms: i64, content: &[u8]) -> i64;
+    fn timer_cancel(&mut self, id: i64) -> i32;
 }
 
 /// A log line's level.
@@ -36,6 +39,7 @@ pub enum Level {
 /// The buffers a context reuses from message to message (lib rule 1).
 #[derive(Debug, Default)]
 pub struct Scratch {
+    ids: IdSource,
     envelope: Vec<u8>,
     /// Values read: its length only grows, so a read copies no zeros.
     value_in: Vec<u8>,
@@ -45,9 +49,31 @@ pub struct Scratch {
 
 impl Scratch {
     pub const fn new() -> Scratch {
-        Scratch { envelope: Vec::new(), value_in: Vec::new(), value_out: Vec::new(), line: String::new() }
+        Scratch { ids: IdSource(0), envelope: Vec::new(), value_in: Vec::new(), value_out: Vec::new(), line: String::new() }
     }
 }
+
+/// Ids for `reply_with` and conversations: the clock when first asked,
+/// then counting up. 53 bits, like the node's (safe in JSON).
+#[derive(Debug, Default)]
+struct IdSource(u64);
+
+impl IdSource {
+    fn next(&mut self, now_micros: i64) -> u64 {
+        if self.0 == 0 {
+            self.0 = (now_micros.max(1) as u64) << 8;
+        }
+        self.0 = (self.0 + 1) & ((1 << 53) - 1);
+        self.0.max(1)
+    }
+}
+
+/// A timer's id: the `in_reply_to` of the message it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub u64);
+
+/// The sender of every timer's message.
+pub const TIMER_SENDER: &str = "@timer";
 
 /// The first size of the buffer state values are read into.
 const VALUE_BUFFER_BYTES_MIN: usize = 256;
@@ -61,11 +87,24 @@ pub struct Outgoing<'a> {
     pub conversation_id: u64,
     pub reply_with: u64,
     pub in_reply_to: u64,
+    /// Microseconds since the Unix epoch; past it the node does not deliver
+    /// the message but fails it back (`expired`). 0: no deadline.
+    pub reply_by: u64,
+    pub protocol: Protocol,
 }
 
 impl<'a> Outgoing<'a> {
     pub fn new(receiver: &'a str, performative: Performative, content: &'a [u8]) -> Outgoing<'a> {
-        Outgoing { receiver, performative, content, conversation_id: 0, reply_with: 0, in_reply_to: 0 }
+        Outgoing { receiver, performative, content, conversation_id: 0, reply_with: 0, in_reply_to: 0, reply_by: 0, protocol: Protocol::NONE }
+    }
+
+    /// A deadline, in microseconds since the Unix epoch.
+    pub fn reply_by(self, reply_by_us: u64) -> Self {
+        Outgoing { reply_by: reply_by_us, ..self }
+    }
+
+    pub fn protocol(self, protocol: Protocol) -> Self {
+        Outgoing { protocol, ..self }
     }
 
     pub fn conversation(self, conversation_id: u64) -> Self {
@@ -101,10 +140,11 @@ impl<'a> Context<'a> {
         Context { host, scratch }
     }
 
-    /// Replies to `to`: a message to its sender, in its conversation, with
-    /// `in_reply_to` set to its `reply_with`.
+    /// Replies to `to`: a message to its sender, in its conversation and
+    /// protocol, with `in_reply_to` set to its `reply_with`.
     pub fn reply(&mut self, to: &Message<'_>, performative: Performative, content: impl AsRef<[u8]>) -> Result<()> {
-        let out = Outgoing::new(to.sender(), performative, content.as_ref()).conversation(to.conversation_id()).in_reply_to(to.reply_with());
+        let out =
+            Outgoing::new(to.sender(), performative, content.as_ref()).conversation(to.conversation_id()).in_reply_to(to.reply_with()).protocol(to.protocol());
         self.send_message(out)
     }
 
@@ -119,14 +159,17 @@ impl<'a> Context<'a> {
         if out.content.len() > CONTENT_BYTES_MAX {
             return Err(caxton_abi::EnvelopeError::TooLarge.into());
         }
+        // The node sets the id and the trace (the handled message's).
         let header = Header {
             performative: out.performative.code(),
-            message_id: 0,
             conversation_id: out.conversation_id,
             reply_with: out.reply_with,
             in_reply_to: out.in_reply_to,
+            reply_by: out.reply_by,
+            protocol: out.protocol,
+            ..Header::default()
         };
-        let len = caxton_abi::encoded_len(b"", out.receiver.as_bytes(), out.content);
+        let len = caxton_abi::encoded_len(&header, b"", out.receiver.as_bytes(), out.content);
         let buf = &mut self.scratch.envelope;
         if buf.len() < len {
             buf.resize(len, 0);
@@ -202,6 +245,34 @@ impl<'a> Context<'a> {
     /// The wall clock.
     pub fn now(&mut self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + std::time::Duration::from_micros(self.now_micros().max(0) as u64)
+    }
+
+    /// Schedules a message to this instance after `delay`: an `inform` from
+    /// `@timer` whose `in_reply_to` is the returned id and whose content is
+    /// `content` (at most 64 KiB). Timers are durable: they survive a crash
+    /// and a restart of the node, and fire at least once.
+    pub fn timer_set(&mut self, delay: std::time::Duration, content: impl AsRef<[u8]>) -> Result<TimerId> {
+        let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let id = self.host.timer_set(ms, content.as_ref());
+        match AbiError::from_code(i32::try_from(id).unwrap_or(i32::MIN)).filter(|_| id < 0) {
+            Some(e) => Err(e.into()),
+            None => Ok(TimerId(id as u64)),
+        }
+    }
+
+    /// Cancels a pending timer; whether it was pending.
+    pub fn timer_cancel(&mut self, id: TimerId) -> Result<bool> {
+        match checked(self.host.timer_cancel(id.0 as i64)) {
+            Ok(_) => Ok(true),
+            Err(crate::Error::Abi(AbiError::NotFound)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A fresh id for `reply_with` or a conversation: non-zero and, within
+    /// this instance, never the same twice.
+    pub fn new_id(&mut self) -> u64 {
+        self.scratch.ids.next(self.host.now_micros())
     }
 
     /// Writes a line to the node's log (see the `info!` family of macros).

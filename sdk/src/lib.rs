@@ -39,13 +39,15 @@
 
 mod context;
 mod message;
+pub mod protocols;
 #[doc(hidden)]
 pub mod rt;
 pub mod testing;
 
 pub use caxton_abi::code::AbiError;
-pub use caxton_abi::{EnvelopeError, Performative};
-pub use context::{Context, Host, Level, Outgoing, Scratch};
+pub use caxton_abi::failure::FailureReason;
+pub use caxton_abi::{EnvelopeError, Performative, Protocol, TraceContext};
+pub use context::{Context, Host, Level, Outgoing, Scratch, TimerId, TIMER_SENDER};
 pub use message::Message;
 
 /// An agent: built once per instance, then handed its messages one by one.
@@ -187,6 +189,12 @@ macro_rules! export_agent {
             #[no_mangle]
             pub extern "C" fn caxton_handle(ptr: i32, len: i32) -> i32 {
                 RUNTIME.with(|rt| rt.handle(ptr, len))
+            }
+
+            /// Envelopes of ABI version 2 both ways.
+            #[no_mangle]
+            pub extern "C" fn caxton_abi_version() -> i32 {
+                2
             }
         };
     };

@@ -1,6 +1,7 @@
 //! A received message, read in place from the inbox.
 
-use caxton_abi::{Envelope, EnvelopeError, Header, Performative};
+use caxton_abi::failure::{FailureReason, NOTICE_SENDER};
+use caxton_abi::{Envelope, EnvelopeError, Header, Performative, Protocol, TraceContext};
 
 /// One message, as the node delivered it. Borrowed from the inbox: it is
 /// valid for the handler call only (copy what must outlive it).
@@ -44,6 +45,37 @@ impl<'a> Message<'a> {
     /// The `reply_with` of the message this one answers (0: none).
     pub fn in_reply_to(&self) -> u64 {
         self.envelope.header().in_reply_to
+    }
+
+    /// Microseconds since the Unix epoch by which it wanted handling (0:
+    /// none). The node does not deliver it later than that.
+    pub fn reply_by(&self) -> u64 {
+        self.envelope.header().reply_by
+    }
+
+    /// The interaction protocol it belongs to.
+    pub fn protocol(&self) -> Protocol {
+        self.envelope.header().protocol
+    }
+
+    /// Its W3C trace context; what this handler sends carries the same
+    /// trace (the node sees to it).
+    pub fn trace(&self) -> TraceContext {
+        self.envelope.header().trace
+    }
+
+    /// Is it a failure notice from the node: a message this agent sent with
+    /// a `reply_with` that could not be handled? Then the reason.
+    pub fn failure_notice(&self) -> Option<FailureReason> {
+        if self.performative() != Performative::Failure || self.sender() != NOTICE_SENDER {
+            return None;
+        }
+        FailureReason::from_content(self.content())
+    }
+
+    /// Is it a timer of this agent's firing? Then its id.
+    pub fn timer(&self) -> Option<crate::TimerId> {
+        (self.sender() == crate::context::TIMER_SENDER).then_some(crate::TimerId(self.in_reply_to()))
     }
 
     /// Who sent it: an agent's name, or a runtime name such as `@api/7`.

@@ -110,6 +110,8 @@ mod node {
         pub fn state_delete(key_ptr: *const u8, key_len: i32) -> i32;
         pub fn now_micros() -> i64;
         pub fn log(level: i32, ptr: *const u8, len: i32);
+        pub fn timer_set(delay_ms: i64, ptr: *const u8, len: i32) -> i64;
+        pub fn timer_cancel(id: i64) -> i32;
     }
 }
 
@@ -150,6 +152,16 @@ impl Host for NodeHost {
         // SAFETY: the host reads the line within its length.
         unsafe { node::log(level as i32, line.as_ptr(), len32(line)) }
     }
+
+    fn timer_set(&mut self, delay_ms: i64, content: &[u8]) -> i64 {
+        // SAFETY: the host reads the content within its length.
+        unsafe { node::timer_set(delay_ms, content.as_ptr(), len32(content)) }
+    }
+
+    fn timer_cancel(&mut self, id: i64) -> i32 {
+        // SAFETY: no pointers; the host only looks the id up.
+        unsafe { node::timer_cancel(id) }
+    }
 }
 
 /// A native build has no node: agents are tested with `testing::TestAgent`.
@@ -171,6 +183,12 @@ impl Host for NodeHost {
         unreachable!("a native build runs agents through caxton_agent::testing")
     }
     fn log(&mut self, _: Level, _: &[u8]) {
+        unreachable!("a native build runs agents through caxton_agent::testing")
+    }
+    fn timer_set(&mut self, _: i64, _: &[u8]) -> i64 {
+        unreachable!("a native build runs agents through caxton_agent::testing")
+    }
+    fn timer_cancel(&mut self, _: i64) -> i32 {
         unreachable!("a native build runs agents through caxton_agent::testing")
     }
 }

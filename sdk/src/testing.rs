@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
-use caxton_abi::{Envelope, Header, Performative, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX};
+use caxton_abi::{Envelope, Header, Performative, Protocol, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX};
 
 use crate::context::{Context, Host, Level, Scratch};
 use crate::{Agent, Message, Result};
@@ -36,6 +36,8 @@ pub struct Sent {
     pub conversation_id: u64,
     pub reply_with: u64,
     pub in_reply_to: u64,
+    pub reply_by: u64,
+    pub protocol: Protocol,
     pub content: Vec<u8>,
 }
 
@@ -55,6 +57,9 @@ pub struct MockHost {
     pub now_micros: i64,
     /// Sends answer -2 (busy) while set, as a full mailbox would.
     pub busy: bool,
+    /// Pending timers: (due, id, content), fired by [`TestAgent::advance`].
+    pub timers: Vec<(i64, u64, Vec<u8>)>,
+    next_timer: u64,
     /// State writes in the current handler call (the node allows 1000).
     writes: usize,
 }
@@ -75,6 +80,8 @@ impl Host for MockHost {
             conversation_id: h.conversation_id,
             reply_with: h.reply_with,
             in_reply_to: h.in_reply_to,
+            reply_by: h.reply_by,
+            protocol: h.protocol,
             content: e.content().to_vec(),
         });
         OK
@@ -124,7 +131,40 @@ impl Host for MockHost {
     fn log(&mut self, level: Level, line: &[u8]) {
         self.logs.push((level, String::from_utf8_lossy(line).into_owned()));
     }
+
+    fn timer_set(&mut self, delay_ms: i64, content: &[u8]) -> i64 {
+        if !(0..=TIMER_DELAY_MS_MAX).contains(&delay_ms) {
+            return INVALID as i64;
+        }
+        if content.len() > TIMER_CONTENT_BYTES_MAX {
+            return TOO_LARGE as i64;
+        }
+        if self.timers.len() >= TIMERS_PER_INSTANCE_MAX || self.writes >= STATE_WRITES_PER_HANDLER_MAX {
+            return OVER_LIMIT as i64;
+        }
+        self.writes += 1;
+        self.next_timer += 1;
+        self.timers.push((self.now_micros + delay_ms * 1000, self.next_timer, content.to_vec()));
+        self.next_timer as i64
+    }
+
+    fn timer_cancel(&mut self, id: i64) -> i32 {
+        let before = self.timers.len();
+        self.timers.retain(|t| t.1 as i64 != id);
+        if self.timers.len() < before {
+            self.writes += 1;
+            OK
+        } else {
+            NOT_FOUND
+        }
+    }
 }
+
+/// The node's timer bounds (crate `caxton-shards`' limits; the mock keeps
+/// to them so tests meet what the node enforces).
+pub const TIMERS_PER_INSTANCE_MAX: usize = 1024;
+pub const TIMER_DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
+pub const TIMER_CONTENT_BYTES_MAX: usize = 64 * 1024;
 
 /// A message for a test to deliver.
 #[derive(Debug, Clone)]
@@ -162,9 +202,19 @@ impl TestMessage {
         self
     }
 
+    pub fn reply_by(mut self, reply_by_us: u64) -> Self {
+        self.header.reply_by = reply_by_us;
+        self
+    }
+
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.header.protocol = protocol;
+        self
+    }
+
     /// The envelope the node would deliver.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = vec![0u8; caxton_abi::encoded_len(self.sender.as_bytes(), self.receiver.as_bytes(), &self.content)];
+        let mut buf = vec![0u8; caxton_abi::encoded_len(&self.header, self.sender.as_bytes(), self.receiver.as_bytes(), &self.content)];
         caxton_abi::encode_into(&mut buf, &self.header, self.sender.as_bytes(), self.receiver.as_bytes(), &self.content).expect("a valid test message");
         buf
     }
@@ -175,6 +225,8 @@ pub struct TestAgent<A> {
     agent: A,
     host: MockHost,
     scratch: Scratch,
+    /// The agent's name, for the messages timers send it.
+    name: String,
 }
 
 impl<A: Agent> TestAgent<A> {
@@ -185,7 +237,7 @@ impl<A: Agent> TestAgent<A> {
 
     /// Starts it against `host` (state from an earlier run, say).
     pub fn start_with(host: MockHost) -> Result<TestAgent<A>> {
-        let mut t = TestAgent { agent: A::default(), host, scratch: Scratch::new() };
+        let mut t = TestAgent { agent: A::default(), host, scratch: Scratch::new(), name: "agent".into() };
         t.host.writes = 0;
         let mut ctx = Context::new(&mut t.host, &mut t.scratch);
         t.agent.init(&mut ctx)?;
@@ -199,6 +251,22 @@ impl<A: Agent> TestAgent<A> {
         self.host.writes = 0;
         let mut ctx = Context::new(&mut self.host, &mut self.scratch);
         self.agent.handle(&mut ctx, &message)
+    }
+
+    /// Moves the mock clock on by `ms` and delivers every timer due, in due
+    /// order, as the node would: `inform` from `@timer`, `in_reply_to` its id.
+    pub fn advance(&mut self, ms: i64) -> Result<()> {
+        self.host.now_micros += ms * 1000;
+        loop {
+            let now = self.host.now_micros;
+            let Some(i) = self.host.timers.iter().enumerate().filter(|(_, t)| t.0 <= now).min_by_key(|(_, t)| (t.0, t.1)).map(|(i, _)| i) else {
+                return Ok(());
+            };
+            let (_, id, content) = self.host.timers.remove(i);
+            let receiver = self.name.clone();
+            let m = TestMessage::new(crate::TIMER_SENDER, &receiver, content).performative(Performative::Inform).in_reply_to(id);
+            self.deliver(&m)?;
+        }
     }
 
     pub fn agent(&self) -> &A {

@@ -8,3 +8,9 @@ pub fn now_ns() -> u64 {
     debug_assert_eq!(rc, 0);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Microseconds since the Unix epoch (the wall clock: message deadlines
+/// and timers, which must mean the same on every node and after a restart).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}

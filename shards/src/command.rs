@@ -115,6 +115,11 @@ pub struct ShardStats {
     pub busy_bytes: u64,
     pub not_found: u64,
     pub dead_letters: Vec<(&'static str, u64)>,
+    /// Failure notices sent, by reason, and those dropped (`router::notices`).
+    pub notices_sent: Vec<(&'static str, u64)>,
+    pub notices_dropped: u64,
+    /// Timers waiting in memory to fire (some may be cancelled already).
+    pub timers_scheduled: usize,
     pub abi_invalid: u64,
     pub abi_too_large: u64,
     pub abi_over_limit: u64,

@@ -14,9 +14,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use caxton_abi::code::{INVALID, OVER_LIMIT, TOO_LARGE};
+use caxton_abi::TraceContext;
 
 use crate::router::Router;
 use crate::storage::{DiskFloor, ShardStore};
+use crate::timers::TimerQueue;
 
 /// Message ids: 8 bits of boot epoch, 8 bits of origin (shard index, or 255
 /// for the API), 37 bits of counter: 53 bits in all, so an id survives JSON
@@ -62,6 +64,54 @@ pub struct CallState {
     pub writes: usize,
     /// Conversation of the message being handled (0 in `caxton_init`), for logs.
     pub conversation_id: u64,
+    /// The trace context the call's sends carry: the handled message's
+    /// trace, with this call's span as their parent.
+    pub trace: TraceContext,
+}
+
+/// Span and trace ids: xorshift64* seeded from the kernel once per shard.
+/// Unique enough to tell spans apart; not secrets.
+#[derive(Debug)]
+pub struct SpanIds(u64);
+
+impl SpanIds {
+    pub fn new() -> SpanIds {
+        let mut seed = [0u8; 8];
+        // SAFETY: getrandom(2) writes at most 8 bytes into `seed`, which we own.
+        let n = unsafe { libc::getrandom(seed.as_mut_ptr() as *mut libc::c_void, seed.len(), 0) };
+        assert_eq!(n, 8, "the kernel's random source answers");
+        SpanIds(u64::from_le_bytes(seed) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// The trace context of a call handling a message of trace `incoming`:
+    /// its trace (a new one if it had none) and a new span.
+    pub fn child_of(&mut self, incoming: &TraceContext) -> TraceContext {
+        let trace_id = if incoming.is_none() {
+            let mut t = [0u8; 16];
+            t[..8].copy_from_slice(&self.next().to_le_bytes());
+            t[8..].copy_from_slice(&self.next().to_le_bytes());
+            t
+        } else {
+            incoming.trace_id
+        };
+        let span = self.next().to_le_bytes();
+        let trace = TraceContext { trace_id, parent_span_id: span };
+        debug_assert!(!trace.is_none());
+        trace
+    }
+}
+
+impl Default for SpanIds {
+    fn default() -> Self {
+        SpanIds::new()
+    }
 }
 
 /// Everything on a shard that host functions touch.
@@ -76,11 +126,24 @@ pub struct ShardCtx {
     /// A buffer host calls reuse (state values), so they allocate nothing
     /// once it has grown.
     pub(crate) scratch: Vec<u8>,
+    pub spans: SpanIds,
+    /// The shard's timers in due order (`timers` rule 2).
+    pub timers: TimerQueue,
 }
 
 impl ShardCtx {
     pub fn new(router: Router, store: ShardStore, ids: IdGen, disk: Arc<DiskFloor>) -> ShardCtx {
-        ShardCtx { router, store, ids, call: CallState::default(), abi: AbiCounters::default(), disk, scratch: Vec::new() }
+        ShardCtx {
+            router,
+            store,
+            ids,
+            call: CallState::default(),
+            abi: AbiCounters::default(),
+            disk,
+            scratch: Vec::new(),
+            spans: SpanIds::new(),
+            timers: TimerQueue::default(),
+        }
     }
 
     /// Counts a refused host call by its result code; returns the code.

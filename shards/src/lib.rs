@@ -18,6 +18,7 @@
 //!   in bytes node-wide;
 //! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
+//! - [`timers`]: durable timers, an instance's messages to itself later;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
 //! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
 //! - [`shard`]: the run loop; [`executor`]: starting pinned shards.
@@ -39,6 +40,7 @@ pub mod runtime_outbox;
 pub mod shard;
 pub mod storage;
 pub mod throttle;
+pub mod timers;
 
 pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
 pub use envelope::{Header, Message};

@@ -23,14 +23,20 @@ pub const RUNTIME_NAME_PREFIX: u8 = caxton_abi::RUNTIME_NAME_PREFIX;
 
 // ---------------------------------------------------------------- envelope
 
-/// Size of the fixed envelope header, in bytes (ABI version 1).
+/// Size of the fixed envelope header, in bytes (ABI version 2; version 1's
+/// is 44).
 pub const ENVELOPE_HEADER_BYTES: usize = caxton_abi::HEADER_BYTES;
+
+/// Longest protocol name an envelope may carry, in bytes. Exceeded: the
+/// envelope is invalid (-3, REST 400).
+pub const PROTOCOL_BYTES_MAX: usize = caxton_abi::PROTOCOL_BYTES_MAX;
 
 /// Largest message content, in bytes (1 MiB). Exceeded: `send` returns -4,
 /// the REST API answers 413.
 pub const CONTENT_BYTES_MAX: usize = caxton_abi::CONTENT_BYTES_MAX;
 
-/// Largest encoded envelope, in bytes: header, two names and the content.
+/// Largest encoded envelope, in bytes: header, two names, a protocol and
+/// the content.
 pub const ENVELOPE_BYTES_MAX: usize = caxton_abi::ENVELOPE_BYTES_MAX;
 
 // ---------------------------------------------------------------- agents
@@ -491,6 +497,30 @@ pub const LINK_POLL_INTERVAL_US: u64 = 50;
 
 /// Cluster state changes (membership, routes) queued for one shard.
 pub const CLUSTER_UPDATES_MAX: usize = 65_536;
+
+// ---------------------------------------------------------------- failure notices and timers
+
+/// Failure notices a shard holds before it sends them (one tick's worth
+/// and more), and their bytes. Exceeded: the notice is dropped and counted
+/// (`caxton_failure_notices_dropped_total`). Cost: up to the bytes bound.
+pub const NOTICES_PENDING_MAX: usize = 4096;
+pub const NOTICES_PENDING_BYTES_MAX: usize = 1024 * 1024;
+
+/// Timers one agent instance may have pending (`timer_set`). Exceeded:
+/// `timer_set` returns -5. Cost: a row in the shard's SQLite and 32 bytes
+/// in memory each.
+pub const TIMERS_PER_INSTANCE_MAX: usize = 1024;
+
+/// Longest timer delay, in milliseconds (30 days). Exceeded: `timer_set`
+/// returns -3.
+pub const TIMER_DELAY_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+
+/// Largest content a timer carries, in bytes (it is stored until it
+/// fires). Exceeded: `timer_set` returns -4.
+pub const TIMER_CONTENT_BYTES_MAX: usize = 64 * 1024;
+
+/// Timers a shard fires per tick at most (the rest wait for the next).
+pub const TIMERS_FIRED_PER_TICK_MAX: usize = 1024;
 
 // ---------------------------------------------------------------- the node's threads and listeners
 

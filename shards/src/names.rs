@@ -8,6 +8,9 @@
 //!    `@node/<tag of A>/api/7` on arrival, so that a reply finds its way
 //!    back; on A, a receiver `@node/<tag of A>/api/7` becomes `@api/7`
 //!    again. The tag is a 64-bit hash of the node's name, in 16 hex digits.
+//!    The notice sender `@node` is the one exception: it stays `@node` on
+//!    every node, so that an agent knows a notice from wherever it came;
+//!    a notice asks for no reply, so it needs no way back.
 //! 3. A qualified name longer than a name may be stays unqualified: a
 //!    reply to it stays on the receiving node (and finds no one).
 
@@ -48,7 +51,7 @@ pub fn tag_of(receiver: &[u8]) -> Option<u64> {
 pub fn rewrite_on_arrival(message: &Message, from_prefix: &str, here_prefix: &str) -> Result<Option<Message>, EnvelopeError> {
     let sender = message.sender();
     let receiver = message.receiver();
-    let qualify = sender.first() == Some(&RUNTIME_NAME_PREFIX) && !sender.starts_with(NODE_NAME_PREFIX.as_bytes());
+    let qualify = sender.first() == Some(&RUNTIME_NAME_PREFIX) && !sender.starts_with(NODE_NAME_PREFIX.as_bytes()) && sender != NODE_SENDER.as_bytes();
     let unqualify = receiver.starts_with(here_prefix.as_bytes());
     if !qualify && !unqualify {
         return Ok(None);
@@ -96,6 +99,8 @@ mod tests {
         let home = rewrite_on_arrival(&reply, &b, &a).unwrap().unwrap();
         assert_eq!(home.receiver(), b"@api/7");
         assert_eq!(home.header(), reply.header());
+        let notice = msg(NODE_SENDER, "manager", b"crashed_handler");
+        assert!(rewrite_on_arrival(&notice, &a, &b).unwrap().is_none(), "a notice is from @node wherever it came from");
         assert!(rewrite_on_arrival(&msg("x", "y", b""), &a, &b).unwrap().is_none());
         assert_eq!(wire_id("@wire/12"), Some(12));
         assert_eq!(wire_id("@api/12"), None);
@@ -112,7 +117,7 @@ mod tests {
             /// node names; a rewrite keeps every other field.
             #[test]
             fn rewriting_names_keeps_the_rest(sender in "@[a-z0-9/]{1,63}", receiver in "(@node/[0-9a-f]{16}/)?[a-z]{1,20}", a in "[0-9.:]{1,21}", b in "[0-9.:]{1,21}") {
-                let m = Message::encode(&Header { message_id: 5, conversation_id: 6, reply_with: 7, in_reply_to: 8, performative: 1 }, sender.as_bytes(), receiver.as_bytes(), b"c").unwrap();
+                let m = Message::encode(&Header { message_id: 5, conversation_id: 6, reply_with: 7, in_reply_to: 8, performative: 1, ..Header::default() }, sender.as_bytes(), receiver.as_bytes(), b"c").unwrap();
                 if let Ok(Some(r)) = rewrite_on_arrival(&m, &node_prefix(&a), &node_prefix(&b)) {
                     prop_assert_eq!((r.header(), r.content()), (m.header(), m.content()));
                 }

@@ -50,6 +50,15 @@ pub fn shard_db_path(data_dir: &Path, shard: usize) -> PathBuf {
     data_dir.join(format!("shard-{shard}.db"))
 }
 
+/// A timer's row (`timers` rule 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTimer {
+    pub agent: String,
+    pub instance: u32,
+    pub due_us: u64,
+    pub content: Vec<u8>,
+}
+
 pub struct ShardStore {
     conn: Connection,
     /// Transactions committed since the store was opened.
@@ -65,7 +74,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS state (
     key BLOB NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (agent, instance, key)
-) WITHOUT ROWID;";
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    instance INTEGER NOT NULL,
+    due_us INTEGER NOT NULL,
+    content BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timers_of_instance ON timers (agent, instance);";
 
 impl ShardStore {
     pub fn open(path: &Path, config: &StorageConfig) -> rusqlite::Result<ShardStore> {
@@ -122,12 +139,59 @@ impl ShardStore {
         stmt.query_row(params![agent, instance], |r| r.get::<_, i64>(0)).map(|b| b as u64)
     }
 
-    /// Deletes every key of an agent (on undeploy). Outside any handler.
+    /// Deletes every key and timer of an agent (on undeploy). Outside any
+    /// handler.
     pub fn delete_agent(&mut self, agent: &str) -> rusqlite::Result<usize> {
         assert!(!self.in_handler_savepoint);
         self.before_write()?;
         let n = self.conn.execute("DELETE FROM state WHERE agent = ?1", params![agent])?;
+        self.conn.execute("DELETE FROM timers WHERE agent = ?1", params![agent])?;
         Ok(n)
+    }
+
+    // ------------------------------------------------------------ timers (`timers` rule 1)
+
+    /// Stores a timer; returns its id (never reused: AUTOINCREMENT).
+    pub fn timer_insert(&mut self, agent: &str, instance: u32, due_us: u64, content: &[u8]) -> rusqlite::Result<i64> {
+        self.before_write()?;
+        let mut stmt = self.conn.prepare_cached("INSERT INTO timers (agent, instance, due_us, content) VALUES (?1, ?2, ?3, ?4)")?;
+        stmt.execute(params![agent, instance, due_us as i64, content])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Timers an instance has pending.
+    pub fn timer_count(&self, agent: &str, instance: u32) -> rusqlite::Result<usize> {
+        let mut stmt = self.conn.prepare_cached("SELECT COUNT(*) FROM timers WHERE agent = ?1 AND instance = ?2")?;
+        stmt.query_row(params![agent, instance], |r| r.get::<_, i64>(0)).map(|n| n as usize)
+    }
+
+    /// Cancels an instance's timer; whether it was pending.
+    pub fn timer_delete(&mut self, id: i64, agent: &str, instance: u32) -> rusqlite::Result<bool> {
+        self.before_write()?;
+        let mut stmt = self.conn.prepare_cached("DELETE FROM timers WHERE id = ?1 AND agent = ?2 AND instance = ?3")?;
+        Ok(stmt.execute(params![id, agent, instance])? == 1)
+    }
+
+    /// A pending timer, if its row is there.
+    pub fn timer_get(&self, id: i64) -> rusqlite::Result<Option<StoredTimer>> {
+        let mut stmt = self.conn.prepare_cached("SELECT agent, instance, due_us, content FROM timers WHERE id = ?1")?;
+        stmt.query_row(params![id], |r| Ok(StoredTimer { agent: r.get(0)?, instance: r.get(1)?, due_us: r.get::<_, i64>(2)? as u64, content: r.get(3)? }))
+            .optional()
+    }
+
+    /// Removes a timer that fired (in the tick's transaction).
+    pub fn timer_fired(&mut self, id: i64) -> rusqlite::Result<()> {
+        self.before_write()?;
+        let mut stmt = self.conn.prepare_cached("DELETE FROM timers WHERE id = ?1")?;
+        stmt.execute(params![id]).map(drop)
+    }
+
+    /// The pending timers of an instance, as (due, id): what a restart
+    /// puts back in the queue.
+    pub fn timers_of(&self, agent: &str, instance: u32) -> rusqlite::Result<Vec<(u64, i64)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT due_us, id FROM timers WHERE agent = ?1 AND instance = ?2")?;
+        let rows = stmt.query_map(params![agent, instance], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+        rows.collect()
     }
 
     fn before_write(&mut self) -> rusqlite::Result<()> {

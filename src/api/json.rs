@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use caxton_shards::envelope::{performative_code, performative_name, PERFORMATIVES};
+use caxton_shards::envelope::{performative_code, performative_name, Protocol, PERFORMATIVES};
 use caxton_shards::limits::CONTENT_BYTES_MAX;
 use caxton_shards::{Message, ShardStats};
 
@@ -27,6 +27,16 @@ struct SendRequest {
     conversation_id: Option<u64>,
     #[serde(default)]
     reply_with: Option<u64>,
+    /// Microseconds since the Unix epoch after which it is not delivered.
+    #[serde(default)]
+    reply_by: Option<u64>,
+    /// The interaction protocol: `fipa-request`, ... or a short name.
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
@@ -46,7 +56,17 @@ pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
     if !caxton_shards::envelope::is_agent_name(req.receiver.as_bytes()) {
         return Err(ApiError::bad_request("invalid_name", format!("invalid receiver name {:?}", req.receiver)));
     }
-    Ok(Outgoing { receiver: req.receiver, performative, content, conversation_id: req.conversation_id.unwrap_or(0), reply_with: req.reply_with.unwrap_or(0) })
+    let protocol = Protocol::new(req.protocol.as_deref().unwrap_or("").as_bytes())
+        .map_err(|_| ApiError::bad_request("invalid_protocol", "protocol is at most 32 bytes of [a-z0-9._-] (fipa-request, fipa-contract-net, ...)"))?;
+    Ok(Outgoing {
+        receiver: req.receiver,
+        performative,
+        content,
+        conversation_id: req.conversation_id.unwrap_or(0),
+        reply_with: req.reply_with.unwrap_or(0),
+        reply_by: req.reply_by.unwrap_or(0),
+        protocol,
+    })
 }
 
 pub fn message(m: &Message) -> Value {
@@ -59,6 +79,17 @@ pub fn message(m: &Message) -> Value {
         "reply_with": m.header().reply_with,
         "in_reply_to": m.in_reply_to(),
     });
+    if m.reply_by() != 0 {
+        v["reply_by"] = json!(m.reply_by());
+    }
+    if !m.protocol().is_none() {
+        v["protocol"] = json!(m.protocol().as_str());
+    }
+    let trace = m.trace();
+    if !trace.is_none() {
+        v["trace_id"] = json!(hex(&trace.trace_id));
+        v["parent_span_id"] = json!(hex(&trace.parent_span_id));
+    }
     match std::str::from_utf8(m.content()) {
         Ok(text) => v["content"] = json!(text),
         Err(_) => v["content_b64"] = json!(B64.encode(m.content())),
@@ -114,6 +145,8 @@ pub fn health(agents: usize, shards: &[Option<ShardStats>], stalled: &[bool]) ->
                 "routed_local": s.routed_local, "routed_remote": s.routed_remote, "received_remote": s.received_remote,
                 "busy": s.busy, "wakeups": s.wakeups,
                 "dead_letters": s.dead_letters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "failure_notices": s.notices_sent.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "failure_notices_dropped": s.notices_dropped, "timers_scheduled": s.timers_scheduled,
                 "abi_refusals": { "invalid": s.abi_invalid, "too_large": s.abi_too_large, "over_limit": s.abi_over_limit },
                 "state_writes_refused": { "quota": s.state_refused_quota, "disk": s.state_refused_disk },
                 "log_lines_dropped": s.log_dropped,

@@ -137,7 +137,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    let per_shard: [Family<ShardStats>; 20] = [
+    let per_shard: [Family<ShardStats>; 22] = [
         family("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
         family("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
         family("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
@@ -157,6 +157,10 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         family("caxton_messages_received_remote_total", "counter", "Messages received from another shard.", |s| s.received_remote),
         family("caxton_shard_wakeups_total", "counter", "Times a parked shard was woken by its doorbell.", |s| s.wakeups),
         family("caxton_routing_busy_total", "counter", "Sends or deliveries refused because the destination had no room.", |s| s.busy),
+        family("caxton_failure_notices_dropped_total", "counter", "Failure notices dropped: over the pending bound, or their addressee gone.", |s| {
+            s.notices_dropped
+        }),
+        family("caxton_timers_scheduled", "gauge", "Agent timers waiting to fire on the shard.", |s| s.timers_scheduled as u64),
         family("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
         family("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
         family("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| {
@@ -178,6 +182,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     for s in shards {
         for (reason, n) in &s.dead_letters {
             o.sample("caxton_messages_dropped_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
+        }
+    }
+    o.family("caxton_failure_notices_total", "counter", "Failure notices sent from @node to the senders of messages that could not be handled, by reason.");
+    for s in shards {
+        for (reason, n) in &s.notices_sent {
+            o.sample("caxton_failure_notices_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
         }
     }
     o.family("caxton_shard_cluster_nodes", "gauge", "Other nodes as each shard sees them (membership reaches every shard), by state.");

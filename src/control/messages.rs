@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use caxton_abi::failure::FailureReason;
 use caxton_cluster::view::RemoteRoute;
 use caxton_shards::envelope::Header;
 use caxton_shards::names::{node_prefix, wire_id, API_NAME_PREFIX};
@@ -35,8 +36,9 @@ impl Control {
 
     /// Checks a wire frame and readies it for its shard: sender `from`, a new
     /// id. Errors carry the frame's header (if it had one) and the reason.
-    pub fn wire_message(&self, from: &str, frame: Vec<u8>) -> Result<(usize, Message), (Header, String)> {
-        let m = Message::decode(frame).map_err(|e| (Header::default(), e.to_string()))?;
+    /// The refusal is boxed: it is rare, and a header is 128 bytes.
+    pub fn wire_message(&self, from: &str, frame: Vec<u8>) -> Result<(usize, Message), Box<(Header, String)>> {
+        let m = Message::decode(frame).map_err(|e| Box::new((Header::default(), format!("invalid_envelope: {e}"))))?;
         let mut header = m.header();
         let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
         let local = self.agents.lock().unwrap().get(receiver).map(|r| r.instances);
@@ -44,11 +46,11 @@ impl Control {
         let instances = match (local, local.is_none().then(remote).flatten()) {
             (Some(n), _) => Some(n),
             (None, Some(RemoteRoute { alive: true, .. })) => None,
-            (None, Some(RemoteRoute { node, alive: false, .. })) => return Err((header, format!("receiver {receiver} is on node {node}, which is down"))),
-            (None, None) => return Err((header, format!("unknown receiver {receiver}"))),
+            (None, Some(RemoteRoute { alive: false, .. })) => return Err(Box::new((header, FailureReason::NodeDown.as_str().to_string()))),
+            (None, None) => return Err(Box::new((header, FailureReason::UnknownReceiver.as_str().to_string()))),
         };
         header.message_id = self.api_ids.lock().unwrap().next_id();
-        let m = Message::encode(&header, from.as_bytes(), m.receiver(), m.content()).map_err(|e| (header, e.to_string()))?;
+        let m = Message::encode(&header, from.as_bytes(), m.receiver(), m.content()).map_err(|e| Box::new((header, e.to_string())))?;
         let shard = match instances {
             Some(instances) => shard_of(m.receiver(), instance_for(header.conversation_id, from.as_bytes(), instances), self.shards.len()),
             // Remote: one conversation keeps to one shard, so to one link.
@@ -101,7 +103,15 @@ impl Control {
         let message_id = self.api_ids.lock().unwrap().next_id();
         // Rule 4: a reply must name this request, and no agent can guess it.
         let reply_with = if out.reply_with == 0 && wait.is_some() { unguessable_id() } else { out.reply_with };
-        let header = Header { performative: out.performative, message_id, conversation_id: out.conversation_id, reply_with, in_reply_to: 0 };
+        let header = Header {
+            performative: out.performative,
+            message_id,
+            conversation_id: out.conversation_id,
+            reply_with,
+            reply_by: out.reply_by,
+            protocol: out.protocol,
+            ..Header::default()
+        };
         let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content)
             .map_err(|e| ControlError::bad_request("invalid_message", e.to_string()))?;
         let shard = match instances {

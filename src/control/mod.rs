@@ -34,6 +34,7 @@ use std::time::Duration;
 use caxton_shards::agent::AgentLimits;
 use caxton_shards::command::Reply;
 use caxton_shards::context::{IdGen, API_ORIGIN};
+use caxton_shards::envelope::Protocol;
 use caxton_shards::limits::{SHARD_STALL_SLICES, WIRE_OUTBOX_BYTES_MAX};
 use caxton_shards::router::ApiSink;
 use caxton_shards::runtime_outbox::Held;
@@ -150,6 +151,8 @@ pub struct Outgoing {
     pub content: Vec<u8>,
     pub conversation_id: u64,
     pub reply_with: u64,
+    pub reply_by: u64,
+    pub protocol: Protocol,
 }
 
 impl Control {

@@ -7,7 +7,9 @@ use std::net::TcpStream;
 
 use caxton_abi::{encode_into, encoded_len, Envelope, Header, ENVELOPE_BYTES_MAX};
 
-pub const HELLO: &str = "caxton-wire/1";
+/// The hello of the wire protocol this client speaks: version 2 envelopes
+/// both ways (docs/WIRE.md).
+pub const HELLO: &str = "caxton-wire/2";
 
 /// Buffered bytes each way.
 const BUFFER_BYTES: usize = 256 * 1024;
@@ -74,7 +76,7 @@ impl WireWriter {
 
     /// Sends an envelope to `receiver` (the node sets the sender and id).
     pub fn send(&mut self, header: &Header, receiver: &[u8], content: &[u8]) -> std::io::Result<()> {
-        self.scratch.resize(encoded_len(b"", receiver, content), 0);
+        self.scratch.resize(encoded_len(header, b"", receiver, content), 0);
         let n =
             encode_into(&mut self.scratch, header, b"", receiver, content).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         write_frame(&mut self.out, &self.scratch[..n])

@@ -271,7 +271,8 @@ fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     if !has_memory {
         return Err(ModuleError("the module must export its linear memory as \"memory\"".into()));
     }
-    let required: [(&str, FunctionType, bool); 4] = [
+    let required: [(&str, FunctionType, bool); 5] = [
+        ("caxton_abi_version", FunctionType::new(vec![], vec![Type::I32]), false),
         ("caxton_alloc", FunctionType::new(vec![Type::I32], vec![Type::I32]), true),
         ("caxton_handle", FunctionType::new(vec![Type::I32, Type::I32], vec![Type::I32]), true),
         ("caxton_init", FunctionType::new(vec![], vec![Type::I32]), false),

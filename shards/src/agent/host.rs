@@ -23,10 +23,10 @@ use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
 use super::agent_log::{self, LogBudget, LogLimits};
 use crate::context::{try_with_ctx, with_ctx, ShardCtx};
-use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Message};
+use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Header, Lengths, Message, Protocol};
 use crate::limits::{
-    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, NAME_BYTES_MAX, STATE_CALL_FUEL, STATE_FUEL_PER_KIB,
-    STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
+    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, NAME_BYTES_MAX, PROTOCOL_BYTES_MAX, STATE_CALL_FUEL,
+    STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
 use crate::router::RouteError;
 
@@ -173,7 +173,7 @@ pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -
 }
 
 /// Checks `ptr..ptr+len` lies inside the memory (rule 3).
-fn checked(view: &MemoryView<'_>, ptr: i32, len: i32) -> Option<(u64, usize)> {
+pub(super) fn checked(view: &MemoryView<'_>, ptr: i32, len: i32) -> Option<(u64, usize)> {
     if ptr < 0 || len < 0 {
         return None;
     }
@@ -202,20 +202,52 @@ pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     })
 }
 
+/// Where an agent's envelope keeps its parts, read from its header.
+struct AgentEnvelope {
+    header: Header,
+    lengths: Lengths,
+    receiver_at: u64,
+    content_at: u64,
+}
+
+/// Reads the header of the envelope at `at` in the guest's memory: version
+/// 2, or version 1 (which has no deadline, trace or protocol).
+fn read_envelope_header(view: &MemoryView<'_>, at: u64, len: usize) -> Result<AgentEnvelope, i32> {
+    let mut version = [0u8; 1];
+    view.read(at, &mut version).map_err(|_| INVALID)?;
+    if version[0] == caxton_abi::v1::VERSION {
+        let mut head = [0u8; caxton_abi::v1::HEADER_BYTES];
+        if len < head.len() {
+            return Err(INVALID);
+        }
+        view.read(at, &mut head).map_err(|_| INVALID)?;
+        let (header, lengths) = caxton_abi::v1::decode_header(&head, len).map_err(map_envelope_error)?;
+        let receiver_at = at + (head.len() + lengths.sender) as u64;
+        return Ok(AgentEnvelope { header, lengths, receiver_at, content_at: receiver_at + lengths.receiver as u64 });
+    }
+    let mut head = [0u8; ENVELOPE_HEADER_BYTES];
+    if len < head.len() {
+        return Err(INVALID);
+    }
+    view.read(at, &mut head).map_err(|_| INVALID)?;
+    let (mut header, lengths) = decode_header(&head, len).map_err(map_envelope_error)?;
+    let receiver_at = at + (ENVELOPE_HEADER_BYTES + lengths.sender) as u64;
+    let protocol_at = receiver_at + lengths.receiver as u64;
+    let mut protocol = [0u8; PROTOCOL_BYTES_MAX];
+    let protocol = &mut protocol[..lengths.protocol];
+    view.read(protocol_at, protocol).map_err(|_| INVALID)?;
+    header.protocol = Protocol::new(protocol).map_err(map_envelope_error)?;
+    Ok(AgentEnvelope { header, lengths, receiver_at, content_at: protocol_at + lengths.protocol as u64 })
+}
+
 fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, len: i32) -> Result<(), i32> {
     if len as i64 > ENVELOPE_BYTES_MAX as i64 {
         return Err(TOO_LARGE);
     }
     let (at, len) = checked(view, ptr, len).ok_or(INVALID)?;
-    if len < ENVELOPE_HEADER_BYTES {
-        return Err(INVALID);
-    }
-    let mut head = [0u8; ENVELOPE_HEADER_BYTES];
-    view.read(at, &mut head).map_err(|_| INVALID)?;
-    let (mut header, lengths) = decode_header(&head, len).map_err(map_envelope_error)?;
+    let AgentEnvelope { mut header, lengths, receiver_at, content_at } = read_envelope_header(view, at, len)?;
     let mut receiver = [0u8; NAME_BYTES_MAX];
     let receiver = &mut receiver[..lengths.receiver];
-    let receiver_at = at + (ENVELOPE_HEADER_BYTES + lengths.sender) as u64;
     view.read(receiver_at, receiver).map_err(|_| INVALID)?;
     if !is_endpoint_name(receiver) {
         return Err(INVALID);
@@ -224,11 +256,12 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, 
         ctx.router.counters.not_found += 1;
         route_code(e)
     })?;
-    // The message as it will be: the host's sender name replaces the agent's.
-    let bytes = len - lengths.sender + sender.len();
+    // The message as it will be (version 2): the host's sender name replaces
+    // the agent's, and it carries the trace of the message being handled.
+    let bytes = ENVELOPE_HEADER_BYTES + sender.len() + lengths.receiver + lengths.protocol + lengths.content;
     ctx.router.reserve(dest, bytes).map_err(route_code)?;
     header.message_id = ctx.ids.next_id();
-    let content_at = receiver_at + lengths.receiver as u64;
+    header.trace = ctx.call.trace;
     let built = Message::encode_from_agent(&header, sender.as_bytes(), receiver, lengths.content, |buf| {
         view.read(content_at, buf).map_err(|_| EnvelopeError::Invalid("content outside memory"))
     });
@@ -295,7 +328,7 @@ fn state_call(
     code
 }
 
-fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
+pub(super) fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
     tracing::error!(agent, error = %e, "{what} failed");
     BUSY
 }

@@ -13,7 +13,7 @@
 use wasmer::{Function, FunctionEnv, FunctionType, HostFunction, Imports, Module, Store, Type, WasmTypeList, WithEnv};
 
 use super::host::{self, HostEnv};
-use super::wasi;
+use super::{timer_calls, wasi};
 
 /// The module of caxton's own host functions (ABI version 1).
 pub const IMPORT_MODULE: &str = "caxton";
@@ -54,12 +54,19 @@ macro_rules! caxton {
     ($($name:ident),*) => { [$(declare!(IMPORT_MODULE, host::$name)),*] };
 }
 
+macro_rules! timers {
+    ($($name:ident),*) => { [$(declare!(IMPORT_MODULE, timer_calls::$name)),*] };
+}
+
 macro_rules! wasi {
     ($($name:ident),*) => { [$(declare!(wasi::MODULE, wasi::$name)),*] };
 }
 
 /// The host functions of ABI version 1.
 pub const CAXTON_FUNCTIONS: [HostFunctionDecl; 6] = caxton!(send, state_get, state_put, state_delete, now_micros, log);
+
+/// Added in version 2 (any module may import them).
+pub const TIMER_FUNCTIONS: [HostFunctionDecl; 2] = timers!(timer_set, timer_cancel);
 
 /// WASI preview 1: all 46 functions (`wasi` rule 6: those it does not
 /// offer link and return `ENOSYS`).
@@ -77,7 +84,7 @@ pub const WASI_FUNCTIONS: [HostFunctionDecl; 46] = wasi!(
 
 /// Every host function, caxton's and WASI's.
 pub fn host_functions() -> impl Iterator<Item = &'static HostFunctionDecl> {
-    CAXTON_FUNCTIONS.iter().chain(WASI_FUNCTIONS.iter())
+    CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).chain(WASI_FUNCTIONS.iter())
 }
 
 fn find(module: &str, name: &str) -> Option<&'static HostFunctionDecl> {
@@ -99,7 +106,7 @@ pub fn import_object(store: &mut Store, env: &FunctionEnv<HostEnv>, module: &Mod
 /// with its declared type. The error says what exists.
 pub fn check_import(module: &str, name: &str, ty: &wasmer::ExternType) -> Result<(), String> {
     let Some(decl) = find(module, name) else {
-        let names: Vec<&str> = CAXTON_FUNCTIONS.iter().map(|d| d.name).collect();
+        let names: Vec<&str> = CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).map(|d| d.name).collect();
         let also = if module == wasi::MODULE { format!(" ({name} is not a WASI preview 1 function)") } else { String::new() };
         return Err(format!(
             "forbidden import {module}.{name}{also}: agents may import {IMPORT_MODULE}.{{{}}} and WASI preview 1 ({}.*)",
@@ -136,7 +143,7 @@ mod tests {
             assert_eq!(f.ty(&store), decl.function_type(), "{}", decl.name);
         }
         let pairs: std::collections::HashSet<_> = host_functions().map(|d| (d.module, d.name)).collect();
-        assert_eq!(pairs.len(), CAXTON_FUNCTIONS.len() + WASI_FUNCTIONS.len(), "declared once each");
+        assert_eq!(pairs.len(), CAXTON_FUNCTIONS.len() + TIMER_FUNCTIONS.len() + WASI_FUNCTIONS.len(), "declared once each");
     }
 
     #[test]
@@ -150,13 +157,19 @@ mod tests {
         assert_eq!(sig("state_delete"), "[I32, I32] -> [I32]");
         assert_eq!(sig("now_micros"), "[] -> [I64]");
         assert_eq!(sig("log"), "[I32, I32, I32] -> []");
+        assert_eq!(sig("timer_set"), "[I64, I32, I32] -> [I64]");
+        assert_eq!(sig("timer_cancel"), "[I64] -> [I32]");
     }
 
     #[test]
     fn unknown_imports_are_named_with_what_exists() {
         let ty = wasmer::ExternType::Function(FunctionType::new([], []));
         let e = check_import("env", "abort", &ty).unwrap_err();
-        assert!(e.contains("forbidden import env.abort") && e.contains("caxton.{send, state_get, state_put, state_delete, now_micros, log}"), "{e}");
+        assert!(
+            e.contains("forbidden import env.abort")
+                && e.contains("caxton.{send, state_get, state_put, state_delete, now_micros, log, timer_set, timer_cancel}"),
+            "{e}"
+        );
         assert!(e.contains("WASI preview 1 (wasi_snapshot_preview1.*)"), "{e}");
         assert!(check_import("caxton", "log", &ty).unwrap_err().contains("expected"));
         let e = check_import("wasi_snapshot_preview1", "sock_open", &ty).unwrap_err();

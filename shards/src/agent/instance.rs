@@ -6,6 +6,9 @@
 //! 2. The pointer `caxton_alloc` returns is checked against the memory before
 //!    the host writes the envelope there.
 //! 3. A WASI reactor's `_initialize` runs once, before `caxton_init`.
+//! 5. An instance speaks ABI version 2 if its module exports
+//!    `caxton_abi_version` and it returns 2 (asked once, when the instance
+//!    is made); otherwise version 1.
 //! 4. A call that ends in `proc_exit` has returned ([`Outcome::Exited`]);
 //!    the instance must then be made anew (`wasi` rule 5). What a call
 //!    wrote to standard output but did not end with a newline is written
@@ -50,6 +53,9 @@ pub struct AgentInstance {
     fuel_left: Global,
     fuel_exhausted: Global,
     fuel_per_call: u64,
+    /// The envelopes it reads and writes: 2 if it exports
+    /// `caxton_abi_version` returning 2, else 1 (rule 5).
+    abi_version: u8,
     _instance: Instance,
 }
 
@@ -73,7 +79,18 @@ impl AgentInstance {
         let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
         env.as_mut(&mut store).fuel = Some(fuel_left.clone());
+        let abi_version = match exports.get_typed_function::<(), i32>(&store, "caxton_abi_version") {
+            Err(_) => 1,
+            Ok(f) => {
+                fuel_left.set(&mut store, Value::I64(compiled.fuel_per_call as i64)).map_err(|e| e.to_string())?;
+                match f.call(&mut store).map_err(|e| format!("caxton_abi_version trapped: {}", e.message()))? {
+                    v @ (1 | 2) => v as u8,
+                    v => return Err(format!("the module speaks ABI version {v}; this node speaks versions 1 and 2")),
+                }
+            }
+        };
         Ok(AgentInstance {
+            abi_version,
             store,
             env,
             memory,
@@ -164,6 +181,10 @@ impl AgentInstance {
             Ok(code) => Outcome::AgentError(code),
             Err(e) => self.trap(e),
         }
+    }
+
+    pub fn abi_version(&self) -> u8 {
+        self.abi_version
     }
 
     /// Fuel the last call burned (its metered work, in operators).

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod host;
 pub mod imports;
 pub mod instance;
+pub mod timer_calls;
 pub mod wasi;
 
 pub use engine::{compile, to_wasm_binary, AgentLimits, CompiledAgent, ModuleError};

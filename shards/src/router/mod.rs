@@ -30,6 +30,8 @@
 
 use std::sync::Arc;
 
+use caxton_abi::failure::FailureReason;
+
 use crate::envelope::Message;
 use crate::limits::RUNTIME_NAME_PREFIX;
 use crate::link::table::NodeRefusal;
@@ -40,10 +42,12 @@ use crate::runtime_outbox::RuntimeOutbox;
 
 pub mod directory;
 pub mod mailboxes;
+pub mod notices;
 pub mod outbox;
 
 use directory::{DirEntry, Directory};
 use mailboxes::{Full, Mailboxes};
+use notices::Notices;
 use outbox::{PeerOutbox, Staged};
 
 /// Index of a local instance's mailbox (and of its agent slot in the shard).
@@ -81,11 +85,15 @@ pub enum DeadLetter {
     NodeDown,
     /// Sent to a live node and never acknowledged, after every attempt.
     LinkLost,
+    /// Its `reply_by` passed before a handler could start on it.
+    Expired,
+    /// A performative its version 1 receiver cannot read.
+    NotUnderstood,
 }
 
 impl DeadLetter {
     /// Every reason, in the order of [`DeadLetters`], with its metric label.
-    pub const ALL: [(DeadLetter, &'static str); 7] = [
+    pub const ALL: [(DeadLetter, &'static str); 9] = [
         (DeadLetter::UnknownReceiver, "unknown_receiver"),
         (DeadLetter::CrashedHandler, "crashed_handler"),
         (DeadLetter::Undeployed, "undeployed"),
@@ -93,7 +101,25 @@ impl DeadLetter {
         (DeadLetter::TimedOut, "timed_out"),
         (DeadLetter::NodeDown, "node_down"),
         (DeadLetter::LinkLost, "link_lost"),
+        (DeadLetter::Expired, "expired"),
+        (DeadLetter::NotUnderstood, "not_understood"),
     ];
+
+    /// The failure notice its sender gets, if any: a message to a runtime
+    /// endpoint that is gone has no one to blame but the endpoint.
+    pub fn notice(self) -> Option<FailureReason> {
+        Some(match self {
+            DeadLetter::UnknownReceiver => FailureReason::UnknownReceiver,
+            DeadLetter::CrashedHandler => FailureReason::CrashedHandler,
+            DeadLetter::Undeployed => FailureReason::Undeployed,
+            DeadLetter::ApiUnavailable => return None,
+            DeadLetter::TimedOut => FailureReason::TimedOut,
+            DeadLetter::NodeDown => FailureReason::NodeDown,
+            DeadLetter::LinkLost => FailureReason::LinkLost,
+            DeadLetter::Expired => FailureReason::Expired,
+            DeadLetter::NotUnderstood => FailureReason::NotUnderstood,
+        })
+    }
 
     fn index(self) -> usize {
         DeadLetter::ALL.iter().position(|(r, _)| *r == self).expect("every reason is listed")
@@ -102,7 +128,7 @@ impl DeadLetter {
 
 /// Dead letters counted by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetters([u64; 7]);
+pub struct DeadLetters([u64; DeadLetter::ALL.len()]);
 
 impl DeadLetters {
     pub fn add(&mut self, reason: DeadLetter, n: u64) {
@@ -204,6 +230,8 @@ pub struct Router {
     /// Other nodes: their names, state and outboxes (`link::table`).
     pub remote: RemoteTable,
     pub counters: RouterCounters,
+    /// Failure notices waiting to be sent (`notices`).
+    pub notices: Notices,
 }
 
 impl Router {
@@ -225,6 +253,7 @@ impl Router {
             api,
             remote,
             counters: RouterCounters::default(),
+            notices: Notices::default(),
         };
         (router, mesh.from)
     }
@@ -233,8 +262,13 @@ impl Router {
         self.shard
     }
 
+    /// Counts a message not delivered, and answers its sender if it asked
+    /// for a reply (`notices` rule 1).
     pub fn dead_letter(&mut self, reason: DeadLetter, message: &Message) {
         self.dead_letters(reason, 1);
+        if let Some(notice) = reason.notice() {
+            self.notices.offer(notice, message);
+        }
         tracing::debug!(shard = self.shard, ?reason, ?message, "dead letter");
     }
 
@@ -264,6 +298,21 @@ impl Router {
         }
         self.directory.add(name, DirEntry { instances, local })?;
         Ok(made)
+    }
+
+    /// The mailbox of instance `instance` of `name`, if it lives here.
+    pub fn local_instance(&self, name: &str, instance: u32) -> Option<LocalId> {
+        self.directory.get(name)?.local.get(instance as usize).copied().flatten()
+    }
+
+    /// Puts a message in one instance's mailbox (a timer's: placement
+    /// does not choose the instance). `Err(Busy)` hands it back.
+    pub fn accept_at(&mut self, id: LocalId, message: Message) -> Result<(), (RouteError, Message)> {
+        if let Err(full) = self.mailboxes.room(id, message.len(), &self.limits) {
+            return Err((self.busy(full == Full::Bytes), message));
+        }
+        self.mailboxes.push(id, message);
+        Ok(())
     }
 
     /// Is `name` in the directory?

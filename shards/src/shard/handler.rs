@@ -13,12 +13,20 @@
 //!    [`INSTANCE_BURST_MESSAGES_MAX`] messages or one slice of wall time
 //!    before the next, and a tick ends after [`TICK_MESSAGES_MAX`] messages
 //!    or one slice.
+//! 5. A call's sends carry the handled message's trace id (a new one if it
+//!    had none) and the call's own span id as their parent.
+//! 6. A message whose `reply_by` has passed is not handled (`expired`), nor
+//!    one a version 1 agent cannot read (`not_understood`): both are dead
+//!    letters, and their senders get failure notices. A version 1 agent
+//!    gets each message translated to version 1, in a buffer the shard
+//!    reuses.
 
 use crate::agent::{AgentInstance, Outcome};
 use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
 use crate::router::{DeadLetter, LocalId};
+use crate::timers::TIMER_SENDER;
 
 use super::Shard;
 
@@ -54,12 +62,16 @@ impl Shard {
         done
     }
 
-    /// Starts a call into an agent: returns the outbox mark to roll back to.
-    pub(super) fn call_begin(&self, conversation_id: u64) -> usize {
+    /// Starts a call into an agent, handling `message` (none for a start):
+    /// returns the outbox mark to roll back to. The call's sends carry the
+    /// message's trace, with a span of their own (rule 5).
+    pub(super) fn call_begin(&self, message: Option<&Message>) -> usize {
         let mut ctx = self.ctx.borrow_mut();
         assert!(!ctx.store.in_handler(), "rule 1: calls do not nest");
         ctx.call.writes = 0;
-        ctx.call.conversation_id = conversation_id;
+        ctx.call.conversation_id = message.map_or(0, Message::conversation_id);
+        let incoming = message.map(Message::trace).unwrap_or_default();
+        ctx.call.trace = ctx.spans.child_of(&incoming);
         ctx.router.staged_mark()
     }
 
@@ -101,7 +113,7 @@ impl Shard {
             .map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
         let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance, state_bytes, agent.account.clone())?;
         let (name, instance) = (agent.name.clone(), agent.instance);
-        let mark = self.call_begin(0);
+        let mark = self.call_begin(None);
         let outcome = runtime.init();
         self.call_end(id, mark, outcome == Outcome::Handled);
         match outcome {
@@ -122,6 +134,9 @@ impl Shard {
     /// the clock when the call ended.
     pub(super) fn deliver(&mut self, id: LocalId, message: Message, started: u64) -> u64 {
         let slot = id as usize;
+        if message.sender() == TIMER_SENDER.as_bytes() {
+            self.timer_consumed(&message);
+        }
         if self.agents[slot].as_ref().expect("live slot").runtime.is_none() {
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message dropped");
@@ -130,9 +145,24 @@ impl Shard {
                 return now_ns();
             }
         }
-        let mark = self.call_begin(message.conversation_id());
+        // Rule 6: past its deadline, or unreadable to a version 1 agent, a
+        // message is failed back instead of handled.
+        if message.reply_by() != 0 && crate::clock::unix_micros() > message.reply_by() {
+            self.ctx.borrow_mut().router.dead_letter(DeadLetter::Expired, &message);
+            return now_ns();
+        }
+        let mut v1 = std::mem::take(&mut self.v1_envelope);
+        let abi_v1 = self.agents[slot].as_ref().unwrap().runtime.as_ref().unwrap().abi_version() == 1;
+        if abi_v1 && message.downgrade_into(&mut v1).is_err() {
+            self.v1_envelope = v1;
+            self.ctx.borrow_mut().router.dead_letter(DeadLetter::NotUnderstood, &message);
+            return now_ns();
+        }
+        let mark = self.call_begin(Some(&message));
         let agent = self.agents[slot].as_mut().unwrap();
-        let outcome = agent.runtime.as_mut().unwrap().deliver(message.as_bytes());
+        let envelope = if abi_v1 { &v1[..] } else { message.as_bytes() };
+        let outcome = agent.runtime.as_mut().unwrap().deliver(envelope);
+        self.v1_envelope = v1;
         let ended = now_ns();
         // An exit is a return (wasi rule 5): its effects stay.
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
@@ -185,6 +215,17 @@ impl Shard {
             }
         }
         ended
+    }
+
+    /// A timer's message is taken from its mailbox: its row goes in the
+    /// tick's transaction, the one that commits what its handler does
+    /// (`timers` rule 3), so a crash before that commit fires it again.
+    fn timer_consumed(&mut self, message: &Message) {
+        let mut ctx = self.ctx.borrow_mut();
+        assert!(!ctx.store.in_handler(), "outside any handler's savepoint");
+        if let Err(e) = ctx.store.timer_fired(message.in_reply_to() as i64) {
+            tracing::error!(shard = self.index, error = %e, "cannot remove a fired timer; it may fire again after a restart");
+        }
     }
 
     /// Records one delivery (metrics rule 1: no allocation).

@@ -40,13 +40,14 @@ use crate::agent::{AgentInstance, CompiledAgent};
 use crate::clock::now_ns;
 use crate::command::{ClusterUpdate, Command, InstanceReport};
 use crate::context::{self, IdGen, ShardCtx};
-use crate::envelope::{Message, RoutePath};
-use crate::limits::TICK_DRAIN_MAX;
+use crate::envelope::{Header, Message, Performative, RoutePath};
+use crate::limits::{TICK_DRAIN_MAX, TIMERS_FIRED_PER_TICK_MAX};
 use crate::link::{LinkSetup, RemoteTable};
 use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
 use crate::metrics::{P99Alert, ShardLatencies};
 use crate::router::{ApiSink, DeadLetter, RouteError, Router};
-use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig};
+use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig, StoredTimer};
+use crate::timers::{Due, TIMER_SENDER};
 
 /// Everything a shard needs, built on the node's thread and sent to the
 /// shard's own thread.
@@ -111,6 +112,9 @@ pub struct Shard {
     latencies: ShardLatencies,
     alert: P99Alert,
     link: Option<Rc<LinkSetup>>,
+    /// The version 1 twin of a message for a version 1 agent, reused
+    /// (handler rule 6).
+    v1_envelope: Vec<u8>,
 }
 
 impl Shard {
@@ -149,6 +153,7 @@ impl Shard {
             latencies: ShardLatencies::default(),
             alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
             link,
+            v1_envelope: Vec::new(),
         })
     }
 
@@ -156,7 +161,9 @@ impl Shard {
     pub fn tick(&mut self) -> usize {
         let mut work = self.drain_control();
         work += self.drain_inbound();
+        work += self.fire_timers();
         work += self.dispatch();
+        work += self.send_notices();
         work += self.end_tick();
         if let Some(link) = &self.link {
             if !self.ctx.borrow().router.remote.wanted.is_empty() {
@@ -204,6 +211,80 @@ impl Shard {
         let moved = ctx.router.flush();
         assert_eq!(ctx.router.staged_mark(), 0, "handler rule 3: the commit releases every held send");
         moved
+    }
+
+    /// Fires the timers due (`timers` rule 3): each becomes an `inform`
+    /// from `@timer` in its instance's mailbox, and its row goes.
+    fn fire_timers(&mut self) -> usize {
+        let mut ctx = self.ctx.borrow_mut();
+        let Some(next) = ctx.timers.next_due_us() else { return 0 };
+        let now = crate::clock::unix_micros();
+        if next > now {
+            return 0;
+        }
+        let mut fired = 0;
+        while fired < TIMERS_FIRED_PER_TICK_MAX {
+            let Some(due) = ctx.timers.pop_due(now) else { break };
+            let row = match ctx.store.timer_get(due.id) {
+                Ok(row) => row,
+                Err(e) => {
+                    tracing::error!(shard = self.index, error = %e, "cannot read a timer; retrying");
+                    ctx.timers.push(due);
+                    break;
+                }
+            };
+            // Rule 2: an entry whose row is gone, or another's, is stale.
+            let Some(StoredTimer { agent, instance, due_us: at_us, content }) = row.filter(|r| r.due_us == due.at_us) else { continue };
+            let Some(local) = ctx.router.local_instance(&agent, instance) else { continue };
+            let header = Header { performative: Performative::Inform.code(), message_id: ctx.ids.next_id(), in_reply_to: due.id as u64, ..Header::default() };
+            let message = match Message::encode(&header, TIMER_SENDER.as_bytes(), agent.as_bytes(), &content) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(shard = self.index, agent, error = %e, "a stored timer is not a message; dropped");
+                    let _ = ctx.store.timer_fired(due.id);
+                    continue;
+                }
+            };
+            match ctx.router.accept_at(local, message) {
+                // Its row stays until the message is handled (rule 3).
+                Ok(()) => fired += 1,
+                Err(_) => {
+                    ctx.timers.push(Due { at_us, id: due.id }); // mailbox full: next tick
+                    break;
+                }
+            }
+        }
+        fired
+    }
+
+    /// How long until the next timer is due, if one is pending.
+    pub(super) fn next_timer_in(&self) -> Option<Duration> {
+        let at = self.ctx.borrow().timers.next_due_us()?;
+        Some(Duration::from_micros(at.saturating_sub(crate::clock::unix_micros())))
+    }
+
+    /// Sends the failure notices waiting (`router::notices` rule 1), each
+    /// with an id of this shard's.
+    fn send_notices(&mut self) -> usize {
+        let mut ctx = self.ctx.borrow_mut();
+        let mut sent = 0;
+        while sent < TICK_DRAIN_MAX {
+            let Some((reason, mut notice)) = ctx.router.notices.pop() else { break };
+            let id = ctx.ids.next_id();
+            notice.set_message_id(id);
+            match ctx.router.forward(notice, true) {
+                Ok(()) => {
+                    ctx.router.notices.sent(reason);
+                    sent += 1;
+                }
+                Err((RouteError::Busy, notice)) => {
+                    ctx.router.notices.unpop(reason, notice);
+                    break;
+                }
+                Err(_) => ctx.router.notices.undeliverable(),
+            }
+        }
+        sent
     }
 
     fn drain_control(&mut self) -> usize {
@@ -356,6 +437,13 @@ impl Shard {
                 }
                 tracing::warn!(shard = self.index, error = %e, "restored instance failed to start; retrying on its next message");
             }
+            // Timers rule 1: what was pending before a restart is queued again.
+            let mut ctx = self.ctx.borrow_mut();
+            let pending = ctx.store.timers_of(&name, instance).map_err(|e| format!("cannot read the timers of {name}[{instance}]: {e}"))?;
+            for (at_us, id) in pending {
+                ctx.timers.push(Due { at_us, id });
+            }
+            drop(ctx);
             reports.push(InstanceReport { instance, shard: self.index, startup_us: started.elapsed().as_micros() as u64 });
         }
         Ok(reports)

@@ -72,7 +72,18 @@ impl Shard {
                 continue;
             }
             let parked_at = Instant::now();
-            let _ = doorbell.read(&mut wake).await;
+            match self.next_timer_in() {
+                None => {
+                    let _ = doorbell.read(&mut wake).await;
+                }
+                // A timer is pending: wake for it if nothing comes first.
+                Some(wait) => {
+                    let read = async {
+                        let _ = doorbell.read(&mut wake).await;
+                    };
+                    futures_lite::future::or(read, glommio::timer::sleep(wait)).await;
+                }
+            }
             self.bell.clear_parked();
             self.bell.beat(now_ns());
             idle_since = None;
@@ -94,6 +105,8 @@ impl Shard {
             || !self.lifecycle.is_empty()
             || ctx.router.has_ready()
             || ctx.router.has_staged()
+            || !ctx.router.notices.is_empty()
+            || ctx.timers.next_due_us().is_some_and(|at| at <= crate::clock::unix_micros())
             || ctx.router.remote.inbound_len().0 > 0
             || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
     }
