@@ -52,11 +52,12 @@ bench:
 	$(BUILD_ALL)
 	target/release/caxton-bench
 
-## ADR-0017's four load scenarios against a real node (about 6 minutes);
-## SCENARIO=peak_load runs one, LOADTEST_ARGS=--full the ADR's durations.
+## ADR-0017's four load scenarios and contract_net, our fifth, against a
+## real node (about 7 minutes); SCENARIO=peak_load runs one,
+## LOADTEST_ARGS=--full the ADR's durations.
 SCENARIO ?=
 LOADTEST_ARGS ?=
-loadtest:
+loadtest: agents
 	$(BUILD_ALL)
 	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
 

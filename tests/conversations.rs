@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use caxton_abi::{encode_into, encoded_len, v1, Envelope, Header, Performative, TraceContext};
+use caxton_testkit::contract_net::price;
 use caxton_testkit::node::NodeSpec;
 use common::{eventually, example_agent, free_cluster_port, wire, Node};
 use serde_json::{json, Value};
@@ -290,17 +291,6 @@ fn timers_survive_kill_9_fire_in_order_and_are_bounded_per_instance() {
     assert!(metric_sum(&node, "caxton_timers_scheduled") >= TIMERS_MAX as f64);
     node.kill9_and_restart();
     assert_eq!(say(&node, "remind 1 more").0, "refuse", "the pending timers came back with the restart, and with them the bound");
-}
-
-/// A bidder's price for a task, as examples/rust/bidder computes it
-/// (FNV-1a of "NAME:TASK", mod 1000): the test knows who should win.
-fn price(name: &str, task: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain([b':']).chain(task.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h % 1000
 }
 
 #[test]

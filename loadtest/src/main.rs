@@ -6,16 +6,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use caxton_loadtest::contract_net::{self, ContractNet};
 use caxton_loadtest::node::{default_binary, Node};
 use caxton_loadtest::report;
 use caxton_loadtest::run::{self, Live};
-use caxton_loadtest::scenario::{self, Schedule};
+use caxton_loadtest::scenario::{self, Scenario, Schedule, WorkloadKind};
+use caxton_loadtest::workload::{Hop, Workload};
 use clap::Parser;
 
 #[derive(Parser)]
 #[command(about = "ADR-0017's load scenarios against a real caxton node")]
 struct Args {
-    /// Scenarios to run (default: all four, in the file's order).
+    /// Scenarios to run (default: ADR-0017's four, then contract_net).
     #[arg(long)]
     scenario: Vec<String>,
     /// The ADR's full durations (1 h, 15 min, 24 h) instead of the quick ones.
@@ -67,11 +69,33 @@ fn main() {
     })
 }
 
+/// Deploys what scenario `s` sends to, and says what it sends.
+fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Result<Arc<dyn Workload>, String> {
+    match s.workload {
+        WorkloadKind::Hop => {
+            node.deploy(agents)?;
+            Ok(Arc::new(Hop::new(agents)))
+        }
+        WorkloadKind::ContractNet => {
+            let module = |name: &str| {
+                let path = caxton_testkit::repo_path(&format!("target/agents/{name}.wasm"));
+                std::fs::read(&path).map_err(|e| format!("{}: {e} (scripts/build-agents.sh builds it; make loadtest runs it)", path.display()))
+            };
+            let managers = s.managers.unwrap_or(1);
+            let per_round = s.bidders_per_round.unwrap_or(10).min(agents);
+            let deadline_ms = s.round_deadline.unwrap_or(Duration::from_secs(1)).as_millis() as u64;
+            node.deploy_as(&(0..agents).map(contract_net::bidder_name).collect::<Vec<_>>(), &module("rust-bidder")?)?;
+            node.deploy_as(&(0..managers).map(contract_net::manager_name).collect::<Vec<_>>(), &module("rust-manager")?)?;
+            Ok(Arc::new(ContractNet::new(managers, agents, per_round, deadline_ms, schedule.clone())))
+        }
+    }
+}
+
 /// Runs the scenarios; `Ok(false)` when a criterion failed.
 fn run_all(args: Args) -> Result<bool, String> {
     let file = scenario::load(&args.scenarios)?;
     let names: Vec<String> = if args.scenario.is_empty() {
-        ["steady_state", "peak_load", "sustained_load", "burst_traffic"].iter().map(|s| s.to_string()).collect()
+        ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net"].iter().map(|s| s.to_string()).collect()
     } else {
         args.scenario.clone()
     };
@@ -97,11 +121,17 @@ fn run_all(args: Args) -> Result<bool, String> {
         let schedule = Schedule::of(s, length);
         let node = match &args.target {
             Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
-            None => Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores)?,
+            None => {
+                let limits: &[&str] = match s.workload {
+                    WorkloadKind::Hop => &caxton_loadtest::node::NODE_LIMITS,
+                    WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
+                };
+                Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores, limits)?
+            }
         };
         eprintln!("{name}: deploying {agents} agents ...");
         let t = Instant::now();
-        node.deploy(agents)?;
+        let workload = deploy(&node, s, agents, &schedule)?;
         eprintln!("{name}: deployed in {:.1} s; running {} s ({mode})", t.elapsed().as_secs_f64(), length.as_secs());
         let live = Arc::new(Live::default());
         let bar = progress(length, name);
@@ -128,15 +158,16 @@ fn run_all(args: Args) -> Result<bool, String> {
                 }
             })
         };
-        let outcome = run::run(&node, agents, &schedule, live);
+        let outcome = run::run(&node, workload, &schedule, live);
         bar.finish();
         let _ = ticker.join();
+        let settings = format!("{agents} agents; caxton serve {}", node.settings);
         drop(node);
         let outcome = outcome.map_err(|e| format!("{name}: {e}"))?;
-        let target_rate = s.messages_per_second.or(s.burst_mps).unwrap_or(0.0);
+        let target_rate = s.messages_per_second.or(s.burst_mps).or(s.rounds_per_second).unwrap_or(0.0);
         let checks = report::checks(&outcome, &s.success_criteria, &schedule);
-        let settings = format!("{agents} agents; node started with: caxton {}", caxton_loadtest::node::NODE_LIMITS.join(" "));
-        println!("{}", report::table(name, &outcome, target_rate, &checks, &settings));
+        let unit = if s.workload == WorkloadKind::ContractNet { "rounds" } else { "msg" };
+        println!("{}", report::table(name, &outcome, target_rate, &checks, &settings, unit));
         let dir = args.out.join(name);
         let _ = std::fs::create_dir_all(&dir);
         let summary = report::summary(name, &outcome, target_rate, &checks, &settings, mode, agents);

@@ -10,6 +10,10 @@ use caxton_testkit::node::NodeSpec;
 /// a 24 GiB machine (docs/LIMITS.md).
 pub const NODE_LIMITS: [&str; 8] = ["--agent-memory-max", "1MiB", "--agent-stack-max", "64KiB", "--agent-overhead", "64KiB", "--max-agents", "20000"];
 
+/// The contract-net scenario's node: the node's defaults. Its ~100 agents
+/// are Rust SDK modules, whose memory starts at 17 pages (over 1 MiB).
+pub const CONTRACT_NET_LIMITS: [&str; 0] = [];
+
 pub struct Node {
     pub api: String,
     pub wire: String,
@@ -25,14 +29,14 @@ pub fn default_binary() -> PathBuf {
 }
 
 impl Node {
-    /// Starts a node on free loopback ports, with a wire listener and the
-    /// load test's limits.
-    pub fn start(binary: &Path, cores: Option<usize>) -> Result<Node, String> {
+    /// Starts a node on free loopback ports, with a wire listener and
+    /// `limits` (flags).
+    pub fn start(binary: &Path, cores: Option<usize>, limits: &[&str]) -> Result<Node, String> {
         let cores = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let spec = NodeSpec { binary: binary.to_path_buf(), wire: true, ..NodeSpec::new(cores).args(&NODE_LIMITS) };
+        let spec = NodeSpec { binary: binary.to_path_buf(), wire: true, ..NodeSpec::new(cores).args(limits) };
         let process = caxton_testkit::Node::launch(spec)?;
         let wire = process.wire.clone().expect("asked for a wire listener");
-        let settings = format!("--cores {cores} --wire {wire} {}", NODE_LIMITS.join(" "));
+        let settings = format!("--cores {cores} --wire {wire} {}", limits.join(" "));
         Ok(Node { api: process.api(), wire, settings, process: Some(process) })
     }
 
@@ -44,17 +48,22 @@ impl Node {
     /// Deploys `count` copies of the hop agent as `lt-0` .. `lt-<count-1>`.
     pub fn deploy(&self, count: usize) -> Result<(), String> {
         let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/hop.wat")).map_err(|e| e.to_string())?;
+        self.deploy_as(&(0..count).map(|i| format!("lt-{i}")).collect::<Vec<_>>(), &wat)
+    }
+
+    /// Deploys `module` under each of `names` (one instance each), four
+    /// clients at a time; a name already there is kept.
+    pub fn deploy_as(&self, names: &[String], module: &[u8]) -> Result<(), String> {
         const CLIENTS: usize = 4;
         let errors: Vec<String> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..CLIENTS)
                 .map(|c| {
-                    let wat = &wat;
                     s.spawn(move || {
-                        for i in (c..count).step_by(CLIENTS) {
-                            let url = format!("http://{}/v1/agents/lt-{i}", self.api);
-                            match ureq::put(&url).send_bytes(wat) {
+                        for name in names.iter().skip(c).step_by(CLIENTS) {
+                            let url = format!("http://{}/v1/agents/{name}", self.api);
+                            match ureq::put(&url).send_bytes(module) {
                                 Ok(_) | Err(ureq::Error::Status(409, _)) => {}
-                                Err(e) => return Some(format!("deploying lt-{i}: {e}")),
+                                Err(e) => return Some(format!("deploying {name}: {e}")),
                             }
                         }
                         None

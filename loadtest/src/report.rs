@@ -89,6 +89,17 @@ pub fn checks(o: &Outcome, c: &Criteria, schedule: &Schedule) -> Vec<Check> {
             pass: rate < max,
         });
     }
+    if let Some(max) = c.wrong_answers {
+        out.push(Check {
+            name: "wrong answers".into(),
+            target: format!("≤ {max}"),
+            achieved: match o.first_errors.first() {
+                Some(first) => format!("{} (first: {first})", o.errors),
+                None => format!("{}", o.errors),
+            },
+            pass: o.errors <= max,
+        });
+    }
     if let Some(max) = c.memory_growth {
         let g = memory_growth(&o.memory);
         out.push(Check {
@@ -118,14 +129,15 @@ pub fn checks(o: &Outcome, c: &Criteria, schedule: &Schedule) -> Vec<Check> {
     out
 }
 
-pub fn table(name: &str, o: &Outcome, target_rate: f64, checks: &[Check], settings: &str) -> String {
+/// `unit` names what is sent and answered ("msg", or "rounds").
+pub fn table(name: &str, o: &Outcome, target_rate: f64, checks: &[Check], settings: &str, unit: &str) -> String {
     let l = &o.latency;
     let q = |x: f64| if l.is_empty() { 0.0 } else { ms(l.value_at_quantile(x)) };
     let send_s = o.windows.iter().filter(|w| w.sent > 0).count() as f64 * WINDOW.as_secs_f64();
     let mut s = format!("\n== {name} ==\nnode: {settings}\n");
     let peak = o.windows.iter().map(|w| w.answered).max().unwrap_or(0) as f64 / WINDOW.as_secs_f64();
     s += &format!(
-        "rate      target {:.0} msg/s; sent {:.0} msg/s and answered {:.0} msg/s on average, answered {:.0} msg/s in the busiest 250 ms\n",
+        "rate      target {:.0} {unit}/s; sent {:.0} {unit}/s and answered {:.0} {unit}/s on average, answered {:.0} {unit}/s in the busiest 250 ms\n",
         target_rate,
         o.sent as f64 / send_s.max(1e-9),
         o.answered as f64 / send_s.max(1e-9),
@@ -139,7 +151,7 @@ pub fn table(name: &str, o: &Outcome, target_rate: f64, checks: &[Check], settin
         q(0.999),
         if l.is_empty() { 0.0 } else { ms(l.max()) }
     );
-    s += &format!("messages  sent {}  answered {}  errors {}  lost {}  duplicated {}\n", o.sent, o.answered, o.errors, o.lost, o.duplicated);
+    s += &format!("{unit:<9} sent {}  answered {}  errors {}  lost {}  duplicated {}\n", o.sent, o.answered, o.errors, o.lost, o.duplicated);
     if let Some((first, last)) = memory_ends(&o.memory) {
         s += &format!(
             "memory    {:.1} MiB → {:.1} MiB resident ({:+.1}%; medians of the first and last fifth of the run)\n",

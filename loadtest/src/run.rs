@@ -1,4 +1,4 @@
-//! One scenario run: an open-loop generator (messages leave on schedule
+//! One scenario run of a workload (`workload.rs`): an open-loop generator (messages leave on schedule
 //! whether or not earlier ones were answered), a reader that times each
 //! answer from its scheduled send time (so a stall cannot hide: no
 //! coordinated omission) and counts every sequence number, and a sampler of
@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton_shards::clock::now_ns;
-use caxton_shards::envelope::{Header, Message};
+use caxton_shards::envelope::Message;
 use hdrhistogram::Histogram;
 
 use crate::node::Node;
 use crate::scenario::Schedule;
 use crate::wire;
+use crate::workload::{Answer, Workload};
+
+/// Wrong answers whose explanation the outcome keeps.
+const ERRORS_KEPT: usize = 5;
 
 /// Width of the windows that rates, the HDR log and recovery are cut into.
 pub const WINDOW: Duration = Duration::from_millis(250);
@@ -47,6 +51,8 @@ pub struct Outcome {
     pub memory: Vec<(f64, f64)>,
     pub elapsed: Duration,
     pub generator_cpu_s: f64,
+    /// The first few wrong answers, explained.
+    pub first_errors: Vec<String>,
 }
 
 /// Live figures for the progress bar.
@@ -55,17 +61,6 @@ pub struct Live {
     pub sent: AtomicU64,
     pub answered: AtomicU64,
     pub p99_us: AtomicU64,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn cpu_seconds() -> f64 {
@@ -79,9 +74,8 @@ fn cpu_seconds() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Runs `schedule` against `node`'s agents `lt-0..agents`.
-pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> Result<Outcome, String> {
-    assert!(agents >= 2);
+/// Runs `schedule` of `workload`'s requests against `node`.
+pub fn run(node: &Node, workload: Arc<dyn Workload>, schedule: &Schedule, live: Arc<Live>) -> Result<Outcome, String> {
     let (mut reader, mut writer, _name, socket) = wire::connect(&node.wire, None).map_err(|e| format!("wire connect to {}: {e}", node.wire))?;
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -98,7 +92,6 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
             samples
         })
     };
-    let names: Vec<Vec<u8>> = (0..agents).map(|i| format!("lt-{i}").into_bytes()).collect();
     let total = schedule.due(schedule.length());
     let windows_n = ((schedule.length() + DRAIN).as_nanos() / WINDOW.as_nanos()) as usize + 2;
     let cpu_before = cpu_seconds();
@@ -107,76 +100,75 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
 
     let reader_live = live.clone();
     let reader_done = done_sending.clone();
+    let reader_workload = workload.clone();
     let reader_thread = std::thread::spawn(move || {
         let mut seen = vec![0u64; total as usize / 64 + 1];
         let mut windows: Vec<Window> = (0..windows_n).map(|_| Window { sent: 0, answered: 0, errors: 0, latency: latency_histogram() }).collect();
         let mut all = latency_histogram();
         let (mut answered, mut errors, mut duplicated) = (0u64, 0u64, 0u64);
+        let mut first_errors = Vec::new();
         let mut published_window = 0usize;
         // Ends at the end of the stream or at the first bad envelope.
         while let Ok(Some(Ok(message))) = reader.envelope().map(|b| b.map(Message::decode)) {
             let now = now_ns();
-            match message.performative() {
-                7 => {
-                    let c = message.content();
-                    if c.len() < 16 {
-                        errors += 1;
-                        continue;
+            let (seq, scheduled_ns) = match reader_workload.answer(&message, base_ns) {
+                Answer::Right { seq, scheduled_ns } => (seq, Some(scheduled_ns)),
+                Answer::Wrong { seq, why } => {
+                    if first_errors.len() < ERRORS_KEPT {
+                        first_errors.push(why);
                     }
-                    let seq = u64::from_le_bytes(c[0..8].try_into().unwrap());
-                    let sched = u64::from_le_bytes(c[8..16].try_into().unwrap());
-                    let (word, bit) = ((seq / 64) as usize, seq % 64);
-                    if word >= seen.len() || seen[word] & (1 << bit) != 0 {
-                        duplicated += 1;
-                        continue;
-                    }
-                    seen[word] |= 1 << bit;
-                    answered += 1;
-                    let latency = now.saturating_sub(sched).max(1_000);
-                    all.saturating_record(latency);
-                    let w = ((sched.saturating_sub(base_ns)) / WINDOW.as_nanos() as u64) as usize;
-                    let w = w.min(windows.len() - 1);
-                    windows[w].answered += 1;
-                    windows[w].latency.saturating_record(latency);
-                    if w > published_window + 1 {
-                        published_window = w - 1;
-                        reader_live.p99_us.store(windows[published_window].latency.value_at_quantile(0.99) / 1000, Ordering::Relaxed);
-                    }
-                    reader_live.answered.store(answered, Ordering::Relaxed);
+                    (seq, None)
                 }
-                _ => {
+                Answer::Unreadable(why) => {
+                    if first_errors.len() < ERRORS_KEPT {
+                        first_errors.push(why);
+                    }
                     errors += 1;
+                    continue;
                 }
+            };
+            let (word, bit) = ((seq / 64) as usize, seq % 64);
+            if word >= seen.len() || seen[word] & (1 << bit) != 0 {
+                duplicated += 1;
+                continue;
             }
+            seen[word] |= 1 << bit;
+            let Some(sched) = scheduled_ns else {
+                errors += 1;
+                continue;
+            };
+            answered += 1;
+            let latency = now.saturating_sub(sched).max(1_000);
+            all.saturating_record(latency);
+            let w = ((sched.saturating_sub(base_ns)) / WINDOW.as_nanos() as u64) as usize;
+            let w = w.min(windows.len() - 1);
+            windows[w].answered += 1;
+            windows[w].latency.saturating_record(latency);
+            if w > published_window + 1 {
+                published_window = w - 1;
+                reader_live.p99_us.store(windows[published_window].latency.value_at_quantile(0.99) / 1000, Ordering::Relaxed);
+            }
+            reader_live.answered.store(answered + errors, Ordering::Relaxed);
             if reader_done.load(Ordering::Relaxed) && answered + errors + duplicated >= total {
                 break;
             }
         }
-        (answered, errors, duplicated, all, windows)
+        (answered, errors, duplicated, all, windows, first_errors)
     });
 
     // The generator: open loop, on schedule.
     let start = Instant::now();
     let wait = Duration::from_nanos(base_ns.saturating_sub(now_ns()));
     std::thread::sleep(wait);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sent = 0u64;
     let mut sent_per_window = vec![0u64; windows_n];
-    let mut content = Vec::with_capacity(96);
     let length_ns = schedule.length().as_nanos() as u64;
     loop {
         let elapsed = Duration::from_nanos(now_ns().saturating_sub(base_ns));
         let due = schedule.due(elapsed.min(schedule.length()));
         while sent < due {
             let sched = base_ns + schedule.time_of(sent).as_nanos() as u64;
-            let a = (rng.next() % agents as u64) as usize;
-            let b = (a + 1 + (rng.next() % (agents as u64 - 1)) as usize) % agents;
-            content.clear();
-            content.push(names[b].len() as u8);
-            content.extend_from_slice(&names[b]);
-            content.extend_from_slice(&sent.to_le_bytes());
-            content.extend_from_slice(&sched.to_le_bytes());
-            writer.send(&Header::default(), &names[a], &content).map_err(|e| format!("wire write: {e}"))?;
+            workload.send(&mut writer, sent, sched).map_err(|e| format!("wire write: {e}"))?;
             sent_per_window[(((sched - base_ns) / WINDOW.as_nanos() as u64) as usize).min(windows_n - 1)] += 1;
             sent += 1;
         }
@@ -201,7 +193,7 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
     drop(writer);
     sampling.store(false, Ordering::Relaxed);
     let memory = sampler.join().unwrap_or_default();
-    let (answered, errors, duplicated, latency, mut windows) = match reader_thread.join() {
+    let (answered, errors, duplicated, latency, mut windows, first_errors) = match reader_thread.join() {
         Ok(r) => r,
         Err(_) => return Err("the reader thread failed".into()),
     };
@@ -209,5 +201,5 @@ pub fn run(node: &Node, agents: usize, schedule: &Schedule, live: Arc<Live>) -> 
         w.sent = n;
     }
     let lost = sent.saturating_sub(answered + errors);
-    Ok(Outcome { sent, answered, errors, duplicated, lost, latency, windows, memory, elapsed, generator_cpu_s })
+    Ok(Outcome { sent, answered, errors, duplicated, lost, latency, windows, memory, elapsed, generator_cpu_s, first_errors })
 }

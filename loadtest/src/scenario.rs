@@ -15,7 +15,21 @@ pub struct File {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// What is sent: `hop` (ADR-0017's four; the default) or
+    /// `contract_net` (the fifth; `agents` are then the bidders).
+    #[serde(default)]
+    pub workload: WorkloadKind,
     pub agents: usize,
+    /// contract_net: rounds started a second, managers running them,
+    /// bidders invited to each, and each round's deadline for proposals.
+    #[serde(default)]
+    pub rounds_per_second: Option<f64>,
+    #[serde(default)]
+    pub managers: Option<usize>,
+    #[serde(default)]
+    pub bidders_per_round: Option<usize>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub round_deadline: Option<Duration>,
     #[serde(default)]
     pub messages_per_second: Option<f64>,
     #[serde(default)]
@@ -35,9 +49,20 @@ pub struct Scenario {
     pub success_criteria: Criteria,
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    #[default]
+    Hop,
+    ContractNet,
+}
+
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Criteria {
+    /// Most answers that may be wrong (a wrong winner, a failure).
+    #[serde(default)]
+    pub wrong_answers: Option<u64>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub p99_latency: Option<Duration>,
     #[serde(default)]
@@ -115,7 +140,8 @@ impl Schedule {
             }
             Schedule { segments, bursts }
         } else {
-            Schedule { segments: vec![(Duration::ZERO, length, s.messages_per_second.expect("a rate"))], bursts: Vec::new() }
+            let rate = s.messages_per_second.or(s.rounds_per_second).expect("a rate");
+            Schedule { segments: vec![(Duration::ZERO, length, rate)], bursts: Vec::new() }
         }
     }
 
@@ -158,7 +184,9 @@ mod tests {
         assert_eq!(peak.duration, Duration::from_secs(15 * 60));
         assert_eq!(f.scenarios["sustained_load"].success_criteria.memory_growth, Some(0.10));
         assert_eq!(f.scenarios["steady_state"].success_criteria.p99_latency, Some(Duration::from_millis(10)));
-        assert_eq!(f.scenarios.len(), 4);
+        assert_eq!(f.scenarios.len(), 5, "ADR-0017's four and contract_net");
+        let cn = &f.scenarios["contract_net"];
+        assert_eq!((cn.workload, cn.rounds_per_second, cn.bidders_per_round), (WorkloadKind::ContractNet, Some(1000.0), Some(10)));
     }
 
     #[test]

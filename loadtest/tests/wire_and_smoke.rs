@@ -59,19 +59,20 @@ fn the_wire_checks_its_hello_and_token() {
 }
 
 #[test]
-fn the_load_test_smoke_mode_runs_all_four_scenarios_losing_nothing() {
+fn the_load_test_smoke_mode_runs_all_five_scenarios_losing_nothing() {
     let out = tempfile::tempdir().unwrap();
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_caxton-loadtest")).args(["--smoke", "--out"]).arg(out.path()).output().unwrap();
     assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     let text = String::from_utf8_lossy(&run.stdout);
-    for scenario in ["steady_state", "peak_load", "sustained_load", "burst_traffic"] {
+    for scenario in ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net"] {
         assert!(text.contains(&format!("== {scenario} ==")), "{text}");
         let dir = out.path().join(scenario);
         let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
         assert!(summary["sent"].as_u64().unwrap() > 1000, "{summary}");
         assert_eq!(summary["lost"], 0, "{scenario}");
         assert_eq!(summary["duplicated"], 0, "{scenario}");
-        assert_eq!(summary["answered"], summary["sent"], "{scenario}");
+        assert_eq!(summary["answered"], summary["sent"], "{scenario}: every one answered rightly");
+        assert_eq!(summary["errors"], 0, "{scenario}");
         for file in ["latency.hlog", "latency_percentiles.svg", "rate_over_time.svg"] {
             assert!(std::fs::metadata(dir.join(file)).unwrap().len() > 100, "{scenario}/{file}");
         }

@@ -1,8 +1,10 @@
 //! Real caxton nodes for tests, benchmarks and the load test, in one place:
 //! - [`node`]: a `caxton serve` process on free loopback ports, its REST
 //!   API, its logs, and its lifecycle (`kill -9`, restart, SIGTERM);
-//! - [`wire`]: a blocking client of the wire listener.
+//! - [`wire`]: a blocking client of the wire listener;
+//! - [`contract_net`]: who should win a round of the example bidders.
 
+pub mod contract_net;
 pub mod node;
 pub mod wire;
 

@@ -6,13 +6,13 @@
 //! 2. The pointer `caxton_alloc` returns is checked against the memory before
 //!    the host writes the envelope there.
 //! 3. A WASI reactor's `_initialize` runs once, before `caxton_init`.
-//! 5. An instance speaks ABI version 2 if its module exports
-//!    `caxton_abi_version` and it returns 2 (asked once, when the instance
-//!    is made); otherwise version 1.
 //! 4. A call that ends in `proc_exit` has returned ([`Outcome::Exited`]);
 //!    the instance must then be made anew (`wasi` rule 5). What a call
 //!    wrote to standard output but did not end with a newline is written
 //!    to the log when the call returns.
+//! 5. An instance speaks ABI version 2 if its module exports
+//!    `caxton_abi_version` and it returns 2 (asked once, when the instance
+//!    is made); otherwise version 1.
 
 use std::sync::Arc;
 

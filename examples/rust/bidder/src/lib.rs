@@ -89,6 +89,14 @@ mod tests {
     }
 
     #[test]
+    fn prices_are_stable() {
+        // The same values as caxton-testkit's contract_net test: the tests
+        // and the load test compute winners with a copy of `price`.
+        assert_eq!(super::price("bidder-07", "paint"), 641);
+        assert_eq!(super::price("cn-bidder-3", "r42"), 835);
+    }
+
+    #[test]
     fn the_late_bidder_answers_after_the_deadline() {
         let mut b = TestAgent::<super::Bidder>::start().unwrap();
         b.host_mut().now_micros = 1_000_000;

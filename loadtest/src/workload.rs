@@ -1,0 +1,84 @@
+//! What a scenario sends and how its answers are checked. The run
+//! (`run.rs`) owns timing, windows, loss and duplicate counts; a workload
+//! only says what request number `seq` is and which request an answer
+//! answers, and whether rightly.
+//!
+//! - [`Hop`]: ADR-0017's four scenarios: one agent-to-agent hop per
+//!   message through `agents/hop.wat` (`lt-N`).
+//! - [`crate::contract_net::ContractNet`]: the fifth, contract-net rounds
+//!   through examples/rust/manager and bidder.
+
+use caxton_shards::envelope::{Header, Message};
+
+use crate::wire::WireWriter;
+
+/// What an answer says about the request it answers.
+pub enum Answer {
+    /// The right answer to request `seq`, whose send was scheduled at
+    /// `scheduled_ns` (the run's clock): timed from then.
+    Right { seq: u64, scheduled_ns: u64 },
+    /// An answer to request `seq` that is wrong (it still ends it).
+    Wrong { seq: u64, why: String },
+    /// Not an answer to any request: counted as an error.
+    Unreadable(String),
+}
+
+pub trait Workload: Send + Sync {
+    /// Sends request `seq`, scheduled at `scheduled_ns`.
+    fn send(&self, w: &mut WireWriter, seq: u64, scheduled_ns: u64) -> std::io::Result<()>;
+    /// Reads one answer; `base_ns` is when request 0 was scheduled.
+    fn answer(&self, m: &Message, base_ns: u64) -> Answer;
+}
+
+/// The generator's choices for request `seq`, a pure function of it
+/// (splitmix64), so that the reader can check an answer against them
+/// without shared state or a table of every request.
+pub fn choice(seq: u64, salt: u64) -> u64 {
+    let mut z = seq.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(salt).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The hop agent's scenario: request `seq` goes to a random `lt-A`, which
+/// forwards it to another random `lt-B`, which answers `agree` with the
+/// sequence number and schedule (`agents/hop.wat`).
+pub struct Hop {
+    names: Vec<Vec<u8>>,
+}
+
+/// The hop agent answers with this performative (`agree`).
+const HOP_ANSWER: u8 = 7;
+
+impl Hop {
+    pub fn new(agents: usize) -> Hop {
+        assert!(agents >= 2, "a hop needs two agents");
+        Hop { names: (0..agents).map(|i| format!("lt-{i}").into_bytes()).collect() }
+    }
+}
+
+impl Workload for Hop {
+    fn send(&self, w: &mut WireWriter, seq: u64, scheduled_ns: u64) -> std::io::Result<()> {
+        let n = self.names.len() as u64;
+        let a = choice(seq, 1) % n;
+        let b = (a + 1 + choice(seq, 2) % (n - 1)) % n;
+        let target = &self.names[b as usize];
+        let t = target.len();
+        let mut content = [0u8; 1 + 64 + 16]; // on the stack: sending allocates nothing
+        content[0] = t as u8;
+        content[1..1 + t].copy_from_slice(target);
+        content[1 + t..9 + t].copy_from_slice(&seq.to_le_bytes());
+        content[9 + t..17 + t].copy_from_slice(&scheduled_ns.to_le_bytes());
+        w.send(&Header::default(), &self.names[a as usize], &content[..17 + t])
+    }
+
+    fn answer(&self, m: &Message, _base_ns: u64) -> Answer {
+        let c = m.content();
+        if m.performative() != HOP_ANSWER || c.len() < 16 {
+            return Answer::Unreadable(format!("performative {} with {} bytes", m.performative(), c.len()));
+        }
+        let seq = u64::from_le_bytes(c[0..8].try_into().unwrap());
+        let scheduled_ns = u64::from_le_bytes(c[8..16].try_into().unwrap());
+        Answer::Right { seq, scheduled_ns }
+    }
+}
