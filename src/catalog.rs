@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use caxton_cluster::RouteItem;
+use caxton_shards::limits::AGENT_VERSIONS_KEPT;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub struct Catalog {
@@ -15,6 +16,29 @@ pub struct CatalogAgent {
     pub name: String,
     pub instances: u32,
     pub wasm: Vec<u8>,
+    pub version: Version,
+    /// The restart policy given at deploy, as its query string.
+    pub policy: String,
+}
+
+/// One version of an agent's module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// 1 at the first deploy; each upgrade takes the next.
+    pub number: u32,
+    /// SHA-256 of the module (binary format), in hex.
+    pub hash: String,
+    pub deployed_at_ms: u64,
+}
+
+/// SHA-256 of `wasm`, in hex.
+pub fn module_hash(wasm: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Catalog {
@@ -30,8 +54,20 @@ impl Catalog {
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS agents (name TEXT PRIMARY KEY, instances INTEGER NOT NULL,
-                     module BLOB NOT NULL, created_at_ms INTEGER NOT NULL);",
+                     module BLOB NOT NULL, created_at_ms INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, version INTEGER NOT NULL,
+                     hash TEXT NOT NULL, deployed_at_ms INTEGER NOT NULL, module BLOB NOT NULL,
+                     PRIMARY KEY (name, version));",
             )?;
+            // Catalogs from before versions: every agent is at version 1.
+            let columns: Vec<String> =
+                conn.prepare("SELECT name FROM pragma_table_info('agents')")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            if !columns.iter().any(|c| c == "version") {
+                conn.execute_batch(
+                    "ALTER TABLE agents ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+                     ALTER TABLE agents ADD COLUMN policy TEXT NOT NULL DEFAULT '';",
+                )?;
+            }
             let recorded: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'shards'", [], |r| r.get(0)).optional()?;
             let epoch: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'boot_epoch'", [], |r| r.get(0)).optional()?.unwrap_or(0) + 1;
             Ok((recorded, epoch))
@@ -54,20 +90,87 @@ impl Catalog {
         Ok((Catalog { conn }, epoch as u64))
     }
 
+    /// Every agent at its current version, in deploy order.
     pub fn agents(&self) -> rusqlite::Result<Vec<CatalogAgent>> {
-        let mut stmt = self.conn.prepare("SELECT name, instances, module FROM agents ORDER BY created_at_ms, name")?;
-        let rows = stmt.query_map([], |r| Ok(CatalogAgent { name: r.get(0)?, instances: r.get(1)?, wasm: r.get(2)? }))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, a.instances, a.module, a.version, a.policy, v.hash, v.deployed_at_ms FROM agents a
+             LEFT JOIN versions v ON v.name = a.name AND v.version = a.version ORDER BY a.created_at_ms, a.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let wasm: Vec<u8> = r.get(2)?;
+            let hash: Option<String> = r.get(5)?;
+            Ok(CatalogAgent {
+                name: r.get(0)?,
+                instances: r.get(1)?,
+                version: Version {
+                    number: r.get(3)?,
+                    hash: hash.unwrap_or_else(|| module_hash(&wasm)),
+                    deployed_at_ms: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+                },
+                wasm,
+                policy: r.get(4)?,
+            })
+        })?;
         rows.collect()
     }
 
-    pub fn insert(&self, name: &str, instances: u32, wasm: &[u8]) -> rusqlite::Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        self.conn.execute("INSERT INTO agents (name, instances, module, created_at_ms) VALUES (?1, ?2, ?3, ?4)", params![name, instances, wasm, now])?;
-        Ok(())
+    /// Records a new agent at version 1.
+    pub fn insert(&mut self, name: &str, instances: u32, wasm: &[u8], policy: &str) -> rusqlite::Result<Version> {
+        let version = Version { number: 1, hash: module_hash(wasm), deployed_at_ms: now_ms() };
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO agents (name, instances, module, created_at_ms, version, policy) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            params![name, instances, wasm, version.deployed_at_ms as i64, policy],
+        )?;
+        tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
+        tx.execute(
+            "INSERT INTO versions (name, version, hash, deployed_at_ms, module) VALUES (?1, 1, ?2, ?3, ?4)",
+            params![name, version.hash, version.deployed_at_ms as i64, wasm],
+        )?;
+        tx.commit()?;
+        Ok(version)
     }
 
-    pub fn remove(&self, name: &str) -> rusqlite::Result<bool> {
-        Ok(self.conn.execute("DELETE FROM agents WHERE name = ?1", params![name])? > 0)
+    /// Makes `wasm` the current module of `name` as version `number` (a
+    /// new one for an upgrade, an older one for a rollback), keeping the
+    /// last [`AGENT_VERSIONS_KEPT`] versions.
+    pub fn set_version(&mut self, name: &str, number: u32, wasm: &[u8]) -> rusqlite::Result<Version> {
+        let version = Version { number, hash: module_hash(wasm), deployed_at_ms: now_ms() };
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute("UPDATE agents SET module = ?2, version = ?3 WHERE name = ?1", params![name, wasm, number])?;
+        assert_eq!(changed, 1, "only a deployed agent changes version");
+        tx.execute(
+            "INSERT OR REPLACE INTO versions (name, version, hash, deployed_at_ms, module) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, number, version.hash, version.deployed_at_ms as i64, wasm],
+        )?;
+        tx.execute(
+            "DELETE FROM versions WHERE name = ?1 AND version NOT IN (SELECT version FROM versions WHERE name = ?1 ORDER BY version DESC LIMIT ?2)",
+            params![name, AGENT_VERSIONS_KEPT],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// The highest version number `name` has had (for the next upgrade).
+    pub fn latest_version(&self, name: &str) -> rusqlite::Result<u32> {
+        self.conn.query_row("SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?1", params![name], |r| r.get(0))
+    }
+
+    /// The kept version just before `current`, and its module.
+    pub fn previous_version(&self, name: &str, current: u32) -> rusqlite::Result<Option<(u32, Vec<u8>)>> {
+        self.conn
+            .query_row("SELECT version, module FROM versions WHERE name = ?1 AND version < ?2 ORDER BY version DESC LIMIT 1", params![name, current], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+    }
+
+    pub fn remove(&mut self, name: &str) -> rusqlite::Result<bool> {
+        let tx = self.conn.transaction()?;
+        let removed = tx.execute("DELETE FROM agents WHERE name = ?1", params![name])? > 0;
+        tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
+        tx.commit()?;
+        Ok(removed)
     }
 }
 
@@ -127,15 +230,15 @@ mod tests {
     #[test]
     fn agents_persist_and_the_shard_count_is_pinned() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, epoch) = Catalog::open(dir.path(), 2).unwrap();
+        let (mut c, epoch) = Catalog::open(dir.path(), 2).unwrap();
         assert_eq!(epoch, 1);
-        c.insert("echo", 2, b"\0asm").unwrap();
-        assert!(c.insert("echo", 1, b"x").is_err(), "names are unique");
+        c.insert("echo", 2, b"\0asm", "").unwrap();
+        assert!(c.insert("echo", 1, b"x", "").is_err(), "names are unique");
         drop(c);
-        let (c, epoch) = Catalog::open(dir.path(), 2).unwrap();
+        let (mut c, epoch) = Catalog::open(dir.path(), 2).unwrap();
         assert_eq!(epoch, 2);
         let agents = c.agents().unwrap();
-        assert_eq!((agents[0].name.as_str(), agents[0].instances), ("echo", 2));
+        assert_eq!((agents[0].name.as_str(), agents[0].instances, agents[0].version.number), ("echo", 2, 1));
         assert!(c.remove("echo").unwrap());
         drop(c);
         let mut routes = RouteCache::open(dir.path()).unwrap();
@@ -145,5 +248,26 @@ mod tests {
         assert_eq!(RouteCache::open(dir.path()).unwrap().load().unwrap(), vec![RouteItem { version: 8, present: false, ..item }]);
         let err = Catalog::open(dir.path(), 3).err().unwrap();
         assert!(err.contains("--cores 2"), "{err}");
+    }
+
+    #[test]
+    fn versions_go_up_roll_back_and_only_the_last_few_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _) = Catalog::open(dir.path(), 1).unwrap();
+        let v1 = c.insert("counter", 1, b"one", "restart_immediate=1").unwrap();
+        assert_eq!((v1.number, v1.hash.len()), (1, 64));
+        for n in 2..=8u32 {
+            let wasm = format!("module {n}");
+            assert_eq!(c.set_version("counter", n, wasm.as_bytes()).unwrap().number, n);
+        }
+        assert_eq!(c.latest_version("counter").unwrap(), 8);
+        assert_eq!(c.previous_version("counter", 8).unwrap(), Some((7, b"module 7".to_vec())));
+        assert_eq!(c.previous_version("counter", 4).unwrap(), None, "only the last {AGENT_VERSIONS_KEPT} are kept");
+        c.set_version("counter", 7, b"module 7").unwrap(); // a rollback
+        let a = &c.agents().unwrap()[0];
+        assert_eq!((a.version.number, a.wasm.as_slice(), a.policy.as_str()), (7, &b"module 7"[..], "restart_immediate=1"));
+        assert_eq!(c.latest_version("counter").unwrap(), 8, "the next upgrade is 9");
+        c.remove("counter").unwrap();
+        assert_eq!(c.latest_version("counter").unwrap(), 0);
     }
 }

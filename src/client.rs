@@ -66,6 +66,17 @@ impl Client {
         Self::finish(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}{on}")).send_bytes(module))
     }
 
+    /// Upgrades an agent in place (`PUT ...?upgrade=true`).
+    pub fn upgrade(&self, name: &str, module: &[u8]) -> Result<Value, Failure> {
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?upgrade=true")).send_bytes(module))
+    }
+
+    /// `rollback` or `restart` of an agent.
+    pub fn agent_action(&self, name: &str, action: &str) -> Result<Value, Failure> {
+        // A JSON body: the API takes no other POST (a browser's form cannot send it).
+        Self::finish(self.request("POST", &format!("/v1/agents/{name}/{action}")).send_json(serde_json::json!({})))
+    }
+
     pub fn members(&self) -> Result<Value, Failure> {
         Self::finish(self.request("GET", "/v1/cluster/members").call())
     }

@@ -38,6 +38,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * scale as f64) as u64)
 }
 
+/// Parses a duration: `10s`, `500ms`, `2m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use a number with ms, s or m"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?}: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds.max(0.0)))
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| parse_duration(&s)).transpose().map_err(serde::de::Error::custom)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Size(pub u64);
 
@@ -65,6 +84,11 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Read and check the settings (flags, file, defaults), print the main
+    /// ones (never a secret) and exit, without starting.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
     /// Shards to run, one pinned per core [default: every core this process may use].
     #[arg(long)]
     pub cores: Option<usize>,
@@ -160,6 +184,13 @@ pub struct ServeArgs {
     /// Longest the API waits for a shard to answer, in ms; past it, 503 naming the shard [default: 5000].
     #[arg(long)]
     pub control_timeout_ms: Option<u64>,
+    /// On SIGTERM, how long the shards may take to finish the messages they hold before the rest are failed back (`10s`, `500ms`) [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub drain_timeout: Option<Duration>,
+    /// Keep compiled modules in <data-dir>/modules, so a restart does not compile them again: on or off [default: on].
+    #[arg(long, value_parser = ["on", "off"])]
+    pub module_cache: Option<String>,
     /// Messages each agent instance's mailbox holds [default: 1024].
     #[arg(long)]
     pub mailbox_messages_max: Option<usize>,
@@ -311,6 +342,8 @@ impl ServeArgs {
             max_connections: pick!(max_connections, limits::API_CONNECTIONS_MAX).max(1),
             disk_free_min: pick!(disk_free_min, limits::DISK_FREE_BYTES_MIN),
             control_timeout: Duration::from_millis(pick!(control_timeout_ms, limits::CONTROL_TIMEOUT_MS).max(1)),
+            drain_timeout: pick!(drain_timeout, Duration::from_millis(limits::DRAIN_TIMEOUT_MS)),
+            module_cache: pick!(module_cache, "on".to_string()) == "on",
             listeners: ListenerLimits {
                 api_header_timeout: Duration::from_millis(pick!(api_header_timeout_ms, limits::API_HEADER_TIMEOUT_MS).max(1)),
                 api_idle_timeout: Duration::from_millis(pick!(api_idle_timeout_ms, limits::API_IDLE_TIMEOUT_MS).max(1)),
@@ -399,6 +432,10 @@ pub struct ServeConfig {
     pub disk_free_min: u64,
     /// `--control-timeout-ms`: how long the API waits for a shard.
     pub control_timeout: Duration,
+    /// `--drain-timeout`: how long a SIGTERM lets the shards finish.
+    pub drain_timeout: Duration,
+    /// `--module-cache`: keep compiled modules on disk.
+    pub module_cache: bool,
     /// Time and count bounds of the API and wire listeners.
     pub listeners: ListenerLimits,
     /// The message budget (`--message-buffer-size`), split by queue.
@@ -443,9 +480,37 @@ pub struct ClusterConfig {
     pub links: LinkSettings,
 }
 
+/// What `--check-config` prints: the settings that shape a node, never a
+/// secret.
+pub fn summary(c: &ServeConfig) -> String {
+    format!(
+        "config ok: cores={} data_dir={} api={} wire={} cluster={} drain_timeout={:?} module_cache={} api_token={}",
+        c.cores.map_or("all".to_string(), |n| n.to_string()),
+        c.data_dir.display(),
+        c.api,
+        c.wire.map_or("off".to_string(), |w| w.to_string()),
+        c.cluster.as_ref().map_or("off".to_string(), |k| k.listen.to_string()),
+        c.drain_timeout,
+        if c.module_cache { "on" } else { "off" },
+        if c.api_token.is_some() { "set" } else { "none" },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packaged_config_is_read_whole() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/caxton.toml");
+        let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+        let (c, _) = args.resolve().unwrap();
+        assert_eq!((c.cores, c.drain_timeout, c.module_cache), (Some(2), Duration::from_secs(10), true));
+        assert_eq!(c.data_dir, std::path::PathBuf::from("/var/lib/caxton"));
+        assert!(summary(&c).contains("api_token=none"));
+        assert_eq!(parse_duration("700ms").unwrap(), Duration::from_millis(700));
+        assert!(parse_duration("10 parsecs").is_err());
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units() {

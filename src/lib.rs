@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod gossip;
+pub mod module_cache;
 pub mod node;
 pub mod secret;
 pub mod template;

@@ -93,6 +93,19 @@ enum AgentCmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Replace a running agent's module, keeping its state and queued
+    /// messages: tried on every instance first, nothing changes if any
+    /// refuses it. A crate folder is built first, as for deploy.
+    Upgrade {
+        name: String,
+        file: PathBuf,
+        #[arg(long, default_value = "wasm32-unknown-unknown")]
+        target: String,
+    },
+    /// Return an agent to its previous version.
+    Rollback { name: String },
+    /// Lift an agent's quarantine or backoff: its instances run again.
+    Restart { name: String },
     /// List deployed agents.
     List,
     /// Stop an agent and delete its state.
@@ -161,12 +174,16 @@ fn main() {
     abort_on_panic();
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Serve(args) => match args.resolve() {
-            Err(e) => {
+        Cmd::Serve(args) => match (args.check_config, args.resolve()) {
+            (_, Err(e)) => {
                 eprintln!("caxton serve: {e}");
                 EXIT_USAGE
             }
-            Ok((config, log_format)) => {
+            (true, Ok((config, _))) => {
+                println!("{}", caxton::config::summary(&config));
+                0
+            }
+            (false, Ok((config, log_format))) => {
                 init_logging(if log_format == "json" { LogFormat::Json } else { LogFormat::Human });
                 match node::serve(config) {
                     Ok(()) => 0,
@@ -245,6 +262,21 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
         AgentCmd::Stop { name } => {
             client.stop(&name)?;
             println!("stopped {name}");
+        }
+        AgentCmd::Upgrade { name, file, target } => {
+            let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
+            let (file, _) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
+            let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+            let v = client.upgrade(&name, &module)?;
+            println!("upgraded {name} from version {} to version {} ({:.1} ms)", v["previous_version"], v["version"], v["total_ms"].as_f64().unwrap_or(0.0));
+        }
+        AgentCmd::Rollback { name } => {
+            let v = client.agent_action(&name, "rollback")?;
+            println!("rolled {name} back from version {} to version {}", v["previous_version"], v["version"]);
+        }
+        AgentCmd::Restart { name } => {
+            let v = client.agent_action(&name, "restart")?;
+            println!("restarted {name}: {} instance(s) lifted from quarantine or backoff", v["instances_lifted"]);
         }
         AgentCmd::New { .. } => unreachable!("handled without a node"),
     }

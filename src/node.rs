@@ -8,8 +8,9 @@
 //! 5. in a cluster (`--listen`), start the gossip thread (shards already
 //!    listen for links);
 //! 6. restore the catalog's agents (and publish them to the registry); then
-//!    serve the API until SIGINT/SIGTERM, when the node leaves the cluster,
-//!    and shards commit what they hold and stop.
+//!    serve the API until SIGINT/SIGTERM, when the node drains (control
+//!    `drain`: no new work, the shards finish or fail back what they hold,
+//!    commit and checkpoint), leaves the cluster and exits 0.
 
 use std::sync::Arc;
 
@@ -107,7 +108,8 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             cluster,
         )
         .with_timeout(config.control_timeout)
-        .with_disk(disk),
+        .with_disk(disk)
+        .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")))?),
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
@@ -128,12 +130,21 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         let api = Arc::new(Api::new(control.clone(), config.api_token, config.api, &config.listeners, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener));
         wait_for_signal().await;
-        tracing::info!("stopping: shards commit and stop");
+        // Control `drain`: refuse new work, finish what is held, fail back
+        // the rest, commit and checkpoint; then leave the cluster.
+        tracing::info!(drain_timeout_ms = config.drain_timeout.as_millis() as u64, "stopping: draining");
+        control.begin_drain();
+        let drained = control.drain(config.drain_timeout).await;
+        tracing::info!(finished = drained.quiet, messages_left = drained.left, "stopping: shards fail back what is left, commit and stop");
+        control.stop().await;
+        control.replies_delivered().await;
+        control.set_stopped();
+        control.wires_closed().await;
         server.abort();
         if let Some(c) = &control.cluster {
             c.leave().await;
         }
-        control.stop().await;
+        tracing::info!("stopped");
         Ok::<(), String>(())
     })
 }

@@ -48,7 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::control::{Control, WireOutbox};
+use crate::control::{Control, Phase, WireOutbox};
 
 /// The protocol's hello, by the envelope version spoken (rule 2).
 pub const HELLO: &str = "caxton-wire/2";
@@ -185,7 +185,13 @@ async fn connection(
         }
         Ok::<(), std::io::Error>(())
     });
-    let result = read_loop(&control, &mut rd, &name, &outbox, &ingress).await;
+    // A stopped node closes the connection, after the writer has flushed
+    // what is due to it (control `drain` rule 1).
+    let mut phase = control.phase();
+    let result = tokio::select! {
+        r = read_loop(&control, &mut rd, &name, &outbox, &ingress) => r,
+        _ = phase.wait_for(|p| *p >= Phase::Stopped) => Ok(()),
+    };
     control.unregister_wire(id);
     drop(outbox);
     let _ = writer.await;

@@ -219,6 +219,8 @@ fn a_killed_node_fails_back_what_was_sent_to_it() {
     deploy(&b.node, "far-echo", "examples/agents/echo.wat");
     deploy_file(&a.node, "asker", &example_agent("rust-asker"), 1);
     route_known(&a.node, "far-echo", json!({"receiver": "far-echo", "content": "probe"}));
+    // B must know where the asker lives for echo's reply to find it.
+    route_known(&b.node, "asker", json!({"receiver": "asker", "content": "nobody 100 probe"}));
     assert_eq!(ask_through_agent(&a.node, "far-echo", PATIENCE_MS, "hi"), "replied inform hi");
 
     b.node.kill9();
@@ -302,7 +304,17 @@ fn a_contract_net_over_two_nodes_ends_every_round_with_the_right_winner() {
     bidders.extend(["bidder-crash".to_string(), "bidder-late".to_string()]);
     for (i, name) in bidders.iter().enumerate() {
         let on_b = name == "bidder-crash" || (name != "bidder-late" && i % 2 == 1);
-        deploy_file(if on_b { &b.node } else { &a.node }, name, &bidder, 1);
+        let node = if on_b { &b.node } else { &a.node };
+        if name == "bidder-crash" {
+            // It crashes on every cfp: a policy that restarts it at once each
+            // time, so that every round sees its crash (not a backoff or a
+            // quarantine, which tests/lifecycle.rs covers).
+            let body = std::fs::read(&bidder).unwrap();
+            let path = format!("/v1/agents/{name}?restart_immediate=10000&quarantine_after=10000");
+            assert_eq!(common::answer(node.request("PUT", &path).send_bytes(&body)).0, 201);
+            continue;
+        }
+        deploy_file(node, name, &bidder, 1);
     }
     deploy_file(&a.node, "manager", &example_agent("rust-manager"), 1);
     let shards: HashSet<u64> = bidders.iter().filter_map(|n| a.node.get(&format!("/v1/agents/{n}")).1["shards"][0].as_u64()).collect();
@@ -311,6 +323,8 @@ fn a_contract_net_over_two_nodes_ends_every_round_with_the_right_winner() {
         route_known(&a.node, name, json!({"receiver": name, "performative": "cfp", "content": "probe"}));
     }
     route_known(&a.node, "bidder-crash", json!({"receiver": "bidder-crash", "performative": "cfp", "content": "probe"}));
+    // And B knows where the manager lives, for its bidders' answers.
+    route_known(&b.node, "manager", json!({"receiver": "manager", "content": "probe 100 "}));
 
     let normal: Vec<&String> = bidders.iter().filter(|n| n.starts_with("bidder-0") || n.starts_with("bidder-1")).collect();
     let expected = |task: &str| {

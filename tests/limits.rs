@@ -79,7 +79,12 @@ fn an_infinite_loop_is_stopped_at_its_time_slice_and_counted_as_a_timeout() {
     assert!(timeouts > 0, "{health}");
     assert_eq!(health["shards"][0]["dead_letters"]["timed_out"].as_u64(), Some(timeouts));
     assert!(node.metrics().contains("caxton_timeout_errors_total{shard=\"0\"} "));
-    assert_eq!(v["instance_stats"][0]["running"], true, "recreated after each timeout");
+    // Its restart policy (the default) recreated it at once after the first
+    // timeouts, then backed off, and past ten in a row quarantined it.
+    let i = &v["instance_stats"][0];
+    assert!(i["restarts"].as_u64().unwrap() >= 3.min(timeouts), "recreated after its first timeouts: {i}");
+    assert_eq!(i["crashes_in_a_row"].as_u64(), Some(timeouts), "every timeout counts in the row: {i}");
+    assert_eq!(i["standing"] == "quarantined", timeouts > 10, "quarantined past ten in a row: {i}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod baselines;
 pub mod cluster;
 pub mod node;
 pub mod report;
+pub mod restart;
 pub mod routing;
 pub mod storage;
 

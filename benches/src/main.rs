@@ -460,6 +460,16 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
             Some(100.0),
         ),
+        row(
+            "Agent startup",
+            &format!("restart to serving, {} agents, module cache on", restart_agents(small)),
+            "s",
+            Lower,
+            g("restart_cached_s"),
+            Some(("--module-cache off: every module compiled", g("restart_uncached_s"))),
+            None,
+            None,
+        ),
         row("Message processing (dequeue to handler return)", "trivial handler, p50", "µs", Lower, g("proc_trivial_p50"), None, Some(1000.0), None),
         row("Message processing (dequeue to handler return)", "trivial handler, p99", "µs", Lower, g("proc_trivial_p99"), None, Some(10_000.0), None),
         row(
@@ -645,6 +655,15 @@ fn machine() -> serde_json::Value {
     json!({ "cpus": caxton_shards::executor::allowed_cpus().len(), "cpu": cpu, "kernel": kernel, "memory_bytes": std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| s.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok()).map(|k| k * 1024), "date": date })
 }
 
+/// Agents of the restart row.
+fn restart_agents(small: bool) -> usize {
+    if small {
+        50
+    } else {
+        10_000
+    }
+}
+
 /// Runs `resident_probe` in a fresh child process.
 fn rss_probe(ours: bool, count: usize) -> f64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -670,7 +689,12 @@ fn main() {
             all.entry(k).or_default().push(v);
         }
     }
-    let medians: BTreeMap<&'static str, f64> = all.into_iter().map(|(k, v)| (k, median(v))).collect();
+    let mut medians: BTreeMap<&'static str, f64> = all.into_iter().map(|(k, v)| (k, median(v))).collect();
+    // Once, not per run: it deploys 10,000 agents and restarts twice.
+    eprintln!("caxton-bench: restart to serving");
+    let (cached, uncached) = caxton_benches::restart::restart_to_serving(restart_agents(small));
+    medians.insert("restart_cached_s", cached);
+    medians.insert("restart_uncached_s", uncached);
     let rows = rows(&medians, small);
     let machine = machine();
     let table = report::markdown(&rows);

@@ -99,7 +99,14 @@ impl BenchNode {
         let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
         let name: Arc<str> = name.into();
         for shard in &self.shards {
-            let r = ask(shard, |reply| Command::Deploy { name: name.clone(), module: compiled.clone(), instances, restore: false, reply });
+            let r = ask(shard, |reply| Command::Deploy {
+                name: name.clone(),
+                module: compiled.clone(),
+                instances,
+                restore: false,
+                policy: Default::default(),
+                reply,
+            });
             r.expect("deploy");
         }
     }

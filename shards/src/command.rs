@@ -8,6 +8,7 @@ use crate::agent::CompiledAgent;
 
 use crate::envelope::Message;
 use crate::router::RouteError;
+pub use crate::shard::RestartPolicy;
 
 pub type Reply<T> = Box<dyn FnOnce(T) + Send>;
 
@@ -20,7 +21,35 @@ pub enum Command {
         module: CompiledAgent,
         instances: u32,
         restore: bool,
+        policy: RestartPolicy,
         reply: Reply<Result<Vec<InstanceReport>, String>>,
+    },
+    /// Upgrade, first phase: makes each instance of `name` placed here from
+    /// `module` and runs its `caxton_init`, then throws it away, its writes
+    /// and sends rolled back. Changes nothing; says whether it would work.
+    UpgradePrepare {
+        name: Arc<str>,
+        module: CompiledAgent,
+        reply: Reply<Result<(), String>>,
+    },
+    /// Upgrade, second phase: each instance of `name` here is made anew
+    /// from `module` between two messages; its mailbox, state and timers
+    /// stay. Lifts a backoff or quarantine.
+    UpgradeCommit {
+        name: Arc<str>,
+        module: CompiledAgent,
+        reply: Reply<Result<(), String>>,
+    },
+    /// Lifts the backoff or quarantine of `name`'s instances here; answers
+    /// how many were lifted.
+    Restart {
+        name: Arc<str>,
+        reply: Reply<usize>,
+    },
+    /// How many messages the shard still holds, in any queue (a draining
+    /// node waits for zero).
+    Pending {
+        reply: Reply<usize>,
     },
     /// Removes `name`: its instances stop, its mail becomes dead letters, its
     /// state is deleted.
@@ -53,7 +82,8 @@ pub enum Command {
     Cluster {
         updates: Vec<ClusterUpdate>,
     },
-    /// Commits and stops the shard.
+    /// Fails back what the shard still holds (`node_down` notices), commits,
+    /// checkpoints its WAL and stops.
     Stop {
         reply: Reply<()>,
     },
@@ -86,6 +116,11 @@ pub struct InstanceStats {
     pub state_refused: u64,
     pub log_dropped: u64,
     pub running: bool,
+    /// `running`, `backing_off` or `quarantined` (`shard::supervision`).
+    pub standing: &'static str,
+    /// Crashes in a row, and restarts its policy made.
+    pub crashes_in_a_row: u32,
+    pub restarts: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,6 +155,12 @@ pub struct ShardStats {
     pub notices_dropped: u64,
     /// Timers waiting in memory to fire (some may be cancelled already).
     pub timers_scheduled: usize,
+    /// Instances backing off and quarantined; restarts made and
+    /// quarantines entered since the start.
+    pub instances_backing_off: usize,
+    pub instances_quarantined: usize,
+    pub restarts: u64,
+    pub quarantines: u64,
     pub abi_invalid: u64,
     pub abi_too_large: u64,
     pub abi_over_limit: u64,

@@ -45,6 +45,30 @@ pub const ENVELOPE_BYTES_MAX: usize = caxton_abi::ENVELOPE_BYTES_MAX;
 /// Exceeded: deploy answers 400.
 pub const AGENT_INSTANCES_MAX: u32 = 10;
 
+/// Restart policy defaults (`shard::supervision`; per agent at deploy).
+/// Crashes in a row an instance is recreated at once after.
+pub const RESTART_IMMEDIATE: u32 = 3;
+/// Crashes further apart than this are not in a row, in ms.
+pub const RESTART_WINDOW_MS: u64 = 10_000;
+/// First backoff after the immediate restarts, in ms; doubles per crash.
+pub const RESTART_BACKOFF_MS: u64 = 100;
+/// Longest backoff, in ms.
+pub const RESTART_BACKOFF_MAX_MS: u64 = 10_000;
+/// Crashes in a row past which an instance is quarantined: its messages are
+/// failed back (`quarantined`) until `caxton agent restart`. With the
+/// defaults, a handler that crashes on every message is quarantined after
+/// about 25 s (3 at once, then 100 ms, 200 ms ... 6.4 s, 10 s).
+pub const RESTART_QUARANTINE_AFTER: u32 = 10;
+
+/// How long a stopping node (SIGTERM) lets its shards finish the messages
+/// they hold, in ms (`--drain-timeout`). Exceeded: what is left is failed
+/// back (`node_down` notices) and the node stops.
+pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Versions of an agent's module the catalog keeps (for rollback); older
+/// ones are deleted. Cost: each a copy of the module in node.db.
+pub const AGENT_VERSIONS_KEPT: u32 = 5;
+
 /// Largest module accepted for deploy, in bytes (16 MiB).
 /// Exceeded: deploy answers 413.
 pub const MODULE_BYTES_MAX: usize = 16 * 1024 * 1024;

@@ -254,6 +254,13 @@ impl ShardStore {
         self.in_transaction
     }
 
+    /// Moves the whole WAL into the database and empties it (a stopping
+    /// node: the next start opens a database with nothing to replay).
+    pub fn checkpoint_truncate(&mut self) -> rusqlite::Result<()> {
+        assert!(!self.in_transaction, "checkpoint after the last commit");
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map(drop)
+    }
+
     /// Abandons the tick's transaction after a failed commit.
     pub fn rollback(&mut self) -> rusqlite::Result<()> {
         self.in_handler_savepoint = false;

@@ -42,6 +42,14 @@ impl ApiError {
         ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message) }
     }
 
+    /// The node is draining (SIGTERM): it takes no new work.
+    pub fn shutting_down() -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the node is shutting down; it takes no new work")
+        }
+    }
+
     /// A request forwarded to another node failed on the way.
     pub fn bad_gateway(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, "forward_failed", message)

@@ -1,5 +1,6 @@
 //! Requests forwarded to another member's API: deploys aimed at it
-//! (`--node`) and stops of agents it hosts. The caller's credentials go
+//! (`?node=`) and the lifecycle calls (stop, upgrade, rollback, restart)
+//! of agents it hosts. The caller's credentials go
 //! along; a member that is down is answered 503 at once.
 
 use std::sync::atomic::Ordering;
@@ -10,19 +11,6 @@ use caxton_shards::limits::FORWARD_TIMEOUT_MS;
 
 use super::error::ApiError;
 use crate::control::Control;
-
-/// Deploys on another node of the cluster (`--node`): forwards the
-/// request to that node's API, with the caller's credentials.
-pub async fn deploy_on(
-    control: &Control,
-    node: &str,
-    name: &str,
-    instances: u32,
-    body: Vec<u8>,
-    authorization: Option<String>,
-) -> Result<(u16, Vec<u8>), ApiError> {
-    forward(control, node, "PUT", format!("/v1/agents/{name}?instances={instances}"), body, authorization).await
-}
 
 /// Sends a request to another member's API (`--node` deploys, stops of
 /// agents hosted there) and hands back its status and body.
@@ -51,6 +39,17 @@ pub async fn forward(
         if let Some(a) = authorization {
             req = req.set("authorization", &a);
         }
+        // The API takes a POST only as JSON (`origin`): an action's is `{}`.
+        let body = if method == "POST" {
+            req = req.set("content-type", "application/json");
+            if body.is_empty() {
+                b"{}".to_vec()
+            } else {
+                body
+            }
+        } else {
+            body
+        };
         match req.send_bytes(&body) {
             Ok(r) => Ok(r),
             Err(ureq::Error::Status(_, r)) => Ok(r),

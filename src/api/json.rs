@@ -9,7 +9,7 @@ use caxton_shards::limits::CONTENT_BYTES_MAX;
 use caxton_shards::{Message, ShardStats};
 
 use super::error::ApiError;
-use crate::control::{AgentDetail, AgentRecord, DeployReport, Outgoing};
+use crate::control::{AgentDetail, AgentRecord, DeployReport, Outgoing, UpgradeReport};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -98,7 +98,7 @@ pub fn message(m: &Message) -> Value {
 }
 
 pub fn agent_list(agents: &[(String, AgentRecord)]) -> Value {
-    json!({ "agents": agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards })).collect::<Vec<_>>() })
+    json!({ "agents": agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards, "version": r.version.number })).collect::<Vec<_>>() })
 }
 
 pub fn deployed(name: &str, report: &DeployReport) -> Value {
@@ -107,18 +107,42 @@ pub fn deployed(name: &str, report: &DeployReport) -> Value {
         "name": name,
         "instances": report.record.instances,
         "shards": report.record.shards,
+        "version": report.record.version.number,
+        "module_hash": report.record.version.hash,
         "startup_us": startup_us,
         "compile_ms": report.compile_ms,
         "deploy_ms": report.total_ms,
     })
 }
 
+/// An upgrade's or a rollback's answer.
+pub fn upgraded(name: &str, r: &UpgradeReport) -> Value {
+    json!({
+        "name": name,
+        "version": r.version.number,
+        "previous_version": r.previous,
+        "module_hash": r.version.hash,
+        "deployed_at_ms": r.version.deployed_at_ms,
+        "compile_ms": r.compile_ms,
+        "total_ms": r.total_ms,
+    })
+}
+
 pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
     let sum = |f: fn(&caxton_shards::InstanceStats) -> u64| d.instances.iter().map(f).sum::<u64>();
+    let p = &d.record.policy;
     json!({
         "name": name,
         "instances": d.record.instances,
         "shards": d.record.shards,
+        "version": d.record.version.number,
+        "module_hash": d.record.version.hash,
+        "deployed_at_ms": d.record.version.deployed_at_ms,
+        "quarantined": d.instances.iter().any(|i| i.standing == "quarantined"),
+        "restart_policy": {
+            "restart_immediate": p.immediate, "restart_window_ms": p.window_ms, "restart_backoff_ms": p.backoff_ms,
+            "restart_backoff_max_ms": p.backoff_max_ms, "quarantine_after": p.quarantine_after,
+        },
         "messages_handled": sum(|i| i.handled),
         "errors": sum(|i| i.errors),
         "crashes": sum(|i| i.crashes),
@@ -128,6 +152,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
             "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
             "crashes": i.crashes, "timeouts": i.timeouts, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
             "state_bytes": i.state_bytes, "state_writes_refused": i.state_refused, "log_lines_dropped": i.log_dropped,
+            "standing": i.standing, "crashes_in_a_row": i.crashes_in_a_row, "restarts": i.restarts,
         })).collect::<Vec<_>>(),
     })
 }

@@ -137,7 +137,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    let per_shard: [Family<ShardStats>; 22] = [
+    let per_shard: [Family<ShardStats>; 24] = [
         family("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
         family("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
         family("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
@@ -161,6 +161,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             s.notices_dropped
         }),
         family("caxton_timers_scheduled", "gauge", "Agent timers waiting to fire on the shard.", |s| s.timers_scheduled as u64),
+        family("caxton_agent_restarts_total", "counter", "Crashed instances made anew by their restart policy, at once or after a backoff.", |s| s.restarts),
+        family("caxton_agent_quarantines_total", "counter", "Instances quarantined after crashing over and over.", |s| s.quarantines),
         family("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
         family("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
         family("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| {
@@ -182,6 +184,13 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     for s in shards {
         for (reason, n) in &s.dead_letters {
             o.sample("caxton_messages_dropped_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
+        }
+    }
+    o.family("caxton_agent_instances", "gauge", "Agent instances by standing: running, backing_off (held after crashes), quarantined.");
+    for s in shards {
+        let running = s.instances - s.instances_backing_off - s.instances_quarantined;
+        for (standing, n) in [("running", running), ("backing_off", s.instances_backing_off), ("quarantined", s.instances_quarantined)] {
+            o.sample("caxton_agent_instances", &format!("shard=\"{}\",standing=\"{standing}\"", s.shard), n as u64);
         }
     }
     o.family("caxton_failure_notices_total", "counter", "Failure notices sent from @node to the senders of messages that could not be handled, by reason.");

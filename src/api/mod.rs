@@ -5,6 +5,7 @@
 //! The routes are declared once, in `routes::ROUTES`; `route` below
 //! answers each endpoint.
 
+mod agents;
 mod conn;
 pub mod error;
 mod forward;
@@ -27,7 +28,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use caxton_shards::limits::{ACCEPT_RETRY_MS, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, MODULE_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
+use caxton_shards::limits::{ACCEPT_RETRY_MS, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
 
 use crate::control::Control;
 use error::ApiError;
@@ -224,6 +225,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         return Err(ApiError::unauthorized());
     }
     let control = &api.control;
+    if control.draining() && !matches!(matched.endpoint, Endpoint::Health | Endpoint::Metrics) {
+        return Err(ApiError::shutting_down()); // control `drain` rule 1
+    }
     let name = matched.name.unwrap_or_default();
     match matched.endpoint {
         Endpoint::Health => {
@@ -285,43 +289,10 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap()))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
-        Endpoint::Deploy => {
-            let name = name.to_string();
-            let instances = parse_param(query, "instances")?.unwrap_or(1);
-            let node = query_param(query, "node").map(str::to_string);
-            let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let body = read_body(api, req, MODULE_BYTES_MAX).await?;
-            let me = control.cluster.as_ref().map(|c| c.view.lock().unwrap().me.name());
-            if let Some(node) = node.filter(|n| Some(n) != me.as_ref()) {
-                let (status, body) = forward::deploy_on(control, &node, &name, instances, body, authorization).await?;
-                tracing::info!(agent = name, instances, node, status, "deploy forwarded");
-                let mut resp = Response::new(Full::new(Bytes::from(body)));
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                return Ok(resp);
-            }
-            let report = control.deploy(&name, instances, body).await?;
-            tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
-            Ok(json_response(StatusCode::CREATED, &json::deployed(&name, &report)))
-        }
+        Endpoint::Deploy | Endpoint::Stop | Endpoint::Rollback | Endpoint::Restart => agents::lifecycle(api, matched.endpoint, name, query, req).await,
         Endpoint::AgentDetail => {
             let detail = control.agent(name).await?;
             Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
-        }
-        Endpoint::Stop => {
-            if let Some(node) = control.remote_node_of(name) {
-                let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-                let (status, body) = forward::forward(control, &node, "DELETE", format!("/v1/agents/{name}"), Vec::new(), authorization).await?;
-                tracing::info!(agent = name, node, status, "stop forwarded");
-                let mut resp = Response::new(Full::new(Bytes::from(body)));
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-                return Ok(resp);
-            }
-            control.undeploy(name).await?;
-            tracing::info!(agent = name, "agent stopped");
-            let mut resp = Response::new(Full::new(Bytes::new()));
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            Ok(resp)
         }
         Endpoint::Send => {
             let wait: Option<u64> = parse_param(query, "reply_timeout_ms")?;

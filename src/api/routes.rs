@@ -23,6 +23,8 @@ pub enum Endpoint {
     Deploy,
     AgentDetail,
     Stop,
+    Rollback,
+    Restart,
     Send,
 }
 
@@ -44,7 +46,7 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 9] = [
+pub const ROUTES: [Route; 11] = [
     route!(GET, ["v1", "health"], Health, true),
     route!(GET, ["metrics"], Metrics, true),
     route!(GET, ["v1", "stats"], Stats, false),
@@ -53,6 +55,8 @@ pub const ROUTES: [Route; 9] = [
     route!(PUT, ["v1", "agents", NAME], Deploy, false),
     route!(GET, ["v1", "agents", NAME], AgentDetail, false),
     route!(DELETE, ["v1", "agents", NAME], Stop, false),
+    route!(POST, ["v1", "agents", NAME, "rollback"], Rollback, false),
+    route!(POST, ["v1", "agents", NAME, "restart"], Restart, false),
     route!(POST, ["v1", "messages"], Send, false),
 ];
 

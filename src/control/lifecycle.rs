@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use caxton_cluster::view::RemoteRoute;
-use caxton_shards::agent::{compile, to_wasm_binary, CompiledAgent};
-use caxton_shards::command::Reply;
+use caxton_shards::agent::{to_wasm_binary, CompiledAgent};
+use caxton_shards::command::{Reply, RestartPolicy};
 use caxton_shards::envelope::is_agent_name;
 use caxton_shards::limits::AGENT_INSTANCES_MAX;
 use caxton_shards::placement::shard_of;
@@ -14,6 +14,35 @@ use caxton_shards::{Command, InstanceReport, InstanceStats};
 use tokio::sync::oneshot;
 
 use super::{AgentDetail, AgentRecord, Control, ControlError, DeployReport, Settled};
+use crate::catalog::Version;
+use crate::module_cache::Source;
+
+/// A restart policy as the catalog keeps it (and the API takes it).
+pub fn policy_query(p: &RestartPolicy) -> String {
+    format!(
+        "restart_immediate={}&restart_window_ms={}&restart_backoff_ms={}&restart_backoff_max_ms={}&quarantine_after={}",
+        p.immediate, p.window_ms, p.backoff_ms, p.backoff_max_ms, p.quarantine_after
+    )
+}
+
+/// Reads a policy from `key=value&...` pairs; missing keys keep their
+/// defaults, unknown keys are ignored (the API passes its whole query).
+pub fn parse_policy(query: &str) -> Result<RestartPolicy, String> {
+    let mut p = RestartPolicy::default();
+    for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        let number = || value.parse::<u64>().map_err(|_| format!("{key}={value:?} is not a number"));
+        match key {
+            "restart_immediate" => p.immediate = number()?.min(u32::MAX as u64) as u32,
+            "restart_window_ms" => p.window_ms = number()?,
+            "restart_backoff_ms" => p.backoff_ms = number()?,
+            "restart_backoff_max_ms" => p.backoff_max_ms = number()?,
+            "quarantine_after" => p.quarantine_after = number()?.min(u32::MAX as u64) as u32,
+            _ => {}
+        }
+    }
+    p.check()?;
+    Ok(p)
+}
 
 impl Control {
     /// The node hosting `name`, if another node of the cluster does.
@@ -25,15 +54,30 @@ impl Control {
         Some(route.node.to_string())
     }
 
-    fn record_for(&self, name: &str, instances: u32, charge_each: u64) -> AgentRecord {
+    fn record_for(&self, name: &str, instances: u32, charge_each: u64, version: Version, policy: RestartPolicy) -> AgentRecord {
         assert!((1..=AGENT_INSTANCES_MAX).contains(&instances));
         let shards: Vec<usize> = (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect();
         assert!(shards.iter().all(|&s| s < self.shards.len()));
-        AgentRecord { instances, charge_each, shards }
+        AgentRecord { instances, charge_each, shards, version, policy }
     }
 
-    /// Deploys a module under `name` (rules 2 and 3).
-    pub async fn deploy(self: &Arc<Self>, name: &str, instances: u32, body: Vec<u8>) -> Result<DeployReport, ControlError> {
+    /// Compiles a module off the shards and the API thread (or takes it
+    /// from the module cache).
+    pub(super) async fn compile_off_shards(self: &Arc<Self>, body: Vec<u8>) -> Result<(CompiledAgent, Vec<u8>), ControlError> {
+        let limits = self.limits;
+        let this = self.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let wasm = to_wasm_binary(&body)?.into_owned();
+            this.modules.get(&wasm, &limits).map(|(m, _)| (m, wasm))
+        })
+        .await
+        .map_err(|e| ControlError::internal(format!("compiler task failed: {e}")))?;
+        compiled.map_err(|e| ControlError::bad_request("invalid_module", e.0))
+    }
+
+    /// Deploys a module under `name` (rules 2 and 3), with its restart
+    /// policy.
+    pub async fn deploy(self: &Arc<Self>, name: &str, instances: u32, body: Vec<u8>, policy: RestartPolicy) -> Result<DeployReport, ControlError> {
         let started = Instant::now();
         if !is_agent_name(name.as_bytes()) {
             return Err(ControlError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
@@ -52,31 +96,29 @@ impl Control {
             }
             None => {}
         }
-        let limits = self.limits;
-        let compiled = tokio::task::spawn_blocking(move || {
-            let wasm = to_wasm_binary(&body)?.into_owned();
-            compile(&wasm, &limits).map(|m| (m, wasm))
-        })
-        .await
-        .map_err(|e| ControlError::internal(format!("compiler task failed: {e}")))?;
-        let (module, wasm) = compiled.map_err(|e| ControlError::bad_request("invalid_module", e.0))?;
+        policy.check().map_err(|e| ControlError::bad_request("invalid_policy", e))?;
+        let (module, wasm) = self.compile_off_shards(body).await?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
-        let record = self.record_for(name, instances, each);
         let lifecycle = self.lifecycle_lock().await?;
+        let record;
         {
             let mut agents = self.agents.lock().unwrap();
             if agents.contains_key(name) {
                 return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
             }
             self.admission.lock().unwrap().admit(name, instances, each).map_err(ControlError::over_capacity)?;
-            if let Err(e) = self.catalog.lock().unwrap().insert(name, instances, &wasm) {
-                self.admission.lock().unwrap().release(instances, each);
-                return Err(ControlError::internal(format!("catalog write failed: {e}")));
-            }
+            let version = match self.catalog.lock().unwrap().insert(name, instances, &wasm, &policy_query(&policy)) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.admission.lock().unwrap().release(instances, each);
+                    return Err(ControlError::internal(format!("catalog write failed: {e}")));
+                }
+            };
+            record = self.record_for(name, instances, each, version, policy);
             agents.insert(name.to_string(), record.clone());
         }
-        match self.start_everywhere(lifecycle, name, module, instances, false).await {
+        match self.start_everywhere(lifecycle, name, module, instances, false, policy).await {
             Ok(reports) => {
                 if let Some(c) = &self.cluster {
                     c.publish(name, true);
@@ -102,10 +144,11 @@ impl Control {
         module: CompiledAgent,
         instances: u32,
         restore: bool,
+        policy: RestartPolicy,
     ) -> Result<Vec<InstanceReport>, (ControlError, Settled)> {
         let shared: Arc<str> = name.into();
         let waits = self
-            .lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, reply })
+            .lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, policy, reply })
             .map_err(|e| (e, Settled::Now))?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut waits = std::collections::VecDeque::from(waits);
@@ -163,7 +206,7 @@ impl Control {
     }
 
     /// Forgets a name in the catalog, the records and admission.
-    fn forget_record(&self, name: &str) {
+    pub(super) fn forget_record(&self, name: &str) {
         if let Err(e) = self.catalog.lock().unwrap().remove(name) {
             tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start");
         }
@@ -212,12 +255,25 @@ impl Control {
         }
     }
 
-    /// Brings back the agents of the catalog after a restart.
+    /// Brings back the agents of the catalog after a restart, at their
+    /// current versions, their modules from the module cache when it has
+    /// them.
     pub async fn restore(self: &Arc<Self>) -> Result<usize, String> {
         let stored = self.catalog.lock().unwrap().agents().map_err(|e| format!("cannot read the catalog: {e}"))?;
         let count = stored.len();
+        let (mut from_disk, mut compiled) = (0usize, 0usize);
+        let started = std::time::Instant::now();
         for agent in stored {
-            let module = compile(&agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
+            let (module, source) =
+                self.modules.get(&agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
+            match source {
+                Source::Compiled => compiled += 1,
+                Source::Disk | Source::Memory => from_disk += 1,
+            }
+            let policy = parse_policy(&agent.policy).unwrap_or_else(|e| {
+                tracing::warn!(agent = agent.name, error = e, "stored restart policy unreadable; using the defaults");
+                RestartPolicy::default()
+            });
             let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
             if let Err(e) = self.admission.lock().unwrap().admit(&agent.name, agent.instances, each) {
                 // Admitted before the restart: keep it, but say the node is over.
@@ -226,11 +282,21 @@ impl Control {
                 a.agents += agent.instances as usize;
                 a.charged += agent.instances as u64 * each;
             }
-            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each));
+            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
             let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
-            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true)
+            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy)
                 .await
                 .map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
+        }
+        self.modules.forget();
+        if count > 0 {
+            tracing::info!(
+                agents = count,
+                modules_compiled = compiled,
+                modules_cached = from_disk,
+                ms = started.elapsed().as_millis() as u64,
+                "agents restored"
+            );
         }
         if let Some(c) = &self.cluster {
             c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
@@ -273,7 +339,7 @@ impl Control {
 
     /// The lifecycle lock (rule 2), within the control deadline: a previous
     /// operation still finishing on a shard that does not answer holds it.
-    async fn lifecycle_lock(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, ControlError> {
+    pub(super) async fn lifecycle_lock(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, ControlError> {
         tokio::time::timeout(self.timeout, self.lifecycle.clone().lock_owned())
             .await
             .map_err(|_| ControlError::busy("a previous deploy or undeploy is still finishing on a shard that does not answer; retry later"))
@@ -281,7 +347,11 @@ impl Control {
 
     /// Sends a lifecycle command to the shards `to` (rule 2): all of them
     /// or, when one has no room, none. Call with the lifecycle lock held.
-    fn lifecycle_to<T: Send + 'static>(&self, to: &[usize], make: impl Fn(Reply<T>) -> Command) -> Result<Vec<(usize, oneshot::Receiver<T>)>, ControlError> {
+    pub(super) fn lifecycle_to<T: Send + 'static>(
+        &self,
+        to: &[usize],
+        make: impl Fn(Reply<T>) -> Command,
+    ) -> Result<Vec<(usize, oneshot::Receiver<T>)>, ControlError> {
         assert!(self.lifecycle.try_lock().is_err(), "rule 2: called with the lifecycle lock held");
         assert!(to.iter().all(|&i| i < self.shards.len()) && to.windows(2).all(|w| w[0] < w[1]), "each shard once");
         if let Some(&full) = to.iter().find(|&&i| !self.shards[i].lifecycle_room(1)) {
@@ -300,7 +370,7 @@ impl Control {
         Ok(waits)
     }
 
-    fn all_shards(&self) -> Vec<usize> {
+    pub(super) fn all_shards(&self) -> Vec<usize> {
         (0..self.shards.len()).collect()
     }
 }

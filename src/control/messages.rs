@@ -40,6 +40,10 @@ impl Control {
     pub fn wire_message(&self, from: &str, frame: Vec<u8>) -> Result<(usize, Message), Box<(Header, String)>> {
         let m = Message::decode(frame).map_err(|e| Box::new((Header::default(), format!("invalid_envelope: {e}"))))?;
         let mut header = m.header();
+        if self.draining() {
+            return Err(Box::new((header, FailureReason::NodeDown.as_str().to_string())));
+            // drain rule 1
+        }
         let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
         let local = self.agents.lock().unwrap().get(receiver).map(|r| r.instances);
         let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(receiver));

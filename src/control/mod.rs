@@ -41,13 +41,17 @@ use caxton_shards::runtime_outbox::Held;
 use caxton_shards::{Command, InstanceReport, InstanceStats, ShardHandle, ShardSender, ShardStats};
 use tokio::sync::{mpsc, oneshot};
 
+mod drain;
 mod error;
 mod lifecycle;
 mod messages;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 pub use error::{ControlError, ErrorKind};
+pub use lifecycle::{parse_policy, policy_query};
+pub use upgrade::UpgradeReport;
 
 use crate::admission::Admission;
 use crate::gossip::Cluster;
@@ -57,6 +61,9 @@ use crate::catalog::Catalog;
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
     pub instances: u32,
+    /// The module's current version (catalog), and the restart policy.
+    pub version: crate::catalog::Version,
+    pub policy: caxton_shards::command::RestartPolicy,
     /// Memory charged per instance by admission control.
     pub charge_each: u64,
     /// Shard of each instance, by instance index.
@@ -112,6 +119,19 @@ pub struct Control {
     pub cluster: Option<Cluster>,
     /// REST sends refused because the receiver's node is down.
     pub node_unavailable: AtomicU64,
+    /// Compiled modules, on disk and for this start (`module_cache`).
+    modules: crate::module_cache::ModuleCache,
+    /// Running, draining (SIGTERM: the API answers 503, wire frames are
+    /// refused) or stopped (wire connections close): `drain`.
+    phase: tokio::sync::watch::Sender<Phase>,
+}
+
+/// Where a node is in its life (`drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    Draining,
+    Stopped,
 }
 
 /// A random, non-zero 53-bit id (JSON clients hold numbers as doubles), from
@@ -196,7 +216,25 @@ impl Control {
             wire_sent_bytes: AtomicU64::new(0),
             cluster,
             node_unavailable: AtomicU64::new(0),
+            modules: crate::module_cache::ModuleCache::new(None).expect("no directory to make"),
+            phase: tokio::sync::watch::channel(Phase::Running).0,
         }
+    }
+
+    /// Where compiled modules are kept (default: nowhere, compile each).
+    pub fn with_module_cache(mut self, modules: crate::module_cache::ModuleCache) -> Control {
+        self.modules = modules;
+        self
+    }
+
+    /// Is the node draining or stopped (SIGTERM)?
+    pub fn draining(&self) -> bool {
+        *self.phase.borrow() >= Phase::Draining
+    }
+
+    /// Follows the node's phase (wire connections close when it stops).
+    pub fn phase(&self) -> tokio::sync::watch::Receiver<Phase> {
+        self.phase.subscribe()
     }
 
     /// The deadline of every wait on a shard (rule 5). Default

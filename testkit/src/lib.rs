@@ -8,4 +8,4 @@ pub mod contract_net;
 pub mod node;
 pub mod wire;
 
-pub use node::{answer, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};
+pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};

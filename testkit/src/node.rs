@@ -34,6 +34,8 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     pub cores: usize,
     extra: Vec<String>,
+    /// Flags added since the start (`restart_with`).
+    restart_extra: Vec<String>,
     /// Command the node runs under (such as `ip netns exec NS`).
     wrap: Vec<String>,
     /// Bearer token of its API, if it needs one.
@@ -125,6 +127,7 @@ impl Node {
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
             cores: spec.cores,
             extra: spec.extra,
+            restart_extra: Vec::new(),
             wrap: spec.wrap,
             token: spec.token,
             fixed_port: spec.api_port.is_some(),
@@ -177,6 +180,7 @@ impl Node {
                 .arg(self.dir.path().join("data"))
                 .args(self.wire.iter().flat_map(|w| ["--wire", w.as_str()]))
                 .args(&self.extra)
+                .args(&self.restart_extra)
                 .args(self.token.iter().flat_map(|t| ["--api-token", t.as_str()]))
                 .env("CAXTON_LOG", "info")
                 .stdout(Stdio::null())
@@ -237,12 +241,21 @@ impl Node {
         self.spawn().unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// SIGTERM: the node stops gracefully (leaves its cluster, commits).
-    pub fn terminate(&mut self) {
+    /// Starts again, with `extra` flags instead of those of an earlier
+    /// `restart_with` (the start's own flags stay).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none());
+        self.restart_extra = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// SIGTERM: the node drains and stops gracefully (commits, leaves its
+    /// cluster). Returns how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
+        child.wait().unwrap()
     }
 
     pub fn deploy(&self, name: &str, file: &str, instances: u32) -> (u16, Value) {
@@ -276,14 +289,12 @@ impl Node {
 
     /// Everything the node processes (this one and earlier ones on the same
     /// data dir) wrote to their logs.
+    /// Every log the node wrote, its starts in order.
     pub fn logs(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            if entry.file_name().to_string_lossy().starts_with("node-") {
-                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-            }
-        }
-        all
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(self.dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("node-")).map(|e| e.path()).collect();
+        files.sort(); // node-<nanoseconds>.log: by start
+        files.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect()
     }
 
     pub fn metrics(&self) -> String {
@@ -316,6 +327,15 @@ pub fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     let status = resp.status();
     let text = resp.into_string().unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Like [`answer`], but `None` when the node is not there (the connection
+/// was refused or closed): a node that stopped.
+pub fn answer_or_gone(result: Result<ureq::Response, ureq::Error>) -> Option<(u16, Value)> {
+    match result {
+        Err(ureq::Error::Transport(_)) => None,
+        other => Some(answer(other)),
+    }
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

@@ -223,6 +223,31 @@ pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleE
 pub fn compile(wasm: &[u8], limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
     let engine = engine_for_one_module(*limits);
     let module = Module::new(&engine, wasm).map_err(|e| ModuleError(explain_invalid(&e.to_string())))?;
+    finish(engine, module, limits)
+}
+
+/// The machine code of a compiled module, to keep on disk (the node's
+/// module cache).
+pub fn serialize(agent: &CompiledAgent) -> Result<Vec<u8>, ModuleError> {
+    agent.module.serialize().map(|b| b.to_vec()).map_err(|e| ModuleError(format!("cannot serialize a compiled module: {e}")))
+}
+
+/// A module from what [`serialize`] wrote, with the same `limits` (they
+/// are part of the cache key: metering is compiled in).
+///
+/// # Safety
+/// `bytes` must be what [`serialize`] produced in this same build for
+/// these limits: wasmer maps it as machine code without validating it.
+/// The node's module cache checks a SHA-256 of the bytes and keys them by
+/// build and limits before it calls this.
+pub unsafe fn deserialize(bytes: &[u8], limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
+    let engine = engine_for_one_module(*limits);
+    // SAFETY: the caller vouches for the bytes (see above).
+    let module = unsafe { Module::deserialize(&engine, bytes.to_vec()) }.map_err(|e| ModuleError(format!("a cached module does not load: {e}")))?;
+    finish(engine, module, limits)
+}
+
+fn finish(engine: Engine, module: Module, limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
     check_abi(&module, limits)?;
     let declared_memory_max = module.exports().find_map(|e| match e.ty() {
         ExternType::Memory(m) if e.name() == "memory" => m.maximum.map(|p| p.0 as u64 * WASM_PAGE_BYTES as u64),

@@ -9,6 +9,8 @@
 //!    mailbox is not empty (`queued` marks it).
 //! 3. Counts are kept, not recomputed: `queued`/`bytes` always equal the
 //!    sums over open mailboxes (checked in debug builds).
+//! 4. A held mailbox (its instance backing off after crashes) takes mail
+//!    but is not in the run queue; released, it rejoins it if it has mail.
 //!
 //! Steady state allocates nothing: mailboxes and the run queue are reused
 //! `VecDeque`s, and closed ids are reused.
@@ -28,6 +30,8 @@ struct Mailbox {
     reserved_bytes: usize,
     /// Is this id in the run queue? (rule 2)
     queued: bool,
+    /// Kept out of the run queue (rule 4).
+    held: bool,
     open: bool,
 }
 
@@ -61,7 +65,7 @@ impl Mailboxes {
     }
 
     pub fn open(&mut self) -> LocalId {
-        let mailbox = Mailbox { queue: VecDeque::new(), bytes: 0, reserved: 0, reserved_bytes: 0, queued: false, open: true };
+        let mailbox = Mailbox { queue: VecDeque::new(), bytes: 0, reserved: 0, reserved_bytes: 0, queued: false, held: false, open: true };
         match self.free_ids.pop() {
             Some(id) => {
                 assert!(!self.boxes[id as usize].open, "a free id is closed");
@@ -129,7 +133,7 @@ impl Mailboxes {
         self.queued_bytes += message.len();
         m.queue.push_back(message);
         self.queued += 1;
-        if !m.queued {
+        if !m.queued && !m.held {
             m.queued = true;
             self.run_queue.push_back(id);
         }
@@ -138,8 +142,53 @@ impl Mailboxes {
     /// The next instance with mail.
     pub fn next_ready(&mut self) -> Option<LocalId> {
         let id = self.run_queue.pop_front()?;
-        debug_assert!(self.boxes[id as usize].queued);
+        debug_assert!(self.boxes[id as usize].queued && !self.boxes[id as usize].held);
         Some(id)
+    }
+
+    /// Keeps `id` out of the run queue until [`Mailboxes::release`] (rule
+    /// 4). Called while it is being dispatched (taken from the run queue).
+    pub fn hold(&mut self, id: LocalId) {
+        let m = &mut self.boxes[id as usize];
+        assert!(m.open, "only an open mailbox is held");
+        m.held = true;
+        if m.queued {
+            m.queued = false;
+            self.run_queue.retain(|&r| r != id);
+        }
+    }
+
+    /// Ends a hold: the instance runs again if it has mail (rule 4).
+    pub fn release(&mut self, id: LocalId) {
+        let m = &mut self.boxes[id as usize];
+        if !m.open || !m.held {
+            return;
+        }
+        m.held = false;
+        if !m.queue.is_empty() && !m.queued {
+            m.queued = true;
+            self.run_queue.push_back(id);
+        }
+    }
+
+    /// Empties every mailbox (a stopping shard fails their mail back);
+    /// they stay open.
+    pub fn take_all(&mut self) -> Vec<Message> {
+        let mut all = Vec::with_capacity(self.queued);
+        for m in self.boxes.iter_mut().filter(|m| m.open) {
+            all.extend(m.queue.drain(..));
+            m.bytes = 0;
+            m.queued = false;
+        }
+        self.run_queue.clear();
+        assert_eq!(all.len(), self.queued, "rule 3");
+        self.queued = 0;
+        self.queued_bytes = 0;
+        all
+    }
+
+    pub fn is_held(&self, id: LocalId) -> bool {
+        self.boxes[id as usize].held
     }
 
     pub fn pop(&mut self, id: LocalId) -> Option<Message> {
@@ -154,6 +203,9 @@ impl Mailboxes {
     /// Puts an instance back in the run queue if it still has mail (rule 2).
     pub fn requeue(&mut self, id: LocalId) {
         let m = &mut self.boxes[id as usize];
+        if m.held {
+            return; // hold took it out of the run queue already
+        }
         if m.queue.is_empty() {
             m.queued = false;
         } else {

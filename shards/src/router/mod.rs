@@ -89,11 +89,15 @@ pub enum DeadLetter {
     Expired,
     /// A performative its version 1 receiver cannot read.
     NotUnderstood,
+    /// Its receiver is quarantined after crashing over and over.
+    Quarantined,
+    /// Still held when the node stopped, past its drain timeout.
+    Stopped,
 }
 
 impl DeadLetter {
     /// Every reason, in the order of [`DeadLetters`], with its metric label.
-    pub const ALL: [(DeadLetter, &'static str); 9] = [
+    pub const ALL: [(DeadLetter, &'static str); 11] = [
         (DeadLetter::UnknownReceiver, "unknown_receiver"),
         (DeadLetter::CrashedHandler, "crashed_handler"),
         (DeadLetter::Undeployed, "undeployed"),
@@ -103,6 +107,8 @@ impl DeadLetter {
         (DeadLetter::LinkLost, "link_lost"),
         (DeadLetter::Expired, "expired"),
         (DeadLetter::NotUnderstood, "not_understood"),
+        (DeadLetter::Quarantined, "quarantined"),
+        (DeadLetter::Stopped, "node_stopped"),
     ];
 
     /// The failure notice its sender gets, if any: a message to a runtime
@@ -118,6 +124,8 @@ impl DeadLetter {
             DeadLetter::LinkLost => FailureReason::LinkLost,
             DeadLetter::Expired => FailureReason::Expired,
             DeadLetter::NotUnderstood => FailureReason::NotUnderstood,
+            DeadLetter::Quarantined => FailureReason::Quarantined,
+            DeadLetter::Stopped => FailureReason::NodeDown,
         })
     }
 
@@ -561,6 +569,36 @@ impl Router {
     /// Puts an instance back in the run queue if it still has mail.
     pub fn requeue(&mut self, id: LocalId) {
         self.mailboxes.requeue(id)
+    }
+
+    /// Keeps an instance from running (backing off after crashes); its
+    /// mailbox still takes mail, within its bounds.
+    pub fn hold(&mut self, id: LocalId) {
+        self.mailboxes.hold(id)
+    }
+
+    /// Lets a held instance run again.
+    pub fn release_hold(&mut self, id: LocalId) {
+        self.mailboxes.release(id)
+    }
+
+    pub fn is_held(&self, id: LocalId) -> bool {
+        self.mailboxes.is_held(id)
+    }
+
+    /// Fails back everything the shard still holds for its agents and for
+    /// other nodes (a stop past its drain): dead letters `Stopped`, whose
+    /// senders get notices. Returns how many.
+    pub fn fail_back_everything(&mut self) -> usize {
+        let mut lost = self.mailboxes.take_all();
+        let nodes: Vec<(Arc<str>, std::net::SocketAddr)> = self.remote.nodes().map(|(_, n)| (n.name.clone(), n.addr)).collect();
+        for (name, addr) in nodes {
+            lost.extend(self.remote.set_node(&name, addr, false, false));
+        }
+        for m in &lost {
+            self.dead_letter(DeadLetter::Stopped, m);
+        }
+        lost.len()
     }
 
     pub fn has_ready(&self) -> bool {

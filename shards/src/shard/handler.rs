@@ -5,7 +5,9 @@
 //!    state writes sit in a savepoint (`storage` rule 2).
 //! 2. A call that traps or runs out of fuel is rolled back whole: its
 //!    writes (the savepoint) and its sends (the outbox from the mark). The
-//!    instance is dropped and made anew; its message is a dead letter.
+//!    instance is dropped and made anew as its restart policy says
+//!    (`supervision`); its message is a dead letter. A quarantined
+//!    instance's messages are dead letters (`quarantined`), unhandled.
 //! 3. A completed call's sends go out at once, unless its instance has
 //!    writes not yet committed: then they wait for the tick's commit
 //!    (router rule 2).
@@ -28,7 +30,7 @@ use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
 use crate::router::{DeadLetter, LocalId};
 use crate::timers::TIMER_SENDER;
 
-use super::Shard;
+use super::{Shard, Standing};
 
 impl Shard {
     /// Runs ready instances round-robin. An instance's burst ends after
@@ -47,7 +49,12 @@ impl Shard {
             let mut burst = 0;
             let burst_start = now;
             while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now - burst_start < budget_ns {
-                let Some(message) = self.ctx.borrow_mut().router.pop_message(id) else { break };
+                let mut ctx = self.ctx.borrow_mut();
+                if ctx.router.is_held(id) {
+                    break; // it crashed and backs off (`supervision` rule 2)
+                }
+                let Some(message) = ctx.router.pop_message(id) else { break };
+                drop(ctx);
                 now = self.deliver(id, message, now);
                 burst += 1;
                 done += 1;
@@ -137,11 +144,17 @@ impl Shard {
         if message.sender() == TIMER_SENDER.as_bytes() {
             self.timer_consumed(&message);
         }
-        if self.agents[slot].as_ref().expect("live slot").runtime.is_none() {
+        let agent = self.agents[slot].as_ref().expect("live slot");
+        if agent.supervision.standing == Standing::Quarantined {
+            self.ctx.borrow_mut().router.dead_letter(DeadLetter::Quarantined, &message);
+            return now_ns();
+        }
+        if agent.runtime.is_none() {
             if let Err(e) = self.start_instance(id) {
-                tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message dropped");
-                let mut ctx = self.ctx.borrow_mut();
-                ctx.router.dead_letter(DeadLetter::CrashedHandler, &message);
+                tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message failed back");
+                self.ctx.borrow_mut().router.dead_letter(DeadLetter::CrashedHandler, &message);
+                self.totals.crashes += 1;
+                self.crashed(id);
                 return now_ns();
             }
         }
@@ -170,6 +183,9 @@ impl Shard {
         assert!(ended >= started, "the clock is monotonic");
         self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
+        if !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout) {
+            agent.supervision.handled();
+        }
         match outcome {
             Outcome::Handled => {
                 agent.handled += 1;
@@ -196,7 +212,6 @@ impl Shard {
                 }
             }
             Outcome::Trap(_) | Outcome::Timeout => {
-                agent.runtime = None;
                 let reason = if let Outcome::Trap(why) = outcome {
                     agent.crashes += 1;
                     self.totals.crashes += 1;
@@ -209,9 +224,7 @@ impl Shard {
                     DeadLetter::TimedOut
                 };
                 self.ctx.borrow_mut().router.dead_letter(reason, &message);
-                if let Err(e) = self.start_instance(id) {
-                    tracing::warn!(shard = self.index, error = %e, "recreating a crashed instance failed; retrying on its next message");
-                }
+                self.crashed(id); // its restart policy (`supervision`)
             }
         }
         ended

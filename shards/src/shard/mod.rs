@@ -3,6 +3,8 @@
 //! - [`run_loop`]: the loop and its parking, the only glommio code here;
 //! - [`handler`]: one call into an agent, atomic (the handler protocol);
 //! - [`stats`]: what the shard reports;
+//! - [`supervision`]: restart policies: backoff and quarantine;
+//! - [`lifecycle`]: upgrades, restarts, and what a stop fails back;
 //! - [`tuning`]: its run-time knobs.
 //!
 //! The loop, each tick:
@@ -21,11 +23,16 @@
 //!    can tell a busy shard from a stalled one.
 
 mod handler;
+mod lifecycle;
 mod run_loop;
 mod stats;
+mod supervision;
 mod tuning;
 
+pub use supervision::{RestartPolicy, Standing};
 pub use tuning::ShardTuning;
+
+use supervision::Supervision;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -83,6 +90,8 @@ struct LocalAgent {
     wrote_before_commit: Option<u64>,
     /// Budgets and refusals that outlive one runtime (a trap recreates it).
     account: Arc<InstanceAccount>,
+    /// Its crashes in a row and its standing (`supervision`).
+    supervision: Supervision,
 }
 
 /// What the shard's handlers did, all instances together.
@@ -92,6 +101,8 @@ struct Totals {
     errors: u64,
     crashes: u64,
     timeouts: u64,
+    restarts: u64,
+    quarantines: u64,
 }
 
 pub struct Shard {
@@ -115,6 +126,9 @@ pub struct Shard {
     /// The version 1 twin of a message for a version 1 agent, reused
     /// (handler rule 6).
     v1_envelope: Vec<u8>,
+    /// Instances whose mailboxes are held while they back off
+    /// (`supervision` rule 2); may hold ids no longer backing off.
+    backing_off: Vec<crate::router::LocalId>,
 }
 
 impl Shard {
@@ -154,6 +168,7 @@ impl Shard {
             alert: P99Alert::new(now_ns(), setup.tuning.alert_window_ms),
             link,
             v1_envelope: Vec::new(),
+            backing_off: Vec::new(),
         })
     }
 
@@ -162,6 +177,7 @@ impl Shard {
         let mut work = self.drain_control();
         work += self.drain_inbound();
         work += self.fire_timers();
+        work += self.end_backoffs();
         work += self.dispatch();
         work += self.send_notices();
         work += self.end_tick();
@@ -305,7 +321,14 @@ impl Shard {
 
     fn run_command(&mut self, command: Command) {
         match command {
-            Command::Deploy { name, module, instances, restore, reply } => reply(self.deploy(name, module, instances, restore)),
+            Command::Deploy { name, module, instances, restore, policy, reply } => reply(self.deploy(name, module, instances, restore, policy)),
+            Command::UpgradePrepare { name, module, reply } => reply(self.upgrade_prepare(&name, &module)),
+            Command::UpgradeCommit { name, module, reply } => {
+                self.end_tick(); // what the old version staged goes first
+                reply(self.upgrade_commit(&name, module))
+            }
+            Command::Restart { name, reply } => reply(self.restart(&name)),
+            Command::Pending { reply } => reply(self.pending()),
             Command::Undeploy { name, reply } => {
                 self.end_tick(); // nothing staged may target what goes away
                 self.undeploy(&name);
@@ -407,7 +430,7 @@ impl Shard {
         }
     }
 
-    fn deploy(&mut self, name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool) -> Result<Vec<InstanceReport>, String> {
+    fn deploy(&mut self, name: Arc<str>, module: CompiledAgent, instances: u32, restore: bool, policy: RestartPolicy) -> Result<Vec<InstanceReport>, String> {
         let mark = self.ctx.borrow().router.staged_mark();
         let made = self.ctx.borrow_mut().router.add_agent(&name, instances)?;
         let mut reports = Vec::with_capacity(made.len());
@@ -428,6 +451,7 @@ impl Shard {
                 timeouts: 0,
                 wrote_before_commit: None,
                 account: InstanceAccount::new(module.limits.log),
+                supervision: Supervision::new(policy),
             });
             if let Err(e) = self.start_instance(id) {
                 if !restore {

@@ -45,7 +45,7 @@ impl Shard {
             }
             let work = self.tick();
             if let Some(reply) = self.stop.take() {
-                self.end_tick();
+                self.fail_back_and_close();
                 assert!(!self.ctx.borrow().router.has_staged(), "a stopped shard holds no staged send");
                 tracing::info!(shard = self.index, "shard stopped");
                 reply(());
@@ -72,7 +72,11 @@ impl Shard {
                 continue;
             }
             let parked_at = Instant::now();
-            match self.next_timer_in() {
+            let next_timer = match (self.next_timer_in(), self.next_backoff_in()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next_timer {
                 None => {
                     let _ = doorbell.read(&mut wake).await;
                 }
@@ -107,6 +111,7 @@ impl Shard {
             || ctx.router.has_staged()
             || !ctx.router.notices.is_empty()
             || ctx.timers.next_due_us().is_some_and(|at| at <= crate::clock::unix_micros())
+            || self.next_backoff_in().is_some_and(|d| d.is_zero())
             || ctx.router.remote.inbound_len().0 > 0
             || self.inbound.iter().flatten().any(|rx| !rx.is_empty())
     }

@@ -30,6 +30,9 @@ impl Shard {
                 state_refused: a.account.refusals().0,
                 log_dropped: a.account.refusals().1,
                 running: a.runtime.is_some(),
+                standing: a.supervision.standing.label(),
+                crashes_in_a_row: a.supervision.in_a_row,
+                restarts: a.supervision.restarts,
             })
             .collect()
     }
@@ -62,6 +65,10 @@ impl Shard {
             notices_sent: ctx.router.notices.counts.by_reason().collect(),
             notices_dropped: ctx.router.notices.counts.dropped,
             timers_scheduled: ctx.timers.len(),
+            instances_backing_off: self.agents.iter().flatten().filter(|a| matches!(a.supervision.standing, super::Standing::BackingOff { .. })).count(),
+            instances_quarantined: self.agents.iter().flatten().filter(|a| a.supervision.standing == super::Standing::Quarantined).count(),
+            restarts: self.totals.restarts,
+            quarantines: self.totals.quarantines,
             abi_invalid: ctx.abi.invalid,
             abi_too_large: ctx.abi.too_large,
             abi_over_limit: ctx.abi.over_limit,

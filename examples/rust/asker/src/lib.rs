@@ -27,7 +27,9 @@ pub struct Asker {
 
 impl Agent for Asker {
     fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
-        if m.sender().starts_with("@api") || m.sender().starts_with("@wire") {
+        // A caller is a runtime name (`@api/7`, `@wire/3`, or one of another
+        // node, `@node/<tag>/api/7`); the node's notices and timers are not.
+        if m.sender().starts_with('@') && m.failure_notice().is_none() && m.timer().is_none() {
             let text = m.text().unwrap_or("");
             let mut words = text.splitn(3, ' ');
             let (target, timeout, content) = (words.next().unwrap_or(""), words.next().unwrap_or("1000"), words.next().unwrap_or(""));

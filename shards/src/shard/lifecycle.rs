@@ -1,0 +1,192 @@
+//! A shard's part in an agent's lifecycle beyond deploy and undeploy:
+//! upgrades in two phases, crashes under a restart policy, restarts that
+//! lift a quarantine, and what a stopping shard holds.
+//!
+//! Rules:
+//! 1. An upgrade's first phase ([`Shard::upgrade_prepare`]) makes every
+//!    local instance from the new module and runs its `caxton_init` inside
+//!    a handler's savepoint that is always rolled back, sends included:
+//!    nothing changes, whatever it answers. The control plane commits only
+//!    when every shard said yes.
+//! 2. The second phase ([`Shard::upgrade_commit`]) runs between two ticks:
+//!    each instance is made anew from the new module and initialised for
+//!    real. Its mailbox, state and timers stay, so the messages already
+//!    queued are handled by the new version.
+//! 3. A crash goes to the instance's policy (`supervision`): recreated at
+//!    once, held for a backoff, or quarantined (its messages failed back).
+//! 4. A stopping shard fails back what it still holds (`node_down`
+//!    notices), sends those notices, commits and checkpoints its WAL.
+
+use crate::agent::{AgentInstance, CompiledAgent, Outcome};
+use crate::clock::now_ns;
+use crate::router::LocalId;
+
+use super::supervision::{AfterCrash, Standing};
+use super::Shard;
+
+impl Shard {
+    fn local_ids_of(&self, name: &str) -> Vec<LocalId> {
+        self.agents.iter().enumerate().filter(|(_, a)| a.as_ref().is_some_and(|a| *a.name == *name)).map(|(id, _)| id as LocalId).collect()
+    }
+
+    /// Rule 1.
+    pub(super) fn upgrade_prepare(&mut self, name: &str, module: &CompiledAgent) -> Result<(), String> {
+        for id in self.local_ids_of(name) {
+            let agent = self.agents[id as usize].as_ref().expect("listed");
+            let (instance, account) = (agent.instance, agent.account.clone());
+            let state_bytes = self.ctx.borrow().store.state_bytes(name, instance).map_err(|e| format!("cannot read the state of {name}[{instance}]: {e}"))?;
+            let mut trial = AgentInstance::new(module, agent.name.clone(), instance, state_bytes, account)?;
+            let mark = self.call_begin(None);
+            let outcome = trial.init();
+            self.call_end(id, mark, false);
+            assert_eq!(self.ctx.borrow().router.staged_mark(), mark, "rule 1: nothing of a trial stays");
+            match outcome {
+                Outcome::Handled => {}
+                Outcome::AgentError(code) => return Err(format!("caxton_init of the new version of {name}[{instance}] returned {code}")),
+                Outcome::Trap(why) => return Err(format!("caxton_init of the new version of {name}[{instance}] trapped: {why}")),
+                Outcome::Timeout => return Err(format!("caxton_init of the new version of {name}[{instance}] ran past its execution time slice")),
+                Outcome::Exited(code) => return Err(format!("the new version of {name}[{instance}] exited (proc_exit({code})) while starting")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 2. A start that fails now (the state changed since the first
+    /// phase) is retried on the instance's next message, as after a crash.
+    pub(super) fn upgrade_commit(&mut self, name: &str, module: CompiledAgent) -> Result<(), String> {
+        let mut first_error = None;
+        for id in self.local_ids_of(name) {
+            let agent = self.agents[id as usize].as_mut().expect("listed");
+            agent.module = module.clone();
+            agent.runtime = None;
+            agent.supervision.lift();
+            self.ctx.borrow_mut().router.release_hold(id);
+            if let Err(e) = self.start_instance(id) {
+                tracing::warn!(shard = self.index, agent = name, error = %e, "the upgraded instance failed to start; retrying on its next message");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Lifts backoffs and quarantines of `name` here (`supervision` rule
+    /// 3); the instances are made on their next message.
+    pub(super) fn restart(&mut self, name: &str) -> usize {
+        let mut lifted = 0;
+        for id in self.local_ids_of(name) {
+            let agent = self.agents[id as usize].as_mut().expect("listed");
+            if agent.supervision.standing != Standing::Running {
+                lifted += 1;
+            }
+            agent.supervision.lift();
+            self.ctx.borrow_mut().router.release_hold(id);
+        }
+        lifted
+    }
+
+    /// Rule 3: what the policy of instance `id` says after a crash.
+    pub(super) fn crashed(&mut self, id: LocalId) {
+        let now = now_ns();
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        agent.runtime = None;
+        match agent.supervision.crashed(now) {
+            AfterCrash::RestartNow => {
+                agent.supervision.restarts += 1;
+                self.totals.restarts += 1;
+                if let Err(e) = self.start_instance(id) {
+                    tracing::warn!(shard = self.index, error = %e, "recreating a crashed instance failed; retrying on its next message");
+                }
+            }
+            AfterCrash::BackOff { for_ms } => {
+                tracing::warn!(shard = self.index, agent = %agent.name, instance = agent.instance, crashes_in_a_row = agent.supervision.in_a_row, backoff_ms = for_ms, "instance crashing repeatedly: backing off");
+                self.ctx.borrow_mut().router.hold(id);
+                self.backing_off.push(id);
+            }
+            AfterCrash::Quarantine => {
+                tracing::error!(shard = self.index, agent = %agent.name, instance = agent.instance, crashes_in_a_row = agent.supervision.in_a_row, "instance quarantined: its messages are failed back until `caxton agent restart`");
+                self.totals.quarantines += 1;
+            }
+        }
+    }
+
+    /// Instances whose backoff is over are made anew and run again.
+    pub(super) fn end_backoffs(&mut self) -> usize {
+        if self.backing_off.is_empty() {
+            return 0;
+        }
+        let now = now_ns();
+        let mut ended = 0;
+        let mut i = 0;
+        while i < self.backing_off.len() {
+            let id = self.backing_off[i];
+            let standing = self.agents.get(id as usize).and_then(|a| a.as_ref()).map(|a| a.supervision);
+            match standing {
+                Some(s) if s.backoff_over(now) => {}
+                Some(s) if matches!(s.standing, Standing::BackingOff { .. }) => {
+                    i += 1;
+                    continue;
+                }
+                _ => {
+                    self.backing_off.swap_remove(i); // lifted, undeployed, or quarantined
+                    continue;
+                }
+            }
+            self.backing_off.swap_remove(i);
+            let agent = self.agents[id as usize].as_mut().expect("checked");
+            agent.supervision.standing = Standing::Running;
+            agent.supervision.restarts += 1;
+            self.totals.restarts += 1;
+            self.ctx.borrow_mut().router.release_hold(id);
+            if let Err(e) = self.start_instance(id) {
+                tracing::warn!(shard = self.index, error = %e, "restarting an instance after its backoff failed; retrying on its next message");
+            }
+            ended += 1;
+        }
+        ended
+    }
+
+    /// How long until the next backoff ends, if one is running.
+    pub(super) fn next_backoff_in(&self) -> Option<std::time::Duration> {
+        let now = now_ns();
+        self.backing_off
+            .iter()
+            .filter_map(|&id| match self.agents.get(id as usize)?.as_ref()?.supervision.standing {
+                Standing::BackingOff { until_ns } => Some(until_ns.saturating_sub(now)),
+                _ => Some(0),
+            })
+            .min()
+            .map(std::time::Duration::from_nanos)
+    }
+
+    /// Messages the shard holds anywhere (a draining node waits for none).
+    pub(super) fn pending(&self) -> usize {
+        let ctx = self.ctx.borrow();
+        ctx.router.queued_messages()
+            + ctx.router.remote.queued()
+            + ctx.router.remote.inbound_len().0
+            + ctx.router.notices.len()
+            + self.held.iter().flatten().count()
+            + usize::from(ctx.router.has_staged())
+            + usize::from(ctx.router.has_peer_backlog())
+            + self.inbound.iter().flatten().filter(|rx| !rx.is_empty()).count()
+    }
+
+    /// Rule 4: everything still held is failed back (`DeadLetter::Stopped`,
+    /// notices `node_down`) and the notices sent
+    /// (those that have a route now); then the tick commits and the WAL is
+    /// checkpointed. Returns how many messages were failed back.
+    pub(super) fn fail_back_and_close(&mut self) -> usize {
+        self.end_tick();
+        let failed = self.ctx.borrow_mut().router.fail_back_everything();
+        if failed > 0 {
+            tracing::warn!(shard = self.index, failed, "stopping: messages still held past the drain are failed back (node_down)");
+        }
+        while self.send_notices() > 0 {}
+        self.end_tick();
+        let mut ctx = self.ctx.borrow_mut();
+        if let Err(e) = ctx.store.checkpoint_truncate() {
+            tracing::warn!(shard = self.index, error = %e, "the last WAL checkpoint failed; the next start replays the WAL");
+        }
+        failed
+    }
+}

@@ -1,0 +1,86 @@
+//! The lifecycle routes of one agent: deploy (`PUT`), upgrade in place
+//! (`PUT ...?upgrade=true`), stop (`DELETE`), rollback and restart
+//! (`POST .../rollback`, `.../restart`).
+//!
+//! In a cluster, a call about an agent another node hosts is forwarded to
+//! that node's API with the caller's credentials (a deploy goes where
+//! `?node=` says); the caller gets that node's answer.
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+
+use caxton_shards::limits::MODULE_BYTES_MAX;
+
+use super::error::ApiError;
+use super::routes::Endpoint;
+use super::{forward, json, json_response, parse_param, query_param, read_body, Api};
+use crate::control::parse_policy;
+
+fn forwarded(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<&str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let control = &api.control;
+    let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let upgrade = endpoint == Endpoint::Deploy && query_param(query, "upgrade") == Some("true");
+    // Everything but a first deploy is about an agent that lives somewhere.
+    if endpoint != Endpoint::Deploy || upgrade {
+        if let Some(node) = control.remote_node_of(name) {
+            let (method, path) = match endpoint {
+                Endpoint::Deploy => ("PUT", format!("/v1/agents/{name}?upgrade=true")),
+                Endpoint::Stop => ("DELETE", format!("/v1/agents/{name}")),
+                Endpoint::Rollback => ("POST", format!("/v1/agents/{name}/rollback")),
+                _ => ("POST", format!("/v1/agents/{name}/restart")),
+            };
+            let body = if upgrade { read_body(api, req, MODULE_BYTES_MAX).await? } else { Vec::new() };
+            let (status, body) = forward::forward(control, &node, method, path, body, authorization).await?;
+            tracing::info!(agent = name, node, status, method, "lifecycle call forwarded to the agent's node");
+            return Ok(forwarded(status, body));
+        }
+    }
+    match endpoint {
+        Endpoint::Deploy if upgrade => {
+            let body = read_body(api, req, MODULE_BYTES_MAX).await?;
+            let report = control.upgrade(name, body).await?;
+            Ok(json_response(StatusCode::OK, &json::upgraded(name, &report)))
+        }
+        Endpoint::Deploy => {
+            let instances = parse_param(query, "instances")?.unwrap_or(1);
+            let policy = parse_policy(query.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_policy", e))?;
+            let node = query_param(query, "node").map(str::to_string);
+            let body = read_body(api, req, MODULE_BYTES_MAX).await?;
+            let me = control.cluster.as_ref().map(|c| c.view.lock().unwrap().me.name());
+            if let Some(node) = node.filter(|n| Some(n) != me.as_ref()) {
+                let path = format!("/v1/agents/{name}?{}", query.unwrap_or("").split('&').filter(|kv| !kv.starts_with("node=")).collect::<Vec<_>>().join("&"));
+                let (status, body) = forward::forward(control, &node, "PUT", path, body, authorization).await?;
+                tracing::info!(agent = name, instances, node, status, "deploy forwarded");
+                return Ok(forwarded(status, body));
+            }
+            let report = control.deploy(name, instances, body, policy).await?;
+            tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
+            Ok(json_response(StatusCode::CREATED, &json::deployed(name, &report)))
+        }
+        Endpoint::Stop => {
+            control.undeploy(name).await?;
+            tracing::info!(agent = name, "agent stopped");
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        Endpoint::Rollback => {
+            let report = control.rollback(name).await?;
+            Ok(json_response(StatusCode::OK, &json::upgraded(name, &report)))
+        }
+        Endpoint::Restart => {
+            let lifted = control.restart(name).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "name": name, "instances_lifted": lifted })))
+        }
+        other => unreachable!("{other:?} is not a lifecycle route"),
+    }
+}
