@@ -9,15 +9,17 @@ BUILD_ALL = $(CARGO) build $(PROFILE) --workspace --all-targets
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test agents run bench loadtest fuzz deny lint clean
+.PHONY: build test agents run bench loadtest fuzz deny lint install check-packaging clean
 
 build:
 	$(BUILD_ALL)
 
 ## Unit tests, then integration tests against real `caxton serve` processes
-## (the example agents of every toolchain are built first).
+## (the example agents of every toolchain are built first), then the
+## packaging (the systemd unit through systemd-analyze verify).
 test: agents
 	$(CARGO) test $(PROFILE) --workspace
+	scripts/check-packaging.sh
 
 ## The example agents in Rust (the SDK), C and AssemblyScript, into
 ## target/agents/ (scripts/setup.sh installs the toolchains).
@@ -60,6 +62,24 @@ LOADTEST_ARGS ?=
 loadtest: agents
 	$(BUILD_ALL)
 	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
+
+## The binary, the systemd unit and a starting config (docs/OPERATING.md,
+## "Running under systemd"). PREFIX=/usr/local, DESTDIR= to stage.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install:
+	$(BUILD_ALL)
+	install -Dm755 target/release/caxton $(DESTDIR)$(PREFIX)/bin/caxton
+	install -d $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/caxton $(DESTDIR)$(PREFIX)/share/doc/caxton
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|' -e 's|@DOCDIR@|$(PREFIX)/share/doc/caxton|' packaging/caxton.service > $(DESTDIR)/etc/systemd/system/caxton.service
+	[ -e $(DESTDIR)/etc/caxton/caxton.toml ] || install -m644 packaging/caxton.toml $(DESTDIR)/etc/caxton/caxton.toml
+	install -m644 packaging/secrets.env.example $(DESTDIR)/etc/caxton/secrets.env.example
+	install -m644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/caxton/
+
+## Installs into a scratch DESTDIR and checks the unit with
+## `systemd-analyze verify` (make test runs it).
+check-packaging:
+	scripts/check-packaging.sh
 
 clean:
 	$(CARGO) clean

@@ -18,6 +18,8 @@ command -v wasm-ld >/dev/null || need+=(lld)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
 compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null || need+=(libclang-rt-14-dev-wasm32)
 command -v npm >/dev/null || need+=(nodejs npm)
+# systemd-analyze checks the packaged unit (make test, check-packaging).
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
