@@ -1,8 +1,11 @@
 ;; copier: a memcpy-heavy handler, as compiled code from real toolchains is
 ;; (Rust and C emit memory.copy for every memcpy): copies its envelope 16
 ;; times into a scratch area, 1 KiB at a time.
+;; ABI version 2 (docs/ABI.md): a 76-byte header; sender, receiver and
+;; protocol lengths at 68, 69, 70, content length at 72.
 (module
   (memory (export "memory") 2)
+  (func (export "caxton_abi_version") (result i32) (i32.const 2))
   (func (export "caxton_alloc") (param $len i32) (result i32) (i32.const 1024))
   (func (export "caxton_handle") (param $in i32) (param $len i32) (result i32)
     (local $i i32)

@@ -124,7 +124,7 @@ pub fn processing(node: &BenchNode, cast: &Cast, duration: Duration) -> Vec<(&'s
     let echoes: Vec<String> = (0..n).map(|s| node.name_on("echo", s)).collect();
     for s in 0..n {
         node.deploy(&writers[s], &agents_dir().join("writer.wat"), 1);
-        node.deploy(&echoes[s], &agents_dir().join("../../examples/agents/echo.wat"), 1);
+        node.deploy(&echoes[s], &agents_dir().join("echo.wat"), 1);
     }
     let content = [b'v'; 200];
     let mut out = Vec::new();

@@ -86,7 +86,7 @@ fn one_run(small: bool, run: usize) -> Run {
             r.insert(key.1, lat_us(&lat, 0.99));
         }
         // The Rust SDK's echo beside the hand-written one, in the same shards.
-        let wat_echo = routing::agents_dir().join("../../examples/agents/echo.wat");
+        let wat_echo = routing::agents_dir().join("echo.wat");
         let sdk_echo = caxton_testkit::example_agent("rust-echo");
         for (tag, module) in [("wat", &wat_echo), ("sdk", &sdk_echo)] {
             let run = agents::echo_pingpong(&node, tag, module, secs(3));
@@ -100,7 +100,7 @@ fn one_run(small: bool, run: usize) -> Run {
     // ---------------------------------------------------------------- cluster
     {
         let pair = cluster::LinkedPair::start();
-        let echo = routing::agents_dir().join("../../examples/agents/echo.wat");
+        let echo = routing::agents_dir().join("echo.wat");
         pair.a.deploy("echo-near", &echo, 1);
         pair.deploy_on_b("echo-far", &echo);
         pair.round_trips("echo-far", 1_000, Duration::from_millis(300)); // opens the link
@@ -543,7 +543,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
         ),
         row(
-            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "Agents from the Rust SDK (examples/rust/echo beside benches/agents/echo.wat)",
             "echo, dispatch and call (dequeue to handler return), p50",
             "ns",
             Lower,
@@ -553,7 +553,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(1.5 * g("echo_wat_proc_p50_ns")),
         ),
         row(
-            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "Agents from the Rust SDK (examples/rust/echo beside benches/agents/echo.wat)",
             "echoes replying to each other, all shards",
             "msg/s",
             Higher,
@@ -563,7 +563,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(g("echo_wat_rate") / 1.5),
         ),
         row(
-            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "Agents from the Rust SDK (examples/rust/echo beside benches/agents/echo.wat)",
             "module size",
             "bytes",
             Lower,
@@ -573,7 +573,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
         ),
         row(
-            "Agents from the Rust SDK (examples/rust/echo beside examples/agents/echo.wat)",
+            "Agents from the Rust SDK (examples/rust/echo beside benches/agents/echo.wat)",
             "compile at deploy (cranelift, metering), p50",
             "ms",
             Lower,
