@@ -188,6 +188,9 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration_opt")]
     pub drain_timeout: Option<Duration>,
+    /// When a shard's commit is durable: `normal` (against a killed process; the WAL is synced at checkpoints) or `full` (against a power loss too; the WAL is synced at every commit, see docs/BENCHMARKS.md for the cost) [default: normal].
+    #[arg(long, value_parser = ["normal", "full"])]
+    pub sqlite_synchronous: Option<String>,
     /// Keep compiled modules in <data-dir>/modules, so a restart does not compile them again: on or off [default: on].
     #[arg(long, value_parser = ["on", "off"])]
     pub module_cache: Option<String>,
@@ -334,6 +337,7 @@ impl ServeArgs {
                 statement_cache: pick!(sqlite_statement_cache, limits::SQLITE_STATEMENT_CACHE),
                 checkpoint_interval_ms: pick!(wal_checkpoint_interval_ms, limits::WAL_CHECKPOINT_INTERVAL_MS).max(1),
                 wal_size_bytes_max: pick!(wal_size_max, limits::WAL_SIZE_BYTES_MAX),
+                synchronous_full: pick!(sqlite_synchronous, "normal".to_string()) == "full",
             },
             limits: agent,
             memory,

@@ -59,14 +59,40 @@ fn resident_bytes() -> u64 {
 /// bare wasmer instances of the same module. Run in a child process of its
 /// own (`caxton-bench --rss-probe`), so one kind's freed memory cannot hide
 /// the other's.
-pub fn resident_probe(ours: bool, count: usize) -> f64 {
+/// Each agent handles one message first (an instance that never ran has
+/// touched none of its memory): ours through `deliver`, the bare one by
+/// writing the same envelope into its memory and calling its handler.
+pub fn resident_probe(kind: &str, count: usize) -> f64 {
     let wasm = wasm("sink.wat");
-    if ours {
-        let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
-        let first = AgentInstance::new(&compiled, "warm".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+    let envelope = BenchNode::message("a", "b", &[7u8; 64]);
+    if kind == "distinct" {
+        // Each agent its own module, as agents deployed over the API are
+        // (docs/LIMITS.md's node-wide figure): its machine code counts too.
+        let text = std::fs::read_to_string(agents_dir().join("sink.wat")).unwrap();
+        let make = |i: usize| {
+            let own = text.replacen("(memory (export \"memory\") 1)", &format!("(memory (export \"memory\") 1) (global i32 (i32.const {i}))"), 1);
+            let compiled = compile(&wasmer::wat2wasm(own.as_bytes()).unwrap(), &AgentLimits::default()).unwrap();
+            let mut a = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+            assert_eq!(a.deliver(envelope.as_bytes()), Outcome::Handled);
+            (compiled, a)
+        };
+        let first = make(count + 1);
         let before = resident_bytes();
-        let agents: Vec<_> =
-            (0..count).map(|i| AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap()).collect();
+        let agents: Vec<_> = (0..count).map(make).collect();
+        let per = (resident_bytes() - before) as f64 / count as f64;
+        drop((first, agents));
+        return per;
+    }
+    if kind == "ours" {
+        let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
+        let make = |i: u32| {
+            let mut a = AgentInstance::new(&compiled, "bench".into(), i, 0, InstanceAccount::new(Default::default())).unwrap();
+            assert_eq!(a.deliver(envelope.as_bytes()), Outcome::Handled);
+            a
+        };
+        let first = make(0);
+        let before = resident_bytes();
+        let agents: Vec<_> = (0..count).map(|i| make(i as u32)).collect();
         let per = (resident_bytes() - before) as f64 / count as f64;
         drop((first, agents));
         per
@@ -76,6 +102,10 @@ pub fn resident_probe(ours: bool, count: usize) -> f64 {
         let make = || {
             let mut store = Store::new(engine.clone());
             let instance = Instance::new(&mut store, &module, &imports! {}).unwrap();
+            let memory = instance.exports.get_memory("memory").unwrap();
+            memory.view(&store).write(1024, envelope.as_bytes()).unwrap();
+            let handle = instance.exports.get_typed_function::<(i32, i32), i32>(&store, "caxton_handle").unwrap();
+            assert_eq!(handle.call(&mut store, 1024, envelope.len() as i32).unwrap(), 0);
             (store, instance)
         };
         let first = make();
@@ -131,7 +161,7 @@ pub fn processing(node: &BenchNode, cast: &Cast, duration: Duration) -> Vec<(&'s
     for (label, targets) in [("trivial handler", &cast.sink), ("handler writing state", &writers), ("handler sending a reply", &echoes)] {
         let before = node.stats();
         let handled_before: u64 = before.iter().map(|s| s.handled).sum();
-        let (_, accepted) = node.drive(10, duration, |i| {
+        let (_, accepted) = node.drive(10, duration, |i, _| {
             let s = (i as usize) % n;
             // Replies go to the sink on the same shard.
             (s, BenchNode::message(&cast.sink[s], &targets[s], &content))

@@ -211,3 +211,98 @@ pub fn actix(rounds: usize, pipelined: u64) -> (Histogram<u64>, f64) {
     let _ = system.join();
     result
 }
+
+/// One-way latency over glommio's `shared_channel` between two pinned
+/// executors, open loop: the sender sends `rate` messages a second on
+/// schedule whatever the receiver does, each stamped when it is sent (the
+/// shards' routing rows time from the send too), and the receiver times
+/// each from there. The executors spin `spin`
+/// before they park, the budget the shards get (`--spin-before-park-max-us`):
+/// the baseline runs under the conditions of the row it divides.
+pub fn glommio_open_loop(rate: u64, duration: Duration, spin: Duration) -> Histogram<u64> {
+    use glommio::channels::shared_channel;
+    use glommio::{LocalExecutorBuilder, Placement};
+    let cpus = caxton_shards::executor::allowed_cpus();
+    let (cpu_a, cpu_b) = (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]));
+    let (tx, rx) = shared_channel::new_bounded::<u64>(8192);
+    let io = caxton_shards::executor::GLOMMIO_IO_MEMORY_BYTES_MIN;
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let receiver = LocalExecutorBuilder::new(Placement::Fixed(cpu_b))
+        .io_memory(io)
+        .spin_before_park(spin)
+        .spawn(move || async move {
+            let rx = rx.connect().await;
+            let mut h = histogram();
+            for _ in 0..total {
+                let scheduled = rx.recv().await.unwrap();
+                h.saturating_record(caxton_shards::clock::now_ns().saturating_sub(scheduled).max(1));
+            }
+            h
+        })
+        .unwrap();
+    let sender = LocalExecutorBuilder::new(Placement::Fixed(cpu_a))
+        .io_memory(io)
+        .spin_before_park(spin)
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            let start = caxton_shards::clock::now_ns();
+            let mut sent = 0u64;
+            while sent < total {
+                let due = ((caxton_shards::clock::now_ns() - start) as u128 * rate as u128 / 1_000_000_000) as u64;
+                while sent < due.min(total) {
+                    tx.send(caxton_shards::clock::now_ns()).await.unwrap();
+                    sent += 1;
+                }
+                glommio::timer::sleep(Duration::from_micros(crate::node::INJECT_INTERVAL_US)).await;
+            }
+        })
+        .unwrap();
+    sender.join().unwrap();
+    receiver.join().unwrap()
+}
+
+/// One-way latency between two actix actors on two arbiters, open loop at
+/// `rate` messages a second, each timed from its send to its handler (the
+/// same points and conditions as the shards' loaded rows).
+pub fn actix_open_loop(rate: u64, duration: Duration) -> Histogram<u64> {
+    use actix::prelude::*;
+    struct Timer(std::sync::Arc<std::sync::Mutex<Histogram<u64>>>);
+    impl Actor for Timer {
+        type Context = Context<Self>;
+    }
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Stamp(u64);
+    impl Handler<Stamp> for Timer {
+        type Result = ();
+        fn handle(&mut self, msg: Stamp, _: &mut Context<Self>) {
+            self.0.lock().unwrap().saturating_record(caxton_shards::clock::now_ns().saturating_sub(msg.0).max(1));
+        }
+    }
+    let h = std::sync::Arc::new(std::sync::Mutex::new(histogram()));
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let kept = h.clone();
+    let system = std::thread::spawn(move || {
+        let sys = System::new();
+        sys.block_on(async move {
+            let arbiter = Arbiter::new();
+            let timer = Timer::start_in_arbiter(&arbiter.handle(), move |_| Timer(kept));
+            let start = caxton_shards::clock::now_ns();
+            let mut sent = 0u64;
+            while sent < total {
+                let due = ((caxton_shards::clock::now_ns() - start) as u128 * rate as u128 / 1_000_000_000) as u64;
+                while sent < due.min(total) {
+                    timer.do_send(Stamp(caxton_shards::clock::now_ns()));
+                    sent += 1;
+                }
+                tokio::time::sleep(Duration::from_micros(crate::node::INJECT_INTERVAL_US)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            arbiter.stop();
+            System::current().stop();
+        });
+    });
+    let _ = system.join();
+    let h = h.lock().unwrap().clone();
+    h
+}

@@ -146,7 +146,8 @@ impl LinkedPair {
         self.round_trips.lock().unwrap().reset();
         let before = self.replies.load(Ordering::Relaxed);
         let t = Instant::now();
-        let (_, accepted) = self.a.drive((rate / 1000).max(1), duration, |_| (0, BenchNode::message("@bench", receiver, &now_ns().to_le_bytes())));
+        // Stamped with its scheduled time, not its build time (issue 19, 7).
+        let (_, accepted) = self.a.drive((rate / 1000).max(1), duration, |_, scheduled| (0, BenchNode::message("@bench", receiver, &scheduled.to_le_bytes())));
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.replies.load(Ordering::Relaxed) - before < accepted && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));

@@ -4,9 +4,9 @@
 pub mod agents;
 pub mod baselines;
 pub mod cluster;
+pub mod lifecycle;
 pub mod node;
 pub mod report;
-pub mod restart;
 pub mod routing;
 pub mod storage;
 

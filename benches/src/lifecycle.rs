@@ -1,9 +1,12 @@
-//! Restart to serving with many agents, with the module cache and without
-//! (issue 15): a real `caxton serve` with `count` agents of distinct
-//! modules is stopped (SIGTERM) and started again, once with
-//! `--module-cache off` (the baseline: every module compiled) and once
-//! with the cache. Timed from the spawn to the first `/v1/health` that
-//! answers, which comes after every agent is restored.
+//! An agent's lifecycle through a real `caxton serve`, over its REST API:
+//! - deploy to ready (ADR-0017's agent startup): the `PUT` of a module the
+//!   node has never seen, its compilation, and the first message answered;
+//! - restart to serving with many agents, with the module cache and
+//!   without: the node with `count` agents of distinct modules is stopped
+//!   (SIGTERM) and started again, once with `--module-cache off` (the
+//!   baseline: every module compiled) and once with the cache. Timed from
+//!   the spawn to the first `/v1/health` that answers, which comes after
+//!   every agent is restored.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,26 @@ fn module(i: usize) -> Vec<u8> {
             (func (export "caxton_handle") (param i32 i32) (result i32) (i32.const 0)))"#
     )
     .into_bytes()
+}
+
+/// Deploy to ready, `count` times: each a new echo (a distinct global, so
+/// neither the compiler nor the module cache has seen it), timed from the
+/// `PUT` to the answer of its first message.
+pub fn deploy_to_ready(count: usize) -> hdrhistogram::Histogram<u64> {
+    let node = Node::launch(NodeSpec::new(2)).unwrap_or_else(|e| panic!("{e}"));
+    let echo = std::fs::read_to_string(crate::routing::agents_dir().join("echo.wat")).unwrap();
+    let mut h = crate::histogram();
+    for i in 0..count {
+        let module = echo.replacen("(memory (export \"memory\") 1)", &format!("(memory (export \"memory\") 1) (global i32 (i32.const {i}))"), 1);
+        assert_ne!(module, echo, "the echo's memory line");
+        let began = Instant::now();
+        let (status, v) = node.put_module(&format!("ready-{i}"), 1, module.as_bytes());
+        assert_eq!(status, 201, "{v}");
+        let (status, v) = node.post_message(&serde_json::json!({"receiver": format!("ready-{i}"), "content": "first"}), Some(10_000));
+        assert_eq!((status, v["content"].as_str()), (200, Some("first")), "{v}");
+        h.saturating_record(began.elapsed().as_nanos() as u64);
+    }
+    h
 }
 
 /// Seconds from spawn to serving: (with the cache, without it).

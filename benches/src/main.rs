@@ -24,6 +24,10 @@ fn lat_us(l: &caxton_shards::metrics::Latency, q: f64) -> f64 {
     l.quantile_ns(q) as f64 / 1e3
 }
 
+/// Messages injected a second in the loaded routing rows (each forwarded
+/// once: 100,000 handled a second), and the rate of their baselines.
+const LOADED_INJECT_PER_S: u64 = 50_000;
+
 /// Figures of one run, by key.
 type Run = BTreeMap<&'static str, f64>;
 
@@ -57,6 +61,15 @@ fn one_run(small: bool, run: usize) -> Run {
     r.insert("actix_p99", us(&actix, 0.99));
     r.insert("actix_rate", actix_rate);
     r.insert("plain_call_ns", baselines::plain_call_ns(10_000_000));
+    // Under the loaded rows' conditions: open loop at the rate the shards
+    // are injected, the same spin budget (issue 19, 3).
+    let spin = Duration::from_micros(caxton_shards::limits::SPIN_BEFORE_PARK_MAX_US);
+    let glommio_load = baselines::glommio_open_loop(LOADED_INJECT_PER_S, secs(3), spin);
+    r.insert("glommio_load_p50", us(&glommio_load, 0.5));
+    r.insert("glommio_load_p99", us(&glommio_load, 0.99));
+    let actix_load = baselines::actix_open_loop(LOADED_INJECT_PER_S, secs(3));
+    r.insert("actix_load_p50", us(&actix_load, 0.5));
+    r.insert("actix_load_p99", us(&actix_load, 0.99));
     // ---------------------------------------------------------------- routing
     {
         let node = caxton_benches::node::BenchNode::start(2);
@@ -66,7 +79,7 @@ fn one_run(small: bool, run: usize) -> Run {
         r.insert("idle_local_p99", lat_us(&idle.local, 0.99));
         r.insert("idle_remote_p50", lat_us(&idle.remote, 0.5));
         r.insert("idle_remote_p99", lat_us(&idle.remote, 0.99));
-        let load = routing::forwarded(&node, &cast, 50_000, secs(5));
+        let load = routing::forwarded(&node, &cast, LOADED_INJECT_PER_S as usize, secs(5));
         r.insert("load_rate", load.handled_per_s);
         r.insert("load_local_p50", lat_us(&load.local, 0.5));
         r.insert("load_local_p99", lat_us(&load.local, 0.99));
@@ -107,6 +120,9 @@ fn one_run(small: bool, run: usize) -> Run {
         let (near, _) = pair.round_trips("echo-near", 1_000, secs(3));
         let (far, _) = pair.round_trips("echo-far", 1_000, secs(3));
         let (far_load, far_rate) = pair.round_trips("echo-far", 20_000, secs(3));
+        let (near_load, _) = pair.round_trips("echo-near", 20_000, secs(3));
+        r.insert("node_near_load_p50", us(&near_load, 0.5));
+        r.insert("node_near_load_p99", us(&near_load, 0.99));
         r.insert("node_near_p50", us(&near, 0.5));
         r.insert("node_near_p99", us(&near, 0.99));
         r.insert("node_idle_p50", us(&far, 0.5));
@@ -140,8 +156,9 @@ fn one_run(small: bool, run: usize) -> Run {
     r.insert("bare_startup_p50", us(&bare, 0.5));
     r.insert("bare_startup_p99", us(&bare, 0.99));
     let count = if small { 500 } else { 10_000 };
-    r.insert("rss_per_agent_kib", rss_probe(true, count) / 1024.0);
-    r.insert("bare_rss_per_agent_kib", rss_probe(false, count) / 1024.0);
+    r.insert("rss_per_agent_kib", rss_probe("ours", count) / 1024.0);
+    r.insert("bare_rss_per_agent_kib", rss_probe("bare", count) / 1024.0);
+    r.insert("distinct_rss_per_agent_kib", rss_probe("distinct", count / 5) / 1024.0);
     let dispatch = agents::dispatch_ns(if small { 10_000 } else { 1_000_000 });
     r.insert("dispatch_p50_ns", dispatch.value_at_quantile(0.5) as f64);
     let calls = if small { 10_000 } else { 1_000_000 };
@@ -152,9 +169,12 @@ fn one_run(small: bool, run: usize) -> Run {
     let (rows_per_s, batch) = storage::batched_writes(if small { 5 } else { 200 });
     r.insert("batch_rows_per_s", rows_per_s);
     r.insert("batch_p50_ms", batch.value_at_quantile(0.5) as f64 / 1e6);
-    let single = storage::single_writes(if small { 200 } else { 5_000 });
+    let single = storage::single_writes(if small { 200 } else { 5_000 }, false);
     r.insert("write_p50", us(&single, 0.5));
     r.insert("write_p99", us(&single, 0.99));
+    let full = storage::single_writes(if small { 100 } else { 1_000 }, true);
+    r.insert("write_full_p50", us(&full, 0.5));
+    r.insert("write_full_p99", us(&full, 0.99));
     let ticks = if small { 200 } else { 5_000 };
     for (mode, key) in [("none", "tick_plain_p99"), ("checkpointer", "tick_ckpt_p99"), ("autocheckpoint", "tick_auto_p99")] {
         r.insert(key, us(&storage::checkpoint_stall(mode, ticks), 0.99));
@@ -184,6 +204,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
     let floor = "floor: spinning threads";
     let remote = "Remote routing (two nodes over loopback; round trip API → echo on the other node → API, two hops)";
     let same_node = "same round trip, echo on the same node";
+    let same_node_load = "same round trip at the same rate, echo on the same node";
     let mut cluster_rows = vec![
         row(remote, "round trip, idle (1,000 msg/s), p50", "µs", Lower, g("node_idle_p50"), Some((same_node, g("node_near_p50"))), Some(5_000.0), Some(200.0)),
         row(remote, "round trip, idle, p99", "µs", Lower, g("node_idle_p99"), Some((same_node, g("node_near_p99"))), Some(50_000.0), Some(2_000.0)),
@@ -217,8 +238,26 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(5_000.0),
             Some(200.0),
         ),
-        row(remote, "round trip at 20,000 msg/s, p50", "µs", Lower, g("node_load_p50"), Some((same_node, g("node_near_p50"))), Some(5_000.0), Some(200.0)),
-        row(remote, "round trip at 20,000 msg/s, p99", "µs", Lower, g("node_load_p99"), Some((same_node, g("node_near_p99"))), Some(50_000.0), Some(2_000.0)),
+        row(
+            remote,
+            "round trip at 20,000 msg/s, p50",
+            "µs",
+            Lower,
+            g("node_load_p50"),
+            Some((same_node_load, g("node_near_load_p50"))),
+            Some(5_000.0),
+            Some(200.0),
+        ),
+        row(
+            remote,
+            "round trip at 20,000 msg/s, p99",
+            "µs",
+            Lower,
+            g("node_load_p99"),
+            Some((same_node_load, g("node_near_load_p99"))),
+            Some(50_000.0),
+            Some(2_000.0),
+        ),
         row(remote, "replies carried during the two rows above", "msg/s", Higher, g("node_load_rate"), None, None, None),
         row(
             remote,
@@ -322,7 +361,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "same shard, at 100k msg/s, p50",
+            "same shard, at 100k msg/s handled (50k injected, each forwarded once), p50",
             "µs",
             Lower,
             g("load_local_p50"),
@@ -332,7 +371,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "same shard, at 100k msg/s, p99",
+            "same shard, at 100k msg/s handled, p99",
             "µs",
             Lower,
             g("load_local_p99"),
@@ -342,7 +381,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "same shard, at 100k msg/s, p99.9",
+            "same shard, at 100k msg/s handled, p99.9",
             "µs",
             Lower,
             g("load_local_p999"),
@@ -352,7 +391,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s, p50",
+            "cross shard, at 100k msg/s handled (50k injected, each forwarded once), p50",
             "µs",
             Lower,
             g("load_remote_p50"),
@@ -362,17 +401,17 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s, p50 vs actix",
+            "cross shard, at 100k msg/s handled, p50 vs actix",
             "µs",
             Lower,
             g("load_remote_p50"),
-            Some(("actix, 2 arbiters", g("actix_p50"))),
+            Some(("actix, 2 arbiters, open loop at 50k msg/s", g("actix_load_p50"))),
             Some(100.0),
             Some(2.0),
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s, p99",
+            "cross shard, at 100k msg/s handled, p99",
             "µs",
             Lower,
             g("load_remote_p99"),
@@ -382,17 +421,17 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s, p99 vs glommio",
+            "cross shard, at 100k msg/s handled, p99 vs glommio",
             "µs",
             Lower,
             g("load_remote_p99"),
-            Some(("glommio shared_channel", g("glommio_p99"))),
+            Some(("glommio shared_channel, open loop at 50k msg/s, same spin budget", g("glommio_load_p99"))),
             Some(1000.0),
             Some(20.0),
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s, p99.9",
+            "cross shard, at 100k msg/s handled, p99.9",
             "µs",
             Lower,
             g("load_remote_p999"),
@@ -407,8 +446,8 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Higher,
             g("load_rate"),
             None,
-            Some(100_000.0 * 0.95),
             None,
+            Some(100_000.0 * 0.95),
         ),
         row(
             "Throughput",
@@ -432,33 +471,63 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Agent startup",
-            "deploy-to-ready, one instance, p50",
+            "deploy-to-ready: PUT of a new module, compile, first message answered, p50",
+            "ms",
+            Lower,
+            g("ready_p50_ms"),
+            None,
+            Some(10.0),
+            None,
+        ),
+        row(
+            "Agent startup",
+            "deploy-to-ready: PUT of a new module, compile, first message answered, p99",
+            "ms",
+            Lower,
+            g("ready_p99_ms"),
+            None,
+            Some(100.0),
+            None,
+        ),
+        row(
+            "Agent startup",
+            "instantiate a precompiled module and run caxton_init, p50",
             "µs",
             Lower,
             g("startup_p50"),
             Some(("bare wasmer instance", g("bare_startup_p50"))),
-            Some(10_000.0),
+            None,
             Some(30.0),
         ),
         row(
             "Agent startup",
-            "deploy-to-ready, one instance, p99",
+            "instantiate a precompiled module and run caxton_init, p99",
             "µs",
             Lower,
             g("startup_p99"),
             Some(("bare wasmer instance", g("bare_startup_p99"))),
-            Some(100_000.0),
+            None,
             Some(150.0),
         ),
         row(
             "Agent startup",
-            "resident memory per agent, 10,000 agents",
+            "resident memory per agent, 10,000 agents, each having handled a message",
             "KiB",
             Lower,
             g("rss_per_agent_kib"),
             Some(("bare wasmer instance", g("bare_rss_per_agent_kib"))),
             None,
             Some(100.0),
+        ),
+        row(
+            "Agent startup",
+            "resident memory per agent, each its own module (as deployed over the API), each having handled a message",
+            "KiB",
+            Lower,
+            g("distinct_rss_per_agent_kib"),
+            Some(("one module shared by all", g("rss_per_agent_kib"))),
+            None,
+            None,
         ),
         row(
             "Agent startup",
@@ -593,8 +662,46 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
         ),
         row("SQLite per shard", "batch of 1000 writes, write and commit, p50", "ms", Lower, g("batch_p50_ms"), None, None, None),
-        row("SQLite per shard", "one state write to durable, p50", "µs", Lower, g("write_p50"), None, Some(1000.0), None),
-        row("SQLite per shard", "one state write to durable, p99", "µs", Lower, g("write_p99"), None, Some(10_000.0), None),
+        row(
+            "SQLite per shard",
+            "one state write, durable against a killed process (synchronous=NORMAL, the default), p50",
+            "µs",
+            Lower,
+            g("write_p50"),
+            None,
+            Some(1000.0),
+            None,
+        ),
+        row(
+            "SQLite per shard",
+            "one state write, durable against a killed process (synchronous=NORMAL), p99",
+            "µs",
+            Lower,
+            g("write_p99"),
+            None,
+            Some(10_000.0),
+            None,
+        ),
+        row(
+            "SQLite per shard",
+            "one state write, durable against a power loss (--sqlite-synchronous full), p50",
+            "µs",
+            Lower,
+            g("write_full_p50"),
+            Some(("synchronous=NORMAL", g("write_p50"))),
+            Some(1000.0),
+            None,
+        ),
+        row(
+            "SQLite per shard",
+            "one state write, durable against a power loss (--sqlite-synchronous full), p99",
+            "µs",
+            Lower,
+            g("write_full_p99"),
+            Some(("synchronous=NORMAL", g("write_p99"))),
+            Some(10_000.0),
+            None,
+        ),
         row(
             "SQLite per shard",
             "tick p99 beside the checkpointer (PASSIVE, every 20 ms)",
@@ -665,11 +772,8 @@ fn restart_agents(small: bool) -> usize {
 }
 
 /// Runs `resident_probe` in a fresh child process.
-fn rss_probe(ours: bool, count: usize) -> f64 {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--rss-probe", if ours { "ours" } else { "bare" }, &count.to_string()])
-        .output()
-        .expect("run the rss probe");
+fn rss_probe(kind: &str, count: usize) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap()).args(["--rss-probe", kind, &count.to_string()]).output().expect("run the rss probe");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
@@ -677,7 +781,7 @@ fn rss_probe(ours: bool, count: usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--rss-probe") {
-        println!("{}", agents::resident_probe(args[2] == "ours", args[3].parse().unwrap()));
+        println!("{}", agents::resident_probe(&args[2], args[3].parse().unwrap()));
         return;
     }
     let small = small();
@@ -692,9 +796,13 @@ fn main() {
     let mut medians: BTreeMap<&'static str, f64> = all.into_iter().map(|(k, v)| (k, median(v))).collect();
     // Once, not per run: it deploys 10,000 agents and restarts twice.
     eprintln!("caxton-bench: restart to serving");
-    let (cached, uncached) = caxton_benches::restart::restart_to_serving(restart_agents(small));
+    let (cached, uncached) = caxton_benches::lifecycle::restart_to_serving(restart_agents(small));
     medians.insert("restart_cached_s", cached);
     medians.insert("restart_uncached_s", uncached);
+    eprintln!("caxton-bench: deploy to ready");
+    let ready = caxton_benches::lifecycle::deploy_to_ready(if small { 5 } else { 50 });
+    medians.insert("ready_p50_ms", ready.value_at_quantile(0.5) as f64 / 1e6);
+    medians.insert("ready_p99_ms", ready.value_at_quantile(0.99) as f64 / 1e6);
     let rows = rows(&medians, small);
     let machine = machine();
     let table = report::markdown(&rows);

@@ -171,8 +171,12 @@ impl BenchNode {
     /// Injects `per_ms` messages per millisecond for `duration`, in batches
     /// every [`INJECT_INTERVAL_US`], each made by `make(i)` as (shard,
     /// message). Returns (sent, accepted).
-    pub fn drive(&self, per_ms: usize, duration: Duration, mut make: impl FnMut(u64) -> (usize, Message)) -> (u64, u64) {
+    /// `make(k, scheduled_ns)` builds message `k`, due at `scheduled_ns`
+    /// (`clock::now_ns`): a figure timed from there has no coordinated
+    /// omission, however late the generator woke.
+    pub fn drive(&self, per_ms: usize, duration: Duration, mut make: impl FnMut(u64, u64) -> (usize, Message)) -> (u64, u64) {
         let start = Instant::now();
+        let start_ns = caxton_shards::clock::now_ns();
         let (mut sent, mut accepted) = (0u64, 0u64);
         let mut tick = 0u64;
         while start.elapsed() < duration {
@@ -183,7 +187,9 @@ impl BenchNode {
             let due = (start.elapsed().as_micros() as u64 * per_ms as u64 / 1000).saturating_sub(sent) as usize;
             let mut batches: Vec<Vec<Message>> = (0..self.shards.len()).map(|_| Vec::with_capacity(due)).collect();
             for _ in 0..due {
-                let (shard, m) = make(sent);
+                // Message k falls due when `due` first counts it: at
+                // (k + 1) / per_ms ms.
+                let (shard, m) = make(sent, start_ns + (sent + 1) * 1_000_000 / per_ms as u64);
                 batches[shard].push(m);
                 sent += 1;
             }

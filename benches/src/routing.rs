@@ -47,7 +47,7 @@ pub fn forwarded(node: &BenchNode, cast: &Cast, rate: usize, duration: Duration)
     let handled_before: u64 = before.iter().map(|s| s.handled).sum();
     let t = Instant::now();
     let per_ms = (rate / 1000).max(1);
-    let (_, accepted) = node.drive(per_ms, duration, |i| {
+    let (_, accepted) = node.drive(per_ms, duration, |i, _| {
         let from = (i as usize) % n;
         let to = if (i / n as u64).is_multiple_of(2) { from } else { (from + 1) % n };
         (from, BenchNode::message("@bench", &cast.fwd[from], cast.sink[to].as_bytes()))

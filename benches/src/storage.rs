@@ -73,9 +73,9 @@ pub fn lookups(count: usize) -> (Histogram<u64>, Histogram<u64>) {
 
 /// One state write and its commit, alone (a tick that wrote one record):
 /// the latency of a write becoming durable, ADR-0017's `agent_state_write`.
-pub fn single_writes(count: usize) -> Histogram<u64> {
+pub fn single_writes(count: usize, synchronous_full: bool) -> Histogram<u64> {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
+    let mut store = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig { synchronous_full, ..StorageConfig::default() }).unwrap();
     let mut h = histogram();
     for r in 0..count as u32 {
         let t = Instant::now();

@@ -22,6 +22,9 @@
 //!    letters, and their senders get failure notices. A version 1 agent
 //!    gets each message translated to version 1, in a buffer the shard
 //!    reuses.
+//! 7. Each delivery reads the clock when it starts and after `call_end`:
+//!    routing is the message's creation to that start, processing that
+//!    start to after its sends are released, on every path alike.
 
 use crate::agent::{AgentInstance, Outcome};
 use crate::clock::now_ns;
@@ -55,7 +58,7 @@ impl Shard {
                 }
                 let Some(message) = ctx.router.pop_message(id) else { break };
                 drop(ctx);
-                now = self.deliver(id, message, now);
+                now = self.deliver(id, message);
                 burst += 1;
                 done += 1;
             }
@@ -137,9 +140,13 @@ impl Shard {
         }
     }
 
-    /// Hands `message` to instance `id`; `started` is the clock now. Returns
-    /// the clock when the call ended.
-    pub(super) fn deliver(&mut self, id: LocalId, message: Message, started: u64) -> u64 {
+    /// Hands `message` to instance `id`. Returns the clock when the call
+    /// ended. Both paths, same shard and cross shard, are timed at the same
+    /// points (rule 7): routing ends when this delivery starts (the clock is
+    /// read here, not reused from the previous delivery), and processing
+    /// ends after `call_end`, which releases the call's sends.
+    pub(super) fn deliver(&mut self, id: LocalId, message: Message) -> u64 {
+        let started = now_ns();
         let slot = id as usize;
         if message.sender() == TIMER_SENDER.as_bytes() {
             self.timer_consumed(&message);
@@ -176,10 +183,10 @@ impl Shard {
         let envelope = if abi_v1 { &v1[..] } else { message.as_bytes() };
         let outcome = agent.runtime.as_mut().unwrap().deliver(envelope);
         self.v1_envelope = v1;
-        let ended = now_ns();
         // An exit is a return (wasi rule 5): its effects stay.
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
         self.call_end(id, mark, completed);
+        let ended = now_ns();
         assert!(ended >= started, "the clock is monotonic");
         self.record_latency(&message, started, ended);
         let agent = self.agents[slot].as_mut().unwrap();
