@@ -54,8 +54,9 @@ bench:
 	$(BUILD_ALL)
 	target/release/caxton-bench
 
-## ADR-0017's four load scenarios and contract_net, our fifth, against a
-## real node (about 7 minutes); SCENARIO=peak_load runs one,
+## ADR-0017's four load scenarios, then ours (contract_net, steady_state
+## with state writes and over two nodes), against real nodes (about 9
+## minutes); SCENARIO=peak_load runs one,
 ## LOADTEST_ARGS=--full the ADR's durations.
 SCENARIO ?=
 LOADTEST_ARGS ?=

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod report;
 pub mod routing;
+pub mod shared_cores;
 pub mod storage;
 
 use hdrhistogram::Histogram;

@@ -261,6 +261,36 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         row(remote, "replies carried during the two rows above", "msg/s", Higher, g("node_load_rate"), None, None, None),
         row(
             remote,
+            "REST round trip, 2 single-core nodes sharing the 2 cores, p50",
+            "µs",
+            Lower,
+            g("shared_remote_p50_2"),
+            Some(("the same to an echo on the first node", g("shared_local_p50_2"))),
+            None,
+            None,
+        ),
+        row(
+            remote,
+            "REST round trip, 2 single-core nodes sharing the 2 cores, p99",
+            "µs",
+            Lower,
+            g("shared_remote_p99_2"),
+            Some(("the same to an echo on the first node, p50", g("shared_local_p50_2"))),
+            None,
+            None,
+        ),
+        row(
+            remote,
+            "REST round trip, 3 single-core nodes on the 2 cores, p50",
+            "µs",
+            Lower,
+            g("shared_remote_p50_3"),
+            Some(("the same to an echo on the first node", g("shared_local_p50_3"))),
+            None,
+            None,
+        ),
+        row(
+            remote,
             "pipelined node to node, WebAssembly handlers",
             "msg/s",
             Higher,
@@ -780,6 +810,13 @@ fn rss_probe(kind: &str, count: usize) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--shared-cores") {
+        // `caxton-bench --shared-cores NODES ROUNDS`: just those round trips
+        // (CAXTON_BIN picks the caxton binary, to compare two builds).
+        let (local, remote) = caxton_benches::shared_cores::round_trips(args[2].parse().unwrap(), args[3].parse().unwrap());
+        println!("local p50 {:.0} µs p99 {:.0} µs; remote p50 {:.0} µs p99 {:.0} µs", us(&local, 0.5), us(&local, 0.99), us(&remote, 0.5), us(&remote, 0.99));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--rss-probe") {
         println!("{}", agents::resident_probe(&args[2], args[3].parse().unwrap()));
         return;
@@ -799,6 +836,13 @@ fn main() {
     let (cached, uncached) = caxton_benches::lifecycle::restart_to_serving(restart_agents(small));
     medians.insert("restart_cached_s", cached);
     medians.insert("restart_uncached_s", uncached);
+    eprintln!("caxton-bench: nodes sharing cores");
+    for nodes in [2usize, 3] {
+        let (local, remote) = caxton_benches::shared_cores::round_trips(nodes, if small { 50 } else { 500 });
+        medians.insert(key("shared_local_p50", nodes), us(&local, 0.5));
+        medians.insert(key("shared_remote_p50", nodes), us(&remote, 0.5));
+        medians.insert(key("shared_remote_p99", nodes), us(&remote, 0.99));
+    }
     eprintln!("caxton-bench: deploy to ready");
     let ready = caxton_benches::lifecycle::deploy_to_ready(if small { 5 } else { 50 });
     medians.insert("ready_p50_ms", ready.value_at_quantile(0.5) as f64 / 1e6);

@@ -73,8 +73,12 @@ fn main() {
 fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Result<Arc<dyn Workload>, String> {
     match s.workload {
         WorkloadKind::Hop => {
-            node.deploy(agents)?;
-            Ok(Arc::new(Hop::new(agents)))
+            node.deploy(agents, s.agent.as_deref().unwrap_or("hop"))?;
+            let two = s.nodes.unwrap_or(1) == 2;
+            if two {
+                node.wait_for_routes(agents)?;
+            }
+            Ok(Arc::new(Hop::new(agents, two)))
         }
         WorkloadKind::ContractNet => {
             let module = |name: &str| {
@@ -95,7 +99,10 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
 fn run_all(args: Args) -> Result<bool, String> {
     let file = scenario::load(&args.scenarios)?;
     let names: Vec<String> = if args.scenario.is_empty() {
-        ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net"].iter().map(|s| s.to_string()).collect()
+        ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenario.clone()
     };
@@ -126,7 +133,12 @@ fn run_all(args: Args) -> Result<bool, String> {
                     WorkloadKind::Hop => &caxton_loadtest::node::NODE_LIMITS,
                     WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
                 };
-                Node::start(&args.caxton.clone().unwrap_or_else(default_binary), args.cores, limits)?
+                let binary = args.caxton.clone().unwrap_or_else(default_binary);
+                match s.nodes.unwrap_or(1) {
+                    1 => Node::start(&binary, args.cores, limits)?,
+                    2 => Node::start_pair(&binary, limits)?,
+                    n => return Err(format!("{name}: nodes: {n}; the load test runs 1 or 2")),
+                }
             }
         };
         eprintln!("{name}: deploying {agents} agents ...");

@@ -21,7 +21,13 @@ pub struct Node {
     /// The process, when the load test started it (the harness of
     /// `caxton-testkit`: free ports, retried if taken, its log on failure).
     process: Option<caxton_testkit::Node>,
+    /// A second node in a cluster with the first (`start_pair`): agents are
+    /// split between the two, the generator talks to the first.
+    peer: Option<caxton_testkit::Node>,
 }
+
+/// The cluster key of the two-node variants (loopback only).
+const PAIR_KEY: &str = "caxton-loadtest-pair-key-0123456789";
 
 /// The `caxton` binary beside this one (same target directory).
 pub fn default_binary() -> PathBuf {
@@ -37,17 +43,84 @@ impl Node {
         let process = caxton_testkit::Node::launch(spec)?;
         let wire = process.wire.clone().expect("asked for a wire listener");
         let settings = format!("--cores {cores} --wire {wire} {}", limits.join(" "));
-        Ok(Node { api: process.api(), wire, settings, process: Some(process) })
+        Ok(Node { api: process.api(), wire, settings, process: Some(process), peer: None })
+    }
+
+    /// Two single-core nodes in a cluster on 127.0.0.1 and 127.0.0.2 (the
+    /// two-node variants); the generator's wire connects to the first. Each
+    /// node gets a core of its own (`taskset`), as docs/OPERATING.md asks of
+    /// a host: a node pins its shards to the first cores it may use, so
+    /// two nodes left to themselves would share one.
+    pub fn start_pair(binary: &Path, limits: &[&str]) -> Result<Node, String> {
+        let cpus = caxton_shards::executor::allowed_cpus();
+        let cpu = |i: usize| cpus[i % cpus.len()].to_string();
+        let (cpu_a, cpu_b) = (cpu(0), cpu(1));
+        let listen_a = format!("127.0.0.1:{}", caxton_testkit::free_cluster_port("127.0.0.1"));
+        let listen_b = format!("127.0.0.2:{}", caxton_testkit::free_cluster_port("127.0.0.2"));
+        let a_args: Vec<&str> = limits.iter().copied().chain(["--listen", &listen_a, "--cluster-key", PAIR_KEY]).collect();
+        let a = caxton_testkit::Node::launch(NodeSpec {
+            binary: binary.to_path_buf(),
+            wire: true,
+            wrap: vec!["taskset".into(), "-c".into(), cpu_a.clone()],
+            ..NodeSpec::new(1).args(&a_args)
+        })?;
+        let b_args: Vec<&str> = limits.iter().copied().chain(["--listen", &listen_b, "--cluster-key", PAIR_KEY, "--join", &listen_a]).collect();
+        let b = caxton_testkit::Node::launch(NodeSpec {
+            binary: binary.to_path_buf(),
+            ip: "127.0.0.2".into(),
+            wrap: vec!["taskset".into(), "-c".into(), cpu_b.clone()],
+            ..NodeSpec::new(1).args(&b_args)
+        })?;
+        let wire = a.wire.clone().expect("asked for a wire listener");
+        let settings = format!(
+            "two nodes of --cores 1 in a cluster, on CPU {cpu_a} and CPU {cpu_b} (127.0.0.1, 127.0.0.2), the generator on the first's --wire {wire}; {}",
+            limits.join(" ")
+        );
+        Ok(Node { api: a.api(), wire, settings, process: Some(a), peer: Some(b) })
+    }
+
+    /// The API of the node that hosts agent number `i`: with a peer, odd
+    /// numbers live there.
+    fn api_for(&self, i: usize) -> String {
+        match &self.peer {
+            Some(p) if i % 2 == 1 => p.api(),
+            _ => self.api.clone(),
+        }
+    }
+
+    /// Waits until every node knows where all `count` agents live.
+    pub fn wait_for_routes(&self, count: usize) -> Result<(), String> {
+        let apis: Vec<String> = std::iter::once(self.api.clone()).chain(self.peer.as_ref().map(|p| p.api())).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for api in apis {
+            loop {
+                let known = ureq::get(&format!("http://{api}/v1/cluster/members"))
+                    .call()
+                    .ok()
+                    .and_then(|r| r.into_json::<serde_json::Value>().ok())
+                    .and_then(|v| v["registry_agents"].as_u64())
+                    .unwrap_or(0);
+                if known as usize >= count {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("{api} knows {known} of {count} agents after 60 s"));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     /// A node someone else runs: `api` and `wire` addresses.
     pub fn target(api: &str, wire: &str) -> Node {
-        Node { api: api.into(), wire: wire.into(), settings: "(not started by the load test)".into(), process: None }
+        Node { api: api.into(), wire: wire.into(), settings: "(not started by the load test)".into(), process: None, peer: None }
     }
 
-    /// Deploys `count` copies of the hop agent as `lt-0` .. `lt-<count-1>`.
-    pub fn deploy(&self, count: usize) -> Result<(), String> {
-        let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/hop.wat")).map_err(|e| e.to_string())?;
+    /// Deploys `count` copies of a hop agent (`agents/<agent>.wat`) as
+    /// `lt-0` .. `lt-<count-1>` (split between the nodes of a pair).
+    pub fn deploy(&self, count: usize, agent: &str) -> Result<(), String> {
+        let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("agents/{agent}.wat"))).map_err(|e| format!("agents/{agent}.wat: {e}"))?;
         self.deploy_as(&(0..count).map(|i| format!("lt-{i}")).collect::<Vec<_>>(), &wat)
     }
 
@@ -59,8 +132,8 @@ impl Node {
             let workers: Vec<_> = (0..CLIENTS)
                 .map(|c| {
                     s.spawn(move || {
-                        for name in names.iter().skip(c).step_by(CLIENTS) {
-                            let url = format!("http://{}/v1/agents/{name}", self.api);
+                        for (i, name) in names.iter().enumerate().skip(c).step_by(CLIENTS) {
+                            let url = format!("http://{}/v1/agents/{name}", self.api_for(i));
                             match ureq::put(&url).send_bytes(module) {
                                 Ok(_) | Err(ureq::Error::Status(409, _)) => {}
                                 Err(e) => return Some(format!("deploying {name}: {e}")),
@@ -85,7 +158,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // A graceful stop (SIGTERM), so the node commits what it holds.
-        if let Some(p) = self.process.as_mut().filter(|p| p.child.is_some()) {
+        for p in self.process.iter_mut().chain(self.peer.iter_mut()).filter(|p| p.child.is_some()) {
             p.terminate();
         }
     }

@@ -19,6 +19,13 @@ pub struct Scenario {
     /// `contract_net` (the fifth; `agents` are then the bidders).
     #[serde(default)]
     pub workload: WorkloadKind,
+    /// hop: the agent (`agents/<agent>.wat`): `hop` (default), `hop_state`
+    /// (writes state on every message), `hop_relay` (for two nodes).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Nodes: 1 (default), or 2 in a cluster, agents split between them.
+    #[serde(default)]
+    pub nodes: Option<usize>,
     pub agents: usize,
     /// contract_net: rounds started a second, managers running them,
     /// bidders invited to each, and each round's deadline for proposals.
@@ -184,7 +191,9 @@ mod tests {
         assert_eq!(peak.duration, Duration::from_secs(15 * 60));
         assert_eq!(f.scenarios["sustained_load"].success_criteria.memory_growth, Some(0.10));
         assert_eq!(f.scenarios["steady_state"].success_criteria.p99_latency, Some(Duration::from_millis(10)));
-        assert_eq!(f.scenarios.len(), 5, "ADR-0017's four and contract_net");
+        assert_eq!(f.scenarios.len(), 7, "ADR-0017's four, contract_net, and steady_state with state and over two nodes");
+        assert_eq!(f.scenarios["steady_state_two_nodes"].nodes, Some(2));
+        assert_eq!(f.scenarios["steady_state_stateful"].agent.as_deref(), Some("hop_state"));
         let cn = &f.scenarios["contract_net"];
         assert_eq!((cn.workload, cn.rounds_per_second, cn.bidders_per_round), (WorkloadKind::ContractNet, Some(1000.0), Some(10)));
     }

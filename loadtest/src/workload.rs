@@ -4,7 +4,9 @@
 //! answers, and whether rightly.
 //!
 //! - [`Hop`]: ADR-0017's four scenarios: one agent-to-agent hop per
-//!   message through `agents/hop.wat` (`lt-N`).
+//!   message through `agents/hop.wat` (`lt-N`); and its variants, with a
+//!   state write on every message (`hop_state.wat`) or over two nodes
+//!   (`hop_relay.wat`, which relays the answer through the first agent).
 //! - [`crate::contract_net::ContractNet`]: the fifth, contract-net rounds
 //!   through examples/rust/manager and bidder.
 
@@ -45,22 +47,25 @@ pub fn choice(seq: u64, salt: u64) -> u64 {
 /// sequence number and schedule (`agents/hop.wat`).
 pub struct Hop {
     names: Vec<Vec<u8>>,
+    /// Take requests only on even-numbered agents (those on the
+    /// generator's node, when agents are split over two).
+    first_hop_even: bool,
 }
 
 /// The hop agent answers with this performative (`agree`).
 const HOP_ANSWER: u8 = 7;
 
 impl Hop {
-    pub fn new(agents: usize) -> Hop {
+    pub fn new(agents: usize, first_hop_even: bool) -> Hop {
         assert!(agents >= 2, "a hop needs two agents");
-        Hop { names: (0..agents).map(|i| format!("lt-{i}").into_bytes()).collect() }
+        Hop { names: (0..agents).map(|i| format!("lt-{i}").into_bytes()).collect(), first_hop_even }
     }
 }
 
 impl Workload for Hop {
     fn send(&self, w: &mut WireWriter, seq: u64, scheduled_ns: u64) -> std::io::Result<()> {
         let n = self.names.len() as u64;
-        let a = choice(seq, 1) % n;
+        let a = if self.first_hop_even { (choice(seq, 1) % n.div_ceil(2)) * 2 } else { choice(seq, 1) % n };
         let b = (a + 1 + choice(seq, 2) % (n - 1)) % n;
         let target = &self.names[b as usize];
         let t = target.len();

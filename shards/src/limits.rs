@@ -390,6 +390,12 @@ pub const SPIN_BEFORE_PARK_US: u64 = 100;
 /// stay in microseconds, and the shard uses its core while traffic lasts.
 pub const SPIN_BEFORE_PARK_MAX_US: u64 = 2_000;
 
+/// Idle polls between two offers of the core to the kernel while a shard
+/// spins (`run_loop` rule 4). Cost: one `sched_yield` (a fraction of a
+/// microsecond alone on a core) per this many polls; a thread waiting for
+/// the core gets it within this many polls.
+pub const SPIN_YIELD_EVERY_POLLS: u32 = 8;
+
 // ---------------------------------------------------------------- SQLite (ADR-0017)
 
 /// SQLite page cache per shard, in KiB (ADR-0017 `page_cache_size`, 50 MB).

@@ -1,0 +1,64 @@
+;; hop_relay: the hop agent (hop.wat) for a load spread over two nodes. The
+;; origin's name travels in the content, and a runtime name is qualified
+;; only when it is an envelope's sender; so the agent that took the request
+;; (on the generator's node) relays the answer: the second agent answers
+;; its sender with a `confirm` carrying the same content, and that one
+;; answers the origin. Requests (0) go on as `inform` (1) to the target,
+;; an `inform` goes back as `confirm` (13), a `confirm` becomes the
+;; generator's `agree` (7).
+;;
+;; hop: the load test's agent. A request from the load generator carries
+;; [target length u8][target][seq u64][scheduled u64]; the agent forwards
+;; it to the target as an `inform` carrying [origin length u8][origin][seq]
+;; [scheduled], where origin is the generator's name. An `inform` is
+;; answered to its origin with an `agree` carrying [seq][scheduled]. So each
+;; load message is one agent-to-agent hop plus the way in and out.
+;; Envelopes are ABI version 2 (docs/ABI.md): header 76 bytes, lengths of
+;; sender, receiver and protocol at 68, 69, 70, content length at 72.
+(module
+  (import "caxton" "send" (func $send (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "caxton_abi_version") (result i32) (i32.const 2))
+  (func (export "caxton_alloc") (param $len i32) (result i32)
+    (if (i32.gt_u (local.get $len) (i32.const 4000)) (then (return (i32.const -1))))
+    (i32.const 1024))
+  (func (export "caxton_handle") (param $in i32) (param $len i32) (result i32)
+    (local $sp i32) (local $sn i32) (local $cp i32) (local $n i32) (local $out i32) (local $clen i32)
+    (local.set $sp (i32.add (local.get $in) (i32.const 76)))
+    (local.set $sn (i32.load8_u offset=68 (local.get $in)))
+    (local.set $cp (i32.add (i32.add (i32.add (local.get $sp) (local.get $sn)) (i32.load8_u offset=69 (local.get $in))) (i32.load8_u offset=70 (local.get $in))))
+    (local.set $n (i32.load8_u (local.get $cp)))
+    (local.set $out (i32.const 8192))
+    (i32.store8 (local.get $out) (i32.const 2))
+    (i64.store offset=12 (local.get $out) (i64.load offset=12 (local.get $in)))
+    (if (i32.eqz (i32.load8_u offset=1 (local.get $in)))
+      (then
+        ;; request: forward to the target, carrying our sender as the origin
+        (i32.store8 offset=1 (local.get $out) (i32.const 1))
+        (i32.store8 offset=69 (local.get $out) (local.get $n))
+        (i32.store offset=72 (local.get $out) (i32.add (local.get $sn) (i32.const 17)))
+        (memory.copy (i32.add (local.get $out) (i32.const 76)) (i32.add (local.get $cp) (i32.const 1)) (local.get $n))
+        (i32.store8 (i32.add (i32.add (local.get $out) (i32.const 76)) (local.get $n)) (local.get $sn))
+        (memory.copy (i32.add (i32.add (local.get $out) (i32.const 77)) (local.get $n)) (local.get $sp) (local.get $sn))
+        (memory.copy (i32.add (i32.add (i32.add (local.get $out) (i32.const 77)) (local.get $n)) (local.get $sn))
+          (i32.add (i32.add (local.get $cp) (i32.const 1)) (local.get $n)) (i32.const 16))
+        (return (call $send (local.get $out) (i32.add (i32.add (i32.const 93) (local.get $n)) (local.get $sn))))))
+    (if (i32.eq (i32.load8_u offset=1 (local.get $in)) (i32.const 1))
+      (then
+        ;; inform: back to its sender as confirm, with the same content
+        (local.set $clen (i32.load offset=72 (local.get $in)))
+        (i32.store8 offset=1 (local.get $out) (i32.const 13))
+        (i32.store8 offset=69 (local.get $out) (local.get $sn))
+        (i32.store offset=72 (local.get $out) (local.get $clen))
+        (memory.copy (i32.add (local.get $out) (i32.const 76)) (local.get $sp) (local.get $sn))
+        (memory.copy (i32.add (i32.add (local.get $out) (i32.const 76)) (local.get $sn)) (local.get $cp) (local.get $clen))
+        (return (call $send (local.get $out) (i32.add (i32.add (i32.const 76) (local.get $sn)) (local.get $clen))))))
+    ;; confirm: answer the origin with [seq][scheduled]
+    (i32.store8 offset=1 (local.get $out) (i32.const 7))
+    (i32.store8 offset=69 (local.get $out) (local.get $n))
+    (i32.store offset=72 (local.get $out) (i32.const 16))
+    (memory.copy (i32.add (local.get $out) (i32.const 76)) (i32.add (local.get $cp) (i32.const 1)) (local.get $n))
+    (memory.copy (i32.add (i32.add (local.get $out) (i32.const 76)) (local.get $n))
+      (i32.add (i32.add (local.get $cp) (i32.const 1)) (local.get $n)) (i32.const 16))
+    (call $send (local.get $out) (i32.add (i32.const 92) (local.get $n))))
+)
