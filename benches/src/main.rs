@@ -810,6 +810,14 @@ fn rss_probe(kind: &str, count: usize) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--blast") {
+        // `caxton-bench --blast local|cross SECS`: one throughput row alone
+        // (for a profiler).
+        let node = caxton_benches::node::BenchNode::start(2);
+        let rate = routing::blast(&node, args[2] == "cross", Duration::from_secs(args[3].parse().unwrap()));
+        println!("{rate:.0} msg/s");
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--shared-cores") {
         // `caxton-bench --shared-cores NODES ROUNDS`: just those round trips
         // (CAXTON_BIN picks the caxton binary, to compare two builds).
