@@ -82,6 +82,8 @@ fn a_trap_an_unknown_receiver_a_passed_deadline_and_an_old_agent_are_answered_to
     assert_eq!(outcome(&post(&node, json!({"receiver": "crashy", "content": "crash"}))), failure("crashed_handler"));
     assert!(began.elapsed() < Duration::from_millis(PATIENCE_MS / 3), "answered by the notice, not the time-out");
     assert_eq!(outcome(&post(&node, json!({"receiver": "echo", "content": "late", "reply_by": 1}))), failure("expired"));
+    deploy(&node, "spinner", "tests/agents/spinner.wat"); // loops until its time slice ends
+    assert_eq!(outcome(&post(&node, json!({"receiver": "spinner", "content": "spin"}))), failure("timed_out"));
     assert_eq!(outcome(&post(&node, json!({"receiver": "echo", "performative": "cfp", "content": "x"}))), failure("not_understood"));
     let (status, v) = post(&node, json!({"receiver": "nobody", "content": "x"}));
     assert_eq!((status, v["error"]["code"].as_str()), (404, Some("not_found")), "refused at send, synchronously: {v}");

@@ -810,6 +810,22 @@ fn rss_probe(kind: &str, count: usize) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--routing") {
+        // `caxton-bench --routing RATE SECS`: the routing rows alone at RATE
+        // injected messages a second (each forwarded once).
+        let node = caxton_benches::node::BenchNode::start(2);
+        let cast = routing::deploy(&node);
+        let run = routing::forwarded(&node, &cast, args[2].parse().unwrap(), Duration::from_secs(args[3].parse().unwrap()));
+        let q = |l: &caxton_shards::metrics::Latency, x: f64| lat_us(l, x);
+        println!(
+            "local p50 {:.2} p99 {:.1} µs; cross p50 {:.2} p99 {:.1} µs",
+            q(&run.local, 0.5),
+            q(&run.local, 0.99),
+            q(&run.remote, 0.5),
+            q(&run.remote, 0.99)
+        );
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--blast") {
         // `caxton-bench --blast local|cross SECS`: one throughput row alone
         // (for a profiler).

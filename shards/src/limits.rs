@@ -394,7 +394,7 @@ pub const SPIN_BEFORE_PARK_MAX_US: u64 = 2_000;
 /// spins (`run_loop` rule 4). Cost: one `sched_yield` (a fraction of a
 /// microsecond alone on a core) per this many polls; a thread waiting for
 /// the core gets it within this many polls.
-pub const SPIN_YIELD_EVERY_POLLS: u32 = 8;
+pub const SPIN_YIELD_EVERY_POLLS: u32 = 64;
 
 // ---------------------------------------------------------------- SQLite (ADR-0017)
 
