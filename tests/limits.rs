@@ -448,3 +448,22 @@ fn only_the_reply_to_a_request_reaches_its_rest_caller() {
     let undeliverable: f64 = node.metrics().lines().find_map(|l| l.strip_prefix("caxton_runtime_undeliverable_total{kind=\"api\"} ")?.parse().ok()).unwrap();
     assert!(undeliverable >= 3000.0, "the forgeries were counted and dropped: {undeliverable}");
 }
+
+#[test]
+fn a_fixed_inbox_takes_messages_without_caxton_alloc_and_one_past_memory_is_refused() {
+    let _serial = serial();
+    let node = Node::start(1);
+    assert_eq!(node.deploy("inbox", "tests/agents/inbox.wat", 1).0, 201);
+    for _ in 0..3 {
+        assert_eq!(node.post_message(&serde_json::json!({"receiver": "inbox", "content": "fits"}), None).0, 202);
+    }
+    assert!(common::eventually(std::time::Duration::from_secs(5), || node.agent("inbox")["messages_handled"] == 3), "{}", node.agent("inbox"));
+    assert_eq!(node.agent("inbox")["crashes"], 0, "caxton_alloc was never called, and each envelope was at the inbox");
+    // Larger than the inbox: caxton_alloc is called (and traps, here).
+    let big = "x".repeat(300);
+    let (status, v) = node.post_message(&serde_json::json!({"receiver": "inbox", "content": big}), Some(5000));
+    assert_eq!((status, v["content"].as_str()), (200, Some("crashed_handler")), "{v}");
+    let (status, v) = node.deploy("bad-inbox", "tests/agents/bad_inbox.wat", 1);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("fixed inbox"), "{v}");
+}

@@ -296,8 +296,10 @@ fn check_abi(module: &Module, limits: &AgentLimits) -> Result<(), ModuleError> {
     if !has_memory {
         return Err(ModuleError("the module must export its linear memory as \"memory\"".into()));
     }
-    let required: [(&str, FunctionType, bool); 5] = [
+    let required: [(&str, FunctionType, bool); 7] = [
         ("caxton_abi_version", FunctionType::new(vec![], vec![Type::I32]), false),
+        ("caxton_inbox_ptr", FunctionType::new(vec![], vec![Type::I32]), false),
+        ("caxton_inbox_bytes", FunctionType::new(vec![], vec![Type::I32]), false),
         ("caxton_alloc", FunctionType::new(vec![Type::I32], vec![Type::I32]), true),
         ("caxton_handle", FunctionType::new(vec![Type::I32, Type::I32], vec![Type::I32]), true),
         ("caxton_init", FunctionType::new(vec![], vec![Type::I32]), false),

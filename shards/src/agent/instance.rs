@@ -13,6 +13,12 @@
 //! 5. An instance speaks ABI version 2 if its module exports
 //!    `caxton_abi_version` and it returns 2 (asked once, when the instance
 //!    is made); otherwise version 1.
+//! 6. A module may declare a fixed inbox (`caxton_inbox_ptr`,
+//!    `caxton_inbox_bytes`, asked once, when the instance is made and
+//!    checked to lie within its memory then): an envelope that fits is
+//!    written there and handed to `caxton_handle` with no `caxton_alloc`
+//!    call, one guest call a message instead of two. A larger one goes
+//!    through `caxton_alloc` as before.
 
 use std::sync::Arc;
 
@@ -56,6 +62,9 @@ pub struct AgentInstance {
     /// The envelopes it reads and writes: 2 if it exports
     /// `caxton_abi_version` returning 2, else 1 (rule 5).
     abi_version: u8,
+    /// Its fixed inbox (rule 6): where envelopes up to its size are
+    /// written without a `caxton_alloc` call, as (offset, bytes).
+    inbox: Option<(u32, u32)>,
     _instance: Instance,
 }
 
@@ -89,8 +98,10 @@ impl AgentInstance {
                 }
             }
         };
+        let inbox = fixed_inbox(&mut store, exports, &memory, &fuel_left, compiled.fuel_per_call)?;
         Ok(AgentInstance {
             abi_version,
+            inbox,
             store,
             env,
             memory,
@@ -103,6 +114,11 @@ impl AgentInstance {
             fuel_per_call: compiled.fuel_per_call,
             _instance: instance,
         })
+    }
+
+    /// The fixed inbox (rule 6), if the module declares one.
+    pub fn inbox(&self) -> Option<(u32, u32)> {
+        self.inbox
     }
 
     /// Gives the next call its full execution time slice. The "exhausted"
@@ -165,9 +181,14 @@ impl AgentInstance {
         assert!(envelope.len() <= i32::MAX as usize);
         let len = envelope.len() as i32;
         self.refuel();
-        let ptr = match self.alloc.call(&mut self.store, len) {
-            Ok(ptr) => ptr,
-            Err(e) => return self.trap(e),
+        let ptr = match self.inbox {
+            // Rule 6: checked within memory when the instance was made, and a
+            // memory never shrinks.
+            Some((at, bytes)) if len as u32 <= bytes => at as i32,
+            _ => match self.alloc.call(&mut self.store, len) {
+                Ok(ptr) => ptr,
+                Err(e) => return self.trap(e),
+            },
         };
         let view = self.memory.view(&self.store);
         if ptr < 0 || ptr as u64 + len as u64 > view.data_size() {
@@ -204,4 +225,22 @@ impl AgentInstance {
     pub fn memory_bytes(&self) -> u64 {
         self.memory.view(&self.store).data_size()
     }
+}
+
+/// Asks a module for its fixed inbox (rule 6), if it declares one; refuses
+/// one that does not lie within its memory.
+fn fixed_inbox(store: &mut Store, exports: &wasmer::Exports, memory: &Memory, fuel: &Global, fuel_per_call: u64) -> Result<Option<(u32, u32)>, String> {
+    let (Ok(ptr), Ok(bytes)) =
+        (exports.get_typed_function::<(), i32>(store, "caxton_inbox_ptr"), exports.get_typed_function::<(), i32>(store, "caxton_inbox_bytes"))
+    else {
+        return Ok(None);
+    };
+    fuel.set(store, Value::I64(fuel_per_call as i64)).map_err(|e| e.to_string())?;
+    let at = ptr.call(store).map_err(|e| format!("caxton_inbox_ptr trapped: {}", e.message()))?;
+    let size = bytes.call(store).map_err(|e| format!("caxton_inbox_bytes trapped: {}", e.message()))?;
+    let memory_bytes = memory.view(store).data_size();
+    if at < 0 || size <= 0 || at as u64 + size as u64 > memory_bytes {
+        return Err(format!("the fixed inbox ({size} bytes at {at}) does not lie within the module's memory of {memory_bytes} bytes"));
+    }
+    Ok(Some((at as u32, size as u32)))
 }
