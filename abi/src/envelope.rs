@@ -89,10 +89,32 @@ impl Lengths {
     }
 }
 
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(b)
+}
+
+/// Checks the variable lengths a fixed header of `header_bytes` claims
+/// against the limits and the whole envelope's `total` (rule 1; version 1
+/// has no protocol, so its length is 0 there).
+pub(crate) fn check_lengths(lengths: &Lengths, header_bytes: usize, total: usize) -> Result<(), EnvelopeError> {
+    if lengths.content > CONTENT_BYTES_MAX {
+        return Err(EnvelopeError::TooLarge);
+    }
+    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
+        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
+    }
+    if lengths.protocol > PROTOCOL_BYTES_MAX {
+        return Err(EnvelopeError::Invalid("protocol longer than 32 bytes"));
+    }
+    if lengths.receiver == 0 {
+        return Err(EnvelopeError::Invalid("empty receiver"));
+    }
+    if header_bytes + lengths.sender + lengths.receiver + lengths.protocol + lengths.content != total {
+        return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
+    }
+    Ok(())
 }
 
 /// Checks the fixed header (rule 1) and returns the fields and the
@@ -114,21 +136,7 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
         protocol: head[70] as usize,
         content: u32::from_le_bytes([head[72], head[73], head[74], head[75]]) as usize,
     };
-    if lengths.content > CONTENT_BYTES_MAX {
-        return Err(EnvelopeError::TooLarge);
-    }
-    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
-        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
-    }
-    if lengths.protocol > PROTOCOL_BYTES_MAX {
-        return Err(EnvelopeError::Invalid("protocol longer than 32 bytes"));
-    }
-    if lengths.receiver == 0 {
-        return Err(EnvelopeError::Invalid("empty receiver"));
-    }
-    if lengths.total() != total {
-        return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
-    }
+    check_lengths(&lengths, HEADER_BYTES, total)?;
     let mut trace = TraceContext::default();
     trace.trace_id.copy_from_slice(&head[44..60]);
     trace.parent_span_id.copy_from_slice(&head[60..68]);

@@ -18,7 +18,7 @@
 //! 3. Both keep names, ids and content byte for byte; down then up gives
 //!    back the fields version 1 has.
 
-use crate::envelope::{Envelope, EnvelopeError, Header, Lengths};
+use crate::envelope::{check_lengths, read_u64, Envelope, EnvelopeError, Header, Lengths};
 use crate::{is_endpoint_name, CONTENT_BYTES_MAX, NAME_BYTES_MAX, PERFORMATIVES_V1};
 
 /// Version 1's number (the envelope's first byte).
@@ -35,12 +35,6 @@ pub const GROWTH_BYTES: usize = crate::HEADER_BYTES - HEADER_BYTES;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotInV1 {
     pub performative: u8,
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 /// Checks a version 1 fixed header; returns it as version 2 has it, and
@@ -61,18 +55,7 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
         protocol: 0,
         content: u32::from_le_bytes([head[40], head[41], head[42], head[43]]) as usize,
     };
-    if lengths.content > CONTENT_BYTES_MAX {
-        return Err(EnvelopeError::TooLarge);
-    }
-    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
-        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
-    }
-    if lengths.receiver == 0 {
-        return Err(EnvelopeError::Invalid("empty receiver"));
-    }
-    if HEADER_BYTES + lengths.sender + lengths.receiver + lengths.content != total {
-        return Err(EnvelopeError::Invalid("lengths do not add up to the envelope's size"));
-    }
+    check_lengths(&lengths, HEADER_BYTES, total)?;
     let header = Header {
         performative: head[1],
         message_id: read_u64(head, 4),

@@ -42,6 +42,7 @@ pub struct Drained {
 impl Control {
     /// Rule 1.
     pub fn begin_drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Release);
         self.phase.send_replace(Phase::Draining);
     }
 

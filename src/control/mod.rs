@@ -124,6 +124,9 @@ pub struct Control {
     /// Running, draining (SIGTERM: the API answers 503, wire frames are
     /// refused) or stopped (wire connections close): `drain`.
     phase: tokio::sync::watch::Sender<Phase>,
+    /// `phase` past running, read on every wire frame and API request
+    /// without the watch's lock.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Where a node is in its life (`drain`).
@@ -218,6 +221,7 @@ impl Control {
             node_unavailable: AtomicU64::new(0),
             modules: crate::module_cache::ModuleCache::new(None).expect("no directory to make"),
             phase: tokio::sync::watch::channel(Phase::Running).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -229,7 +233,7 @@ impl Control {
 
     /// Is the node draining or stopped (SIGTERM)?
     pub fn draining(&self) -> bool {
-        *self.phase.borrow() >= Phase::Draining
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Follows the node's phase (wire connections close when it stops).
