@@ -191,21 +191,26 @@ pub struct EchoRun {
 /// Messages in flight per pair of echoes: enough to keep a shard busy.
 const ECHO_BALLS: usize = 64;
 
-/// Two instances of the echo in `module` on every shard, each replying to
+/// Two instances of the echo in `module` for every shard, each replying to
 /// the other forever once `ECHO_BALLS` messages are thrown in: handlers,
-/// local routing and nothing from outside the node. The same run for the
-/// hand-written echo and the SDK's compares their per-message cost.
-pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, duration: Duration) -> EchoRun {
+/// routing and nothing from outside the node. `cross`: the two of a pair
+/// live on different shards (every message crosses), else on the same one.
+/// Every message handled counts, each one a call into a WebAssembly handler
+/// that sends one. The same run for the hand-written echo and the SDK's
+/// compares their per-message cost.
+pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, cross: bool, duration: Duration) -> EchoRun {
     let n = node.shards.len();
+    let tag = if cross { format!("{tag}-x") } else { tag.to_string() };
+    let pong_shard = |s: usize| if cross { (s + 1) % n } else { s };
     let pings: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-ping"), s)).collect();
-    let pongs: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-pong"), s)).collect();
+    let pongs: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-pong"), pong_shard(s))).collect();
     for s in 0..n {
         node.deploy(&pings[s], module, 1);
         node.deploy(&pongs[s], module, 1);
     }
     for s in 0..n {
         let balls = (0..ECHO_BALLS).map(|_| BenchNode::message(&pings[s], &pongs[s], &[7u8; 64])).collect();
-        assert_eq!(node.inject(s, balls), ECHO_BALLS);
+        assert_eq!(node.inject(pong_shard(s), balls), ECHO_BALLS);
     }
     std::thread::sleep(duration / 10);
     let before = node.stats();

@@ -9,6 +9,7 @@ pub mod node;
 pub mod report;
 pub mod routing;
 pub mod shared_cores;
+pub mod stages;
 pub mod storage;
 
 use hdrhistogram::Histogram;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use caxton_benches::report::{self, Better, Row};
-use caxton_benches::{agents, baselines, cluster, median, routing, small, storage};
+use caxton_benches::{agents, baselines, cluster, median, routing, small, stages, storage};
 use hdrhistogram::Histogram;
 use serde_json::json;
 
@@ -101,14 +101,24 @@ fn one_run(small: bool, run: usize) -> Run {
         // The Rust SDK's echo beside the hand-written one, in the same shards.
         let wat_echo = routing::agents_dir().join("echo.wat");
         let sdk_echo = caxton_testkit::example_agent("rust-echo");
+        r.insert("echo_cross_rate", agents::echo_pingpong(&node, "wat", &wat_echo, true, secs(3)).handled_per_s);
         for (tag, module) in [("wat", &wat_echo), ("sdk", &sdk_echo)] {
-            let run = agents::echo_pingpong(&node, tag, module, secs(3));
+            let run = agents::echo_pingpong(&node, tag, module, false, secs(3));
             r.insert(format!("echo_{tag}_rate").leak(), run.handled_per_s);
             r.insert(format!("echo_{tag}_proc_p50_ns").leak(), lat_us(&run.processing, 0.5) * 1000.0);
             let wasm = wasmer::wat2wasm(&std::fs::read(module).unwrap()).unwrap().into_owned();
             r.insert(format!("echo_{tag}_bytes").leak(), wasm.len() as f64);
             r.insert(format!("echo_{tag}_compile_ms").leak(), agents::compile_ms(&wasm, if small { 3 } else { 15 }));
         }
+    }
+    // ---------------------------------------------------------------- stages
+    for (cross, tag) in [(false, "local"), (true, "cross")] {
+        let costs = stages::measure(cross, secs(3));
+        for (i, (_, ns)) in costs.ns.iter().enumerate() {
+            r.insert(format!("stage_{tag}_ns_{i}").leak(), *ns);
+        }
+        r.insert(format!("stage_{tag}_total_ns").leak(), costs.total_ns);
+        r.insert(format!("stage_{tag}_timed_rate").leak(), costs.timed_rate);
     }
     // ---------------------------------------------------------------- cluster
     {
@@ -481,24 +491,56 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Throughput",
-            "pipelined cross-shard, WebAssembly handlers",
+            "pipelined, all shards: echo pairs on each shard, 64 messages in flight a pair, every message a WebAssembly call that sends one",
             "msg/s",
             Higher,
-            g("blast_remote"),
+            g("echo_wat_rate"),
             Some(("actix pipelined, native", g("actix_rate"))),
             Some(100_000.0),
-            None,
+            Some(g("actix_rate")),
         ),
         row(
             "Throughput",
-            "through WebAssembly handlers, all shards",
+            "pipelined cross-shard: the same, the two of each pair on different shards",
+            "msg/s",
+            Higher,
+            g("echo_cross_rate"),
+            Some(("actix pipelined, native", g("actix_rate"))),
+            Some(100_000.0),
+            Some(g("actix_rate")),
+        ),
+        row(
+            "Throughput",
+            "into sinks flooded by blasters, same shard (back-pressure: the blasters' own messages and refused sends not counted)",
             "msg/s",
             Higher,
             g("blast_local"),
-            Some(("actix pipelined, native", g("actix_rate"))),
+            None,
             Some(100_000.0),
-            Some(2_000_000.0),
+            None,
         ),
+        row("Throughput", "into sinks flooded by blasters, across shards", "msg/s", Higher, g("blast_remote"), None, Some(100_000.0), None),
+    ];
+    // Per stage: ns per message, beside all of a message's cost (the ratio
+    // is the stage's share).
+    for (group, tag) in [("Per-stage cost, echo pairs on each shard (timed)", "local"), ("Per-stage cost, echo pairs across shards (timed)", "cross")] {
+        let total = g(&format!("stage_{tag}_total_ns"));
+        for (i, name) in stages::ROW_NAMES.iter().enumerate() {
+            all.push(row(group, name, "ns/msg", Lower, g(&format!("stage_{tag}_ns_{i}")), Some(("all of a message", total)), None, None));
+        }
+        all.push(row(group, "all of a message: shards × wall time ÷ messages handled", "ns/msg", Lower, total, None, None, None));
+        all.push(row(
+            group,
+            "messages handled a second, each stage timed",
+            "msg/s",
+            Higher,
+            g(&format!("stage_{tag}_timed_rate")),
+            Some(("timing off (the throughput rows)", g(if tag == "local" { "echo_wat_rate" } else { "echo_cross_rate" }))),
+            None,
+            None,
+        ));
+    }
+    all.extend([
         row(
             "Agent startup",
             "deploy-to-ready: PUT of a new module, compile, first message answered, p50",
@@ -772,7 +814,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(1000.0),
             None,
         ),
-    ];
+    ]);
     all.append(&mut cluster_rows);
     all
 }
@@ -831,6 +873,29 @@ fn main() {
         // (for a profiler).
         let node = caxton_benches::node::BenchNode::start(2);
         let rate = routing::blast(&node, args[2] == "cross", Duration::from_secs(args[3].parse().unwrap()));
+        println!("{rate:.0} msg/s");
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--stages") {
+        // `caxton-bench --stages local|cross SECS`: a per-stage table alone.
+        let costs = stages::measure(args[2] == "cross", Duration::from_secs(args[3].parse().unwrap()));
+        for (name, ns) in &costs.ns {
+            println!("{ns:8.1} ns  {name}");
+        }
+        println!("{:8.1} ns  all of a message ({:.0} msg/s timed)", costs.total_ns, costs.timed_rate);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--echo") {
+        // `caxton-bench --echo local|cross SECS`: pipelined echo pairs alone.
+        let node = caxton_benches::node::BenchNode::start(2);
+        let run =
+            agents::echo_pingpong(&node, "echo", &routing::agents_dir().join("echo.wat"), args[2] == "cross", Duration::from_secs(args[3].parse().unwrap()));
+        println!("{:.0} msg/s", run.handled_per_s);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--actix") {
+        // `caxton-bench --actix`: the pipelined baseline of the throughput rows alone.
+        let (_, rate) = baselines::actix(500, 2_000_000);
         println!("{rate:.0} msg/s");
         return;
     }

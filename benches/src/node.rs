@@ -44,6 +44,11 @@ fn ask<T: Send + 'static>(shard: &ShardHandle, make: impl FnOnce(caxton_shards::
 impl BenchNode {
     /// Starts one shard per allowed core (at most `shards`).
     pub fn start(shards: usize) -> BenchNode {
+        BenchNode::start_tuned(shards, ShardTuning::default())
+    }
+
+    /// [`BenchNode::start`] with knobs of its own.
+    pub fn start_tuned(shards: usize, tuning: ShardTuning) -> BenchNode {
         let dir = tempfile::tempdir().unwrap();
         let cpus: Vec<usize> = allowed_cpus().into_iter().take(shards).collect();
         let handles = executor::start(
@@ -52,7 +57,7 @@ impl BenchNode {
                 data_dir: dir.path().to_path_buf(),
                 storage: Default::default(),
                 boot_epoch: 1,
-                tuning: ShardTuning::default(),
+                tuning,
                 link: None,
                 disk: caxton_shards::storage::DiskFloor::unchecked(),
             },

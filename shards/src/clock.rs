@@ -14,3 +14,19 @@ pub fn now_ns() -> u64 {
 pub fn unix_micros() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
+
+/// The CPU's time-stamp counter: a few nanoseconds to read, in ticks of a
+/// constant rate that the caller measures against [`now_ns`] (stage timing,
+/// `stages`). Where there is none, nanoseconds.
+#[inline]
+pub fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC reads a register; it touches no memory.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        now_ns()
+    }
+}

@@ -126,6 +126,9 @@ pub struct InstanceStats {
 #[derive(Debug, Clone, Default)]
 pub struct ShardStats {
     pub shard: usize,
+    /// Ticks spent in each stage of a message's way, by `stages::Stage::ALL`
+    /// (zero unless `ShardTuning::stage_timing`).
+    pub stage_ticks: [u64; crate::stages::STAGES],
     pub instances: usize,
     pub queued_messages: usize,
     pub handled: u64,

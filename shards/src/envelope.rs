@@ -63,6 +63,14 @@ pub enum RoutePath {
     Api,
 }
 
+/// A message's buffer goes back to the pool of the thread dropping it
+/// (`buffer_pool`).
+impl Drop for Message {
+    fn drop(&mut self) {
+        crate::buffer_pool::give(std::mem::take(&mut self.buf));
+    }
+}
+
 impl Message {
     fn new(buf: Vec<u8>) -> Message {
         Message { buf, sent_ns: crate::clock::now_ns(), path: RoutePath::Local }
@@ -72,7 +80,7 @@ impl Message {
     /// be empty) and the content within [`CONTENT_BYTES_MAX`].
     pub fn encode(header: &Header, sender: &[u8], receiver: &[u8], content: &[u8]) -> Result<Message, EnvelopeError> {
         let lengths = check_fields(header, sender, receiver, content.len())?;
-        let mut buf = vec![0u8; lengths.total()];
+        let mut buf = crate::buffer_pool::take(lengths.total());
         let written = caxton_abi::encode_into(&mut buf, header, sender, receiver, content)?;
         debug_assert_eq!(written, buf.len());
         Ok(Message::new(buf))
@@ -97,7 +105,7 @@ impl Message {
         }
         let protocol = header.protocol.as_bytes();
         let lengths = Lengths { sender: sender.len(), receiver: receiver.len(), protocol: protocol.len(), content: content_len };
-        let mut buf = vec![0u8; lengths.total()];
+        let mut buf = crate::buffer_pool::take(lengths.total());
         write_header(&mut buf, header, lengths);
         let mut at = ENVELOPE_HEADER_BYTES;
         for field in [sender, receiver, protocol] {
@@ -164,8 +172,8 @@ impl Message {
         &self.buf
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     pub fn len(&self) -> usize {

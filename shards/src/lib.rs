@@ -9,6 +9,7 @@
 //! Modules, one concept each:
 //! - [`limits`]: every limit, with its default, cost and what happens past it;
 //! - [`envelope`]: messages, owned and validated (the format is `caxton_abi`'s);
+//! - [`buffer_pool`]: message buffers reused on the thread that drops them;
 //! - [`context`]: the shard's state that host functions and link tasks reach;
 //! - [`names`]: the runtime's own names (`@api/…`, `@wire/…`, `@node/…`);
 //! - [`placement`]: which shard hosts which instance (a stable hash);
@@ -21,9 +22,11 @@
 //! - [`timers`]: durable timers, an instance's messages to itself later;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
 //! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
-//! - [`shard`]: the run loop; [`executor`]: starting pinned shards.
+//! - [`shard`]: the run loop; [`executor`]: starting pinned shards;
+//! - [`stages`]: where a message's time goes (off unless a benchmark asks).
 
 pub mod agent;
+pub mod buffer_pool;
 pub mod clock;
 pub mod command;
 pub mod context;
@@ -38,6 +41,7 @@ pub mod placement;
 pub mod router;
 pub mod runtime_outbox;
 pub mod shard;
+pub mod stages;
 pub mod storage;
 pub mod throttle;
 pub mod timers;

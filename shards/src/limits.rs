@@ -376,6 +376,19 @@ pub const TICK_MESSAGES_MAX: usize = 256;
 /// Messages one instance handles before the run queue moves to the next.
 pub const INSTANCE_BURST_MESSAGES_MAX: usize = 16;
 
+/// Capacity of a pooled message buffer, in bytes (`buffer_pool`): a message
+/// of at most this many bytes is built in a buffer reused on the thread that
+/// last dropped one. Default 512 (a typical agent message is 150 to 300
+/// bytes). Cost: a message below it occupies this many bytes while queued
+/// (the queues' byte bounds count its length). Larger: allocated and freed
+/// as usual.
+pub const POOLED_BUFFER_BYTES: usize = 512;
+
+/// Buffers a thread's pool keeps, at most (`buffer_pool`). Default 1024:
+/// 512 KiB per thread that drops messages (a shard, an API or link
+/// thread). Past it: a dropped buffer is freed.
+pub const POOLED_BUFFERS_MAX: usize = 1024;
+
 /// Commands or channel messages drained per source in one tick.
 pub const TICK_DRAIN_MAX: usize = 1024;
 

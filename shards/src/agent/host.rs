@@ -28,7 +28,7 @@ use crate::limits::{
     BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, NAME_BYTES_MAX, PROTOCOL_BYTES_MAX, STATE_CALL_FUEL,
     STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
-use crate::router::RouteError;
+use crate::router::{Dest, RouteError};
 
 pub use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE, UNREACHABLE};
 
@@ -196,7 +196,7 @@ pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     let name = data.name.clone();
-    with_ctx(|ctx| match send_from(ctx, &view, &name, ptr, len) {
+    with_ctx(|ctx| match crate::stages::time(crate::stages::Stage::HostSend, || send_from(ctx, &view, &name, ptr, len)) {
         Ok(()) => OK,
         Err(code) => ctx.refuse(code),
     })
@@ -249,13 +249,17 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, 
     let mut receiver = [0u8; NAME_BYTES_MAX];
     let receiver = &mut receiver[..lengths.receiver];
     view.read(receiver_at, receiver).map_err(|_| INVALID)?;
-    if !is_endpoint_name(receiver) {
-        return Err(INVALID);
-    }
-    let dest = ctx.router.resolve(receiver, header.conversation_id, sender.as_bytes()).map_err(|e| {
-        ctx.router.counters.not_found += 1;
-        route_code(e)
-    })?;
+    // Only a receiver the directory does not hold needs its bytes checked:
+    // every name there is valid (directory rule 4).
+    let dest = match ctx.router.resolve(receiver, header.conversation_id, sender.as_bytes()) {
+        Ok(dest @ (Dest::Local(_) | Dest::Peer(_))) => dest,
+        _ if !is_endpoint_name(receiver) => return Err(INVALID),
+        Ok(dest) => dest,
+        Err(e) => {
+            ctx.router.counters.not_found += 1;
+            return Err(route_code(e));
+        }
+    };
     // The message as it will be (version 2): the host's sender name replaces
     // the agent's, and it carries the trace of the message being handled.
     let bytes = ENVELOPE_HEADER_BYTES + sender.len() + lengths.receiver + lengths.protocol + lengths.content;

@@ -10,8 +10,12 @@
 //!    panics).
 //! 3. Names on other nodes map to the node hosting them, as gossip says
 //!    (`set_remote`); a name of this node wins over a remote route.
+//! 4. Every name here is valid (the control plane checks it before adding):
+//!    a receiver found here needs no check of its bytes.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use crate::link::NodeIdx;
 
@@ -24,49 +28,59 @@ pub struct DirEntry {
     pub local: Box<[Option<LocalId>]>,
 }
 
+/// Looked up once per message sent (rule 4): hashed with foldhash, seeded at
+/// random per process (names come from operators and authenticated peers;
+/// the seed keeps colliding names from being precomputed).
 #[derive(Default)]
 pub struct Directory {
-    own: HashMap<Box<str>, DirEntry>,
-    remote: HashMap<Box<str>, NodeIdx>,
+    own: HashMap<Box<[u8]>, DirEntry, RandomState>,
+    remote: HashMap<Box<[u8]>, NodeIdx, RandomState>,
 }
 
 impl Directory {
     /// Adds a name of this node (rule 2).
     pub fn add(&mut self, name: &str, entry: DirEntry) -> Result<(), String> {
         assert!(entry.instances as usize == entry.local.len());
-        if self.own.contains_key(name) {
+        if !caxton_abi::is_agent_name(name.as_bytes()) {
+            return Err(format!("{name:?} is not an agent name (rule 4)"));
+        }
+        if self.own.contains_key(name.as_bytes()) {
             return Err(format!("agent {name} is already here"));
         }
-        self.own.insert(name.into(), entry);
+        self.own.insert(name.as_bytes().into(), entry);
         Ok(())
     }
 
     pub fn remove(&mut self, name: &str) -> Option<DirEntry> {
-        self.own.remove(name)
+        self.own.remove(name.as_bytes())
     }
 
-    pub fn get(&self, name: &str) -> Option<&DirEntry> {
+    /// `name` as the bytes of a message's receiver: none that is not valid
+    /// UTF-8 (or not a valid name) is ever here (rule 4).
+    pub fn get(&self, name: &[u8]) -> Option<&DirEntry> {
         self.own.get(name)
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.own.contains_key(name)
+        self.own.contains_key(name.as_bytes())
     }
 
     /// `agent` lives on node `node`, or nowhere known (rule 3).
     pub fn set_remote(&mut self, agent: &str, node: Option<NodeIdx>) {
         match node {
+            // Rule 4: a name gossip got wrong is not routed to.
+            Some(_) if !caxton_abi::is_agent_name(agent.as_bytes()) => {}
             Some(n) => {
-                self.remote.insert(agent.into(), n);
+                self.remote.insert(agent.as_bytes().into(), n);
             }
             None => {
-                self.remote.remove(agent);
+                self.remote.remove(agent.as_bytes());
             }
         }
     }
 
     /// The node hosting `agent`, if another one does.
-    pub fn remote(&self, agent: &str) -> Option<NodeIdx> {
+    pub fn remote(&self, agent: &[u8]) -> Option<NodeIdx> {
         self.remote.get(agent).copied()
     }
 }
@@ -80,11 +94,11 @@ mod tests {
         let mut d = Directory::default();
         d.add("a", DirEntry { instances: 2, local: vec![Some(0), None].into() }).unwrap();
         assert!(d.add("a", DirEntry { instances: 1, local: vec![None].into() }).is_err());
-        assert_eq!(d.get("a").unwrap().instances, 2);
+        assert_eq!(d.get(b"a").unwrap().instances, 2);
         assert!(d.remove("a").is_some() && d.remove("a").is_none());
         d.set_remote("far", Some(3));
-        assert_eq!(d.remote("far"), Some(3));
+        assert_eq!(d.remote(b"far"), Some(3));
         d.set_remote("far", None);
-        assert_eq!(d.remote("far"), None);
+        assert_eq!(d.remote(b"far"), None);
     }
 }

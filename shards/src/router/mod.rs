@@ -310,7 +310,7 @@ impl Router {
 
     /// The mailbox of instance `instance` of `name`, if it lives here.
     pub fn local_instance(&self, name: &str, instance: u32) -> Option<LocalId> {
-        self.directory.get(name)?.local.get(instance as usize).copied().flatten()
+        self.directory.get(name.as_bytes())?.local.get(instance as usize).copied().flatten()
     }
 
     /// Puts a message in one instance's mailbox (a timer's: placement
@@ -357,9 +357,8 @@ impl Router {
             // 2). `@api/...`, `@wire/...`: the control plane's.
             return Ok(self.remote.node_of_runtime_name(receiver).map_or(Dest::Api, Dest::Node));
         }
-        let name = std::str::from_utf8(receiver).map_err(|_| RouteError::UnknownReceiver)?;
-        let Some(entry) = self.directory.get(name) else {
-            return self.directory.remote(name).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+        let Some(entry) = self.directory.get(receiver) else {
+            return self.directory.remote(receiver).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
         };
         let instance = instance_for(conversation_id, sender, entry.instances);
         match entry.local[instance as usize] {

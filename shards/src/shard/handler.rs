@@ -31,6 +31,7 @@ use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
 use crate::router::{DeadLetter, LocalId};
+use crate::stages::{self, Stage};
 use crate::timers::TIMER_SENDER;
 
 use super::{Shard, Standing};
@@ -48,7 +49,7 @@ impl Shard {
         // The clock is read once per delivery (its end), and reused here.
         let mut now = tick_start;
         while done < TICK_MESSAGES_MAX && now - tick_start < budget_ns {
-            let Some(id) = self.ctx.borrow_mut().router.next_ready() else { break };
+            let Some(id) = stages::time(Stage::Dequeue, || self.ctx.borrow_mut().router.next_ready()) else { break };
             let mut burst = 0;
             let burst_start = now;
             while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now - burst_start < budget_ns {
@@ -56,14 +57,14 @@ impl Shard {
                 if ctx.router.is_held(id) {
                     break; // it crashed and backs off (`supervision` rule 2)
                 }
-                let Some(message) = ctx.router.pop_message(id) else { break };
+                let Some(message) = stages::time(Stage::Dequeue, || ctx.router.pop_message(id)) else { break };
                 drop(ctx);
                 now = self.deliver(id, message);
                 burst += 1;
                 done += 1;
             }
             assert!(burst <= INSTANCE_BURST_MESSAGES_MAX, "rule 4");
-            self.ctx.borrow_mut().router.requeue(id);
+            stages::time(Stage::Dequeue, || self.ctx.borrow_mut().router.requeue(id));
             if self.ctx.borrow().store.batch_full() {
                 self.end_tick();
             }
@@ -181,14 +182,14 @@ impl Shard {
         let mark = self.call_begin(Some(&message));
         let agent = self.agents[slot].as_mut().unwrap();
         let envelope = if abi_v1 { &v1[..] } else { message.as_bytes() };
-        let outcome = agent.runtime.as_mut().unwrap().deliver(envelope);
+        let outcome = stages::time(Stage::GuestCall, || agent.runtime.as_mut().unwrap().deliver(envelope));
         self.v1_envelope = v1;
         // An exit is a return (wasi rule 5): its effects stay.
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
-        self.call_end(id, mark, completed);
+        stages::time(Stage::Release, || self.call_end(id, mark, completed));
         let ended = now_ns();
         assert!(ended >= started, "the clock is monotonic");
-        self.record_latency(&message, started, ended);
+        stages::time(Stage::Record, || self.record_latency(&message, started, ended));
         let agent = self.agents[slot].as_mut().unwrap();
         if !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout) {
             agent.supervision.handled();

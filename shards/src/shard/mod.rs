@@ -116,6 +116,7 @@ pub struct Shard {
     held: Vec<Option<Message>>,
     bell: Arc<Doorbell>,
     spin_before_park: Duration,
+    stage_timing: bool,
     spin_before_park_max: Duration,
     tick_time_budget: Duration,
     stop: Option<crate::command::Reply<()>>,
@@ -160,6 +161,7 @@ impl Shard {
             held: (0..peers).map(|_| None).collect(),
             bell: setup.bell,
             spin_before_park: setup.tuning.spin_before_park,
+            stage_timing: setup.tuning.stage_timing,
             spin_before_park_max: setup.tuning.spin_before_park_max.max(setup.tuning.spin_before_park),
             tick_time_budget: setup.tuning.tick_time_budget,
             stop: None,
@@ -358,6 +360,10 @@ impl Shard {
     }
 
     fn drain_inbound(&mut self) -> usize {
+        crate::stages::time(crate::stages::Stage::Receive, || self.drain_inbound_untimed())
+    }
+
+    fn drain_inbound_untimed(&mut self) -> usize {
         let mut n = 0;
         let mut ctx = self.ctx.borrow_mut();
         for p in 0..self.inbound.len() {

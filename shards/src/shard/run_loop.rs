@@ -36,6 +36,7 @@ impl Shard {
         let mut idle_since: Option<Instant> = None;
         let mut wake = [0u8; 64];
         let mut spin = self.spin_before_park;
+        crate::stages::set_on(self.stage_timing);
         let mut io_polled = Instant::now();
         let io_poll_every = Duration::from_micros(LINK_POLL_INTERVAL_US);
         // One timer, re-armed for each poll: the loop allocates nothing.

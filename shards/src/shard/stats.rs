@@ -42,6 +42,7 @@ impl Shard {
         let c = &ctx.router.counters;
         ShardStats {
             shard: self.index,
+            stage_ticks: crate::stages::totals(),
             instances: self.agents.iter().flatten().count(),
             queued_messages: ctx.router.queued_messages(),
             handled: self.totals.handled,

@@ -33,6 +33,9 @@ pub struct ShardTuning {
     /// Wall time a tick may spend dispatching before it yields, and one
     /// instance's share of a tick. Default [`EXECUTION_TIME_SLICE_MS`].
     pub tick_time_budget: Duration,
+    /// Times each stage of a message's way (`stages`): for the benchmarks'
+    /// per-stage table. Default off (on, a stage costs two counter reads).
+    pub stage_timing: bool,
 }
 
 impl ShardTuning {
@@ -70,6 +73,7 @@ impl ShardTuning {
             link_outbox_bytes_max: budget.link_outbox,
             link_inbox_bytes_max: budget.link_inbox,
             tick_time_budget: Duration::from_millis(EXECUTION_TIME_SLICE_MS),
+            stage_timing: false,
         }
     }
 }
