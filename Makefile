@@ -9,17 +9,19 @@ BUILD_ALL = $(CARGO) build $(PROFILE) --workspace --all-targets
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test agents run bench loadtest fuzz deny lint install check-packaging clean
+.PHONY: build test agents run bench loadtest fuzz deny lint install check-packaging check-alerts clean
 
 build:
 	$(BUILD_ALL)
 
 ## Unit tests, then integration tests against real `caxton serve` processes
 ## (the example agents of every toolchain are built first), then the
-## packaging (the systemd unit through systemd-analyze verify).
+## packaging (the systemd unit through systemd-analyze verify) and the alert
+## rules (promtool check rules, and their unit tests).
 test: agents
 	$(CARGO) test $(PROFILE) --workspace
 	scripts/check-packaging.sh
+	scripts/check-alerts.sh
 
 ## The example agents in Rust (the SDK), C and AssemblyScript, into
 ## target/agents/ (scripts/setup.sh installs the toolchains).
@@ -76,11 +78,19 @@ install:
 	[ -e $(DESTDIR)/etc/caxton/caxton.toml ] || install -m644 packaging/caxton.toml $(DESTDIR)/etc/caxton/caxton.toml
 	install -m644 packaging/secrets.env.example $(DESTDIR)/etc/caxton/secrets.env.example
 	install -m644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/caxton/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/caxton/grafana $(DESTDIR)$(PREFIX)/share/doc/caxton/prometheus
+	install -m644 docs/grafana/caxton.json $(DESTDIR)$(PREFIX)/share/doc/caxton/grafana/
+	install -m644 docs/prometheus/alerts.yml $(DESTDIR)$(PREFIX)/share/doc/caxton/prometheus/
 
 ## Installs into a scratch DESTDIR and checks the unit with
 ## `systemd-analyze verify` (make test runs it).
 check-packaging:
 	scripts/check-packaging.sh
+
+## promtool check rules and promtool test rules on docs/prometheus (make
+## test runs it).
+check-alerts:
+	scripts/check-alerts.sh
 
 clean:
 	$(CARGO) clean

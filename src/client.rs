@@ -89,8 +89,17 @@ impl Client {
         Self::finish(self.request("DELETE", &format!("/v1/agents/{name}")).call())
     }
 
-    pub fn stats(&self) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", "/v1/stats").call())
+    /// The node's figures; with `agents`, per-agent ones too.
+    pub fn stats(&self, agents: bool) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", if agents { "/v1/stats?agents=1" } else { "/v1/stats" }).call())
+    }
+
+    pub fn agent(&self, name: &str) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", &format!("/v1/agents/{name}")).call())
+    }
+
+    pub fn agent_logs(&self, name: &str, lines: usize) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", &format!("/v1/agents/{name}/logs?lines={lines}")).call())
     }
 
     pub fn send(&self, body: Value, wait_reply_ms: Option<u64>) -> Result<Value, Failure> {

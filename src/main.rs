@@ -35,11 +35,22 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// A live view of a running node, refreshed every second.
+    /// A live view of a running node, refreshed every second: per shard, or
+    /// per agent with --agents.
     Top {
         /// Print this many refreshes and exit (default: run until interrupted).
         #[arg(long)]
         frames: Option<u64>,
+        /// One row per agent (all its instances together) instead of per shard.
+        #[arg(long)]
+        agents: bool,
+        /// The agents' order: most messages a second, most errors, or
+        /// slowest processing p99 first.
+        #[arg(long, value_enum, default_value = "messages")]
+        sort: top::SortBy,
+        /// Agents shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         #[command(flatten)]
         remote: Remote,
     },
@@ -71,6 +82,21 @@ struct Remote {
     /// Bearer token for the API.
     #[arg(long, global = true, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// human (tables and sentences) or json (the API's answer, one JSON
+    /// document per line, for scripts).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Human,
+    Json,
+}
+
+/// Prints the API's answer as one line of JSON.
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
 }
 
 #[derive(Subcommand)]
@@ -108,6 +134,17 @@ enum AgentCmd {
     Restart { name: String },
     /// List deployed agents.
     List,
+    /// An agent's figures: version, restart policy, counts, and each
+    /// instance's shard, standing and memory.
+    Get { name: String },
+    /// An agent's recent log lines (its `log` calls and WASI output), oldest
+    /// first, from every shard of the node hosting it.
+    Logs {
+        name: String,
+        /// Lines at most (the node keeps a bounded number; at most 1000).
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+    },
     /// Stop an agent and delete its state.
     Stop { name: String },
     /// Create a Rust agent crate on the SDK (an echo to start from).
@@ -195,10 +232,13 @@ fn main() {
             }
         },
         Cmd::Agent { command: AgentCmd::New { name, dir, sdk }, .. } => report(new_agent(&name, dir, sdk)),
-        Cmd::Agent { command, remote } => report(run_agent(command, Client::new(&remote.api, remote.api_token))),
-        Cmd::Top { frames, remote } => report(top::run(&Client::new(&remote.api, remote.api_token), frames)),
-        Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(Client::new(&remote.api, remote.api_token))),
-        Cmd::Message { command, remote } => report(run_message(command, Client::new(&remote.api, remote.api_token))),
+        Cmd::Agent { command, remote } => report(run_agent(command, remote.output, Client::new(&remote.api, remote.api_token))),
+        Cmd::Top { frames, agents, sort, limit, remote } => {
+            let view = top::View { agents, sort, limit, json: remote.output == Output::Json };
+            report(top::run(&Client::new(&remote.api, remote.api_token), frames, view))
+        }
+        Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(remote.output, Client::new(&remote.api, remote.api_token))),
+        Cmd::Message { command, remote } => report(run_message(command, remote.output, Client::new(&remote.api, remote.api_token))),
         Cmd::PanicOnAThread => {
             let _ = std::thread::spawn(|| panic!("a bug on a thread")).join();
             0 // not reached: the hook aborts
@@ -236,7 +276,8 @@ fn new_agent(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<(
     Ok(())
 }
 
-fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
+fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Failure> {
+    let json = output == Output::Json;
     match command {
         AgentCmd::Deploy { file, name, target, instances, node } => {
             let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
@@ -244,6 +285,10 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
             let name = name.or(built_name).or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-"))).unwrap_or_default();
             let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
             let v = client.deploy(&name, instances, node.as_deref(), &module)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!(
                 "deployed {} ({} instances on shards {}) in {:.1} ms",
                 v["name"].as_str().unwrap_or(&name),
@@ -254,13 +299,76 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
         }
         AgentCmd::List => {
             let v = client.list()?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!("{:<32} {:>9}  shards", "NAME", "INSTANCES");
             for a in v["agents"].as_array().into_iter().flatten() {
                 println!("{:<32} {:>9}  {}", a["name"].as_str().unwrap_or("?"), a["instances"], a["shards"]);
             }
         }
+        AgentCmd::Get { name } => {
+            let v = client.agent(&name)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "{name}: version {}, {} instance(s){}; {} messages handled, {} errors, {} crashes, {} time-outs, {} bytes of state",
+                v["version"],
+                v["instances"],
+                if v["quarantined"] == json!(true) { ", quarantined" } else { "" },
+                v["messages_handled"],
+                v["errors"],
+                v["crashes"],
+                v["timeouts"],
+                v["state_bytes"]
+            );
+            println!(
+                "{:>8} {:>5} {:<12} {:>10} {:>7} {:>7} {:>8} {:>10}",
+                "INSTANCE", "SHARD", "STANDING", "MESSAGES", "ERRORS", "CRASHES", "QUEUED", "MEMORY"
+            );
+            for i in v["instance_stats"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>8} {:>5} {:<12} {:>10} {:>7} {:>7} {:>8} {:>10}",
+                    i["instance"],
+                    i["shard"],
+                    i["standing"].as_str().unwrap_or("?"),
+                    i["messages_handled"],
+                    i["errors"],
+                    i["crashes"],
+                    i["queued"],
+                    i["memory_bytes"]
+                );
+            }
+        }
+        AgentCmd::Logs { name, lines } => {
+            let v = client.agent_logs(&name, lines)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
+            for l in v["lines"].as_array().into_iter().flatten() {
+                let ms = l["time_ms"].as_u64().unwrap_or(0);
+                println!(
+                    "{}.{:03} {:<5} {name}[{}]@shard{} {}: {}",
+                    ms / 1000,
+                    ms % 1000,
+                    l["level"].as_str().unwrap_or("?"),
+                    l["instance"],
+                    l["shard"],
+                    l["source"].as_str().unwrap_or("?"),
+                    l["text"].as_str().unwrap_or("")
+                );
+            }
+        }
         AgentCmd::Stop { name } => {
-            client.stop(&name)?;
+            let v = client.stop(&name)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!("stopped {name}");
         }
         AgentCmd::Upgrade { name, file, target } => {
@@ -268,14 +376,26 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
             let (file, _) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
             let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
             let v = client.upgrade(&name, &module)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!("upgraded {name} from version {} to version {} ({:.1} ms)", v["previous_version"], v["version"], v["total_ms"].as_f64().unwrap_or(0.0));
         }
         AgentCmd::Rollback { name } => {
             let v = client.agent_action(&name, "rollback")?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!("rolled {name} back from version {} to version {}", v["previous_version"], v["version"]);
         }
         AgentCmd::Restart { name } => {
             let v = client.agent_action(&name, "restart")?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
             println!("restarted {name}: {} instance(s) lifted from quarantine or backoff", v["instances_lifted"]);
         }
         AgentCmd::New { .. } => unreachable!("handled without a node"),
@@ -283,8 +403,12 @@ fn run_agent(command: AgentCmd, client: Client) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_members(client: Client) -> Result<(), Failure> {
+fn run_members(output: Output, client: Client) -> Result<(), Failure> {
     let v = client.members()?;
+    if output == Output::Json {
+        print_json(&v);
+        return Ok(());
+    }
     if v["clustered"] == json!(false) {
         println!("this node is not in a cluster (start it with --listen and --cluster-key)");
         return Ok(());
@@ -303,7 +427,7 @@ fn run_members(client: Client) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_message(command: MessageCmd, client: Client) -> Result<(), Failure> {
+fn run_message(command: MessageCmd, output: Output, client: Client) -> Result<(), Failure> {
     match command {
         MessageCmd::Send { to, performative, content, conversation_id, wait_reply } => {
             let mut body = json!({ "receiver": to, "performative": performative, "content": content });
@@ -314,6 +438,10 @@ fn run_message(command: MessageCmd, client: Client) -> Result<(), Failure> {
             // A failure notice answers the request: the node's reason, exit 1.
             if wait_reply.is_some() && v["performative"] == "failure" && v["sender"] == "@node" {
                 return Err(Failure { exit_code: caxton::client::EXIT_REFUSED, message: format!("failure: {}", v["content"].as_str().unwrap_or("?")) });
+            }
+            if output == Output::Json {
+                print_json(&v);
+                return Ok(());
             }
             match wait_reply {
                 Some(_) => match v["content"].as_str() {

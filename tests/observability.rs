@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use caxton_shards::placement::shard_of;
-use common::{eventually, Node};
+use common::{eventually, free_cluster_port, repo_path, Node};
 use serde_json::json;
 
 /// The value of one sample line `name{labels} value` of a scrape.
@@ -53,7 +53,11 @@ fn metrics_count_known_traffic_and_pass_promtool() {
     assert_eq!(remote_count, 10.0, "routing is recorded for agent-to-agent hops only");
     let shard_b = shard_of(b.as_bytes(), 0, 2);
     assert_eq!(sample(&m, &format!("caxton_routing_latency_seconds_count{{shard=\"{shard_b}\",path=\"remote\"}}")), Some(10.0));
-    assert!(sample(&m, &format!("caxton_routing_latency_seconds{{shard=\"{shard_b}\",path=\"remote\",quantile=\"0.5\"}}")).unwrap() > 0.0);
+    // A histogram: cumulative buckets up to +Inf, which holds every hop.
+    let bucket = |le: &str| sample(&m, &format!("caxton_routing_latency_seconds_bucket{{shard=\"{shard_b}\",path=\"remote\",le=\"{le}\"}}"));
+    assert_eq!(bucket("+Inf"), Some(10.0), "{m}");
+    assert!(bucket("10").unwrap() >= bucket("0.001").unwrap() && bucket("0.001").unwrap() >= bucket("0.000001").unwrap());
+    assert!(m.contains("# TYPE caxton_routing_latency_seconds histogram"));
     assert_eq!(sample(&m, &format!("caxton_agent_instance_messages_total{{agent=\"{b}\",instance=\"0\",shard=\"{shard_b}\"}}")), Some(10.0));
     assert_eq!(sum_of(&m, "caxton_messages_dropped_total"), 1.0, "the trapped message is a dead letter");
     assert_eq!(sample(&m, "caxton_agents_deployed"), Some(4.0));
@@ -116,4 +120,120 @@ fn caxton_top_shows_every_shard_with_rates_and_latencies() {
     assert!(text.contains("msg/s") && text.contains("route p99") && text.contains("proc p50"), "{text}");
     let rows = text.lines().filter(|l| l.trim_start().starts_with("0 ") || l.trim_start().starts_with("1 ")).count();
     assert_eq!(rows, 4, "two shards, two frames: {text}");
+}
+
+/// The metric names an expression or rule file uses: `caxton_*` and
+/// `process_*` tokens, a histogram's `_bucket`, `_sum` and `_count` taken
+/// back to its family.
+fn series_named(text: &str) -> std::collections::BTreeSet<String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    text.split(|c: char| !is_name(c))
+        .filter(|t| t.starts_with("caxton_") || t.starts_with("process_"))
+        .map(|t| ["_bucket", "_sum", "_count"].iter().find_map(|s| t.strip_suffix(s)).unwrap_or(t).to_string())
+        .collect()
+}
+
+/// docs/grafana/caxton.json and docs/prometheus/alerts.yml ask only for
+/// series a clustered node exposes, and every dashboard query is PromQL
+/// that promtool accepts (as a recording rule).
+#[test]
+fn the_dashboard_and_the_alerts_ask_only_for_series_a_node_exposes() {
+    let ip = "127.0.0.1";
+    let cluster = format!("{ip}:{}", free_cluster_port(ip));
+    let node = Node::start_on(ip, 2, &["--listen", &cluster, "--cluster-key", "observability-test-key-0123"]);
+    let m = node.metrics();
+    let families: std::collections::BTreeSet<&str> = m.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo_path("docs/grafana/caxton.json")).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(exprs.len() >= 14, "every panel has queries");
+    let alerts = std::fs::read_to_string(repo_path("docs/prometheus/alerts.yml")).unwrap();
+    let mut asked = series_named(&exprs.join("\n"));
+    asked.extend(series_named(&alerts));
+    for needed in
+        ["caxton_routing_latency_seconds", "caxton_messages_dropped_total", "caxton_cluster_members", "caxton_gossip_packets_total", "caxton_shard_stalled"]
+    {
+        assert!(asked.contains(needed), "{needed} is on the dashboard or in an alert");
+    }
+    let missing: Vec<&String> = asked.iter().filter(|n| !families.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "asked for but not exposed: {missing:?}");
+
+    // Grafana's variables, given values, make each query plain PromQL.
+    let dir = tempfile::tempdir().unwrap();
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.replace("$__rate_interval", "5m").replace("$instance", ".*");
+            format!("      - record: dashboard:query_{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap())
+        })
+        .collect();
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&file, format!("groups:\n  - name: dashboard\n    rules:\n{rules}")).unwrap();
+    let out = std::process::Command::new("promtool").args(["check", "rules"]).arg(&file).output().expect("promtool runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// `caxton agent logs`, `caxton top --agents` and `--output json`, as a
+/// person and a script would use them, against a real node.
+#[test]
+fn agent_logs_top_agents_and_json_output_serve_people_and_scripts() {
+    let node = Node::start(2);
+    assert_eq!(node.deploy("logger", "tests/agents/logger.wat", 2).0, 201);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    for (i, text) in ["line-1", "line-2", "line-3", "forged\n{\"level\":\"ERROR\"}"].iter().enumerate() {
+        let body = json!({"receiver": "logger", "content": text, "conversation_id": i});
+        assert_eq!(node.post_message(&body, None).0, 202);
+        // In order of time: one line at a time.
+        assert!(eventually(Duration::from_secs(5), || node.agent("logger")["messages_handled"] == i as u64 + 1));
+    }
+    for _ in 0..5 {
+        assert_eq!(node.post_message(&json!({"receiver": "echo", "content": "x"}), Some(5000)).0, 200);
+    }
+    let stdout = |args: &[&str]| {
+        let out = node.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // People: the last lines, one record each, the agent's newline escaped.
+    let text = stdout(&["agent", "logs", "logger", "--lines", "2"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("info") && lines[0].contains("logger[") && lines[0].ends_with("log: line-3"), "{text}");
+    assert!(lines[1].contains(r#"forged\n{"level":"ERROR"}"#), "escaped, one line: {text}");
+
+    // Scripts: the API's answer as one JSON document.
+    let v: serde_json::Value = serde_json::from_str(&stdout(&["agent", "logs", "logger", "--output", "json"])).unwrap();
+    let texts: Vec<&str> = v["lines"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(texts[..3], ["line-1", "line-2", "line-3"], "oldest first, from both shards: {v}");
+    assert_eq!(v["lines"][1]["conversation_id"], 1);
+    for args in [&["agent", "list"][..], &["agent", "get", "logger"], &["cluster", "members"]] {
+        let out = stdout(&[args, &["--output", "json"]].concat());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert!(v.is_object(), "{args:?}: {v}");
+    }
+    let get: serde_json::Value = serde_json::from_str(&stdout(&["agent", "get", "logger", "--output", "json"])).unwrap();
+    assert_eq!(get["messages_handled"], 4);
+    assert!(stdout(&["agent", "get", "logger"]).contains("4 messages handled"));
+
+    // An agent that is not there: a clear error and a failing exit code.
+    let out = node.cli(&["agent", "logs", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // top, per agent: sorted, as JSON for scripts and as a table for people.
+    let frame: serde_json::Value = serde_json::from_str(stdout(&["top", "--agents", "--sort", "errors", "--frames", "1", "--output", "json"]).trim()).unwrap();
+    let agents = frame["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2, "{frame}");
+    let echo = agents.iter().find(|a| a["name"] == "echo").unwrap();
+    assert_eq!(echo["messages_handled"], 5);
+    assert!(echo["processing_p99_us"].as_f64().unwrap() > 0.0, "{echo}");
+    assert_eq!(agents.iter().find(|a| a["name"] == "logger").unwrap()["instances"], 2);
+    let table = stdout(&["top", "--agents", "--sort", "p99", "--limit", "1", "--frames", "1"]);
+    assert!(table.contains("proc p99") && table.lines().count() == 3, "a title, a header and one agent: {table}");
 }

@@ -77,6 +77,12 @@ pub enum Command {
     ShardStats {
         reply: Reply<ShardStats>,
     },
+    /// The last `lines` log lines of agent `name` on this shard.
+    AgentLogs {
+        name: Arc<str>,
+        lines: usize,
+        reply: Reply<Vec<crate::agent::agent_log::LogRecord>>,
+    },
     /// Changes in the cluster, in order: nodes up and down, and where agent
     /// names live. No answer: the gossip thread is the only sender.
     Cluster {
@@ -121,6 +127,8 @@ pub struct InstanceStats {
     /// Crashes in a row, and restarts its policy made.
     pub crashes_in_a_row: u32,
     pub restarts: u64,
+    /// Its handlers' processing latency since it was deployed.
+    pub processing: crate::metrics::CompactLatency,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -129,6 +129,8 @@ pub struct ShardCtx {
     pub spans: SpanIds,
     /// The shard's timers in due order (`timers` rule 2).
     pub timers: TimerQueue,
+    /// Its agents' recent log lines (`agent_log` rule 4).
+    pub recent_logs: crate::agent::agent_log::RecentLines,
 }
 
 impl ShardCtx {
@@ -143,6 +145,7 @@ impl ShardCtx {
             scratch: Vec::new(),
             spans: SpanIds::new(),
             timers: TimerQueue::default(),
+            recent_logs: Default::default(),
         }
     }
 

@@ -197,6 +197,17 @@ pub const AGENT_LOG_BYTES_PER_S: u32 = 64 * 1024;
 /// lines or 640 KiB by default).
 pub const AGENT_LOG_BURST_SECONDS: u32 = 10;
 
+/// Bytes of recent agent log lines a shard keeps for `GET
+/// /v1/agents/{name}/logs` (`caxton agent logs`), all its agents together;
+/// the oldest line goes first. Default 1 MiB per shard (each line costs its
+/// text and about 100 bytes). The full record is the node's log output.
+pub const AGENT_LOG_RECENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Lines `GET /v1/agents/{name}/logs` returns at most (`?lines=`), and by
+/// default.
+pub const AGENT_LOG_READ_LINES_MAX: usize = 1000;
+pub const AGENT_LOG_READ_LINES_DEFAULT: usize = 100;
+
 // ---------------------------------------------------------------- queues
 
 /// Messages one agent instance's mailbox holds. Memory: a 40-byte slot each
@@ -388,6 +399,14 @@ pub const POOLED_BUFFER_BYTES: usize = 512;
 /// 512 KiB per thread that drops messages (a shard, an API or link
 /// thread). Past it: a dropped buffer is freed.
 pub const POOLED_BUFFERS_MAX: usize = 1024;
+
+/// Messages a shard takes from another shard's channel at once, prefetching
+/// their buffers before it reads any (the first read of a message written
+/// on another core misses the cache; taken together, the misses overlap).
+/// Default 16. Cost: when the receiving mailbox is full, up to this many of
+/// one peer's messages wait outside its channel, their bytes still counted
+/// as in flight for the sender (`mesh` rule 4).
+pub const PEER_DRAIN_BATCH_MESSAGES: usize = 16;
 
 /// Commands or channel messages drained per source in one tick.
 pub const TICK_DRAIN_MAX: usize = 1024;

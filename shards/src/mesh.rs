@@ -146,7 +146,14 @@ impl MeshReceiver {
 
     /// Tells the sender what was taken (once per drain).
     pub fn publish(&self) {
-        self.published.store(self.taken, Ordering::Release);
+        self.publish_holding(0);
+    }
+
+    /// Tells the sender what was taken, less `held_bytes` of it that still
+    /// wait with the receiver: those still count as in flight (rule 4).
+    pub fn publish_holding(&self, held_bytes: u64) {
+        debug_assert!(held_bytes <= self.taken);
+        self.published.store(self.taken - held_bytes, Ordering::Release);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -76,6 +76,74 @@ impl Latency {
     }
 }
 
+/// One instance's processing latency, small enough to keep for 10,000
+/// instances (484 bytes): log-linear buckets, four per power of two from
+/// 128 ns to 2^37 ns (about 137 s), so a quantile is known within 25%
+/// (reported as its bucket's upper bound). For `caxton top`'s per-agent
+/// view; the shard-wide HDR histograms above are the precise ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactLatency {
+    counts: [u32; COMPACT_BUCKETS],
+}
+
+/// Buckets of a [`CompactLatency`]: one below 128 ns, then 4 per octave.
+pub const COMPACT_BUCKETS: usize = 121;
+const COMPACT_FIRST_OCTAVE: u32 = 7;
+
+impl Default for CompactLatency {
+    fn default() -> Self {
+        CompactLatency { counts: [0; COMPACT_BUCKETS] }
+    }
+}
+
+impl CompactLatency {
+    fn bucket(ns: u64) -> usize {
+        if ns < 1 << COMPACT_FIRST_OCTAVE {
+            return 0;
+        }
+        let octave = 63 - ns.leading_zeros();
+        let sub = (ns >> (octave - 2)) & 3;
+        (1 + (octave - COMPACT_FIRST_OCTAVE) as usize * 4 + sub as usize).min(COMPACT_BUCKETS - 1)
+    }
+
+    /// The largest value bucket `i` holds.
+    fn upper_ns(i: usize) -> u64 {
+        if i == 0 {
+            return (1 << COMPACT_FIRST_OCTAVE) - 1;
+        }
+        let octave = COMPACT_FIRST_OCTAVE + (i as u32 - 1) / 4;
+        let sub = (i as u64 - 1) % 4;
+        (1u64 << octave) + ((sub + 1) << (octave - 2)) - 1
+    }
+
+    /// Records one value; no allocation, counts saturate.
+    pub fn record(&mut self, ns: u64) {
+        let b = &mut self.counts[Self::bucket(ns)];
+        *b = b.saturating_add(1);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|&c| c as u64).sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0 when empty).
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c as u64;
+            if seen >= rank {
+                return Self::upper_ns(i);
+            }
+        }
+        unreachable!("the last bucket reaches the total")
+    }
+}
+
 /// Everything a shard measures about its messages.
 #[derive(Clone, Debug, Default)]
 pub struct ShardLatencies {
@@ -134,6 +202,29 @@ impl P99Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_buckets_hold_their_values_within_a_quarter() {
+        for ns in [1u64, 127, 128, 129, 1_000, 4_095, 4_096, 999_999, 1_000_000, 60_000_000_000] {
+            let i = CompactLatency::bucket(ns);
+            let upper = CompactLatency::upper_ns(i);
+            assert!(ns <= upper, "{ns} is at most its bucket's bound {upper}");
+            if i > 0 {
+                assert!(ns > CompactLatency::upper_ns(i - 1), "{ns} is above the bucket before");
+                assert!((upper - ns) as f64 <= 0.25 * ns as f64, "{ns} within 25% of {upper}");
+            }
+        }
+        assert_eq!(CompactLatency::bucket(u64::MAX), COMPACT_BUCKETS - 1, "huge values saturate");
+        let mut l = CompactLatency::default();
+        assert_eq!(l.quantile_ns(0.99), 0);
+        for _ in 0..99 {
+            l.record(1_000);
+        }
+        l.record(10_000_000);
+        assert_eq!(l.count(), 100);
+        assert!((1_000..1_250).contains(&l.quantile_ns(0.99)), "99 of 100 at 1 µs");
+        assert!((10_000_000..12_500_000).contains(&l.quantile_ns(1.0)));
+    }
 
     #[test]
     fn latencies_merge_and_keep_exact_sums() {

@@ -338,6 +338,11 @@ impl DiskFloor {
         !self.low.load(Ordering::Relaxed)
     }
 
+    /// The floor itself (`--disk-free-min`), in bytes.
+    pub fn floor_bytes(&self) -> u64 {
+        self.floor_bytes
+    }
+
     /// Free bytes at the last look.
     pub fn free_bytes(&self) -> u64 {
         self.free_bytes.load(Ordering::Relaxed)

@@ -180,12 +180,60 @@ pub fn health(agents: usize, shards: &[Option<ShardStats>], stalled: &[bool]) ->
     })
 }
 
+/// `GET /v1/agents/{name}/logs`: the lines, oldest first.
+pub fn agent_logs(name: &str, records: &[caxton_shards::agent::agent_log::LogRecord]) -> Value {
+    json!({
+        "name": name,
+        "lines": records.iter().map(|r| json!({
+            "time_ms": r.unix_ms, "level": r.level, "instance": r.instance, "shard": r.shard,
+            "conversation_id": r.conversation, "source": r.source, "text": r.text,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Per-agent figures, all instances together: counts, and the processing
+/// quantiles of its slowest instance (each instance keeps a compact
+/// histogram, `metrics::CompactLatency`), by name.
+fn agent_figures(shards: &[ShardStats]) -> Vec<Value> {
+    #[derive(Default)]
+    struct Agent {
+        instances: usize,
+        handled: u64,
+        errors: u64,
+        crashes: u64,
+        queued: usize,
+        p50_ns: u64,
+        p99_ns: u64,
+    }
+    let mut by_name: std::collections::BTreeMap<&str, Agent> = Default::default();
+    for i in shards.iter().flat_map(|s| &s.instance_stats) {
+        let a = by_name.entry(&i.name).or_default();
+        a.instances += 1;
+        a.handled += i.handled;
+        a.errors += i.errors;
+        a.crashes += i.crashes;
+        a.queued += i.queued;
+        a.p50_ns = a.p50_ns.max(i.processing.quantile_ns(0.5));
+        a.p99_ns = a.p99_ns.max(i.processing.quantile_ns(0.99));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, a)| {
+            json!({
+                "name": name, "instances": a.instances, "messages_handled": a.handled, "errors": a.errors, "crashes": a.crashes,
+                "queued_messages": a.queued, "processing_p50_us": a.p50_ns as f64 / 1e3, "processing_p99_us": a.p99_ns as f64 / 1e3,
+            })
+        })
+        .collect()
+}
+
 /// Per-shard figures for `caxton top`: cumulative counts and latency
-/// quantiles in microseconds.
-pub fn stats(resident_bytes: u64, shards: &[ShardStats]) -> Value {
+/// quantiles in microseconds; with `agents`, per-agent figures too.
+pub fn stats(resident_bytes: u64, shards: &[ShardStats], agents: bool) -> Value {
     let us = |l: &caxton_shards::metrics::Latency, q: f64| l.quantile_ns(q) as f64 / 1e3;
     json!({
         "resident_bytes": resident_bytes,
+        "agents": agents.then(|| agent_figures(shards)),
         "shards": shards.iter().map(|s| {
             let mut routing = s.latencies.routing_local.clone();
             routing.merge(&s.latencies.routing_remote);

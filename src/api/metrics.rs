@@ -1,8 +1,10 @@
 //! `GET /metrics`: the ADR-0017 metrics in the Prometheus text format
 //! (version 0.0.4), per shard and per agent instance.
 //!
-//! Latencies are summaries in seconds (quantiles 0.5, 0.9, 0.99, 0.999, with
-//! exact `_sum` and `_count`); counters end in `_total`; sizes are bytes.
+//! Latencies are histograms in seconds with cumulative buckets
+//! ([`LATENCY_BUCKETS_SECONDS`], exact `_sum` and `_count`), so that
+//! `histogram_quantile(0.99, sum by (le) (rate(..._bucket[5m])))` gives a
+//! node-wide or cluster-wide p99; counters end in `_total`; sizes are bytes.
 //! Network bandwidth is exposed as byte counters (`rate()` gives the
 //! bandwidth), the Prometheus way of keeping a gauge that cannot miss bytes.
 
@@ -38,8 +40,10 @@ pub struct NodeFigures {
     /// Each shard: stalled (no tick finished for a while, not parked)?
     /// A stalled shard is not asked: its other series are absent.
     pub shards_stalled: Vec<bool>,
-    /// Free space on the data directory's file system.
+    /// Free space on the data directory's file system, and its floor
+    /// (`--disk-free-min`).
     pub disk_free_bytes: u64,
+    pub disk_free_min_bytes: u64,
     /// In a cluster: members by state, and gossip traffic.
     pub cluster: Option<ClusterFigures>,
 }
@@ -74,6 +78,52 @@ impl NodeFigures {
     }
 }
 
+/// Upper bounds of the latency buckets, in seconds: around ADR-0017's
+/// targets (routing p50 100 µs and p99 1 ms, processing p50 1 ms and p99
+/// 10 ms, remote routing p50 5 ms and p99 50 ms), each of which is a bound,
+/// so an alert on a target reads one bucket. The shards' histograms hold
+/// values within 1% (`caxton_shards::metrics`); a value is counted in a
+/// bucket by the lowest value its HDR bucket stands for.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 21] = [
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+];
+
+/// Cumulative counts of `l` at each of [`LATENCY_BUCKETS_SECONDS`], then
+/// the total (`+Inf`): one pass over the recorded values.
+pub fn cumulative_buckets(l: &Latency) -> [u64; LATENCY_BUCKETS_SECONDS.len() + 1] {
+    let mut counts = [0u64; LATENCY_BUCKETS_SECONDS.len() + 1];
+    for v in l.histogram.iter_recorded() {
+        let ns = l.histogram.lowest_equivalent(v.value_iterated_to());
+        let at = LATENCY_BUCKETS_SECONDS.iter().position(|&b| ns as f64 <= b * 1e9).unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        counts[at] += v.count_at_value();
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    debug_assert_eq!(counts[LATENCY_BUCKETS_SECONDS.len()], l.count(), "+Inf holds every value");
+    counts
+}
+
 struct Out(String);
 
 impl Out {
@@ -89,11 +139,13 @@ impl Out {
         }
     }
 
-    fn summary(&mut self, name: &str, labels: &str, l: &Latency) {
-        for q in ["0.5", "0.9", "0.99", "0.999"] {
-            let v = l.quantile_ns(q.parse().unwrap()) as f64 / 1e9;
-            self.sample(name, &format!("{labels},quantile=\"{q}\""), v);
+    fn histogram(&mut self, name: &str, labels: &str, l: &Latency) {
+        let counts = cumulative_buckets(l);
+        let bucket = format!("{name}_bucket");
+        for (bound, n) in LATENCY_BUCKETS_SECONDS.iter().zip(counts) {
+            self.sample(&bucket, &format!("{labels},le=\"{bound}\""), n);
         }
+        self.sample(&bucket, &format!("{labels},le=\"+Inf\""), counts[LATENCY_BUCKETS_SECONDS.len()]);
         self.sample(&format!("{name}_sum"), labels, l.sum_ns as f64 / 1e9);
         self.sample(&format!("{name}_count"), labels, l.count());
     }
@@ -129,11 +181,11 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| vec![("", &s.latencies.end_to_end)]),
     ];
     for (name, help, pick) in latency {
-        o.family(name, "summary", help);
+        o.family(name, "histogram", help);
         for s in shards {
             for (path, l) in pick(s) {
                 let labels = if path.is_empty() { format!("shard=\"{}\"", s.shard) } else { format!("shard=\"{}\",path=\"{path}\"", s.shard) };
-                o.summary(name, &labels, l);
+                o.histogram(name, &labels, l);
             }
         }
     }
@@ -306,6 +358,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     }
     o.family("caxton_disk_free_bytes", "gauge", "Free space on the data directory's file system, as the disk floor last saw it.");
     o.sample("caxton_disk_free_bytes", "", node.disk_free_bytes);
+    o.family("caxton_disk_free_min_bytes", "gauge", "The floor of free disk space (--disk-free-min): below it, agents' state writes are refused.");
+    o.sample("caxton_disk_free_min_bytes", "", node.disk_free_min_bytes);
     o.family("caxton_agents_deployed", "gauge", "Agents deployed on the node.");
     o.sample("caxton_agents_deployed", "", node.agents);
     o.family("caxton_network_bytes_total", "counter", "Bytes the node received and sent: REST API bodies, and wire frames.");
@@ -339,4 +393,31 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.family("process_cpu_seconds_total", "counter", "CPU time of the node process, user and system.");
     o.sample("process_cpu_seconds_total", "", node.cpu_seconds);
     o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_a_target_is_its_own_bound() {
+        let mut l = Latency::default();
+        for ns in [50_000, 100_000, 100_000, 2_000_000, 20_000_000_000] {
+            l.record(ns);
+        }
+        let c = cumulative_buckets(&l);
+        let at = |s: f64| c[LATENCY_BUCKETS_SECONDS.iter().position(|&b| b == s).unwrap()];
+        assert_eq!(at(0.000_05), 1);
+        assert_eq!(at(0.000_1), 3, "values at a bound count in it (le)");
+        assert_eq!(at(0.001), 3);
+        assert_eq!(at(0.002_5), 4);
+        assert_eq!(at(10.0), 4);
+        assert_eq!(c[LATENCY_BUCKETS_SECONDS.len()], 5, "+Inf holds all");
+        assert!(c.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn an_empty_histogram_has_all_buckets_at_zero() {
+        assert!(cumulative_buckets(&Latency::default()).iter().all(|&n| n == 0));
+    }
 }

@@ -261,6 +261,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 message_budget: control.budget,
                 shards_stalled: stalled,
                 disk_free_bytes: control.disk_free_bytes(),
+                disk_free_min_bytes: control.disk_free_min_bytes(),
                 cluster: control.cluster.as_ref().map(|c| {
                     use caxton_cluster::view::MemberState;
                     let v = c.view.lock().unwrap();
@@ -282,7 +283,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         Endpoint::Stats => {
             let stats = control.shard_stats().await?;
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
-            Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats)))
+            Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, query_param(query, "agents").is_some())))
         }
         Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
         Endpoint::ClusterMembers => match &control.cluster {
@@ -293,6 +294,12 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         Endpoint::AgentDetail => {
             let detail = control.agent(name).await?;
             Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
+        }
+        Endpoint::AgentLogs => {
+            use caxton_shards::limits::{AGENT_LOG_READ_LINES_DEFAULT, AGENT_LOG_READ_LINES_MAX};
+            let lines = parse_param::<usize>(query, "lines")?.map_or(AGENT_LOG_READ_LINES_DEFAULT, |n| n.clamp(1, AGENT_LOG_READ_LINES_MAX));
+            let records = control.agent_logs(name, lines).await?;
+            Ok(json_response(StatusCode::OK, &json::agent_logs(name, &records)))
         }
         Endpoint::Send => {
             let wait: Option<u64> = parse_param(query, "reply_timeout_ms")?;

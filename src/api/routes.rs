@@ -22,6 +22,7 @@ pub enum Endpoint {
     ClusterMembers,
     Deploy,
     AgentDetail,
+    AgentLogs,
     Stop,
     Rollback,
     Restart,
@@ -46,7 +47,7 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 11] = [
+pub const ROUTES: [Route; 12] = [
     route!(GET, ["v1", "health"], Health, true),
     route!(GET, ["metrics"], Metrics, true),
     route!(GET, ["v1", "stats"], Stats, false),
@@ -54,6 +55,7 @@ pub const ROUTES: [Route; 11] = [
     route!(GET, ["v1", "cluster", "members"], ClusterMembers, false),
     route!(PUT, ["v1", "agents", NAME], Deploy, false),
     route!(GET, ["v1", "agents", NAME], AgentDetail, false),
+    route!(GET, ["v1", "agents", NAME, "logs"], AgentLogs, false),
     route!(DELETE, ["v1", "agents", NAME], Stop, false),
     route!(POST, ["v1", "agents", NAME, "rollback"], Rollback, false),
     route!(POST, ["v1", "agents", NAME, "restart"], Restart, false),

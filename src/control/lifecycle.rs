@@ -319,6 +319,20 @@ impl Control {
         Ok(AgentDetail { record, instances })
     }
 
+    /// The last `lines` log lines of agent `name` on this node, oldest
+    /// first: every shard's recent lines of it (`agent_log` rule 4), merged
+    /// by time.
+    pub async fn agent_logs(&self, name: &str, lines: usize) -> Result<Vec<caxton_shards::agent::agent_log::LogRecord>, ControlError> {
+        if !self.agents.lock().unwrap().contains_key(name) {
+            return Err(ControlError::not_found(format!("no agent named {name:?}")));
+        }
+        let shared: Arc<str> = name.into();
+        let mut all: Vec<_> = self.ask_all(|reply| Command::AgentLogs { name: shared.clone(), lines, reply }).await?.into_iter().flatten().collect();
+        all.sort_by_key(|r| r.unix_ms);
+        let older = all.len().saturating_sub(lines);
+        Ok(all.split_off(older))
+    }
+
     /// Stops every shard; each answers once it has committed what it holds.
     pub async fn stop(&self) {
         let Ok(_lifecycle) = self.lifecycle_lock().await else {

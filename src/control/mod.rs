@@ -259,6 +259,11 @@ impl Control {
         self.disk.as_ref().map_or(0, |d| d.free_bytes())
     }
 
+    /// `--disk-free-min` (metrics: the alert compares the two).
+    pub fn disk_free_min_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.floor_bytes())
+    }
+
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }

@@ -11,11 +11,74 @@
 //!    text never begins a new record, in the human format or in JSON.
 //! 3. Every line names its agent, instance, shard and conversation (the
 //!    caller's fields), never only the text.
+//! 4. Every line written (within the budget) is also kept in its shard's
+//!    [`RecentLines`], bounded in bytes ([`AGENT_LOG_RECENT_BYTES_MAX`]),
+//!    oldest out first, which the API reads for `caxton agent logs`.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::limits::{AGENT_LOG_BURST_SECONDS, AGENT_LOG_BYTES_PER_S, AGENT_LOG_LINES_PER_S, LOG_LINE_BYTES_MAX};
+use crate::limits::{AGENT_LOG_BURST_SECONDS, AGENT_LOG_BYTES_PER_S, AGENT_LOG_LINES_PER_S, AGENT_LOG_RECENT_BYTES_MAX, LOG_LINE_BYTES_MAX};
+
+/// One line as kept for the API (rule 4), already escaped (rule 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub unix_ms: u64,
+    pub level: &'static str,
+    pub agent: Arc<str>,
+    pub instance: u32,
+    pub shard: usize,
+    pub conversation: u64,
+    /// `log`, `stdout` or `stderr`.
+    pub source: &'static str,
+    pub text: String,
+}
+
+impl LogRecord {
+    /// What it costs to keep: its text and its fixed part.
+    fn bytes(&self) -> usize {
+        self.text.len() + std::mem::size_of::<LogRecord>()
+    }
+}
+
+/// A shard's recent lines, all its agents together (rule 4).
+#[derive(Debug)]
+pub struct RecentLines {
+    lines: VecDeque<LogRecord>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl Default for RecentLines {
+    fn default() -> Self {
+        RecentLines::new(AGENT_LOG_RECENT_BYTES_MAX)
+    }
+}
+
+impl RecentLines {
+    pub fn new(bytes_max: usize) -> RecentLines {
+        RecentLines { lines: VecDeque::new(), bytes: 0, bytes_max }
+    }
+
+    pub fn push(&mut self, record: LogRecord) {
+        self.bytes += record.bytes();
+        self.lines.push_back(record);
+        while self.bytes > self.bytes_max {
+            let old = self.lines.pop_front().expect("bytes counted are lines held");
+            self.bytes -= old.bytes();
+        }
+        debug_assert!(self.bytes <= self.bytes_max && (self.bytes == 0) == self.lines.is_empty());
+    }
+
+    /// The last `n` lines of `agent`, oldest first.
+    pub fn of(&self, agent: &str, n: usize) -> Vec<LogRecord> {
+        let mut out: Vec<LogRecord> = self.lines.iter().rev().filter(|r| &*r.agent == agent).take(n).cloned().collect();
+        out.reverse();
+        out
+    }
+}
 
 /// How much an instance may log (rule 1), each with its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +176,26 @@ pub fn escape(raw: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(agent: &str, text: &str) -> LogRecord {
+        LogRecord { unix_ms: 1, level: "info", agent: agent.into(), instance: 0, shard: 0, conversation: 0, source: "log", text: text.into() }
+    }
+
+    #[test]
+    fn recent_lines_keep_the_newest_within_their_bytes() {
+        let one = record("a", "x").bytes();
+        let mut r = RecentLines::new(3 * one);
+        for (agent, text) in [("a", "1"), ("b", "2"), ("a", "3"), ("a", "4")] {
+            r.push(record(agent, text));
+        }
+        let texts = |v: Vec<LogRecord>| v.into_iter().map(|r| r.text).collect::<Vec<_>>();
+        assert_eq!(texts(r.of("a", 10)), ["3", "4"], "the oldest went first");
+        assert_eq!(texts(r.of("a", 1)), ["4"]);
+        assert_eq!(texts(r.of("b", 10)), ["2"]);
+        assert!(r.of("c", 10).is_empty());
+        r.push(record("a", &"y".repeat(10 * one)));
+        assert!(r.of("a", 10).is_empty(), "a line larger than the bound is not kept");
+    }
     use std::time::Duration;
 
     #[test]

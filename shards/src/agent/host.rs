@@ -140,6 +140,23 @@ impl HostEnv {
         let text = agent_log::escape(line);
         let (agent, instance) = (&*self.name, self.instance);
         let (shard, conversation) = try_with_ctx(|ctx| (ctx.router.shard(), ctx.call.conversation_id)).unwrap_or((usize::MAX, 0));
+        let level_name = match level {
+            LEVEL_ERROR => "error",
+            LEVEL_WARN => "warn",
+            LEVEL_INFO => "info",
+            _ => "debug",
+        };
+        let record = agent_log::LogRecord {
+            unix_ms: crate::clock::unix_micros() / 1000,
+            level: level_name,
+            agent: self.name.clone(),
+            instance,
+            shard,
+            conversation,
+            source,
+            text: text.clone().into_owned(),
+        };
+        try_with_ctx(|ctx| ctx.recent_logs.push(record));
         match level {
             LEVEL_ERROR => tracing::error!(agent, instance, shard, conversation, source, "{text}"),
             LEVEL_WARN => tracing::warn!(agent, instance, shard, conversation, source, "{text}"),

@@ -191,6 +191,7 @@ impl Shard {
         assert!(ended >= started, "the clock is monotonic");
         stages::time(Stage::Record, || self.record_latency(&message, started, ended));
         let agent = self.agents[slot].as_mut().unwrap();
+        agent.processing.record(ended - started);
         if !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout) {
             agent.supervision.handled();
         }

@@ -177,7 +177,13 @@ impl Shard {
     /// checkpointed. Returns how many messages were failed back.
     pub(super) fn fail_back_and_close(&mut self) -> usize {
         self.end_tick();
-        let failed = self.ctx.borrow_mut().router.fail_back_everything();
+        let mut failed = self.ctx.borrow_mut().router.fail_back_everything();
+        for held in &mut self.held {
+            for m in held.drain(..) {
+                self.ctx.borrow_mut().router.dead_letter(crate::router::DeadLetter::Stopped, &m);
+                failed += 1;
+            }
+        }
         if failed > 0 {
             tracing::warn!(shard = self.index, failed, "stopping: messages still held past the drain are failed back (node_down)");
         }

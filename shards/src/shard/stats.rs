@@ -33,6 +33,7 @@ impl Shard {
                 standing: a.supervision.standing.label(),
                 crashes_in_a_row: a.supervision.in_a_row,
                 restarts: a.supervision.restarts,
+                processing: a.processing.clone(),
             })
             .collect()
     }
