@@ -254,6 +254,15 @@ pub struct ServeArgs {
     /// Log format: human or json [default: human].
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Export trace spans over OTLP (HTTP, protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318` (`/v1/traces` is added unless the path ends
+    /// with it) [default: off].
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of traces exported, decided by trace id (the same on every
+    /// node), 0 to 1 [default: 0.01].
+    #[arg(long)]
+    pub otlp_sampling_ratio: Option<f64>,
 }
 
 fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -356,12 +365,20 @@ impl ServeArgs {
                 wire_connections_max: pick!(wire_connections_max, limits::WIRE_CONNECTIONS_MAX).max(1),
             },
             budget,
+            traces: None,
         };
         let log_format = pick!(log_format, "human".to_string());
+        let traces = match self.otlp_endpoint.clone().or(file.otlp_endpoint.clone()) {
+            None => None,
+            Some(endpoint) => {
+                let ratio = pick!(otlp_sampling_ratio, crate::otlp::SAMPLING_RATIO_DEFAULT);
+                Some(crate::otlp::TraceConfig::new(&endpoint, ratio)?)
+            }
+        };
         if log_format != "human" && log_format != "json" {
             return Err(format!("--log-format is human or json, not {log_format:?}"));
         }
-        Ok((config, log_format))
+        Ok((ServeConfig { traces, ..config }, log_format))
     }
 }
 
@@ -444,6 +461,8 @@ pub struct ServeConfig {
     pub listeners: ListenerLimits,
     /// The message budget (`--message-buffer-size`), split by queue.
     pub budget: MessageBudget,
+    /// `--otlp-endpoint` and `--otlp-sampling-ratio`: trace export, if on.
+    pub traces: Option<crate::otlp::TraceConfig>,
 }
 
 /// Bounds on the API and wire listeners before and after authentication,
@@ -488,7 +507,7 @@ pub struct ClusterConfig {
 /// secret.
 pub fn summary(c: &ServeConfig) -> String {
     format!(
-        "config ok: cores={} data_dir={} api={} wire={} cluster={} drain_timeout={:?} module_cache={} api_token={}",
+        "config ok: cores={} data_dir={} api={} wire={} cluster={} drain_timeout={:?} module_cache={} api_token={} traces={}",
         c.cores.map_or("all".to_string(), |n| n.to_string()),
         c.data_dir.display(),
         c.api,
@@ -497,6 +516,7 @@ pub fn summary(c: &ServeConfig) -> String {
         c.drain_timeout,
         if c.module_cache { "on" } else { "off" },
         if c.api_token.is_some() { "set" } else { "none" },
+        c.traces.as_ref().map_or("off".to_string(), |t| format!("{} (ratio {})", t.endpoint, t.sampling_ratio)),
     )
 }
 

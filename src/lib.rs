@@ -8,6 +8,7 @@
 //! - [`admission`]: ADR-0017's memory formula and the deploy decision;
 //! - [`catalog`]: node.db: deployed agents, the route cache;
 //! - [`secret`]: tokens, compared in constant time;
+//! - [`otlp`]: trace export (the shards' spans over OTLP);
 //! - [`config`]: `caxton serve`'s flags and TOML file, resolved;
 //! - [`gossip`]: the gossip pump (membership over UDP);
 //! - [`control`]: the control plane: lifecycle, messages, shard commands;
@@ -26,6 +27,7 @@ pub mod control;
 pub mod gossip;
 pub mod module_cache;
 pub mod node;
+pub mod otlp;
 pub mod secret;
 pub mod template;
 pub mod top;

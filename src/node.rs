@@ -67,6 +67,20 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         "admission control"
     );
 
+    // Trace spans: a bounded queue per shard, read by the exporter thread.
+    let node_name = config.cluster.as_ref().map_or(config.api.to_string(), |c| c.listen.to_string());
+    let (span_outputs, mut trace_export) = match &config.traces {
+        None => (None, None),
+        Some(t) => {
+            let (outputs, queues): (Vec<_>, Vec<_>) = (0..cores)
+                .map(|_| {
+                    let (tx, rx) = crossbeam_channel::bounded(caxton_shards::trace::TRACE_SPANS_QUEUED_MAX);
+                    (caxton_shards::trace::SpanOutput::new(t.sampling_ratio, tx), rx)
+                })
+                .unzip();
+            (Some(outputs), Some(crate::otlp::TraceExport::start(t, &node_name, queues)?))
+        }
+    };
     let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(API_REPLIES_MAX);
     let sink = RuntimeOutbox::new(config.budget.runtime_outbox as usize, Box::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner())));
     let shards = executor::start(
@@ -78,6 +92,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             tuning: config.tuning,
             link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.links)),
             disk: disk.clone(),
+            spans: span_outputs,
         },
         sink.clone(),
     )?;
@@ -109,6 +124,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         )
         .with_timeout(config.control_timeout)
         .with_disk(disk)
+        .with_trace_counters(trace_export.as_ref().map(|t| t.counters.clone()))
         .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")))?),
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
@@ -143,6 +159,9 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         server.abort();
         if let Some(c) = &control.cluster {
             c.leave().await;
+        }
+        if let Some(t) = trace_export.as_mut() {
+            t.stop(); // what the shards queued before they stopped goes out
         }
         tracing::info!("stopped");
         Ok::<(), String>(())

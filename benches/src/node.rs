@@ -60,6 +60,7 @@ impl BenchNode {
                 tuning,
                 link: None,
                 disk: caxton_shards::storage::DiskFloor::unchecked(),
+                spans: None,
             },
             caxton_shards::runtime_outbox::RuntimeOutbox::consuming(drop),
         )
@@ -81,6 +82,7 @@ impl BenchNode {
                 tuning: ShardTuning::default(),
                 link: Some(link),
                 disk: caxton_shards::storage::DiskFloor::unchecked(),
+                spans: None,
             },
             api,
         )

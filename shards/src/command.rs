@@ -134,6 +134,9 @@ pub struct InstanceStats {
 #[derive(Debug, Clone, Default)]
 pub struct ShardStats {
     pub shard: usize,
+    /// Trace spans queued for export and dropped at a full queue.
+    pub spans_queued: u64,
+    pub spans_dropped: u64,
     /// Ticks spent in each stage of a message's way, by `stages::Stage::ALL`
     /// (zero unless `ShardTuning::stage_timing`).
     pub stage_ticks: [u64; crate::stages::STAGES],

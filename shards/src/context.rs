@@ -67,6 +67,9 @@ pub struct CallState {
     /// The trace context the call's sends carry: the handled message's
     /// trace, with this call's span as their parent.
     pub trace: TraceContext,
+    /// The span of the handled message's hop, the call span's parent
+    /// (`trace`: sender's span → hop → call).
+    pub hop_span: [u8; 8],
 }
 
 /// Span and trace ids: xorshift64* seeded from the kernel once per shard.
@@ -88,6 +91,11 @@ impl SpanIds {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A new span id.
+    pub fn span(&mut self) -> [u8; 8] {
+        self.next().to_le_bytes()
     }
 
     /// The trace context of a call handling a message of trace `incoming`:

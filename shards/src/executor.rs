@@ -85,6 +85,8 @@ pub struct ShardsConfig {
     /// The free-space floor for state writes (`DiskFloor::unchecked()` in
     /// tests and benchmarks).
     pub disk: Arc<crate::storage::DiskFloor>,
+    /// Each shard's span output, by shard index, when traces are exported.
+    pub spans: Option<Vec<crate::trace::SpanOutput>>,
 }
 
 /// The node's handle on one running shard.
@@ -199,6 +201,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             tuning: config.tuning,
             link: config.link.clone(),
             disk: config.disk.clone(),
+            spans: config.spans.as_ref().map(|s| s[index].clone()),
         };
         let ready = ready_tx.clone();
         let reader_fd = reader.into_raw_fd();

@@ -20,6 +20,7 @@
 //! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`timers`]: durable timers, an instance's messages to itself later;
+//! - [`trace`]: spans of sampled messages, queued for the node's exporter;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
 //! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
 //! - [`shard`]: the run loop; [`executor`]: starting pinned shards;
@@ -45,6 +46,7 @@ pub mod stages;
 pub mod storage;
 pub mod throttle;
 pub mod timers;
+pub mod trace;
 
 pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
 pub use envelope::{Header, Message};

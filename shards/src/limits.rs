@@ -408,6 +408,12 @@ pub const POOLED_BUFFERS_MAX: usize = 1024;
 /// as in flight for the sender (`mesh` rule 4).
 pub const PEER_DRAIN_BATCH_MESSAGES: usize = 16;
 
+/// Finished trace spans a shard may have waiting for the exporter
+/// (`trace` rule 2). Default 8192 (about 1 MiB a shard). Past it: a span
+/// is dropped and counted (`caxton_trace_spans_total{outcome="dropped"}`);
+/// the shard never waits.
+pub const TRACE_SPANS_QUEUED_MAX: usize = 8192;
+
 /// Commands or channel messages drained per source in one tick.
 pub const TICK_DRAIN_MAX: usize = 1024;
 

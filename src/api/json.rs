@@ -66,7 +66,34 @@ pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
         reply_with: req.reply_with.unwrap_or(0),
         reply_by: req.reply_by.unwrap_or(0),
         protocol,
+        trace: Default::default(),
     })
+}
+
+/// A W3C `traceparent` header (`00-<trace id>-<parent span id>-<flags>`):
+/// the trace a REST message joins. One that does not parse, or names the
+/// all-zero trace or span, is ignored, as the W3C specification asks.
+pub fn traceparent(value: &str) -> Option<caxton_abi::TraceContext> {
+    let parts: Vec<&str> = value.trim().split('-').collect();
+    let [version, trace, span, flags] = parts[..] else { return None };
+    if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    if version == "00" && parts.len() != 4 {
+        return None;
+    }
+    let hex = |s: &str, out: &mut [u8]| -> Option<()> {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(())
+    };
+    let mut t = caxton_abi::TraceContext::default();
+    hex(trace, &mut t.trace_id)?;
+    hex(span, &mut t.parent_span_id)?;
+    u8::from_str_radix(flags, 16).ok()?;
+    u8::from_str_radix(version, 16).ok()?;
+    (t.trace_id != [0; 16] && t.parent_span_id != [0; 8]).then_some(t)
 }
 
 pub fn message(m: &Message) -> Value {
@@ -270,6 +297,19 @@ mod fuzz {
 
     proptest! {
         #![proptest_config(caxton_cluster::fuzz::config(1024))]
+
+        /// Any header value: a trace context or nothing, never a panic; a
+        /// valid one keeps its ids.
+        #[test]
+        fn any_traceparent_parses_or_is_ignored(value in ".{0,80}", trace in any::<[u8; 16]>(), span in any::<[u8; 8]>()) {
+            let _ = traceparent(&value);
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let good = format!("00-{}-{}-01", hex(&trace), hex(&span));
+            match traceparent(&good) {
+                Some(t) => prop_assert_eq!((t.trace_id, t.parent_span_id), (trace, span)),
+                None => prop_assert!(trace == [0; 16] || span == [0; 8]),
+            }
+        }
 
         /// Any body: a message to send or a 4xx, never a panic.
         #[test]

@@ -44,6 +44,9 @@ pub struct NodeFigures {
     /// (`--disk-free-min`).
     pub disk_free_bytes: u64,
     pub disk_free_min_bytes: u64,
+    /// With `--otlp-endpoint`: spans exported, spans whose export failed,
+    /// and failed export requests.
+    pub traces: Option<(u64, u64, u64)>,
     /// In a cluster: members by state, and gossip traffic.
     pub cluster: Option<ClusterFigures>,
 }
@@ -387,6 +390,22 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.sample("caxton_gossip_refused_total", "reason=\"oversized\"", c.refused_oversized);
         o.family("caxton_node_unavailable_total", "counter", "REST requests refused (503) because the agent's node is down.");
         o.sample("caxton_node_unavailable_total", "", c.node_unavailable);
+    }
+    o.family("caxton_trace_spans_total", "counter", "Trace spans of sampled messages: queued for export, or dropped at a full queue (the shard never waits).");
+    for s in shards {
+        o.sample("caxton_trace_spans_total", &format!("shard=\"{}\",outcome=\"queued\"", s.shard), s.spans_queued);
+        o.sample("caxton_trace_spans_total", &format!("shard=\"{}\",outcome=\"dropped\"", s.shard), s.spans_dropped);
+    }
+    if let Some((exported, failed, failed_requests)) = node.traces {
+        o.family(
+            "caxton_trace_spans_exported_total",
+            "counter",
+            "Trace spans sent to the OTLP collector, by result (failed: the collector refused or did not answer; dropped).",
+        );
+        o.sample("caxton_trace_spans_exported_total", "result=\"ok\"", exported);
+        o.sample("caxton_trace_spans_exported_total", "result=\"failed\"", failed);
+        o.family("caxton_trace_export_failures_total", "counter", "OTLP export requests that failed.");
+        o.sample("caxton_trace_export_failures_total", "", failed_requests);
     }
     o.family("process_resident_memory_bytes", "gauge", "Resident memory of the node process.");
     o.sample("process_resident_memory_bytes", "", node.resident_bytes);

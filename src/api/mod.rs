@@ -262,6 +262,10 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 shards_stalled: stalled,
                 disk_free_bytes: control.disk_free_bytes(),
                 disk_free_min_bytes: control.disk_free_min_bytes(),
+                traces: control.trace_counters.as_ref().map(|c| {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    (c.exported.load(Relaxed), c.failed.load(Relaxed), c.failed_requests.load(Relaxed))
+                }),
                 cluster: control.cluster.as_ref().map(|c| {
                     use caxton_cluster::view::MemberState;
                     let v = c.view.lock().unwrap();
@@ -306,8 +310,10 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             if wait.is_some_and(|w| w > REPLY_TIMEOUT_MS_MAX) {
                 return Err(ApiError::bad_request("invalid_query", format!("reply_timeout_ms is at most {REPLY_TIMEOUT_MS_MAX}")));
             }
+            let trace = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(json::traceparent);
             let body = read_body(api, req, MESSAGE_BODY_BYTES_MAX).await?;
-            let outgoing = json::parse_send(&body)?;
+            let mut outgoing = json::parse_send(&body)?;
+            outgoing.trace = trace.unwrap_or_default();
             let (message_id, reply) = control.send(outgoing, wait.map(Duration::from_millis)).await?;
             match reply {
                 Some(reply) => Ok(json_response(StatusCode::OK, &json::message(reply.message()))),

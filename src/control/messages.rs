@@ -114,6 +114,7 @@ impl Control {
             reply_with,
             reply_by: out.reply_by,
             protocol: out.protocol,
+            trace: out.trace,
             ..Header::default()
         };
         let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content)

@@ -91,6 +91,8 @@ pub struct Control {
     pub outbox: ApiSink,
     /// The free-space floor, for metrics (`None` in tests).
     pub disk: Option<Arc<caxton_shards::storage::DiskFloor>>,
+    /// The trace exporter's counters, when traces are exported.
+    pub trace_counters: Option<Arc<crate::otlp::ExportCounters>>,
     /// The message budget, by queue (for metrics).
     pub budget: caxton_shards::limits::MessageBudget,
     /// Bytes in every wire connection's outbox, and what one may hold.
@@ -176,6 +178,8 @@ pub struct Outgoing {
     pub reply_with: u64,
     pub reply_by: u64,
     pub protocol: Protocol,
+    /// The trace it joins (a REST `traceparent`), or none.
+    pub trace: caxton_abi::TraceContext,
 }
 
 impl Control {
@@ -201,6 +205,7 @@ impl Control {
             stall_after: Duration::from_millis(SHARD_STALL_SLICES * limits.execution_time_slice_ms),
             outbox,
             disk: None,
+            trace_counters: None,
             budget,
             wire_bytes: Default::default(),
             wire_connection_bytes_max: WIRE_OUTBOX_BYTES_MAX.min(budget.wire_outbox as usize / 4).max(caxton_shards::limits::ENVELOPE_BYTES_MAX),
@@ -245,6 +250,12 @@ impl Control {
     /// [`caxton_shards::limits::CONTROL_TIMEOUT_MS`].
     pub fn with_timeout(mut self, timeout: Duration) -> Control {
         self.timeout = timeout;
+        self
+    }
+
+    /// The trace exporter's counters, for `/metrics` (`--otlp-endpoint`).
+    pub fn with_trace_counters(mut self, counters: Option<Arc<crate::otlp::ExportCounters>>) -> Control {
+        self.trace_counters = counters;
         self
     }
 

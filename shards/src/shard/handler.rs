@@ -33,6 +33,8 @@ use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
 use crate::router::{DeadLetter, LocalId};
 use crate::stages::{self, Stage};
 use crate::timers::TIMER_SENDER;
+use crate::trace::{SpanKind, SpanOutcome, SpanRecord};
+use caxton_abi::TraceContext;
 
 use super::{Shard, Standing};
 
@@ -82,7 +84,10 @@ impl Shard {
         ctx.call.writes = 0;
         ctx.call.conversation_id = message.map_or(0, Message::conversation_id);
         let incoming = message.map(Message::trace).unwrap_or_default();
-        ctx.call.trace = ctx.spans.child_of(&incoming);
+        // `trace`: the sender's span → this message's hop → this call.
+        let hop = ctx.spans.child_of(&incoming);
+        ctx.call.hop_span = hop.parent_span_id;
+        ctx.call.trace = TraceContext { trace_id: hop.trace_id, parent_span_id: ctx.spans.span() };
         ctx.router.staged_mark()
     }
 
@@ -154,30 +159,27 @@ impl Shard {
         }
         let agent = self.agents[slot].as_ref().expect("live slot");
         if agent.supervision.standing == Standing::Quarantined {
-            self.ctx.borrow_mut().router.dead_letter(DeadLetter::Quarantined, &message);
-            return now_ns();
+            return self.fail_back(slot, &message, started, DeadLetter::Quarantined);
         }
         if agent.runtime.is_none() {
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message failed back");
-                self.ctx.borrow_mut().router.dead_letter(DeadLetter::CrashedHandler, &message);
+                let ended = self.fail_back(slot, &message, started, DeadLetter::CrashedHandler);
                 self.totals.crashes += 1;
                 self.crashed(id);
-                return now_ns();
+                return ended;
             }
         }
         // Rule 6: past its deadline, or unreadable to a version 1 agent, a
         // message is failed back instead of handled.
         if message.reply_by() != 0 && crate::clock::unix_micros() > message.reply_by() {
-            self.ctx.borrow_mut().router.dead_letter(DeadLetter::Expired, &message);
-            return now_ns();
+            return self.fail_back(slot, &message, started, DeadLetter::Expired);
         }
         let mut v1 = std::mem::take(&mut self.v1_envelope);
         let abi_v1 = self.agents[slot].as_ref().unwrap().runtime.as_ref().unwrap().abi_version() == 1;
         if abi_v1 && message.downgrade_into(&mut v1).is_err() {
             self.v1_envelope = v1;
-            self.ctx.borrow_mut().router.dead_letter(DeadLetter::NotUnderstood, &message);
-            return now_ns();
+            return self.fail_back(slot, &message, started, DeadLetter::NotUnderstood);
         }
         let mark = self.call_begin(Some(&message));
         let agent = self.agents[slot].as_mut().unwrap();
@@ -190,6 +192,19 @@ impl Shard {
         let ended = now_ns();
         assert!(ended >= started, "the clock is monotonic");
         stages::time(Stage::Record, || self.record_latency(&message, started, ended));
+        if self.spans.is_some() {
+            let span_outcome = match &outcome {
+                Outcome::Handled | Outcome::Exited(0) => SpanOutcome::Handled,
+                Outcome::AgentError(_) | Outcome::Exited(_) => SpanOutcome::Error,
+                Outcome::Trap(_) => SpanOutcome::Crashed,
+                Outcome::Timeout => SpanOutcome::TimedOut,
+            };
+            let (call, hop) = {
+                let ctx = self.ctx.borrow();
+                (ctx.call.trace, ctx.call.hop_span)
+            };
+            self.trace_spans(slot, &message, started, Some((call, hop, ended)), span_outcome);
+        }
         let agent = self.agents[slot].as_mut().unwrap();
         agent.processing.record(ended - started);
         if !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout) {
@@ -266,5 +281,63 @@ impl Shard {
         }
         self.latencies.processing.record(processing);
         self.alert.record_processing(processing);
+    }
+
+    /// Fails `message` back instead of handling it (rule 6), with its hop
+    /// span when traced. Returns the clock.
+    fn fail_back(&mut self, slot: usize, message: &Message, started: u64, why: DeadLetter) -> u64 {
+        self.ctx.borrow_mut().router.dead_letter(why, message);
+        self.trace_spans(slot, message, started, None, SpanOutcome::FailedBack);
+        now_ns()
+    }
+
+    /// Queues a sampled message's spans (`trace`): its hop, from its send
+    /// or arrival to `started`, and with `call` (the call's context, the
+    /// hop's span and the end of the call) the handler's call. Never waits:
+    /// a full queue drops and counts (`trace` rule 2).
+    fn trace_spans(&mut self, slot: usize, message: &Message, started: u64, call: Option<(TraceContext, [u8; 8], u64)>, outcome: SpanOutcome) {
+        let Some(out) = self.spans.as_ref() else { return };
+        let incoming = message.trace();
+        let (trace_id, hop) = match call {
+            Some((trace, hop, _)) => (trace.trace_id, hop),
+            None => {
+                let t = self.ctx.borrow_mut().spans.child_of(&incoming);
+                (t.trace_id, t.parent_span_id)
+            }
+        };
+        if !out.sampled(&trace_id) {
+            return;
+        }
+        let agent = self.agents[slot].as_ref().expect("live slot");
+        let hop_span = SpanRecord {
+            kind: SpanKind::Hop,
+            trace_id,
+            span_id: hop,
+            parent_span_id: incoming.parent_span_id,
+            start_ns: message.sent_ns().min(started),
+            end_ns: started,
+            agent: agent.name.clone(),
+            instance: agent.instance,
+            shard: self.index as u32,
+            performative: message.performative(),
+            conversation_id: message.conversation_id(),
+            path: message.path(),
+            outcome,
+        };
+        let call_span = call.map(|(trace, hop, ended)| SpanRecord {
+            kind: SpanKind::Handle,
+            span_id: trace.parent_span_id,
+            parent_span_id: hop,
+            start_ns: started,
+            end_ns: ended,
+            ..hop_span.clone()
+        });
+        for span in std::iter::once(hop_span).chain(call_span) {
+            if out.offer(span) {
+                self.totals.spans_queued += 1;
+            } else {
+                self.totals.spans_dropped += 1;
+            }
+        }
     }
 }

@@ -74,6 +74,8 @@ pub struct ShardSetup {
     pub link: Option<LinkSetup>,
     /// The node's free-space floor for state writes.
     pub disk: Arc<DiskFloor>,
+    /// Where sampled messages' spans go (`--otlp-endpoint`), if anywhere.
+    pub spans: Option<crate::trace::SpanOutput>,
 }
 
 struct LocalAgent {
@@ -99,6 +101,9 @@ struct LocalAgent {
 /// What the shard's handlers did, all instances together.
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
+    /// Spans queued for export, and dropped at a full queue (`trace` rule 2).
+    spans_queued: u64,
+    spans_dropped: u64,
     handled: u64,
     errors: u64,
     crashes: u64,
@@ -121,6 +126,7 @@ pub struct Shard {
     bell: Arc<Doorbell>,
     spin_before_park: Duration,
     stage_timing: bool,
+    spans: Option<crate::trace::SpanOutput>,
     spin_before_park_max: Duration,
     tick_time_budget: Duration,
     stop: Option<crate::command::Reply<()>>,
@@ -167,6 +173,7 @@ impl Shard {
             bell: setup.bell,
             spin_before_park: setup.tuning.spin_before_park,
             stage_timing: setup.tuning.stage_timing,
+            spans: setup.spans,
             spin_before_park_max: setup.tuning.spin_before_park_max.max(setup.tuning.spin_before_park),
             tick_time_budget: setup.tuning.tick_time_budget,
             stop: None,
@@ -403,7 +410,11 @@ impl Shard {
                 ctx.router.counters.received_remote += batch.len() as u64;
                 n += batch.len();
                 for mut m in batch.drain(..) {
-                    m.set_path(RoutePath::Remote);
+                    // A message that came from another node keeps that
+                    // path: its routing is timed from its arrival.
+                    if m.path() == RoutePath::Local {
+                        m.set_path(RoutePath::Remote);
+                    }
                     if !self.held[p].is_empty() {
                         self.held[p].push_back(m);
                         continue;

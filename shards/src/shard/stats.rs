@@ -44,6 +44,8 @@ impl Shard {
         ShardStats {
             shard: self.index,
             stage_ticks: crate::stages::totals(),
+            spans_queued: self.totals.spans_queued,
+            spans_dropped: self.totals.spans_dropped,
             instances: self.agents.iter().flatten().count(),
             queued_messages: ctx.router.queued_messages(),
             handled: self.totals.handled,
