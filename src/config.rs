@@ -15,6 +15,7 @@ use caxton_shards::storage::StorageConfig;
 use serde::Deserialize;
 
 use crate::admission::{self, MemoryLimits};
+use crate::secret;
 use caxton_shards::limits::MessageBudget;
 use caxton_shards::link::io::LinkSettings;
 use caxton_shards::router::NodeQueueLimits;
@@ -115,6 +116,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CAXTON_CLUSTER_KEY", hide_env_values = true)]
     #[serde(skip)]
     pub cluster_key: Option<String>,
+    /// A file holding the cluster key (instead of --cluster-key, which
+    /// every local user can read in /proc); systemd's credential
+    /// `cluster-key` is read too.
+    #[arg(long)]
+    pub cluster_key_file: Option<PathBuf>,
     /// Between two gossip rounds, in ms [default: 200].
     #[arg(long)]
     pub gossip_interval_ms: Option<u64>,
@@ -141,6 +147,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
     pub api_token: Option<String>,
+    /// A file holding the API token (instead of --api-token, which every
+    /// local user can read in /proc); systemd's credential `api-token` is
+    /// read too.
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
     /// Linear memory one agent instance may grow to [default: 10MB].
     #[arg(long, value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
@@ -332,12 +343,20 @@ impl ServeArgs {
             per_agent_overhead: overhead,
             message_buffer_size: budget_bytes,
         };
-        let cluster = self.cluster(&file)?;
+        // Secrets: each from one place (`secret` rule 1).
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let api_token_file = self.api_token_file.clone().or(file.api_token_file.clone());
+        let (api_token, mut secret_warnings) = secret::pick(&secret::API_TOKEN, self.api_token.clone(), api_token_file.as_deref(), credentials.as_deref())?;
+        let cluster_key_file = self.cluster_key_file.clone().or(file.cluster_key_file.clone());
+        let (cluster_key, key_warnings) = secret::pick(&secret::CLUSTER_KEY, self.cluster_key.clone(), cluster_key_file.as_deref(), credentials.as_deref())?;
+        secret_warnings.extend(key_warnings);
+        let cluster = self.cluster(&file, cluster_key)?;
         let config = ServeConfig {
             cores: self.cores.or(file.cores),
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
-            api_token: self.api_token.filter(|t| !t.is_empty()),
+            api_token,
+            warnings: secret_warnings,
             wire: self.wire.or(file.wire),
             cluster,
             tuning,
@@ -384,7 +403,7 @@ impl ServeArgs {
 
 impl ServeArgs {
     /// The cluster settings, if `--listen` is set (flags win over the file).
-    fn cluster(&self, file: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
+    fn cluster(&self, file: &ServeArgs, key: Option<String>) -> Result<Option<ClusterConfig>, String> {
         let Some(listen) = self.listen.or(file.listen) else {
             if !self.join.is_empty() || !file.join.is_empty() {
                 return Err("--join needs --listen: the address this node gossips on".into());
@@ -394,7 +413,7 @@ impl ServeArgs {
         if listen.port() == 0 || listen.ip().is_unspecified() {
             return Err(format!("--listen {listen}: give the address other nodes reach this one at (not 0.0.0.0 or port 0)"));
         }
-        let key = self.cluster_key.clone().filter(|k| !k.is_empty()).ok_or("a cluster needs a shared secret: set --cluster-key or CAXTON_CLUSTER_KEY")?;
+        let key = key.ok_or("a cluster needs a shared secret: --cluster-key-file PATH, CAXTON_CLUSTER_KEY or the systemd credential cluster-key")?;
         let key = caxton_cluster::ClusterKey::new(key.as_bytes()).map_err(|e| format!("--cluster-key: {e}"))?;
         let join = if self.join.is_empty() { &file.join } else { &self.join };
         let mut seeds = Vec::new();
@@ -463,6 +482,9 @@ pub struct ServeConfig {
     pub budget: MessageBudget,
     /// `--otlp-endpoint` and `--otlp-sampling-ratio`: trace export, if on.
     pub traces: Option<crate::otlp::TraceConfig>,
+    /// What resolving found worth a warning (secret files others may read),
+    /// logged once logging is up.
+    pub warnings: Vec<String>,
 }
 
 /// Bounds on the API and wire listeners before and after authentication,

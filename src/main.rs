@@ -79,9 +79,13 @@ struct Remote {
     /// Address of the node's REST API.
     #[arg(long, global = true, default_value = DEFAULT_API)]
     api: String,
-    /// Bearer token for the API.
+    /// Bearer token for the API (prefer --api-token-file or the
+    /// environment: every local user can read a command line).
     #[arg(long, global = true, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, global = true)]
+    api_token_file: Option<PathBuf>,
     /// human (tables and sentences) or json (the API's answer, one JSON
     /// document per line, for scripts).
     #[arg(long, global = true, value_enum, default_value = "human")]
@@ -222,6 +226,9 @@ fn main() {
             }
             (false, Ok((config, log_format))) => {
                 init_logging(if log_format == "json" { LogFormat::Json } else { LogFormat::Human });
+                for warning in caxton::secret::warnings_for_argv(&std::env::args().collect::<Vec<_>>()) {
+                    tracing::warn!("{warning}");
+                }
                 match node::serve(config) {
                     Ok(()) => 0,
                     Err(e) => {
@@ -232,19 +239,33 @@ fn main() {
             }
         },
         Cmd::Agent { command: AgentCmd::New { name, dir, sdk }, .. } => report(new_agent(&name, dir, sdk)),
-        Cmd::Agent { command, remote } => report(run_agent(command, remote.output, Client::new(&remote.api, remote.api_token))),
+        Cmd::Agent { command, remote } => report(client_of(&remote).and_then(|c| run_agent(command, remote.output, c))),
         Cmd::Top { frames, agents, sort, limit, remote } => {
             let view = top::View { agents, sort, limit, json: remote.output == Output::Json };
-            report(top::run(&Client::new(&remote.api, remote.api_token), frames, view))
+            report(client_of(&remote).and_then(|c| top::run(&c, frames, view)))
         }
-        Cmd::Cluster { command: ClusterCmd::Members, remote } => report(run_members(remote.output, Client::new(&remote.api, remote.api_token))),
-        Cmd::Message { command, remote } => report(run_message(command, remote.output, Client::new(&remote.api, remote.api_token))),
+        Cmd::Cluster { command: ClusterCmd::Members, remote } => report(client_of(&remote).and_then(|c| run_members(remote.output, c))),
+        Cmd::Message { command, remote } => report(client_of(&remote).and_then(|c| run_message(command, remote.output, c))),
         Cmd::PanicOnAThread => {
             let _ = std::thread::spawn(|| panic!("a bug on a thread")).join();
             0 // not reached: the hook aborts
         }
     };
     std::process::exit(code);
+}
+
+/// The node's client, its token from one place (`caxton::secret` rule 1);
+/// a token on the command line draws a warning (rule 2).
+fn client_of(remote: &Remote) -> Result<Client, Failure> {
+    for warning in caxton::secret::warnings_for_argv(&std::env::args().collect::<Vec<_>>()) {
+        eprintln!("caxton: warning: {warning}");
+    }
+    let (token, warnings) = caxton::secret::pick(&caxton::secret::API_TOKEN, remote.api_token.clone(), remote.api_token_file.as_deref(), None)
+        .map_err(|message| Failure { exit_code: EXIT_USAGE, message })?;
+    for warning in warnings {
+        eprintln!("caxton: warning: {warning}");
+    }
+    Ok(Client::new(&remote.api, token))
 }
 
 fn report(result: Result<(), Failure>) -> i32 {

@@ -57,6 +57,9 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         }
         None => None,
     };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
     let disk = DiskFloor::watch(&config.data_dir, config.disk_free_min).map_err(|e| format!("cannot start the disk watcher: {e}"))?;
     tracing::info!(

@@ -1,5 +1,89 @@
-//! Secrets given to the node (API tokens): compared in constant time, so
-//! that the time a refusal takes says nothing about how much was right.
+//! Secrets given to the node (API tokens, the cluster key): where they come
+//! from, and how they are compared.
+//!
+//! Rules:
+//! 1. A secret comes from one place: a file (`--api-token-file`,
+//!    `--cluster-key-file`), the environment (`CAXTON_API_TOKEN`,
+//!    `CAXTON_CLUSTER_KEY`), a systemd credential (`LoadCredential=` of
+//!    `api-token` or `cluster-key`), or, discouraged, the command line.
+//!    Two of them at once is an error that names both.
+//! 2. On the command line a secret is shown to every local user by
+//!    `/proc/*/cmdline` and `ps`: it still works, and a warning says so
+//!    and what to use instead ([`warnings_for_argv`]).
+//! 3. A secret file is read whole, its trailing newline dropped; an empty
+//!    one is an error, and one that others may read draws a warning.
+//! 4. Tokens are compared in constant time ([`token_matches`]), so that
+//!    the time a refusal takes says nothing about how much was right.
+
+use std::path::Path;
+
+/// A secret's flag, its file flag, its environment variable and its
+/// systemd credential name.
+pub struct SecretName {
+    pub flag: &'static str,
+    pub file_flag: &'static str,
+    pub env: &'static str,
+    pub credential: &'static str,
+}
+
+pub const API_TOKEN: SecretName = SecretName { flag: "--api-token", file_flag: "--api-token-file", env: "CAXTON_API_TOKEN", credential: "api-token" };
+pub const CLUSTER_KEY: SecretName = SecretName { flag: "--cluster-key", file_flag: "--cluster-key-file", env: "CAXTON_CLUSTER_KEY", credential: "cluster-key" };
+
+/// The secrets a command line gives in its arguments (rule 2): one
+/// warning for each, naming the safer ways.
+pub fn warnings_for_argv(args: &[String]) -> Vec<String> {
+    [&API_TOKEN, &CLUSTER_KEY]
+        .iter()
+        .filter(|s| args.iter().any(|a| *a == s.flag || a.starts_with(&format!("{}=", s.flag))))
+        .map(|s| {
+            format!(
+                "{} was given on the command line, where every local user can read it (/proc/<pid>/cmdline, ps): use {} PATH, the environment ({}) or a systemd credential ({})",
+                s.flag, s.file_flag, s.env, s.credential
+            )
+        })
+        .collect()
+}
+
+/// Reads a secret file (rule 3). Returns the secret and a warning if the
+/// file may be read by others.
+pub fn read_secret_file(path: &Path, name: &SecretName) -> Result<(String, Option<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{} {}: {e}", name.file_flag, path.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(format!("{} {}: the file is empty", name.file_flag, path.display()));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+    let warning = (mode & 0o077 != 0).then(|| format!("{} {}: others may read it (mode {:o}); chmod 600 it", name.file_flag, path.display(), mode & 0o777));
+    Ok((secret.to_string(), warning))
+}
+
+/// Picks a secret from its one source (rule 1): `given` is the flag's or
+/// the environment's value (clap reads both), `file` the file flag's,
+/// `credentials` systemd's `$CREDENTIALS_DIRECTORY`. Returns the secret,
+/// if any, and warnings to log.
+pub fn pick(name: &SecretName, given: Option<String>, file: Option<&Path>, credentials: Option<&Path>) -> Result<(Option<String>, Vec<String>), String> {
+    let given = given.filter(|s| !s.is_empty());
+    let credential = credentials.map(|dir| dir.join(name.credential)).filter(|p| p.exists());
+    let sources = [given.is_some(), file.is_some(), credential.is_some()];
+    if sources.iter().filter(|&&s| s).count() > 1 {
+        return Err(format!(
+            "{} is given more than once ({} or {}, {}, and the systemd credential {}): give it one way",
+            name.flag, name.flag, name.env, name.file_flag, name.credential
+        ));
+    }
+    if let Some(g) = given {
+        return Ok((Some(g), Vec::new()));
+    }
+    match file.map(Path::to_path_buf).or(credential) {
+        None => Ok((None, Vec::new())),
+        Some(path) => {
+            let (secret, warning) = read_secret_file(&path, name)?;
+            Ok((Some(secret), warning.into_iter().collect()))
+        }
+    }
+}
 
 /// Does `given` equal the node's `token`? Constant time in the token's
 /// length (a length mismatch is refused at once: lengths are not secret).
@@ -10,6 +94,42 @@ pub fn token_matches(given: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_named_in_warnings() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(warnings_for_argv(&args(&["caxton", "serve", "--api-token-file", "/run/t"])).is_empty());
+        let w = warnings_for_argv(&args(&["caxton", "serve", "--api-token", "x", "--cluster-key=y"]));
+        assert_eq!(w.len(), 2);
+        assert!(w[0].starts_with("--api-token was given on the command line") && w[0].contains("--api-token-file"));
+        assert!(w[1].contains("CAXTON_CLUSTER_KEY"));
+    }
+
+    #[test]
+    fn a_secret_comes_from_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(pick(&API_TOKEN, None, Some(&file), None).unwrap(), (Some("from-file".into()), vec![]));
+        assert_eq!(pick(&API_TOKEN, Some("given".into()), None, None).unwrap().0, Some("given".into()));
+        assert!(pick(&API_TOKEN, Some("given".into()), Some(&file), None).unwrap_err().contains("one way"));
+        assert_eq!(pick(&API_TOKEN, None, None, None).unwrap(), (None, vec![]));
+        // systemd credentials: $CREDENTIALS_DIRECTORY/api-token.
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("api-token"), "from-systemd").unwrap();
+        std::fs::set_permissions(creds.path().join("api-token"), std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(pick(&API_TOKEN, None, None, Some(creds.path())).unwrap().0, Some("from-systemd".into()));
+        assert!(pick(&API_TOKEN, None, Some(&file), Some(creds.path())).is_err());
+        assert_eq!(pick(&CLUSTER_KEY, None, None, Some(creds.path())).unwrap().0, None, "no cluster-key credential");
+        // Readable by others: works, with a warning; empty: refused.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, warnings) = pick(&API_TOKEN, None, Some(&file), None).unwrap();
+        assert!(warnings[0].contains("chmod 600"), "{warnings:?}");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(pick(&API_TOKEN, None, Some(&file), None).unwrap_err().contains("empty"));
+    }
 
     #[test]
     fn only_the_same_token_matches() {

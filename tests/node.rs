@@ -298,3 +298,69 @@ fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
     let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer wrong!").call();
     assert!(matches!(r, Err(ureq::Error::Status(401, _))));
 }
+
+/// Secrets come from a file, the environment or a systemd credential; one
+/// on a command line still works, with a warning naming the safer ways;
+/// two sources at once are refused (`caxton::secret` rules 1 and 2).
+#[test]
+fn secrets_come_from_a_file_the_environment_or_a_credential_and_argv_is_warned() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-file\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let bearer = |node: &Node, token: &str| match ureq::get(&node.url("/v1/agents")).set("Authorization", &format!("Bearer {token}")).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, _)) => s,
+        Err(e) => panic!("{e}"),
+    };
+    const WARNED: &str = "--api-token was given on the command line";
+
+    // A file: its token (without the newline) is the one checked; no warning.
+    let node = Node::start_with(1, &["--api-token-file", file_arg]);
+    assert_eq!(node.get("/v1/agents").0, 401);
+    assert_eq!(bearer(&node, "from-file"), 200);
+    assert_eq!(bearer(&node, "from-fil"), 401);
+    assert!(!node.logs().contains(WARNED));
+    // The CLI reads a token file too, and warns about a token in its arguments.
+    let cli = |args: &[&str]| std::process::Command::new(BIN).args(args).args(["--api", &node.api()]).env_remove("CAXTON_API_TOKEN").output().unwrap();
+    let out = cli(&["agent", "list", "--api-token-file", file_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let out = cli(&["agent", "list", "--api-token", "from-file"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(WARNED), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cli(&["agent", "list"]).status.code(), Some(1), "no token: refused");
+
+    // On the node's command line: it works, and the log says why not to.
+    let argv = Node::start_with(1, &["--api-token", "on-the-command-line"]);
+    assert_eq!(bearer(&argv, "on-the-command-line"), 200);
+    assert!(argv.logs().contains(WARNED), "{}", argv.logs());
+    assert!(argv.logs().contains("--api-token-file"));
+
+    // A systemd credential ($CREDENTIALS_DIRECTORY/api-token).
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("api-token"), "from-systemd").unwrap();
+    let spec = caxton_testkit::node::NodeSpec {
+        env: vec![("CREDENTIALS_DIRECTORY".into(), creds.path().display().to_string())],
+        ..caxton_testkit::node::NodeSpec::new(1)
+    };
+    let credential = Node::launch(spec).unwrap();
+    assert_eq!(credential.get("/v1/agents").0, 401);
+    assert_eq!(bearer(&credential, "from-systemd"), 200);
+
+    // Two sources at once: refused at start, naming the secret.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--check-config", "--api-token-file", file_arg, "--api-token", "another"])
+        .env_remove("CAXTON_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give it one way"), "{}", String::from_utf8_lossy(&out.stderr));
+    // An empty file is refused too.
+    std::fs::write(&file, "").unwrap();
+    let out = std::process::Command::new(BIN).args(["serve", "--check-config", "--api-token-file", file_arg]).env_remove("CAXTON_API_TOKEN").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+}

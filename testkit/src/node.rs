@@ -38,8 +38,11 @@ pub struct Node {
     restart_extra: Vec<String>,
     /// Command the node runs under (such as `ip netns exec NS`).
     wrap: Vec<String>,
-    /// Bearer token of its API, if it needs one.
+    /// Bearer token of its API, if it needs one (given to the node and the
+    /// CLI in the environment, `CAXTON_API_TOKEN`: never on a command line).
     pub token: Option<String>,
+    /// More environment of the node process.
+    env: Vec<(String, String)>,
     /// The port is the caller's: a bind failure is not retried elsewhere.
     fixed_port: bool,
     binary: PathBuf,
@@ -77,11 +80,23 @@ pub struct NodeSpec {
     pub token: Option<String>,
     /// Open a wire listener on a free port too.
     pub wire: bool,
+    /// More environment of the node process (such as `CREDENTIALS_DIRECTORY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
     pub fn new(cores: usize) -> NodeSpec {
-        NodeSpec { binary: binary(), ip: "127.0.0.1".into(), cores, extra: Vec::new(), wrap: Vec::new(), api_port: None, token: None, wire: false }
+        NodeSpec {
+            binary: binary(),
+            ip: "127.0.0.1".into(),
+            cores,
+            extra: Vec::new(),
+            wrap: Vec::new(),
+            api_port: None,
+            token: None,
+            wire: false,
+            env: Vec::new(),
+        }
     }
 
     pub fn args(mut self, extra: &[&str]) -> NodeSpec {
@@ -130,6 +145,7 @@ impl Node {
             restart_extra: Vec::new(),
             wrap: spec.wrap,
             token: spec.token,
+            env: spec.env,
             fixed_port: spec.api_port.is_some(),
             binary: spec.binary,
         };
@@ -181,7 +197,8 @@ impl Node {
                 .args(self.wire.iter().flat_map(|w| ["--wire", w.as_str()]))
                 .args(&self.extra)
                 .args(&self.restart_extra)
-                .args(self.token.iter().flat_map(|t| ["--api-token", t.as_str()]))
+                .envs(self.token.iter().map(|t| ("CAXTON_API_TOKEN", t.as_str())))
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("CAXTON_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -284,7 +301,7 @@ impl Node {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(&self.binary).args(args).args(["--api", &self.api()]).output().unwrap()
+        Command::new(&self.binary).args(args).args(["--api", &self.api()]).envs(self.token.iter().map(|t| ("CAXTON_API_TOKEN", t.as_str()))).output().unwrap()
     }
 
     /// Everything the node processes (this one and earlier ones on the same
