@@ -31,12 +31,21 @@ pub struct Failure {
 
 impl Client {
     pub fn new(api: &str, token: Option<String>) -> Client {
-        let base = if api.starts_with("http://") { api.to_string() } else { format!("http://{api}") };
-        let agent = ureq::AgentBuilder::new()
+        Client::with_tls(api, token, None)
+    }
+
+    /// A client of the node at `api` (`host:port`, `http://...` or
+    /// `https://...`); with `tls` (the trust of `--ca`) it speaks HTTPS.
+    pub fn with_tls(api: &str, token: Option<String>, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Client {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = if api.starts_with("http://") || api.starts_with("https://") { api.to_string() } else { format!("{scheme}://{api}") };
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_millis(limits::CLI_CONNECT_TIMEOUT_MS))
-            .timeout(Duration::from_millis(limits::CLI_REQUEST_TIMEOUT_MS))
-            .build();
-        Client { base: base.trim_end_matches('/').to_string(), token, agent }
+            .timeout(Duration::from_millis(limits::CLI_REQUEST_TIMEOUT_MS));
+        if let Some(tls) = tls {
+            agent = agent.tls_config(tls);
+        }
+        Client { base: base.trim_end_matches('/').to_string(), token, agent: agent.build() }
     }
 
     fn request(&self, method: &str, path: &str) -> ureq::Request {

@@ -147,6 +147,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CAXTON_API_TOKEN", hide_env_values = true)]
     #[serde(skip)]
     pub api_token: Option<String>,
+    /// The API's TLS certificate chain (PEM, the node's certificate first);
+    /// with --tls-key, the API speaks HTTPS. Required on a non-loopback --api.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// A file holding the API token (instead of --api-token, which every
     /// local user can read in /proc); systemd's credential `api-token` is
     /// read too.
@@ -351,11 +358,17 @@ impl ServeArgs {
         let (cluster_key, key_warnings) = secret::pick(&secret::CLUSTER_KEY, self.cluster_key.clone(), cluster_key_file.as_deref(), credentials.as_deref())?;
         secret_warnings.extend(key_warnings);
         let cluster = self.cluster(&file, cluster_key)?;
+        let tls = match (self.tls_cert.clone().or(file.tls_cert.clone()), self.tls_key.clone().or(file.tls_key.clone())) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => return Err("--tls-cert and --tls-key come together".into()),
+        };
         let config = ServeConfig {
             cores: self.cores.or(file.cores),
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
             api_token,
+            tls,
             warnings: secret_warnings,
             wire: self.wire.or(file.wire),
             cluster,
@@ -482,6 +495,8 @@ pub struct ServeConfig {
     pub budget: MessageBudget,
     /// `--otlp-endpoint` and `--otlp-sampling-ratio`: trace export, if on.
     pub traces: Option<crate::otlp::TraceConfig>,
+    /// `--tls-cert` and `--tls-key`: the API speaks HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// What resolving found worth a warning (secret files others may read),
     /// logged once logging is up.
     pub warnings: Vec<String>,

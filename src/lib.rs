@@ -8,6 +8,7 @@
 //! - [`admission`]: ADR-0017's memory formula and the deploy decision;
 //! - [`catalog`]: node.db: deployed agents, the route cache;
 //! - [`secret`]: tokens, compared in constant time;
+//! - [`tls`]: the API's TLS (certificates, keys, the CLI's CA);
 //! - [`otlp`]: trace export (the shards' spans over OTLP);
 //! - [`config`]: `caxton serve`'s flags and TOML file, resolved;
 //! - [`gossip`]: the gossip pump (membership over UDP);
@@ -30,5 +31,6 @@ pub mod node;
 pub mod otlp;
 pub mod secret;
 pub mod template;
+pub mod tls;
 pub mod top;
 pub mod wire;

@@ -86,6 +86,11 @@ struct Remote {
     /// A file holding the bearer token.
     #[arg(long, global = true)]
     api_token_file: Option<PathBuf>,
+    /// Speak HTTPS to the node, trusting the CA certificate(s) in this PEM
+    /// file (a private CA). `--api https://...` without it trusts the
+    /// well-known public roots.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
     /// human (tables and sentences) or json (the API's answer, one JSON
     /// document per line, for scripts).
     #[arg(long, global = true, value_enum, default_value = "human")]
@@ -265,7 +270,11 @@ fn client_of(remote: &Remote) -> Result<Client, Failure> {
     for warning in warnings {
         eprintln!("caxton: warning: {warning}");
     }
-    Ok(Client::new(&remote.api, token))
+    let tls = match &remote.ca {
+        Some(ca) => Some(caxton::tls::client_config(ca).map_err(|message| Failure { exit_code: EXIT_USAGE, message })?),
+        None => None,
+    };
+    Ok(Client::with_tls(&remote.api, token, tls))
 }
 
 fn report(result: Result<(), Failure>) -> i32 {

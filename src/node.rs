@@ -32,8 +32,22 @@ use caxton_shards::link::LinkSetup;
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
     if !config.api.ip().is_loopback() && config.api_token.is_none() {
-        return Err(format!("refusing to serve the API on non-loopback address {} without a token: set --api-token or CAXTON_API_TOKEN", config.api));
+        return Err(format!(
+            "refusing to serve the API on non-loopback address {} without a token: set --api-token-file, CAXTON_API_TOKEN or the systemd credential api-token",
+            config.api
+        ));
     }
+    // `tls` rule 3: a token must not cross the network in cleartext.
+    if !config.api.ip().is_loopback() && config.tls.is_none() {
+        return Err(format!(
+            "refusing to serve the API on non-loopback address {} over plain HTTP: its bearer token would cross the network in cleartext; give --tls-cert and --tls-key",
+            config.api
+        ));
+    }
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, key)?)),
+        None => None,
+    };
     let allowed = allowed_cpus();
     let cores = config.cores.unwrap_or(allowed.len());
     if cores == 0 || cores > allowed.len() || cores > SHARDS_MAX {
@@ -147,7 +161,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             tokio::spawn(crate::wire::serve(control.clone(), l, config.api_token.clone(), limits));
         }
         let api = Arc::new(Api::new(control.clone(), config.api_token, config.api, &config.listeners, config.max_connections));
-        let server = tokio::spawn(api::serve(api, listener));
+        let server = tokio::spawn(api::serve(api, listener, tls));
         wait_for_signal().await;
         // Control `drain`: refuse new work, finish what is held, fail back
         // the rest, commit and checkpoint; then leave the cluster.

@@ -267,14 +267,16 @@ fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
     let a = Node::start_on("127.0.0.1", 1, &["--listen", &a_cluster, "--cluster-key", KEY]);
     // B lives in the namespace; its API is reached over the veth, with a token.
     let b_cluster = format!("{}:7946", ns.inner_addr());
-    let b = Node::start_wrapped(
-        &["ip", "netns", "exec", &ns.name],
-        &ns.inner_addr(),
-        7070,
-        Some("partition-test-token"),
-        1,
-        &["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY],
-    );
+    // (A non-loopback API needs TLS as well: the test CA's.)
+    let b = Node::launch(caxton_testkit::node::NodeSpec {
+        wrap: ["ip", "netns", "exec", &ns.name].iter().map(|s| s.to_string()).collect(),
+        ip: ns.inner_addr(),
+        api_port: Some(7070),
+        token: Some("partition-test-token".into()),
+        tls: true,
+        ..caxton_testkit::node::NodeSpec::new(1).args(&["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY])
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b) == 2), "{:?}", members(&a));
     assert_eq!(b.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     assert!(eventually(Duration::from_secs(10), || send(&a, "echo", "over the veth").1["content"] == "over the veth"));

@@ -291,6 +291,16 @@ fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-token"));
 
+    // With a token but without TLS: refused, the token would travel in cleartext.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--cores", "1", "--api", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("CAXTON_API_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cleartext"), "{}", String::from_utf8_lossy(&out.stderr));
+
     let node = Node::start_with(1, &["--api-token", "s3cret"]);
     assert_eq!(node.get("/v1/agents").0, 401);
     let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer s3cret").call().unwrap();
@@ -363,4 +373,64 @@ fn secrets_come_from_a_file_the_environment_or_a_credential_and_argv_is_warned()
     let out = std::process::Command::new(BIN).args(["serve", "--check-config", "--api-token-file", file_arg]).env_remove("CAXTON_API_TOKEN").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+}
+
+/// `--tls-cert`/`--tls-key`: the API speaks HTTPS only; the CLI trusts a
+/// private CA with `--ca`; plain HTTP, an untrusted client and a client
+/// that never finishes its handshake are refused, and counted.
+#[test]
+fn the_api_speaks_tls_and_the_cli_trusts_a_private_ca() {
+    let spec = caxton_testkit::node::NodeSpec {
+        tls: true,
+        token: Some("tls-token".into()),
+        ..caxton_testkit::node::NodeSpec::new(1).args(&["--api-header-timeout-ms", "500"])
+    };
+    let node = Node::launch(spec).unwrap();
+    assert!(node.url("/").starts_with("https://"));
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201, "a deploy over TLS");
+    assert_eq!(node.post_message(&json!({"receiver": "echo", "content": "over tls"}), Some(5000)).1["content"], "over tls");
+
+    // The CLI with the CA: works; without it, the certificate is not trusted.
+    let out = node.cli(&["agent", "list", "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo"));
+    let out = std::process::Command::new(BIN)
+        .args(["agent", "list", "--api", &format!("https://{}", node.api())])
+        .env("CAXTON_API_TOKEN", "tls-token")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("certificate"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Plain HTTP to the TLS port: no answer in the clear, and counted.
+    let plain = ureq::get(&format!("http://{}/v1/health", node.api())).timeout(Duration::from_secs(5)).call();
+    assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+    // A client that connects and never starts its handshake is closed at
+    // the header time bound.
+    use std::io::Read;
+    let mut silent = std::net::TcpStream::connect(node.api()).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0, "closed, not answered");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    let metric = |name: &str| node.metrics().lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    assert!(eventually(Duration::from_secs(5), || metric("caxton_api_tls_refused_total ") >= 1.0));
+    assert!(eventually(Duration::from_secs(5), || metric("caxton_api_connections_closed_total{reason=\"header_timeout\"}") >= 1.0));
+
+    // A bad key file stops the node at start, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a key").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--cores", "1", "--api", "127.0.0.1:0", "--tls-cert"])
+        .arg(node.ca.as_ref().unwrap())
+        .arg("--tls-key")
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -29,6 +29,8 @@ pub struct NodeFigures {
     pub api_closed_header_timeout: u64,
     pub api_closed_idle_timeout: u64,
     pub api_refused_browser: u64,
+    /// TLS handshakes that failed (a client without TLS, or with bad TLS).
+    pub api_tls_refused: u64,
     pub wire_refused: u64,
     /// The runtime outbox (messages to REST callers and wire clients): its
     /// bytes, its bound, and sends refused for lack of room.
@@ -344,6 +346,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("caxton_api_connections_closed_total", "reason=\"idle_timeout\"", node.api_closed_idle_timeout);
     o.family("caxton_api_refused_browser_total", "counter", "REST requests refused as a web page's: a foreign Host or Origin, or a POST that is not JSON.");
     o.sample("caxton_api_refused_browser_total", "", node.api_refused_browser);
+    o.family(
+        "caxton_api_tls_refused_total",
+        "counter",
+        "API connections whose TLS handshake failed (plain HTTP to an HTTPS API, an untrusted or broken client).",
+    );
+    o.sample("caxton_api_tls_refused_total", "", node.api_tls_refused);
     o.family("caxton_wire_refused_total", "counter", "Wire connections refused: over --wire-connections-max, or a wrong or late hello.");
     o.sample("caxton_wire_refused_total", "", node.wire_refused);
     o.family("caxton_shard_stalled", "gauge", "1 when a shard has not finished a tick for ten execution slices while not parked.");

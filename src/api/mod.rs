@@ -47,6 +47,8 @@ pub struct Api {
     idle_timeout: Duration,
     /// Connections closed by those bounds, by why.
     pub closed_header_timeout: AtomicU64,
+    /// TLS handshakes refused (bad or no TLS from the client).
+    pub tls_refused: AtomicU64,
     pub closed_idle_timeout: AtomicU64,
     /// Requests refused by `origin` rules 1 to 3.
     pub refused_browser: AtomicU64,
@@ -72,6 +74,7 @@ impl Api {
             header_timeout: limits.api_header_timeout,
             idle_timeout: limits.api_idle_timeout,
             closed_header_timeout: AtomicU64::new(0),
+            tls_refused: AtomicU64::new(0),
             closed_idle_timeout: AtomicU64::new(0),
             refused_browser: AtomicU64::new(0),
             identity: origin::Identity::new(listen, &limits.api_hosts),
@@ -88,8 +91,10 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
+/// Serves the API on `listener` until the process ends; with `tls`, every
+/// connection does its handshake first, within the header time bound
+/// (`tls` rule 2).
+pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -103,53 +108,73 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) {
         let api = api.clone();
         let over = api.connections.fetch_add(1, Ordering::Relaxed) >= api.connections_max;
         let slot = ConnectionSlot(api.clone());
-        if over {
-            // Refuse cleanly: one 503 answer, then close (never hang).
-            tokio::spawn(async move {
-                let _slot = slot;
-                let service = service_fn(|_req| async {
-                    let e = ApiError::busy("the node is at --max-connections; retry later");
-                    let mut resp = json_response(e.status, &e.body());
-                    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
-                    resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
-                if tokio::time::timeout(api.header_timeout.min(Duration::from_millis(API_REFUSAL_MS_MAX)), conn).await.is_err() {
-                    api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-            continue;
-        }
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let state = conn::ConnState::new();
-            let in_service = state.clone();
-            let watcher = api.clone();
-            let service = service_fn(move |req| {
-                let api = api.clone();
-                let request = in_service.request_started();
-                async move {
-                    let resp = handle(&api, req, peer).await;
-                    drop(request);
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let io = TokioIo::new(conn::Watched::new(stream, state.clone()));
-            let served = http1::Builder::new().serve_connection(io, service);
-            match conn::watch(served, &state, watcher.header_timeout, watcher.idle_timeout).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-                Err(why) => {
-                    let counter = match why {
-                        conn::Expired::Header => &watcher.closed_header_timeout,
-                        conn::Expired::Idle => &watcher.closed_idle_timeout,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, ?why, "connection closed by its time bound");
-                }
+            match tls {
+                None => connection(api, stream, peer, over).await,
+                Some(acceptor) => match tokio::time::timeout(api.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(api, stream, peer, over).await,
+                    Ok(Err(e)) => {
+                        api.tls_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "no TLS handshake within the header time bound");
+                    }
+                },
             }
         });
+    }
+}
+
+/// One API connection, plain or TLS: refused at once past
+/// `--max-connections` (`over`), else served under its time bounds.
+async fn connection<S>(api: Arc<Api>, stream: S, peer: std::net::SocketAddr, over: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if over {
+        // Refuse cleanly: one 503 answer, then close (never hang).
+        let service = service_fn(|_req| async {
+            let e = ApiError::busy("the node is at --max-connections; retry later");
+            let mut resp = json_response(e.status, &e.body());
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
+            resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+        if tokio::time::timeout(api.header_timeout.min(Duration::from_millis(API_REFUSAL_MS_MAX)), conn).await.is_err() {
+            api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    let state = conn::ConnState::new();
+    let in_service = state.clone();
+    let watcher = api.clone();
+    let service = service_fn(move |req| {
+        let api = api.clone();
+        let request = in_service.request_started();
+        async move {
+            let resp = handle(&api, req, peer).await;
+            drop(request);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let io = TokioIo::new(conn::Watched::new(stream, state.clone()));
+    let served = http1::Builder::new().serve_connection(io, service);
+    match conn::watch(served, &state, watcher.header_timeout, watcher.idle_timeout).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        Err(why) => {
+            let counter = match why {
+                conn::Expired::Header => &watcher.closed_header_timeout,
+                conn::Expired::Idle => &watcher.closed_idle_timeout,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, ?why, "connection closed by its time bound");
+        }
     }
 }
 
@@ -252,6 +277,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 wire_received_bytes: control.wire_received_bytes.load(Ordering::Relaxed),
                 wire_sent_bytes: control.wire_sent_bytes.load(Ordering::Relaxed),
                 api_closed_header_timeout: api.closed_header_timeout.load(Ordering::Relaxed),
+                api_tls_refused: api.tls_refused.load(Ordering::Relaxed),
                 api_closed_idle_timeout: api.closed_idle_timeout.load(Ordering::Relaxed),
                 api_refused_browser: api.refused_browser.load(Ordering::Relaxed),
                 wire_refused: control.wire_refused.load(Ordering::Relaxed),

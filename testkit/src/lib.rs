@@ -6,6 +6,7 @@
 
 pub mod contract_net;
 pub mod node;
+pub mod tls;
 pub mod wire;
 
 pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};

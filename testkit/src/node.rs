@@ -43,6 +43,10 @@ pub struct Node {
     pub token: Option<String>,
     /// More environment of the node process.
     env: Vec<(String, String)>,
+    /// With TLS: the test CA's certificate file (for `--ca`) and a client
+    /// that trusts it.
+    pub ca: Option<PathBuf>,
+    tls_agent: Option<ureq::Agent>,
     /// The port is the caller's: a bind failure is not retried elsewhere.
     fixed_port: bool,
     binary: PathBuf,
@@ -82,6 +86,9 @@ pub struct NodeSpec {
     pub wire: bool,
     /// More environment of the node process (such as `CREDENTIALS_DIRECTORY`).
     pub env: Vec<(String, String)>,
+    /// Serve the API over TLS, with a certificate for `ip` from a test CA
+    /// made for this node.
+    pub tls: bool,
 }
 
 impl NodeSpec {
@@ -96,6 +103,7 @@ impl NodeSpec {
             token: None,
             wire: false,
             env: Vec::new(),
+            tls: false,
         }
     }
 
@@ -146,16 +154,28 @@ impl Node {
             wrap: spec.wrap,
             token: spec.token,
             env: spec.env,
+            ca: None,
+            tls_agent: None,
             fixed_port: spec.api_port.is_some(),
             binary: spec.binary,
         };
+        if spec.tls {
+            let tls = crate::tls::TestPki::for_ip(&node.ip, node.dir.path())?;
+            node.extra.extend(["--tls-cert".to_string(), tls.cert.display().to_string(), "--tls-key".to_string(), tls.key.display().to_string()]);
+            node.tls_agent = Some(tls.agent());
+            node.ca = Some(tls.ca);
+        }
         node.spawn()?;
         Ok(node)
     }
 
     /// A request to the node's API, with its token if it has one.
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let req = ureq::request(method, &self.url(path)).timeout(Duration::from_secs(30));
+        let req = match &self.tls_agent {
+            Some(agent) => agent.request(method, &self.url(path)),
+            None => ureq::request(method, &self.url(path)),
+        }
+        .timeout(Duration::from_secs(30));
         match &self.token {
             Some(t) => req.set("authorization", &format!("Bearer {t}")),
             None => req,
@@ -173,7 +193,8 @@ impl Node {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}:{}{path}", self.ip, self.port)
+        let scheme = if self.tls_agent.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}{path}", self.ip, self.port)
     }
 
     /// Starts the process. A port taken between our probe and the node's
@@ -301,7 +322,13 @@ impl Node {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(&self.binary).args(args).args(["--api", &self.api()]).envs(self.token.iter().map(|t| ("CAXTON_API_TOKEN", t.as_str()))).output().unwrap()
+        Command::new(&self.binary)
+            .args(args)
+            .args(["--api", &self.api()])
+            .args(self.ca.iter().flat_map(|ca| [std::ffi::OsStr::new("--ca"), ca.as_os_str()]))
+            .envs(self.token.iter().map(|t| ("CAXTON_API_TOKEN", t.as_str())))
+            .output()
+            .unwrap()
     }
 
     /// Everything the node processes (this one and earlier ones on the same
