@@ -173,12 +173,6 @@ fn run(
 
 fn span_data(s: SpanRecord, scope: &InstrumentationScope, node: &Arc<str>) -> SpanData {
     let performative = caxton_abi::Performative::from_code(s.performative).map_or("unknown", |p| p.name());
-    let path = match s.path {
-        RoutePath::Local => "local",
-        RoutePath::Remote => "remote",
-        RoutePath::Node => "node",
-        RoutePath::Api => "api",
-    };
     let (name, kind) = match s.kind {
         CaxtonSpanKind::Hop => (format!("deliver {}", s.agent), SpanKind::Consumer),
         CaxtonSpanKind::Handle => (format!("handle {}", s.agent), SpanKind::Internal),
@@ -202,7 +196,7 @@ fn span_data(s: SpanRecord, scope: &InstrumentationScope, node: &Arc<str>) -> Sp
             KeyValue::new("caxton.instance", s.instance as i64),
             KeyValue::new("caxton.shard", s.shard as i64),
             KeyValue::new("caxton.node", node.to_string()),
-            KeyValue::new("caxton.path", path),
+            KeyValue::new("caxton.path", s.path.name()),
             KeyValue::new("caxton.outcome", s.outcome.name()),
             KeyValue::new("fipa.performative", performative),
             KeyValue::new("fipa.conversation_id", s.conversation_id as i64),

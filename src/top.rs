@@ -32,38 +32,32 @@ pub struct View {
     pub json: bool,
 }
 
-/// Messages a second of `row` (by `key`, whose counter is
-/// `messages_handled`) since the same row of `before`.
-fn rate(row: &Value, before: Option<(&Value, Duration)>, list: &str, key: &str) -> f64 {
-    let Some((b, dt)) = before else { return 0.0 };
-    let prev = b[list].as_array().into_iter().flatten().find(|r| r[key] == row[key]).and_then(|r| r["messages_handled"].as_f64());
-    prev.map_or(0.0, |p| (row["messages_handled"].as_f64().unwrap_or(0.0) - p).max(0.0) / dt.as_secs_f64().max(1e-3))
+/// The rows of `now[list]`, each with `messages_per_s`: its
+/// `messages_handled` since the row of `before` with the same `key` (0 on a
+/// first frame, or for a row `before` did not have).
+fn with_rates(now: &Value, before: Option<(&Value, Duration)>, list: &str, key: &str) -> Vec<Value> {
+    let rate = |row: &Value| {
+        let Some((b, dt)) = before else { return 0.0 };
+        let prev = b[list].as_array().into_iter().flatten().find(|r| r[key] == row[key]).and_then(|r| r["messages_handled"].as_f64());
+        prev.map_or(0.0, |p| (row["messages_handled"].as_f64().unwrap_or(0.0) - p).max(0.0) / dt.as_secs_f64().max(1e-3))
+    };
+    now[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let mut row = row.clone();
+            row["messages_per_s"] = json!(rate(&row));
+            row
+        })
+        .collect()
 }
 
 /// The frame's rows, rates added, agents sorted and cut to the limit.
 fn frame(now: &Value, before: Option<(&Value, Duration)>, view: View) -> Value {
-    let shards: Vec<Value> = now["shards"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let mut s = s.clone();
-            s["messages_per_s"] = json!(rate(&s, before, "shards", "shard"));
-            s
-        })
-        .collect();
-    let mut out = json!({ "resident_bytes": now["resident_bytes"], "shards": shards });
+    let mut out = json!({ "resident_bytes": now["resident_bytes"], "shards": with_rates(now, before, "shards", "shard") });
     if view.agents {
-        let mut agents: Vec<Value> = now["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| {
-                let mut a = a.clone();
-                a["messages_per_s"] = json!(rate(&a, before, "agents", "name"));
-                a
-            })
-            .collect();
+        let mut agents = with_rates(now, before, "agents", "name");
         let f = |a: &Value, k: &str| a[k].as_f64().unwrap_or(0.0);
         let key = |a: &Value| match view.sort {
             SortBy::Messages => f(a, "messages_per_s"),

@@ -63,6 +63,18 @@ pub enum RoutePath {
     Api,
 }
 
+impl RoutePath {
+    /// Its label in metrics and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoutePath::Local => "local",
+            RoutePath::Remote => "remote",
+            RoutePath::Node => "node",
+            RoutePath::Api => "api",
+        }
+    }
+}
+
 /// A message's buffer goes back to the pool of the thread dropping it
 /// (`buffer_pool`).
 impl Drop for Message {

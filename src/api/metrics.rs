@@ -180,7 +180,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     let latency: [(&str, &str, LatencyPaths); 3] = [
         ("caxton_routing_latency_seconds", "Time from an agent's send to the start of the receiving handler.", |s| {
-            vec![("local", &s.latencies.routing_local), ("remote", &s.latencies.routing_remote), ("node", &s.latencies.routing_node)]
+            use caxton_shards::envelope::RoutePath;
+            vec![
+                (RoutePath::Local.name(), &s.latencies.routing_local),
+                (RoutePath::Remote.name(), &s.latencies.routing_remote),
+                (RoutePath::Node.name(), &s.latencies.routing_node),
+            ]
         }),
         ("caxton_processing_latency_seconds", "Time from dequeue to the handler's return.", |s| vec![("", &s.latencies.processing)]),
         ("caxton_end_to_end_latency_seconds", "Time from an agent's send to the receiving handler's return.", |s| vec![("", &s.latencies.end_to_end)]),
