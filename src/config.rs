@@ -121,6 +121,14 @@ pub struct ServeArgs {
     /// `cluster-key` is read too.
     #[arg(long)]
     pub cluster_key_file: Option<PathBuf>,
+    /// During a key rotation, a file holding the next cluster key (or
+    /// CAXTON_CLUSTER_KEY_NEXT, or the systemd credential
+    /// `cluster-key-next`). The node accepts both keys, sends with the next
+    /// once every member has it, and drops the old once every member sends
+    /// with it. Read again on SIGHUP; a missing file means no rotation
+    /// [default: none].
+    #[arg(long)]
+    pub cluster_key_next_file: Option<PathBuf>,
     /// Between two gossip rounds, in ms [default: 200].
     #[arg(long)]
     pub gossip_interval_ms: Option<u64>,
@@ -159,6 +167,17 @@ pub struct ServeArgs {
     /// read too.
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
+    /// During a token rotation, a file holding the next API token (or
+    /// CAXTON_API_TOKEN_NEXT, or the systemd credential `api-token-next`):
+    /// both are accepted. Read again on SIGHUP, with --api-token-file; a
+    /// missing file means no rotation [default: none].
+    #[arg(long)]
+    pub api_token_next_file: Option<PathBuf>,
+    /// Certificates (PEM) that members' API certificates are checked
+    /// against when this node forwards a request to them over HTTPS
+    /// [default: the public roots].
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// Linear memory one agent instance may grow to [default: 10MB].
     #[arg(long, value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
@@ -352,12 +371,35 @@ impl ServeArgs {
         };
         // Secrets: each from one place (`secret` rule 1).
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        let api_token_file = self.api_token_file.clone().or(file.api_token_file.clone());
-        let (api_token, mut secret_warnings) = secret::pick(&secret::API_TOKEN, self.api_token.clone(), api_token_file.as_deref(), credentials.as_deref())?;
-        let cluster_key_file = self.cluster_key_file.clone().or(file.cluster_key_file.clone());
-        let (cluster_key, key_warnings) = secret::pick(&secret::CLUSTER_KEY, self.cluster_key.clone(), cluster_key_file.as_deref(), credentials.as_deref())?;
-        secret_warnings.extend(key_warnings);
-        let cluster = self.cluster(&file, cluster_key)?;
+        let env = |name: &secret::SecretName| std::env::var(name.env).ok();
+        let sources = secret::SecretSources {
+            api_token: secret::pick_source(
+                &secret::API_TOKEN,
+                self.api_token.clone(),
+                self.api_token_file.clone().or(file.api_token_file.clone()).as_deref(),
+                credentials.as_deref(),
+            )?,
+            api_token_next: secret::pick_source(
+                &secret::API_TOKEN_NEXT,
+                env(&secret::API_TOKEN_NEXT),
+                self.api_token_next_file.clone().or(file.api_token_next_file.clone()).as_deref(),
+                credentials.as_deref(),
+            )?,
+            cluster_key: secret::pick_source(
+                &secret::CLUSTER_KEY,
+                self.cluster_key.clone(),
+                self.cluster_key_file.clone().or(file.cluster_key_file.clone()).as_deref(),
+                credentials.as_deref(),
+            )?,
+            cluster_key_next: secret::pick_source(
+                &secret::CLUSTER_KEY_NEXT,
+                env(&secret::CLUSTER_KEY_NEXT),
+                self.cluster_key_next_file.clone().or(file.cluster_key_next_file.clone()).as_deref(),
+                credentials.as_deref(),
+            )?,
+        };
+        let (secrets, secret_warnings) = sources.read_all()?;
+        let cluster = self.cluster(&file, secrets.cluster_key.as_deref(), secrets.cluster_key_next.as_deref())?;
         let tls = match (self.tls_cert.clone().or(file.tls_cert.clone()), self.tls_key.clone().or(file.tls_key.clone())) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some((cert, key)),
@@ -367,8 +409,10 @@ impl ServeArgs {
             cores: self.cores.or(file.cores),
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
-            api_token,
+            api_tokens: secret::ApiTokens::new(secrets.api_token, secrets.api_token_next),
+            secrets: sources,
             tls,
+            tls_ca: self.tls_ca.clone().or(file.tls_ca.clone()),
             warnings: secret_warnings,
             wire: self.wire.or(file.wire),
             cluster,
@@ -416,7 +460,7 @@ impl ServeArgs {
 
 impl ServeArgs {
     /// The cluster settings, if `--listen` is set (flags win over the file).
-    fn cluster(&self, file: &ServeArgs, key: Option<String>) -> Result<Option<ClusterConfig>, String> {
+    fn cluster(&self, file: &ServeArgs, key: Option<&str>, next: Option<&str>) -> Result<Option<ClusterConfig>, String> {
         let Some(listen) = self.listen.or(file.listen) else {
             if !self.join.is_empty() || !file.join.is_empty() {
                 return Err("--join needs --listen: the address this node gossips on".into());
@@ -427,7 +471,7 @@ impl ServeArgs {
             return Err(format!("--listen {listen}: give the address other nodes reach this one at (not 0.0.0.0 or port 0)"));
         }
         let key = key.ok_or("a cluster needs a shared secret: --cluster-key-file PATH, CAXTON_CLUSTER_KEY or the systemd credential cluster-key")?;
-        let key = caxton_cluster::ClusterKey::new(key.as_bytes()).map_err(|e| format!("--cluster-key: {e}"))?;
+        let keys = caxton_cluster::KeyRing::new(key.as_bytes(), next.map(str::as_bytes)).map_err(|e| format!("--cluster-key: {e}"))?;
         let join = if self.join.is_empty() { &file.join } else { &self.join };
         let mut seeds = Vec::new();
         for j in join.iter().map(|j| j.trim()).filter(|j| !j.is_empty()) {
@@ -445,7 +489,7 @@ impl ServeArgs {
         Ok(Some(ClusterConfig {
             listen,
             join: seeds,
-            key,
+            keys,
             gossip,
             links: LinkSettings {
                 pool_size: self.connection_pool_size.or(file.connection_pool_size).unwrap_or(limits::NODE_POOL_CONNECTIONS_MAX).max(1),
@@ -469,7 +513,10 @@ pub struct ServeConfig {
     pub cores: Option<usize>,
     pub data_dir: PathBuf,
     pub api: SocketAddr,
-    pub api_token: Option<String>,
+    /// The tokens the API and wire listeners accept (none: no token).
+    pub api_tokens: secret::ApiTokens,
+    /// Where the secrets came from, to read them again on SIGHUP.
+    pub secrets: secret::SecretSources,
     /// The wire listener (`wire.rs`), if any.
     pub wire: Option<SocketAddr>,
     /// Cluster membership and links (`--listen`), if any.
@@ -495,8 +542,10 @@ pub struct ServeConfig {
     pub budget: MessageBudget,
     /// `--otlp-endpoint` and `--otlp-sampling-ratio`: trace export, if on.
     pub traces: Option<crate::otlp::TraceConfig>,
-    /// `--tls-cert` and `--tls-key`: the API speaks HTTPS.
+    /// `--tls-cert` and `--tls-key`: the API and wire listeners speak TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--tls-ca`: what members' API certificates are checked against.
+    pub tls_ca: Option<PathBuf>,
     /// What resolving found worth a warning (secret files others may read),
     /// logged once logging is up.
     pub warnings: Vec<String>,
@@ -535,7 +584,8 @@ impl Default for ListenerLimits {
 pub struct ClusterConfig {
     pub listen: SocketAddr,
     pub join: Vec<SocketAddr>,
-    pub key: caxton_cluster::ClusterKey,
+    /// The cluster's keys, shared by the gossip thread and the shards.
+    pub keys: caxton_cluster::KeyRing,
     pub gossip: caxton_cluster::GossipSettings,
     pub links: LinkSettings,
 }
@@ -552,7 +602,7 @@ pub fn summary(c: &ServeConfig) -> String {
         c.cluster.as_ref().map_or("off".to_string(), |k| k.listen.to_string()),
         c.drain_timeout,
         if c.module_cache { "on" } else { "off" },
-        if c.api_token.is_some() { "set" } else { "none" },
+        if c.api_tokens.required() { "set" } else { "none" },
         c.traces.as_ref().map_or("off".to_string(), |t| format!("{} (ratio {})", t.endpoint, t.sampling_ratio)),
     )
 }

@@ -56,18 +56,21 @@ enum GossipCommand {
 /// The control plane's handle on the gossip thread.
 pub struct Cluster {
     pub view: Arc<Mutex<ClusterView>>,
+    /// The cluster's keys (shared with the shards; SIGHUP reloads them).
+    pub keys: caxton_cluster::KeyRing,
     commands: Sender<GossipCommand>,
 }
 
 impl Cluster {
     /// Starts the gossip thread; returns once its socket is bound.
-    pub fn start(config: ClusterConfig, api: SocketAddr, boot: u64, cache: RouteCache, shards: Vec<ShardSender>) -> Result<Cluster, String> {
-        let me = NodeId { addr: config.listen, api, boot: boot as u32 };
+    pub fn start(config: ClusterConfig, api: SocketAddr, api_tls: bool, boot: u64, cache: RouteCache, shards: Vec<ShardSender>) -> Result<Cluster, String> {
+        let me = NodeId { addr: config.listen, api, api_tls, boot: boot as u32 };
         let cached = cache.load().map_err(|e| format!("cannot read the route cache: {e}"))?;
         let view = Arc::new(Mutex::new(ClusterView::new(me.clone(), &cached)));
         let (tx, rx) = crossbeam_channel::bounded(GOSSIP_COMMANDS_MAX);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let shared = view.clone();
+        let keys = config.keys.clone();
         LocalExecutorBuilder::new(Placement::Unbound)
             .name("gossip")
             .io_memory(caxton_shards::executor::GLOMMIO_IO_MEMORY_BYTES_MIN)
@@ -81,7 +84,7 @@ impl Cluster {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let seed = me.boot as u64 ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-                let membership = Membership::new(me, &config.gossip, config.key.clone(), seed, boot, cached.clone());
+                let membership = Membership::new(me, &config.gossip, config.keys.clone(), seed, boot, cached.clone());
                 let driver = Driver {
                     membership: RefCell::new(membership),
                     socket,
@@ -99,7 +102,7 @@ impl Cluster {
             })
             .map_err(|e| format!("cannot start the gossip thread: {e}"))?;
         ready_rx.recv().map_err(|_| "the gossip thread died while starting".to_string())??;
-        Ok(Cluster { view, commands: tx })
+        Ok(Cluster { view, keys, commands: tx })
     }
 
     fn command(&self, c: GossipCommand) {
@@ -268,6 +271,16 @@ impl Driver {
 
     /// Moves everything the membership produced to its destinations.
     async fn flush(&self) {
+        for step in self.membership.borrow_mut().take_key_steps() {
+            match step {
+                caxton_cluster::keyring::Step::Switched(id) => {
+                    tracing::info!(key = %id, "cluster key rotation: every member holds the next key; sending with it")
+                }
+                caxton_cluster::keyring::Step::Dropped(id) => {
+                    tracing::info!(key = %id, "cluster key rotation: every member sends with the next key; the old one is no longer accepted")
+                }
+            }
+        }
         let out = self.membership.borrow_mut().take_output();
         {
             let mut timers = self.timers.borrow_mut();

@@ -31,7 +31,7 @@ use crate::gossip::Cluster;
 use caxton_shards::link::LinkSetup;
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
-    if !config.api.ip().is_loopback() && config.api_token.is_none() {
+    if !config.api.ip().is_loopback() && !config.api_tokens.required() {
         return Err(format!(
             "refusing to serve the API on non-loopback address {} without a token: set --api-token-file, CAXTON_API_TOKEN or the systemd credential api-token",
             config.api
@@ -48,6 +48,10 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, key)?)),
         None => None,
     };
+    let forward_agent = match &config.tls_ca {
+        Some(ca) => ureq::AgentBuilder::new().tls_config(crate::tls::client_config(ca)?).build(),
+        None => ureq::Agent::new(),
+    };
     let allowed = allowed_cpus();
     let cores = config.cores.unwrap_or(allowed.len());
     if cores == 0 || cores > allowed.len() || cores > SHARDS_MAX {
@@ -57,8 +61,15 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     raise_open_files_limit(config.max_connections);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     if let Some(wire) = config.wire.filter(|w| !w.ip().is_loopback()) {
-        if config.api_token.is_none() {
-            return Err(format!("refusing to serve the wire listener on non-loopback address {wire} without a token: set --api-token or CAXTON_API_TOKEN"));
+        if !config.api_tokens.required() {
+            return Err(format!(
+                "refusing to serve the wire listener on non-loopback address {wire} without a token: set --api-token-file or CAXTON_API_TOKEN"
+            ));
+        }
+        if config.tls.is_none() {
+            return Err(format!(
+                "refusing to serve the wire listener on non-loopback address {wire} without TLS: its token would cross the network in cleartext; give --tls-cert and --tls-key"
+            ));
         }
     }
     let listener = std::net::TcpListener::bind(config.api).map_err(|e| format!("cannot bind the API to {}: {e}", config.api))?;
@@ -107,7 +118,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             storage: config.storage.clone(),
             boot_epoch,
             tuning: config.tuning,
-            link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.key.clone(), cores, c.links)),
+            link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.keys.clone(), cores, c.links)),
             disk: disk.clone(),
             spans: span_outputs,
         },
@@ -121,7 +132,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             let cache = RouteCache::open(&config.data_dir)?;
             let senders = shards.iter().map(|s| s.sender()).collect();
             let (listen, seeds) = (c.listen, c.join.clone());
-            let cluster = Cluster::start(c, config.api, boot_epoch, cache, senders)?;
+            let cluster = Cluster::start(c, config.api, config.tls.is_some(), boot_epoch, cache, senders)?;
             tracing::info!(%listen, ?seeds, "cluster: gossip and links listening");
             Some(cluster)
         }
@@ -142,6 +153,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         .with_timeout(config.control_timeout)
         .with_disk(disk)
         .with_trace_counters(trace_export.as_ref().map(|t| t.counters.clone()))
+        .with_forward_agent(forward_agent)
         .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")))?),
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
@@ -158,11 +170,12 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
                 connections_max: config.listeners.wire_connections_max,
                 ingress_bytes: config.budget.wire_ingress as usize,
             };
-            tokio::spawn(crate::wire::serve(control.clone(), l, config.api_token.clone(), limits));
+            tokio::spawn(crate::wire::serve(control.clone(), l, config.api_tokens.clone(), tls.clone(), limits));
         }
-        let api = Arc::new(Api::new(control.clone(), config.api_token, config.api, &config.listeners, config.max_connections));
+        let api = Arc::new(Api::new(control.clone(), config.api_tokens.clone(), config.api, &config.listeners, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener, tls));
-        wait_for_signal().await;
+        let keys = control.cluster.as_ref().map(|c| c.keys.clone());
+        wait_for_signal(|| reload_secrets(&config.secrets, &config.api_tokens, keys.as_ref())).await;
         // Control `drain`: refuse new work, finish what is held, fail back
         // the rest, commit and checkpoint; then leave the cluster.
         tracing::info!(drain_timeout_ms = config.drain_timeout.as_millis() as u64, "stopping: draining");
@@ -211,12 +224,38 @@ fn raise_open_files_limit(max_connections: usize) {
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; runs `reload` at each SIGHUP meanwhile.
+async fn wait_for_signal(reload: impl Fn()) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(),
+        }
     }
+}
+
+/// SIGHUP (`secret` rule 5): reads the secret files again; the API takes
+/// the tokens, the key ring the keys. A secret that cannot be read leaves
+/// everything as it was, and says why.
+fn reload_secrets(sources: &crate::secret::SecretSources, tokens: &crate::secret::ApiTokens, keys: Option<&caxton_cluster::KeyRing>) {
+    let (secrets, warnings) = match sources.read_all() {
+        Ok(read) => read,
+        Err(e) => return tracing::error!(error = %e, "SIGHUP: cannot read the secrets again; nothing changed"),
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if let (Some(keys), Some(key)) = (keys, &secrets.cluster_key) {
+        match keys.reload(key.as_bytes(), secrets.cluster_key_next.as_deref().map(str::as_bytes)) {
+            Ok((sends, holds)) => tracing::info!(%sends, %holds, "SIGHUP: cluster keys read again"),
+            Err(e) => return tracing::error!(error = %e, "SIGHUP: the cluster keys were not taken; nothing changed"),
+        }
+    }
+    tokens.set(secrets.api_token, secrets.api_token_next);
+    tracing::info!(api_tokens = tokens.count(), "SIGHUP: API tokens read again");
 }

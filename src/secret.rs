@@ -14,8 +14,16 @@
 //!    one is an error, and one that others may read draws a warning.
 //! 4. Tokens are compared in constant time ([`token_matches`]), so that
 //!    the time a refusal takes says nothing about how much was right.
+//! 5. Rotation: each secret has a *next* one (`--api-token-next-file`,
+//!    `--cluster-key-next-file`, their environment variables and systemd
+//!    credentials, never a plain flag). The API accepts the current and the
+//!    next token; the cluster key ring holds both keys and moves to the next
+//!    one by its own rules. SIGHUP reads every secret file again
+//!    ([`SecretSources::read_all`]): that is how a rotation starts and how
+//!    it ends, with no restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// A secret's flag, its file flag, its environment variable and its
 /// systemd credential name.
@@ -28,6 +36,10 @@ pub struct SecretName {
 
 pub const API_TOKEN: SecretName = SecretName { flag: "--api-token", file_flag: "--api-token-file", env: "CAXTON_API_TOKEN", credential: "api-token" };
 pub const CLUSTER_KEY: SecretName = SecretName { flag: "--cluster-key", file_flag: "--cluster-key-file", env: "CAXTON_CLUSTER_KEY", credential: "cluster-key" };
+pub const API_TOKEN_NEXT: SecretName =
+    SecretName { flag: "--api-token-next-file", file_flag: "--api-token-next-file", env: "CAXTON_API_TOKEN_NEXT", credential: "api-token-next" };
+pub const CLUSTER_KEY_NEXT: SecretName =
+    SecretName { flag: "--cluster-key-next-file", file_flag: "--cluster-key-next-file", env: "CAXTON_CLUSTER_KEY_NEXT", credential: "cluster-key-next" };
 
 /// The secrets a command line gives in its arguments (rule 2): one
 /// warning for each, naming the safer ways.
@@ -59,11 +71,20 @@ pub fn read_secret_file(path: &Path, name: &SecretName) -> Result<(String, Optio
     Ok((secret.to_string(), warning))
 }
 
-/// Picks a secret from its one source (rule 1): `given` is the flag's or
-/// the environment's value (clap reads both), `file` the file flag's,
-/// `credentials` systemd's `$CREDENTIALS_DIRECTORY`. Returns the secret,
-/// if any, and warnings to log.
-pub fn pick(name: &SecretName, given: Option<String>, file: Option<&Path>, credentials: Option<&Path>) -> Result<(Option<String>, Vec<String>), String> {
+/// Where a secret came from: a fixed value (a flag or the environment) or
+/// a file read again at every reload (rule 5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    None,
+    Fixed(String),
+    File(PathBuf),
+}
+
+/// Picks a secret's one source (rule 1): `given` is the flag's or the
+/// environment's value (clap reads both), `file` the file flag's,
+/// `credentials` systemd's `$CREDENTIALS_DIRECTORY`.
+pub fn pick_source(name: &SecretName, given: Option<String>, file: Option<&Path>, credentials: Option<&Path>) -> Result<Source, String> {
     let given = given.filter(|s| !s.is_empty());
     let credential = credentials.map(|dir| dir.join(name.credential)).filter(|p| p.exists());
     let sources = [given.is_some(), file.is_some(), credential.is_some()];
@@ -73,15 +94,113 @@ pub fn pick(name: &SecretName, given: Option<String>, file: Option<&Path>, crede
             name.flag, name.flag, name.env, name.file_flag, name.credential
         ));
     }
-    if let Some(g) = given {
-        return Ok((Some(g), Vec::new()));
-    }
-    match file.map(Path::to_path_buf).or(credential) {
-        None => Ok((None, Vec::new())),
-        Some(path) => {
-            let (secret, warning) = read_secret_file(&path, name)?;
-            Ok((Some(secret), warning.into_iter().collect()))
+    Ok(match (given, file.map(Path::to_path_buf).or(credential)) {
+        (Some(g), _) => Source::Fixed(g),
+        (None, Some(path)) => Source::File(path),
+        (None, None) => Source::None,
+    })
+}
+
+impl Source {
+    /// The secret now, and a warning if its file may be read by others.
+    pub fn read(&self, name: &SecretName) -> Result<(Option<String>, Vec<String>), String> {
+        match self {
+            Source::None => Ok((None, Vec::new())),
+            Source::Fixed(s) => Ok((Some(s.clone()), Vec::new())),
+            Source::File(path) => {
+                let (secret, warning) = read_secret_file(path, name)?;
+                Ok((Some(secret), warning.into_iter().collect()))
+            }
         }
+    }
+}
+
+/// Picks a secret from its one source (rule 1) and reads it. Returns the
+/// secret, if any, and warnings to log.
+pub fn pick(name: &SecretName, given: Option<String>, file: Option<&Path>, credentials: Option<&Path>) -> Result<(Option<String>, Vec<String>), String> {
+    pick_source(name, given, file, credentials)?.read(name)
+}
+
+/// The sources of a node's four secrets (rule 5).
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    pub api_token: Source,
+    pub api_token_next: Source,
+    pub cluster_key: Source,
+    pub cluster_key_next: Source,
+}
+
+/// The secrets as read now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Secrets {
+    pub api_token: Option<String>,
+    pub api_token_next: Option<String>,
+    pub cluster_key: Option<String>,
+    pub cluster_key_next: Option<String>,
+}
+
+impl SecretSources {
+    /// Reads every secret (at start, and again at SIGHUP). A *next* file
+    /// that is gone means no next secret: removing it ends a rotation.
+    pub fn read_all(&self) -> Result<(Secrets, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let mut read = |source: &Source, name: &SecretName, optional: bool| -> Result<Option<String>, String> {
+            if let (true, Source::File(path)) = (optional, source) {
+                if !path.exists() {
+                    return Ok(None);
+                }
+            }
+            let (secret, w) = source.read(name)?;
+            warnings.extend(w);
+            Ok(secret)
+        };
+        let secrets = Secrets {
+            api_token: read(&self.api_token, &API_TOKEN, false)?,
+            api_token_next: read(&self.api_token_next, &API_TOKEN_NEXT, true)?,
+            cluster_key: read(&self.cluster_key, &CLUSTER_KEY, false)?,
+            cluster_key_next: read(&self.cluster_key_next, &CLUSTER_KEY_NEXT, true)?,
+        };
+        if secrets.api_token_next.is_some() && secrets.api_token.is_none() {
+            return Err("--api-token-next-file needs a current token (--api-token-file)".into());
+        }
+        Ok((secrets, warnings))
+    }
+}
+
+/// The tokens the API accepts: the current one and, during a rotation, the
+/// next one (rule 5). Shared by the API and wire listeners; a reload
+/// replaces them.
+#[derive(Debug, Clone, Default)]
+pub struct ApiTokens {
+    tokens: Arc<RwLock<Vec<String>>>,
+}
+
+impl ApiTokens {
+    pub fn new(current: Option<String>, next: Option<String>) -> ApiTokens {
+        let tokens = ApiTokens::default();
+        tokens.set(current, next);
+        tokens
+    }
+
+    pub fn set(&self, current: Option<String>, next: Option<String>) {
+        let list: Vec<String> = current.into_iter().chain(next).collect();
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = list;
+    }
+
+    /// Whether the listeners require a token at all.
+    pub fn required(&self) -> bool {
+        !self.tokens.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// How many tokens are accepted now (1, or 2 during a rotation).
+    pub fn count(&self) -> usize {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether `given` is one of the tokens (rule 4, each compared whole).
+    pub fn accepts(&self, given: &str) -> bool {
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        tokens.iter().fold(false, |ok, t| token_matches(given, t) | ok)
     }
 }
 
@@ -129,6 +248,34 @@ mod tests {
         assert!(warnings[0].contains("chmod 600"), "{warnings:?}");
         std::fs::write(&file, "\n").unwrap();
         assert!(pick(&API_TOKEN, None, Some(&file), None).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn a_reload_reads_the_files_again_and_a_missing_next_file_ends_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (current, next) = (dir.path().join("token"), dir.path().join("token-next"));
+        std::fs::write(&current, "old").unwrap();
+        let sources = SecretSources {
+            api_token: Source::File(current.clone()),
+            api_token_next: Source::File(next.clone()),
+            cluster_key: Source::Fixed("a fixed key".into()),
+            ..Default::default()
+        };
+        let (s, _) = sources.read_all().unwrap();
+        assert_eq!((s.api_token.as_deref(), s.api_token_next.as_deref(), s.cluster_key.as_deref()), (Some("old"), None, Some("a fixed key")));
+        std::fs::write(&next, "new").unwrap();
+        let tokens = ApiTokens::new(s.api_token, s.api_token_next);
+        let (s, _) = sources.read_all().unwrap();
+        tokens.set(s.api_token, s.api_token_next);
+        assert!(tokens.accepts("old") && tokens.accepts("new") && !tokens.accepts("ne") && tokens.count() == 2);
+        std::fs::write(&current, "new").unwrap();
+        std::fs::remove_file(&next).unwrap();
+        let (s, _) = sources.read_all().unwrap();
+        tokens.set(s.api_token, s.api_token_next);
+        assert!(!tokens.accepts("old") && tokens.accepts("new"));
+        std::fs::remove_file(&current).unwrap();
+        assert!(sources.read_all().is_err(), "the current token's file is required");
+        assert!(!ApiTokens::new(None, None).required());
     }
 
     #[test]

@@ -31,6 +31,12 @@
 //!    taken before a frame's body is read; a connection that must wait for
 //!    permits first hands over what it holds, so waiting never holds any.
 //!    A batch holds at most [`WIRE_BATCH_BYTES_MAX`].
+//! 6. With `--tls-cert` and `--tls-key`, the listener speaks TLS (the API's
+//!    certificate), the handshake within `--wire-hello-timeout-ms`; a
+//!    failed one is counted as a refusal. A non-loopback wire listener with
+//!    a token refuses to start without TLS, as the API does: the token in
+//!    the hello would cross the network in cleartext. The node's tokens
+//!    are the API's, rotation included (`secret` rule 5).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,11 +50,13 @@ use caxton_shards::limits::{
 };
 use caxton_shards::names::{NODE_SENDER, WIRE_NAME_PREFIX};
 use caxton_shards::router::RouteError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::control::{Control, Phase, WireOutbox};
+use crate::secret::ApiTokens;
 
 /// The protocol's hello, by the envelope version spoken (rule 2).
 pub const HELLO: &str = "caxton-wire/2";
@@ -62,7 +70,9 @@ pub struct WireLimits {
     pub ingress_bytes: usize,
 }
 
-pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<String>, limits: WireLimits) {
+/// Serves the wire listener. With `tls`, every connection is TLS first,
+/// its handshake bounded by the hello timeout (rule 6).
+pub async fn serve(control: Arc<Control>, listener: TcpListener, tokens: ApiTokens, tls: Option<TlsAcceptor>, limits: WireLimits) {
     let open = Arc::new(AtomicUsize::new(0));
     let ingress = Arc::new(Semaphore::new(limits.ingress_bytes));
     let limits = Arc::new(limits);
@@ -70,14 +80,29 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<S
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let (control, token, open, ingress, limits) = (control.clone(), token.clone(), open.clone(), ingress.clone(), limits.clone());
+                let (control, tokens, open, ingress, limits, tls) =
+                    (control.clone(), tokens.clone(), open.clone(), ingress.clone(), limits.clone(), tls.clone());
                 let over = open.fetch_add(1, Ordering::Relaxed) >= limits.connections_max;
                 tokio::spawn(async move {
-                    let result = if over {
-                        control.wire_refused.fetch_add(1, Ordering::Relaxed);
-                        refuse(stream, &format!("the node holds --wire-connections-max {} connections; retry later", limits.connections_max)).await
-                    } else {
-                        connection(control, stream, token, &limits, ingress).await
+                    let result = match tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            serve_one(control, rd, wr, over, tokens, &limits, ingress).await
+                        }
+                        Some(acceptor) => match tokio::time::timeout(limits.hello_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let (rd, wr) = tokio::io::split(stream);
+                                serve_one(control, rd, wr, over, tokens, &limits, ingress).await
+                            }
+                            Ok(Err(e)) => {
+                                control.wire_refused.fetch_add(1, Ordering::Relaxed);
+                                Err(std::io::Error::other(format!("TLS handshake failed: {e}")))
+                            }
+                            Err(_) => {
+                                control.wire_refused.fetch_add(1, Ordering::Relaxed);
+                                Err(std::io::Error::other("no TLS handshake within the hello timeout"))
+                            }
+                        },
                     };
                     open.fetch_sub(1, Ordering::Relaxed);
                     if let Err(e) = result {
@@ -91,6 +116,29 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, token: Option<S
             }
         }
     }
+}
+
+/// One connection, plain or TLS: refused at once past the connection bound.
+async fn serve_one<R, W>(
+    control: Arc<Control>,
+    rd: R,
+    mut wr: W,
+    over: bool,
+    tokens: ApiTokens,
+    limits: &WireLimits,
+    ingress: Arc<Semaphore>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    if over {
+        control.wire_refused.fetch_add(1, Ordering::Relaxed);
+        let why = format!("the node holds --wire-connections-max {} connections; retry later", limits.connections_max);
+        write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
+        return wr.shutdown().await;
+    }
+    connection(control, rd, wr, tokens, limits, ingress).await
 }
 
 /// Reads a frame's length prefix; `None` at a clean end of stream.
@@ -122,14 +170,8 @@ fn failure(to: &str, about: &Header, reason: &str) -> Message {
     Message::encode(&header, NODE_SENDER.as_bytes(), to.as_bytes(), reason.as_bytes()).expect("a valid failure notice")
 }
 
-async fn refuse(stream: tokio::net::TcpStream, why: &str) -> std::io::Result<()> {
-    let mut stream = stream;
-    write_frame(&mut stream, format!("{HELLO} refused: {why}").as_bytes()).await?;
-    stream.shutdown().await
-}
-
 /// The hello (rule 2): the version it asks for, or why it is refused.
-async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> Result<&'static str, String> {
+async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, tokens: &ApiTokens) -> Result<&'static str, String> {
     let len = read_len(rd, WIRE_HELLO_BYTES_MAX).await.map_err(|e| e.to_string())?.ok_or("closed before its hello")?;
     let mut frame = vec![0u8; len];
     rd.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
@@ -138,23 +180,20 @@ async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, token: &Option<String>) -> R
         Some((h, rest)) if rest.is_empty() || rest.starts_with(' ') => (h, rest.trim()),
         _ => return Err(format!("expected {HELLO} (or {HELLO_V1})")),
     };
-    match token {
-        Some(want) if !crate::secret::token_matches(given, want) => Err("missing or wrong token".into()),
-        _ => Ok(version),
+    if tokens.required() && !tokens.accepts(given) {
+        return Err("missing or wrong token".into());
     }
+    Ok(version)
 }
 
-async fn connection(
-    control: Arc<Control>,
-    stream: tokio::net::TcpStream,
-    token: Option<String>,
-    limits: &WireLimits,
-    ingress: Arc<Semaphore>,
-) -> std::io::Result<()> {
-    let (rd, wr) = stream.into_split();
+async fn connection<R, W>(control: Arc<Control>, rd: R, wr: W, tokens: ApiTokens, limits: &WireLimits, ingress: Arc<Semaphore>) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut rd = BufReader::with_capacity(WIRE_BUFFER_BYTES, rd);
     let mut wr = BufWriter::with_capacity(WIRE_BUFFER_BYTES, wr);
-    let said = match tokio::time::timeout(limits.hello_timeout, hello(&mut rd, &token)).await {
+    let said = match tokio::time::timeout(limits.hello_timeout, hello(&mut rd, &tokens)).await {
         Ok(said) => said,
         Err(_) => Err(format!("no hello within {} ms", limits.hello_timeout.as_millis())),
     };
@@ -329,15 +368,15 @@ mod tests {
 
     #[test]
     fn a_hello_names_the_protocol_and_the_token() {
-        let token = Some("secret".to_string());
+        let token = ApiTokens::new(Some("secret".to_string()), None);
         assert_eq!(block_on(hello(&mut &frame(b"caxton-wire/1 secret")[..], &token)), Ok(HELLO_V1));
         assert_eq!(block_on(hello(&mut &frame(b"caxton-wire/2 secret")[..], &token)), Ok(HELLO));
         assert!(block_on(hello(&mut &frame(b"caxton-wire/1 other")[..], &token)).is_err());
-        assert!(block_on(hello(&mut &frame(b"caxton-wire/2")[..], &None)).is_ok());
-        assert!(block_on(hello(&mut &frame(b"caxton-wire/22")[..], &None)).is_err());
-        assert!(block_on(hello(&mut &frame(b"caxton-wire/3")[..], &None)).is_err());
-        assert!(block_on(hello(&mut &frame(b"GET / HTTP/1.1")[..], &None)).is_err());
-        assert!(block_on(hello(&mut &frame(&[b'x'; WIRE_HELLO_BYTES_MAX + 1])[..], &None)).is_err(), "a hello is short");
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/2")[..], &ApiTokens::default())).is_ok());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/22")[..], &ApiTokens::default())).is_err());
+        assert!(block_on(hello(&mut &frame(b"caxton-wire/3")[..], &ApiTokens::default())).is_err());
+        assert!(block_on(hello(&mut &frame(b"GET / HTTP/1.1")[..], &ApiTokens::default())).is_err());
+        assert!(block_on(hello(&mut &frame(&[b'x'; WIRE_HELLO_BYTES_MAX + 1])[..], &ApiTokens::default())).is_err(), "a hello is short");
     }
 
     mod fuzz {
@@ -350,7 +389,7 @@ mod tests {
             #[test]
             fn any_opening_is_a_hello_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300), framed in any::<bool>(), token in proptest::option::of("[a-z]{1,8}")) {
                 let input = if framed { frame(&bytes) } else { bytes.clone() };
-                if block_on(hello(&mut &input[..], &token)).is_ok() {
+                if block_on(hello(&mut &input[..], &ApiTokens::new(token.clone(), None))).is_ok() {
                     prop_assert!(framed && (bytes.starts_with(HELLO.as_bytes()) || bytes.starts_with(HELLO_V1.as_bytes())));
                 }
             }

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use caxton_cluster::auth::{nonce, ClusterKey, NONCE_BYTES, TAG_BYTES};
-use caxton_shards::link::frame::{decode_head, encode_hello};
+use caxton_cluster::session::{self, Mode, Session};
+use caxton_cluster::KeyRing;
 use common::{eventually, free_cluster_port, repo_path, Node};
 use serde_json::{json, Value};
 
@@ -158,21 +158,23 @@ fn a_node_that_leaves_gracefully_is_gone_from_every_view_within_two_seconds() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
-/// Runs the client side of a link handshake; `proof` overrides the real one.
-fn link_handshake(addr: &str, key: &ClusterKey, forge: bool) -> TcpStream {
+/// Runs the client side of a link handshake as node `127.0.0.9:9`;
+/// `forge` alters its first record, which a server must then refuse.
+fn link_handshake(addr: &str, ring: &KeyRing, forge: bool) -> (TcpStream, Session) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mine = nonce();
-    let me = "127.0.0.9:9";
-    s.write_all(&encode_hello(me, &mine)).unwrap();
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).unwrap();
-    let mut rest = vec![0u8; decode_head(&head).unwrap() + NONCE_BYTES + TAG_BYTES];
-    s.read_exact(&mut rest).unwrap();
-    let theirs = &rest[rest.len() - NONCE_BYTES - TAG_BYTES..rest.len() - TAG_BYTES];
-    let proof = if forge { [0u8; TAG_BYTES] } else { key.client_proof(&mine, theirs, me.as_bytes()) };
-    s.write_all(&proof).unwrap();
-    s
+    let (pending, hello) = session::client_hello(ring, Mode::Sealed);
+    s.write_all(&hello).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut answer = vec![0u8; u16::from_le_bytes(len) as usize];
+    s.read_exact(&mut answer).unwrap();
+    let (session, mut confirm) = pending.finish(&answer, addr, "127.0.0.9:9").unwrap();
+    if forge {
+        *confirm.last_mut().unwrap() ^= 1;
+    }
+    s.write_all(&confirm).unwrap();
+    (s, session)
 }
 
 fn closed_by_peer(s: &mut TcpStream) -> bool {
@@ -190,17 +192,19 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     assert_eq!(state_of(&a.node, &intruder.cluster).0, "absent");
     assert_eq!(alive(&intruder.node), 1, "it sees no one: {:?}", members(&intruder.node));
 
-    // A link handshake with a forged proof is closed and counted.
-    let right = ClusterKey::new(KEY.as_bytes()).unwrap();
-    let mut forged = link_handshake(&a.cluster, &right, true);
+    // A link handshake with a forged first record is closed and counted.
+    let right = KeyRing::new(KEY.as_bytes(), None).unwrap();
+    let (mut forged, _) = link_handshake(&a.cluster, &right, true);
     assert!(closed_by_peer(&mut forged));
     assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"bad_key\"}")
         + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"bad_key\"}")
         >= 1.0));
 
-    // A malformed frame closes that connection only.
-    let mut garbled = link_handshake(&a.cluster, &right, false);
-    garbled.write_all(&[9, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+    // A malformed frame, sealed as it should be, closes that connection only.
+    let (mut garbled, mut keys) = link_handshake(&a.cluster, &right, false);
+    let mut record = Vec::new();
+    keys.sealer.seal(&[9, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &mut record);
+    garbled.write_all(&record).unwrap();
     assert!(closed_by_peer(&mut garbled));
     assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{") >= 2.0));
     assert_eq!(a.node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
@@ -462,8 +466,8 @@ fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
 
     // 2 inbound links per node (1 per shard): authenticated connections
     // past that are closed at once and counted.
-    let right = ClusterKey::new(KEY.as_bytes()).unwrap();
-    let linked: Vec<TcpStream> = (0..6).map(|_| link_handshake(&a_cluster, &right, false)).collect();
+    let right = KeyRing::new(KEY.as_bytes(), None).unwrap();
+    let linked: Vec<(TcpStream, Session)> = (0..6).map(|_| link_handshake(&a_cluster, &right, false)).collect();
     assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}")
         + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}")
         >= 4.0));

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use caxton_cluster::session::Mode;
 use caxton_cluster::sim::{measure_convergence, Convergence};
-use caxton_cluster::{ClusterKey, GossipSettings};
+use caxton_cluster::{GossipSettings, KeyRing};
 use caxton_shards::clock::now_ns;
 use caxton_shards::command::ClusterUpdate;
 use caxton_shards::executor::allowed_cpus;
@@ -111,11 +112,18 @@ fn free_port(ip: &str) -> SocketAddr {
 }
 
 impl LinkedPair {
+    /// Two nodes whose links encrypt, as every node's do.
     pub fn start() -> LinkedPair {
+        LinkedPair::start_with(Mode::Sealed)
+    }
+
+    /// Two nodes whose link records are sealed, or in clear after the same
+    /// authenticated handshake (`Mode::Plain`: the baseline of encryption's
+    /// cost; a node never runs it).
+    pub fn start_with(mode: Mode) -> LinkedPair {
         let cpus = allowed_cpus();
         let (addr_a, addr_b) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
-        let key = ClusterKey::new(b"benchmark cluster key").unwrap();
-        let link = |addr: SocketAddr| LinkSetup::with_defaults(addr, key.clone(), 1);
+        let link = |addr: SocketAddr| LinkSetup { mode, ..LinkSetup::with_defaults(addr, KeyRing::new(b"benchmark cluster key", None).unwrap(), 1) };
         let round_trips = Arc::new(Mutex::new(histogram()));
         let replies = Arc::new(AtomicU64::new(0));
         let (rt, n) = (round_trips.clone(), replies.clone());

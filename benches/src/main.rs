@@ -142,6 +142,17 @@ fn one_run(small: bool, run: usize) -> Run {
         r.insert("node_load_rate", far_rate);
         r.insert("node_blast", pair.blast(secs(3)));
     }
+    {
+        // The same link with records in clear (issue 17): what encryption
+        // costs, measured in the same run.
+        let pair = cluster::LinkedPair::start_with(caxton_cluster::session::Mode::Plain);
+        pair.deploy_on_b("echo-far", &routing::agents_dir().join("echo.wat"));
+        pair.round_trips("echo-far", 1_000, Duration::from_millis(300));
+        let (far, _) = pair.round_trips("echo-far", 1_000, secs(3));
+        r.insert("node_plain_idle_p50", us(&far, 0.5));
+        r.insert("node_plain_idle_p99", us(&far, 0.99));
+        r.insert("node_plain_blast", pair.blast(secs(3)));
+    }
     let tcp = cluster::loopback_tcp_ping_pong(if small { 2_000 } else { 50_000 });
     r.insert("tcp_p50", us(&tcp, 0.5));
     r.insert("tcp_p99", us(&tcp, 0.99));
@@ -214,6 +225,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
     let floor = "floor: spinning threads";
     let remote = "Remote routing (two nodes over loopback; round trip API → echo on the other node → API, two hops)";
     let same_node = "same round trip, echo on the same node";
+    let plain = "the same link, records in clear (same handshake)";
     let same_node_load = "same round trip at the same rate, echo on the same node";
     let mut cluster_rows = vec![
         row(remote, "round trip, idle (1,000 msg/s), p50", "µs", Lower, g("node_idle_p50"), Some((same_node, g("node_near_p50"))), Some(5_000.0), Some(200.0)),
@@ -309,6 +321,9 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
             None,
         ),
+        row(remote, "round trip, idle, p50, encrypted links", "µs", Lower, g("node_idle_p50"), Some((plain, g("node_plain_idle_p50"))), None, None),
+        row(remote, "round trip, idle, p99, encrypted links", "µs", Lower, g("node_idle_p99"), Some((plain, g("node_plain_idle_p99"))), None, None),
+        row(remote, "pipelined node to node, encrypted links", "msg/s", Higher, g("node_blast"), Some((plain, g("node_plain_blast"))), None, None),
     ];
     let conv = "Gossip convergence (simulated: foca, 200 ms interval, fanout 3, 1400-byte packets)";
     let piggyback = "no gossip rounds: updates ride on probes only";

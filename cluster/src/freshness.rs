@@ -1,7 +1,7 @@
 //! Gossip packets that cannot be replayed or redirected: the header every
 //! sealed packet carries, and the window each node keeps per sender.
 //!
-//! Layout, covered by the packet's tag ([`crate::auth`] rule 1):
+//! Layout, encrypted with the rest of the packet ([`crate::keyring`] rule 1):
 //!
 //! | bytes | field |
 //! |---|---|
@@ -10,6 +10,7 @@
 //! | 8 | sender epoch: the sender's boot number, higher at every start |
 //! | 8 | sequence: per sender and epoch, 1, 2, 3, … |
 //! | 19 | destination address |
+//! | 4 | the other key the sender holds, or the sealing one ([`crate::keyring`] rule 3) |
 //! | … | body |
 //!
 //! An address is a family byte (4 or 6), 16 bytes of IP (an IPv4 one in its
@@ -24,7 +25,7 @@
 //!    does). A packet of an older epoch, of a sequence already seen, or older
 //!    than the window is refused (`replay`). A higher epoch (the sender
 //!    restarted) starts a new window.
-//! 3. Only packets whose tag verified reach the window, so no one without
+//! 3. Only packets that opened under a held key reach the window, so no one without
 //!    the key can fill it; its memory is one entry per member.
 //! 4. What is not covered: after *this* node restarts, it knows no window,
 //!    so a packet captured before the restart, from a sender's current
@@ -34,10 +35,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use crate::keyring::{KeyId, KEY_ID_BYTES};
+
 /// Bytes of an encoded address.
 pub const ADDR_BYTES: usize = 19;
 /// Bytes of the header.
-pub const HEADER_BYTES: usize = 1 + ADDR_BYTES + 8 + 8 + ADDR_BYTES;
+pub const HEADER_BYTES: usize = 1 + ADDR_BYTES + 8 + 8 + ADDR_BYTES + KEY_ID_BYTES;
 /// Sequence numbers remembered per sender (rule 2).
 pub const REPLAY_WINDOW: u64 = 1024;
 
@@ -48,6 +51,8 @@ pub struct Header {
     pub epoch: u64,
     pub seq: u64,
     pub to: SocketAddr,
+    /// The other key the sender holds (rotation), or the one it sealed with.
+    pub holds: KeyId,
 }
 
 fn encode_addr(out: &mut Vec<u8>, addr: SocketAddr) {
@@ -84,6 +89,7 @@ impl Header {
         out.extend_from_slice(&self.epoch.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
         encode_addr(out, self.to);
+        out.extend_from_slice(&self.holds.0);
         debug_assert_eq!(out.len(), HEADER_BYTES);
     }
 
@@ -97,8 +103,9 @@ impl Header {
         let at = 1 + ADDR_BYTES;
         let epoch = u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
         let seq = u64::from_le_bytes(head[at + 8..at + 16].try_into().unwrap());
-        let to = decode_addr(&head[at + 16..])?;
-        Some((Header { kind: head[0], from, epoch, seq, to }, body))
+        let to = decode_addr(&head[at + 16..at + 16 + ADDR_BYTES])?;
+        let holds = KeyId(head[HEADER_BYTES - KEY_ID_BYTES..].try_into().unwrap());
+        Some((Header { kind: head[0], from, epoch, seq, to, holds }, body))
     }
 }
 
@@ -207,13 +214,13 @@ mod tests {
     }
 
     fn h(from: &str, epoch: u64, seq: u64, to: &str) -> Header {
-        Header { kind: 0, from: addr(from), epoch, seq, to: addr(to) }
+        Header { kind: 0, from: addr(from), epoch, seq, to: addr(to), holds: KeyId([1, 2, 3, 4]) }
     }
 
     #[test]
     fn headers_round_trip_for_both_families() {
         for (from, to) in [("10.0.0.1:7946", "10.0.0.2:7946"), ("[fe80::1]:1", "[::1]:65535")] {
-            let header = Header { kind: 1, from: addr(from), epoch: 7, seq: u64::MAX, to: addr(to) };
+            let header = Header { kind: 1, from: addr(from), epoch: 7, seq: u64::MAX, to: addr(to), holds: KeyId::default() };
             let mut out = Vec::new();
             header.encode(&mut out);
             out.extend_from_slice(b"body");

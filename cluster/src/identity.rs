@@ -1,5 +1,6 @@
 //! A node's identity in the cluster: its cluster address (UDP gossip and TCP
-//! links share the port), its API address, and its boot number.
+//! links share the port), its API address and whether it speaks TLS, and its
+//! boot number.
 //!
 //! A node that restarts comes back with a higher `boot` (the catalog counts
 //! starts), so the cluster tells the new process from the dead one; foca's
@@ -16,6 +17,9 @@ pub struct NodeId {
     pub addr: SocketAddr,
     /// The node's REST API, for requests forwarded to it (`--node`).
     pub api: SocketAddr,
+    /// Whether that API speaks HTTPS: a forwarded request, which carries
+    /// the caller's token, goes over TLS to a member that has it.
+    pub api_tls: bool,
     pub boot: u32,
 }
 
@@ -23,7 +27,7 @@ impl NodeId {
     /// The identity to announce to when only the address is known (`--join`):
     /// foca accepts an announce addressed to any identity with its address.
     pub fn seed(addr: SocketAddr) -> NodeId {
-        NodeId { addr, api: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), boot: 0 }
+        NodeId { addr, api: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), api_tls: false, boot: 0 }
     }
 
     /// The node's name, as operators and the registry see it.
@@ -66,7 +70,7 @@ mod tests {
 
     #[test]
     fn renewal_wins_the_address() {
-        let a = NodeId { addr: "127.0.0.1:7000".parse().unwrap(), api: "127.0.0.1:8000".parse().unwrap(), boot: 3 };
+        let a = NodeId { addr: "127.0.0.1:7000".parse().unwrap(), api: "127.0.0.1:8000".parse().unwrap(), api_tls: true, boot: 3 };
         let b = a.renew().unwrap();
         assert_eq!(b.boot, 4);
         assert_eq!(a.addr(), b.addr());

@@ -6,10 +6,11 @@
 //! cluster ([`crate::sim`]).
 //!
 //! Rules:
-//! 1. Every packet out is sealed, every packet in is opened first
-//!    ([`crate::auth`] rule 1); a refused packet is counted by why.
-//! 2. A packet never exceeds `GossipSettings::packet_bytes_max`, tag
-//!    included: foca is given that size minus the tag.
+//! 1. Every packet out is sealed (encrypted and authenticated), every
+//!    packet in is opened first ([`crate::keyring`] rule 1); a refused
+//!    packet is counted by why.
+//! 2. A packet never exceeds `GossipSettings::packet_bytes_max`, seal
+//!    included: foca is given that size minus the seal and the header.
 //! 3. When a member comes up, this node sends it the names it hosts in
 //!    sync packets addressed to it alone ([`crate::registry`] rule 3); the
 //!    driver also calls [`Membership::resync_one`] now and then, so a lost
@@ -21,8 +22,13 @@
 //! 5. Every packet starts with a header ([`crate::freshness`]): a kind byte,
 //!    [`KIND_FOCA`] (foca's own) or [`KIND_SYNC`] (registry items: `u16`
 //!    length, item, repeated), the sender, its epoch and a sequence number,
-//!    and the destination. The tag covers it. A packet for another node, or
-//!    one seen before, is refused and counted (freshness rules 1 and 2).
+//!    the destination and the other key it holds. The seal covers it. A
+//!    packet for another node, or one seen before, is refused and counted
+//!    (freshness rules 1 and 2).
+//! 6. What each member's packets say of its keys is kept, and after every
+//!    packet and timer the key ring applies its rotation rules to the
+//!    active members ([`crate::keyring`] rule 3); a step is counted and
+//!    handed to the driver (`take_key_steps`).
 //! 4. foca's timings follow the cluster's size: when the members seen
 //!    double or halve, the suspicion timeout and the times an update is
 //!    passed on are re-derived for the new size (foca allows exactly these
@@ -38,8 +44,8 @@ use foca::{AccumulatingRuntime, BroadcastHandler, Config, Foca, Member, OwnedNot
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::auth::{ClusterKey, TAG_BYTES};
 use crate::freshness::{Freshness, Header, Stale, HEADER_BYTES};
+use crate::keyring::{KeyRing, Report, Reports, Step, SEAL_BYTES};
 use crate::registry::{RegistryError, RouteKey};
 use crate::{NodeId, Registry, RouteItem};
 
@@ -63,7 +69,7 @@ pub struct GossipSettings {
     pub interval_ms: u64,
     /// Members each round goes to. ADR: 3.
     pub fanout: usize,
-    /// Largest packet, tag included. ADR: 1400 bytes (MTU-safe).
+    /// Largest packet, seal included. ADR: 1400 bytes (MTU-safe).
     pub packet_bytes_max: usize,
     /// Expected cluster size: sets how many times an update is passed on
     /// and how long a suspect has to refute (foca's LAN formulas). A
@@ -76,14 +82,14 @@ pub struct GossipSettings {
 }
 
 impl GossipSettings {
-    /// Room for a packet's body: the packet less its header and tag.
+    /// Room for a packet's body: the packet less its header and seal.
     pub fn body_bytes_max(&self) -> usize {
-        self.packet_bytes_max - TAG_BYTES - HEADER_BYTES
+        self.packet_bytes_max - SEAL_BYTES - HEADER_BYTES
     }
 
     /// foca's LAN profile with our gossip parameters (rule 2).
     pub fn foca_config(&self) -> Config {
-        assert!(self.packet_bytes_max > TAG_BYTES + HEADER_BYTES + 64, "packets too small for a foca header");
+        assert!(self.packet_bytes_max > SEAL_BYTES + HEADER_BYTES + 64, "packets too small for a foca header");
         let mut c = Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap());
         c.max_packet_size = NonZeroUsize::new(self.body_bytes_max()).unwrap();
         c.periodic_gossip = self
@@ -95,9 +101,10 @@ impl GossipSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketError {
-    /// The tag did not verify: wrong key, or not ours.
+    /// It did not open under a key this node holds: wrong key, altered,
+    /// or not ours.
     BadTag,
-    /// The tag verified but the header, the items or foca refused the content.
+    /// It opened but the header, the items or foca refused the content.
     Malformed,
     /// Authentic, but seen before or too old (freshness rule 2).
     Replay,
@@ -115,6 +122,9 @@ pub struct GossipStats {
     pub refused_malformed: u64,
     pub refused_replay: u64,
     pub refused_wrong_destination: u64,
+    /// Rotation steps taken (rule 6).
+    pub key_switches: u64,
+    pub key_drops: u64,
 }
 
 /// foca's broadcast handler; the registry itself is shared with
@@ -143,7 +153,10 @@ pub struct Membership {
     foca: Foca<NodeId, PostcardCodec, SmallRng, SharedRegistry>,
     runtime: AccumulatingRuntime<NodeId>,
     registry: Rc<RefCell<Registry>>,
-    key: ClusterKey,
+    keys: KeyRing,
+    /// What members' packets say of their keys (rule 6).
+    reports: Reports,
+    steps: Vec<Step>,
     settings: GossipSettings,
     /// Sealed sync packets waiting to go (rule 3).
     outbox: std::collections::VecDeque<(NodeId, Vec<u8>)>,
@@ -160,14 +173,16 @@ pub struct Membership {
 impl Membership {
     /// `epoch` must be higher at every start of the node (its boot number):
     /// it is what tells its new packets from replayed old ones.
-    pub fn new(id: NodeId, settings: &GossipSettings, key: ClusterKey, seed: u64, epoch: u64, cached: Vec<RouteItem>) -> Membership {
+    pub fn new(id: NodeId, settings: &GossipSettings, keys: KeyRing, seed: u64, epoch: u64, cached: Vec<RouteItem>) -> Membership {
         let registry = Rc::new(RefCell::new(Registry::with_routes(cached)));
         let foca = Foca::with_custom_broadcast(id, settings.foca_config(), SmallRng::seed_from_u64(seed), PostcardCodec, SharedRegistry(registry.clone()));
         Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
             registry,
-            key,
+            keys,
+            reports: Reports::default(),
+            steps: Vec::new(),
             settings: *settings,
             outbox: Default::default(),
             to_push: Vec::new(),
@@ -218,32 +233,61 @@ impl Membership {
     pub fn handle_packet(&mut self, sealed: &[u8]) -> Result<(), PacketError> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += sealed.len() as u64;
-        let handled = self.open(sealed).and_then(|(header, body)| match header.kind {
-            KIND_FOCA => self.foca.handle_data(body, &mut self.runtime).map_err(|_| PacketError::Malformed),
-            KIND_SYNC => self.take_sync(body),
-            _ => Err(PacketError::Malformed),
+        let handled = self.open(sealed).and_then(|(header, packet)| {
+            let body = &packet[HEADER_BYTES..];
+            match header.kind {
+                KIND_FOCA => self.foca.handle_data(body, &mut self.runtime).map_err(|_| PacketError::Malformed),
+                KIND_SYNC => self.take_sync(body),
+                _ => Err(PacketError::Malformed),
+            }
         });
         match handled {
             Err(PacketError::BadTag) => self.stats.refused_bad_tag += 1,
             Err(PacketError::Malformed) => self.stats.refused_malformed += 1,
             Err(PacketError::Replay) => self.stats.refused_replay += 1,
             Err(PacketError::WrongDestination) => self.stats.refused_wrong_destination += 1,
-            Ok(()) => {}
+            Ok(()) => self.rotate(),
         }
         handled
     }
 
-    /// Checks a packet's tag, then its header: its body if it is new and
-    /// for this node.
-    fn open<'p>(&mut self, sealed: &'p [u8]) -> Result<(Header, &'p [u8]), PacketError> {
-        let packet = self.key.open(sealed).ok_or(PacketError::BadTag)?;
-        let (header, body) = Header::decode(packet).ok_or(PacketError::Malformed)?;
+    /// Applies the key ring's rotation rules to the active members (rule 6).
+    pub fn rotate(&mut self) {
+        let active: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        self.reports.retain(|a| active.contains(a));
+        let reports = &self.reports;
+        if let Some(step) = self.keys.advance(active.iter().map(|a| reports.get(a))) {
+            match step {
+                Step::Switched(_) => self.stats.key_switches += 1,
+                Step::Dropped(_) => self.stats.key_drops += 1,
+            }
+            self.steps.push(step);
+        }
+    }
+
+    /// Rotation steps taken since the last call, for the driver to log.
+    pub fn take_key_steps(&mut self) -> Vec<Step> {
+        std::mem::take(&mut self.steps)
+    }
+
+    /// The node's key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Opens a packet, then checks its header: the header and the whole
+    /// opened packet if it is new and for this node. Records what its
+    /// sender said of its keys (rule 6).
+    fn open(&mut self, sealed: &[u8]) -> Result<(Header, Vec<u8>), PacketError> {
+        let (sealed_with, packet) = self.keys.open(sealed).ok_or(PacketError::BadTag)?;
+        let (header, _) = Header::decode(&packet).ok_or(PacketError::Malformed)?;
         let me = self.foca.identity().addr;
         self.freshness.check(me, &header).map_err(|stale| match stale {
             Stale::WrongDestination => PacketError::WrongDestination,
             Stale::Replay => PacketError::Replay,
         })?;
-        Ok((header, body))
+        self.reports.record(header.from, Report { sends: sealed_with, holds: header.holds });
+        Ok((header, packet))
     }
 
     /// Registry items from a sync packet: `u16` length, item, repeated.
@@ -267,11 +311,12 @@ impl Membership {
     fn seal(&mut self, to: SocketAddr, kind: u8, body: &[u8]) -> Vec<u8> {
         debug_assert!(body.len() <= self.settings.body_bytes_max());
         self.seq += 1;
-        let header = Header { kind, from: self.foca.identity().addr, epoch: self.epoch, seq: self.seq, to };
-        let mut packet = Vec::with_capacity(HEADER_BYTES + body.len() + TAG_BYTES);
+        let (_, holds) = self.keys.ids();
+        let header = Header { kind, from: self.foca.identity().addr, epoch: self.epoch, seq: self.seq, to, holds };
+        let mut packet = Vec::with_capacity(HEADER_BYTES + body.len() + SEAL_BYTES);
         header.encode(&mut packet);
         packet.extend_from_slice(body);
-        self.key.seal(&mut packet);
+        self.keys.seal(&mut packet);
         debug_assert!(packet.len() <= self.settings.packet_bytes_max, "rule 2");
         packet
     }
@@ -328,6 +373,7 @@ impl Membership {
     pub fn handle_timer(&mut self, timer: Timer<NodeId>) {
         // Stale timers (an old probe's) are refused by foca: not an error.
         let _ = self.foca.handle_timer(timer, &mut self.runtime);
+        self.rotate();
     }
 
     /// Publishes an item about a name this node hosts.
@@ -426,15 +472,16 @@ mod tests {
     fn node(i: u8, key: &str) -> Membership {
         let addr: SocketAddr = format!("127.0.0.{i}:7946").parse().unwrap();
         let settings = GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 3, periodic_gossip: true };
-        Membership::new(NodeId { addr, api: addr, boot: 1 }, &settings, ClusterKey::new(key.as_bytes()).unwrap(), i as u64, 1, Vec::new())
+        Membership::new(NodeId { addr, api: addr, api_tls: false, boot: 1 }, &settings, KeyRing::new(key.as_bytes(), None).unwrap(), i as u64, 1, Vec::new())
     }
 
     /// A packet sealed with the key, as `from` would send it to `to`.
     fn forge(from: &Membership, to: &Membership, seq: u64, kind: u8, body: &[u8]) -> Vec<u8> {
         let mut p = Vec::new();
-        Header { kind, from: from.id().addr, epoch: 1, seq, to: to.id().addr }.encode(&mut p);
+        let ring = KeyRing::new(KEY.as_bytes(), None).unwrap();
+        Header { kind, from: from.id().addr, epoch: 1, seq, to: to.id().addr, holds: ring.ids().1 }.encode(&mut p);
         p.extend_from_slice(body);
-        ClusterKey::new(KEY.as_bytes()).unwrap().seal(&mut p);
+        ring.seal(&mut p);
         p
     }
 
@@ -498,15 +545,16 @@ mod tests {
         use proptest::prelude::*;
 
         /// Sealed packets of any kind and body, from a member with the key:
-        /// what reaches the parsers behind the tag.
+        /// what reaches the parsers behind the seal.
         fn sealed(from: &Membership, to: &Membership) -> impl Strategy<Value = Vec<u8>> {
             let (f, t) = (from.id().addr, to.id().addr);
             (any::<u8>(), 1u64..u64::MAX, prop::collection::vec(any::<u8>(), 0..1400), any::<bool>()).prop_map(move |(kind, seq, body, sync)| {
                 let mut p = Vec::new();
                 // Epoch 0: the real sender (epoch 1) comes after, as after a restart.
-                Header { kind: if sync { KIND_SYNC } else { kind }, from: f, epoch: 0, seq, to: t }.encode(&mut p);
+                let ring = KeyRing::new(KEY.as_bytes(), None).unwrap();
+                Header { kind: if sync { KIND_SYNC } else { kind }, from: f, epoch: 0, seq, to: t, holds: ring.ids().1 }.encode(&mut p);
                 p.extend_from_slice(&body);
-                ClusterKey::new(KEY.as_bytes()).unwrap().seal(&mut p);
+                ring.seal(&mut p);
                 p
             })
         }

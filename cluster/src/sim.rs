@@ -14,7 +14,7 @@ use foca::{OwnedNotification, Timer};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::{ClusterKey, GossipSettings, Membership, NodeId};
+use crate::{GossipSettings, KeyRing, Membership, NodeId};
 
 /// Port every simulated node listens on.
 pub const SIM_PORT: u16 = 7946;
@@ -55,7 +55,8 @@ impl Ord for Scheduled {
 
 pub struct Simulation {
     settings: GossipSettings,
-    key: ClusterKey,
+    /// The secret every node starts with (each node has a ring of its own).
+    secret: &'static [u8],
     nodes: Vec<Option<Membership>>,
     by_addr: HashMap<SocketAddr, usize>,
     events: BinaryHeap<Scheduled>,
@@ -78,7 +79,7 @@ impl Simulation {
     pub fn new(settings: GossipSettings, seed: u64) -> Simulation {
         Simulation {
             settings,
-            key: ClusterKey::new(b"simulated cluster key").unwrap(),
+            secret: b"simulated cluster key",
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             events: BinaryHeap::new(),
@@ -107,9 +108,9 @@ impl Simulation {
     pub fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
         let addr = sim_addr(i);
-        let id = NodeId { addr, api: addr, boot: 1 };
+        let id = NodeId { addr, api: addr, api_tls: false, boot: 1 };
         let seed = self.rng.random::<u64>();
-        self.nodes.push(Some(Membership::new(id.clone(), &self.settings, self.key.clone(), seed, id.boot as u64, Vec::new())));
+        self.nodes.push(Some(Membership::new(id.clone(), &self.settings, KeyRing::new(self.secret, None).unwrap(), seed, id.boot as u64, Vec::new())));
         self.by_addr.insert(addr, i);
         i
     }
@@ -361,5 +362,35 @@ mod tests {
         sim.join(late, 0);
         let t = sim.now_us();
         sim.run_until(t + 30_000_000, 10_000, |s| s.node(late).unwrap().route("echo").as_ref() == Some(&item)).expect("the late joiner learned it");
+    }
+
+    #[test]
+    fn a_key_rotation_completes_on_every_member_without_a_refused_packet() {
+        let n = 6;
+        let mut sim = joined_through_node_0(n, settings(), 13);
+        let old = sim.node(0).unwrap().keys().ids().0;
+        // The operator hands every node the next key, one after another.
+        for i in 0..n {
+            sim.node(i).unwrap().keys().reload(b"simulated cluster key", Some(b"the next simulated key")).unwrap();
+            let t = sim.now_us();
+            sim.run_until(t + 300_000, 10_000, |_| false);
+        }
+        let t = sim.now_us();
+        let rotated = |s: &Simulation| (0..n).all(|i| s.node(i).unwrap().keys().phase() == (1, false) && s.node(i).unwrap().keys().ids().0 != old);
+        sim.run_until(t + 30_000_000, 10_000, rotated).expect("every member dropped the old key");
+        for i in 0..n {
+            let m = sim.node(i).unwrap();
+            assert_eq!((m.stats.key_switches, m.stats.key_drops), (1, 1));
+            assert_eq!(m.stats.refused_bad_tag, 0, "node {i}: no packet sealed with a key it lacked");
+            assert!(m.keys().find(old).is_none());
+        }
+        assert!((0..n).all(|i| sim.seeing_up(sim_addr(i)) == n - 1), "still one cluster");
+        // A node that only knows the old key is no longer let in.
+        let stale = sim.add_node();
+        sim.join(stale, 0);
+        let t = sim.now_us();
+        sim.run_until(t + 5_000_000, 10_000, |_| false);
+        assert_eq!(sim.seeing_up(sim_addr(stale)), 0);
+        assert!(sim.node(0).unwrap().stats.refused_bad_tag > 0);
     }
 }

@@ -226,7 +226,7 @@ mod tests {
 
     fn id(i: u8, boot: u32) -> NodeId {
         let addr: SocketAddr = format!("127.0.0.{i}:7946").parse().unwrap();
-        NodeId { addr, api: addr, boot }
+        NodeId { addr, api: addr, api_tls: false, boot }
     }
 
     #[test]

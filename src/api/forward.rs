@@ -1,7 +1,10 @@
 //! Requests forwarded to another member's API: deploys aimed at it
 //! (`?node=`) and the lifecycle calls (stop, upgrade, rollback, restart)
-//! of agents it hosts. The caller's credentials go
-//! along; a member that is down is answered 503 at once.
+//! of agents it hosts. The caller's credentials go along, only to the
+//! API address the member advertises in its gossip identity, and over
+//! HTTPS when the member's API has TLS (its certificate checked against
+//! `--tls-ca`, or the public roots); a member that is down is answered 503
+//! at once.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -31,11 +34,13 @@ pub async fn forward(
             control.node_unavailable.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::node_unavailable(format!("node {node} is down")));
         }
-        m.id.api
+        (m.id.api, m.id.api_tls)
     };
-    let url = format!("http://{api}{path}");
+    let (api, tls) = api;
+    let url = format!("{}://{api}{path}", if tls { "https" } else { "http" });
+    let agent = control.forward_agent.clone();
     let forwarded = tokio::task::spawn_blocking(move || {
-        let mut req = ureq::request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
+        let mut req = agent.request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
         if let Some(a) = authorization {
             req = req.set("authorization", &a);
         }

@@ -59,6 +59,10 @@ pub struct ClusterFigures {
     pub down: usize,
     pub gossip: caxton_cluster::membership::GossipStats,
     pub refused_oversized: u64,
+    /// Cluster keys held (1, or 2 during a rotation), and whether the next
+    /// one is sent with.
+    pub keys_held: usize,
+    pub key_sending_next: bool,
     /// REST sends and deploys refused because the node was down.
     pub node_unavailable: u64,
 }
@@ -275,6 +279,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             ("pending", s.links.refused_pending),
             ("too_many", s.links.refused_too_many),
             ("malformed", s.links.closed_malformed),
+            ("tampered", s.links.closed_tampered),
+            ("retired_key", s.links.closed_retired_key),
             ("bad_ack", s.links.closed_bad_ack),
         ] {
             o.sample("caxton_link_refused_total", &format!("shard=\"{}\",reason=\"{reason}\"", s.shard), n);
@@ -395,12 +401,27 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.family("caxton_gossip_packets_total", "counter", "Gossip packets, by direction.");
         o.sample("caxton_gossip_packets_total", "direction=\"received\"", c.gossip.packets_in);
         o.sample("caxton_gossip_packets_total", "direction=\"sent\"", c.gossip.packets_out);
-        o.family("caxton_gossip_refused_total", "counter", "Gossip packets dropped, by reason (bad_key: the tag did not verify).");
+        o.family("caxton_gossip_refused_total", "counter", "Gossip packets dropped, by reason (bad_key: it did not open under a key this node holds).");
         o.sample("caxton_gossip_refused_total", "reason=\"bad_key\"", c.gossip.refused_bad_tag);
         o.sample("caxton_gossip_refused_total", "reason=\"malformed\"", c.gossip.refused_malformed);
         o.sample("caxton_gossip_refused_total", "reason=\"replay\"", c.gossip.refused_replay);
         o.sample("caxton_gossip_refused_total", "reason=\"wrong_destination\"", c.gossip.refused_wrong_destination);
         o.sample("caxton_gossip_refused_total", "reason=\"oversized\"", c.refused_oversized);
+        o.family("caxton_cluster_keys_held", "gauge", "Cluster keys this node accepts: 1, or 2 during a key rotation.");
+        o.sample("caxton_cluster_keys_held", "", c.keys_held);
+        o.family(
+            "caxton_cluster_key_sending_next",
+            "gauge",
+            "1 while a rotation sends with the next key (every member holds it) and the old one is still accepted.",
+        );
+        o.sample("caxton_cluster_key_sending_next", "", c.key_sending_next as u64);
+        o.family(
+            "caxton_cluster_key_rotation_steps_total",
+            "counter",
+            "Key rotation steps taken: switched (sending with the next key), dropped (the old key refused).",
+        );
+        o.sample("caxton_cluster_key_rotation_steps_total", "step=\"switched\"", c.gossip.key_switches);
+        o.sample("caxton_cluster_key_rotation_steps_total", "step=\"dropped\"", c.gossip.key_drops);
         o.family("caxton_node_unavailable_total", "counter", "REST requests refused (503) because the agent's node is down.");
         o.sample("caxton_node_unavailable_total", "", c.node_unavailable);
     }

@@ -36,7 +36,8 @@ use routes::Endpoint;
 
 pub struct Api {
     pub control: Arc<Control>,
-    pub token: Option<String>,
+    /// The tokens accepted (`secret` rule 5); none required when empty.
+    pub tokens: crate::secret::ApiTokens,
     pub received_bytes: AtomicU64,
     pub sent_bytes: AtomicU64,
     /// Open connections, and their limit (`--max-connections`).
@@ -59,14 +60,14 @@ pub struct Api {
 impl Api {
     pub fn new(
         control: Arc<Control>,
-        token: Option<String>,
+        tokens: crate::secret::ApiTokens,
         listen: std::net::SocketAddr,
         limits: &crate::config::ListenerLimits,
         connections_max: usize,
     ) -> Api {
         Api {
             control,
-            token,
+            tokens,
             received_bytes: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
@@ -231,9 +232,11 @@ async fn read_body(api: &Api, req: Request<Incoming>, limit: usize) -> Result<Ve
 }
 
 fn authorized(api: &Api, req: &Request<Incoming>) -> bool {
-    let Some(token) = &api.token else { return true };
+    if !api.tokens.required() {
+        return true;
+    }
     let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    value.strip_prefix("Bearer ").is_some_and(|given| crate::secret::token_matches(given, token))
+    value.strip_prefix("Bearer ").is_some_and(|given| api.tokens.accepts(given))
 }
 
 async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -296,12 +299,15 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                     use caxton_cluster::view::MemberState;
                     let v = c.view.lock().unwrap();
                     let count = |st| v.count(st);
+                    let (keys_held, key_sending_next) = c.keys.phase();
                     metrics::ClusterFigures {
                         alive: 1 + count(MemberState::Alive),
                         suspect: count(MemberState::Suspect),
                         down: count(MemberState::Down),
                         gossip: v.stats,
                         refused_oversized: v.refused_oversized,
+                        keys_held,
+                        key_sending_next,
                         node_unavailable: control.node_unavailable.load(Ordering::Relaxed),
                     }
                 }),

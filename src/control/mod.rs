@@ -121,6 +121,10 @@ pub struct Control {
     pub cluster: Option<Cluster>,
     /// REST sends refused because the receiver's node is down.
     pub node_unavailable: AtomicU64,
+    /// The HTTP client of forwarded requests: HTTPS to members whose API
+    /// has TLS, their certificates checked against `--tls-ca` (default: the
+    /// public roots).
+    pub forward_agent: ureq::Agent,
     /// Compiled modules, on disk and for this start (`module_cache`).
     modules: crate::module_cache::ModuleCache,
     /// Running, draining (SIGTERM: the API answers 503, wire frames are
@@ -224,6 +228,7 @@ impl Control {
             wire_sent_bytes: AtomicU64::new(0),
             cluster,
             node_unavailable: AtomicU64::new(0),
+            forward_agent: ureq::Agent::new(),
             modules: crate::module_cache::ModuleCache::new(None).expect("no directory to make"),
             phase: tokio::sync::watch::channel(Phase::Running).0,
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -250,6 +255,12 @@ impl Control {
     /// [`caxton_shards::limits::CONTROL_TIMEOUT_MS`].
     pub fn with_timeout(mut self, timeout: Duration) -> Control {
         self.timeout = timeout;
+        self
+    }
+
+    /// The client forwarded requests go through (`--tls-ca`).
+    pub fn with_forward_agent(mut self, agent: ureq::Agent) -> Control {
+        self.forward_agent = agent;
         self
     }
 

@@ -1,57 +1,25 @@
-//! Bytes on a link: the handshake and the frames.
+//! Bytes on a link, as the session carries them: frames and acknowledgements.
 //!
 //! Rules:
 //! 1. After the handshake, a link carries frames: a little-endian `u32`
 //!    length, then one ABI v1 envelope (the framing of docs/WIRE.md). A
 //!    length over [`ENVELOPE_BYTES_MAX`] or an envelope that does not decode
 //!    is malformed: that connection closes, no other.
-//! 2. Handshake (auth rule 2): the client sends `HELLO` (magic, its node
-//!    name, a nonce); the server answers with its name, its nonce and its
-//!    proof; the client sends its proof. Each side checks the other's proof
-//!    before it trusts a byte more.
+//! 2. The handshake and the records that carry these bytes, encrypted, are
+//!    `caxton_cluster::session`'s: this module sees only the plaintext.
 //! 3. Runtime names are rewritten as they cross nodes (`crate::names`).
 //! 4. The receiving side acknowledges: after the frames of each read are in
 //!    its shard, it writes the count of frames taken on this connection so
 //!    far, a little-endian `u64` ([`ACK_BYTES`]), back on the same
 //!    connection. The sender keeps each frame until it is acknowledged.
 
-use caxton_cluster::auth::{NONCE_BYTES, TAG_BYTES};
-
 use crate::envelope::{EnvelopeError, Message};
 use crate::limits::ENVELOPE_BYTES_MAX;
 
-/// First bytes of every handshake message.
-pub const LINK_MAGIC: &[u8; 4] = b"CXL1";
 /// Bytes of an acknowledgement (rule 4).
 pub const ACK_BYTES: usize = 8;
 /// Bytes of a frame's length prefix.
 pub const FRAME_PREFIX_BYTES: usize = 4;
-
-/// The client's opening: magic, name, nonce.
-pub fn encode_hello(name: &str, nonce: &[u8; NONCE_BYTES]) -> Vec<u8> {
-    assert!(name.len() <= u8::MAX as usize);
-    let mut b = Vec::with_capacity(4 + 1 + name.len() + NONCE_BYTES);
-    b.extend_from_slice(LINK_MAGIC);
-    b.push(name.len() as u8);
-    b.extend_from_slice(name.as_bytes());
-    b.extend_from_slice(nonce);
-    b
-}
-
-/// The server's answer: magic, name, nonce, proof.
-pub fn encode_challenge(name: &str, nonce: &[u8; NONCE_BYTES], proof: &[u8; TAG_BYTES]) -> Vec<u8> {
-    let mut b = encode_hello(name, nonce);
-    b.extend_from_slice(proof);
-    b
-}
-
-/// Reads a hello's or a challenge's fixed head: magic and name length.
-pub fn decode_head(head: &[u8; 5]) -> Result<usize, &'static str> {
-    if &head[..4] != LINK_MAGIC {
-        return Err("not a caxton link (bad magic)");
-    }
-    Ok(head[4] as usize)
-}
 
 /// Appends one frame for `message` (rule 1).
 pub fn push_frame(buf: &mut Vec<u8>, message: &Message) {
@@ -115,8 +83,6 @@ mod tests {
         let mut buf = 10u32.to_le_bytes().to_vec();
         buf.extend_from_slice(&[0xff; 10]);
         assert!(take_frames(&mut buf, &mut Vec::new()).is_err());
-        assert_eq!(decode_head(b"CXL1\x03"), Ok(3));
-        assert!(decode_head(b"HTTP/").is_err());
     }
 
     mod fuzz {
@@ -145,15 +111,6 @@ mod tests {
                     }
                 }
                 prop_assert!(buf.len() < FRAME_PREFIX_BYTES + ENVELOPE_BYTES_MAX);
-            }
-
-            /// Handshake heads of any bytes: a name length or a refusal.
-            #[test]
-            fn any_head_is_read_or_refused(head in any::<[u8; 5]>()) {
-                match decode_head(&head) {
-                    Ok(len) => prop_assert!(head.starts_with(LINK_MAGIC) && len == head[4] as usize),
-                    Err(_) => prop_assert!(!head.starts_with(LINK_MAGIC)),
-                }
             }
         }
     }

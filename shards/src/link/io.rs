@@ -26,6 +26,14 @@
 //!    `handshake_timeout`; only an authenticated peer takes one of the
 //!    inbound places. Connections past either bound are closed at once and
 //!    counted. Warnings about refusals are throttled (one a second).
+//! 7. Every byte after the handshake travels in records of the session
+//!    (`caxton_cluster::session`): frames and acknowledgements are sealed by
+//!    the task that writes them and opened by the task that reads them, on
+//!    this shard. A record that does not open closes its connection,
+//!    counted (`closed_tampered`); what it carried unacknowledged goes
+//!    again on the next connection. An inbound link whose key is no longer
+//!    held (rotation) is closed at its next read, counted
+//!    (`closed_retired_key`), and the same holds for what it carried.
 //!
 //! Steady state allocates nothing here but the batch buffer's growth: the
 //! writer swaps its queue with the slot's and re-arms one idle timer.
@@ -39,12 +47,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use caxton_cluster::auth::{nonce, ClusterKey, NONCE_BYTES, TAG_BYTES};
+use caxton_cluster::session::{self, Mode, Opener, Sealer, Session, SessionError, HELLO_HEAD_BYTES, NAME_BYTES_MAX, RECORD_TAG_BYTES};
+use caxton_cluster::KeyRing;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{SockRef, TcpKeepalive};
 
-use super::frame::{decode_head, encode_challenge, encode_hello, take_frames, ACK_BYTES};
+use super::frame::{take_frames, ACK_BYTES};
 use super::table::{NodeIdx, SlotState};
 use crate::context::ShardCtx;
 use crate::envelope::RoutePath;
@@ -67,7 +76,12 @@ pub struct LinkSetup {
     pub listen: SocketAddr,
     /// This node's name (its cluster address as text).
     pub self_name: String,
-    pub key: ClusterKey,
+    /// The cluster's keys, shared with the gossip thread (rotation).
+    pub keys: KeyRing,
+    /// Records encrypted ([`Mode::Sealed`], the default and the node's
+    /// only choice) or in clear after an authenticated handshake
+    /// ([`Mode::Plain`], for benchmarks that measure encryption's cost).
+    pub mode: Mode,
     /// Inbound connections this shard accepts at once: its share of
     /// `max_connections_per_node` (default [`NODE_LINK_CONNECTIONS_MAX`]).
     pub inbound_connections_max: usize,
@@ -115,12 +129,13 @@ impl Default for LinkSettings {
 impl LinkSetup {
     /// The settings of one of `shards` shards of a node listening on
     /// `listen`, from the node-wide figures.
-    pub fn for_shard(listen: SocketAddr, key: ClusterKey, shards: usize, settings: LinkSettings) -> LinkSetup {
+    pub fn for_shard(listen: SocketAddr, keys: KeyRing, shards: usize, settings: LinkSettings) -> LinkSetup {
         assert!(shards > 0);
         LinkSetup {
             listen,
             self_name: listen.to_string(),
-            key,
+            keys,
+            mode: Mode::Sealed,
             inbound_connections_max: (settings.connections_per_node / shards).max(1),
             pool_connections: (settings.pool_size / shards).max(1),
             idle_timeout: settings.idle_timeout,
@@ -130,8 +145,8 @@ impl LinkSetup {
     }
 
     /// The defaults (ADR-0017's connection limits).
-    pub fn with_defaults(listen: SocketAddr, key: ClusterKey, shards: usize) -> LinkSetup {
-        LinkSetup::for_shard(listen, key, shards, LinkSettings::default())
+    pub fn with_defaults(listen: SocketAddr, keys: KeyRing, shards: usize) -> LinkSetup {
+        LinkSetup::for_shard(listen, keys, shards, LinkSettings::default())
     }
 }
 
@@ -166,44 +181,51 @@ async fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), String
     stream.read_exact(buf).await.map_err(|e| e.to_string())
 }
 
-/// Client side of the handshake (frame rule 2). Returns the server's name.
-async fn handshake_client(stream: &mut TcpStream, setup: &LinkSetup, expect: &str) -> Result<(), String> {
-    let mine = nonce();
-    stream.write_all(&encode_hello(&setup.self_name, &mine)).await.map_err(|e| e.to_string())?;
-    let mut head = [0u8; 5];
-    read_exact(stream, &mut head).await?;
-    let name_len = decode_head(&head)?;
-    let mut rest = vec![0u8; name_len + NONCE_BYTES + TAG_BYTES];
-    read_exact(stream, &mut rest).await?;
-    let (name, rest) = rest.split_at(name_len);
-    let (theirs, proof) = rest.split_at(NONCE_BYTES);
-    if !setup.key.check_server_proof(&mine, theirs, name, proof) {
-        return Err("the node did not prove the cluster key".into());
+/// Reads a `u16` length and that many bytes, at most `max`.
+async fn read_framed(stream: &mut TcpStream, max: usize) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 2];
+    read_exact(stream, &mut len).await?;
+    let len = u16::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(format!("a handshake message of {len} bytes, over {max}"));
     }
-    if name != expect.as_bytes() {
-        return Err(format!("expected node {expect}, reached {}", String::from_utf8_lossy(name)));
-    }
-    let proof = setup.key.client_proof(&mine, theirs, setup.self_name.as_bytes());
-    stream.write_all(&proof).await.map_err(|e| e.to_string())
+    let mut body = vec![0u8; len];
+    read_exact(stream, &mut body).await?;
+    Ok(body)
 }
 
-/// Server side of the handshake (frame rule 2). Returns the client's name.
-async fn handshake_server(stream: &mut TcpStream, setup: &LinkSetup) -> Result<String, String> {
-    let mut head = [0u8; 5];
+/// Longest handshake message: Noise's ephemeral key, a name and a tag.
+const HANDSHAKE_MESSAGE_BYTES_MAX: usize = 32 + NAME_BYTES_MAX + RECORD_TAG_BYTES;
+
+/// Client side of the handshake (session rules 1 to 3).
+async fn handshake_client(stream: &mut TcpStream, setup: &LinkSetup, expect: &str) -> Result<Session, String> {
+    let (pending, hello) = session::client_hello(&setup.keys, setup.mode);
+    stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+    let answer = read_framed(stream, HANDSHAKE_MESSAGE_BYTES_MAX).await?;
+    let (session, confirm) = pending.finish(&answer, expect, &setup.self_name).map_err(|e| e.to_string())?;
+    stream.write_all(&confirm).await.map_err(|e| e.to_string())?;
+    Ok(session)
+}
+
+/// Server side of the handshake (session rules 1 to 3). Returns the
+/// session and the client's name.
+async fn handshake_server(stream: &mut TcpStream, setup: &LinkSetup) -> Result<(Session, String), String> {
+    let refused = |e: SessionError| match e {
+        SessionError::BadKey | SessionError::Tampered => BAD_KEY.to_string(),
+        other => other.to_string(),
+    };
+    let mut head = [0u8; HELLO_HEAD_BYTES];
     read_exact(stream, &mut head).await?;
-    let name_len = decode_head(&head)?;
-    let mut rest = vec![0u8; name_len + NONCE_BYTES];
-    read_exact(stream, &mut rest).await?;
-    let (name, theirs) = rest.split_at(name_len);
-    let mine = nonce();
-    let proof = setup.key.server_proof(theirs, &mine, setup.self_name.as_bytes());
-    stream.write_all(&encode_challenge(&setup.self_name, &mine, &proof)).await.map_err(|e| e.to_string())?;
-    let mut client_proof = [0u8; TAG_BYTES];
-    read_exact(stream, &mut client_proof).await?;
-    if !setup.key.check_client_proof(theirs, &mine, name, &client_proof) {
-        return Err(BAD_KEY.into());
+    let (id, mode, len) = session::read_hello_head(&head).map_err(refused)?;
+    if len > HANDSHAKE_MESSAGE_BYTES_MAX {
+        return Err(format!("a hello of {len} bytes"));
     }
-    String::from_utf8(name.to_vec()).map_err(|_| "node name is not UTF-8".into())
+    let mut hello = vec![0u8; len];
+    read_exact(stream, &mut hello).await?;
+    let (pending, answer) = session::server_answer(&setup.keys, setup.mode, id, mode, &hello, &setup.self_name).map_err(refused)?;
+    stream.write_all(&answer).await.map_err(|e| e.to_string())?;
+    let confirm = read_framed(stream, HANDSHAKE_MESSAGE_BYTES_MAX).await?;
+    pending.finish(&confirm).map_err(refused)
 }
 
 /// Binds this shard's listener and starts accepting.
@@ -242,23 +264,23 @@ async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut 
     tune(&stream);
     let peer = stream.peer_addr().ok();
     let shaken = within(setup.handshake_timeout, "link handshake", handshake_server(&mut stream, &setup)).await;
-    let from = {
+    let (session, from) = {
         let mut c = ctx.borrow_mut();
         let shard = c.router.shard();
         let remote = &mut c.router.remote;
         remote.counters.pending_handshakes -= 1;
         match shaken {
-            Ok(from) if remote.counters.open_inbound >= setup.inbound_connections_max => {
+            Ok((_, from)) if remote.counters.open_inbound >= setup.inbound_connections_max => {
                 remote.counters.refused_too_many += 1;
                 if let Some(suppressed) = remote.refusal_log.allow() {
                     tracing::warn!(shard, ?peer, node = from, suppressed, "link refused: this shard holds its share of --max-connections-per-node");
                 }
                 return;
             }
-            Ok(from) => {
+            Ok(shaken) => {
                 remote.counters.open_inbound += 1;
                 remote.counters.accepted += 1;
-                from
+                shaken
             }
             Err(e) => {
                 let bad_key = e == BAD_KEY;
@@ -277,14 +299,18 @@ async fn serve_inbound(ctx: Ctx, setup: Rc<LinkSetup>, bell: Arc<Doorbell>, mut 
             }
         }
     };
-    read_frames(&ctx, &bell, &mut stream, &from).await;
+    read_frames(&ctx, &bell, &mut stream, &from, session, &setup.keys).await;
     ctx.borrow_mut().router.remote.counters.open_inbound -= 1;
 }
 
-async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &str) {
+async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &str, session: Session, keys: &KeyRing) {
+    let Session { mut sealer, mut opener, key } = session;
+    let mut removals = keys.removals();
     let from_prefix = crate::names::node_prefix(from);
     let mut chunk = vec![0u8; LINK_READ_CHUNK_BYTES];
+    let mut sealed = Vec::with_capacity(LINK_READ_CHUNK_BYTES);
     let mut buf = Vec::with_capacity(LINK_READ_CHUNK_BYTES);
+    let mut ack = Vec::with_capacity(ACK_BYTES + RECORD_TAG_BYTES + 2);
     let mut frames = Vec::new();
     let (mut taken, mut acked) = (0u64, 0u64);
     loop {
@@ -307,7 +333,26 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
                 return;
             }
         };
-        buf.extend_from_slice(&chunk[..n]);
+        // Rule 7 and keyring rule 5: a link keyed with a key no longer held
+        // ends here; its sender sends again under a held one.
+        if keys.removals() != removals {
+            removals = keys.removals();
+            if keys.find(key).is_none() {
+                ctx.borrow_mut().router.remote.counters.closed_retired_key += 1;
+                tracing::info!(from, %key, "closing a link opened with a cluster key no longer held");
+                return;
+            }
+        }
+        sealed.extend_from_slice(&chunk[..n]);
+        if let Err(e) = opener.open(&mut sealed, &mut buf) {
+            let mut c = ctx.borrow_mut();
+            let remote = &mut c.router.remote;
+            remote.counters.closed_tampered += 1;
+            if let Some(suppressed) = remote.refusal_log.allow() {
+                tracing::warn!(from, error = %e, suppressed, "link record refused: closing this connection");
+            }
+            return;
+        }
         let parsed = take_frames(&mut buf, &mut frames);
         {
             let mut c = ctx.borrow_mut();
@@ -338,7 +383,9 @@ async fn read_frames(ctx: &Ctx, bell: &Doorbell, stream: &mut TcpStream, from: &
         // Frame rule 4: acknowledge what the shard has taken.
         if taken != acked {
             acked = taken;
-            if stream.write_all(&acked.to_le_bytes()).await.is_err() {
+            ack.clear();
+            sealer.seal(&acked.to_le_bytes(), &mut ack);
+            if stream.write_all(&ack).await.is_err() {
                 return;
             }
         }
@@ -380,12 +427,12 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         let connected = within(setup.handshake_timeout, "link connect", async {
             let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
             tune(&stream);
-            handshake_client(&mut stream, &setup, &name).await?;
-            Ok(stream)
+            let session = handshake_client(&mut stream, &setup, &name).await?;
+            Ok((stream, session))
         })
         .await;
-        let stream = match connected {
-            Ok(stream) => stream,
+        let (stream, session) = match connected {
+            Ok(connected) => connected,
             Err(e) => {
                 ctx.borrow_mut().router.remote.counters.connect_failures += 1;
                 if failures.is_multiple_of(50) {
@@ -417,8 +464,9 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
             c.router.remote.connected(n, s)
         };
         let (acks, writer) = futures_lite::io::split(stream);
-        glommio::spawn_local(read_acks(ctx.clone(), n, s, generation, connection, acks)).detach();
-        let end = write_batches(&ctx, n, s, generation, writer, setup.idle_timeout).await;
+        let Session { sealer, opener, .. } = session;
+        glommio::spawn_local(read_acks(ctx.clone(), n, s, generation, connection, acks, opener)).detach();
+        let end = write_batches(&ctx, n, s, generation, writer, sealer, setup.idle_timeout).await;
         // Ends the ack reader too (shutdown acts on the socket, not the fd).
         let _ = SockRef::from(&control).shutdown(std::net::Shutdown::Both);
         drop(control);
@@ -463,24 +511,42 @@ fn requeue_after_failure(ctx: &Ctx, n: NodeIdx, s: usize, name: &str, error: &st
     tracing::warn!(node = %name, error, resent = again - lost.len(), lost = lost.len(), "link connection failed; reconnecting, unacknowledged messages go again");
 }
 
-/// Reads the receiver's acknowledgements of `connection` (frame rule 4).
-/// One the table refuses (table rule 4) closes the connection, counted.
-async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: u64, mut acks: futures_lite::io::ReadHalf<TcpStream>) {
-    let mut total = [0u8; ACK_BYTES];
+/// Reads the receiver's acknowledgements of `connection` (frame rule 4),
+/// in records (rule 7). One the table refuses (table rule 4), or a record
+/// that does not open, closes the connection, counted.
+async fn read_acks(ctx: Ctx, n: NodeIdx, s: usize, generation: u64, connection: u64, mut acks: futures_lite::io::ReadHalf<TcpStream>, mut opener: Opener) {
+    let mut chunk = [0u8; 256];
+    let (mut sealed, mut plain) = (Vec::with_capacity(512), Vec::with_capacity(64));
     loop {
-        if acks.read_exact(&mut total).await.is_err() {
-            ctx.borrow_mut().router.remote.broke(n, s, generation, connection);
-            return;
-        }
+        let read = match acks.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(read) => Some(read),
+        };
         let mut c = ctx.borrow_mut();
         let remote = &mut c.router.remote;
-        if let Err(e) = remote.acknowledged(n, s, generation, connection, u64::from_le_bytes(total)) {
-            remote.counters.closed_bad_ack += 1;
+        let Some(read) = read else {
+            remote.broke(n, s, generation, connection);
+            return;
+        };
+        sealed.extend_from_slice(&chunk[..read]);
+        if let Err(e) = opener.open(&mut sealed, &mut plain) {
+            remote.counters.closed_tampered += 1;
             let node = remote.node(n).name.clone();
             remote.broke(n, s, generation, connection);
-            tracing::warn!(%node, error = %e, "a link peer broke the acknowledgement protocol: closing this connection");
+            tracing::warn!(%node, error = %e, "a link acknowledgement did not open: closing this connection");
             return;
         }
+        let whole = plain.len() / ACK_BYTES * ACK_BYTES;
+        for total in plain[..whole].chunks_exact(ACK_BYTES) {
+            if let Err(e) = remote.acknowledged(n, s, generation, connection, u64::from_le_bytes(total.try_into().unwrap())) {
+                remote.counters.closed_bad_ack += 1;
+                let node = remote.node(n).name.clone();
+                remote.broke(n, s, generation, connection);
+                tracing::warn!(%node, error = %e, "a link peer broke the acknowledgement protocol: closing this connection");
+                return;
+            }
+        }
+        plain.drain(..whole);
     }
 }
 
@@ -490,9 +556,11 @@ async fn write_batches(
     s: usize,
     generation: u64,
     mut stream: futures_lite::io::WriteHalf<TcpStream>,
+    mut sealer: Sealer,
     idle_after: Duration,
 ) -> WriterEnd {
     let mut buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX);
+    let mut sealed = Vec::with_capacity(sealer.sealed_len(LINK_WRITE_BATCH_BYTES_MAX));
     let mut idle_timer = glommio::timer::Timer::new(idle_after);
     loop {
         let work = poll_fn(|cx| {
@@ -548,15 +616,19 @@ async fn write_batches(
                 assert!(ctx.borrow().router.remote.all_written(n, s), "nothing handed is left unwritten");
                 break;
             }
-            if let Err(e) = stream.write_all(&buf).await {
+            sealed.clear();
+            sealer.seal(&buf, &mut sealed);
+            debug_assert_eq!(sealed.len(), sealer.sealed_len(buf.len()));
+            if let Err(e) = stream.write_all(&sealed).await {
                 return WriterEnd::Failed(e.to_string());
             }
             let mut c = ctx.borrow_mut();
             c.router.remote.counters.frames_out += frames as u64;
-            c.router.remote.counters.bytes_out += buf.len() as u64;
+            c.router.remote.counters.bytes_out += sealed.len() as u64;
         }
         if buf.capacity() > 4 * LINK_WRITE_BATCH_BYTES_MAX {
             buf = Vec::with_capacity(LINK_WRITE_BATCH_BYTES_MAX); // a 1 MiB frame grew it
+            sealed = Vec::with_capacity(sealer.sealed_len(LINK_WRITE_BATCH_BYTES_MAX));
         }
     }
 }

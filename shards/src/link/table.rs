@@ -161,6 +161,12 @@ pub struct LinkCounters {
     /// handshakes at once than [`crate::limits::LINK_PENDING_HANDSHAKES_MAX`].
     pub refused_pending: u64,
     pub closed_malformed: u64,
+    /// Connections closed because a record did not open: altered, replayed
+    /// or forged bytes (session rule 4), either direction.
+    pub closed_tampered: u64,
+    /// Inbound connections closed because their cluster key was dropped
+    /// by a rotation (keyring rule 5).
+    pub closed_retired_key: u64,
     /// Outbound connections closed because the peer acknowledged wrongly.
     pub closed_bad_ack: u64,
     /// Sends refused because this shard's link outboxes were at their
