@@ -112,12 +112,15 @@ fn frame(receiver: &str, content: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A captured TCP or UDP payload: source port, destination port, bytes.
+type Packet = (u16, u16, Vec<u8>);
+
 /// Captures every packet on the loopback interface (`AF_PACKET`, root) on
 /// a thread until dropped; hands back each one's TCP or UDP payload with
 /// its ports.
 struct Capture {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(u16, u16, Vec<u8>)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Packet>>>,
 }
 
 impl Capture {
@@ -158,7 +161,7 @@ impl Capture {
         Capture { stop, thread: Some(thread) }
     }
 
-    fn finish(mut self) -> Vec<(u16, u16, Vec<u8>)> {
+    fn finish(mut self) -> Vec<Packet> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
     }
@@ -166,7 +169,7 @@ impl Capture {
 
 /// An Ethernet frame's IPv4 TCP or UDP payload, with source and
 /// destination ports.
-fn payload(frame: &[u8]) -> Option<(u16, u16, Vec<u8>)> {
+fn payload(frame: &[u8]) -> Option<Packet> {
     let ip = frame.get(14..)?;
     if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
         return None;
@@ -208,8 +211,8 @@ fn a_capture_of_cluster_traffic_on_loopback_shows_no_agent_name_or_content() {
     std::thread::sleep(Duration::from_millis(500)); // a few gossip rounds more
     let packets = capture.finish();
     let cluster_ports = [a.cluster.rsplit(':').next().unwrap().parse::<u16>().unwrap(), b.cluster.rsplit(':').next().unwrap().parse().unwrap()];
-    let on_cluster = |p: &&(u16, u16, Vec<u8>)| cluster_ports.contains(&p.0) || cluster_ports.contains(&p.1);
-    let cluster: Vec<&(u16, u16, Vec<u8>)> = packets.iter().filter(on_cluster).collect();
+    let on_cluster = |p: &&Packet| cluster_ports.contains(&p.0) || cluster_ports.contains(&p.1);
+    let cluster: Vec<&Packet> = packets.iter().filter(on_cluster).collect();
     let all_cluster_bytes: Vec<u8> = cluster.iter().flat_map(|p| p.2.iter().copied()).collect();
     assert!(all_cluster_bytes.len() > 10_000, "the capture saw the cluster's traffic: {} bytes", all_cluster_bytes.len());
     for needle in [name.as_bytes(), content.as_bytes(), b"echo".as_slice()] {

@@ -18,14 +18,12 @@
 //!    either, and seals and connects with the one it *sends* with.
 //! 3. Rotation, driven by what members report in every packet's header (the
 //!    key it was sealed with and the other key its sender holds)
-//!    ([`KeyRing::advance`]):
-//!    a. a node sends with the next key once every active member reports
-//!       holding it;
-//!    b. a node drops the old key (the next key becomes the current one)
-//!       once it sends with the next key and every active member reports
-//!       sending with it. A dropped key is retired: a reload never takes it
-//!       back (a key file not yet updated does not undo a rotation).
-//!    A member not heard from yet holds nothing as far as this node knows,
+//!    ([`KeyRing::advance`]): (a) a node sends with the next key once every
+//!    active member reports holding it; (b) a node drops the old key (the
+//!    next key becomes the current one) once it sends with the next key and
+//!    every active member reports sending with it. A dropped key is
+//!    retired: a reload never takes it back (a key file not yet updated
+//!    does not undo a rotation). A member not heard from yet holds nothing as far as this node knows,
 //!    so it blocks both steps, and a node alone takes both at once.
 //! 4. The ring is shared by the gossip thread and every shard (a mutex held
 //!    for a handshake's or a packet's lookups, never across I/O).
@@ -152,9 +150,9 @@ impl Report {
 /// A step of a rotation, for the driver to log and count.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Step {
-    /// Rule 3a: now sending with this key.
+    /// Rule 3, step a: now sending with this key.
     Switched(KeyId),
-    /// Rule 3b: this key is no longer accepted.
+    /// Rule 3, step b: this key is no longer accepted.
     Dropped(KeyId),
 }
 
@@ -271,7 +269,7 @@ impl KeyRing {
     }
 
     /// Takes the keys of a reload (SIGHUP): the secrets now in the key
-    /// files. A retired key is not taken back (rule 3b); what this node
+    /// files. A retired key is not taken back (rule 3, step b); what this node
     /// sends with stays if it is still held. Returns what the ring holds.
     pub fn reload(&self, current: &[u8], next: Option<&[u8]>) -> Result<(KeyId, KeyId), String> {
         let mut fresh = vec![Arc::new(Key::new(current)?)];
@@ -390,7 +388,7 @@ mod tests {
         }
         let mut p = b"x".to_vec();
         ring.seal(&mut p);
-        assert!(old.open(&p).is_some() && new.open(&p).is_none(), "sends with the current key until rule 3a");
+        assert!(old.open(&p).is_some() && new.open(&p).is_none(), "sends with the current key until rule 3, step a");
         assert_eq!(ring.ids(), (old.ids().0, new.ids().0));
     }
 
