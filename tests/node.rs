@@ -300,6 +300,16 @@ fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cleartext"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same for a non-loopback wire listener: its hello carries the token.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--cores", "1", "--wire", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("CAXTON_API_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wire listener") && stderr.contains("without TLS"), "{stderr}");
 
     let node = Node::start_with(1, &["--api-token", "s3cret"]);
     assert_eq!(node.get("/v1/agents").0, 401);

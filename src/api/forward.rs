@@ -9,11 +9,32 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use caxton_cluster::view::MemberState;
+use caxton_cluster::NodeId;
 use caxton_shards::limits::FORWARD_TIMEOUT_MS;
 
 use super::error::ApiError;
 use crate::control::Control;
+
+/// Where a member's API is reached from here: the address it advertises,
+/// on its cluster address's host when it listens on every address; a
+/// loopback API of a member on another host is not reached at all (the
+/// caller's token would go to whatever listens on this host's loopback).
+pub fn api_address(member: &NodeId) -> Result<SocketAddr, String> {
+    let api = member.api;
+    if api.ip().is_unspecified() {
+        return Ok(SocketAddr::new(member.addr.ip(), api.port()));
+    }
+    if api.ip().is_loopback() && !member.addr.ip().is_loopback() {
+        return Err(format!(
+            "member {} serves its API on loopback ({api}), which no other host reaches: give it an --api address the members reach",
+            member.name()
+        ));
+    }
+    Ok(api)
+}
 
 /// Sends a request to another member's API (`--node` deploys, stops of
 /// agents hosted there) and hands back its status and body.
@@ -34,7 +55,7 @@ pub async fn forward(
             control.node_unavailable.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::node_unavailable(format!("node {node} is down")));
         }
-        (m.id.api, m.id.api_tls)
+        (api_address(&m.id).map_err(ApiError::bad_gateway)?, m.id.api_tls)
     };
     let (api, tls) = api;
     let url = format!("{}://{api}{path}", if tls { "https" } else { "http" });
@@ -70,4 +91,21 @@ pub async fn forward(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     forwarded.map_err(|e| ApiError::bad_gateway(format!("forwarding to node {node} ({api}) failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(addr: &str, api: &str) -> NodeId {
+        NodeId { addr: addr.parse().unwrap(), api: api.parse().unwrap(), api_tls: true, boot: 1 }
+    }
+
+    #[test]
+    fn requests_go_to_the_advertised_api_a_host_the_members_reach() {
+        assert_eq!(api_address(&member("10.0.0.2:7946", "10.0.0.2:7070")), Ok("10.0.0.2:7070".parse().unwrap()));
+        assert_eq!(api_address(&member("10.0.0.2:7946", "0.0.0.0:7070")), Ok("10.0.0.2:7070".parse().unwrap()), "every address: the member's host");
+        assert!(api_address(&member("10.0.0.2:7946", "127.0.0.1:7070")).unwrap_err().contains("loopback"), "not this host's loopback");
+        assert_eq!(api_address(&member("127.0.0.2:7946", "127.0.0.2:7070")), Ok("127.0.0.2:7070".parse().unwrap()), "a cluster on one host");
+    }
 }
