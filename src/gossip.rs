@@ -188,10 +188,7 @@ impl Driver {
                 && last_rejoin.elapsed() >= Duration::from_millis(GOSSIP_REJOIN_INTERVAL_MS)
             {
                 last_rejoin = Instant::now();
-                let mut m = self.membership.borrow_mut();
-                for &seed in &self.seeds {
-                    m.join(seed);
-                }
+                self.membership.borrow_mut().rejoin(&self.seeds);
             }
             self.flush().await;
             self.retry_shards();
@@ -275,6 +272,9 @@ impl Driver {
             match step {
                 caxton_cluster::keyring::Step::Switched(id) => {
                     tracing::info!(key = %id, "cluster key rotation: every member holds the next key; sending with it")
+                }
+                caxton_cluster::keyring::Step::Reverted(id) => {
+                    tracing::warn!(key = %id, "cluster key rotation: a member does not hold the next key; sending with the current one again")
                 }
                 caxton_cluster::keyring::Step::Dropped(id) => {
                     tracing::info!(key = %id, "cluster key rotation: every member sends with the next key; the old one is no longer accepted")

@@ -18,19 +18,27 @@
 //!    either, and seals and connects with the one it *sends* with.
 //! 3. Rotation, driven by what members report in every packet's header (the
 //!    key it was sealed with and the other key its sender holds)
-//!    ([`KeyRing::advance`]): (a) a node sends with the next key once every
-//!    active member reports holding it; (b) a node drops the old key (the
-//!    next key becomes the current one) once it sends with the next key and
-//!    every active member reports sending with it. A dropped key is
+//!    ([`KeyRing::advance`]): (a) a node sends with the next key exactly
+//!    while every active member reports holding it (a member that joins
+//!    with the old key only turns it back); (b) a node drops the old key
+//!    (the next key becomes the current one) once it sends with the next
+//!    key and every active member reports sending with it. A dropped key is
 //!    retired: a reload never takes it back (a key file not yet updated
-//!    does not undo a rotation). A member not heard from yet holds nothing as far as this node knows,
-//!    so it blocks both steps, and a node alone takes both at once.
+//!    does not undo a rotation). A member not heard from yet holds nothing
+//!    as far as this node knows, so it blocks both steps; a node with no
+//!    active member takes no step (after a restart it has not heard from
+//!    its cluster yet): alone, an operator ends a rotation by reloading the
+//!    new key as the only one.
 //! 4. The ring is shared by the gossip thread and every shard (a mutex held
 //!    for a handshake's or a packet's lookups, never across I/O).
 //! 5. A link opened with a key that is no longer held (dropped by rotation,
 //!    or gone from the key files at a reload) is closed by its reader: what
 //!    it carried unacknowledged goes again on a connection keyed with a
 //!    held key. [`KeyRing::removals`] tells readers when to look.
+//! 6. A node that hears from no member alternates its sending key at each
+//!    attempt to join while it holds two ([`KeyRing::alternate`]), so that
+//!    it reaches its cluster whichever step the rotation is at; rule 3
+//!    takes over once members report.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,6 +162,10 @@ pub enum Step {
     Switched(KeyId),
     /// Rule 3, step b: this key is no longer accepted.
     Dropped(KeyId),
+    /// Rule 3, step a undone: a member does not hold the next key (it
+    /// joined with the old one only), so this node sends with the current
+    /// key again.
+    Reverted(KeyId),
 }
 
 struct State {
@@ -304,17 +316,37 @@ impl KeyRing {
         Ok(self.ids())
     }
 
+    /// While this node hears from no member (rule 6), it alternates the key
+    /// it sends with on every attempt to join, if it holds two: a node that
+    /// restarts with the key files of before a rotation's end still reaches
+    /// a cluster that has dropped the old key. Returns whether it changed.
+    pub fn alternate(&self) -> bool {
+        let mut s = self.lock();
+        if s.next.is_none() {
+            return false;
+        }
+        s.sending_next = !s.sending_next;
+        true
+    }
+
     /// Applies rule 3 to what the active members reported. `reports` has
     /// one entry per active member; `None` for one not heard from yet.
     pub fn advance<'r>(&self, reports: impl Iterator<Item = Option<&'r Report>> + Clone) -> Option<Step> {
         let mut s = self.lock();
         let next = s.next.clone()?;
-        if !s.sending_next {
-            if reports.clone().all(|r| r.is_some_and(|r| r.has(next.id))) {
+        reports.clone().next()?; // rule 3: no step without a member to agree
+        let all_hold = reports.clone().all(|r| r.is_some_and(|r| r.has(next.id)));
+        match (s.sending_next, all_hold) {
+            (false, true) => {
                 s.sending_next = true;
                 return Some(Step::Switched(next.id));
             }
-            return None;
+            (false, false) => return None,
+            (true, false) => {
+                s.sending_next = false;
+                return Some(Step::Reverted(next.id));
+            }
+            (true, true) => {}
         }
         if reports.clone().all(|r| r.is_some_and(|r| r.sends == next.id)) {
             let old = std::mem::replace(&mut s.current, next);
@@ -415,15 +447,28 @@ mod tests {
     }
 
     #[test]
-    fn a_node_alone_rotates_at_once_and_a_reload_starts_a_rotation() {
+    fn a_node_alone_takes_no_step_and_a_reload_ends_its_rotation() {
         let ring = KeyRing::new(OLD, None).unwrap();
         let (old_id, _) = ring.ids();
-        assert_eq!(ring.advance(std::iter::empty()), None);
         let (sends, holds) = ring.reload(OLD, Some(NEW)).unwrap();
         assert_eq!(sends, old_id, "still sends with the key the cluster has");
         assert_ne!(holds, old_id);
-        assert_eq!(ring.advance(std::iter::empty()), Some(Step::Switched(holds)));
-        assert_eq!(ring.advance(std::iter::empty()), Some(Step::Dropped(old_id)));
-        assert_eq!(ring.ids(), (holds, holds));
+        assert_eq!(ring.advance(std::iter::empty()), None, "no member to agree: no step");
+        assert_eq!(ring.reload(NEW, None).unwrap(), (holds, holds), "the operator ends it");
+        assert!(ring.find(old_id).is_none());
+    }
+
+    #[test]
+    fn a_member_without_the_next_key_turns_the_switch_back_and_an_isolated_node_alternates() {
+        let ring = KeyRing::new(OLD, Some(NEW)).unwrap();
+        let (old_id, new_id) = ring.ids();
+        let holds_both = Report { sends: old_id, holds: new_id };
+        let holds_old = Report { sends: old_id, holds: old_id };
+        assert_eq!(ring.advance([Some(&holds_both)].into_iter()), Some(Step::Switched(new_id)));
+        assert_eq!(ring.advance([Some(&holds_both), Some(&holds_old)].into_iter()), Some(Step::Reverted(new_id)), "a newcomer with the old key only");
+        assert_eq!(ring.sending().id, old_id);
+        assert!(ring.alternate() && ring.sending().id == new_id);
+        assert!(ring.alternate() && ring.sending().id == old_id);
+        assert!(!KeyRing::new(OLD, None).unwrap().alternate(), "one key: nothing to alternate");
     }
 }

@@ -125,6 +125,7 @@ pub struct GossipStats {
     /// Rotation steps taken (rule 6).
     pub key_switches: u64,
     pub key_drops: u64,
+    pub key_reverts: u64,
 }
 
 /// foca's broadcast handler; the registry itself is shared with
@@ -216,6 +217,18 @@ impl Membership {
         self.foca.identity()
     }
 
+    /// Announces this node again to `seeds` while it hears from no member;
+    /// each attempt alternates the key it sends with, when it holds two
+    /// ([`crate::keyring`] rule 6).
+    pub fn rejoin(&mut self, seeds: &[SocketAddr]) {
+        if self.active_members() == 0 {
+            self.keys.alternate();
+        }
+        for &seed in seeds {
+            self.join(seed);
+        }
+    }
+
     /// Announces this node to whoever listens at `addr`.
     pub fn join(&mut self, addr: SocketAddr) {
         if addr != self.id().addr {
@@ -260,6 +273,7 @@ impl Membership {
             match step {
                 Step::Switched(_) => self.stats.key_switches += 1,
                 Step::Dropped(_) => self.stats.key_drops += 1,
+                Step::Reverted(_) => self.stats.key_reverts += 1,
             }
             self.steps.push(step);
         }

@@ -413,6 +413,49 @@ mod tests {
         assert_eq!(plain, b"visible");
     }
 
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzz::config(256))]
+
+            /// Any bytes after a handshake, cut anywhere: plaintext only from
+            /// records that open, an error otherwise, never a panic, and
+            /// less than a record left over.
+            #[test]
+            fn any_record_stream_opens_or_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..4000), cuts in prop::collection::vec(1usize..700, 1..12)) {
+                let ring = KeyRing::new(KEY, None).unwrap();
+                let (_, mut s) = connect(&ring, &ring, Mode::Sealed).unwrap();
+                let (mut buf, mut plain, mut at) = (Vec::new(), Vec::new(), 0);
+                for cut in cuts.iter().cycle() {
+                    if at >= bytes.len() {
+                        break;
+                    }
+                    let end = (at + cut).min(bytes.len());
+                    buf.extend_from_slice(&bytes[at..end]);
+                    at = end;
+                    if s.opener.open(&mut buf, &mut plain).is_err() {
+                        prop_assert!(plain.is_empty(), "random bytes never open");
+                        return Ok(());
+                    }
+                }
+                prop_assert!(plain.is_empty());
+                prop_assert!(buf.len() < RECORD_PREFIX_BYTES + RECORD_BYTES_MAX);
+            }
+
+            /// Any hello: refused or answered, never a panic; only a
+            /// client with the key gets a session.
+            #[test]
+            fn any_hello_is_answered_or_refused(head in any::<[u8; HELLO_HEAD_BYTES]>(), body in prop::collection::vec(any::<u8>(), 0..200)) {
+                let ring = KeyRing::new(KEY, None).unwrap();
+                if let Ok((id, mode, _)) = read_hello_head(&head) {
+                    prop_assert!(server_answer(&ring, Mode::Sealed, id, mode, &body, "s").is_err());
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_ring_in_rotation_accepts_either_key() {
         let old = KeyRing::new(KEY, None).unwrap();

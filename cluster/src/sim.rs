@@ -106,11 +106,16 @@ impl Simulation {
 
     /// Starts a new node (not yet joined). Returns its index.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_with(KeyRing::new(self.secret, None).unwrap())
+    }
+
+    /// Starts a new node with keys of its own. Returns its index.
+    pub fn add_node_with(&mut self, keys: KeyRing) -> usize {
         let i = self.nodes.len();
         let addr = sim_addr(i);
         let id = NodeId { addr, api: addr, api_tls: false, boot: 1 };
         let seed = self.rng.random::<u64>();
-        self.nodes.push(Some(Membership::new(id.clone(), &self.settings, KeyRing::new(self.secret, None).unwrap(), seed, id.boot as u64, Vec::new())));
+        self.nodes.push(Some(Membership::new(id.clone(), &self.settings, keys, seed, id.boot as u64, Vec::new())));
         self.by_addr.insert(addr, i);
         i
     }
@@ -120,6 +125,16 @@ impl Simulation {
         let addr = sim_addr(via);
         if let Some(m) = self.nodes[i].as_mut() {
             m.join(addr);
+        }
+        self.drain(i);
+    }
+
+    /// Node `i` announces itself again to node `via`, as a node that hears
+    /// from no member does now and then.
+    pub fn rejoin(&mut self, i: usize, via: usize) {
+        let addr = sim_addr(via);
+        if let Some(m) = self.nodes[i].as_mut() {
+            m.rejoin(&[addr]);
         }
         self.drain(i);
     }
@@ -385,6 +400,23 @@ mod tests {
             assert!(m.keys().find(old).is_none());
         }
         assert!((0..n).all(|i| sim.seeing_up(sim_addr(i)) == n - 1), "still one cluster");
+        // A node that restarts with the key files of before the rotation's
+        // end (the old key current, the new one next) still gets in: its
+        // attempts to join alternate the key they are sealed with.
+        let stale = KeyRing::new(b"simulated cluster key", Some(b"the next simulated key")).unwrap();
+        let late = sim.add_node_with(stale);
+        sim.join(late, 0);
+        for _ in 0..10 {
+            let t = sim.now_us();
+            if sim.run_until(t + 1_000_000, 10_000, |s| s.seeing_up(sim_addr(late)) == n).is_some() {
+                break;
+            }
+            sim.rejoin(late, 0);
+        }
+        assert_eq!(sim.seeing_up(sim_addr(late)), n, "every member sees the restarted node");
+        let t = sim.now_us();
+        sim.run_until(t + 10_000_000, 10_000, |s| s.node(late).unwrap().keys().phase() == (1, false)).expect("it dropped the old key too");
+        assert_eq!(sim.node(late).unwrap().keys().ids().0, sim.node(0).unwrap().keys().ids().0);
         // A node that only knows the old key is no longer let in.
         let stale = sim.add_node();
         sim.join(stale, 0);

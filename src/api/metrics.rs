@@ -418,10 +418,11 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.family(
             "caxton_cluster_key_rotation_steps_total",
             "counter",
-            "Key rotation steps taken: switched (sending with the next key), dropped (the old key refused).",
+            "Key rotation steps taken: switched (sending with the next key), reverted (a member lacks it: back to the current key), dropped (the old key refused).",
         );
         o.sample("caxton_cluster_key_rotation_steps_total", "step=\"switched\"", c.gossip.key_switches);
         o.sample("caxton_cluster_key_rotation_steps_total", "step=\"dropped\"", c.gossip.key_drops);
+        o.sample("caxton_cluster_key_rotation_steps_total", "step=\"reverted\"", c.gossip.key_reverts);
         o.family("caxton_node_unavailable_total", "counter", "REST requests refused (503) because the agent's node is down.");
         o.sample("caxton_node_unavailable_total", "", c.node_unavailable);
     }
