@@ -70,6 +70,36 @@ pub fn adr_bandwidth_bytes_s() -> f64 {
     1000.0 / GOSSIP_INTERVAL_MS as f64 * GOSSIP_PACKET_BYTES_MAX as f64 * GOSSIP_FANOUT as f64 * 2.0
 }
 
+/// What one core does to a link's bytes with encryption on: seal them into
+/// records and open them again (64 KiB batches, as a link writes them), in
+/// MB/s, beside the same bytes copied into and out of clear records.
+pub fn record_throughput(bytes_total: usize) -> (f64, f64) {
+    use caxton_cluster::session;
+    let run = |mode: Mode| {
+        let ring = KeyRing::new(b"benchmark cluster key", None).unwrap();
+        let (client, hello) = session::client_hello(&ring, mode);
+        let head: [u8; session::HELLO_HEAD_BYTES] = hello[..session::HELLO_HEAD_BYTES].try_into().unwrap();
+        let (id, theirs, _) = session::read_hello_head(&head).unwrap();
+        let (server, answer) = session::server_answer(&ring, mode, id, theirs, &hello[session::HELLO_HEAD_BYTES..], "b").unwrap();
+        let (mut tx, confirm) = client.finish(&answer[2..], "b", "a").unwrap();
+        let (mut rx, _) = server.finish(&confirm[2..]).unwrap();
+        let batch = vec![0x5au8; 64 * 1024];
+        let (mut sealed, mut plain) = (Vec::with_capacity(80 * 1024), Vec::with_capacity(80 * 1024));
+        let t = Instant::now();
+        let mut done = 0;
+        while done < bytes_total {
+            sealed.clear();
+            plain.clear();
+            tx.sealer.seal(&batch, &mut sealed);
+            rx.opener.open(&mut sealed, &mut plain).unwrap();
+            assert_eq!(plain.len(), batch.len());
+            done += batch.len();
+        }
+        done as f64 / t.elapsed().as_secs_f64() / 1e6
+    };
+    (run(Mode::Sealed), run(Mode::Plain))
+}
+
 /// Round trips of 8 bytes over loopback TCP between two threads: the floor
 /// under any message between two nodes of one host.
 pub fn loopback_tcp_ping_pong(rounds: usize) -> Histogram<u64> {

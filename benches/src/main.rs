@@ -159,6 +159,9 @@ fn one_run(small: bool, run: usize) -> Run {
     let gtcp = cluster::glommio_tcp_ping_pong(if small { 200 } else { 3_000 });
     r.insert("gtcp_p50", us(&gtcp, 0.5));
     r.insert("gtcp_p99", us(&gtcp, 0.99));
+    let (sealed_mb_s, plain_mb_s) = cluster::record_throughput(if small { 8 << 20 } else { 1 << 30 });
+    r.insert("records_sealed_mb_s", sealed_mb_s);
+    r.insert("records_plain_mb_s", plain_mb_s);
     for &n in cluster_sizes(small) {
         let c = cluster::convergence(n, run as u64 + 1);
         r.insert(key("join_ms", n), c.join_ms);
@@ -324,6 +327,16 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         row(remote, "round trip, idle, p50, encrypted links", "µs", Lower, g("node_idle_p50"), Some((plain, g("node_plain_idle_p50"))), None, None),
         row(remote, "round trip, idle, p99, encrypted links", "µs", Lower, g("node_idle_p99"), Some((plain, g("node_plain_idle_p99"))), None, None),
         row(remote, "pipelined node to node, encrypted links", "msg/s", Higher, g("node_blast"), Some((plain, g("node_plain_blast"))), None, None),
+        row(
+            remote,
+            "link records sealed and opened, one core, 64 KiB batches",
+            "MB/s",
+            Higher,
+            g("records_sealed_mb_s"),
+            Some(("the same bytes in clear records (copied in and out)", g("records_plain_mb_s"))),
+            None,
+            None,
+        ),
     ];
     let conv = "Gossip convergence (simulated: foca, 200 ms interval, fanout 3, 1400-byte packets)";
     let piggyback = "no gossip rounds: updates ride on probes only";
@@ -906,6 +919,11 @@ fn main() {
         let run =
             agents::echo_pingpong(&node, "echo", &routing::agents_dir().join("echo.wat"), args[2] == "cross", Duration::from_secs(args[3].parse().unwrap()));
         println!("{:.0} msg/s", run.handled_per_s);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--records") {
+        let (sealed, plain) = cluster::record_throughput(1 << 30);
+        println!("link records: sealed and opened {sealed:.0} MB/s, clear {plain:.0} MB/s");
         return;
     }
     if args.get(1).map(String::as_str) == Some("--actix") {
