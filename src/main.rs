@@ -443,16 +443,21 @@ fn run_members(output: Output, client: Client) -> Result<(), Failure> {
         println!("this node is not in a cluster (start it with --listen and --cluster-key)");
         return Ok(());
     }
-    println!("{:<24} {:<24} {:<8} {:>6}", "NODE", "API", "STATE", "BOOT");
+    println!("{:<24} {:<32} {:<8} {:>6}", "NODE", "API", "STATE", "BOOT");
     for m in v["members"].as_array().into_iter().flatten() {
         let me = if m["self"] == json!(true) { "  (this node)" } else { "" };
         println!(
-            "{:<24} {:<24} {:<8} {:>6}{me}",
+            "{:<24} {:<32} {:<8} {:>6}{me}",
             m["node"].as_str().unwrap_or("?"),
-            m["api"].as_str().unwrap_or("?"),
+            format!("{}://{}", if m["api_tls"] == json!(true) { "https" } else { "http" }, m["api"].as_str().unwrap_or("?")),
             m["state"].as_str().unwrap_or("?"),
             m["boot"]
         );
+    }
+    let keys = &v["keys"];
+    if keys["held"] == json!(2) {
+        let step = if keys["sending_next"] == json!(true) { "sending with the next key" } else { "every member must hold the next key" };
+        println!("cluster key rotation in progress: {step} (key {} and {})", keys["sends"].as_str().unwrap_or("?"), keys["holds"].as_str().unwrap_or("?"));
     }
     Ok(())
 }

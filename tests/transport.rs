@@ -332,6 +332,8 @@ fn a_key_rotation_under_traffic_completes_and_loses_no_message() {
         |m: &Member| metric(&m.node, "caxton_cluster_key_rotation_steps_total{step=\"dropped\"}") == 1.0 && metric(&m.node, "caxton_cluster_keys_held") == 1.0;
     assert!(eventually(Duration::from_secs(30), || done(&a) && done(&b)), "rotation completed:\n{}", a.node.metrics());
     assert_eq!(metric(&a.node, "caxton_cluster_key_rotation_steps_total{step=\"switched\"}"), 1.0);
+    let keys = a.node.get("/v1/cluster/members").1["keys"].clone();
+    assert_eq!((keys["held"].clone(), keys["sends"].clone()), (json!(1), keys["holds"].clone()), "{keys}");
     std::thread::sleep(Duration::from_millis(1500)); // traffic on the new key only
     stop.store(true, Ordering::Relaxed);
     for t in traffic {
@@ -406,6 +408,11 @@ fn forwarded_deploys_go_over_tls_to_a_member_with_tls_and_the_wire_speaks_tls() 
         &["--tls-ca", &b_ca],
     );
     converge(&[&a, &b]);
+    let (_, view) = a.node.get("/v1/cluster/members");
+    let advertised = view["members"].as_array().unwrap().iter().find(|m| m["node"] == b.cluster.as_str()).cloned().unwrap();
+    assert_eq!(advertised["api_tls"], json!(true), "{view}");
+    let listed = String::from_utf8(a.node.cli(&["cluster", "members"]).stdout).unwrap();
+    assert!(listed.contains(&format!("https://{}", b.node.api())), "{listed}");
     let module = std::fs::read(repo_path("examples/agents/echo.wat")).unwrap();
     let (status, v) = common::answer(a.node.request("PUT", &format!("/v1/agents/tls-echo?node={}", b.cluster)).send_bytes(&module));
     assert_eq!(status, 201, "deployed on B through A, over HTTPS: {v}");

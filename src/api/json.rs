@@ -277,17 +277,20 @@ pub fn stats(resident_bytes: u64, shards: &[ShardStats], agents: bool) -> Value 
     })
 }
 
-/// `GET /v1/cluster/members`: this node first, then the others by address.
-pub fn members(view: &caxton_cluster::view::ClusterView) -> Value {
-    let mut out = vec![json!({ "node": view.me.name(), "api": view.me.api.to_string(), "state": "alive", "boot": view.me.boot, "self": true })];
-    out.extend(
-        view.members
-            .values()
-            .filter(|m| m.id.addr != view.me.addr)
-            .map(|m| json!({ "node": m.id.name(), "api": m.id.api.to_string(), "state": m.state.name(), "boot": m.id.boot, "self": false })),
-    );
+/// `GET /v1/cluster/members`: this node first, then the others by address;
+/// the cluster keys this node holds (`keys_held` 2 during a rotation).
+pub fn members(view: &caxton_cluster::view::ClusterView, keys: &caxton_cluster::KeyRing) -> Value {
+    let member = |id: &caxton_cluster::NodeId, state: &str, me: bool| json!({ "node": id.name(), "api": id.api.to_string(), "api_tls": id.api_tls, "state": state, "boot": id.boot, "self": me });
+    let mut out = vec![member(&view.me, "alive", true)];
+    out.extend(view.members.values().filter(|m| m.id.addr != view.me.addr).map(|m| member(&m.id, m.state.name(), false)));
     let agents = view.routes.values().filter(|r| r.present).count();
-    json!({ "clustered": true, "members": out, "registry_agents": agents })
+    let ((sends, holds), (held, sending_next)) = (keys.ids(), keys.phase());
+    json!({
+        "clustered": true,
+        "members": out,
+        "registry_agents": agents,
+        "keys": { "held": held, "sending_next": sending_next, "sends": sends.to_string(), "holds": holds.to_string() },
+    })
 }
 
 #[cfg(test)]

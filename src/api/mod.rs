@@ -323,7 +323,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         }
         Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
         Endpoint::ClusterMembers => match &control.cluster {
-            Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap()))),
+            Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
         Endpoint::Deploy | Endpoint::Stop | Endpoint::Rollback | Endpoint::Restart => agents::lifecycle(api, matched.endpoint, name, query, req).await,
