@@ -292,7 +292,9 @@ fn a_key_rotation_under_traffic_completes_and_loses_no_message() {
     converge(&[&a, &b]);
     assert_eq!(b.node.deploy("far-echo", "examples/agents/echo.wat", 1).0, 201);
     assert_eq!(a.node.deploy("near-echo", "examples/agents/echo.wat", 1).0, 201);
+    // Both names known on both nodes before the traffic starts.
     assert!(eventually(Duration::from_secs(10), || a.node.post_message(&json!({ "receiver": "far-echo", "content": "warm" }), Some(3000)).0 == 200));
+    assert!(eventually(Duration::from_secs(10), || b.node.post_message(&json!({ "receiver": "near-echo", "content": "warm" }), Some(3000)).0 == 200));
     // Traffic both ways for the whole rotation: every message must come back.
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -309,14 +311,11 @@ fn a_key_rotation_under_traffic_completes_and_loses_no_message() {
                     if let Some(t) = &token {
                         req = req.set("authorization", &format!("Bearer {t}"));
                     }
-                    let ok = req
-                        .send_json(json!({ "receiver": receiver, "content": content }))
-                        .ok()
-                        .and_then(|r| r.into_json::<Value>().ok())
-                        .is_some_and(|v| v["content"] == content);
+                    let (status, v) = common::answer_or_gone(req.send_json(json!({ "receiver": receiver, "content": content }))).unwrap_or((0, Value::Null));
                     sent.fetch_add(1, Ordering::Relaxed);
-                    if !ok {
+                    if status != 200 || v["content"] != content.as_str() {
                         lost.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("{receiver}: message {i} did not come back: {status} {v}");
                     }
                 }
             })

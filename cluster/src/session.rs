@@ -56,6 +56,10 @@ pub const RECORD_PLAIN_BYTES_MAX: usize = RECORD_BYTES_MAX - RECORD_TAG_BYTES;
 pub const HELLO_HEAD_BYTES: usize = 4 + KEY_ID_BYTES + 1 + 2;
 /// Longest node name a handshake carries.
 pub const NAME_BYTES_MAX: usize = 255;
+/// Longest handshake message after a hello's head, or answer, or first
+/// record: an ephemeral key, a name and a tag. A peer that announces more
+/// is refused before the bytes are read.
+pub const HANDSHAKE_MESSAGE_BYTES_MAX: usize = 32 + NAME_BYTES_MAX + RECORD_TAG_BYTES;
 
 /// What records carry (rule 5).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -490,7 +490,7 @@ pub const GOSSIP_INTERVAL_MS: u64 = 200;
 /// Members each gossip round goes to (ADR-0017 `gossip_fanout`).
 pub const GOSSIP_FANOUT: usize = 3;
 
-/// Largest gossip packet, in bytes, HMAC tag included (ADR-0017
+/// Largest gossip packet, in bytes, its 44-byte seal included (ADR-0017
 /// `max_packet_size`, MTU-safe). foca packs at most this; a received
 /// datagram larger than this is dropped and counted as malformed.
 pub const GOSSIP_PACKET_BYTES_MAX: usize = 1400;

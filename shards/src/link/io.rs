@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use caxton_cluster::session::{self, Mode, Opener, Sealer, Session, SessionError, HELLO_HEAD_BYTES, NAME_BYTES_MAX, RECORD_TAG_BYTES};
+use caxton_cluster::session::{self, Mode, Opener, Sealer, Session, SessionError, HANDSHAKE_MESSAGE_BYTES_MAX, HELLO_HEAD_BYTES, RECORD_TAG_BYTES};
 use caxton_cluster::KeyRing;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -193,9 +193,6 @@ async fn read_framed(stream: &mut TcpStream, max: usize) -> Result<Vec<u8>, Stri
     read_exact(stream, &mut body).await?;
     Ok(body)
 }
-
-/// Longest handshake message: Noise's ephemeral key, a name and a tag.
-const HANDSHAKE_MESSAGE_BYTES_MAX: usize = 32 + NAME_BYTES_MAX + RECORD_TAG_BYTES;
 
 /// Client side of the handshake (session rules 1 to 3).
 async fn handshake_client(stream: &mut TcpStream, setup: &LinkSetup, expect: &str) -> Result<Session, String> {
