@@ -115,6 +115,33 @@ impl Capture {
             let r = libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32);
             assert_eq!(r, 0, "bind to lo: {}", std::io::Error::last_os_error());
         }
+        // Only UDP over IPv4 reaches the socket (a classic BPF filter), into
+        // a large buffer: the other tests of this file flood `lo` with TCP
+        // in parallel, which overran the default buffer and lost every
+        // gossip packet now and then.
+        let mut program = [
+            libc::sock_filter { code: 0x28, jt: 0, jf: 0, k: 12 },     // ldh [12]: ethertype
+            libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: 0x800 },  // IPv4?
+            libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 23 },     // ldb [23]: protocol
+            libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: 17 },     // UDP?
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0xffff }, // accept
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 },      // drop
+        ];
+        let filter = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+        let buffer: libc::c_int = 32 << 20;
+        // SAFETY: setsockopt(2) reads the structs we own for their sizes;
+        // the kernel copies the filter program.
+        unsafe {
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &filter as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::sock_fprog>() as u32,
+            );
+            assert_eq!(r, 0, "attach the UDP filter: {}", std::io::Error::last_os_error());
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buffer as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32);
+        }
         Capture(owned)
     }
 

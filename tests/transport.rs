@@ -138,6 +138,9 @@ impl Capture {
             assert_eq!(bound, 0, "bind to lo: {}", std::io::Error::last_os_error());
             let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
             libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+            // A large buffer: the other tests of this file share `lo`.
+            let buffer: libc::c_int = 32 << 20;
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buffer as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32);
             fd
         };
         let stop = Arc::new(AtomicBool::new(false));
