@@ -371,32 +371,16 @@ impl ServeArgs {
         };
         // Secrets: each from one place (`secret` rule 1).
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        // A next secret has no flag of its own: its value comes from the environment.
         let env = |name: &secret::SecretName| std::env::var(name.env).ok();
+        let source = |name, given, file_flag: &Option<PathBuf>, in_file: &Option<PathBuf>| {
+            secret::pick_source(name, given, file_flag.clone().or(in_file.clone()).as_deref(), credentials.as_deref())
+        };
         let sources = secret::SecretSources {
-            api_token: secret::pick_source(
-                &secret::API_TOKEN,
-                self.api_token.clone(),
-                self.api_token_file.clone().or(file.api_token_file.clone()).as_deref(),
-                credentials.as_deref(),
-            )?,
-            api_token_next: secret::pick_source(
-                &secret::API_TOKEN_NEXT,
-                env(&secret::API_TOKEN_NEXT),
-                self.api_token_next_file.clone().or(file.api_token_next_file.clone()).as_deref(),
-                credentials.as_deref(),
-            )?,
-            cluster_key: secret::pick_source(
-                &secret::CLUSTER_KEY,
-                self.cluster_key.clone(),
-                self.cluster_key_file.clone().or(file.cluster_key_file.clone()).as_deref(),
-                credentials.as_deref(),
-            )?,
-            cluster_key_next: secret::pick_source(
-                &secret::CLUSTER_KEY_NEXT,
-                env(&secret::CLUSTER_KEY_NEXT),
-                self.cluster_key_next_file.clone().or(file.cluster_key_next_file.clone()).as_deref(),
-                credentials.as_deref(),
-            )?,
+            api_token: source(&secret::API_TOKEN, self.api_token.clone(), &self.api_token_file, &file.api_token_file)?,
+            api_token_next: source(&secret::API_TOKEN_NEXT, env(&secret::API_TOKEN_NEXT), &self.api_token_next_file, &file.api_token_next_file)?,
+            cluster_key: source(&secret::CLUSTER_KEY, self.cluster_key.clone(), &self.cluster_key_file, &file.cluster_key_file)?,
+            cluster_key_next: source(&secret::CLUSTER_KEY_NEXT, env(&secret::CLUSTER_KEY_NEXT), &self.cluster_key_next_file, &file.cluster_key_next_file)?,
         };
         let (secrets, secret_warnings) = sources.read_all()?;
         let cluster = self.cluster(&file, secrets.cluster_key.as_deref(), secrets.cluster_key_next.as_deref())?;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use caxton_cluster::session::{self, Mode, Session};
+use caxton_cluster::session::Session;
 use caxton_cluster::KeyRing;
 use common::{eventually, free_cluster_port, repo_path, Node};
 use serde_json::{json, Value};
@@ -158,25 +158,6 @@ fn a_node_that_leaves_gracefully_is_gone_from_every_view_within_two_seconds() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
-/// Runs the client side of a link handshake as node `127.0.0.9:9`;
-/// `forge` alters its first record, which a server must then refuse.
-fn link_handshake(addr: &str, ring: &KeyRing, forge: bool) -> (TcpStream, Session) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (pending, hello) = session::client_hello(ring, Mode::Sealed);
-    s.write_all(&hello).unwrap();
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).unwrap();
-    let mut answer = vec![0u8; u16::from_le_bytes(len) as usize];
-    s.read_exact(&mut answer).unwrap();
-    let (session, mut confirm) = pending.finish(&answer, addr, "127.0.0.9:9").unwrap();
-    if forge {
-        *confirm.last_mut().unwrap() ^= 1;
-    }
-    s.write_all(&confirm).unwrap();
-    (s, session)
-}
-
 fn closed_by_peer(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf), Ok(0) | Err(_))
@@ -194,14 +175,14 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
 
     // A link handshake with a forged first record is closed and counted.
     let right = KeyRing::new(KEY.as_bytes(), None).unwrap();
-    let (mut forged, _) = link_handshake(&a.cluster, &right, true);
+    let (mut forged, _) = common::link_client(&a.cluster, &right, true);
     assert!(closed_by_peer(&mut forged));
     assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_link_refused_total{shard=\"0\",reason=\"bad_key\"}")
         + metric(&a.node, "caxton_link_refused_total{shard=\"1\",reason=\"bad_key\"}")
         >= 1.0));
 
     // A malformed frame, sealed as it should be, closes that connection only.
-    let (mut garbled, mut keys) = link_handshake(&a.cluster, &right, false);
+    let (mut garbled, mut keys) = common::link_client(&a.cluster, &right, false);
     let mut record = Vec::new();
     keys.sealer.seal(&[9, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &mut record);
     garbled.write_all(&record).unwrap();
@@ -467,7 +448,7 @@ fn idle_links_close_and_reopen_and_inbound_links_are_capped() {
     // 2 inbound links per node (1 per shard): authenticated connections
     // past that are closed at once and counted.
     let right = KeyRing::new(KEY.as_bytes(), None).unwrap();
-    let linked: Vec<(TcpStream, Session)> = (0..6).map(|_| link_handshake(&a_cluster, &right, false)).collect();
+    let linked: Vec<(TcpStream, Session)> = (0..6).map(|_| common::link_client(&a_cluster, &right, false)).collect();
     assert!(eventually(Duration::from_secs(5), || metric(&a, "caxton_link_refused_total{shard=\"0\",reason=\"too_many\"}")
         + metric(&a, "caxton_link_refused_total{shard=\"1\",reason=\"too_many\"}")
         >= 4.0));

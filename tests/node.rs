@@ -282,33 +282,25 @@ fn an_agent_flooding_a_full_mailbox_gets_busy_and_nothing_it_sent_is_lost() {
 
 #[test]
 fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--cores", "1", "--api", "0.0.0.0:0", "--data-dir"])
-        .arg(tempfile::tempdir().unwrap().path())
-        .env_remove("CAXTON_API_TOKEN")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-token"));
-
+    // `caxton serve ARGS` with `token` in the environment (or none) must
+    // refuse to start: its standard error.
+    let refused = |args: &[&str], token: Option<&str>| {
+        let mut serve = std::process::Command::new(BIN);
+        serve.args(["serve", "--cores", "1"]).args(args).arg("--data-dir").arg(tempfile::tempdir().unwrap().path());
+        match token {
+            Some(t) => serve.env("CAXTON_API_TOKEN", t),
+            None => serve.env_remove("CAXTON_API_TOKEN"),
+        };
+        let out = serve.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused(&["--api", "0.0.0.0:0"], None).contains("--api-token"));
     // With a token but without TLS: refused, the token would travel in cleartext.
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--cores", "1", "--api", "0.0.0.0:0", "--data-dir"])
-        .arg(tempfile::tempdir().unwrap().path())
-        .env("CAXTON_API_TOKEN", "s3cret")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cleartext"), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = refused(&["--api", "0.0.0.0:0"], Some("s3cret"));
+    assert!(stderr.contains("cleartext"), "{stderr}");
     // The same for a non-loopback wire listener: its hello carries the token.
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--cores", "1", "--wire", "0.0.0.0:0", "--data-dir"])
-        .arg(tempfile::tempdir().unwrap().path())
-        .env("CAXTON_API_TOKEN", "s3cret")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&["--wire", "0.0.0.0:0"], Some("s3cret"));
     assert!(stderr.contains("wire listener") && stderr.contains("without TLS"), "{stderr}");
 
     let node = Node::start_with(1, &["--api-token", "s3cret"]);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::session::{self, Mode, Session};
+use caxton_cluster::session::{self, Mode};
 use caxton_cluster::KeyRing;
 use caxton_shards::envelope::{Header, Message};
 use caxton_testkit::node::NodeSpec;
@@ -77,21 +77,6 @@ fn converge(all: &[&Member]) {
     for m in all {
         assert!(eventually(Duration::from_secs(30), || m.alive() == all.len()), "{} does not see every member", m.cluster);
     }
-}
-
-/// The client side of a link handshake with `ring`, as node `127.0.0.9:9`.
-fn link_client(addr: &str, ring: &KeyRing) -> (TcpStream, Session) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (pending, hello) = session::client_hello(ring, Mode::Sealed);
-    s.write_all(&hello).unwrap();
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).unwrap();
-    let mut answer = vec![0u8; u16::from_le_bytes(len) as usize];
-    s.read_exact(&mut answer).unwrap();
-    let (session, confirm) = pending.finish(&answer, addr, "127.0.0.9:9").unwrap();
-    s.write_all(&confirm).unwrap();
-    (s, session)
 }
 
 fn closed_by_peer(s: &mut TcpStream) -> bool {
@@ -233,7 +218,7 @@ fn altered_and_replayed_link_records_and_gossip_packets_are_refused_and_counted(
     let a = Member::start("127.0.0.1", None);
     let ring = KeyRing::new(OLD_KEY.as_bytes(), None).unwrap();
     // A well-formed record is taken and acknowledged, in a record.
-    let (mut s, mut keys) = link_client(&a.cluster, &ring);
+    let (mut s, mut keys) = common::link_client(&a.cluster, &ring, false);
     let mut record = Vec::new();
     keys.sealer.seal(&frame("nobody", b"fine"), &mut record);
     s.write_all(&record).unwrap();
@@ -254,7 +239,7 @@ fn altered_and_replayed_link_records_and_gossip_packets_are_refused_and_counted(
     assert!(closed_by_peer(&mut s));
     assert!(eventually(Duration::from_secs(5), || link_refused(&a.node, "tampered") >= 1.0));
     // A record replayed on its own connection: refused too.
-    let (mut s, mut keys) = link_client(&a.cluster, &ring);
+    let (mut s, mut keys) = common::link_client(&a.cluster, &ring, false);
     let mut once = Vec::new();
     keys.sealer.seal(&frame("nobody", b"once"), &mut once);
     s.write_all(&once).unwrap();
@@ -262,7 +247,7 @@ fn altered_and_replayed_link_records_and_gossip_packets_are_refused_and_counted(
     assert!(closed_by_peer(&mut s));
     assert!(eventually(Duration::from_secs(5), || link_refused(&a.node, "tampered") >= 2.0));
     // Records in clear after a real handshake (a peer that skips sealing).
-    let (mut s, _) = link_client(&a.cluster, &ring);
+    let (mut s, _) = common::link_client(&a.cluster, &ring, false);
     let f = frame("nobody", b"in clear");
     let mut clear = (f.len() as u16).to_le_bytes().to_vec();
     clear.extend_from_slice(&f);
@@ -280,7 +265,7 @@ fn altered_and_replayed_link_records_and_gossip_packets_are_refused_and_counted(
     udp.send_to(&packet, &a.cluster).unwrap();
     assert!(eventually(Duration::from_secs(5), || metric(&a.node, "caxton_gossip_refused_total{reason=\"bad_key\"}") >= refused + 1.0));
     // The node still works: it answers a fresh link with the key.
-    let (mut s, mut keys) = link_client(&a.cluster, &ring);
+    let (mut s, mut keys) = common::link_client(&a.cluster, &ring, false);
     let mut record = Vec::new();
     keys.sealer.seal(&frame("nobody", b"after"), &mut record);
     s.write_all(&record).unwrap();

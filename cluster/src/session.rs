@@ -186,8 +186,6 @@ pub fn read_hello_head(head: &[u8; HELLO_HEAD_BYTES]) -> Result<(KeyId, Mode, us
 /// The server's side: waits for the client's first record (rule 3).
 pub struct ServerHandshake {
     session: Session,
-    /// The id of the key the client used.
-    pub key: KeyId,
 }
 
 /// Answers a hello (rules 1 and 2): `id` and `mode` from its head, `message`
@@ -204,7 +202,7 @@ pub fn server_answer(ring: &KeyRing, mode: Mode, id: KeyId, theirs: Mode, messag
     let mut answer = [0u8; 512];
     let n = noise.write_message(self_name.as_bytes(), &mut answer).expect("an answer fits");
     let transport = noise.into_stateless_transport_mode().map_err(|_| SessionError::Malformed("handshake incomplete"))?;
-    Ok((ServerHandshake { session: Session::new(transport, mode, id), key: id }, framed(&answer[..n])))
+    Ok((ServerHandshake { session: Session::new(transport, mode, id) }, framed(&answer[..n])))
 }
 
 impl ServerHandshake {

@@ -48,7 +48,7 @@ pub async fn forward(
 ) -> Result<(u16, Vec<u8>), ApiError> {
     let cluster =
         control.cluster.as_ref().ok_or_else(|| ApiError::bad_request("not_clustered", "this node is not in a cluster (--listen): there is no other node"))?;
-    let api = {
+    let (api, tls) = {
         let view = cluster.view.lock().unwrap();
         let m = view.member_by_name(node).ok_or_else(|| ApiError::not_found(format!("no member named {node:?} (see GET /v1/cluster/members)")))?;
         if m.state == MemberState::Down {
@@ -57,7 +57,6 @@ pub async fn forward(
         }
         (api_address(&m.id).map_err(ApiError::bad_gateway)?, m.id.api_tls)
     };
-    let (api, tls) = api;
     let url = format!("{}://{api}{path}", if tls { "https" } else { "http" });
     let agent = control.forward_agent.clone();
     let forwarded = tokio::task::spawn_blocking(move || {
