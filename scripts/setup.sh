@@ -42,3 +42,9 @@ if command -v rustup >/dev/null; then
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 fi
 cargo fmt --version >/dev/null && cargo clippy --version >/dev/null || { echo "setup: rustfmt and clippy are required (rustup component add rustfmt clippy)" >&2; exit 1; }
+# A clean release build with its tests takes about 3 GB under target/; a full
+# disk shows up later as a linker error far from its cause, so say it here.
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if ((free_kb < 6 * 1024 * 1024)); then
+  echo "setup: warning: only $((free_kb / 1024)) MiB free here; the build and tests need about 6 GiB" >&2
+fi
