@@ -18,6 +18,7 @@ use caxton_shards::runtime_outbox::RuntimeOutbox;
 struct FakeShard {
     seen: Arc<Mutex<Vec<&'static str>>>,
     stop: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Plays shard `index` of `count`: answers lifecycle commands, deploys
@@ -31,7 +32,7 @@ fn slow_fake_shard(index: usize, count: usize, lifecycle: crossbeam_channel::Rec
     let seen = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicUsize::new(0));
     let (s, st) = (seen.clone(), stop.clone());
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         while st.load(Ordering::Relaxed) == 0 {
             let Ok(c) = lifecycle.recv_timeout(Duration::from_millis(10)) else { continue };
             match c {
@@ -57,7 +58,25 @@ fn slow_fake_shard(index: usize, count: usize, lifecycle: crossbeam_channel::Rec
             }
         }
     });
-    FakeShard { seen, stop }
+    FakeShard { seen, stop, thread: Some(thread) }
+}
+
+impl FakeShard {
+    /// Waits until the fake has taken `n` commands (seconds under a loaded
+    /// machine, so a test never races the fake's thread).
+    fn wait_seen(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.seen.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "the fake shard took {} of {n} commands", self.seen.lock().unwrap().len());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops the fake and waits for its thread: it takes nothing more.
+    fn halt(mut self) {
+        self.stop.store(1, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+    }
 }
 
 impl Drop for FakeShard {
@@ -127,9 +146,9 @@ fn a_shard_that_takes_no_commands_gets_nothing_and_the_caller_503() {
     // Unstuck, the same deploy goes through; stuck again, an undeploy
     // changes nothing either.
     let one = fake_shard(1, 2, l1.clone(), true); // (l1 kept: the queue stays open)
+    one.wait_seen(LIFECYCLE_COMMANDS_MAX); // it has drained the stuck queue
     assert!(rt.block_on(c.deploy("agent", 2, module(), Default::default())).is_ok());
-    one.stop.store(1, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(50));
+    one.halt();
     while s1.lifecycle_room(1) {
         assert!(s1.send_lifecycle(Command::Stop { reply: Box::new(|_| {}) }).is_ok());
     }
