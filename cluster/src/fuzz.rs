@@ -21,3 +21,28 @@ pub fn config(cases: u32) -> Config {
     };
     Config { cases, rng_seed, failure_persistence: None, ..Config::default() }
 }
+
+/// `bytes` as a stream's reads: successive pieces cut at the lengths in
+/// `cuts`, taken in turn and again from the start, the last piece short.
+/// The generator of every "any stream, cut anywhere" test of a decoder.
+pub fn reads<'a>(bytes: &'a [u8], cuts: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    assert!(!cuts.is_empty() && cuts.iter().all(|&c| c > 0), "every read takes a byte");
+    let mut at = 0;
+    cuts.iter().cycle().map_while(move |&cut| {
+        let end = (at + cut).min(bytes.len());
+        let read = (at < bytes.len()).then(|| &bytes[at..end]);
+        at = end;
+        read
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_cover_the_bytes_in_order_at_the_cuts() {
+        let bytes: Vec<u8> = (0..10).collect();
+        let reads: Vec<&[u8]> = super::reads(&bytes, &[3, 1]).collect();
+        assert_eq!(reads, [&[0, 1, 2][..], &[3], &[4, 5, 6], &[7], &[8, 9]]);
+        assert_eq!(super::reads(&[], &[5]).count(), 0);
+    }
+}

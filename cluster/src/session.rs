@@ -429,14 +429,9 @@ mod tests {
             fn any_record_stream_opens_or_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..4000), cuts in prop::collection::vec(1usize..700, 1..12)) {
                 let ring = KeyRing::new(KEY, None).unwrap();
                 let (_, mut s) = connect(&ring, &ring, Mode::Sealed).unwrap();
-                let (mut buf, mut plain, mut at) = (Vec::new(), Vec::new(), 0);
-                for cut in cuts.iter().cycle() {
-                    if at >= bytes.len() {
-                        break;
-                    }
-                    let end = (at + cut).min(bytes.len());
-                    buf.extend_from_slice(&bytes[at..end]);
-                    at = end;
+                let (mut buf, mut plain) = (Vec::new(), Vec::new());
+                for read in crate::fuzz::reads(&bytes, &cuts) {
+                    buf.extend_from_slice(read);
                     if s.opener.open(&mut buf, &mut plain).is_err() {
                         prop_assert!(plain.is_empty(), "random bytes never open");
                         return Ok(());

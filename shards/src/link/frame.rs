@@ -98,14 +98,8 @@ mod tests {
             fn any_stream_yields_frames_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..3000), cuts in prop::collection::vec(1usize..500, 1..20)) {
                 let mut buf = Vec::new();
                 let mut out = Vec::new();
-                let mut at = 0;
-                for cut in cuts.iter().cycle() {
-                    if at >= bytes.len() {
-                        break;
-                    }
-                    let end = (at + cut).min(bytes.len());
-                    buf.extend_from_slice(&bytes[at..end]);
-                    at = end;
+                for read in caxton_cluster::fuzz::reads(&bytes, &cuts) {
+                    buf.extend_from_slice(read);
                     if take_frames(&mut buf, &mut out).is_err() {
                         return Ok(());
                     }
