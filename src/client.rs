@@ -90,6 +90,11 @@ impl Client {
         Self::finish(self.request("GET", "/v1/cluster/members").call())
     }
 
+    /// Forces this node's cluster key rotation (`keyring` rule 7).
+    pub fn force_key_rotation(&self) -> Result<Value, Failure> {
+        Self::finish(self.request("POST", "/v1/cluster/keys/force").send_json(serde_json::json!({})))
+    }
+
     pub fn list(&self) -> Result<Value, Failure> {
         Self::finish(self.request("GET", "/v1/agents").call())
     }

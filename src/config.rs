@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::admission::{self, MemoryLimits};
 use crate::secret;
 use caxton_shards::limits::MessageBudget;
-use caxton_shards::link::io::LinkSettings;
+use caxton_shards::link::LinkSettings;
 use caxton_shards::router::NodeQueueLimits;
 
 /// Parses `10MiB`, `512 KiB`, `1GB`, `4096`.
@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// Address of the wire listener (binary envelope stream, docs/WIRE.md) [default: off].
     #[arg(long)]
     pub wire: Option<SocketAddr>,
+    /// A listener of its own for Prometheus, serving only `GET /metrics`
+    /// and `GET /v1/health`; the API's token and TLS apply to it as to the
+    /// API [default: off: metrics are on the API].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Cluster address: gossip (UDP) and links (TCP) share this port. Joins
     /// a cluster; requires --cluster-key [default: off, a standalone node].
     #[arg(long)]
@@ -399,6 +404,7 @@ impl ServeArgs {
             tls_ca: self.tls_ca.clone().or(file.tls_ca.clone()),
             warnings: secret_warnings,
             wire: self.wire.or(file.wire),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             cluster,
             tuning,
             storage: StorageConfig {
@@ -503,6 +509,8 @@ pub struct ServeConfig {
     pub secrets: secret::SecretSources,
     /// The wire listener (`wire.rs`), if any.
     pub wire: Option<SocketAddr>,
+    /// The metrics listener (`--metrics-listen`), if any.
+    pub metrics_listen: Option<SocketAddr>,
     /// Cluster membership and links (`--listen`), if any.
     pub cluster: Option<crate::config::ClusterConfig>,
     pub tuning: ShardTuning,

@@ -173,6 +173,12 @@ enum AgentCmd {
 enum ClusterCmd {
     /// List the members and their state (alive, suspect, down).
     Members,
+    /// Force this node's cluster key rotation after a key leaked: send with
+    /// the next key now, and drop the old one as soon as every member that
+    /// holds the next key sends with it, without waiting for members that
+    /// do not (docs/OPERATING.md, "A leaked cluster key"). Run it on every
+    /// node.
+    ForceKeyRotation,
 }
 
 #[derive(Subcommand)]
@@ -250,6 +256,17 @@ fn main() {
             report(client_of(&remote).and_then(|c| top::run(&c, frames, view)))
         }
         Cmd::Cluster { command: ClusterCmd::Members, remote } => report(client_of(&remote).and_then(|c| run_members(remote.output, c))),
+        Cmd::Cluster { command: ClusterCmd::ForceKeyRotation, remote } => report(client_of(&remote).and_then(|c| {
+            let v = c.force_key_rotation()?;
+            match remote.output {
+                Output::Json => print_json(&v),
+                Output::Human => println!(
+                    "forced: sending with key {}; the old key goes once every member holding it sends with it",
+                    v["keys"]["sends"].as_str().unwrap_or("?")
+                ),
+            }
+            Ok(())
+        })),
         Cmd::Message { command, remote } => report(client_of(&remote).and_then(|c| run_message(command, remote.output, c))),
         Cmd::PanicOnAThread => {
             let _ = std::thread::spawn(|| panic!("a bug on a thread")).join();

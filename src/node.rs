@@ -31,6 +31,9 @@ use crate::gossip::Cluster;
 use caxton_shards::link::LinkSetup;
 
 pub fn serve(config: ServeConfig) -> Result<(), String> {
+    // Before anything is opened: a node that could not compile an agent
+    // would abort at its first deploy or restore.
+    caxton_shards::agent::engine::executable_memory_allowed()?;
     if !config.api.ip().is_loopback() && !config.api_tokens.required() {
         return Err(format!(
             "refusing to serve the API on non-loopback address {} without a token: set --api-token-file, CAXTON_API_TOKEN or the systemd credential api-token",
@@ -72,7 +75,22 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             ));
         }
     }
+    if let Some(metrics) = config.metrics_listen.filter(|m| !m.ip().is_loopback()) {
+        if config.api_tokens.required() && config.tls.is_none() {
+            return Err(format!(
+                "refusing to serve metrics on non-loopback address {metrics} over plain HTTP: the scraper's token would cross the network in cleartext; give --tls-cert and --tls-key"
+            ));
+        }
+    }
     let listener = std::net::TcpListener::bind(config.api).map_err(|e| format!("cannot bind the API to {}: {e}", config.api))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot bind the metrics listener to {addr}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(l)
+        }
+        None => None,
+    };
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let wire_listener = match config.wire {
         Some(addr) => {
@@ -121,6 +139,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             link: config.cluster.as_ref().map(|c| LinkSetup::for_shard(c.listen, c.keys.clone(), cores, c.links)),
             disk: disk.clone(),
             spans: span_outputs,
+            restoring: true,
         },
         sink.clone(),
     )?;
@@ -171,6 +190,13 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
                 ingress_bytes: config.budget.wire_ingress as usize,
             };
             tokio::spawn(crate::wire::serve(control.clone(), l, config.api_tokens.clone(), tls.clone(), limits));
+        }
+        if let (Some(l), Some(addr)) = (metrics_listener, config.metrics_listen) {
+            let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            let metrics =
+                Api::new(control.clone(), config.api_tokens.clone(), addr, &config.listeners, config.max_connections).metrics_only(addr, &config.listeners);
+            tracing::info!(metrics = %addr, "metrics listener serving");
+            tokio::spawn(api::serve(Arc::new(metrics), l, tls.clone()));
         }
         let api = Arc::new(Api::new(control.clone(), config.api_tokens.clone(), config.api, &config.listeners, config.max_connections));
         let server = tokio::spawn(api::serve(api, listener, tls));

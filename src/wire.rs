@@ -37,6 +37,12 @@
 //!    a token refuses to start without TLS, as the API does: the token in
 //!    the hello would cross the network in cleartext. The node's tokens
 //!    are the API's, rotation included (`secret` rule 5).
+//! 7. Until its hello is taken, a connection holds a place of its own
+//!    bounded pool ([`WIRE_PENDING_MAX`], at most
+//!    [`WIRE_PENDING_PER_SOURCE_MAX`] from one address; `pending`), not one
+//!    of `--wire-connections-max`, and its first byte is due within
+//!    [`WIRE_FIRST_BYTES_TIMEOUT_MS`]: keyless clients cannot hold the
+//!    places of clients that said hello.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,10 +51,11 @@ use std::time::Duration;
 use caxton_abi::failure::FailureReason;
 use caxton_shards::envelope::{Header, Message, Performative};
 use caxton_shards::limits::{
-    ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_HELLO_BYTES_MAX, WIRE_RETRY_PAUSE_MAX_US,
-    WIRE_RETRY_PAUSE_MIN_US,
+    ACCEPT_RETRY_MS, ENVELOPE_BYTES_MAX, WIRE_BATCH_BYTES_MAX, WIRE_BATCH_MESSAGES_MAX, WIRE_BUFFER_BYTES, WIRE_FIRST_BYTES_TIMEOUT_MS, WIRE_HELLO_BYTES_MAX,
+    WIRE_NOTICE_WAIT_MAX_MS, WIRE_PENDING_MAX, WIRE_PENDING_PER_SOURCE_MAX, WIRE_RETRY_PAUSE_MAX_US, WIRE_RETRY_PAUSE_MIN_US,
 };
 use caxton_shards::names::{NODE_SENDER, WIRE_NAME_PREFIX};
+use caxton_shards::pending::{PendingLimits, PendingPlace, PendingPlaces};
 use caxton_shards::router::RouteError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
@@ -75,24 +82,40 @@ pub struct WireLimits {
 pub async fn serve(control: Arc<Control>, listener: TcpListener, tokens: ApiTokens, tls: Option<TlsAcceptor>, limits: WireLimits) {
     let open = Arc::new(AtomicUsize::new(0));
     let ingress = Arc::new(Semaphore::new(limits.ingress_bytes));
+    let pending =
+        Arc::new(std::sync::Mutex::new(PendingPlaces::new(PendingLimits { max: WIRE_PENDING_MAX, per_source_max: WIRE_PENDING_PER_SOURCE_MAX, reserved: 0 })));
     let limits = Arc::new(limits);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Rule 7: a place among those that have not said hello.
+                let place = match PendingPlace::take(&pending, peer.ip()) {
+                    Ok(place) => place,
+                    Err(refusal) => {
+                        control.wire_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, reason = refusal.label(), "wire connection refused before its hello");
+                        continue; // dropping `stream` closes it
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let (control, tokens, open, ingress, limits, tls) =
                     (control.clone(), tokens.clone(), open.clone(), ingress.clone(), limits.clone(), tls.clone());
-                let over = open.fetch_add(1, Ordering::Relaxed) >= limits.connections_max;
                 tokio::spawn(async move {
+                    let first = tokio::time::timeout(Duration::from_millis(WIRE_FIRST_BYTES_TIMEOUT_MS), stream.readable()).await;
+                    if !matches!(first, Ok(Ok(()))) {
+                        control.wire_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "wire connection silent past its first-byte bound");
+                        return;
+                    }
                     let result = match tls {
                         None => {
                             let (rd, wr) = stream.into_split();
-                            serve_one(control, rd, wr, over, tokens, &limits, ingress).await
+                            serve_one(control, rd, wr, place, &open, tokens, &limits, ingress).await
                         }
                         Some(acceptor) => match tokio::time::timeout(limits.hello_timeout, acceptor.accept(stream)).await {
                             Ok(Ok(stream)) => {
                                 let (rd, wr) = tokio::io::split(stream);
-                                serve_one(control, rd, wr, over, tokens, &limits, ingress).await
+                                serve_one(control, rd, wr, place, &open, tokens, &limits, ingress).await
                             }
                             Ok(Err(e)) => {
                                 control.wire_refused.fetch_add(1, Ordering::Relaxed);
@@ -104,7 +127,6 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, tokens: ApiToke
                             }
                         },
                     };
-                    open.fetch_sub(1, Ordering::Relaxed);
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "wire connection ended");
                     }
@@ -118,12 +140,24 @@ pub async fn serve(control: Arc<Control>, listener: TcpListener, tokens: ApiToke
     }
 }
 
-/// One connection, plain or TLS: refused at once past the connection bound.
+/// Gives an open connection's place back when the connection ends.
+struct OpenPlace<'a>(&'a AtomicUsize);
+
+impl Drop for OpenPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection, plain or TLS: its hello, then, if there is room among
+/// the open connections, the connection itself (rules 2 and 7).
+#[allow(clippy::too_many_arguments, reason = "one connection's parts, each used once")]
 async fn serve_one<R, W>(
     control: Arc<Control>,
     rd: R,
-    mut wr: W,
-    over: bool,
+    wr: W,
+    place: PendingPlace,
+    open: &AtomicUsize,
     tokens: ApiTokens,
     limits: &WireLimits,
     ingress: Arc<Semaphore>,
@@ -132,13 +166,29 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    if over {
-        control.wire_refused.fetch_add(1, Ordering::Relaxed);
-        let why = format!("the node holds --wire-connections-max {} connections; retry later", limits.connections_max);
-        write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
-        return wr.shutdown().await;
+    let mut rd = BufReader::with_capacity(WIRE_BUFFER_BYTES, rd);
+    let mut wr = BufWriter::with_capacity(WIRE_BUFFER_BYTES, wr);
+    let said = match tokio::time::timeout(limits.hello_timeout, hello(&mut rd, &tokens)).await {
+        Ok(said) => said,
+        Err(_) => Err(format!("no hello within {} ms", limits.hello_timeout.as_millis())),
+    };
+    drop(place); // it said hello, or it is refused: its pending place is free
+    let over = open.fetch_add(1, Ordering::Relaxed) >= limits.connections_max;
+    let _open = OpenPlace(open);
+    let refused = match (said, over) {
+        (Err(why), _) => Err(why),
+        (Ok(_), true) => Err(format!("the node holds --wire-connections-max {} connections; retry later", limits.connections_max)),
+        (Ok(version), false) => Ok(version),
+    };
+    match refused {
+        Ok(version) => connection(control, rd, wr, version, ingress).await,
+        Err(why) => {
+            control.wire_refused.fetch_add(1, Ordering::Relaxed);
+            write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
+            wr.flush().await?;
+            wr.shutdown().await
+        }
     }
-    connection(control, rd, wr, tokens, limits, ingress).await
 }
 
 /// Reads a frame's length prefix; `None` at a clean end of stream.
@@ -186,26 +236,17 @@ async fn hello<R: AsyncReadExt + Unpin>(rd: &mut R, tokens: &ApiTokens) -> Resul
     Ok(version)
 }
 
-async fn connection<R, W>(control: Arc<Control>, rd: R, wr: W, tokens: ApiTokens, limits: &WireLimits, ingress: Arc<Semaphore>) -> std::io::Result<()>
+async fn connection<R, W>(
+    control: Arc<Control>,
+    mut rd: BufReader<R>,
+    mut wr: BufWriter<W>,
+    version: &'static str,
+    ingress: Arc<Semaphore>,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut rd = BufReader::with_capacity(WIRE_BUFFER_BYTES, rd);
-    let mut wr = BufWriter::with_capacity(WIRE_BUFFER_BYTES, wr);
-    let said = match tokio::time::timeout(limits.hello_timeout, hello(&mut rd, &tokens)).await {
-        Ok(said) => said,
-        Err(_) => Err(format!("no hello within {} ms", limits.hello_timeout.as_millis())),
-    };
-    let version = match said {
-        Ok(version) => version,
-        Err(why) => {
-            control.wire_refused.fetch_add(1, Ordering::Relaxed);
-            write_frame(&mut wr, format!("{HELLO} refused: {why}").as_bytes()).await?;
-            wr.flush().await?;
-            return Ok(());
-        }
-    };
     let (id, outbox, mut rx) = control.register_wire();
     let name = format!("{WIRE_NAME_PREFIX}{id}");
     write_frame(&mut wr, format!("{version} ok {name}").as_bytes()).await?;
@@ -305,7 +346,12 @@ async fn read_loop<R: AsyncReadExt + Unpin>(
                 }
                 Err(refusal) => {
                     let (header, why) = *refusal;
-                    notify(control, outbox, failure(name, &header, &why)).await
+                    let notice = failure(name, &header, &why);
+                    if let Err(notice) = try_notify(control, outbox, notice) {
+                        // Rule 5: hand over what is held before waiting.
+                        flush(control, &mut batch, name, outbox).await;
+                        notify(control, outbox, notice).await;
+                    }
                 }
             }
             taken += 1;
@@ -317,16 +363,43 @@ async fn read_loop<R: AsyncReadExt + Unpin>(
     }
 }
 
-/// Queues a failure notice for the client; waits for room (the client
-/// reads, or the connection ends).
-async fn notify(control: &Control, outbox: &WireOutbox, notice: Message) {
+/// Queues a failure notice for the client if its outbox has room, in count
+/// and in bytes; hands it back if not.
+fn try_notify(control: &Control, outbox: &WireOutbox, notice: Message) -> Result<(), Message> {
+    if !control.wire_has_room(outbox, notice.len()) {
+        return Err(notice);
+    }
     let held = caxton_shards::runtime_outbox::Held::counted(notice, vec![outbox.bytes.clone(), control.wire_bytes.clone()]);
-    let _ = outbox.tx.send(held).await;
+    match outbox.tx.try_send(held) {
+        Ok(()) => Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(held)) => Err(held.into_message()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Ok(()), // the connection is ending
+    }
+}
+
+/// Waits for room in the client's outbox (it reads, or the connection
+/// ends), then queues the notice. Called holding no ingress permits (rule
+/// 5): a client that does not read its notices stops its own reads (TCP
+/// back-pressure), and its notices stay within the wire outboxes' bytes,
+/// so it costs no one else room.
+async fn notify(control: &Control, outbox: &WireOutbox, mut notice: Message) {
+    let mut pause = Duration::from_micros(WIRE_RETRY_PAUSE_MIN_US);
+    loop {
+        match try_notify(control, outbox, notice) {
+            Ok(()) => return,
+            Err(_) if outbox.tx.is_closed() => return,
+            Err(back) => notice = back,
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(WIRE_NOTICE_WAIT_MAX_MS));
+    }
 }
 
 /// Hands each shard its batch; retries what was busy until taken. Then the
-/// batch's permits go back (rule 5).
+/// batch's permits go back (rule 5), and only then does it wait for room
+/// for the failure notices of messages no shard could route.
 async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOutbox) {
+    let mut waiting = Vec::new();
     for (shard, messages) in batch.by_shard.iter_mut().enumerate() {
         let mut pending = std::mem::take(messages);
         let mut pause = Duration::from_micros(WIRE_RETRY_PAUSE_MIN_US);
@@ -337,10 +410,16 @@ async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOu
             };
             pending = Vec::new();
             for (why, m) in refused {
-                match why {
-                    RouteError::Busy => pending.push(m),
-                    RouteError::UnknownReceiver => notify(control, outbox, failure(name, &m.header(), FailureReason::UnknownReceiver.as_str())).await,
-                    RouteError::Unreachable => notify(control, outbox, failure(name, &m.header(), FailureReason::NodeDown.as_str())).await,
+                let reason = match why {
+                    RouteError::Busy => {
+                        pending.push(m);
+                        continue;
+                    }
+                    RouteError::UnknownReceiver => FailureReason::UnknownReceiver,
+                    RouteError::Unreachable => FailureReason::NodeDown,
+                };
+                if let Err(notice) = try_notify(control, outbox, failure(name, &m.header(), reason.as_str())) {
+                    waiting.push(notice);
                 }
             }
             if !pending.is_empty() {
@@ -351,6 +430,10 @@ async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOu
     }
     batch.bytes = 0;
     batch.permits = None;
+    assert!(waiting.len() <= WIRE_BATCH_MESSAGES_MAX, "at most one notice a message of the batch");
+    for notice in waiting {
+        notify(control, outbox, notice).await;
+    }
 }
 
 #[cfg(test)]

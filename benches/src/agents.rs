@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use caxton_shards::agent::host::InstanceAccount;
-use caxton_shards::agent::{compile, AgentInstance, AgentLimits, Outcome};
+use caxton_shards::agent::{compile, AgentInstance, AgentLimits, InCall, Outcome};
 use caxton_shards::metrics::Latency;
 use hdrhistogram::Histogram;
 use wasmer::{imports, Instance, Module, Store};
@@ -28,7 +28,7 @@ pub fn startup(count: usize) -> (Histogram<u64>, Histogram<u64>) {
     for i in 0..count {
         let t = Instant::now();
         let mut agent = AgentInstance::new(&compiled, "bench".into(), i as u32, 0, InstanceAccount::new(Default::default())).unwrap();
-        assert_eq!(agent.init(), Outcome::Handled);
+        agent.start(&InCall::without_shard()).unwrap();
         ours.saturating_record(t.elapsed().as_nanos() as u64);
         kept.push(agent);
     }
@@ -73,7 +73,8 @@ pub fn resident_probe(kind: &str, count: usize) -> f64 {
             let own = text.replacen("(memory (export \"memory\") 1)", &format!("(memory (export \"memory\") 1) (global i32 (i32.const {i}))"), 1);
             let compiled = compile(&wasmer::wat2wasm(own.as_bytes()).unwrap(), &AgentLimits::default()).unwrap();
             let mut a = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
-            assert_eq!(a.deliver(envelope.as_bytes()), Outcome::Handled);
+            a.start(&InCall::without_shard()).unwrap();
+            assert_eq!(a.deliver(&InCall::without_shard(), envelope.as_bytes()), Outcome::Handled);
             (compiled, a)
         };
         let first = make(count + 1);
@@ -87,7 +88,8 @@ pub fn resident_probe(kind: &str, count: usize) -> f64 {
         let compiled = compile(&wasm, &AgentLimits::default()).unwrap();
         let make = |i: u32| {
             let mut a = AgentInstance::new(&compiled, "bench".into(), i, 0, InstanceAccount::new(Default::default())).unwrap();
-            assert_eq!(a.deliver(envelope.as_bytes()), Outcome::Handled);
+            a.start(&InCall::without_shard()).unwrap();
+            assert_eq!(a.deliver(&InCall::without_shard(), envelope.as_bytes()), Outcome::Handled);
             a
         };
         let first = make(0);
@@ -129,16 +131,17 @@ pub fn dispatch_ns(calls: usize) -> Histogram<u64> {
 pub fn handler_ns(file: &str, meter_bulk: bool, calls: usize) -> Histogram<u64> {
     let compiled = compile(&wasm(file), &AgentLimits { meter_bulk, ..AgentLimits::default() }).unwrap();
     let mut agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+    agent.start(&InCall::without_shard()).unwrap();
     let envelope = BenchNode::message("a", "b", &[7u8; 64]);
     let mut h = histogram();
     for _ in 0..1000 {
-        agent.deliver(envelope.as_bytes());
+        agent.deliver(&InCall::without_shard(), envelope.as_bytes());
     }
     // Time batches of 100 so the clock's own cost stays out of the figure.
     for _ in 0..calls / 100 {
         let t = Instant::now();
         for _ in 0..100 {
-            std::hint::black_box(agent.deliver(envelope.as_bytes()));
+            std::hint::black_box(agent.deliver(&InCall::without_shard(), envelope.as_bytes()));
         }
         h.saturating_record((t.elapsed().as_nanos() as u64 / 100).max(1));
     }

@@ -61,6 +61,7 @@ impl BenchNode {
                 link: None,
                 disk: caxton_shards::storage::DiskFloor::unchecked(),
                 spans: None,
+                restoring: false,
             },
             caxton_shards::runtime_outbox::RuntimeOutbox::consuming(drop),
         )
@@ -83,6 +84,7 @@ impl BenchNode {
                 link: Some(link),
                 disk: caxton_shards::storage::DiskFloor::unchecked(),
                 spans: None,
+                restoring: false,
             },
             api,
         )

@@ -39,6 +39,14 @@
 //!    attempt to join while it holds two ([`KeyRing::alternate`]), so that
 //!    it reaches its cluster whichever step the rotation is at; rule 3
 //!    takes over once members report.
+//! 7. A forced rotation ([`KeyRing::force`], the answer to a leaked key):
+//!    the node sends with the next key at once and never turns back, and
+//!    drops the old key as soon as every active member that reports
+//!    holding the next key sends with it. Members that do not hold it are
+//!    not waited for: with rule 3 alone, whoever holds the old key could
+//!    stop a rotation forever by gossiping (each of its packets turned it
+//!    back). A member that was only slow to reload is cut off until it
+//!    holds the new key.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -172,6 +180,9 @@ struct State {
     current: Arc<Key>,
     next: Option<Arc<Key>>,
     sending_next: bool,
+    /// Rule 7: the switch is forced, and members without the next key are
+    /// not waited for.
+    forced: bool,
     retired: Vec<KeyId>,
     nonces: Nonces,
 }
@@ -205,7 +216,7 @@ impl KeyRing {
     pub fn new(current: &[u8], next: Option<&[u8]>) -> Result<KeyRing, String> {
         let current = Arc::new(Key::new(current)?);
         let next = next.map(Key::new).transpose()?.map(Arc::new).filter(|n| n.id != current.id);
-        let state = State { current, next, sending_next: false, retired: Vec::new(), nonces: Nonces::new() };
+        let state = State { current, next, sending_next: false, forced: false, retired: Vec::new(), nonces: Nonces::new() };
         Ok(KeyRing { state: Arc::new(Mutex::new(state)), removals: Arc::new(AtomicU64::new(0)) })
     }
 
@@ -309,6 +320,7 @@ impl KeyRing {
             s.current = fresh[0].clone();
             s.next = fresh.get(1).cloned();
             s.sending_next = s.next.as_ref().is_some_and(|n| n.id == sending);
+            s.forced &= s.sending_next;
             if held.iter().any(|id| !fresh.iter().any(|k| k.id == *id)) {
                 self.removals.fetch_add(1, Ordering::Release);
             }
@@ -329,11 +341,38 @@ impl KeyRing {
         true
     }
 
-    /// Applies rule 3 to what the active members reported. `reports` has
-    /// one entry per active member; `None` for one not heard from yet.
+    /// Forces the rotation (rule 7): sends with the next key from now on,
+    /// and drops the old one once every member holding the next key sends
+    /// with it. Refused without a next key.
+    pub fn force(&self) -> Result<Step, String> {
+        let mut s = self.lock();
+        let Some(next) = s.next.clone() else {
+            return Err("no rotation to force: this node holds one key; put the new key in --cluster-key-next-file and reload (SIGHUP) first".into());
+        };
+        s.sending_next = true;
+        s.forced = true;
+        Ok(Step::Switched(next.id))
+    }
+
+    /// Is a rotation being forced (rule 7)?
+    pub fn forced(&self) -> bool {
+        self.lock().forced
+    }
+
+    /// Applies rules 3 and 7 to what the active members reported.
+    /// `reports` has one entry per active member; `None` for one not
+    /// heard from yet.
     pub fn advance<'r>(&self, reports: impl Iterator<Item = Option<&'r Report>> + Clone) -> Option<Step> {
         let mut s = self.lock();
         let next = s.next.clone()?;
+        if s.forced {
+            // Rule 7: only the members that hold the next key count.
+            let holders = reports.clone().flatten().filter(|r| r.has(next.id));
+            if !holders.clone().all(|r| r.sends == next.id) {
+                return None;
+            }
+            return Some(Self::drop_current(&mut s, next, &self.removals));
+        }
         reports.clone().next()?; // rule 3: no step without a member to agree
         let all_hold = reports.clone().all(|r| r.is_some_and(|r| r.has(next.id)));
         match (s.sending_next, all_hold) {
@@ -349,14 +388,22 @@ impl KeyRing {
             (true, true) => {}
         }
         if reports.clone().all(|r| r.is_some_and(|r| r.sends == next.id)) {
-            let old = std::mem::replace(&mut s.current, next);
-            s.next = None;
-            s.sending_next = false;
-            s.retired.push(old.id);
-            self.removals.fetch_add(1, Ordering::Release);
-            return Some(Step::Dropped(old.id));
+            return Some(Self::drop_current(&mut s, next, &self.removals));
         }
         None
+    }
+
+    /// Rule 3, step b: the next key becomes the only one; the old one is
+    /// retired.
+    fn drop_current(s: &mut State, next: Arc<Key>, removals: &AtomicU64) -> Step {
+        let old = std::mem::replace(&mut s.current, next);
+        s.next = None;
+        s.sending_next = false;
+        s.forced = false;
+        s.retired.push(old.id);
+        removals.fetch_add(1, Ordering::Release);
+        assert_ne!(old.id, s.current.id, "a rotation changes the key");
+        Step::Dropped(old.id)
     }
 }
 
@@ -470,5 +517,33 @@ mod tests {
         assert!(ring.alternate() && ring.sending().id == new_id);
         assert!(ring.alternate() && ring.sending().id == old_id);
         assert!(!KeyRing::new(OLD, None).unwrap().alternate(), "one key: nothing to alternate");
+    }
+
+    /// Rule 7: the holder of a leaked old key gossips with it during the
+    /// rotation; each of its packets turned the switch back (issue 25). A
+    /// forced rotation does not wait for it, drops the old key once the
+    /// members that hold the new one send with it, and so cuts it off.
+    #[test]
+    fn a_forced_rotation_is_not_held_back_by_a_member_with_the_old_key_only() {
+        let ring = KeyRing::new(OLD, Some(NEW)).unwrap();
+        let (old_id, new_id) = ring.ids();
+        let leaked = Report { sends: old_id, holds: old_id };
+        let holds_both = Report { sends: old_id, holds: new_id };
+        let sends_new = Report { sends: new_id, holds: old_id };
+        // Unforced: the leaked key's holder keeps it from switching.
+        for _ in 0..3 {
+            assert_eq!(ring.advance([Some(&holds_both), Some(&leaked)].into_iter()), None);
+        }
+        assert!(KeyRing::new(OLD, None).unwrap().force().is_err(), "nothing to force with one key");
+        assert_eq!(ring.force(), Ok(Step::Switched(new_id)));
+        assert!(ring.forced() && ring.sending().id == new_id);
+        // A member that holds the new key but still sends the old: wait.
+        assert_eq!(ring.advance([Some(&holds_both), Some(&leaked)].into_iter()), None);
+        assert_eq!(ring.sending().id, new_id, "never turned back while forced");
+        // Every holder of the new key sends with it: the old key goes.
+        assert_eq!(ring.advance([Some(&sends_new), Some(&leaked), None].into_iter()), Some(Step::Dropped(old_id)));
+        assert!(ring.find(old_id).is_none(), "the leaked key opens nothing now");
+        assert!(!ring.forced() && ring.phase() == (1, false));
+        assert!(ring.reload(OLD, Some(NEW)).is_ok() && ring.find(old_id).is_none(), "retired: a stale reload does not bring it back");
     }
 }

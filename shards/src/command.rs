@@ -88,6 +88,11 @@ pub enum Command {
     Cluster {
         updates: Vec<ClusterUpdate>,
     },
+    /// Every agent is restored: the node serves, and timers may fire
+    /// (`timers` rule 5). Sent once, after the restore.
+    Serve {
+        reply: Reply<()>,
+    },
     /// Fails back what the shard still holds (`node_down` notices), commits,
     /// checkpoints its WAL and stops.
     Stop {
@@ -124,6 +129,8 @@ pub struct InstanceStats {
     pub running: bool,
     /// `running`, `backing_off` or `quarantined` (`shard::supervision`).
     pub standing: &'static str,
+    /// Why it is quarantined, when it is.
+    pub quarantined_because: Option<Arc<str>>,
     /// Crashes in a row, and restarts its policy made.
     pub crashes_in_a_row: u32,
     pub restarts: u64,

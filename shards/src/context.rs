@@ -8,6 +8,12 @@
 //! 2. Host functions find it through a thread-local installed when the
 //!    shard opens ([`install`]), since wasmer calls them with the instance's
 //!    own environment only.
+//! 3. Host functions reach it only while a call bracket is open
+//!    ([`CallState::open`], set by the shard's `call_begin` and cleared by
+//!    its `call_end`): [`with_call`] gives nothing otherwise (no shard on
+//!    this thread, no call open, or the context already borrowed), and the
+//!    host function refuses. Nothing an agent does can reach a shard
+//!    outside its call, or make a borrow fail with a panic.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -56,12 +62,28 @@ pub struct AbiCounters {
     pub state_refused_disk: u64,
     /// Log lines dropped by instances' budgets.
     pub log_dropped: u64,
+    /// Host calls refused because no call bracket was open (rule 3): none
+    /// unless the shard itself has a bug.
+    pub outside_call: u64,
 }
 
 /// The per-call state of the handler now running.
 #[derive(Debug, Default)]
 pub struct CallState {
+    /// Is a call bracket open (rule 3)? Host functions work only then.
+    pub open: bool,
+    /// The instance called.
+    pub owner: crate::router::LocalId,
     pub writes: usize,
+    /// Timers the call set and cancelled, applied to the shard's queue only
+    /// if the call completes (`timers` rule 2); each bounded by the call's
+    /// writes.
+    pub timers_set: Vec<crate::timers::Due>,
+    pub timers_cancelled: Vec<i64>,
+    /// Of those cancelled, how many were pending (queued, or set by this
+    /// call): the instance's count of pending timers is the queue's, plus
+    /// those set, less these.
+    pub timers_cancelled_pending: usize,
     /// Conversation of the message being handled (0 in `caxton_init`), for logs.
     pub conversation_id: u64,
     /// The trace context the call's sends carry: the handled message's
@@ -189,13 +211,30 @@ pub(crate) fn try_with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> Option<R> {
     })
 }
 
-/// Runs `f` with this thread's context (rule 2). Panics outside a shard:
-/// host functions are only called by a shard's instances.
-pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> R {
+/// Is a call bracket open on this thread (rule 3)? Counts a refusal when
+/// a shard's context is here but no call is open.
+pub(crate) fn call_open() -> bool {
     CURRENT.with(|c| {
         let slot = c.borrow();
-        let ctx = slot.as_ref().expect("host function called outside a shard");
-        let mut ctx = ctx.borrow_mut();
-        f(&mut ctx)
+        let Some(ctx) = slot.as_ref() else { return false };
+        let Ok(mut ctx) = ctx.try_borrow_mut() else { return false };
+        if !ctx.call.open {
+            ctx.abi.outside_call += 1;
+        }
+        ctx.call.open
+    })
+}
+
+/// Runs `f` with this thread's context if a call bracket is open (rules 2
+/// and 3); `None` otherwise, and the host function refuses.
+pub(crate) fn with_call<R>(f: impl FnOnce(&mut ShardCtx) -> R) -> Option<R> {
+    CURRENT.with(|c| {
+        let slot = c.borrow();
+        let mut ctx = slot.as_ref()?.try_borrow_mut().ok()?;
+        if !ctx.call.open {
+            ctx.abi.outside_call += 1;
+            return None;
+        }
+        Some(f(&mut ctx))
     })
 }

@@ -87,6 +87,10 @@ pub struct ShardsConfig {
     pub disk: Arc<crate::storage::DiskFloor>,
     /// Each shard's span output, by shard index, when traces are exported.
     pub spans: Option<Vec<crate::trace::SpanOutput>>,
+    /// The node restores its agents first and then sends each shard
+    /// [`Command::Serve`]; until then their timers wait. `false`: they fire
+    /// from the start (benchmarks, tests without a restore).
+    pub restoring: bool,
 }
 
 /// The node's handle on one running shard.
@@ -202,6 +206,7 @@ pub fn start(config: ShardsConfig, api: ApiSink) -> Result<Vec<ShardHandle>, Str
             link: config.link.clone(),
             disk: config.disk.clone(),
             spans: config.spans.as_ref().map(|s| s[index].clone()),
+            restoring: config.restoring,
         };
         let ready = ready_tx.clone();
         let reader_fd = reader.into_raw_fd();

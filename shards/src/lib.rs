@@ -17,6 +17,8 @@
 //! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
 //! - [`runtime_outbox`]: messages to REST callers and wire clients, bounded
 //!   in bytes node-wide;
+//! - [`pending`]: places for connections not yet authenticated, shared out
+//!   per source;
 //! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`timers`]: durable timers, an instance's messages to itself later;
@@ -38,6 +40,7 @@ pub mod link;
 pub mod mesh;
 pub mod metrics;
 pub mod names;
+pub mod pending;
 pub mod placement;
 pub mod router;
 pub mod runtime_outbox;

@@ -131,6 +131,31 @@ pub const BULK_FUEL_PER_KIB: u64 = 2_000;
 /// above: SQLite writes pages to its WAL.
 pub const STATE_FUEL_PER_KIB: u64 = 70_000;
 
+/// Fuel of a `send`, besides its bytes: resolving the receiver, reserving
+/// room, encoding and staging the message.
+pub const SEND_CALL_FUEL: u64 = 10_000;
+
+/// Fuel per KiB of the value a `state_get` reads: SQLite reads the whole
+/// value whatever the guest's buffer holds, so a `state_get` of a 1 MiB
+/// value into 0 bytes pays for 1 MiB (it paid a flat fee before, and 8,000
+/// of them held a shard for 0.75 s).
+pub const STATE_READ_FUEL_PER_KIB: u64 = 4_000;
+
+/// Fuel per KiB of the value a `state_put` replaces or a `state_delete`
+/// removes: SQLite frees its pages.
+pub const STATE_FREE_FUEL_PER_KIB: u64 = 4_000;
+
+/// Fuel of each log line a `log` or a WASI `fd_write` ends, written or
+/// dropped by the instance's budget (a budget check and a count). Before
+/// it, `fd_write` paid by the byte and a write of 8 MiB of `"a\n"` cost
+/// 0.66 ms of fuel for 0.28 s of CPU.
+pub const LOG_LINE_FUEL: u64 = 2_000;
+
+/// Fuel of a log line the instance's budget lets through, on top of
+/// [`LOG_LINE_FUEL`]: it is formatted, kept for `caxton agent logs` and
+/// written to the node's log.
+pub const LOG_WRITTEN_LINE_FUEL: u64 = 250_000;
+
 /// Fuel per page `memory.grow` adds (the page is zeroed: one KiB's bulk
 /// cost per KiB).
 pub const GROW_FUEL_PER_PAGE: u64 = 64 * BULK_FUEL_PER_KIB;
@@ -352,6 +377,25 @@ pub const MESSAGE_BUFFER_BYTES_MIN: u64 = 2 * ENVELOPE_BYTES_MAX as u64 * 20 + 1
 /// what a silent or slow client holds of `--max-connections`.
 pub const API_HEADER_TIMEOUT_MS: u64 = 10_000;
 
+/// API connections that have not yet sent a complete first request head
+/// (their TLS handshake included), node-wide; they count towards
+/// `--max-connections` too (past it a connection's first request is
+/// answered 503). Default 1,024. Exceeded: the connection is closed at once, counted
+/// (`caxton_api_connections_closed_total{reason="pending"}`).
+pub const API_PENDING_MAX: usize = 1024;
+
+/// Of those, the most one source address may hold (default 64: a browser
+/// opens 6, a load balancer a few per request in flight). Exceeded: as
+/// above (`{reason="pending_per_source"}`). With the first-byte bound
+/// below, 10,000 silent connections from one source no longer hold every
+/// place for 10 s.
+pub const API_PENDING_PER_SOURCE_MAX: usize = 64;
+
+/// How long a new API connection may stay silent before its first byte
+/// (a request, or TLS's hello), in milliseconds. Default 2 s. Exceeded:
+/// closed (`{reason="header_timeout"}`).
+pub const API_FIRST_BYTES_TIMEOUT_MS: u64 = 2_000;
+
 /// Longest a REST connection may sit idle between requests, in
 /// milliseconds (`--api-idle-timeout-ms`; a request waiting on its reply is
 /// not idle). Exceeded: the connection is closed.
@@ -365,6 +409,28 @@ pub const WIRE_HELLO_TIMEOUT_MS: u64 = 5_000;
 /// buffers (about 200 KiB) and a task. Exceeded: the next connection is
 /// answered `caxton-wire/1 refused: ...` and closed at once.
 pub const WIRE_CONNECTIONS_MAX: usize = 256;
+
+/// Wire connections that have not yet sent their hello, apart from the
+/// open connections of `--wire-connections-max` (listener rules in
+/// `pending`): a keyless client can hold these only, never the places of
+/// clients that said hello. Default 64; each a socket for at most the
+/// hello timeout. Exceeded: closed at once, counted
+/// (`caxton_wire_refused_total`).
+pub const WIRE_PENDING_MAX: usize = 64;
+
+/// Of those, the most one source address may hold. Default 8.
+pub const WIRE_PENDING_PER_SOURCE_MAX: usize = 8;
+
+/// How long a new wire connection may stay silent before its first byte
+/// (the hello, or TLS's), in milliseconds. Default 1 s. Exceeded: closed,
+/// counted as a refusal.
+pub const WIRE_FIRST_BYTES_TIMEOUT_MS: u64 = 1_000;
+
+/// Longest pause between two looks for room for a failure notice to a
+/// wire client whose outbox is full, in milliseconds (the pause doubles
+/// from [`WIRE_RETRY_PAUSE_MIN_US`]). Meanwhile that connection is not
+/// read: its client is pushed back through TCP.
+pub const WIRE_NOTICE_WAIT_MAX_MS: u64 = 50;
 
 /// Buffered bytes each way of a wire connection.
 pub const WIRE_BUFFER_BYTES: usize = 64 * 1024;
@@ -546,6 +612,25 @@ pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// closed at once (`caxton_link_refused_total{reason="pending"}`), so that
 /// peers without the key can never take the authenticated places.
 pub const LINK_PENDING_HANDSHAKES_MAX: usize = 64;
+
+/// Pending handshakes one source address may hold at once, per shard,
+/// unless gossip knows it as a member's (link rule 6). Default 4: a peer
+/// node's connections come from a member's address and are not held to it;
+/// 64 silent connections from one keyless source, reopened every 2 s, used
+/// to fill the whole pool and close every real peer's new link.
+/// Exceeded: closed at once (`caxton_link_refused_total{reason="pending_per_source"}`).
+pub const LINK_PENDING_PER_SOURCE_MAX: usize = 4;
+
+/// Share of the pending handshakes kept for members' addresses, in
+/// thousandths (default half): sources that are not members together hold
+/// at most the rest. Exceeded by strangers: closed at once (`{reason="pending"}`).
+pub const LINK_PENDING_RESERVED_PERMILLE: u64 = 500;
+
+/// How long a new inbound link may stay silent before the first bytes of
+/// its hello, in milliseconds (default 1 s; a peer writes its hello as soon
+/// as it connects). Exceeded: closed, counted as a handshake refused; its
+/// pending place is free again long before the handshake's own bound.
+pub const LINK_FIRST_BYTES_TIMEOUT_MS: u64 = 1_000;
 
 /// Sends after which a message still unacknowledged is given up (counted
 /// as `link_lost`): only a receiver that takes the connection down on every

@@ -113,6 +113,16 @@ impl Held {
         self.message.as_ref().expect("held until dropped")
     }
 
+    /// Takes the message back out; its bytes stop counting.
+    pub fn into_message(mut self) -> Message {
+        let message = self.message.take().expect("held until dropped");
+        for c in &self.counters {
+            c.fetch_sub(message.len(), Ordering::Relaxed);
+        }
+        self.counters.clear();
+        message
+    }
+
     /// Counts the message in `counters` from now on instead (it moved to a
     /// wire connection's outbox, with budgets of its own).
     pub fn move_to(&mut self, counters: Vec<Arc<AtomicUsize>>) {

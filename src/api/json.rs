@@ -124,8 +124,13 @@ pub fn message(m: &Message) -> Value {
     v
 }
 
-pub fn agent_list(agents: &[(String, AgentRecord)]) -> Value {
-    json!({ "agents": agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards, "version": r.version.number })).collect::<Vec<_>>() })
+/// The agents this node serves, and those of its catalog it could not
+/// restore (with why).
+pub fn agent_list(agents: &[(String, AgentRecord)], unrestored: &[(String, String)]) -> Value {
+    let mut list: Vec<Value> =
+        agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards, "version": r.version.number })).collect();
+    list.extend(unrestored.iter().map(|(name, why)| json!({ "name": name, "unrestored": why })));
+    json!({ "agents": list })
 }
 
 pub fn deployed(name: &str, report: &DeployReport) -> Value {
@@ -166,6 +171,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
         "module_hash": d.record.version.hash,
         "deployed_at_ms": d.record.version.deployed_at_ms,
         "quarantined": d.instances.iter().any(|i| i.standing == "quarantined"),
+        "quarantined_because": d.instances.iter().find_map(|i| i.quarantined_because.as_deref()),
         "restart_policy": {
             "restart_immediate": p.immediate, "restart_window_ms": p.window_ms, "restart_backoff_ms": p.backoff_ms,
             "restart_backoff_max_ms": p.backoff_max_ms, "quarantine_after": p.quarantine_after,
@@ -179,7 +185,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
             "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
             "crashes": i.crashes, "timeouts": i.timeouts, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,
             "state_bytes": i.state_bytes, "state_writes_refused": i.state_refused, "log_lines_dropped": i.log_dropped,
-            "standing": i.standing, "crashes_in_a_row": i.crashes_in_a_row, "restarts": i.restarts,
+            "standing": i.standing, "quarantined_because": i.quarantined_because.as_deref(), "crashes_in_a_row": i.crashes_in_a_row, "restarts": i.restarts,
         })).collect::<Vec<_>>(),
     })
 }
@@ -289,7 +295,7 @@ pub fn members(view: &caxton_cluster::view::ClusterView, keys: &caxton_cluster::
         "clustered": true,
         "members": out,
         "registry_agents": agents,
-        "keys": { "held": held, "sending_next": sending_next, "sends": sends.to_string(), "holds": holds.to_string() },
+        "keys": { "held": held, "sending_next": sending_next, "forced": keys.forced(), "sends": sends.to_string(), "holds": holds.to_string() },
     })
 }
 

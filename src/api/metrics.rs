@@ -28,6 +28,10 @@ pub struct NodeFigures {
     /// requests refused as coming from a web page, wire connections refused.
     pub api_closed_header_timeout: u64,
     pub api_closed_idle_timeout: u64,
+    /// Connections closed before their first request for want of a pending
+    /// place, and for want of one for their source.
+    pub api_closed_pending: u64,
+    pub api_closed_pending_per_source: u64,
     pub api_refused_browser: u64,
     /// TLS handshakes that failed (a client without TLS, or with bad TLS).
     pub api_tls_refused: u64,
@@ -277,6 +281,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             ("bad_key", s.links.refused_bad_key),
             ("handshake", s.links.refused_handshake),
             ("pending", s.links.refused_pending),
+            ("pending_per_source", s.links.refused_pending_per_source),
             ("too_many", s.links.refused_too_many),
             ("malformed", s.links.closed_malformed),
             ("tampered", s.links.closed_tampered),
@@ -355,6 +360,8 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     );
     o.sample("caxton_api_connections_closed_total", "reason=\"header_timeout\"", node.api_closed_header_timeout);
     o.sample("caxton_api_connections_closed_total", "reason=\"idle_timeout\"", node.api_closed_idle_timeout);
+    o.sample("caxton_api_connections_closed_total", "reason=\"pending\"", node.api_closed_pending);
+    o.sample("caxton_api_connections_closed_total", "reason=\"pending_per_source\"", node.api_closed_pending_per_source);
     o.family("caxton_api_refused_browser_total", "counter", "REST requests refused as a web page's: a foreign Host or Origin, or a POST that is not JSON.");
     o.sample("caxton_api_refused_browser_total", "", node.api_refused_browser);
     o.family(

@@ -28,7 +28,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use caxton_shards::limits::{ACCEPT_RETRY_MS, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, REPLY_TIMEOUT_MS_MAX};
+use caxton_shards::limits::{
+    ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, REPLY_TIMEOUT_MS_MAX,
+};
+use caxton_shards::pending::{NoPlace, PendingLimits, PendingPlace, PendingPlaces};
 
 use crate::control::Control;
 use error::ApiError;
@@ -51,10 +54,19 @@ pub struct Api {
     /// TLS handshakes refused (bad or no TLS from the client).
     pub tls_refused: AtomicU64,
     pub closed_idle_timeout: AtomicU64,
+    /// Connections closed before their first request: no pending place
+    /// left, or none left for their source (`pending`).
+    pub closed_pending: AtomicU64,
+    pub closed_pending_per_source: AtomicU64,
+    /// Places of connections that have not sent a first request head.
+    pending: Arc<std::sync::Mutex<PendingPlaces>>,
     /// Requests refused by `origin` rules 1 to 3.
     pub refused_browser: AtomicU64,
     /// Names of this API, for `origin`.
     identity: origin::Identity,
+    /// A metrics listener (`--metrics-listen`): serves `/metrics` and
+    /// `/v1/health` only.
+    metrics_only: bool,
 }
 
 impl Api {
@@ -77,9 +89,24 @@ impl Api {
             closed_header_timeout: AtomicU64::new(0),
             tls_refused: AtomicU64::new(0),
             closed_idle_timeout: AtomicU64::new(0),
+            closed_pending: AtomicU64::new(0),
+            closed_pending_per_source: AtomicU64::new(0),
+            pending: Arc::new(std::sync::Mutex::new(PendingPlaces::new(PendingLimits {
+                max: API_PENDING_MAX,
+                per_source_max: API_PENDING_PER_SOURCE_MAX,
+                reserved: 0,
+            }))),
             refused_browser: AtomicU64::new(0),
             identity: origin::Identity::new(listen, &limits.api_hosts),
+            metrics_only: false,
         }
+    }
+
+    /// The API of a metrics listener on `listen` (`--metrics-listen`).
+    pub fn metrics_only(mut self, listen: std::net::SocketAddr, limits: &crate::config::ListenerLimits) -> Api {
+        self.identity = origin::Identity::new(listen, &limits.api_hosts);
+        self.metrics_only = true;
+        self
     }
 }
 
@@ -94,7 +121,10 @@ impl Drop for ConnectionSlot {
 
 /// Serves the API on `listener` until the process ends; with `tls`, every
 /// connection does its handshake first, within the header time bound
-/// (`tls` rule 2).
+/// (`tls` rule 2). Until its first request head, a connection holds a
+/// place of a bounded pool shared per source, and its first byte is due
+/// within [`API_FIRST_BYTES_TIMEOUT_MS`] (`caxton_shards::pending`): silent
+/// or slow connections, and TLS handshakes, cannot hold every place.
 pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -105,6 +135,18 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, tls: Option
                 continue;
             }
         };
+        let place = match PendingPlace::take(&api.pending, peer.ip()) {
+            Ok(place) => place,
+            Err(refusal) => {
+                let counter = match refusal {
+                    NoPlace::Full => &api.closed_pending,
+                    NoPlace::PerSource => &api.closed_pending_per_source,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, reason = refusal.label(), "API connection closed before its first request: no pending place for it");
+                continue; // dropping `stream` closes it
+            }
+        };
         let _ = stream.set_nodelay(true);
         let api = api.clone();
         let over = api.connections.fetch_add(1, Ordering::Relaxed) >= api.connections_max;
@@ -112,10 +154,16 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, tls: Option
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let first = tokio::time::timeout(Duration::from_millis(API_FIRST_BYTES_TIMEOUT_MS).min(api.header_timeout), stream.readable()).await;
+            if !matches!(first, Ok(Ok(()))) {
+                api.closed_header_timeout.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "API connection silent past its first-byte bound");
+                return;
+            }
             match tls {
-                None => connection(api, stream, peer, over).await,
+                None => connection(api, stream, peer, over, place).await,
                 Some(acceptor) => match tokio::time::timeout(api.header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(api, stream, peer, over).await,
+                    Ok(Ok(stream)) => connection(api, stream, peer, over, place).await,
                     Ok(Err(e)) => {
                         api.tls_refused.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, error = %e, "TLS handshake refused");
@@ -132,7 +180,7 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, tls: Option
 
 /// One API connection, plain or TLS: refused at once past
 /// `--max-connections` (`over`), else served under its time bounds.
-async fn connection<S>(api: Arc<Api>, stream: S, peer: std::net::SocketAddr, over: bool)
+async fn connection<S>(api: Arc<Api>, stream: S, peer: std::net::SocketAddr, over: bool, place: PendingPlace)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -154,8 +202,11 @@ where
     let state = conn::ConnState::new();
     let in_service = state.clone();
     let watcher = api.clone();
+    // Its pending place is given back at its first request head.
+    let place = std::sync::Mutex::new(Some(place));
     let service = service_fn(move |req| {
         let api = api.clone();
+        drop(place.lock().unwrap_or_else(|e| e.into_inner()).take());
         let request = in_service.request_started();
         async move {
             let resp = handle(&api, req, peer).await;
@@ -249,6 +300,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         return Err(ApiError::new(status, code, message));
     }
     let matched = routes::resolve(req.method(), &path)?;
+    if api.metrics_only && !matches!(matched.endpoint, Endpoint::Metrics | Endpoint::Health) {
+        return Err(ApiError::not_found("this listener serves /metrics and /v1/health only"));
+    }
     if !matched.public && !authorized(api, &req) {
         return Err(ApiError::unauthorized());
     }
@@ -282,6 +336,8 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 api_closed_header_timeout: api.closed_header_timeout.load(Ordering::Relaxed),
                 api_tls_refused: api.tls_refused.load(Ordering::Relaxed),
                 api_closed_idle_timeout: api.closed_idle_timeout.load(Ordering::Relaxed),
+                api_closed_pending: api.closed_pending.load(Ordering::Relaxed),
+                api_closed_pending_per_source: api.closed_pending_per_source.load(Ordering::Relaxed),
                 api_refused_browser: api.refused_browser.load(Ordering::Relaxed),
                 wire_refused: control.wire_refused.load(Ordering::Relaxed),
                 runtime_outbox_bytes: control.outbox.bytes() as u64,
@@ -321,11 +377,22 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, query_param(query, "agents").is_some())))
         }
-        Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list()))),
+        Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list(), &control.unrestored()))),
         Endpoint::ClusterMembers => match &control.cluster {
             Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
+        Endpoint::ForceKeyRotation => {
+            let Some(c) = &control.cluster else {
+                return Err(ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"));
+            };
+            let step = c.keys.force().map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_rotation", e))?;
+            tracing::warn!(
+                ?step,
+                "cluster key rotation forced: sending with the next key; the old one goes once every member holding the next key sends with it"
+            );
+            Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys)))
+        }
         Endpoint::Deploy | Endpoint::Stop | Endpoint::Rollback | Endpoint::Restart => agents::lifecycle(api, matched.endpoint, name, query, req).await,
         Endpoint::AgentDetail => {
             let detail = control.agent(name).await?;

@@ -6,7 +6,9 @@
 //! 2. A path some route matches with another method is answered 405 with
 //!    an `Allow` header listing the methods that route has; a path no route
 //!    matches is 404.
-//! 3. Only routes marked `public` are served without the bearer token.
+//! 3. Only routes marked `public` are served without the bearer token:
+//!    the health check. `/metrics` names every agent and makes every shard
+//!    work, so it needs the token whenever the node has one (issue 25).
 
 use hyper::{Method, StatusCode};
 
@@ -20,6 +22,7 @@ pub enum Endpoint {
     Stats,
     AgentList,
     ClusterMembers,
+    ForceKeyRotation,
     Deploy,
     AgentDetail,
     AgentLogs,
@@ -47,12 +50,13 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 12] = [
+pub const ROUTES: [Route; 13] = [
     route!(GET, ["v1", "health"], Health, true),
-    route!(GET, ["metrics"], Metrics, true),
+    route!(GET, ["metrics"], Metrics, false),
     route!(GET, ["v1", "stats"], Stats, false),
     route!(GET, ["v1", "agents"], AgentList, false),
     route!(GET, ["v1", "cluster", "members"], ClusterMembers, false),
+    route!(POST, ["v1", "cluster", "keys", "force"], ForceKeyRotation, false),
     route!(PUT, ["v1", "agents", NAME], Deploy, false),
     route!(GET, ["v1", "agents", NAME], AgentDetail, false),
     route!(GET, ["v1", "agents", NAME, "logs"], AgentLogs, false),
@@ -136,6 +140,6 @@ mod tests {
     #[test]
     fn only_health_and_metrics_are_public() {
         let public: Vec<Endpoint> = ROUTES.iter().filter(|r| r.public).map(|r| r.endpoint).collect();
-        assert_eq!(public, [Endpoint::Health, Endpoint::Metrics]);
+        assert_eq!(public, [Endpoint::Health]);
     }
 }

@@ -88,6 +88,9 @@ impl Control {
         if self.agents.lock().unwrap().contains_key(name) {
             return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
         }
+        if let Some(why) = self.unrestored.lock().unwrap().get(name) {
+            return Err(ControlError::conflict(format!("an agent named {name:?} is in the catalog but was not restored ({why}); stop it first")));
+        }
         match self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(name)) {
             Some(RemoteRoute { node, alive: true, .. }) => return Err(ControlError::conflict(format!("an agent named {name:?} is deployed on node {node}"))),
             // Its node is down: the name moves here (a newer registry version).
@@ -221,6 +224,10 @@ impl Control {
     /// the background when it answers.
     pub async fn undeploy(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
         let lifecycle = self.lifecycle_lock().await?;
+        if self.unrestored.lock().unwrap().remove(name).is_some() {
+            self.forget_record(name); // in the catalog only
+            return Ok(());
+        }
         if !self.agents.lock().unwrap().contains_key(name) {
             return Err(ControlError::not_found(format!("no agent named {name:?}")));
         }
@@ -264,31 +271,16 @@ impl Control {
         let (mut from_disk, mut compiled) = (0usize, 0usize);
         let started = std::time::Instant::now();
         for agent in stored {
-            let (module, source) =
-                self.modules.get(&agent.wasm, &self.limits).map_err(|e| format!("agent {}: stored module no longer compiles: {e}", agent.name))?;
-            match source {
-                Source::Compiled => compiled += 1,
-                Source::Disk | Source::Memory => from_disk += 1,
+            // An agent that cannot come back is said so and kept in the
+            // catalog; the node serves the others.
+            if let Err(why) = self.restore_one(&agent, &mut from_disk, &mut compiled).await {
+                tracing::error!(agent = agent.name, error = %why, "agent not restored: it stays in the catalog, served by no shard; `caxton agent stop {}` removes it", agent.name);
+                self.forget_record_only(&agent.name);
+                self.unrestored.lock().unwrap().insert(agent.name.clone(), why);
             }
-            let policy = parse_policy(&agent.policy).unwrap_or_else(|e| {
-                tracing::warn!(agent = agent.name, error = e, "stored restart policy unreadable; using the defaults");
-                RestartPolicy::default()
-            });
-            let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
-            if let Err(e) = self.admission.lock().unwrap().admit(&agent.name, agent.instances, each) {
-                // Admitted before the restart: keep it, but say the node is over.
-                tracing::warn!(agent = agent.name, "restored agent is over the node's limits: {e}");
-                let mut a = self.admission.lock().unwrap();
-                a.agents += agent.instances as usize;
-                a.charged += agent.instances as u64 * each;
-            }
-            self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
-            let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
-            self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy)
-                .await
-                .map_err(|(e, _)| format!("agent {}: {}", agent.name, e.message))?;
         }
         self.modules.forget();
+        self.serve_everywhere().await?;
         if count > 0 {
             tracing::info!(
                 agents = count,
@@ -302,6 +294,55 @@ impl Control {
             c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
         }
         Ok(count)
+    }
+
+    /// Restores one agent of the catalog (see [`Control::restore`]).
+    async fn restore_one(self: &Arc<Self>, agent: &crate::catalog::CatalogAgent, from_disk: &mut usize, compiled: &mut usize) -> Result<(), String> {
+        let (module, source) = self.modules.get(&agent.wasm, &self.limits).map_err(|e| format!("its stored module no longer compiles: {e}"))?;
+        match source {
+            Source::Compiled => *compiled += 1,
+            Source::Disk | Source::Memory => *from_disk += 1,
+        }
+        let policy = parse_policy(&agent.policy).unwrap_or_else(|e| {
+            tracing::warn!(agent = agent.name, error = e, "stored restart policy unreadable; using the defaults");
+            RestartPolicy::default()
+        });
+        let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
+        if let Err(e) = self.admission.lock().unwrap().admit(&agent.name, agent.instances, each) {
+            // Admitted before the restart: keep it, but say the node is over.
+            tracing::warn!(agent = agent.name, "restored agent is over the node's limits: {e}");
+            let mut a = self.admission.lock().unwrap();
+            a.agents += agent.instances as usize;
+            a.charged += agent.instances as u64 * each;
+        }
+        self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
+        let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
+        self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy).await.map_err(|(e, _)| e.message)?;
+        Ok(())
+    }
+
+    /// Forgets a name's record and admission, keeping it in the catalog.
+    fn forget_record_only(&self, name: &str) {
+        if let Some(r) = self.agents.lock().unwrap().remove(name) {
+            self.admission.lock().unwrap().release(r.instances, r.charge_each);
+        }
+    }
+
+    /// Agents of the catalog not restored at start, with why.
+    pub fn unrestored(&self) -> Vec<(String, String)> {
+        self.unrestored.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Tells every shard that every agent is restored: their timers may
+    /// fire now (`timers` rule 5), and none can fail to reach an agent not
+    /// yet back.
+    async fn serve_everywhere(&self) -> Result<(), String> {
+        let _lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
+        let waits = self.lifecycle_to(&self.all_shards(), |reply| Command::Serve { reply }).map_err(|e| e.message)?;
+        for (shard, rx) in waits {
+            self.answer(shard, rx).await.map_err(|e| e.message)?;
+        }
+        Ok(())
     }
 
     pub fn list(&self) -> Vec<(String, AgentRecord)> {

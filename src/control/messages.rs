@@ -30,6 +30,13 @@ impl Control {
         (id, outbox, rx)
     }
 
+    /// Has wire connection `w` room for a message of `len` bytes, within
+    /// its own bound and the wire outboxes' share of the message budget?
+    pub fn wire_has_room(&self, w: &WireOutbox, len: usize) -> bool {
+        w.bytes.load(Ordering::Relaxed) + len <= self.wire_connection_bytes_max
+            && self.wire_bytes.load(Ordering::Relaxed) + len <= self.budget.wire_outbox as usize
+    }
+
     pub fn unregister_wire(&self, id: u64) {
         self.wires.lock().unwrap().remove(&id);
     }
@@ -186,11 +193,7 @@ impl Control {
                 // (docs/WIRE.md); the runtime outbox, and REST callers, are
                 // never held up by it.
                 let len = held.message().len();
-                let room = |w: &WireOutbox| {
-                    w.bytes.load(Ordering::Relaxed) + len <= self.wire_connection_bytes_max
-                        && self.wire_bytes.load(Ordering::Relaxed) + len <= self.budget.wire_outbox as usize
-                };
-                match wire.filter(room) {
+                match wire.filter(|w| self.wire_has_room(w, len)) {
                     Some(w) => {
                         let mut held = held;
                         held.move_to(vec![w.bytes.clone(), self.wire_bytes.clone()]);

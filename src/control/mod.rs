@@ -102,6 +102,10 @@ pub struct Control {
     admission: Mutex<Admission>,
     catalog: Mutex<Catalog>,
     agents: Mutex<HashMap<String, AgentRecord>>,
+    /// Agents of the catalog that could not be restored at start (their
+    /// module no longer compiles, or no shard took them), with why: kept in
+    /// the catalog, served by no shard, removed by an undeploy.
+    pub(super) unrestored: Mutex<std::collections::BTreeMap<String, String>>,
     /// REST callers waiting for a reply, by their `@api/<n>` name: the
     /// `reply_with` a reply must answer, and where it goes (rule 4).
     waiters: Mutex<HashMap<String, (u64, oneshot::Sender<Held>)>>,
@@ -217,6 +221,7 @@ impl Control {
             admission: Mutex::new(admission),
             catalog: Mutex::new(catalog),
             agents: Mutex::new(HashMap::new()),
+            unrestored: Mutex::new(Default::default()),
             waiters: Mutex::new(HashMap::new()),
             api_ids: Mutex::new(IdGen::new(boot_epoch, API_ORIGIN)),
             next_api_name: AtomicU64::new(1),

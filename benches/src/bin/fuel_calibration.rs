@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use caxton_benches::{median, small};
 use caxton_shards::agent::host::InstanceAccount;
-use caxton_shards::agent::{compile, AgentInstance, AgentLimits, Outcome};
+use caxton_shards::agent::{compile, AgentInstance, AgentLimits, InCall, Outcome};
 use caxton_shards::envelope::{Header, Message};
 
 /// Loops, with the number of iterations they run (a fraction of the
@@ -45,12 +45,13 @@ fn main() {
         let limits = AgentLimits { execution_time_slice_ms: 1_000_000, ..AgentLimits::default() };
         let compiled = compile(&wasm, &limits).unwrap();
         let mut agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+        agent.start(&InCall::without_shard()).unwrap();
         let mut per_ms = Vec::new();
         let mut ms = Vec::new();
         let mut points = 0;
         for _ in 0..runs {
             let t = Instant::now();
-            assert_eq!(agent.deliver(envelope.as_bytes()), Outcome::Handled);
+            assert_eq!(agent.deliver(&InCall::without_shard(), envelope.as_bytes()), Outcome::Handled);
             let elapsed = t.elapsed().as_secs_f64() * 1e3;
             points = agent.fuel_used();
             per_ms.push(points as f64 / elapsed);
@@ -67,12 +68,14 @@ fn main() {
     let limits = AgentLimits { execution_time_slice_ms: 10, ..AgentLimits::default() };
     let compiled = compile(&wasm, &limits).unwrap();
     let mut agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+    agent.start(&InCall::without_shard()).unwrap();
     let mut ms = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        assert_eq!(agent.deliver(envelope.as_bytes()), Outcome::Timeout);
+        assert_eq!(agent.deliver(&InCall::without_shard(), envelope.as_bytes()), Outcome::Timeout);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         agent = AgentInstance::new(&compiled, "bench".into(), 0, 0, InstanceAccount::new(Default::default())).unwrap();
+        agent.start(&InCall::without_shard()).unwrap();
     }
     let ms = median(ms);
     println!(

@@ -200,6 +200,33 @@ fn engine_for_one_module(limits: AgentLimits) -> Engine {
     Engine::from(engine)
 }
 
+/// Can this process map memory executable after writing it, as the
+/// compiler does with the code it makes? Under W^X enforcement (systemd's
+/// `MemoryDenyWriteExecute=yes`, or `prctl(PR_SET_MDWE)`) it cannot, and
+/// wasmer would panic inside the first deploy: the node checks this at
+/// start instead, and refuses with this message.
+pub fn executable_memory_allowed() -> Result<(), String> {
+    const PAGE: usize = 4096;
+    // SAFETY: an anonymous private mapping of one page that nothing else
+    // sees; it is only protected and unmapped here, never read or run.
+    unsafe {
+        let page = libc::mmap(std::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if page == libc::MAP_FAILED {
+            return Err(format!("cannot map a page to probe for executable memory: {}", std::io::Error::last_os_error()));
+        }
+        let made_executable = libc::mprotect(page, PAGE, libc::PROT_READ | libc::PROT_EXEC) == 0;
+        let why = std::io::Error::last_os_error();
+        libc::munmap(page, PAGE);
+        if !made_executable {
+            return Err(format!(
+                "this process may not make memory executable ({why}): caxton compiles agents to machine code and needs it. \
+                 W^X is enforced on it: remove MemoryDenyWriteExecute=yes from its systemd unit (or run it without prctl(PR_SET_MDWE))"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why a module cannot be deployed. The text is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleError(pub String);
@@ -222,7 +249,9 @@ pub fn to_wasm_binary(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ModuleE
 /// Compiles a module and checks it against the ABI (rule 2).
 pub fn compile(wasm: &[u8], limits: &AgentLimits) -> Result<CompiledAgent, ModuleError> {
     let engine = engine_for_one_module(*limits);
-    let module = Module::new(&engine, wasm).map_err(|e| ModuleError(explain_invalid(&e.to_string())))?;
+    // Instantiation must run no guest code (`instance` rule 3).
+    let wasm = super::start_section::export_start(wasm)?;
+    let module = Module::new(&engine, &*wasm).map_err(|e| ModuleError(explain_invalid(&e.to_string())))?;
     finish(engine, module, limits)
 }
 

@@ -13,20 +13,35 @@
 //! 4. An instance's state is bounded in bytes (keys and values, its quota)
 //!    and by the node's disk floor; a `state_put` past either returns -5
 //!    and is counted. Deletes are never refused for space.
-//! 5. A host call is charged fuel for the bytes it moves, before it moves
-//!    them: a call the fuel left cannot pay for does nothing, and the
-//!    handler is stopped at its next metered block.
+//! 5. A host call is charged fuel for the work it causes, before it does
+//!    it: a base price, plus the bytes it moves and the lines it writes
+//!    (docs/LIMITS.md, "What each host call costs"). A call the fuel left
+//!    cannot pay for does nothing, and the handler is stopped at its next
+//!    metered block. Work whose size only the store knows (the value
+//!    `state_get` reads, the one `state_put` replaces or `state_delete`
+//!    frees) is charged as soon as it is known, before anything is copied
+//!    into the guest: a call past its fuel overruns by one value at most.
+//! 6. A host function works only inside a call bracket, which the shard
+//!    opens around every entry into guest code (`shard::handler` rule 1).
+//!    Outside one it does nothing and returns -3 (WASI: `EINVAL`), counted
+//!    (`outside_call`). Paying ([`charge`]) is where this is checked, so no
+//!    host function can skip it: each pays before it works.
+//! 7. Log lines (`log`, and WASI standard output and error) are paid for
+//!    one by one: every line a write ends costs [`LOG_LINE_FUEL`], and one
+//!    that the instance's log budget lets through costs
+//!    [`LOG_WRITTEN_LINE_FUEL`] more, before it is written.
 
 use std::sync::Arc;
 
 use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
 
 use super::agent_log::{self, LogBudget, LogLimits};
-use crate::context::{try_with_ctx, with_ctx, ShardCtx};
+use crate::context::{call_open, try_with_ctx, with_call, ShardCtx};
 use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Header, Lengths, Message, Protocol};
 use crate::limits::{
-    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, NAME_BYTES_MAX, PROTOCOL_BYTES_MAX, STATE_CALL_FUEL,
-    STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
+    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, LOG_LINE_FUEL, LOG_WRITTEN_LINE_FUEL, NAME_BYTES_MAX,
+    PROTOCOL_BYTES_MAX, SEND_CALL_FUEL, STATE_CALL_FUEL, STATE_FREE_FUEL_PER_KIB, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX, STATE_READ_FUEL_PER_KIB,
+    STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
 use crate::router::{Dest, RouteError};
 
@@ -101,41 +116,60 @@ impl HostEnv {
 
     /// Takes bytes a program wrote to `stream`, writing each line they end
     /// (`wasi` rule 1). A line is written in pieces of at most
-    /// [`LOG_LINE_BYTES_MAX`] bytes.
-    pub fn write_output(&mut self, stream: Stream, mut bytes: &[u8]) {
+    /// [`LOG_LINE_BYTES_MAX`] bytes. Each line ended is paid for first
+    /// (rule 7) with `pay`; when it cannot be paid, nothing more is taken
+    /// and `false` is returned.
+    pub fn write_output(&mut self, stream: Stream, mut bytes: &[u8], now: std::time::Instant, pay: &mut impl FnMut(u64) -> bool) -> bool {
         while !bytes.is_empty() {
             let (taken, ended) = agent_log::take_line(&mut self.output[stream as usize], bytes, LOG_LINE_BYTES_MAX);
             bytes = &bytes[taken..];
-            if ended {
-                self.flush_stream(stream);
+            if ended && !self.flush_stream(stream, now, pay) {
+                return false;
             }
         }
+        true
     }
 
-    /// Writes what is left of unfinished lines (at the end of each call).
-    pub fn flush_output(&mut self) {
-        self.flush_stream(Stream::Stdout);
-        self.flush_stream(Stream::Stderr);
+    /// Writes what is left of unfinished lines (at the end of each call):
+    /// at most one line a stream, paid for with `pay`.
+    pub fn flush_output(&mut self, pay: &mut impl FnMut(u64) -> bool) {
+        let now = std::time::Instant::now();
+        self.flush_stream(Stream::Stdout, now, pay);
+        self.flush_stream(Stream::Stderr, now, pay);
     }
 
-    fn flush_stream(&mut self, stream: Stream) {
+    fn flush_stream(&mut self, stream: Stream, now: std::time::Instant, pay: &mut impl FnMut(u64) -> bool) -> bool {
         let mut line = std::mem::take(&mut self.output[stream as usize]);
+        let mut paid = true;
         if !line.is_empty() {
             let level = if stream == Stream::Stdout { LEVEL_INFO } else { LEVEL_WARN };
-            self.log_line(level, stream.name(), &line);
+            paid = self.log_line(level, stream.name(), &line, now, pay);
             line.clear();
         }
         debug_assert!(self.output[stream as usize].is_empty());
         self.output[stream as usize] = line; // keep the allocation
+        paid
     }
 
     /// Writes one line of the agent's to the node's log, within its budget
-    /// (`agent_log` rules 1 to 3); `source` says which call wrote it.
-    fn log_line(&self, level: i32, source: &'static str, line: &[u8]) {
+    /// (`agent_log` rules 1 to 3), paid for first (rule 7); `source` says
+    /// which call wrote it. `false` when `pay` refused: nothing was done.
+    fn log_line(&self, level: i32, source: &'static str, line: &[u8], now: std::time::Instant, pay: &mut impl FnMut(u64) -> bool) -> bool {
         assert!(line.len() <= LOG_LINE_BYTES_MAX);
-        if !self.account.log.lock().unwrap().take(line.len(), std::time::Instant::now()) {
+        if !pay(LOG_LINE_FUEL) {
+            return false;
+        }
+        // The budget's lock is the node's only one on this path, never
+        // contended: the instance lives on this shard's thread.
+        let Ok(mut budget) = self.account.log.lock() else { return true };
+        if !budget.take(line.len(), now) {
+            drop(budget);
             try_with_ctx(|ctx| ctx.abi.log_dropped += 1);
-            return;
+            return true;
+        }
+        drop(budget);
+        if !pay(LOG_WRITTEN_LINE_FUEL) {
+            return false;
         }
         let text = agent_log::escape(line);
         let (agent, instance) = (&*self.name, self.instance);
@@ -163,6 +197,7 @@ impl HostEnv {
             LEVEL_INFO => tracing::info!(agent, instance, shard, conversation, source, "{text}"),
             _ => tracing::debug!(agent, instance, shard, conversation, source, "{text}"),
         }
+        true
     }
 }
 
@@ -176,17 +211,48 @@ pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
     (bytes as u64).saturating_mul(per_kib) / 1024 + 1
 }
 
-/// Charges a host call's cost against the caller's fuel (rule 5). Returns
-/// `false` when the fuel left cannot pay for it: then it is all taken, the
-/// call must not do its work, and the guest traps at its next metered
+/// Takes `points` from `fuel` (rule 5): `false` when what is left cannot
+/// pay, and then all of it is taken, so the guest traps at its next metered
 /// block (counted as a timeout).
-pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> bool {
-    let Some(fuel) = &data.fuel else { return true };
-    let Value::I64(left) = fuel.get(store) else { return true };
+pub(super) fn take_fuel(fuel: &Global, store: &mut impl AsStoreMut, points: u64) -> bool {
+    let Value::I64(left) = fuel.get(store) else { return false };
     let points = points.min(i64::MAX as u64) as i64;
     let paid = left >= points;
     let _ = fuel.set(store, Value::I64(if paid { left - points } else { 0 }));
     paid
+}
+
+/// Why a host call did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unpaid {
+    /// No call bracket is open (rule 6).
+    OutsideCall,
+    /// The fuel left cannot pay (rule 5).
+    NoFuel,
+}
+
+impl Unpaid {
+    /// The ABI result code (rules 5 and 6).
+    pub(super) fn code(self) -> i32 {
+        match self {
+            Unpaid::OutsideCall => INVALID,
+            Unpaid::NoFuel => OVER_LIMIT,
+        }
+    }
+}
+
+/// Charges a host call's price against the caller's fuel, inside a call
+/// only (rules 5 and 6). On `Err` the call must do nothing.
+pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> Result<(), Unpaid> {
+    if !call_open() {
+        return Err(Unpaid::OutsideCall);
+    }
+    let Some(fuel) = &data.fuel else { return Err(Unpaid::OutsideCall) };
+    if take_fuel(fuel, store, points) {
+        Ok(())
+    } else {
+        Err(Unpaid::NoFuel)
+    }
 }
 
 /// Checks `ptr..ptr+len` lies inside the memory (rule 3).
@@ -207,16 +273,17 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
 
 pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if !charge(data, &mut store, HOST_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
-        return OVER_LIMIT;
+    if let Err(e) = charge(data, &mut store, SEND_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+        return e.code();
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID };
     let view = memory.view(&store);
     let name = data.name.clone();
-    with_ctx(|ctx| match crate::stages::time(crate::stages::Stage::HostSend, || send_from(ctx, &view, &name, ptr, len)) {
+    with_call(|ctx| match crate::stages::time(crate::stages::Stage::HostSend, || send_from(ctx, &view, &name, ptr, len)) {
         Ok(()) => OK,
         Err(code) => ctx.refuse(code),
     })
+    .unwrap_or(INVALID)
 }
 
 /// Where an agent's envelope keeps its parts, read from its header.
@@ -318,35 +385,51 @@ fn read_key<'k>(view: &MemoryView<'_>, ptr: i32, len: i32, key: &'k mut [u8; STA
     Ok(&key[..len])
 }
 
+/// The calling instance's memory and fuel during a host call: a view of
+/// the memory is made for each use, so that paying (which writes the fuel
+/// global) never overlaps one.
+pub(super) struct Guest<'s> {
+    store: wasmer::StoreMut<'s>,
+    memory: Memory,
+    fuel: Global,
+}
+
+impl Guest<'_> {
+    pub(super) fn view(&self) -> MemoryView<'_> {
+        self.memory.view(&self.store)
+    }
+
+    /// Pays for work as it becomes known (rule 5).
+    pub(super) fn pay(&mut self, points: u64) -> bool {
+        take_fuel(&self.fuel, &mut self.store, points)
+    }
+}
+
 /// The common part of the `state_*` calls: charge `points` (rule 5), check
-/// the key, reach the shard; `op` does the rest and returns the ABI result
-/// and the bytes it copied back into the guest, charged after.
+/// the key, reach the shard; `op` does the rest, paying through the
+/// [`Guest`] for what only the store can size, and returns the ABI result.
 fn state_call(
     env: &mut FunctionEnvMut<'_, HostEnv>,
     points: u64,
     key_ptr: i32,
     key_len: i32,
-    op: impl FnOnce(&mut ShardCtx, &MemoryView<'_>, &mut HostEnv, &[u8]) -> (i32, usize),
+    op: impl FnOnce(&mut ShardCtx, &mut Guest<'_>, &mut HostEnv, &[u8]) -> i32,
 ) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if !charge(data, &mut store, points) {
-        return OVER_LIMIT;
+    if let Err(e) = charge(data, &mut store, points) {
+        return e.code();
     }
-    let Some(memory) = data.memory.clone() else { return INVALID };
-    let (code, copied) = {
-        let view = memory.view(&store);
-        with_ctx(|ctx| {
-            let mut key = [0u8; STATE_KEY_BYTES_MAX];
-            match read_key(&view, key_ptr, key_len, &mut key) {
-                Ok(key) => op(ctx, &view, data, key),
-                Err(code) => (ctx.refuse(code), 0),
-            }
-        })
-    };
-    if copied > 0 {
-        charge(data, &mut store, bytes_fuel(copied, BULK_FUEL_PER_KIB));
-    }
-    code
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return INVALID };
+    let mut guest = Guest { store, memory, fuel };
+    with_call(|ctx| {
+        let mut key = [0u8; STATE_KEY_BYTES_MAX];
+        let read = read_key(&guest.view(), key_ptr, key_len, &mut key);
+        match read {
+            Ok(key) => op(ctx, &mut guest, data, key),
+            Err(code) => ctx.refuse(code),
+        }
+    })
+    .unwrap_or(INVALID)
 }
 
 pub(super) fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32 {
@@ -354,65 +437,66 @@ pub(super) fn storage_failed(agent: &str, what: &str, e: rusqlite::Error) -> i32
     BUSY
 }
 
+/// `state_get(key, buf, cap) -> length`: copies up to `cap` bytes of the
+/// value into `buf` and returns its whole length. Priced as the value
+/// SQLite reads, whatever `cap` is (rule 5).
 pub fn state_get(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32 {
-    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
-        let Some((buf_at, buf_cap)) = checked(view, buf_ptr, buf_cap) else { return (ctx.refuse(INVALID), 0) };
+    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, guest, data, key| {
+        let Some((buf_at, buf_cap)) = checked(&guest.view(), buf_ptr, buf_cap) else { return ctx.refuse(INVALID) };
         let found = ctx.store.get(&data.name, data.instance, key, |value| {
+            if !guest.pay(bytes_fuel(value.len(), STATE_READ_FUEL_PER_KIB)) {
+                return Err(OVER_LIMIT);
+            }
             let n = value.len().min(buf_cap);
-            view.write(buf_at, &value[..n]).map(|_| (value.len() as i32, n))
+            guest.view().write(buf_at, &value[..n]).map(|_| value.len() as i32).map_err(|_| INVALID)
         });
         match found {
-            Ok(Some(Ok(got))) => got,
-            Ok(None) => (NOT_FOUND, 0),
-            Ok(Some(Err(_))) => (ctx.refuse(INVALID), 0),
-            Err(e) => (storage_failed(&data.name, "state_get", e), 0),
+            Ok(Some(Ok(length))) => length,
+            Ok(None) => NOT_FOUND,
+            Ok(Some(Err(code))) => ctx.refuse(code),
+            Err(e) => storage_failed(&data.name, "state_get", e),
         }
     })
 }
 
+/// `state_put(key, value) -> 0`. Priced by the bytes it stores, and by
+/// those of the value it replaces, which SQLite frees (rule 5).
 pub fn state_put(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32 {
-    // Checks first, at the base cost; the bytes are charged only if they
-    // are to be stored (rule 5): a refused put costs what refusing costs.
-    let checked_put = state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, view, data, key| {
+    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, guest, data, key| {
         if val_len as i64 > STATE_VALUE_BYTES_MAX as i64 {
-            return (ctx.refuse(TOO_LARGE), 0);
+            return ctx.refuse(TOO_LARGE);
         }
-        if checked(view, val_ptr, val_len).is_none() {
-            return (ctx.refuse(INVALID), 0);
-        }
+        let Some((val_at, val_len)) = checked(&guest.view(), val_ptr, val_len) else { return ctx.refuse(INVALID) };
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
-            return (ctx.refuse(OVER_LIMIT), 0);
+            return ctx.refuse(OVER_LIMIT);
         }
         // Rule 4: the disk floor, then the quota (what the key held before
         // is given back).
         if !ctx.disk.allows_writes() {
             ctx.abi.state_refused_disk += 1;
             data.account.refused();
-            return (OVER_LIMIT, 0);
+            return OVER_LIMIT;
         }
         let before = match ctx.store.record_bytes(&data.name, data.instance, key) {
             Ok(b) => b.unwrap_or(0),
-            Err(e) => return (storage_failed(&data.name, "state_put", e), 0),
+            Err(e) => return storage_failed(&data.name, "state_put", e),
         };
-        let after = data.state_bytes.saturating_sub(before) + (key.len() + val_len as usize) as u64;
+        let after = data.state_bytes.saturating_sub(before) + (key.len() + val_len) as u64;
         if after > data.state_max && after > data.state_bytes {
             ctx.abi.state_refused_quota += 1;
             data.account.refused();
-            return (OVER_LIMIT, 0);
+            return OVER_LIMIT;
         }
-        (OK, 0)
-    });
-    if checked_put != OK {
-        return checked_put;
-    }
-    let stored = key_len as usize + val_len as usize;
-    state_call(&mut env, bytes_fuel(stored, STATE_FUEL_PER_KIB), key_ptr, key_len, |ctx, view, data, key| {
-        let (val_at, val_len) = checked(view, val_ptr, val_len).expect("checked above");
-        let before = ctx.store.record_bytes(&data.name, data.instance, key).ok().flatten().unwrap_or(0);
+        // Only a put that will be stored pays for its bytes: a refused one
+        // costs what refusing costs.
+        let price = bytes_fuel(key.len() + val_len, STATE_FUEL_PER_KIB) + bytes_fuel(before as usize, STATE_FREE_FUEL_PER_KIB);
+        if !guest.pay(price) {
+            return OVER_LIMIT;
+        }
         // The scratch buffer is reused: no allocation once it has grown.
         let mut value = std::mem::take(&mut ctx.scratch);
         value.resize(val_len, 0);
-        let code = if view.read(val_at, &mut value).is_err() {
+        let code = if guest.view().read(val_at, &mut value).is_err() {
             ctx.refuse(INVALID)
         } else {
             match ctx.store.handler_write_begin().and_then(|_| ctx.store.put(&data.name, data.instance, key, &value)) {
@@ -425,14 +509,17 @@ pub fn state_put(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i3
             }
         };
         ctx.scratch = value;
-        (code, 0)
+        code
     })
 }
 
+/// `state_delete(key) -> 0`, or -1 if absent. Priced by the bytes it frees
+/// (rule 5), charged once the store says how many: a delete past the fuel
+/// left frees one value more than it paid for, at most.
 pub fn state_delete(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
-    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, _view, data, key| {
+    state_call(&mut env, STATE_CALL_FUEL, key_ptr, key_len, |ctx, guest, data, key| {
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
-            return (ctx.refuse(OVER_LIMIT), 0);
+            return ctx.refuse(OVER_LIMIT);
         }
         match ctx.store.handler_write_begin().and_then(|_| ctx.store.delete(&data.name, data.instance, key)) {
             Ok(freed) => {
@@ -440,35 +527,45 @@ pub fn state_delete(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len:
                 match freed {
                     Some(bytes) => {
                         data.state_bytes = data.state_bytes.saturating_sub(bytes);
-                        (OK, 0)
+                        guest.pay(bytes_fuel(bytes as usize, STATE_FREE_FUEL_PER_KIB));
+                        OK
                     }
-                    None => (NOT_FOUND, 0),
+                    None => NOT_FOUND,
                 }
             }
-            Err(e) => (storage_failed(&data.name, "state_delete", e), 0),
+            Err(e) => storage_failed(&data.name, "state_delete", e),
         }
     })
 }
 
-pub fn now_micros(_env: FunctionEnvMut<'_, HostEnv>) -> i64 {
+pub fn now_micros(mut env: FunctionEnvMut<'_, HostEnv>) -> i64 {
+    let (data, mut store) = env.data_and_store_mut();
+    if let Err(e) = charge(data, &mut store, HOST_CALL_FUEL) {
+        return e.code() as i64;
+    }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// `log(level, text)`: one line (rule 7), cut at [`LOG_LINE_BYTES_MAX`].
 pub fn log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32) {
     let (data, mut store) = env.data_and_store_mut();
-    if !charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+    let copied = (len.max(0) as usize).min(LOG_LINE_BYTES_MAX);
+    if charge(data, &mut store, HOST_CALL_FUEL + bytes_fuel(copied, BULK_FUEL_PER_KIB)).is_err() {
         return;
     }
-    let Some(memory) = data.memory.as_ref() else { return };
-    let view = memory.view(&store);
-    let Some((at, len)) = checked(&view, ptr, len) else {
-        with_ctx(|ctx| ctx.refuse(INVALID));
-        return;
-    };
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return };
     let mut line = [0u8; LOG_LINE_BYTES_MAX];
-    let line = &mut line[..len.min(LOG_LINE_BYTES_MAX)];
-    if view.read(at, line).is_err() {
-        return;
-    }
-    data.log_line(level, "log", line);
+    let line = {
+        let view = memory.view(&store);
+        let Some((at, len)) = checked(&view, ptr, len) else {
+            with_call(|ctx| ctx.refuse(INVALID));
+            return;
+        };
+        let line = &mut line[..len.min(LOG_LINE_BYTES_MAX)];
+        if view.read(at, line).is_err() {
+            return;
+        }
+        line
+    };
+    data.log_line(level, "log", line, std::time::Instant::now(), &mut |points| take_fuel(&fuel, &mut store, points));
 }

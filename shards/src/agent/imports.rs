@@ -146,6 +146,48 @@ mod tests {
         assert_eq!(pairs.len(), CAXTON_FUNCTIONS.len() + TIMER_FUNCTIONS.len() + WASI_FUNCTIONS.len(), "declared once each");
     }
 
+    /// `host` rule 6, for every declared function: called with no call
+    /// bracket open (here, no shard at all), each does nothing and says so,
+    /// whatever its arguments; none panics. A new host function that does
+    /// not pay first (and so is not gated) fails here.
+    #[test]
+    fn every_host_function_refuses_outside_a_call() {
+        let mut store = Store::default();
+        let env = FunctionEnv::new(
+            &mut store,
+            HostEnv::new("test".into(), 0, 0, 0, crate::agent::host::InstanceAccount::new(crate::agent::agent_log::LogLimits::default())),
+        );
+        let memory = wasmer::Memory::new(&mut store, wasmer::MemoryType::new(1, None, false)).unwrap();
+        env.as_mut(&mut store).memory = Some(memory);
+        let fuel = wasmer::Global::new_mut(&mut store, wasmer::Value::I64(1_000_000_000));
+        env.as_mut(&mut store).fuel = Some(fuel.clone());
+        for decl in host_functions() {
+            let f = (decl.make)(&mut store, &env);
+            for fill in [0i64, 1, -1, 8] {
+                let args: Vec<wasmer::Value> = decl
+                    .function_type()
+                    .params()
+                    .iter()
+                    .map(|t| match t {
+                        Type::I32 => wasmer::Value::I32(fill as i32),
+                        Type::I64 => wasmer::Value::I64(fill),
+                        other => panic!("{} takes a {other:?}", decl.name),
+                    })
+                    .collect();
+                let results = f.call(&mut store, &args).unwrap_or_else(|e| panic!("{} trapped outside a call: {e}", decl.name));
+                let refused = match results.first() {
+                    None => true,
+                    Some(wasmer::Value::I32(code)) if decl.module == IMPORT_MODULE => *code == crate::agent::host::INVALID,
+                    Some(wasmer::Value::I64(code)) => *code == crate::agent::host::INVALID as i64,
+                    Some(wasmer::Value::I32(errno)) => *errno == wasi::errno::INVAL,
+                    Some(other) => panic!("{} returned {other:?}", decl.name),
+                };
+                assert!(refused, "{}.{} outside a call answered {results:?}", decl.module, decl.name);
+            }
+        }
+        assert_eq!(fuel.get(&mut store), wasmer::Value::I64(1_000_000_000), "nothing was charged either");
+    }
+
     #[test]
     fn the_abi_v1_signatures_stay_put() {
         // Changing one breaks every deployed agent: a new ABI version, not

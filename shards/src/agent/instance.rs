@@ -5,20 +5,29 @@
 //!    never a panic, so a broken agent cannot take down its shard.
 //! 2. The pointer `caxton_alloc` returns is checked against the memory before
 //!    the host writes the envelope there.
-//! 3. A WASI reactor's `_initialize` runs once, before `caxton_init`.
-//! 4. A call that ends in `proc_exit` has returned ([`Outcome::Exited`]);
+//! 3. Making an instance ([`AgentInstance::new`]) runs no guest code: the
+//!    module's start function was moved to an export at compile time
+//!    (`start_section`). Its guest code runs in [`AgentInstance::start`],
+//!    in this order and within one execution slice of fuel for all of it:
+//!    the start function, `caxton_abi_version`, the fixed inbox exports,
+//!    a WASI reactor's `_initialize`, then `caxton_init`.
+//! 4. Every method that runs guest code takes an [`InCall`]: proof that the
+//!    shard opened its call bracket (`shard::handler` rule 1), whose
+//!    rollback undoes whatever the guest did. The host functions check the
+//!    same at run time (`host` rule 6).
+//! 5. A call that ends in `proc_exit` has returned ([`Outcome::Exited`]);
 //!    the instance must then be made anew (`wasi` rule 5). What a call
 //!    wrote to standard output but did not end with a newline is written
 //!    to the log when the call returns.
-//! 5. An instance speaks ABI version 2 if its module exports
-//!    `caxton_abi_version` and it returns 2 (asked once, when the instance
-//!    is made); otherwise version 1.
-//! 6. A module may declare a fixed inbox (`caxton_inbox_ptr`,
-//!    `caxton_inbox_bytes`, asked once, when the instance is made and
-//!    checked to lie within its memory then): an envelope that fits is
-//!    written there and handed to `caxton_handle` with no `caxton_alloc`
-//!    call, one guest call a message instead of two. A larger one goes
-//!    through `caxton_alloc` as before.
+//! 6. An instance speaks ABI version 2 if its module exports
+//!    `caxton_abi_version` and it returns 2 (asked once, at its start);
+//!    otherwise version 1.
+//! 7. A module may declare a fixed inbox (`caxton_inbox_ptr`,
+//!    `caxton_inbox_bytes`, asked once, at its start, and checked to lie
+//!    within its memory then): an envelope that fits is written there and
+//!    handed to `caxton_handle` with no `caxton_alloc` call, one guest call
+//!    a message instead of two. A larger one goes through `caxton_alloc`
+//!    as before.
 
 use std::sync::Arc;
 
@@ -47,6 +56,24 @@ pub enum Outcome {
 /// `caxton_alloc` returned a pointer outside memory (rule 2).
 pub const BAD_ALLOC: i32 = i32::MIN;
 
+/// Proof that a call bracket is open (rule 4): the shard's `call_begin`
+/// makes one and `call_end` takes it back.
+#[derive(Debug)]
+pub struct InCall(());
+
+impl InCall {
+    pub(crate) fn opened() -> InCall {
+        InCall(())
+    }
+
+    /// For benchmarks that run an instance with no shard: there is no call
+    /// bracket, so every host function the guest calls is refused
+    /// (`host` rule 6).
+    pub fn without_shard() -> InCall {
+        InCall(())
+    }
+}
+
 pub struct AgentInstance {
     store: Store,
     env: FunctionEnv<HostEnv>,
@@ -56,13 +83,17 @@ pub struct AgentInstance {
     init: Option<TypedFunction<(), i32>>,
     /// A WASI reactor's initialiser (rule 3).
     initialize: Option<TypedFunction<(), ()>>,
+    /// The module's start function, moved out of instantiation (rule 3).
+    start_function: Option<TypedFunction<(), ()>>,
+    abi_version_export: Option<TypedFunction<(), i32>>,
+    inbox_exports: Option<(TypedFunction<(), i32>, TypedFunction<(), i32>)>,
     fuel_left: Global,
     fuel_exhausted: Global,
     fuel_per_call: u64,
     /// The envelopes it reads and writes: 2 if it exports
-    /// `caxton_abi_version` returning 2, else 1 (rule 5).
+    /// `caxton_abi_version` returning 2, else 1 (rule 6). Known once started.
     abi_version: u8,
-    /// Its fixed inbox (rule 6): where envelopes up to its size are
+    /// Its fixed inbox (rule 7): where envelopes up to its size are
     /// written without a `caxton_alloc` call, as (offset, bytes).
     inbox: Option<(u32, u32)>,
     _instance: Instance,
@@ -70,7 +101,8 @@ pub struct AgentInstance {
 
 impl AgentInstance {
     /// Instantiates `module` in a store of its own; `state_bytes` is what
-    /// the instance's state holds now. Does not call `caxton_init`.
+    /// the instance's state holds now. Runs no guest code (rule 3): call
+    /// [`AgentInstance::start`] next.
     pub fn new(compiled: &CompiledAgent, name: Arc<str>, instance: u32, state_bytes: u64, account: Arc<InstanceAccount>) -> Result<AgentInstance, String> {
         let mut store = Store::new(compiled.engine.clone());
         let module = &compiled.module;
@@ -84,24 +116,16 @@ impl AgentInstance {
         let handle = exports.get_typed_function(&store, "caxton_handle").map_err(|e| e.to_string())?;
         let init = exports.get_typed_function(&store, "caxton_init").ok();
         let initialize = exports.get_typed_function(&store, "_initialize").ok();
+        let start_function = exports.get_typed_function(&store, super::start_section::START_EXPORT).ok();
+        let abi_version_export = exports.get_typed_function(&store, "caxton_abi_version").ok();
+        let inbox_exports = exports.get_typed_function(&store, "caxton_inbox_ptr").ok().zip(exports.get_typed_function(&store, "caxton_inbox_bytes").ok());
         let fuel_left = exports.get_global("wasmer_metering_remaining_points").map_err(|e| e.to_string())?.clone();
         let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
         env.as_mut(&mut store).fuel = Some(fuel_left.clone());
-        let abi_version = match exports.get_typed_function::<(), i32>(&store, "caxton_abi_version") {
-            Err(_) => 1,
-            Ok(f) => {
-                fuel_left.set(&mut store, Value::I64(compiled.fuel_per_call as i64)).map_err(|e| e.to_string())?;
-                match f.call(&mut store).map_err(|e| format!("caxton_abi_version trapped: {}", e.message()))? {
-                    v @ (1 | 2) => v as u8,
-                    v => return Err(format!("the module speaks ABI version {v}; this node speaks versions 1 and 2")),
-                }
-            }
-        };
-        let inbox = fixed_inbox(&mut store, exports, &memory, &fuel_left, compiled.fuel_per_call)?;
         Ok(AgentInstance {
-            abi_version,
-            inbox,
+            abi_version: 1,
+            inbox: None,
             store,
             env,
             memory,
@@ -109,6 +133,9 @@ impl AgentInstance {
             handle,
             init,
             initialize,
+            start_function,
+            abi_version_export,
+            inbox_exports,
             fuel_left,
             fuel_exhausted,
             fuel_per_call: compiled.fuel_per_call,
@@ -116,7 +143,71 @@ impl AgentInstance {
         })
     }
 
-    /// The fixed inbox (rule 6), if the module declares one.
+    /// Runs the instance's start (rule 3) within one slice of fuel: the
+    /// start function, `caxton_abi_version`, the fixed inbox, `_initialize`
+    /// and `caxton_init`, each if the module exports it. `Err` says what
+    /// failed, for the operator; the instance must then be dropped.
+    pub fn start(&mut self, _call: &InCall) -> Result<(), String> {
+        self.refuel();
+        let started = self.start_steps();
+        self.flush_output();
+        started
+    }
+
+    fn start_steps(&mut self) -> Result<(), String> {
+        if let Some(f) = self.start_function.clone() {
+            let called = f.call(&mut self.store);
+            self.step("its start function", called.map(|()| 0))?;
+        }
+        if let Some(f) = self.abi_version_export.clone() {
+            let called = f.call(&mut self.store);
+            self.abi_version = match self.step("caxton_abi_version", called)? {
+                v @ (1 | 2) => v as u8,
+                v => return Err(format!("the module speaks ABI version {v}; this node speaks versions 1 and 2")),
+            };
+        }
+        if let Some((ptr, bytes)) = self.inbox_exports.clone() {
+            let called = ptr.call(&mut self.store);
+            let at = self.step("caxton_inbox_ptr", called)?;
+            let called = bytes.call(&mut self.store);
+            let size = self.step("caxton_inbox_bytes", called)?;
+            let memory_bytes = self.memory.view(&self.store).data_size();
+            if at < 0 || size <= 0 || at as u64 + size as u64 > memory_bytes {
+                return Err(format!("the fixed inbox ({size} bytes at {at}) does not lie within the module's memory of {memory_bytes} bytes"));
+            }
+            self.inbox = Some((at as u32, size as u32));
+        }
+        if let Some(f) = self.initialize.clone() {
+            let called = f.call(&mut self.store);
+            self.step("_initialize", called.map(|()| 0))?;
+        }
+        if let Some(f) = self.init.clone() {
+            let called = f.call(&mut self.store);
+            match self.step("caxton_init", called)? {
+                0 => {}
+                code => return Err(format!("caxton_init returned {code}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// What one step of the start came to: its value, or why it failed.
+    fn step(&mut self, what: &str, called: Result<i32, wasmer::RuntimeError>) -> Result<i32, String> {
+        let e = match called {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        Err(match self.trap(e) {
+            Outcome::Trap(why) => format!("{what} trapped: {why}"),
+            Outcome::Timeout => format!("{what} ran past its execution time slice (a start has one slice for all its steps)"),
+            Outcome::Exited(code) => {
+                format!("{what} exited (proc_exit({code})) while starting: an agent is a WASI reactor, whose _initialize returns")
+            }
+            other => format!("{what}: {other:?}"),
+        })
+    }
+
+    /// The fixed inbox (rule 7), if the module declares one.
     pub fn inbox(&self) -> Option<(u32, u32)> {
         self.inbox
     }
@@ -130,10 +221,9 @@ impl AgentInstance {
     }
 
     /// A trap is a timeout when the fuel ran out, an exit when the program
-    /// called `proc_exit` (rule 4).
+    /// called `proc_exit` (rule 5).
     fn trap(&mut self, e: wasmer::RuntimeError) -> Outcome {
         if let Some(code) = self.env.as_mut(&mut self.store).exit_code.take() {
-            debug_assert!(e.downcast_ref::<super::wasi::ProcExit>().is_some_and(|x| x.0 == code));
             return Outcome::Exited(code);
         }
         match self.fuel_exhausted.get(&mut self.store) {
@@ -142,37 +232,21 @@ impl AgentInstance {
         }
     }
 
-    /// Ends a call: writes the unfinished lines of its output (rule 4).
+    /// Ends a call: writes the unfinished lines of its output (rule 5).
     fn finish(&mut self, outcome: Outcome) -> Outcome {
-        self.env.as_mut(&mut self.store).flush_output();
+        self.flush_output();
         outcome
     }
 
-    /// Calls `_initialize` (rule 3) and then `caxton_init`, each if the
-    /// module exports it. Anything but `Handled` is a failed start.
-    pub fn init(&mut self) -> Outcome {
-        if let Some(initialize) = self.initialize.clone() {
-            self.refuel();
-            let outcome = match initialize.call(&mut self.store) {
-                Ok(()) => Outcome::Handled,
-                Err(e) => self.trap(e),
-            };
-            if outcome != Outcome::Handled {
-                return self.finish(outcome);
-            }
-        }
-        let Some(init) = self.init.clone() else { return self.finish(Outcome::Handled) };
-        self.refuel();
-        let outcome = match init.call(&mut self.store) {
-            Ok(0) => Outcome::Handled,
-            Ok(code) => Outcome::AgentError(code),
-            Err(e) => self.trap(e),
-        };
-        self.finish(outcome)
+    /// Writes the unfinished lines a call left (rule 5): at most one a
+    /// stream, after the call, within the log budget; their bytes were paid
+    /// for when written, and the lines are not charged (the call is over).
+    fn flush_output(&mut self) {
+        self.env.as_mut(&mut self.store).flush_output(&mut |_| true);
     }
 
     /// Hands one encoded envelope to the agent: `caxton_alloc`, copy, `caxton_handle`.
-    pub fn deliver(&mut self, envelope: &[u8]) -> Outcome {
+    pub fn deliver(&mut self, _call: &InCall, envelope: &[u8]) -> Outcome {
         let outcome = self.alloc_and_handle(envelope);
         self.finish(outcome)
     }
@@ -182,7 +256,7 @@ impl AgentInstance {
         let len = envelope.len() as i32;
         self.refuel();
         let ptr = match self.inbox {
-            // Rule 6: checked within memory when the instance was made, and a
+            // Rule 7: checked within memory when the instance started, and a
             // memory never shrinks.
             Some((at, bytes)) if len as u32 <= bytes => at as i32,
             _ => match self.alloc.call(&mut self.store, len) {
@@ -225,22 +299,4 @@ impl AgentInstance {
     pub fn memory_bytes(&self) -> u64 {
         self.memory.view(&self.store).data_size()
     }
-}
-
-/// Asks a module for its fixed inbox (rule 6), if it declares one; refuses
-/// one that does not lie within its memory.
-fn fixed_inbox(store: &mut Store, exports: &wasmer::Exports, memory: &Memory, fuel: &Global, fuel_per_call: u64) -> Result<Option<(u32, u32)>, String> {
-    let (Ok(ptr), Ok(bytes)) =
-        (exports.get_typed_function::<(), i32>(store, "caxton_inbox_ptr"), exports.get_typed_function::<(), i32>(store, "caxton_inbox_bytes"))
-    else {
-        return Ok(None);
-    };
-    fuel.set(store, Value::I64(fuel_per_call as i64)).map_err(|e| e.to_string())?;
-    let at = ptr.call(store).map_err(|e| format!("caxton_inbox_ptr trapped: {}", e.message()))?;
-    let size = bytes.call(store).map_err(|e| format!("caxton_inbox_bytes trapped: {}", e.message()))?;
-    let memory_bytes = memory.view(store).data_size();
-    if at < 0 || size <= 0 || at as u64 + size as u64 > memory_bytes {
-        return Err(format!("the fixed inbox ({size} bytes at {at}) does not lie within the module's memory of {memory_bytes} bytes"));
-    }
-    Ok(Some((at as u32, size as u32)))
 }

@@ -11,8 +11,9 @@ pub mod engine;
 pub mod host;
 pub mod imports;
 pub mod instance;
+pub mod start_section;
 pub mod timer_calls;
 pub mod wasi;
 
 pub use engine::{compile, to_wasm_binary, AgentLimits, CompiledAgent, ModuleError};
-pub use instance::{AgentInstance, Outcome};
+pub use instance::{AgentInstance, InCall, Outcome};

@@ -2,12 +2,14 @@
 //! schedules a message to itself (`crate::timers`). Like `state_put`, each
 //! is a write of the handler: inside its savepoint, counted against
 //! [`STATE_WRITES_PER_HANDLER_MAX`], refused below the disk floor, charged
-//! fuel before it works, every pointer checked.
+//! fuel before it works, every pointer checked. What it does to the
+//! shard's queue of due timers waits in the call's state until the call
+//! completes (`timers` rule 2).
 
 use wasmer::FunctionEnvMut;
 
 use super::host::{bytes_fuel, charge, checked, storage_failed, HostEnv, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
-use crate::context::with_ctx;
+use crate::context::with_call;
 use crate::limits::{STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_WRITES_PER_HANDLER_MAX, TIMERS_PER_INSTANCE_MAX, TIMER_CONTENT_BYTES_MAX, TIMER_DELAY_MS_MAX};
 use crate::timers::Due;
 
@@ -18,14 +20,14 @@ use crate::timers::Due;
 /// disk floor.
 pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, len: i32) -> i64 {
     let (data, mut store) = env.data_and_store_mut();
-    if !charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
-        return OVER_LIMIT as i64;
+    if let Err(e) = charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
+        return e.code() as i64;
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID as i64 };
     let view = memory.view(&store);
     let name = data.name.clone();
     let instance = data.instance;
-    with_ctx(|ctx| {
+    with_call(|ctx| {
         if !(0..=TIMER_DELAY_MS_MAX as i64).contains(&delay_ms) {
             return ctx.refuse(INVALID) as i64;
         }
@@ -36,10 +38,10 @@ pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, 
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX || !ctx.disk.allows_writes() {
             return ctx.refuse(OVER_LIMIT) as i64;
         }
-        match ctx.store.timer_count(&name, instance) {
-            Ok(n) if n >= TIMERS_PER_INSTANCE_MAX => return ctx.refuse(OVER_LIMIT) as i64,
-            Ok(_) => {}
-            Err(e) => return storage_failed(&name, "timer_set", e) as i64,
+        // Counted in memory (`timers` rule 2), never by scanning rows.
+        let pending = ctx.timers.count_of(ctx.call.owner) + ctx.call.timers_set.len() - ctx.call.timers_cancelled_pending;
+        if pending >= TIMERS_PER_INSTANCE_MAX {
+            return ctx.refuse(OVER_LIMIT) as i64;
         }
         let mut content = std::mem::take(&mut ctx.scratch);
         content.resize(len, 0);
@@ -54,34 +56,43 @@ pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, 
             Ok(id) => {
                 assert!(id > 0, "SQLite row ids are positive");
                 ctx.call.writes += 1;
-                ctx.timers.push(Due { at_us: due_us, id });
+                ctx.call.timers_set.push(Due { at_us: due_us, id });
                 id
             }
             Err(e) => storage_failed(&name, "timer_set", e) as i64,
         }
     })
+    .unwrap_or(INVALID as i64)
 }
 
 /// `timer_cancel(id) -> 0`, or -1 if this instance has no such timer
 /// pending (fired, cancelled, or another's).
 pub fn timer_cancel(mut env: FunctionEnvMut<'_, HostEnv>, id: i64) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if !charge(data, &mut store, STATE_CALL_FUEL) {
-        return OVER_LIMIT;
+    if let Err(e) = charge(data, &mut store, STATE_CALL_FUEL) {
+        return e.code();
     }
     let name = data.name.clone();
     let instance = data.instance;
-    with_ctx(|ctx| {
+    with_call(|ctx| {
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
             return ctx.refuse(OVER_LIMIT);
         }
         match ctx.store.handler_write_begin().and_then(|_| ctx.store.timer_delete(id, &name, instance)) {
             Ok(true) => {
                 ctx.call.writes += 1;
+                // Ids grow (AUTOINCREMENT): one at or past the first this
+                // call set, and this instance's, is one this call set.
+                let set_here = ctx.call.timers_set.first().is_some_and(|d| id >= d.id);
+                if set_here || ctx.timers.contains(id) {
+                    ctx.call.timers_cancelled_pending += 1;
+                }
+                ctx.call.timers_cancelled.push(id);
                 OK
             }
             Ok(false) => NOT_FOUND,
             Err(e) => storage_failed(&name, "timer_cancel", e),
         }
     })
+    .unwrap_or(INVALID)
 }

@@ -22,15 +22,18 @@
 //!    before its next message (its state is in SQLite, its memory is not).
 //! 6. `sched_yield` returns at once. Every other preview-1 function links
 //!    and returns `ENOSYS`, so any WASI module loads.
-//! 7. Every call is charged [`HOST_CALL_FUEL`] (`fd_write`, like `log`,
-//!    [`STATE_CALL_FUEL`]) and the bytes it moves before it does anything (a call the fuel cannot pay for does nothing
-//!    and returns `EAGAIN`; the handler stops at its next metered block);
-//!    every guest pointer is checked (`EFAULT`), as in `host.rs`.
+//! 7. Every call is charged [`HOST_CALL_FUEL`] and the bytes it moves
+//!    before it does anything; `fd_write` also pays for each line it ends,
+//!    as `log` does (`host` rule 7). A call the fuel cannot pay for does
+//!    nothing and returns `EAGAIN`; the handler stops at its next metered
+//!    block. Every guest pointer is checked (`EFAULT`), as in `host.rs`.
+//! 8. Outside a call bracket every function does nothing and returns
+//!    `EINVAL` (`host` rule 6); `proc_exit` returns.
 
 use wasmer::{FunctionEnvMut, MemoryView};
 
-use super::host::{bytes_fuel, charge, HostEnv, Stream};
-use crate::limits::{BULK_FUEL_PER_KIB, HOST_CALL_FUEL, STATE_CALL_FUEL, WASI_IOVS_MAX, WASI_RANDOM_BYTES_MAX};
+use super::host::{bytes_fuel, charge, take_fuel, HostEnv, Stream, Unpaid};
+use crate::limits::{BULK_FUEL_PER_KIB, HOST_CALL_FUEL, WASI_IOVS_MAX, WASI_RANDOM_BYTES_MAX};
 
 /// The import module of WASI preview 1.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -95,14 +98,18 @@ fn read_u32(view: &MemoryView<'_>, ptr: i32) -> Result<u32, i32> {
     Ok(u32::from_le_bytes(b))
 }
 
-/// Charges `points` (rule 7); `Err(EAGAIN)` when the fuel cannot pay.
+/// The errno of a call that was not paid for (rules 7 and 8).
+fn unpaid(e: Unpaid) -> i32 {
+    match e {
+        Unpaid::NoFuel => AGAIN,
+        Unpaid::OutsideCall => INVAL,
+    }
+}
+
+/// Charges `points` (rules 7 and 8).
 fn pay(env: &mut FunctionEnvMut<'_, HostEnv>, points: u64) -> Result<(), i32> {
     let (data, mut store) = env.data_and_store_mut();
-    if charge(data, &mut store, points) {
-        Ok(())
-    } else {
-        Err(AGAIN)
-    }
+    charge(data, &mut store, points).map_err(unpaid)
 }
 
 /// Runs `f` on the guest's memory after charging the call (rule 7).
@@ -145,8 +152,7 @@ fn iovecs(view: &MemoryView<'_>, iovs: i32, count: i32, out: &mut Vec<(u64, u64)
 }
 
 pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> i32 {
-    // Priced as `log` is: a write may end a line, and a line costs a record.
-    if let Err(e) = pay(&mut env, STATE_CALL_FUEL) {
+    if let Err(e) = pay(&mut env, HOST_CALL_FUEL) {
         return e;
     }
     let stream = match fd {
@@ -155,7 +161,7 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
         _ => return BADF,
     };
     let (data, mut store) = env.data_and_store_mut();
-    let Some(memory) = data.memory.clone() else { return FAULT };
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return FAULT };
     let mut buffers = std::mem::take(&mut data.iovecs);
     buffers.clear();
     let total = match iovecs(&memory.view(&store), iovs, iovs_len, &mut buffers) {
@@ -165,22 +171,28 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
             return e;
         }
     };
-    // Rule 7: the bytes are paid for before any is read.
-    if !charge(data, &mut store, bytes_fuel(total as usize, BULK_FUEL_PER_KIB)) {
+    // Rule 7: the bytes are paid for before any is read, each line before
+    // it is written.
+    if !take_fuel(&fuel, &mut store, bytes_fuel(total as usize, BULK_FUEL_PER_KIB)) {
         data.iovecs = buffers;
         return AGAIN;
     }
-    let view = memory.view(&store);
+    let now = std::time::Instant::now();
     let mut chunk = [0u8; 1024];
     let mut result = SUCCESS;
+    let mut taken = 0u64;
     'all: for &(mut at, mut left) in &buffers {
         while left > 0 {
             let n = left.min(chunk.len() as u64) as usize;
-            if view.read(at, &mut chunk[..n]).is_err() {
+            if memory.view(&store).read(at, &mut chunk[..n]).is_err() {
                 result = FAULT;
                 break 'all;
             }
-            data.write_output(stream, &chunk[..n]);
+            if !data.write_output(stream, &chunk[..n], now, &mut |points| take_fuel(&fuel, &mut store, points)) {
+                result = AGAIN;
+                break 'all;
+            }
+            taken += n as u64;
             at += n as u64;
             left -= n as u64;
         }
@@ -189,7 +201,8 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
     if result != SUCCESS {
         return result;
     }
-    code(write(&view, nwritten, &(total as u32).to_le_bytes()))
+    debug_assert_eq!(taken, total);
+    code(write(&memory.view(&store), nwritten, &(total as u32).to_le_bytes()))
 }
 
 pub fn fd_read(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_len: i32, nread: i32) -> i32 {
@@ -408,7 +421,9 @@ fn fill_random(buf: &mut [u8]) {
 
 /// Rule 5: a trap carrying the code, which the instance reads back.
 pub fn proc_exit(mut env: FunctionEnvMut<'_, HostEnv>, code: i32) -> Result<(), ProcExit> {
-    let _ = pay(&mut env, HOST_CALL_FUEL);
+    if pay(&mut env, HOST_CALL_FUEL) == Err(INVAL) {
+        return Ok(()); // rule 8: no call to end
+    }
     env.data_mut().exit_code = Some(code);
     Err(ProcExit(code))
 }

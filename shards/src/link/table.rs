@@ -158,8 +158,11 @@ pub struct LinkCounters {
     pub refused_handshake: u64,
     pub refused_too_many: u64,
     /// Connections waiting for a handshake slot were turned away: more
-    /// handshakes at once than [`crate::limits::LINK_PENDING_HANDSHAKES_MAX`].
+    /// handshakes at once than [`crate::limits::LINK_PENDING_HANDSHAKES_MAX`]
+    /// (or than strangers may hold), or more from one source than
+    /// [`crate::limits::LINK_PENDING_PER_SOURCE_MAX`] (link rule 6).
     pub refused_pending: u64,
+    pub refused_pending_per_source: u64,
     pub closed_malformed: u64,
     /// Connections closed because a record did not open: altered, replayed
     /// or forged bytes (session rule 4), either direction.
@@ -223,6 +226,11 @@ pub struct RemoteTable {
     pub counters: LinkCounters,
     /// Warnings about refused connections and frames (remote input).
     pub refusal_log: crate::throttle::Throttle,
+    /// Places of inbound connections still in their handshake (link rule 6).
+    pub pending: crate::pending::PendingPlaces,
+    /// Messages a link gave up on (sent [`crate::limits::LINK_SEND_ATTEMPTS_MAX`]
+    /// times unacknowledged), for the shard to dead-letter.
+    given_up: Vec<Message>,
 }
 
 impl RemoteTable {
@@ -244,7 +252,25 @@ impl RemoteTable {
             inbound_wakers: Vec::new(),
             counters: LinkCounters::default(),
             refusal_log: Default::default(),
+            pending: crate::pending::PendingPlaces::new(crate::pending::PendingLimits { max: 1, per_source_max: 1, reserved: 0 }),
+            given_up: Vec::new(),
         }
+    }
+
+    /// The table's pool of pending handshakes (link rule 6).
+    pub fn with_pending(mut self, limits: crate::pending::PendingLimits) -> RemoteTable {
+        assert_eq!(self.pending.held(), 0);
+        self.pending = crate::pending::PendingPlaces::new(limits);
+        self
+    }
+
+    /// Messages a link gave up on, kept until the shard takes them.
+    pub fn give_up(&mut self, lost: Vec<Message>) {
+        self.given_up.extend(lost);
+    }
+
+    pub fn take_given_up(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.given_up)
     }
 
     /// The table of a node outside any cluster: it knows no other node.

@@ -1,8 +1,16 @@
 //! One call into an agent, atomic: the handler protocol.
 //!
 //! Rules:
-//! 1. A call begins with a mark in the outbox and a fresh write count; its
-//!    state writes sit in a savepoint (`storage` rule 2).
+//! 1. Guest code runs only inside a call bracket: [`Shard::call_begin`]
+//!    opens it (a mark in the outbox, a fresh write count, the context's
+//!    `open` flag) and hands out the [`InCall`] every entry into guest code
+//!    needs; [`Shard::call_end`] closes it. Every entry goes through it: a
+//!    start (the start function, `caxton_abi_version`, the fixed inbox,
+//!    `_initialize`, `caxton_init`) at deploy, restore, upgrade trial and
+//!    commit, and recreation after a crash; and each handled message.
+//!    Host functions work only inside one (`context` rule 3). Its state
+//!    writes sit in a savepoint (`storage` rule 2), and its timer changes
+//!    in the call state (`timers` rule 2).
 //! 2. A call that traps or runs out of fuel is rolled back whole: its
 //!    writes (the savepoint) and its sends (the outbox from the mark). The
 //!    instance is dropped and made anew as its restart policy says
@@ -26,7 +34,7 @@
 //!    routing is the message's creation to that start, processing that
 //!    start to after its sends are released, on every path alike.
 
-use crate::agent::{AgentInstance, Outcome};
+use crate::agent::{AgentInstance, InCall, Outcome};
 use crate::clock::now_ns;
 use crate::envelope::{Message, RoutePath};
 use crate::limits::{INSTANCE_BURST_MESSAGES_MAX, TICK_MESSAGES_MAX};
@@ -37,6 +45,14 @@ use crate::trace::{SpanKind, SpanOutcome, SpanRecord};
 use caxton_abi::TraceContext;
 
 use super::{Shard, Standing};
+
+/// An open call bracket (rule 1): the instance, the outbox mark to roll
+/// back to, and the proof guest code needs.
+pub(super) struct OpenCall {
+    id: LocalId,
+    mark: usize,
+    pub(super) in_call: InCall,
+}
 
 impl Shard {
     /// Runs ready instances round-robin. An instance's burst ends after
@@ -75,32 +91,51 @@ impl Shard {
         done
     }
 
-    /// Starts a call into an agent, handling `message` (none for a start):
-    /// returns the outbox mark to roll back to. The call's sends carry the
-    /// message's trace, with a span of their own (rule 5).
-    pub(super) fn call_begin(&self, message: Option<&Message>) -> usize {
+    /// Opens the call bracket (rule 1) for instance `id`, handling
+    /// `message` (none for a start). The call's sends carry the message's
+    /// trace, with a span of their own (rule 5).
+    pub(super) fn call_begin(&self, id: LocalId, message: Option<&Message>) -> OpenCall {
         let mut ctx = self.ctx.borrow_mut();
-        assert!(!ctx.store.in_handler(), "rule 1: calls do not nest");
+        assert!(!ctx.call.open && !ctx.store.in_handler(), "rule 1: calls do not nest");
+        assert!(ctx.call.timers_set.is_empty() && ctx.call.timers_cancelled.is_empty(), "the last call's timers were applied or dropped");
+        ctx.call.open = true;
+        ctx.call.owner = id;
         ctx.call.writes = 0;
+        ctx.call.timers_cancelled_pending = 0;
         ctx.call.conversation_id = message.map_or(0, Message::conversation_id);
         let incoming = message.map(Message::trace).unwrap_or_default();
         // `trace`: the sender's span → this message's hop → this call.
         let hop = ctx.spans.child_of(&incoming);
         ctx.call.hop_span = hop.parent_span_id;
         ctx.call.trace = TraceContext { trace_id: hop.trace_id, parent_span_id: ctx.spans.span() };
-        ctx.router.staged_mark()
+        OpenCall { id, mark: ctx.router.staged_mark(), in_call: InCall::opened() }
     }
 
-    /// Ends a call into instance `id`: keeps its effects, or rolls them back
-    /// if it did not complete normally (a trap, or a failed `caxton_init`).
-    /// Kept sends go out at once unless the instance has uncommitted writes
-    /// (router rule 2).
-    pub(super) fn call_end(&mut self, id: LocalId, mark: usize, keep: bool) {
+    /// Closes the call bracket: keeps its effects, or rolls them back if it
+    /// did not complete normally (a trap, or a failed start). Kept sends go
+    /// out at once unless the instance has uncommitted writes (router rule
+    /// 2); kept timer changes reach the shard's queue.
+    pub(super) fn call_end(&mut self, call: OpenCall, keep: bool) {
+        let OpenCall { id, mark, in_call: _ } = call;
         let mut ctx = self.ctx.borrow_mut();
+        assert!(ctx.call.open && ctx.call.owner == id, "rule 1: the bracket closed is the one opened");
         assert!(mark <= ctx.router.staged_mark(), "a call's sends are staged after its mark");
+        ctx.call.open = false;
         if let Err(e) = ctx.store.handler_end(keep) {
             tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
         }
+        let (mut set, mut cancelled) = (std::mem::take(&mut ctx.call.timers_set), std::mem::take(&mut ctx.call.timers_cancelled));
+        if keep {
+            for due in set.drain(..) {
+                ctx.timers.insert(due, id);
+            }
+            for cancelled_id in cancelled.drain(..) {
+                ctx.timers.remove(cancelled_id);
+            }
+        }
+        set.clear();
+        cancelled.clear();
+        (ctx.call.timers_set, ctx.call.timers_cancelled) = (set, cancelled); // keep the allocations
         if !keep {
             ctx.router.rollback_to(mark);
             assert_eq!(ctx.router.staged_mark(), mark, "rule 2: nothing of a failed call stays staged");
@@ -118,32 +153,28 @@ impl Shard {
         }
     }
 
-    /// Instantiates and initialises the instance in slot `id`.
+    /// Makes an instance from `module` for slot `id` and starts it inside a
+    /// call bracket (rule 1): kept if it started, rolled back whole if not,
+    /// or always with `trial` (an upgrade's first phase).
+    pub(super) fn make_instance(&mut self, id: LocalId, module: &crate::agent::CompiledAgent, trial: bool) -> Result<AgentInstance, String> {
+        let agent = self.agents[id as usize].as_ref().expect("live slot");
+        let (name, instance, account) = (agent.name.clone(), agent.instance, agent.account.clone());
+        let state_bytes = self.ctx.borrow().store.state_bytes(&name, instance).map_err(|e| format!("cannot read the state of {name}[{instance}]: {e}"))?;
+        // Instantiation runs no guest code (`instance` rule 3).
+        let mut runtime = AgentInstance::new(module, name.clone(), instance, state_bytes, account).map_err(|e| format!("{name}[{instance}]: {e}"))?;
+        let call = self.call_begin(id, None);
+        let started = runtime.start(&call.in_call);
+        self.call_end(call, started.is_ok() && !trial);
+        started.map_err(|e| format!("{name}[{instance}]: {e}"))?;
+        Ok(runtime)
+    }
+
+    /// Instantiates and starts the instance in slot `id`.
     pub(super) fn start_instance(&mut self, id: LocalId) -> Result<(), String> {
-        let agent = self.agents[id as usize].as_mut().expect("live slot");
-        let state_bytes = self
-            .ctx
-            .borrow()
-            .store
-            .state_bytes(&agent.name, agent.instance)
-            .map_err(|e| format!("cannot read the state of {}[{}]: {e}", agent.name, agent.instance))?;
-        let mut runtime = AgentInstance::new(&agent.module, agent.name.clone(), agent.instance, state_bytes, agent.account.clone())?;
-        let (name, instance) = (agent.name.clone(), agent.instance);
-        let mark = self.call_begin(None);
-        let outcome = runtime.init();
-        self.call_end(id, mark, outcome == Outcome::Handled);
-        match outcome {
-            Outcome::Handled => {
-                self.agents[id as usize].as_mut().unwrap().runtime = Some(runtime);
-                Ok(())
-            }
-            Outcome::AgentError(code) => Err(format!("caxton_init of {name}[{instance}] returned {code}")),
-            Outcome::Trap(why) => Err(format!("caxton_init of {name}[{instance}] trapped: {why}")),
-            Outcome::Timeout => Err(format!("caxton_init of {name}[{instance}] ran past its execution time slice")),
-            Outcome::Exited(code) => {
-                Err(format!("{name}[{instance}] exited (proc_exit({code})) while starting: an agent is a WASI reactor, whose _initialize returns"))
-            }
-        }
+        let module = self.agents[id as usize].as_ref().expect("live slot").module.clone();
+        let runtime = self.make_instance(id, &module, false)?;
+        self.agents[id as usize].as_mut().expect("live slot").runtime = Some(runtime);
+        Ok(())
     }
 
     /// Hands `message` to instance `id`. Returns the clock when the call
@@ -181,14 +212,14 @@ impl Shard {
             self.v1_envelope = v1;
             return self.fail_back(slot, &message, started, DeadLetter::NotUnderstood);
         }
-        let mark = self.call_begin(Some(&message));
+        let call = self.call_begin(id, Some(&message));
         let agent = self.agents[slot].as_mut().unwrap();
         let envelope = if abi_v1 { &v1[..] } else { message.as_bytes() };
-        let outcome = stages::time(Stage::GuestCall, || agent.runtime.as_mut().unwrap().deliver(envelope));
+        let outcome = stages::time(Stage::GuestCall, || agent.runtime.as_mut().unwrap().deliver(&call.in_call, envelope));
         self.v1_envelope = v1;
         // An exit is a return (wasi rule 5): its effects stay.
         let completed = !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout);
-        stages::time(Stage::Release, || self.call_end(id, mark, completed));
+        stages::time(Stage::Release, || self.call_end(call, completed));
         let ended = now_ns();
         assert!(ended >= started, "the clock is monotonic");
         stages::time(Stage::Record, || self.record_latency(&message, started, ended));

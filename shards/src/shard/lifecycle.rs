@@ -4,9 +4,10 @@
 //!
 //! Rules:
 //! 1. An upgrade's first phase ([`Shard::upgrade_prepare`]) makes every
-//!    local instance from the new module and runs its `caxton_init` inside
-//!    a handler's savepoint that is always rolled back, sends included:
-//!    nothing changes, whatever it answers. The control plane commits only
+//!    local instance from the new module and runs its whole start (start
+//!    function, `caxton_abi_version`, inbox, `_initialize`, `caxton_init`)
+//!    inside a call bracket that is always rolled back, sends and timers
+//!    included: nothing changes, whatever it does. The control plane commits only
 //!    when every shard said yes.
 //! 2. The second phase ([`Shard::upgrade_commit`]) runs between two ticks:
 //!    each instance is made anew from the new module and initialised for
@@ -17,7 +18,7 @@
 //! 4. A stopping shard fails back what it still holds (`node_down`
 //!    notices), sends those notices, commits and checkpoints its WAL.
 
-use crate::agent::{AgentInstance, CompiledAgent, Outcome};
+use crate::agent::CompiledAgent;
 use crate::clock::now_ns;
 use crate::router::LocalId;
 
@@ -32,21 +33,10 @@ impl Shard {
     /// Rule 1.
     pub(super) fn upgrade_prepare(&mut self, name: &str, module: &CompiledAgent) -> Result<(), String> {
         for id in self.local_ids_of(name) {
-            let agent = self.agents[id as usize].as_ref().expect("listed");
-            let (instance, account) = (agent.instance, agent.account.clone());
-            let state_bytes = self.ctx.borrow().store.state_bytes(name, instance).map_err(|e| format!("cannot read the state of {name}[{instance}]: {e}"))?;
-            let mut trial = AgentInstance::new(module, agent.name.clone(), instance, state_bytes, account)?;
-            let mark = self.call_begin(None);
-            let outcome = trial.init();
-            self.call_end(id, mark, false);
+            let mark = self.ctx.borrow().router.staged_mark();
+            let trial = self.make_instance(id, module, true);
             assert_eq!(self.ctx.borrow().router.staged_mark(), mark, "rule 1: nothing of a trial stays");
-            match outcome {
-                Outcome::Handled => {}
-                Outcome::AgentError(code) => return Err(format!("caxton_init of the new version of {name}[{instance}] returned {code}")),
-                Outcome::Trap(why) => return Err(format!("caxton_init of the new version of {name}[{instance}] trapped: {why}")),
-                Outcome::Timeout => return Err(format!("caxton_init of the new version of {name}[{instance}] ran past its execution time slice")),
-                Outcome::Exited(code) => return Err(format!("the new version of {name}[{instance}] exited (proc_exit({code})) while starting")),
-            }
+            trial.map_err(|e| format!("the new version of {e}"))?;
         }
         Ok(())
     }
@@ -60,6 +50,7 @@ impl Shard {
             agent.module = module.clone();
             agent.runtime = None;
             agent.supervision.lift();
+            agent.quarantined_because = None;
             self.ctx.borrow_mut().router.release_hold(id);
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, agent = name, error = %e, "the upgraded instance failed to start; retrying on its next message");
@@ -79,9 +70,20 @@ impl Shard {
                 lifted += 1;
             }
             agent.supervision.lift();
+            agent.quarantined_because = None;
             self.ctx.borrow_mut().router.release_hold(id);
         }
         lifted
+    }
+
+    /// Quarantines instance `id` at once (`supervision` rule 3), saying why:
+    /// a restored instance that cannot start.
+    pub(super) fn quarantine(&mut self, id: LocalId, why: String) {
+        let agent = self.agents[id as usize].as_mut().expect("live slot");
+        agent.runtime = None;
+        agent.supervision.standing = Standing::Quarantined;
+        agent.quarantined_because = Some(why.into());
+        self.totals.quarantines += 1;
     }
 
     /// Rule 3: what the policy of instance `id` says after a crash.
@@ -103,6 +105,7 @@ impl Shard {
                 self.backing_off.push(id);
             }
             AfterCrash::Quarantine => {
+                agent.quarantined_because = Some(format!("{} crashes in a row", agent.supervision.in_a_row).into());
                 tracing::error!(shard = self.index, agent = %agent.name, instance = agent.instance, crashes_in_a_row = agent.supervision.in_a_row, "instance quarantined: its messages are failed back until `caxton agent restart`");
                 self.totals.quarantines += 1;
             }

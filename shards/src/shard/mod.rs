@@ -52,7 +52,7 @@ use crate::limits::{PEER_DRAIN_BATCH_MESSAGES, TICK_DRAIN_MAX, TIMERS_FIRED_PER_
 use crate::link::{LinkSetup, RemoteTable};
 use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
 use crate::metrics::{P99Alert, ShardLatencies};
-use crate::router::{ApiSink, DeadLetter, RouteError, Router};
+use crate::router::{ApiSink, DeadLetter, LocalId, RouteError, Router};
 use crate::storage::{shard_db_path, DiskFloor, ShardStore, StorageConfig, StoredTimer};
 use crate::timers::{Due, TIMER_SENDER};
 
@@ -76,6 +76,9 @@ pub struct ShardSetup {
     pub disk: Arc<DiskFloor>,
     /// Where sampled messages' spans go (`--otlp-endpoint`), if anywhere.
     pub spans: Option<crate::trace::SpanOutput>,
+    /// The node restores its agents before it serves, and says so with
+    /// [`Command::Serve`]; until then timers wait (`timers` rule 5).
+    pub restoring: bool,
 }
 
 struct LocalAgent {
@@ -96,6 +99,8 @@ struct LocalAgent {
     account: Arc<InstanceAccount>,
     /// Its crashes in a row and its standing (`supervision`).
     supervision: Supervision,
+    /// Why it is quarantined, when it is.
+    quarantined_because: Option<Arc<str>>,
 }
 
 /// What the shard's handlers did, all instances together.
@@ -140,6 +145,9 @@ pub struct Shard {
     /// Instances whose mailboxes are held while they back off
     /// (`supervision` rule 2); may hold ids no longer backing off.
     backing_off: Vec<crate::router::LocalId>,
+    /// Timers fire only once the node serves, after every agent is
+    /// restored (`timers` rule 5).
+    serving: bool,
 }
 
 impl Shard {
@@ -149,7 +157,7 @@ impl Shard {
         let store = ShardStore::open(&path, &setup.storage).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let limits = setup.tuning.router_limits(setup.mesh.to.len());
         let remote = match &setup.link {
-            Some(link) => RemoteTable::new(&link.self_name, setup.tuning.link_limits(setup.mesh.to.len(), link.pool_connections)),
+            Some(link) => RemoteTable::new(&link.self_name, setup.tuning.link_limits(setup.mesh.to.len(), link.pool_connections)).with_pending(link.pending),
             None => RemoteTable::standalone(),
         };
         let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
@@ -158,7 +166,7 @@ impl Shard {
         context::install(ctx.clone());
         let link = setup.link.map(Rc::new);
         if let Some(link) = &link {
-            crate::link::io::start_acceptor(ctx.clone(), link.clone(), setup.bell.clone())?;
+            crate::link::listener::start_acceptor(ctx.clone(), link.clone(), setup.bell.clone())?;
         }
         let peers = inbound.len();
         Ok(Shard {
@@ -183,6 +191,7 @@ impl Shard {
             link,
             v1_envelope: Vec::new(),
             backing_off: Vec::new(),
+            serving: !setup.restoring,
         })
     }
 
@@ -197,7 +206,7 @@ impl Shard {
         work += self.end_tick();
         if let Some(link) = &self.link {
             if !self.ctx.borrow().router.remote.wanted.is_empty() {
-                crate::link::io::open_wanted(&self.ctx, link);
+                crate::link::writer::open_wanted(&self.ctx, link);
             }
         }
         work
@@ -236,6 +245,9 @@ impl Shard {
             for m in &lost {
                 ctx.router.dead_letter(DeadLetter::CrashedHandler, m);
             }
+            drop(ctx);
+            self.reload_timers();
+            ctx = self.ctx.borrow_mut();
         }
         assert!(!ctx.store.dirty(), "committed or rolled back");
         let moved = ctx.router.flush();
@@ -244,8 +256,12 @@ impl Shard {
     }
 
     /// Fires the timers due (`timers` rule 3): each becomes an `inform`
-    /// from `@timer` in its instance's mailbox, and its row goes.
+    /// from `@timer` in its instance's mailbox, and its row goes when that
+    /// is handled. Not before the node serves (`timers` rule 5).
     fn fire_timers(&mut self) -> usize {
+        if !self.serving {
+            return 0;
+        }
         let mut ctx = self.ctx.borrow_mut();
         let Some(next) = ctx.timers.next_due_us() else { return 0 };
         let now = crate::clock::unix_micros();
@@ -254,18 +270,19 @@ impl Shard {
         }
         let mut fired = 0;
         while fired < TIMERS_FIRED_PER_TICK_MAX {
-            let Some(due) = ctx.timers.pop_due(now) else { break };
+            let Some((due, owner)) = ctx.timers.pop_due(now) else { break };
             let row = match ctx.store.timer_get(due.id) {
                 Ok(row) => row,
                 Err(e) => {
                     tracing::error!(shard = self.index, error = %e, "cannot read a timer; retrying");
-                    ctx.timers.push(due);
+                    ctx.timers.insert(due, owner);
                     break;
                 }
             };
-            // Rule 2: an entry whose row is gone, or another's, is stale.
+            // The queue mirrors the rows (rule 2); a row gone or changed is
+            // only possible after a failed commit, and is skipped.
             let Some(StoredTimer { agent, instance, due_us: at_us, content }) = row.filter(|r| r.due_us == due.at_us) else { continue };
-            let Some(local) = ctx.router.local_instance(&agent, instance) else { continue };
+            let Some(local) = ctx.router.local_instance(&agent, instance).filter(|&l| l == owner) else { continue };
             let header = Header { performative: Performative::Inform.code(), message_id: ctx.ids.next_id(), in_reply_to: due.id as u64, ..Header::default() };
             let message = match Message::encode(&header, TIMER_SENDER.as_bytes(), agent.as_bytes(), &content) {
                 Ok(m) => m,
@@ -279,12 +296,36 @@ impl Shard {
                 // Its row stays until the message is handled (rule 3).
                 Ok(()) => fired += 1,
                 Err(_) => {
-                    ctx.timers.push(Due { at_us, id: due.id }); // mailbox full: next tick
+                    ctx.timers.insert(Due { at_us, id: due.id }, owner); // mailbox full: next tick
                     break;
                 }
             }
         }
         fired
+    }
+
+    /// Puts the committed timers of instance `id` (agent `name`, instance
+    /// `instance`) in the queue (`timers` rule 2).
+    fn queue_timers_of(&mut self, id: LocalId, name: &str, instance: u32) -> Result<(), String> {
+        let mut ctx = self.ctx.borrow_mut();
+        let pending = ctx.store.timers_of(name, instance).map_err(|e| format!("cannot read the timers of {name}[{instance}]: {e}"))?;
+        for (at_us, timer) in pending {
+            ctx.timers.insert(Due { at_us, id: timer }, id);
+        }
+        Ok(())
+    }
+
+    /// After a failed commit the rows are what the database says: the
+    /// queue is read again from it (`timers` rule 2).
+    fn reload_timers(&mut self) {
+        self.ctx.borrow_mut().timers.clear();
+        let owned: Vec<(LocalId, Arc<str>, u32)> =
+            self.agents.iter().enumerate().filter_map(|(id, a)| a.as_ref().map(|a| (id as LocalId, a.name.clone(), a.instance))).collect();
+        for (id, name, instance) in owned {
+            if let Err(e) = self.queue_timers_of(id, &name, instance) {
+                tracing::error!(shard = self.index, error = %e, "timers not reloaded after a failed commit; they fire after a restart");
+            }
+        }
     }
 
     /// How long until the next timer is due, if one is pending.
@@ -369,6 +410,10 @@ impl Shard {
             Command::ShardStats { reply } => reply(self.shard_stats()),
             Command::AgentLogs { name, lines, reply } => reply(self.ctx.borrow().recent_logs.of(&name, lines)),
             Command::Stop { reply } => self.stop = Some(reply),
+            Command::Serve { reply } => {
+                self.serving = true;
+                reply(())
+            }
         }
     }
 
@@ -451,6 +496,11 @@ impl Shard {
                 }
             }
         }
+        // Messages a link gave up on (link rule 3): counted here, where the
+        // router is (the link tasks reach only its table).
+        for m in ctx.router.remote.take_given_up() {
+            ctx.router.dead_letter(DeadLetter::LinkLost, &m);
+        }
         ctx.router.remote.wake_readers();
         n
     }
@@ -496,6 +546,7 @@ impl Shard {
                 wrote_before_commit: None,
                 account: InstanceAccount::new(module.limits.log),
                 supervision: Supervision::new(policy),
+                quarantined_because: None,
             });
             if let Err(e) = self.start_instance(id) {
                 if !restore {
@@ -503,15 +554,13 @@ impl Shard {
                     self.undeploy(&name);
                     return Err(e);
                 }
-                tracing::warn!(shard = self.index, error = %e, "restored instance failed to start; retrying on its next message");
+                // Restored after a restart: it was deployed once, so the node
+                // keeps it, quarantined with the reason, and serves the rest.
+                tracing::error!(shard = self.index, agent = %name, instance, error = %e, "a restored instance cannot start: quarantined until `caxton agent restart` or an upgrade");
+                self.quarantine(id, e);
             }
-            // Timers rule 1: what was pending before a restart is queued again.
-            let mut ctx = self.ctx.borrow_mut();
-            let pending = ctx.store.timers_of(&name, instance).map_err(|e| format!("cannot read the timers of {name}[{instance}]: {e}"))?;
-            for (at_us, id) in pending {
-                ctx.timers.push(Due { at_us, id });
-            }
-            drop(ctx);
+            // Timers rule 2: what was pending before a restart is queued again.
+            self.queue_timers_of(id, &name, instance)?;
             reports.push(InstanceReport { instance, shard: self.index, startup_us: started.elapsed().as_micros() as u64 });
         }
         Ok(reports)
@@ -521,6 +570,7 @@ impl Shard {
         let mut ctx = self.ctx.borrow_mut();
         for id in ctx.router.remove_agent(name) {
             self.agents[id as usize] = None;
+            ctx.timers.remove_owner(id);
         }
         if let Err(e) = ctx.store.delete_agent(name) {
             tracing::error!(shard = self.index, agent = name, error = %e, "deleting an undeployed agent's state failed");

@@ -31,6 +31,7 @@ impl Shard {
                 log_dropped: a.account.refusals().1,
                 running: a.runtime.is_some(),
                 standing: a.supervision.standing.label(),
+                quarantined_because: a.quarantined_because.clone(),
                 crashes_in_a_row: a.supervision.in_a_row,
                 restarts: a.supervision.restarts,
                 processing: a.processing.clone(),
