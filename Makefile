@@ -28,13 +28,15 @@ test: agents
 agents:
 	scripts/build-agents.sh
 
-## The property-based fuzz tests of every decoder of outside bytes, long and
-## from a fresh seed (make test runs them short, with a fixed seed);
+## The property-based fuzz tests of every decoder of outside bytes, and the
+## host-interface fuzzer (generated modules calling every host and WASI
+## function on a real shard), long and from a fresh seed (make test runs
+## them short, with a fixed seed);
 ## FUZZ_CASES=N sets the cases per test, FUZZ_SEED=N replays a run.
 FUZZ_CASES ?= 200000
 FUZZ_SEED ?= random
 fuzz:
-	CAXTON_FUZZ_CASES=$(FUZZ_CASES) CAXTON_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test $(PROFILE) --workspace --lib --bins --test link_protocol -- fuzz acks_at_any_point
+	CAXTON_FUZZ_CASES=$(FUZZ_CASES) CAXTON_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test $(PROFILE) --workspace --lib --bins --test link_protocol --test host_fuzz -- fuzz acks_at_any_point
 
 ## Style and lints: rustfmt (rustfmt.toml) and clippy with the workspace's
 ## lints (Cargo.toml), warnings denied. `cargo fmt --all` fixes the first.

@@ -165,12 +165,27 @@ impl Catalog {
             .optional()
     }
 
-    pub fn remove(&mut self, name: &str) -> rusqlite::Result<bool> {
+    /// Removes an agent and its versions. Returns the hashes of its
+    /// modules that no version of any agent holds any more (their compiled
+    /// code can go from the module cache).
+    pub fn remove(&mut self, name: &str) -> rusqlite::Result<Vec<String>> {
         let tx = self.conn.transaction()?;
-        let removed = tx.execute("DELETE FROM agents WHERE name = ?1", params![name])? > 0;
+        let hashes: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT DISTINCT hash FROM versions WHERE name = ?1")?;
+            let rows = stmt.query_map(params![name], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute("DELETE FROM agents WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
+        let mut unused = Vec::new();
+        for hash in hashes {
+            let held: i64 = tx.query_row("SELECT COUNT(*) FROM versions WHERE hash = ?1", params![hash], |r| r.get(0))?;
+            if held == 0 {
+                unused.push(hash);
+            }
+        }
         tx.commit()?;
-        Ok(removed)
+        Ok(unused)
     }
 }
 
@@ -239,7 +254,10 @@ mod tests {
         assert_eq!(epoch, 2);
         let agents = c.agents().unwrap();
         assert_eq!((agents[0].name.as_str(), agents[0].instances, agents[0].version.number), ("echo", 2, 1));
-        assert!(c.remove("echo").unwrap());
+        c.insert("twin", 1, b"\0asm", "").unwrap();
+        assert!(c.remove("echo").unwrap().is_empty(), "its module is still twin's");
+        assert_eq!(c.remove("twin").unwrap(), [module_hash(b"\0asm")], "no one holds it now");
+        assert!(c.agents().unwrap().is_empty());
         drop(c);
         let mut routes = RouteCache::open(dir.path()).unwrap();
         let item = RouteItem { agent: "far".into(), node: "127.0.0.2:7946".parse().unwrap(), version: 7, present: true };

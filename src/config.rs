@@ -236,6 +236,10 @@ pub struct ServeArgs {
     /// Keep compiled modules in <data-dir>/modules, so a restart does not compile them again: on or off [default: on].
     #[arg(long, value_parser = ["on", "off"])]
     pub module_cache: Option<String>,
+    /// Most bytes the module cache holds; past it the entries used least recently go [default: 2GiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub module_cache_max: Option<u64>,
     /// Messages each agent instance's mailbox holds [default: 1024].
     #[arg(long)]
     pub mailbox_messages_max: Option<usize>,
@@ -423,6 +427,7 @@ impl ServeArgs {
             control_timeout: Duration::from_millis(pick!(control_timeout_ms, limits::CONTROL_TIMEOUT_MS).max(1)),
             drain_timeout: pick!(drain_timeout, Duration::from_millis(limits::DRAIN_TIMEOUT_MS)),
             module_cache: pick!(module_cache, "on".to_string()) == "on",
+            module_cache_max: pick!(module_cache_max, limits::MODULE_CACHE_BYTES_MAX),
             listeners: ListenerLimits {
                 api_header_timeout: Duration::from_millis(pick!(api_header_timeout_ms, limits::API_HEADER_TIMEOUT_MS).max(1)),
                 api_idle_timeout: Duration::from_millis(pick!(api_idle_timeout_ms, limits::API_IDLE_TIMEOUT_MS).max(1)),
@@ -528,6 +533,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// `--module-cache`: keep compiled modules on disk.
     pub module_cache: bool,
+    /// `--module-cache-max`: the bytes it may hold.
+    pub module_cache_max: u64,
     /// Time and count bounds of the API and wire listeners.
     pub listeners: ListenerLimits,
     /// The message budget (`--message-buffer-size`), split by queue.
@@ -646,7 +653,7 @@ mod tests {
         assert!(err.contains("--listen"), "{err}");
         let args = ServeArgs {
             listen: Some("127.0.0.1:7946".parse().unwrap()),
-            cluster_key: Some("a secret of 16+ bytes".into()),
+            cluster_key: Some("00112233445566778899aabbccddeeff".into()),
             join: vec!["127.0.0.2:7946".into()],
             ..Default::default()
         };

@@ -173,7 +173,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         .with_disk(disk)
         .with_trace_counters(trace_export.as_ref().map(|t| t.counters.clone()))
         .with_forward_agent(forward_agent)
-        .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")))?),
+        .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")), config.module_cache_max)?),
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {

@@ -21,9 +21,83 @@
 //!    one by its own rules. SIGHUP reads every secret file again
 //!    ([`SecretSources::read_all`]): that is how a rotation starts and how
 //!    it ends, with no restart.
+//! 6. Secrets must be strong, at start and at every reload
+//!    ([`check_strength`]): an API token has at least
+//!    [`API_TOKEN_CHARS_MIN`] characters; a cluster key is hex or base64
+//!    text of at least [`CLUSTER_KEY_BITS_MIN`] bits; neither may be a
+//!    placeholder of `packaging/` ("change-me..."). A weak one is refused
+//!    with the command that makes a good one. The cluster key's uses are
+//!    derived from it with HMAC-SHA256 under a label each
+//!    (`caxton_cluster::keyring`): a fast derivation is right for a key of
+//!    full entropy, which is why guessable ones are refused rather than
+//!    stretched.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+use caxton_shards::limits::{API_TOKEN_CHARS_MIN, CLUSTER_KEY_BITS_MIN};
+
+/// How to make a good secret (rule 6).
+pub const MAKE_A_TOKEN: &str = "openssl rand -hex 32 (or: head -c 32 /dev/urandom | base64)";
+
+/// Is `secret` one of the placeholders of `packaging/` (rule 6)?
+fn placeholder(secret: &str) -> bool {
+    secret.to_ascii_lowercase().contains("change-me")
+}
+
+/// Bits a cluster key's text carries: 4 a character of hex, 6 of base64
+/// (either alphabet, padding ignored); `None` for other text (rule 6).
+fn key_bits(key: &str) -> Option<usize> {
+    let body = key.trim_end_matches('=');
+    if !body.is_empty() && body.len().is_multiple_of(2) && body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(body.len() * 4);
+    }
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+    (!body.is_empty() && body.bytes().all(base64)).then(|| body.len() * 6)
+}
+
+/// Rule 6 for an API token.
+pub fn check_token(name: &SecretName, token: &str) -> Result<(), String> {
+    if placeholder(token) {
+        return Err(format!("{}: the placeholder of packaging/secrets.env.example is not a token; make one with {MAKE_A_TOKEN}", name.file_flag));
+    }
+    if token.chars().count() < API_TOKEN_CHARS_MIN {
+        return Err(format!(
+            "{}: an API token of {} characters is too easy to guess; give at least {API_TOKEN_CHARS_MIN}, made with {MAKE_A_TOKEN}",
+            name.file_flag,
+            token.chars().count()
+        ));
+    }
+    Ok(())
+}
+
+/// Rule 6 for a cluster key.
+pub fn check_cluster_key(name: &SecretName, key: &str) -> Result<(), String> {
+    if placeholder(key) {
+        return Err(format!("{}: the placeholder of packaging/secrets.env.example is not a key; make one with {MAKE_A_TOKEN}", name.file_flag));
+    }
+    match key_bits(key) {
+        Some(bits) if bits >= CLUSTER_KEY_BITS_MIN => Ok(()),
+        Some(bits) => Err(format!(
+            "{}: a cluster key of {bits} bits is too weak; give at least {CLUSTER_KEY_BITS_MIN} bits (32 hex digits), made with {MAKE_A_TOKEN}",
+            name.file_flag
+        )),
+        None => Err(format!("{}: a cluster key is hex or base64 text (a random key, not a passphrase); make one with {MAKE_A_TOKEN}", name.file_flag)),
+    }
+}
+
+/// Rule 6 for every secret given.
+pub fn check_strength(secrets: &Secrets) -> Result<(), String> {
+    let tokens = [(&API_TOKEN, &secrets.api_token), (&API_TOKEN_NEXT, &secrets.api_token_next)];
+    for (name, token) in tokens {
+        token.as_deref().map_or(Ok(()), |t| check_token(name, t))?;
+    }
+    let keys = [(&CLUSTER_KEY, &secrets.cluster_key), (&CLUSTER_KEY_NEXT, &secrets.cluster_key_next)];
+    for (name, key) in keys {
+        key.as_deref().map_or(Ok(()), |k| check_cluster_key(name, k))?;
+    }
+    Ok(())
+}
 
 /// A secret's flag, its file flag, its environment variable and its
 /// systemd credential name.
@@ -163,6 +237,7 @@ impl SecretSources {
         if secrets.api_token_next.is_some() && secrets.api_token.is_none() {
             return Err("--api-token-next-file needs a current token (--api-token-file)".into());
         }
+        check_strength(&secrets)?;
         Ok((secrets, warnings))
     }
 }
@@ -252,30 +327,60 @@ mod tests {
 
     #[test]
     fn a_reload_reads_the_files_again_and_a_missing_next_file_ends_a_rotation() {
+        const OLD: &str = "old-token-0123456789abcdef0123456";
+        const NEW: &str = "new-token-0123456789abcdef0123456";
+        const KEY: &str = "00112233445566778899aabbccddeeff";
         let dir = tempfile::tempdir().unwrap();
         let (current, next) = (dir.path().join("token"), dir.path().join("token-next"));
-        std::fs::write(&current, "old").unwrap();
+        std::fs::write(&current, OLD).unwrap();
         let sources = SecretSources {
             api_token: Source::File(current.clone()),
             api_token_next: Source::File(next.clone()),
-            cluster_key: Source::Fixed("a fixed key".into()),
+            cluster_key: Source::Fixed(KEY.into()),
             ..Default::default()
         };
         let (s, _) = sources.read_all().unwrap();
-        assert_eq!((s.api_token.as_deref(), s.api_token_next.as_deref(), s.cluster_key.as_deref()), (Some("old"), None, Some("a fixed key")));
-        std::fs::write(&next, "new").unwrap();
+        assert_eq!((s.api_token.as_deref(), s.api_token_next.as_deref(), s.cluster_key.as_deref()), (Some(OLD), None, Some(KEY)));
+        std::fs::write(&next, NEW).unwrap();
         let tokens = ApiTokens::new(s.api_token, s.api_token_next);
         let (s, _) = sources.read_all().unwrap();
         tokens.set(s.api_token, s.api_token_next);
-        assert!(tokens.accepts("old") && tokens.accepts("new") && !tokens.accepts("ne") && tokens.count() == 2);
-        std::fs::write(&current, "new").unwrap();
+        assert!(tokens.accepts(OLD) && tokens.accepts(NEW) && !tokens.accepts(&NEW[..31]) && tokens.count() == 2);
+        std::fs::write(&current, NEW).unwrap();
         std::fs::remove_file(&next).unwrap();
         let (s, _) = sources.read_all().unwrap();
         tokens.set(s.api_token, s.api_token_next);
-        assert!(!tokens.accepts("old") && tokens.accepts("new"));
+        assert!(!tokens.accepts(OLD) && tokens.accepts(NEW));
         std::fs::remove_file(&current).unwrap();
         assert!(sources.read_all().is_err(), "the current token's file is required");
         assert!(!ApiTokens::new(None, None).required());
+    }
+
+    #[test]
+    fn weak_tokens_keys_and_the_placeholders_are_refused_with_how_to_make_good_ones() {
+        let strong_token = "a".repeat(API_TOKEN_CHARS_MIN);
+        assert!(check_token(&API_TOKEN, &strong_token).is_ok());
+        let e = check_token(&API_TOKEN, "x").unwrap_err();
+        assert!(e.contains("1 characters") && e.contains("openssl rand"), "{e}");
+        assert!(check_token(&API_TOKEN, &"b".repeat(API_TOKEN_CHARS_MIN - 1)).is_err());
+        assert!(check_token(&API_TOKEN, "change-me-to-a-long-random-string").unwrap_err().contains("placeholder"));
+        for good in ["00112233445566778899aabbccddeeff", "AAECAwQFBgcICQoLDA0ODw==", "0123456789abcdefghijklmnopq_-"] {
+            assert!(check_cluster_key(&CLUSTER_KEY, good).is_ok(), "{good}");
+        }
+        for (weak, why) in [
+            ("00112233445566778899aabbccddee", "120 bits"),
+            ("AAECAwQFBgcICQ==", "bits is too weak"),
+            ("a secret of 16+ bytes", "not a passphrase"),
+            ("change-me-too-at-least-16-bytes", "placeholder"),
+        ] {
+            let e = check_cluster_key(&CLUSTER_KEY, weak).unwrap_err();
+            assert!(e.contains(why) && e.contains("openssl rand"), "{weak}: {e}");
+        }
+        // Every placeholder shipped is refused.
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/secrets.env.example")).unwrap();
+        for line in example.lines().filter(|l| l.starts_with("CAXTON_") || l.starts_with("# CAXTON_")).filter_map(|l| l.split_once('=')) {
+            assert!(placeholder(line.1), "{line:?}");
+        }
     }
 
     #[test]

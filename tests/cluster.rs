@@ -257,7 +257,7 @@ fn a_cut_network_marks_the_far_node_down_and_healing_brings_it_back() {
         wrap: ["ip", "netns", "exec", &ns.name].iter().map(|s| s.to_string()).collect(),
         ip: ns.inner_addr(),
         api_port: Some(7070),
-        token: Some("partition-test-token".into()),
+        token: Some("partition-test-token-0123456789ab".into()),
         tls: true,
         ..caxton_testkit::node::NodeSpec::new(1).args(&["--listen", &b_cluster, "--join", &a_cluster, "--cluster-key", KEY])
     })

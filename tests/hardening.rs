@@ -192,6 +192,7 @@ fn an_instance_that_cannot_start_at_restore_is_quarantined_with_its_reason() {
     let mut node = Node::start(1);
     assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
     assert_eq!(node.deploy("fragile", "tests/agents/fails_after_first_start.wat", 1).0, 201);
+    std::thread::sleep(Duration::from_millis(300)); // its first start's write commits
     node.kill9_and_restart();
     let fragile: Value = node.agent("fragile");
     assert_eq!(fragile["quarantined"], true, "{fragile}");
@@ -244,4 +245,78 @@ fn a_wire_client_that_never_reads_its_notices_holds_no_one_elses_ingress() {
     let reply = rd.envelope().unwrap().expect("a reply");
     assert_eq!(caxton_abi::Envelope::parse(&reply).unwrap().content().len(), big.len());
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// Finding 8: a 1-character API token, a short cluster key and the
+/// placeholders of packaging/secrets.env.example were accepted. They are
+/// refused at start, with the command that makes a good one.
+#[test]
+fn weak_secrets_and_the_shipped_placeholders_are_refused_at_start() {
+    let check = |env: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(["serve", "--check-config"])
+            .args(args)
+            .env_remove("CAXTON_API_TOKEN")
+            .env_remove("CAXTON_CLUSTER_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let placeholders = std::fs::read_to_string(common::repo_path("packaging/secrets.env.example")).unwrap();
+    let token = placeholders.lines().find_map(|l| l.strip_prefix("CAXTON_API_TOKEN=")).unwrap();
+    let key = placeholders.lines().find_map(|l| l.strip_prefix("# CAXTON_CLUSTER_KEY=")).unwrap();
+    for (env, args, why) in [
+        (vec![("CAXTON_API_TOKEN", "x")], vec![], "1 characters"),
+        (vec![("CAXTON_API_TOKEN", token)], vec![], "placeholder"),
+        (vec![("CAXTON_CLUSTER_KEY", "0011223344556677")], vec!["--listen", "127.0.0.1:7946"], "64 bits"),
+        (vec![("CAXTON_CLUSTER_KEY", key)], vec!["--listen", "127.0.0.1:7946"], "placeholder"),
+        (vec![("CAXTON_CLUSTER_KEY", "my cluster passphrase")], vec!["--listen", "127.0.0.1:7946"], "not a passphrase"),
+    ] {
+        let (code, stderr) = check(&env, &args);
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains("openssl rand -hex 32"), "{env:?}: {stderr}");
+    }
+    let good = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let (code, stderr) = check(&[("CAXTON_API_TOKEN", good), ("CAXTON_CLUSTER_KEY", good)], &["--listen", "127.0.0.1:7946"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Finding 7: `/metrics` named every agent to anyone who could reach the
+/// API. It needs the token when the node has one; `--metrics-listen`
+/// serves it (and the health check) apart, under the same token.
+#[test]
+fn metrics_need_the_token_and_can_be_served_on_a_listener_of_their_own() {
+    let metrics_addr = format!("127.0.0.1:{}", common::free_cluster_port("127.0.0.1"));
+    let token = "metrics-test-token-0123456789abcdef";
+    let spec =
+        caxton_testkit::node::NodeSpec { token: Some(token.into()), ..caxton_testkit::node::NodeSpec::new(1).args(&["--metrics-listen", &metrics_addr]) };
+    let node = Node::launch(spec).unwrap();
+    assert_eq!(node.deploy("secret-agent-name", "examples/agents/echo.wat", 1).0, 201);
+    let status = |url: &str, bearer: Option<&str>| {
+        let mut req = ureq::get(url);
+        if let Some(t) = bearer {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (s, body) = status(&node.url("/metrics"), None);
+    assert_eq!(s, 401, "{body}");
+    assert!(!body.contains("secret-agent-name"));
+    let (s, body) = status(&node.url("/metrics"), Some(token));
+    assert_eq!(s, 200);
+    assert!(body.contains("secret-agent-name"));
+    assert_eq!(status(&node.url("/v1/health"), None).0, 200, "the health check stays open");
+    // The listener of its own: metrics and health only, the same token.
+    let apart = |path: &str| format!("http://{metrics_addr}{path}");
+    assert_eq!(status(&apart("/metrics"), None).0, 401);
+    let (s, body) = status(&apart("/metrics"), Some(token));
+    assert_eq!(s, 200);
+    assert!(body.contains("caxton_messages_processed_total"));
+    assert_eq!(status(&apart("/v1/agents"), Some(token)).0, 404, "nothing else is served there");
+    assert_eq!(status(&apart("/v1/health"), None).0, 200);
 }

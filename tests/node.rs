@@ -297,15 +297,15 @@ fn a_non_loopback_api_needs_a_token_and_the_token_is_checked() {
     };
     assert!(refused(&["--api", "0.0.0.0:0"], None).contains("--api-token"));
     // With a token but without TLS: refused, the token would travel in cleartext.
-    let stderr = refused(&["--api", "0.0.0.0:0"], Some("s3cret"));
+    let stderr = refused(&["--api", "0.0.0.0:0"], Some("s3cret-0123456789abcdef0123456789"));
     assert!(stderr.contains("cleartext"), "{stderr}");
     // The same for a non-loopback wire listener: its hello carries the token.
-    let stderr = refused(&["--wire", "0.0.0.0:0"], Some("s3cret"));
+    let stderr = refused(&["--wire", "0.0.0.0:0"], Some("s3cret-0123456789abcdef0123456789"));
     assert!(stderr.contains("wire listener") && stderr.contains("without TLS"), "{stderr}");
 
-    let node = Node::start_with(1, &["--api-token", "s3cret"]);
+    let node = Node::start_with(1, &["--api-token", "s3cret-0123456789abcdef0123456789"]);
     assert_eq!(node.get("/v1/agents").0, 401);
-    let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer s3cret").call().unwrap();
+    let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer s3cret-0123456789abcdef0123456789").call().unwrap();
     assert_eq!(r.status(), 200);
     let r = ureq::get(&node.url("/v1/agents")).set("Authorization", "Bearer wrong!").call();
     assert!(matches!(r, Err(ureq::Error::Status(401, _))));
@@ -319,7 +319,7 @@ fn secrets_come_from_a_file_the_environment_or_a_credential_and_argv_is_warned()
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
-    std::fs::write(&file, "from-file\n").unwrap();
+    std::fs::write(&file, "from-file-0123456789abcdef012345\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let file_arg = file.to_str().unwrap();
     let bearer = |node: &Node, token: &str| match ureq::get(&node.url("/v1/agents")).set("Authorization", &format!("Bearer {token}")).call() {
@@ -332,35 +332,35 @@ fn secrets_come_from_a_file_the_environment_or_a_credential_and_argv_is_warned()
     // A file: its token (without the newline) is the one checked; no warning.
     let node = Node::start_with(1, &["--api-token-file", file_arg]);
     assert_eq!(node.get("/v1/agents").0, 401);
-    assert_eq!(bearer(&node, "from-file"), 200);
-    assert_eq!(bearer(&node, "from-fil"), 401);
+    assert_eq!(bearer(&node, "from-file-0123456789abcdef012345"), 200);
+    assert_eq!(bearer(&node, "from-file-0123456789abcdef01234"), 401);
     assert!(!node.logs().contains(WARNED));
     // The CLI reads a token file too, and warns about a token in its arguments.
     let cli = |args: &[&str]| std::process::Command::new(BIN).args(args).args(["--api", &node.api()]).env_remove("CAXTON_API_TOKEN").output().unwrap();
     let out = cli(&["agent", "list", "--api-token-file", file_arg]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
-    let out = cli(&["agent", "list", "--api-token", "from-file"]);
+    let out = cli(&["agent", "list", "--api-token", "from-file-0123456789abcdef012345"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(WARNED), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(cli(&["agent", "list"]).status.code(), Some(1), "no token: refused");
 
     // On the node's command line: it works, and the log says why not to.
-    let argv = Node::start_with(1, &["--api-token", "on-the-command-line"]);
-    assert_eq!(bearer(&argv, "on-the-command-line"), 200);
+    let argv = Node::start_with(1, &["--api-token", "on-the-command-line-0123456789abc"]);
+    assert_eq!(bearer(&argv, "on-the-command-line-0123456789abc"), 200);
     assert!(argv.logs().contains(WARNED), "{}", argv.logs());
     assert!(argv.logs().contains("--api-token-file"));
 
     // A systemd credential ($CREDENTIALS_DIRECTORY/api-token).
     let creds = tempfile::tempdir().unwrap();
-    std::fs::write(creds.path().join("api-token"), "from-systemd").unwrap();
+    std::fs::write(creds.path().join("api-token"), "from-systemd-0123456789abcdef0123").unwrap();
     let spec = caxton_testkit::node::NodeSpec {
         env: vec![("CREDENTIALS_DIRECTORY".into(), creds.path().display().to_string())],
         ..caxton_testkit::node::NodeSpec::new(1)
     };
     let credential = Node::launch(spec).unwrap();
     assert_eq!(credential.get("/v1/agents").0, 401);
-    assert_eq!(bearer(&credential, "from-systemd"), 200);
+    assert_eq!(bearer(&credential, "from-systemd-0123456789abcdef0123"), 200);
 
     // Two sources at once: refused at start, naming the secret.
     let out = std::process::Command::new(BIN)
@@ -384,7 +384,7 @@ fn secrets_come_from_a_file_the_environment_or_a_credential_and_argv_is_warned()
 fn the_api_speaks_tls_and_the_cli_trusts_a_private_ca() {
     let spec = caxton_testkit::node::NodeSpec {
         tls: true,
-        token: Some("tls-token".into()),
+        token: Some("tls-token-0123456789abcdef01234567".into()),
         ..caxton_testkit::node::NodeSpec::new(1).args(&["--api-header-timeout-ms", "500"])
     };
     let node = Node::launch(spec).unwrap();
@@ -398,7 +398,7 @@ fn the_api_speaks_tls_and_the_cli_trusts_a_private_ca() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("echo"));
     let out = std::process::Command::new(BIN)
         .args(["agent", "list", "--api", &format!("https://{}", node.api())])
-        .env("CAXTON_API_TOKEN", "tls-token")
+        .env("CAXTON_API_TOKEN", "tls-token-0123456789abcdef01234567")
         .output()
         .unwrap();
     assert!(!out.status.success());

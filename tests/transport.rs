@@ -351,11 +351,54 @@ fn a_key_rotation_under_traffic_completes_and_loses_no_message() {
     assert_eq!(metric(&a.node, "caxton_cluster_key_rotation_steps_total{step=\"dropped\"}"), 1.0);
 }
 
+/// Issue 25, finding 6: whoever holds a leaked old key could stop a
+/// rotation forever by gossiping with it. The operator forces the rotation
+/// on each node: the members that hold the new key switch and drop the old
+/// one without waiting for the holder of the leaked key, which is cut off.
+#[test]
+fn a_forced_rotation_cuts_off_the_holder_of_a_leaked_key() {
+    let a = Member::start("127.0.0.1", None);
+    let b = Member::start("127.0.0.2", Some(&a.cluster));
+    converge(&[&a, &b]);
+    for m in [&a, &b] {
+        std::fs::write(m.keys.path().join("key-next"), NEW_KEY).unwrap();
+        m.sighup();
+    }
+    // The leaked key's holder joins with it, and gossips: the rotation
+    // cannot take its first step.
+    let rogue = Member::start("127.0.0.3", Some(&a.cluster));
+    assert!(eventually(Duration::from_secs(30), || a.alive() == 3 && b.alive() == 3), "the rogue got in with the old key");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&a.node, "caxton_cluster_keys_held"), 2.0, "stuck mid-rotation");
+    assert_eq!(metric(&a.node, "caxton_cluster_key_rotation_steps_total{step=\"dropped\"}"), 0.0);
+    // Forced on both members.
+    for m in [&a, &b] {
+        let out = m.node.cli(&["cluster", "force-key-rotation", "--output", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"forced\":true"), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let done =
+        |m: &Member| metric(&m.node, "caxton_cluster_keys_held") == 1.0 && metric(&m.node, "caxton_cluster_key_rotation_steps_total{step=\"dropped\"}") == 1.0;
+    assert!(eventually(Duration::from_secs(30), || done(&a) && done(&b)), "the old key is dropped:\n{}", a.node.metrics());
+    // The rogue is cut off; the members still talk.
+    let down = |m: &Member| {
+        let (_, v) = m.node.get("/v1/cluster/members");
+        v["members"].as_array().unwrap().iter().any(|x| x["node"] == rogue.cluster.as_str() && x["state"] == "down")
+    };
+    assert!(eventually(Duration::from_secs(60), || down(&a) && down(&b)), "{}", a.node.get("/v1/cluster/members").1);
+    assert_eq!(b.node.deploy("echo-b", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || a.node.post_message(&json!({ "receiver": "echo-b", "content": "still" }), Some(3000)).0 == 200));
+    // Forcing with one key is refused with what to do.
+    let out = a.node.cli(&["cluster", "force-key-rotation"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-key-next-file"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn api_tokens_rotate_on_sighup_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (current, next) = (dir.path().join("token"), dir.path().join("token-next"));
-    std::fs::write(&current, "first-token-0123").unwrap();
+    std::fs::write(&current, "first-token-0123456789abcdef01234").unwrap();
     let node = Node::launch(NodeSpec::new(1).args(&["--api-token-file", &current.display().to_string(), "--api-token-next-file", &next.display().to_string()]))
         .unwrap_or_else(|e| panic!("{e}"));
     let status = |token: &str| match ureq::get(&node.url("/v1/agents")).set("authorization", &format!("Bearer {token}")).call() {
@@ -366,31 +409,34 @@ fn api_tokens_rotate_on_sighup_without_a_restart() {
     let pid = node.child.as_ref().unwrap().id() as i32;
     // SAFETY: kill(2) with a pid of a child this test owns.
     let sighup = || assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    assert_eq!((status("first-token-0123"), status("second-token-4567")), (200, 401));
-    std::fs::write(&next, "second-token-4567").unwrap();
+    assert_eq!((status("first-token-0123456789abcdef01234"), status("second-token-4567890123456789abcd")), (200, 401));
+    std::fs::write(&next, "second-token-4567890123456789abcd").unwrap();
     sighup();
-    assert!(eventually(Duration::from_secs(5), || status("second-token-4567") == 200), "the next token is taken");
-    assert_eq!(status("first-token-0123"), 200, "both during the rotation");
-    std::fs::write(&current, "second-token-4567").unwrap();
+    assert!(eventually(Duration::from_secs(5), || status("second-token-4567890123456789abcd") == 200), "the next token is taken");
+    assert_eq!(status("first-token-0123456789abcdef01234"), 200, "both during the rotation");
+    std::fs::write(&current, "second-token-4567890123456789abcd").unwrap();
     std::fs::remove_file(&next).unwrap();
     sighup();
-    assert!(eventually(Duration::from_secs(5), || status("first-token-0123") == 401), "the old token is dropped");
-    assert_eq!(status("second-token-4567"), 200);
+    assert!(eventually(Duration::from_secs(5), || status("first-token-0123456789abcdef01234") == 401), "the old token is dropped");
+    assert_eq!(status("second-token-4567890123456789abcd"), 200);
     // A reload that cannot read the token file changes nothing.
     std::fs::remove_file(&current).unwrap();
     sighup();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(status("second-token-4567"), 200);
+    assert_eq!(status("second-token-4567890123456789abcd"), 200);
     assert!(node.logs().contains("cannot read the secrets again"));
 }
 
 #[test]
 fn forwarded_deploys_go_over_tls_to_a_member_with_tls_and_the_wire_speaks_tls() {
-    let b =
-        Member::start_spec(NodeSpec { ip: "127.0.0.2".into(), tls: true, token: Some("forward-token-0123".into()), wire: true, ..NodeSpec::new(1) }, None, &[]);
+    let b = Member::start_spec(
+        NodeSpec { ip: "127.0.0.2".into(), tls: true, token: Some("forward-token-0123456789abcdef012".into()), wire: true, ..NodeSpec::new(1) },
+        None,
+        &[],
+    );
     let b_ca = b.node.ca.clone().unwrap().display().to_string();
     let a = Member::start_spec(
-        NodeSpec { ip: "127.0.0.1".into(), token: Some("forward-token-0123".into()), ..NodeSpec::new(1) },
+        NodeSpec { ip: "127.0.0.1".into(), token: Some("forward-token-0123456789abcdef012".into()), ..NodeSpec::new(1) },
         Some(&b.cluster),
         &["--tls-ca", &b_ca],
     );
@@ -414,14 +460,14 @@ fn forwarded_deploys_go_over_tls_to_a_member_with_tls_and_the_wire_speaks_tls() 
     let server = rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap();
     let conn = rustls::ClientConnection::new(config, server).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(&wire).unwrap());
-    common::wire::write_frame(&mut tls, b"caxton-wire/2 forward-token-0123").unwrap();
+    common::wire::write_frame(&mut tls, b"caxton-wire/2 forward-token-0123456789abcdef012").unwrap();
     tls.flush().unwrap();
     let answer = common::wire::read_frame(&mut tls).unwrap().unwrap();
     assert!(String::from_utf8_lossy(&answer).starts_with("caxton-wire/2 ok @wire/"), "{}", String::from_utf8_lossy(&answer));
     let refused = metric(&b.node, "caxton_wire_refused_total");
     let mut plain = TcpStream::connect(&wire).unwrap();
     plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    common::wire::write_frame(&mut plain, b"caxton-wire/2 forward-token-0123").unwrap();
+    common::wire::write_frame(&mut plain, b"caxton-wire/2 forward-token-0123456789abcdef012").unwrap();
     let mut buf = [0u8; 64];
     let got = plain.read(&mut buf).unwrap_or(0);
     assert!(!String::from_utf8_lossy(&buf[..got]).contains("ok"), "no hello answered in clear");

@@ -969,6 +969,14 @@ fn main() {
     let ready = caxton_benches::lifecycle::deploy_to_ready(if small { 5 } else { 50 });
     medians.insert("ready_p50_ms", ready.value_at_quantile(0.5) as f64 / 1e6);
     medians.insert("ready_p99_ms", ready.value_at_quantile(0.99) as f64 / 1e6);
+    eprintln!("caxton-bench: host call prices");
+    let prices = {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let writer = std::sync::Mutex::new(log.reopen().unwrap());
+        let _log = tracing::subscriber::set_default(tracing_subscriber::fmt().json().with_writer(writer).finish());
+        let node = caxton_benches::node::BenchNode::start(1);
+        caxton_benches::host_prices::measure(&node, &routing::agents_dir().join("echo.wat"), if small { 1 } else { 5 })
+    };
     let rows = rows(&medians, small);
     let machine = machine();
     let table = report::markdown(&rows);
@@ -980,7 +988,7 @@ fn main() {
     let failed: Vec<&Row> = rows.iter().filter(|r| r.adr_pass() == Some(false)).collect();
     if !small {
         let doc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md"));
-        let text = crate_doc(&machine, runs, &table);
+        let text = crate_doc(&machine, runs, &table, &caxton_benches::host_prices::markdown(&prices));
         std::fs::write(doc, text).unwrap();
     }
     eprintln!("caxton-bench: wrote {}", out.join("summary.json").display());
@@ -994,10 +1002,10 @@ fn main() {
     }
 }
 
-fn crate_doc(machine: &serde_json::Value, runs: usize, table: &str) -> String {
+fn crate_doc(machine: &serde_json::Value, runs: usize, table: &str, prices: &str) -> String {
     let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).unwrap_or_default();
     format!(
-        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Each figure is the median of {runs} runs; every row names a baseline measured in the same run on the same machine, and the ratio is ours ÷ baseline. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n{notes}",
+        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Each figure is the median of {runs} runs; every row names a baseline measured in the same run on the same machine, and the ratio is ours ÷ baseline. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n## What each host call costs\n\nFor every host and WASI function, an agent calls it in a loop that never ends, with the arguments that make it work hardest, on a shard of its own; the call stops when its fuel is gone. If its price (docs/LIMITS.md) covers its work, that takes one execution slice (10 ms) of wall time, whatever the function: the last column is the wall time over the slice, the work done over the work paid for (median of 5 calls; `benches/src/host_prices.rs`, also `cargo run --release -p caxton-benches --bin fuel_calibration`). The goal is at most about 2; below 1 the call is charged more than it costs (a loop of them stops early).\n\n{prices}\n{notes}",
         machine["cpus"],
         machine["cpu"].as_str().unwrap_or("?"),
         machine["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,

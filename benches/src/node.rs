@@ -120,6 +120,16 @@ impl BenchNode {
         }
     }
 
+    /// Deploys compiled `wasm` under `limits`, with a restart policy.
+    pub fn deploy_wasm(&self, name: &str, wasm: &[u8], instances: u32, policy: caxton_shards::command::RestartPolicy, limits: &AgentLimits) {
+        let compiled = compile(wasm, limits).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let name: Arc<str> = name.into();
+        for shard in &self.shards {
+            let r = ask(shard, |reply| Command::Deploy { name: name.clone(), module: compiled.clone(), instances, restore: false, policy, reply });
+            r.unwrap_or_else(|e| panic!("deploy {name}: {e}"));
+        }
+    }
+
     pub fn undeploy(&self, name: &str) {
         let name: Arc<str> = name.into();
         for shard in &self.shards {

@@ -26,7 +26,11 @@
 //!    than the window is refused (`replay`). A higher epoch (the sender
 //!    restarted) starts a new window.
 //! 3. Only packets that opened under a held key reach the window, so no one without
-//!    the key can fill it; its memory is one entry per member.
+//!    the key can fill it; its memory is one entry per sender, about 200
+//!    bytes. A key holder chooses the sender address it writes, so the
+//!    windows are bounded anyway: at most [`REPLAY_SENDERS_MAX`], the one
+//!    heard from least recently making way for a new sender; and a member
+//!    declared down has its window forgotten ([`Freshness::forget`]).
 //! 4. What is not covered: after *this* node restarts, it knows no window,
 //!    so a packet captured before the restart, from a sender's current
 //!    epoch, is taken once if it comes before the sender's next packet.
@@ -43,6 +47,11 @@ pub const ADDR_BYTES: usize = 19;
 pub const HEADER_BYTES: usize = 1 + ADDR_BYTES + 8 + 8 + ADDR_BYTES + KEY_ID_BYTES;
 /// Sequence numbers remembered per sender (rule 2).
 pub const REPLAY_WINDOW: u64 = 1024;
+/// Senders whose windows are kept at once (rule 3): far above a cluster's
+/// members (ADR-0017 plans for 100 nodes). Past it, the sender heard from
+/// least recently is forgotten (a replay of its old packets could then be
+/// taken once, as after this node restarts: rule 4).
+pub const REPLAY_SENDERS_MAX: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -120,6 +129,8 @@ pub enum Stale {
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
+    /// When this sender was last heard, in packets checked (rule 3).
+    heard: u64,
     epoch: u64,
     /// Highest sequence seen in `epoch`.
     top: u64,
@@ -128,8 +139,8 @@ struct Window {
 }
 
 impl Window {
-    fn fresh(epoch: u64, seq: u64) -> Window {
-        let mut w = Window { epoch, top: seq, seen: [0; (REPLAY_WINDOW / 64) as usize] };
+    fn fresh(heard: u64, epoch: u64, seq: u64) -> Window {
+        let mut w = Window { heard, epoch, top: seq, seen: [0; (REPLAY_WINDOW / 64) as usize] };
         w.mark(0);
         w
     }
@@ -166,6 +177,8 @@ impl Window {
 #[derive(Debug, Default)]
 pub struct Freshness {
     windows: HashMap<SocketAddr, Window>,
+    /// Packets checked: the clock of `Window::heard`.
+    checked: u64,
 }
 
 impl Freshness {
@@ -175,15 +188,21 @@ impl Freshness {
         if h.to != me {
             return Err(Stale::WrongDestination);
         }
+        self.checked += 1;
         let Some(w) = self.windows.get_mut(&h.from) else {
-            self.windows.insert(h.from, Window::fresh(h.epoch, h.seq));
+            if self.windows.len() >= REPLAY_SENDERS_MAX {
+                self.forget_least_recent();
+            }
+            self.windows.insert(h.from, Window::fresh(self.checked, h.epoch, h.seq));
+            assert!(self.windows.len() <= REPLAY_SENDERS_MAX, "rule 3");
             return Ok(());
         };
+        w.heard = self.checked;
         if h.epoch < w.epoch {
             return Err(Stale::Replay);
         }
         if h.epoch > w.epoch {
-            *w = Window::fresh(h.epoch, h.seq);
+            *w = Window::fresh(self.checked, h.epoch, h.seq);
             return Ok(());
         }
         if h.seq > w.top {
@@ -197,6 +216,18 @@ impl Freshness {
         }
         w.mark(back);
         Ok(())
+    }
+
+    /// Forgets a sender's window (rule 3: a member declared down).
+    pub fn forget(&mut self, sender: &SocketAddr) {
+        self.windows.remove(sender);
+    }
+
+    fn forget_least_recent(&mut self) {
+        let oldest = self.windows.iter().min_by_key(|(_, w)| w.heard).map(|(a, _)| *a);
+        if let Some(a) = oldest {
+            self.windows.remove(&a);
+        }
     }
 
     /// Senders remembered.
@@ -249,6 +280,29 @@ mod tests {
         assert_eq!(f.check(addr(b), &h(a, 2, 1, b)), Ok(()), "a restart starts over");
         assert_eq!(f.check(addr(b), &h(a, 1, 5000, b)), Err(Stale::Replay), "an old epoch is stale");
         assert_eq!(f.senders(), 1);
+    }
+
+    /// Rule 3: a key holder that writes a new sender address in every
+    /// packet cannot grow the windows past their bound; the senders heard
+    /// from most recently keep theirs, and a member declared down is
+    /// forgotten.
+    #[test]
+    fn windows_are_bounded_whatever_senders_a_key_holder_names() {
+        let mut f = Freshness::default();
+        let me = "10.0.0.1:7946";
+        assert!(f.check(addr(me), &h("10.0.0.2:7946", 1, 1, me)).is_ok());
+        for i in 0..(REPLAY_SENDERS_MAX as u32 * 2) {
+            let forged = SocketAddr::from(([172, 16, (i >> 8) as u8, i as u8], 1000 + (i >> 16) as u16));
+            assert!(f.check(addr(me), &h(&forged.to_string(), 1, 1, me)).is_ok());
+            if i % 100 == 0 {
+                // A real member keeps talking: its window is kept.
+                assert!(f.check(addr(me), &h("10.0.0.2:7946", 1, 2 + i as u64 / 100, me)).is_ok());
+            }
+            assert!(f.senders() <= REPLAY_SENDERS_MAX);
+        }
+        assert_eq!(f.check(addr(me), &h("10.0.0.2:7946", 1, 1, me)), Err(Stale::Replay), "the member's window survived the flood");
+        f.forget(&addr("10.0.0.2:7946"));
+        assert_eq!(f.senders(), REPLAY_SENDERS_MAX - 1);
     }
 
     #[test]

@@ -432,6 +432,12 @@ impl Membership {
         if let OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) = &n {
             self.sync_to(id.clone());
         }
+        if let OwnedNotification::MemberDown(id) = &n {
+            // Freshness rule 3, and what it reported of its keys.
+            self.freshness.forget(&id.addr);
+            let gone = id.addr;
+            self.reports.retain(|a| *a != gone);
+        }
         if matches!(n, OwnedNotification::MemberUp(_) | OwnedNotification::MemberDown(_)) {
             self.retune();
         }

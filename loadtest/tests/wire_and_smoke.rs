@@ -50,12 +50,12 @@ fn the_wire_carries_envelopes_both_ways_and_explains_refusals() {
 
 #[test]
 fn the_wire_checks_its_hello_and_token() {
-    let node = serve(&["--api-token", "s3cret"]);
+    let node = serve(&["--api-token", "s3cret-0123456789abcdef0123456789"]);
     let err = wire::connect(node.wire.as_deref().unwrap(), None).err().unwrap().to_string();
     assert!(err.contains("refused"), "{err}");
     let err = wire::connect(node.wire.as_deref().unwrap(), Some("wrong")).err().unwrap().to_string();
     assert!(err.contains("wrong token"), "{err}");
-    assert!(wire::connect(node.wire.as_deref().unwrap(), Some("s3cret")).is_ok());
+    assert!(wire::connect(node.wire.as_deref().unwrap(), Some("s3cret-0123456789abcdef0123456789")).is_ok());
 }
 
 #[test]

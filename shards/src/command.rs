@@ -151,8 +151,11 @@ pub struct ShardStats {
     pub queued_messages: usize,
     pub handled: u64,
     pub errors: u64,
+    /// Handler calls that trapped.
     pub crashes: u64,
     pub timeouts: u64,
+    /// Instances that could not be made again when a message came for them.
+    pub restart_failures: u64,
     pub routed_local: u64,
     pub routed_remote: u64,
     pub received_remote: u64,

@@ -101,22 +101,24 @@ pub const EXECUTION_TIME_SLICE_MS: u64 = 10;
 
 /// Fuel points per millisecond of handler CPU, measured by the
 /// `fuel_calibration` bench on the project's 2-core machines. The figure is
-/// the lowest of its loops (a runaway one-branch loop), so a slice never
-/// runs longer than its time; busier loops get up to about 1.5x less than
-/// their slice. Host calls are charged too ([`HOST_CALL_FUEL`],
-/// [`STATE_CALL_FUEL`]).
-pub const FUEL_PER_MS: u64 = 25_000_000;
+/// below the lowest of its loops (a runaway one-branch loop: 31 M points a
+/// ms in November 2026, 21–23 M on 2026-12-06, the same binary on a slower
+/// day), so a slice never runs longer than its time; busier loops get up
+/// to about 1.5x less than their slice. Host calls are charged too (their
+/// prices below, each measured against its work by the same bench).
+pub const FUEL_PER_MS: u64 = 20_000_000;
 
 /// Fuel of a branch, loop or call (every other operator costs 1).
 pub const BRANCH_FUEL: u64 = 8;
 
-/// Fuel a host call costs, plus one point per 8 bytes it copies: about the
-/// CPU the call takes (a microsecond is 13,000 points).
+/// Fuel a host call costs at least (WASI's and `now_micros`), plus what
+/// it copies: about the CPU the call takes (a microsecond is 20,000
+/// points).
 pub const HOST_CALL_FUEL: u64 = 2_000;
 
-/// Fuel a `state_*` call or a `log` line costs: a SQLite statement or a
-/// formatted log event takes a few microseconds.
-pub const STATE_CALL_FUEL: u64 = 30_000;
+/// Fuel a `state_*` call or a timer call costs, besides its bytes: a SQLite
+/// statement (a lookup of a missing key takes about 2 µs here).
+pub const STATE_CALL_FUEL: u64 = 60_000;
 
 /// Fuel per KiB a bulk memory or table operation touches (`memory.fill`,
 /// `memory.copy`, `memory.init`, `table.*`), and per KiB a host call copies
@@ -128,8 +130,24 @@ pub const STATE_CALL_FUEL: u64 = 30_000;
 pub const BULK_FUEL_PER_KIB: u64 = 2_000;
 
 /// Fuel per KiB a `state_put` stores (key and value), measured like the
-/// above: SQLite writes pages to its WAL.
-pub const STATE_FUEL_PER_KIB: u64 = 70_000;
+/// above: SQLite writes pages to its WAL (2.2 µs a KiB here, 43,000 points
+/// at [`FUEL_PER_MS`]; this keeps a 30% margin).
+pub const STATE_FUEL_PER_KIB: u64 = 56_000;
+
+/// Fuel of each buffer of the list a WASI `fd_write` or `fd_read` names
+/// (two words read and a range checked; up to [`WASI_IOVS_MAX`]).
+pub const WASI_IOVEC_FUEL: u64 = 400;
+
+/// Fuel per KiB a WASI `fd_write` takes from the guest: read, scanned for
+/// newlines and gathered into lines (more than a plain copy; its lines are
+/// charged on top).
+pub const WASI_WRITE_FUEL_PER_KIB: u64 = 8_000;
+
+/// Fuel of a WASI `random_get`, besides its bytes: a system call.
+pub const RANDOM_CALL_FUEL: u64 = 25_000;
+
+/// Fuel per KiB a WASI `random_get` asks of the kernel's CSPRNG.
+pub const RANDOM_FUEL_PER_KIB: u64 = 50_000;
 
 /// Fuel of a `send`, besides its bytes: resolving the receiver, reserving
 /// room, encoding and staging the message.
@@ -540,12 +558,26 @@ pub const AGENTS_MAX: usize = 10_000;
 /// 503 with `Connection: close` at once.
 pub const API_CONNECTIONS_MAX: usize = 10_000;
 
+/// Shortest API token accepted, in characters (`secret` rule 6).
+/// Shorter: `serve` refuses to start (a reload is refused and changes
+/// nothing), naming the command that makes a good one.
+pub const API_TOKEN_CHARS_MIN: usize = 32;
+
+/// Weakest cluster key accepted, in bits of its hex or base64 text
+/// (`secret` rule 6): 32 hex digits. Weaker: refused like a short token.
+pub const CLUSTER_KEY_BITS_MIN: usize = 128;
+
 /// Longest a REST caller may wait for a reply, in milliseconds.
 pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// Longest a request forwarded to another member's API may take, in
 /// milliseconds (a deploy there compiles its module). Exceeded: 502.
 pub const FORWARD_TIMEOUT_MS: u64 = 60_000;
+
+/// Largest answer read from a member a request was forwarded to, in bytes
+/// (8 MiB: an agent's detail or its 1,000 last log lines fit). Exceeded:
+/// 502, nothing of it is passed on.
+pub const FORWARD_ANSWER_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 // ---------------------------------------------------------------- cluster
 
@@ -742,6 +774,13 @@ pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
 pub const GLOMMIO_IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
 pub const GLOMMIO_IO_MEMORY_BYTES_DEFAULT: usize = 10 * 1024 * 1024;
 
+/// Bytes the module cache (`<data-dir>/modules/`) holds at most
+/// (`--module-cache-max`, default 2 GiB: compiled code is 10 to 50 times
+/// its module, so a few thousand distinct SDK-sized modules). Exceeded:
+/// the entries used least recently are deleted; their modules compile at
+/// the next start. An undeploy deletes the entries no agent holds.
+pub const MODULE_CACHE_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
+
 /// How long the node's route cache (`node.db`) waits on its file lock, in
 /// milliseconds. Exceeded: the cache write is logged and skipped (gossip
 /// refills it).
@@ -757,6 +796,11 @@ pub const CLI_REQUEST_TIMEOUT_MS: u64 = 120_000;
 
 /// Packets remembered per gossip sender against replays.
 pub const GOSSIP_REPLAY_WINDOW_PACKETS: u64 = caxton_cluster::freshness::REPLAY_WINDOW;
+
+/// Gossip senders whose replay windows are kept (about 200 bytes each); a
+/// key holder names any sender it likes, so past this the least recently
+/// heard is forgotten, and a member declared down is forgotten at once.
+pub const GOSSIP_REPLAY_SENDERS_MAX: usize = caxton_cluster::freshness::REPLAY_SENDERS_MAX;
 
 /// Largest cluster to which a new name is also pushed to every member.
 pub const REGISTRY_DIRECT_PUSH_MEMBERS_MAX: usize = caxton_cluster::membership::DIRECT_PUSH_MEMBERS_MAX;

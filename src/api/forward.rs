@@ -1,10 +1,11 @@
 //! Requests forwarded to another member's API: deploys aimed at it
 //! (`?node=`) and the lifecycle calls (stop, upgrade, rollback, restart)
 //! of agents it hosts. The caller's credentials go along, only to the
-//! API address the member advertises in its gossip identity, and over
-//! HTTPS when the member's API has TLS (its certificate checked against
-//! `--tls-ca`, or the public roots); a member that is down is answered 503
-//! at once.
+//! API address the member advertises in its gossip identity, and only over
+//! HTTPS (its certificate checked against `--tls-ca`, or the public roots),
+//! or to a loopback API (a cluster on one host: the request never leaves
+//! it). The answer is read up to [`FORWARD_ANSWER_BYTES_MAX`]; a longer one
+//! is a 502. A member that is down is answered 503 at once.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 
 use caxton_cluster::view::MemberState;
 use caxton_cluster::NodeId;
-use caxton_shards::limits::FORWARD_TIMEOUT_MS;
+use caxton_shards::limits::{FORWARD_ANSWER_BYTES_MAX, FORWARD_TIMEOUT_MS};
 
 use super::error::ApiError;
 use crate::control::Control;
@@ -57,6 +58,11 @@ pub async fn forward(
         }
         (api_address(&m.id).map_err(ApiError::bad_gateway)?, m.id.api_tls)
     };
+    if !tls && !api.ip().is_loopback() {
+        return Err(ApiError::bad_gateway(format!(
+            "member {node} advertises an API without TLS at {api}: the caller's token would cross the network in cleartext, so nothing is forwarded"
+        )));
+    }
     let url = format!("{}://{api}{path}", if tls { "https" } else { "http" });
     let agent = control.forward_agent.clone();
     let forwarded = tokio::task::spawn_blocking(move || {
@@ -83,7 +89,11 @@ pub async fn forward(
         .and_then(|r| {
             let status = r.status();
             let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut r.into_reader(), &mut out).map_err(|e| e.to_string())?;
+            let limit = FORWARD_ANSWER_BYTES_MAX as u64;
+            std::io::Read::read_to_end(&mut std::io::Read::take(r.into_reader(), limit + 1), &mut out).map_err(|e| e.to_string())?;
+            if out.len() as u64 > limit {
+                return Err(format!("its answer is over {limit} bytes"));
+            }
             Ok((status, out))
         })
     })

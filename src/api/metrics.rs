@@ -207,7 +207,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             }
         }
     }
-    let per_shard: [Family<ShardStats>; 24] = [
+    let per_shard: [Family<ShardStats>; 25] = [
         family("caxton_link_queued_messages", "gauge", "Messages waiting for other nodes: queued, being written, or unacknowledged.", |s| s.link_queued as u64),
         family("caxton_link_inbound_messages", "gauge", "Messages from other nodes waiting for room in a mailbox.", |s| s.link_inbound as u64),
         family("caxton_link_resent_total", "counter", "Messages sent again to a live node after their connection failed unacknowledged.", |s| s.links.resent),
@@ -222,6 +222,12 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         family("caxton_messages_processed_total", "counter", "Messages handed to agent handlers.", |s| s.handled),
         family("caxton_agent_errors_total", "counter", "Handler calls that returned non-zero.", |s| s.errors),
         family("caxton_agent_crashes_total", "counter", "Handler calls that trapped; the instance was recreated.", |s| s.crashes),
+        family(
+            "caxton_agent_restart_failures_total",
+            "counter",
+            "Instances that could not be made again when a message came for them (the message failed back).",
+            |s| s.restart_failures,
+        ),
         family("caxton_messages_routed_local_total", "counter", "Messages routed to an agent on the same shard.", |s| s.routed_local),
         family("caxton_messages_routed_remote_total", "counter", "Messages sent to another shard.", |s| s.routed_remote),
         family("caxton_messages_received_remote_total", "counter", "Messages received from another shard.", |s| s.received_remote),

@@ -210,8 +210,9 @@ impl Control {
 
     /// Forgets a name in the catalog, the records and admission.
     pub(super) fn forget_record(&self, name: &str) {
-        if let Err(e) = self.catalog.lock().unwrap().remove(name) {
-            tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start");
+        match self.catalog.lock().unwrap().remove(name) {
+            Ok(unused) => self.modules.remove_modules(&unused, &self.limits),
+            Err(e) => tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start"),
         }
         if let Some(r) = self.agents.lock().unwrap().remove(name) {
             self.admission.lock().unwrap().release(r.instances, r.charge_each);

@@ -234,7 +234,7 @@ impl Control {
             cluster,
             node_unavailable: AtomicU64::new(0),
             forward_agent: ureq::Agent::new(),
-            modules: crate::module_cache::ModuleCache::new(None).expect("no directory to make"),
+            modules: crate::module_cache::ModuleCache::new(None, 0).expect("no directory to make"),
             phase: tokio::sync::watch::channel(Phase::Running).0,
             draining: std::sync::atomic::AtomicBool::new(false),
         }

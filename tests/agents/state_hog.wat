@@ -1,4 +1,4 @@
-;; state_hog: on each message, stores 1000 values of 1 MiB under fresh
+;; state_hog: on each message, stores 100 values of 1 MiB under fresh
 ;; keys, and replies with two little-endian u32s: how many state_put calls
 ;; returned 0, and how many returned -5 (over a limit).
 (module
@@ -20,7 +20,7 @@
       (if (i32.eqz (local.get $r)) (then (local.set $ok (i32.add (local.get $ok) (i32.const 1)))))
       (if (i32.eq (local.get $r) (i32.const -5)) (then (local.set $over (i32.add (local.get $over) (i32.const 1)))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $each (i32.lt_u (local.get $i) (i32.const 1000))))
+      (br_if $each (i32.lt_u (local.get $i) (i32.const 100))))
     ;; reply: inform to the sender, in reply to its reply_with, 8 bytes
     (local.set $sn (i32.load8_u offset=36 (local.get $in)))
     (local.set $out (i32.const 2048))

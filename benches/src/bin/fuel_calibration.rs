@@ -4,6 +4,11 @@
 //! under metering and prints points per ms beside the unmetered time of the
 //! same loop (the metering's own cost).
 //!
+//! Then every host and WASI function, each in a loop that burns a whole
+//! slice on it with the arguments that make it work hardest, on a real
+//! shard (`caxton_benches::host_prices`): the wall time of that slice over
+//! the slice is the work the call does over the work its fuel pays for.
+//!
 //! Run: `cargo run --release -p caxton-benches --bin fuel_calibration`.
 
 use std::time::Instant;
@@ -106,4 +111,14 @@ fn main() {
         us * caxton_shards::limits::FUEL_PER_MS as f64 / 1000.0,
         caxton_shards::limits::STATE_FUEL_PER_KIB
     );
+    // Host calls: work done over work paid for (caxton_benches::host_prices).
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let writer = std::sync::Mutex::new(log.reopen().unwrap());
+    let _log = tracing::subscriber::set_default(tracing_subscriber::fmt().json().with_writer(writer).finish());
+    let node = caxton_benches::node::BenchNode::start(1);
+    let echo = caxton_benches::routing::agents_dir().join("echo.wat");
+    let priced = caxton_benches::host_prices::measure(&node, &echo, if small() { 3 } else { 7 });
+    println!("\n{}", caxton_benches::host_prices::markdown(&priced));
+    let worst = priced.iter().map(|p| p.ratio).fold(0.0, f64::max);
+    println!("worst ratio {worst:.2} (the goal: at most about 2)");
 }

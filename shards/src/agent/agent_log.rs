@@ -142,7 +142,7 @@ impl LogBudget {
 pub fn take_line(line: &mut Vec<u8>, bytes: &[u8], max: usize) -> (usize, bool) {
     assert!(line.len() < max, "a full line is written before more is taken");
     let room = max - line.len();
-    let (taken, ended) = match bytes.iter().take(room + 1).position(|&b| b == b'\n') {
+    let (taken, ended) = match find_newline(&bytes[..bytes.len().min(room + 1)]) {
         Some(i) => (i + 1, true),
         None => (bytes.len().min(room), bytes.len() >= room),
     };
@@ -150,6 +150,16 @@ pub fn take_line(line: &mut Vec<u8>, bytes: &[u8], max: usize) -> (usize, bool) 
     line.extend_from_slice(piece.strip_suffix(b"\n").unwrap_or(piece));
     assert!(line.len() <= max && taken > 0 || bytes.is_empty());
     (taken, ended)
+}
+
+/// Where the first newline of `bytes` is (the C library's `memchr`, which
+/// scans a word or a vector at a time: standard output is scanned at the
+/// speed its bytes are copied).
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // SAFETY: memchr(3) reads at most `bytes.len()` bytes from a live slice
+    // and returns null or a pointer into it.
+    let found = unsafe { libc::memchr(bytes.as_ptr() as *const libc::c_void, b'\n' as i32, bytes.len()) };
+    (!found.is_null()).then(|| found as usize - bytes.as_ptr() as usize)
 }
 
 /// An agent's text as it may appear in the node's log (rule 2).

@@ -22,9 +22,12 @@
 //!    before its next message (its state is in SQLite, its memory is not).
 //! 6. `sched_yield` returns at once. Every other preview-1 function links
 //!    and returns `ENOSYS`, so any WASI module loads.
-//! 7. Every call is charged [`HOST_CALL_FUEL`] and the bytes it moves
-//!    before it does anything; `fd_write` also pays for each line it ends,
-//!    as `log` does (`host` rule 7). A call the fuel cannot pay for does
+//! 7. Every call is charged [`HOST_CALL_FUEL`] and the work it does,
+//!    before it does it: the buffers it reads the list of
+//!    ([`WASI_IOVEC_FUEL`] each), the bytes it moves, the random bytes it
+//!    asks the kernel for; `fd_write` also pays for each line it ends, as
+//!    `log` does (`host` rule 7). docs/LIMITS.md has each price, and the
+//!    `fuel_calibration` bench measures each against the time it takes. A call the fuel cannot pay for does
 //!    nothing and returns `EAGAIN`; the handler stops at its next metered
 //!    block. Every guest pointer is checked (`EFAULT`), as in `host.rs`.
 //! 8. Outside a call bracket every function does nothing and returns
@@ -33,7 +36,7 @@
 use wasmer::{FunctionEnvMut, MemoryView};
 
 use super::host::{bytes_fuel, charge, take_fuel, HostEnv, Stream, Unpaid};
-use crate::limits::{BULK_FUEL_PER_KIB, HOST_CALL_FUEL, WASI_IOVS_MAX, WASI_RANDOM_BYTES_MAX};
+use crate::limits::{HOST_CALL_FUEL, RANDOM_CALL_FUEL, RANDOM_FUEL_PER_KIB, WASI_IOVEC_FUEL, WASI_IOVS_MAX, WASI_RANDOM_BYTES_MAX, WASI_WRITE_FUEL_PER_KIB};
 
 /// The import module of WASI preview 1.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -134,7 +137,8 @@ fn code(r: Result<(), i32>) -> i32 {
 
 /// Reads the iovec list at `iovs` and checks every buffer lies in memory:
 /// (guest address, length) pairs, and their total.
-fn iovecs(view: &MemoryView<'_>, iovs: i32, count: i32, out: &mut Vec<(u64, u64)>) -> Result<u64, i32> {
+/// `out`, if given, receives them. Paid for before: [`iovec_fuel`].
+fn iovecs(view: &MemoryView<'_>, iovs: i32, count: i32, mut out: Option<&mut Vec<(u64, u64)>>) -> Result<u64, i32> {
     let count = usize::try_from(count).map_err(|_| INVAL)?;
     if count > WASI_IOVS_MAX {
         return Err(INVAL);
@@ -145,14 +149,22 @@ fn iovecs(view: &MemoryView<'_>, iovs: i32, count: i32, out: &mut Vec<(u64, u64)
         let at = iovs.checked_add(i as i32 * 8).ok_or(FAULT)?;
         let (buf, len) = (read_u32(view, at)?, read_u32(view, at + 4)?);
         let start = range(view, buf as i32, len as u64).or_else(|e| if len == 0 { Ok(0) } else { Err(e) })?;
-        out.push((start, len as u64));
+        if let Some(out) = out.as_deref_mut() {
+            out.push((start, len as u64));
+        }
         total += len as u64;
     }
     Ok(total)
 }
 
+/// The price of reading a list of `count` buffers (rule 7): each is two
+/// words read and a range checked.
+fn iovec_fuel(count: i32) -> u64 {
+    count.clamp(0, WASI_IOVS_MAX as i32) as u64 * WASI_IOVEC_FUEL
+}
+
 pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> i32 {
-    if let Err(e) = pay(&mut env, HOST_CALL_FUEL) {
+    if let Err(e) = pay(&mut env, HOST_CALL_FUEL + iovec_fuel(iovs_len)) {
         return e;
     }
     let stream = match fd {
@@ -164,7 +176,7 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
     let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return FAULT };
     let mut buffers = std::mem::take(&mut data.iovecs);
     buffers.clear();
-    let total = match iovecs(&memory.view(&store), iovs, iovs_len, &mut buffers) {
+    let total = match iovecs(&memory.view(&store), iovs, iovs_len, Some(&mut buffers)) {
         Ok(total) => total,
         Err(e) => {
             data.iovecs = buffers;
@@ -173,7 +185,7 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
     };
     // Rule 7: the bytes are paid for before any is read, each line before
     // it is written.
-    if !take_fuel(&fuel, &mut store, bytes_fuel(total as usize, BULK_FUEL_PER_KIB)) {
+    if !take_fuel(&fuel, &mut store, bytes_fuel(total as usize, WASI_WRITE_FUEL_PER_KIB)) {
         data.iovecs = buffers;
         return AGAIN;
     }
@@ -206,11 +218,11 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
 }
 
 pub fn fd_read(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_len: i32, nread: i32) -> i32 {
-    with_memory(&mut env, 0, |view| {
+    with_memory(&mut env, iovec_fuel(iovs_len), |view| {
         if fd != 0 {
             return Err(BADF);
         }
-        iovecs(view, iovs, iovs_len, &mut Vec::new())?;
+        iovecs(view, iovs, iovs_len, None)?;
         write(view, nread, &0u32.to_le_bytes()) // rule 1: standard input is empty
     })
 }
@@ -388,10 +400,11 @@ pub fn random_get(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, len: i32) -> i
     if len as usize > WASI_RANDOM_BYTES_MAX {
         return INVAL;
     }
-    with_memory(&mut env, bytes_fuel(len as usize, BULK_FUEL_PER_KIB), |view| {
+    // Rule 7: a system call a chunk, paid for before.
+    with_memory(&mut env, RANDOM_CALL_FUEL + bytes_fuel(len as usize, RANDOM_FUEL_PER_KIB), |view| {
         let mut at = range(view, buf, len as u64)?;
         let mut left = len as usize;
-        let mut chunk = [0u8; 256];
+        let mut chunk = [0u8; 4096];
         while left > 0 {
             let n = left.min(chunk.len());
             fill_random(&mut chunk[..n]);

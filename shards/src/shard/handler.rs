@@ -196,8 +196,8 @@ impl Shard {
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message failed back");
                 let ended = self.fail_back(slot, &message, started, DeadLetter::CrashedHandler);
-                self.totals.crashes += 1;
-                self.crashed(id);
+                self.totals.restart_failures += 1;
+                self.crashed(id); // its policy counts it as a crash
                 return ended;
             }
         }

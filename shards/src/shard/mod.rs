@@ -111,8 +111,12 @@ struct Totals {
     spans_dropped: u64,
     handled: u64,
     errors: u64,
+    /// Handler calls that trapped.
     crashes: u64,
     timeouts: u64,
+    /// Instances that could not be made again when a message came for
+    /// them (their policy counts each as a crash).
+    restart_failures: u64,
     restarts: u64,
     quarantines: u64,
 }

@@ -52,6 +52,7 @@ impl Shard {
             handled: self.totals.handled,
             errors: self.totals.errors,
             crashes: self.totals.crashes,
+            restart_failures: self.totals.restart_failures,
             timeouts: self.totals.timeouts,
             routed_local: c.routed_local,
             routed_remote: c.routed_remote,
