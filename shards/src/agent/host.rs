@@ -25,7 +25,9 @@
 //!    opens around every entry into guest code (`shard::handler` rule 1).
 //!    Outside one it does nothing and returns -3 (WASI: `EINVAL`), counted
 //!    (`outside_call`). Paying ([`charge`]) is where this is checked, so no
-//!    host function can skip it: each pays before it works.
+//!    host function can skip it: each pays before it works; one that
+//!    reaches the shard only through [`with_call`], which checks the
+//!    bracket, pays with [`charge_fuel`] instead.
 //! 7. Log lines (`log`, and WASI standard output and error) are paid for
 //!    one by one: every line a write ends costs [`LOG_LINE_FUEL`], and one
 //!    that the instance's log budget lets through costs
@@ -133,6 +135,10 @@ impl HostEnv {
     /// Writes what is left of unfinished lines (at the end of each call):
     /// at most one line a stream, paid for with `pay`.
     pub fn flush_output(&mut self, pay: &mut impl FnMut(u64) -> bool) {
+        // The clock only when there is a line: this runs after every call.
+        if self.output.iter().all(Vec::is_empty) {
+            return;
+        }
         let now = std::time::Instant::now();
         self.flush_stream(Stream::Stdout, now, pay);
         self.flush_stream(Stream::Stderr, now, pay);
@@ -247,6 +253,14 @@ pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -
     if !call_open() {
         return Err(Unpaid::OutsideCall);
     }
+    charge_fuel(data, store, points)
+}
+
+/// [`charge`] for a host function that reaches the shard next through
+/// [`with_call`], which checks the call bracket itself (rule 6): one look
+/// at the thread's context a call instead of two. Outside a bracket the
+/// fuel taken is no one's.
+pub(super) fn charge_fuel(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> Result<(), Unpaid> {
     let Some(fuel) = &data.fuel else { return Err(Unpaid::OutsideCall) };
     if take_fuel(fuel, store, points) {
         Ok(())
@@ -273,7 +287,7 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
 
 pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, SEND_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+    if let Err(e) = charge_fuel(data, &mut store, SEND_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
         return e.code();
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID };
@@ -416,7 +430,7 @@ fn state_call(
     op: impl FnOnce(&mut ShardCtx, &mut Guest<'_>, &mut HostEnv, &[u8]) -> i32,
 ) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, points) {
+    if let Err(e) = charge_fuel(data, &mut store, points) {
         return e.code();
     }
     let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return INVALID };

@@ -8,7 +8,7 @@
 
 use wasmer::FunctionEnvMut;
 
-use super::host::{bytes_fuel, charge, checked, storage_failed, HostEnv, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
+use super::host::{bytes_fuel, charge_fuel, checked, storage_failed, HostEnv, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
 use crate::context::with_call;
 use crate::limits::{STATE_CALL_FUEL, STATE_FUEL_PER_KIB, STATE_WRITES_PER_HANDLER_MAX, TIMERS_PER_INSTANCE_MAX, TIMER_CONTENT_BYTES_MAX, TIMER_DELAY_MS_MAX};
 use crate::timers::Due;
@@ -20,7 +20,7 @@ use crate::timers::Due;
 /// disk floor.
 pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, len: i32) -> i64 {
     let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
+    if let Err(e) = charge_fuel(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
         return e.code() as i64;
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID as i64 };
@@ -69,7 +69,7 @@ pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, 
 /// pending (fired, cancelled, or another's).
 pub fn timer_cancel(mut env: FunctionEnvMut<'_, HostEnv>, id: i64) -> i32 {
     let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, STATE_CALL_FUEL) {
+    if let Err(e) = charge_fuel(data, &mut store, STATE_CALL_FUEL) {
         return e.code();
     }
     let name = data.name.clone();

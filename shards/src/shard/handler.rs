@@ -124,18 +124,21 @@ impl Shard {
         if let Err(e) = ctx.store.handler_end(keep) {
             tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
         }
-        let (mut set, mut cancelled) = (std::mem::take(&mut ctx.call.timers_set), std::mem::take(&mut ctx.call.timers_cancelled));
-        if keep {
-            for due in set.drain(..) {
-                ctx.timers.insert(due, id);
+        if !ctx.call.timers_set.is_empty() || !ctx.call.timers_cancelled.is_empty() {
+            let (mut set, mut cancelled) = (std::mem::take(&mut ctx.call.timers_set), std::mem::take(&mut ctx.call.timers_cancelled));
+            if keep {
+                for due in set.drain(..) {
+                    ctx.timers.insert(due, id);
+                }
+                for cancelled_id in cancelled.drain(..) {
+                    ctx.timers.remove(cancelled_id);
+                }
             }
-            for cancelled_id in cancelled.drain(..) {
-                ctx.timers.remove(cancelled_id);
-            }
+            set.clear();
+            cancelled.clear();
+            (ctx.call.timers_set, ctx.call.timers_cancelled) = (set, cancelled);
+            // keep the allocations
         }
-        set.clear();
-        cancelled.clear();
-        (ctx.call.timers_set, ctx.call.timers_cancelled) = (set, cancelled); // keep the allocations
         if !keep {
             ctx.router.rollback_to(mark);
             assert_eq!(ctx.router.staged_mark(), mark, "rule 2: nothing of a failed call stays staged");
