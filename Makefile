@@ -61,12 +61,14 @@ bench:
 ## ADR-0017's four load scenarios, then ours (contract_net, steady_state
 ## with state writes and over two nodes), against real nodes (about 9
 ## minutes); SCENARIO=peak_load runs one,
-## LOADTEST_ARGS=--full the ADR's durations.
+## LOADTEST_ARGS=--full the ADR's durations; REPEAT=N runs each scenario N
+## times. A run of every scenario writes docs/LOADTEST.md.
 SCENARIO ?=
 LOADTEST_ARGS ?=
+REPEAT ?= 1
 loadtest: agents
 	$(BUILD_ALL)
-	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(LOADTEST_ARGS)
+	target/release/caxton-loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) --repeat $(REPEAT) $(LOADTEST_ARGS)
 
 ## The binary, the systemd unit and a starting config (docs/OPERATING.md,
 ## "Running under systemd"). PREFIX=/usr/local, DESTDIR= to stage.

@@ -4,6 +4,8 @@
 //! counts, memory growth, burst recovery, and plots.
 
 pub mod contract_net;
+pub mod doc;
+pub mod host_load;
 pub mod node;
 pub mod report;
 pub mod run;

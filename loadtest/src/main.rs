@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton_loadtest::contract_net::{self, ContractNet};
+use caxton_loadtest::doc::{self, RunRecord};
+use caxton_loadtest::host_load;
 use caxton_loadtest::node::{default_binary, Node};
 use caxton_loadtest::report;
 use caxton_loadtest::run::{self, Live};
@@ -45,6 +47,15 @@ struct Args {
     /// Where results go (one folder per scenario).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/loadtest"))]
     out: PathBuf,
+    /// Runs of each scenario, each on a fresh node; the report gives every
+    /// run and, per scenario, how many passed and the spread of their p99.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Where the report goes [default: docs/LOADTEST.md after a run of
+    /// every scenario, quick or full; OUT/LOADTEST.md after a partial or a
+    /// smoke run].
+    #[arg(long)]
+    doc: Option<PathBuf>,
 }
 
 fn progress(length: Duration, label: &str) -> indicatif::ProgressBar {
@@ -95,17 +106,14 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
     }
 }
 
-/// Runs the scenarios; `Ok(false)` when a criterion failed.
+/// The scenarios a plain `make loadtest` runs, in order.
+const ALL: [&str; 7] = ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes"];
+
+/// Runs the scenarios, each `--repeat` times, and writes the report;
+/// `Ok(false)` when a criterion failed in any run.
 fn run_all(args: Args) -> Result<bool, String> {
     let file = scenario::load(&args.scenarios)?;
-    let names: Vec<String> = if args.scenario.is_empty() {
-        ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        args.scenario.clone()
-    };
+    let names: Vec<String> = if args.scenario.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
     let mode = if args.full {
         "full"
     } else if args.smoke {
@@ -113,86 +121,156 @@ fn run_all(args: Args) -> Result<bool, String> {
     } else {
         "quick"
     };
+    let repeat = args.repeat.max(1);
     let mut all_pass = true;
     let mut summaries = Vec::new();
+    let mut records = Vec::new();
     for name in &names {
         let Some(s) = file.scenarios.get(name) else {
             return Err(format!("no scenario {name:?} in {} (have: {:?})", args.scenarios.display(), file.scenarios.keys().collect::<Vec<_>>()));
         };
-        let length = match mode {
-            "full" => s.duration,
-            "smoke" => s.smoke,
-            _ => s.quick,
-        };
-        let agents = if args.smoke { s.agents.min(file.smoke_agents) } else { s.agents };
-        let schedule = Schedule::of(s, length);
-        let node = match &args.target {
-            Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
-            None => {
-                let limits: &[&str] = match s.workload {
-                    WorkloadKind::Hop => &caxton_loadtest::node::NODE_LIMITS,
-                    WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
-                };
-                let binary = args.caxton.clone().unwrap_or_else(default_binary);
-                match s.nodes.unwrap_or(1) {
-                    1 => Node::start(&binary, args.cores, limits)?,
-                    2 => Node::start_pair(&binary, limits)?,
-                    n => return Err(format!("{name}: nodes: {n}; the load test runs 1 or 2")),
-                }
+        for run in 1..=repeat {
+            if repeat > 1 {
+                eprintln!("{name}: run {run} of {repeat}");
             }
-        };
-        eprintln!("{name}: deploying {agents} agents ...");
-        let t = Instant::now();
-        let workload = deploy(&node, s, agents, &schedule)?;
-        eprintln!("{name}: deployed in {:.1} s; running {} s ({mode})", t.elapsed().as_secs_f64(), length.as_secs());
-        let live = Arc::new(Live::default());
-        let bar = progress(length, name);
-        let ticker = {
-            let (live, bar) = (live.clone(), bar.clone());
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let mut last = (Instant::now(), 0u64);
-                loop {
-                    std::thread::sleep(Duration::from_millis(500));
-                    let answered = live.answered.load(Ordering::Relaxed);
-                    let rate = (answered - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                    last = (Instant::now(), answered);
-                    bar.set_position(started.elapsed().as_secs());
-                    bar.set_message(format!(
-                        "{:>8.0} msg/s answered, running p99 {:.2} ms, sent {}",
-                        rate,
-                        live.p99_us.load(Ordering::Relaxed) as f64 / 1e3,
-                        live.sent.load(Ordering::Relaxed)
-                    ));
-                    if bar.is_finished() {
-                        break;
-                    }
-                }
-            })
-        };
-        let outcome = run::run(&node, workload, &schedule, live);
-        bar.finish();
-        let _ = ticker.join();
-        let settings = format!("{agents} agents; caxton serve {}", node.settings);
-        drop(node);
-        let outcome = outcome.map_err(|e| format!("{name}: {e}"))?;
-        let target_rate = s.messages_per_second.or(s.burst_mps).or(s.rounds_per_second).unwrap_or(0.0);
-        let checks = report::checks(&outcome, &s.success_criteria, &schedule);
-        let unit = if s.workload == WorkloadKind::ContractNet { "rounds" } else { "msg" };
-        println!("{}", report::table(name, &outcome, target_rate, &checks, &settings, unit));
-        let dir = args.out.join(name);
-        let _ = std::fs::create_dir_all(&dir);
-        let summary = report::summary(name, &outcome, target_rate, &checks, &settings, mode, agents);
-        std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).expect("write summary.json");
-        if let Err(e) = report::hdr_log(&dir.join("latency.hlog"), &outcome) {
-            eprintln!("caxton-loadtest: writing the HDR log: {e}");
+            let (summary, load, pass) = run_one(&args, name, s, mode)?;
+            all_pass &= pass;
+            summaries.push(summary.clone());
+            records.push(RunRecord { scenario: name.clone(), run, summary, load });
         }
-        if let Err(e) = report::plots(&dir, name, &outcome, s.success_criteria.p99_latency.or(s.success_criteria.recovered_p99)) {
-            eprintln!("caxton-loadtest: drawing the plots: {e}");
-        }
-        all_pass &= if args.smoke { outcome.lost == 0 && outcome.duplicated == 0 } else { checks.iter().all(|c| c.pass) };
-        summaries.push(summary);
     }
     let _ = std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summaries).unwrap());
+    let whole = names.iter().map(String::as_str).eq(ALL.iter().copied()) && mode != "smoke";
+    let doc = args.doc.clone().unwrap_or_else(|| {
+        if whole {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/LOADTEST.md"))
+        } else {
+            args.out.join("LOADTEST.md")
+        }
+    });
+    let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).map_err(|e| format!("loadtest/NOTES.md: {e}"))?;
+    doc::write(&doc, &notes, &records, &header(mode, repeat, &names), &args.out)?;
+    eprintln!("caxton-loadtest: wrote {}", doc.display());
     Ok(all_pass)
+}
+
+/// Who made the report, when, on what (its first lines).
+fn header(mode: &str, repeat: usize, names: &[String]) -> String {
+    let commit = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name")?.split(':').nth(1).map(|s| s.trim().to_string())));
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "Written by `caxton-loadtest` from the runs it just made; do not edit it by hand (the prose above is `loadtest/NOTES.md`). {date}, commit {commit}{}, {} CPUs ({}), the generator on the same cores as the node. Mode {mode} (`make loadtest{}`), {repeat} run{} of each of {} scenario{}, each run on a fresh node.",
+        if dirty { " with uncommitted changes" } else { "" },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu.unwrap_or_else(|| "?".into()),
+        if repeat > 1 { format!(" REPEAT={repeat}") } else { String::new() },
+        if repeat == 1 { "" } else { "s" },
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+    )
+}
+
+/// One run of scenario `name` on a fresh node: its summary, the host's
+/// load during it, and whether it passed.
+fn run_one(args: &Args, name: &str, s: &Scenario, mode: &str) -> Result<(serde_json::Value, host_load::HostLoad, bool), String> {
+    let file_smoke_agents = scenario::load(&args.scenarios)?.smoke_agents;
+    let length = match mode {
+        "full" => s.duration,
+        "smoke" => s.smoke,
+        _ => s.quick,
+    };
+    let agents = if args.smoke { s.agents.min(file_smoke_agents) } else { s.agents };
+    let schedule = Schedule::of(s, length);
+    let node = match &args.target {
+        Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
+        None => {
+            let limits: &[&str] = match s.workload {
+                WorkloadKind::Hop => &caxton_loadtest::node::NODE_LIMITS,
+                WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
+            };
+            let binary = args.caxton.clone().unwrap_or_else(default_binary);
+            match s.nodes.unwrap_or(1) {
+                1 => Node::start(&binary, args.cores, limits)?,
+                2 => Node::start_pair(&binary, limits)?,
+                n => return Err(format!("{name}: nodes: {n}; the load test runs 1 or 2")),
+            }
+        }
+    };
+    eprintln!("{name}: deploying {agents} agents ...");
+    let t = Instant::now();
+    let workload = deploy(&node, s, agents, &schedule)?;
+    eprintln!("{name}: deployed in {:.1} s; running {} s ({mode})", t.elapsed().as_secs_f64(), length.as_secs());
+    let live = Arc::new(Live::default());
+    let bar = progress(length, name);
+    let ticker = {
+        let (live, bar) = (live.clone(), bar.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let answered = live.answered.load(Ordering::Relaxed);
+                let rate = (answered - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), answered);
+                bar.set_position(started.elapsed().as_secs());
+                bar.set_message(format!(
+                    "{:>8.0} msg/s answered, running p99 {:.2} ms, sent {}",
+                    rate,
+                    live.p99_us.load(Ordering::Relaxed) as f64 / 1e3,
+                    live.sent.load(Ordering::Relaxed)
+                ));
+                if bar.is_finished() {
+                    break;
+                }
+            }
+        })
+    };
+    let pids = node.pids();
+    let before = host_load::snapshot(&pids);
+    let outcome = run::run(&node, workload, &schedule, live);
+    let after = host_load::snapshot(&pids);
+    bar.finish();
+    let _ = ticker.join();
+    let settings = format!("{agents} agents; caxton serve {}", node.settings);
+    drop(node);
+    let outcome = outcome.map_err(|e| format!("{name}: {e}"))?;
+    let load = host_load::between(&before, &after, outcome.generator_cpu_s);
+    let target_rate = s.messages_per_second.or(s.burst_mps).or(s.rounds_per_second).unwrap_or(0.0);
+    let checks = report::checks(&outcome, &s.success_criteria, &schedule);
+    let unit = if s.workload == WorkloadKind::ContractNet { "rounds" } else { "msg" };
+    println!("{}", report::table(name, &outcome, target_rate, &checks, &settings, unit));
+    println!(
+        "host      node {:.2} cores, generator {:.2}, others {:.2}, steal {:.1}%, load average {:.2} ({} CPUs)",
+        load.node_cores, load.generator_cores, load.others_cores, load.steal_percent, load.loadavg_1m, load.cores
+    );
+    let dir = args.out.join(name);
+    let _ = std::fs::create_dir_all(&dir);
+    let mut summary = report::summary(name, &outcome, target_rate, &checks, &settings, mode, s.agents);
+    summary["host_load"] = serde_json::to_value(load).unwrap();
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).expect("write summary.json");
+    if let Err(e) = report::hdr_log(&dir.join("latency.hlog"), &outcome) {
+        eprintln!("caxton-loadtest: writing the HDR log: {e}");
+    }
+    if let Err(e) = report::plots(&dir, name, &outcome, s.success_criteria.p99_latency.or(s.success_criteria.recovered_p99)) {
+        eprintln!("caxton-loadtest: drawing the plots: {e}");
+    }
+    let pass = if args.smoke { outcome.lost == 0 && outcome.duplicated == 0 } else { checks.iter().all(|c| c.pass) };
+    Ok((summary, load, pass))
 }

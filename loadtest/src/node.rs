@@ -148,6 +148,11 @@ impl Node {
         errors.into_iter().next().map_or(Ok(()), Err)
     }
 
+    /// The processes under test, when the load test started them.
+    pub fn pids(&self) -> Vec<u32> {
+        self.process.iter().chain(self.peer.iter()).filter_map(|p| p.child.as_ref().map(|c| c.id())).collect()
+    }
+
     /// The resident memory of the node whose API is `api`, from its metrics.
     pub fn resident_of(api: &str) -> Option<f64> {
         let text = ureq::get(&format!("http://{api}/metrics")).call().ok()?.into_string().ok()?;

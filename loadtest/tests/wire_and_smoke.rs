@@ -76,5 +76,29 @@ fn the_load_test_smoke_mode_runs_every_scenario_losing_nothing() {
         for file in ["latency.hlog", "latency_percentiles.svg", "rate_over_time.svg"] {
             assert!(std::fs::metadata(dir.join(file)).unwrap().len() > 100, "{scenario}/{file}");
         }
+        let load = &summary["host_load"];
+        assert!(load["node_cores"].as_f64().unwrap() > 0.0 && load["cores"].as_u64().unwrap() >= 1, "{scenario}: {load}");
     }
+    // The report, written by the load test itself (a smoke run: beside
+    // its results, not in docs/), with every run and the host's load.
+    let report = std::fs::read_to_string(out.path().join("LOADTEST.md")).unwrap();
+    assert!(report.starts_with("# Load test") && report.contains("Written by `caxton-loadtest`"), "{report}");
+    assert!(report.contains("### Every run, failed ones kept"));
+    assert_eq!(report.matches("| contract_net | 1 | ").count(), 2, "its summary row and its one run:\n{report}");
+    assert!(std::fs::metadata(out.path().join("loadtest/peak_load-latency.svg")).is_ok(), "the last run's plots beside the report");
+}
+
+#[test]
+fn repeated_runs_are_each_reported_and_summed_up() {
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_caxton-loadtest"))
+        .args(["--smoke", "--scenario", "steady_state", "--repeat", "2", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let report = std::fs::read_to_string(out.path().join("LOADTEST.md")).unwrap();
+    assert!(report.contains("| steady_state | 2 | "), "two runs summed up:\n{report}");
+    assert!(report.contains("| steady_state | 1 | ") && report.contains("| steady_state | 2 | "), "each run kept:\n{report}");
+    assert!(report.contains("2 runs of each of 1 scenario"), "{report}");
 }
