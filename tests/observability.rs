@@ -237,3 +237,52 @@ fn agent_logs_top_agents_and_json_output_serve_people_and_scripts() {
     let table = stdout(&["top", "--agents", "--sort", "p99", "--limit", "1", "--frames", "1"]);
     assert!(table.contains("proc p99") && table.lines().count() == 3, "a title, a header and one agent: {table}");
 }
+
+/// A node of many agents: `/metrics` and `caxton top` carry the series of
+/// at most `METRICS_INSTANCES_MAX` instances and count the rest, the health
+/// check walks none of them, and every instance stays reachable on its
+/// agent's page (issue 26: a scrape of 10,000 agents held the shards and
+/// every message from outside for tens of milliseconds).
+#[test]
+fn a_scrape_of_many_agents_lists_a_bounded_number_and_counts_the_rest() {
+    use caxton_shards::limits::METRICS_INSTANCES_MAX;
+    let node = Node::start_with(2, &["--agent-memory-max", "1MiB", "--agent-stack-max", "64KiB", "--agent-overhead", "64KiB"]);
+    let wasm = std::fs::read(repo_path("examples/agents/echo.wat")).unwrap();
+    let agents = METRICS_INSTANCES_MAX + 7;
+    std::thread::scope(|s| {
+        for c in 0..4 {
+            let (node, wasm) = (&node, &wasm);
+            s.spawn(move || {
+                for i in (c..agents).step_by(4) {
+                    assert_eq!(node.put_module(&format!("e{i}"), 1, wasm).0, 201);
+                }
+            });
+        }
+    });
+    let metrics = node.metrics();
+    common::promtool_check(&metrics);
+    let listed = metrics.lines().filter(|l| l.starts_with("caxton_agent_instance_messages_total{")).count();
+    assert_eq!(listed, METRICS_INSTANCES_MAX, "at most the bound, shared between the shards");
+    assert_eq!(sample(&metrics, "caxton_metrics_instances_omitted"), Some(7.0));
+    assert_eq!(sum_of(&metrics, "caxton_agent_instances"), agents as f64, "the counts cover every instance");
+    assert!(sample(&metrics, "caxton_agent_memory_bytes{shard=\"0\"}").unwrap() >= 65536.0);
+
+    let (status, stats) = node.get("/v1/stats?agents=1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        (stats["agents"].as_array().unwrap().len(), stats["instances_omitted"].as_u64()),
+        (METRICS_INSTANCES_MAX, Some(7)),
+        "{}",
+        stats["instances_omitted"]
+    );
+    let (_, health) = node.get("/v1/health");
+    assert_eq!(health["agents"], agents);
+    let instances: u64 = health["shards"].as_array().unwrap().iter().map(|s| s["instances"].as_u64().unwrap()).sum();
+    assert_eq!(instances, agents as u64, "kept counts, no pass: {health}");
+    // Every one is still on its own page, and answers.
+    let last = format!("e{}", agents - 1);
+    assert_eq!(node.agent(&last)["instance_stats"].as_array().unwrap().len(), 1);
+    let (status, answer) = node.post_message(&json!({"receiver": last, "content": "still here"}), Some(5000));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(node.get("/v1/agents").1["agents"].as_array().map(Vec::len), Some(agents));
+}

@@ -123,11 +123,26 @@ impl BenchNode {
     /// Deploys compiled `wasm` under `limits`, with a restart policy.
     pub fn deploy_wasm(&self, name: &str, wasm: &[u8], instances: u32, policy: caxton_shards::command::RestartPolicy, limits: &AgentLimits) {
         let compiled = compile(wasm, limits).unwrap_or_else(|e| panic!("{name}: {e}"));
+        self.deploy_instances(name, &compiled, instances, policy);
+    }
+
+    /// Deploys one instance of an already compiled module (shared, as the
+    /// node shares one per content).
+    pub fn deploy_compiled(&self, name: &str, module: &caxton_shards::agent::CompiledAgent, policy: caxton_shards::command::RestartPolicy) {
+        self.deploy_instances(name, module, 1, policy);
+    }
+
+    fn deploy_instances(&self, name: &str, module: &caxton_shards::agent::CompiledAgent, instances: u32, policy: caxton_shards::command::RestartPolicy) {
         let name: Arc<str> = name.into();
         for shard in &self.shards {
-            let r = ask(shard, |reply| Command::Deploy { name: name.clone(), module: compiled.clone(), instances, restore: false, policy, reply });
+            let r = ask(shard, |reply| Command::Deploy { name: name.clone(), module: module.clone(), instances, restore: false, policy, reply });
             r.unwrap_or_else(|e| panic!("deploy {name}: {e}"));
         }
+    }
+
+    /// Asks shard `index` and waits for its answer.
+    pub fn ask<T: Send + 'static>(&self, index: usize, make: impl FnOnce(caxton_shards::command::Reply<T>) -> Command) -> T {
+        ask(&self.shards[index], make)
     }
 
     pub fn undeploy(&self, name: &str) {
@@ -157,7 +172,7 @@ impl BenchNode {
     }
 
     pub fn stats(&self) -> Vec<ShardStats> {
-        self.shards.iter().map(|s| ask(s, |reply| Command::ShardStats { reply })).collect()
+        self.shards.iter().map(|s| ask(s, |reply| Command::ShardStats { instances_max: Some(usize::MAX), reply })).collect()
     }
 
     pub fn handled(&self) -> u64 {

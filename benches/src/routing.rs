@@ -79,7 +79,12 @@ pub fn blast(node: &BenchNode, cross: bool, duration: Duration) -> f64 {
         node.deploy(&sinks[s], &agents_dir().join("sink.wat"), 1);
     }
     let sink_handled = |node: &BenchNode| -> u64 {
-        node.stats().iter().flat_map(|s| s.instance_stats.clone()).filter(|i| sinks.iter().any(|n| **n == *i.name)).map(|i| i.handled).sum()
+        node.stats()
+            .iter()
+            .flat_map(|s| s.per_instance.clone().unwrap_or_default().listed)
+            .filter(|i| sinks.iter().any(|n| **n == *i.name))
+            .map(|i| i.handled)
+            .sum()
     };
     for (from, blaster) in blasters.iter().enumerate() {
         let to = if cross { (from + 1) % n } else { from };

@@ -74,7 +74,13 @@ pub enum Command {
         name: Arc<str>,
         reply: Reply<Vec<InstanceStats>>,
     },
+    /// The shard's figures; with `instances_max`, a pass over its instances
+    /// too, listing at most that many of them (in the order they were
+    /// made). Health checks ask for no pass, stats and metrics for a short
+    /// list, so that a shard of 10,000 agents answers in microseconds, not
+    /// in tens of milliseconds of its core while messages wait.
     ShardStats {
+        instances_max: Option<usize>,
         reply: Reply<ShardStats>,
     },
     /// The last `lines` log lines of agent `name` on this shard.
@@ -179,10 +185,7 @@ pub struct ShardStats {
     pub notices_dropped: u64,
     /// Timers waiting in memory to fire (some may be cancelled already).
     pub timers_scheduled: usize,
-    /// Instances backing off and quarantined; restarts made and
-    /// quarantines entered since the start.
-    pub instances_backing_off: usize,
-    pub instances_quarantined: usize,
+    /// Restarts made and quarantines entered since the start.
     pub restarts: u64,
     pub quarantines: u64,
     pub abi_invalid: u64,
@@ -193,6 +196,22 @@ pub struct ShardStats {
     pub log_dropped: u64,
     pub wakeups: u64,
     pub latencies: crate::metrics::ShardLatencies,
-    /// Every instance on the shard.
-    pub instance_stats: Vec<InstanceStats>,
+    /// What a pass over its instances found, when one was asked for
+    /// (`Command::ShardStats`).
+    pub per_instance: Option<InstanceFigures>,
+}
+
+/// What a pass over a shard's instances finds: the only part of a shard's
+/// report whose cost grows with its instances (`shard::stats`).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFigures {
+    /// Instances backing off and quarantined.
+    pub backing_off: usize,
+    pub quarantined: usize,
+    /// Linear memory of all its instances, in bytes.
+    pub memory_bytes: u64,
+    /// The first instances, as many as asked for...
+    pub listed: Vec<InstanceStats>,
+    /// ...and how many more there are.
+    pub omitted: usize,
 }

@@ -51,6 +51,6 @@ pub mod throttle;
 pub mod timers;
 pub mod trace;
 
-pub use command::{Command, InstanceReport, InstanceStats, ShardStats};
+pub use command::{Command, InstanceFigures, InstanceReport, InstanceStats, ShardStats};
 pub use envelope::{Header, Message};
 pub use executor::{ShardHandle, ShardSender, ShardsConfig};

@@ -567,6 +567,17 @@ pub const API_TOKEN_CHARS_MIN: usize = 32;
 /// (`secret` rule 6): 32 hex digits. Weaker: refused like a short token.
 pub const CLUSTER_KEY_BITS_MIN: usize = 128;
 
+/// Agent instances whose own series `/metrics` and `GET /v1/stats?agents`
+/// carry, node-wide (default 1,000; the first made on each shard, shared
+/// evenly). Each costs its shard about 2.5 µs of its core per scrape (a
+/// cold instance read between two messages) and the scrape about 400 bytes
+/// of text per family. Exceeded: the rest are left out of those two and
+/// counted (`caxton_metrics_instances_omitted`, `instances_omitted`); each
+/// agent's own page (`GET /v1/agents/NAME`) has all its instances.
+/// Without it, a scrape of 10,000 agents held each shard for 25 ms while
+/// messages waited (issue 26).
+pub const METRICS_INSTANCES_MAX: usize = 1_000;
+
 /// Longest a REST caller may wait for a reply, in milliseconds.
 pub const REPLY_TIMEOUT_MS_MAX: u64 = 60_000;
 

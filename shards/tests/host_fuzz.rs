@@ -212,7 +212,7 @@ fn deploy(shard: &ShardHandle, name: &str, module: &CompiledAgent, restore: bool
 }
 
 fn stats(shard: &ShardHandle) -> ShardStats {
-    ask(shard, |reply| Command::ShardStats { reply })
+    ask(shard, |reply| Command::ShardStats { instances_max: Some(usize::MAX), reply })
 }
 
 /// Sends `count` messages to `name` and waits until the shard has dealt

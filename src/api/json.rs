@@ -239,7 +239,7 @@ fn agent_figures(shards: &[ShardStats]) -> Vec<Value> {
         p99_ns: u64,
     }
     let mut by_name: std::collections::BTreeMap<&str, Agent> = Default::default();
-    for i in shards.iter().flat_map(|s| &s.instance_stats) {
+    for i in shards.iter().flat_map(|s| s.per_instance.iter().flat_map(|f| &f.listed)) {
         let a = by_name.entry(&i.name).or_default();
         a.instances += 1;
         a.handled += i.handled;
@@ -267,6 +267,9 @@ pub fn stats(resident_bytes: u64, shards: &[ShardStats], agents: bool) -> Value 
     json!({
         "resident_bytes": resident_bytes,
         "agents": agents.then(|| agent_figures(shards)),
+        // Instances past `METRICS_INSTANCES_MAX` (their agents' own pages
+        // have them).
+        "instances_omitted": agents.then(|| shards.iter().flat_map(|s| &s.per_instance).map(|f| f.omitted).sum::<usize>()),
         "shards": shards.iter().map(|s| {
             let mut routing = s.latencies.routing_local.clone();
             routing.merge(&s.latencies.routing_remote);
@@ -275,7 +278,7 @@ pub fn stats(resident_bytes: u64, shards: &[ShardStats], agents: bool) -> Value 
                 "messages_handled": s.handled,
                 "queued_messages": s.queued_messages,
                 "instances": s.instances,
-                "agent_memory_bytes": s.instance_stats.iter().map(|i| i.memory_bytes).sum::<u64>(),
+                "agent_memory_bytes": s.per_instance.as_ref().map(|f| f.memory_bytes),
                 "routing_p50_us": us(&routing, 0.5), "routing_p99_us": us(&routing, 0.99),
                 "processing_p50_us": us(&s.latencies.processing, 0.5), "processing_p99_us": us(&s.latencies.processing, 0.99),
             })

@@ -10,6 +10,7 @@
 
 use std::fmt::Write;
 
+use caxton_shards::limits::METRICS_INSTANCES_MAX;
 use caxton_shards::metrics::Latency;
 use caxton_shards::ShardStats;
 
@@ -164,6 +165,13 @@ impl Out {
     }
 }
 
+/// A shard's per-instance figures (every report `/metrics` asks for has
+/// them; a missing one reads as none).
+fn figures(s: &ShardStats) -> &caxton_shards::InstanceFigures {
+    static NONE: std::sync::OnceLock<caxton_shards::InstanceFigures> = std::sync::OnceLock::new();
+    s.per_instance.as_ref().unwrap_or_else(|| NONE.get_or_init(Default::default))
+}
+
 fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -241,9 +249,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         family("caxton_agent_quarantines_total", "counter", "Instances quarantined after crashing over and over.", |s| s.quarantines),
         family("caxton_agents_active", "gauge", "Agent instances running on the shard.", |s| s.instances as u64),
         family("caxton_queue_depth_messages", "gauge", "Messages waiting in the shard's mailboxes.", |s| s.queued_messages as u64),
-        family("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| {
-            s.instance_stats.iter().map(|i| i.memory_bytes).sum()
-        }),
+        family("caxton_agent_memory_bytes", "gauge", "Linear memory of the shard's agent instances.", |s| figures(s).memory_bytes),
     ];
     for f in per_shard {
         o.family(f.name, f.kind, f.help);
@@ -264,8 +270,9 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     }
     o.family("caxton_agent_instances", "gauge", "Agent instances by standing: running, backing_off (held after crashes), quarantined.");
     for s in shards {
-        let running = s.instances - s.instances_backing_off - s.instances_quarantined;
-        for (standing, n) in [("running", running), ("backing_off", s.instances_backing_off), ("quarantined", s.instances_quarantined)] {
+        let f = figures(s);
+        let running = s.instances - f.backing_off - f.quarantined;
+        for (standing, n) in [("running", running), ("backing_off", f.backing_off), ("quarantined", f.quarantined)] {
             o.sample("caxton_agent_instances", &format!("shard=\"{}\",standing=\"{standing}\"", s.shard), n as u64);
         }
     }
@@ -310,10 +317,16 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         family("caxton_agent_state_bytes", "gauge", "Bytes of one agent instance's state, keys and values (bounded by --agent-state-max).", |i| i.state_bytes),
         family("caxton_agent_log_dropped_total", "counter", "Log lines of one agent instance dropped past its rate limit.", |i| i.log_dropped),
     ];
+    o.family(
+        "caxton_metrics_instances_omitted",
+        "gauge",
+        &format!("Agent instances whose own series this page leaves out (past the node's {METRICS_INSTANCES_MAX}; GET /v1/agents/NAME has them)."),
+    );
+    o.sample("caxton_metrics_instances_omitted", "", shards.iter().map(|s| figures(s).omitted as u64).sum::<u64>());
     for f in per_instance {
         o.family(f.name, f.kind, f.help);
         for s in shards {
-            for i in &s.instance_stats {
+            for i in &figures(s).listed {
                 o.sample(f.name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), (f.read)(i));
             }
         }

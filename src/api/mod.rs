@@ -29,7 +29,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use caxton_shards::limits::{
-    ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, REPLY_TIMEOUT_MS_MAX,
+    ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX,
+    METRICS_INSTANCES_MAX, REPLY_TIMEOUT_MS_MAX,
 };
 use caxton_shards::pending::{NoPlace, PendingLimits, PendingPlace, PendingPlaces};
 
@@ -314,12 +315,12 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     match matched.endpoint {
         Endpoint::Health => {
             // Never waits on a stalled shard: it is reported as such.
-            let stats = control.shard_stats_partial().await;
+            let stats = control.shard_stats_partial(None).await;
             let stalled: Vec<bool> = (0..stats.len()).map(|i| control.stalled(i)).collect();
-            Ok(json_response(StatusCode::OK, &json::health(control.list().len(), &stats, &stalled)))
+            Ok(json_response(StatusCode::OK, &json::health(control.agent_count(), &stats, &stalled)))
         }
         Endpoint::Metrics => {
-            let partial = control.shard_stats_partial().await;
+            let partial = control.shard_stats_partial(Some(METRICS_INSTANCES_MAX)).await;
             let stalled: Vec<bool> = (0..partial.len()).map(|i| control.stalled(i)).collect();
             let stats: Vec<_> = partial.into_iter().flatten().collect();
             let (resident_bytes, cpu_seconds) = metrics::NodeFigures::read_process();
@@ -328,7 +329,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 cpu_seconds,
                 api_received_bytes: api.received_bytes.load(Ordering::Relaxed),
                 api_sent_bytes: api.sent_bytes.load(Ordering::Relaxed),
-                agents: control.list().len(),
+                agents: control.agent_count(),
                 undeliverable_api: control.undeliverable_api.load(Ordering::Relaxed),
                 undeliverable_wire: control.undeliverable_wire.load(Ordering::Relaxed),
                 wire_received_bytes: control.wire_received_bytes.load(Ordering::Relaxed),
@@ -373,9 +374,10 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(resp)
         }
         Endpoint::Stats => {
-            let stats = control.shard_stats().await?;
+            let agents = query_param(query, "agents").is_some();
+            let stats = control.shard_stats(Some(if agents { METRICS_INSTANCES_MAX } else { 0 })).await?;
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
-            Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, query_param(query, "agents").is_some())))
+            Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, agents)))
         }
         Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list(), &control.unrestored()))),
         Endpoint::ClusterMembers => match &control.cluster {

@@ -47,7 +47,7 @@ pub fn parse_policy(query: &str) -> Result<RestartPolicy, String> {
 impl Control {
     /// The node hosting `name`, if another node of the cluster does.
     pub fn remote_node_of(&self, name: &str) -> Option<String> {
-        if self.agents.lock().unwrap().contains_key(name) {
+        if self.agents.read().unwrap().contains_key(name) {
             return None;
         }
         let route = self.cluster.as_ref()?.view.lock().unwrap().remote_route(name)?;
@@ -85,7 +85,7 @@ impl Control {
         if instances == 0 || instances > AGENT_INSTANCES_MAX {
             return Err(ControlError::bad_request("invalid_instances", format!("instances must be 1 to {AGENT_INSTANCES_MAX}, got {instances}")));
         }
-        if self.agents.lock().unwrap().contains_key(name) {
+        if self.agents.read().unwrap().contains_key(name) {
             return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
         }
         if let Some(why) = self.unrestored.lock().unwrap().get(name) {
@@ -106,7 +106,7 @@ impl Control {
         let lifecycle = self.lifecycle_lock().await?;
         let record;
         {
-            let mut agents = self.agents.lock().unwrap();
+            let mut agents = self.agents.write().unwrap();
             if agents.contains_key(name) {
                 return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
             }
@@ -214,7 +214,7 @@ impl Control {
             Ok(unused) => self.modules.remove_modules(&unused, &self.limits),
             Err(e) => tracing::error!(agent = name, error = %e, "cannot remove an agent from the catalog; it comes back at the next start"),
         }
-        if let Some(r) = self.agents.lock().unwrap().remove(name) {
+        if let Some(r) = self.agents.write().unwrap().remove(name) {
             self.admission.lock().unwrap().release(r.instances, r.charge_each);
         }
     }
@@ -229,7 +229,7 @@ impl Control {
             self.forget_record(name); // in the catalog only
             return Ok(());
         }
-        if !self.agents.lock().unwrap().contains_key(name) {
+        if !self.agents.read().unwrap().contains_key(name) {
             return Err(ControlError::not_found(format!("no agent named {name:?}")));
         }
         let shared: Arc<str> = name.into();
@@ -292,7 +292,7 @@ impl Control {
             );
         }
         if let Some(c) = &self.cluster {
-            c.sync_own(self.agents.lock().unwrap().keys().cloned().collect());
+            c.sync_own(self.agents.read().unwrap().keys().cloned().collect());
         }
         Ok(count)
     }
@@ -316,7 +316,7 @@ impl Control {
             a.agents += agent.instances as usize;
             a.charged += agent.instances as u64 * each;
         }
-        self.agents.lock().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
+        self.agents.write().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
         let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
         self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy).await.map_err(|(e, _)| e.message)?;
         Ok(())
@@ -324,7 +324,7 @@ impl Control {
 
     /// Forgets a name's record and admission, keeping it in the catalog.
     fn forget_record_only(&self, name: &str) {
-        if let Some(r) = self.agents.lock().unwrap().remove(name) {
+        if let Some(r) = self.agents.write().unwrap().remove(name) {
             self.admission.lock().unwrap().release(r.instances, r.charge_each);
         }
     }
@@ -346,14 +346,19 @@ impl Control {
         Ok(())
     }
 
+    /// How many agents are deployed here (a count: no copy of the table).
+    pub fn agent_count(&self) -> usize {
+        self.agents.read().unwrap().len()
+    }
+
     pub fn list(&self) -> Vec<(String, AgentRecord)> {
-        let mut all: Vec<_> = self.agents.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<_> = self.agents.read().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
     pub async fn agent(&self, name: &str) -> Result<AgentDetail, ControlError> {
-        let record = self.agents.lock().unwrap().get(name).cloned().ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))?;
+        let record = self.agents.read().unwrap().get(name).cloned().ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))?;
         let shared: Arc<str> = name.into();
         let mut instances: Vec<InstanceStats> =
             self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
@@ -365,7 +370,7 @@ impl Control {
     /// first: every shard's recent lines of it (`agent_log` rule 4), merged
     /// by time.
     pub async fn agent_logs(&self, name: &str, lines: usize) -> Result<Vec<caxton_shards::agent::agent_log::LogRecord>, ControlError> {
-        if !self.agents.lock().unwrap().contains_key(name) {
+        if !self.agents.read().unwrap().contains_key(name) {
             return Err(ControlError::not_found(format!("no agent named {name:?}")));
         }
         let shared: Arc<str> = name.into();

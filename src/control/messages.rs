@@ -52,7 +52,7 @@ impl Control {
             // drain rule 1
         }
         let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
-        let local = self.agents.lock().unwrap().get(receiver).map(|r| r.instances);
+        let local = self.agents.read().unwrap().get(receiver).map(|r| r.instances);
         let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(receiver));
         let instances = match (local, local.is_none().then(remote).flatten()) {
             (Some(n), _) => Some(n),
@@ -94,7 +94,7 @@ impl Control {
 
     /// Sends a message from the API; with `wait`, waits for its reply (rule 3).
     pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Held>), ControlError> {
-        let local = self.agents.lock().unwrap().get(&out.receiver).map(|r| r.instances);
+        let local = self.agents.read().unwrap().get(&out.receiver).map(|r| r.instances);
         let instances = match local {
             Some(n) => Some(n),
             None => {

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use caxton_shards::agent::AgentLimits;
@@ -101,7 +101,10 @@ pub struct Control {
     limits: AgentLimits,
     admission: Mutex<Admission>,
     catalog: Mutex<Catalog>,
-    agents: Mutex<HashMap<String, AgentRecord>>,
+    /// Read by every message from outside (the receiver's instance count)
+    /// and written only by deploys and undeploys: readers never wait on
+    /// each other, so a listing of 10,000 agents holds no message up.
+    agents: RwLock<HashMap<String, AgentRecord>>,
     /// Agents of the catalog that could not be restored at start (their
     /// module no longer compiles, or no shard took them), with why: kept in
     /// the catalog, served by no shard, removed by an undeploy.
@@ -220,7 +223,7 @@ impl Control {
             limits,
             admission: Mutex::new(admission),
             catalog: Mutex::new(catalog),
-            agents: Mutex::new(HashMap::new()),
+            agents: RwLock::new(HashMap::new()),
             unrestored: Mutex::new(Default::default()),
             waiters: Mutex::new(HashMap::new()),
             api_ids: Mutex::new(IdGen::new(boot_epoch, API_ORIGIN)),
@@ -340,11 +343,14 @@ impl Control {
         self.shards[shard].stalled(self.stall_after)
     }
 
-    /// Asks every shard that is not stalled for its figures; a stalled or
-    /// late one is `None`, and nobody waits on it.
-    pub async fn shard_stats_partial(&self) -> Vec<Option<ShardStats>> {
+    /// Asks every shard that is not stalled for its figures, with a pass
+    /// over its instances listing at most `instances_max` node-wide
+    /// (shared evenly), if asked (`Command::ShardStats`); a
+    /// stalled or late one is `None`, and nobody waits on it.
+    pub async fn shard_stats_partial(&self, instances_max: Option<usize>) -> Vec<Option<ShardStats>> {
+        let instances_max = self.instances_per_shard(instances_max);
         let waits: Vec<_> = (0..self.shards.len())
-            .map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { reply }).ok()).flatten())
+            .map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { instances_max, reply }).ok()).flatten())
             .collect();
         let mut out = Vec::with_capacity(waits.len());
         for (shard, rx) in waits.into_iter().enumerate() {
@@ -356,7 +362,15 @@ impl Control {
         out
     }
 
-    pub async fn shard_stats(&self) -> Result<Vec<ShardStats>, ControlError> {
-        self.ask_all(|reply| Command::ShardStats { reply }).await
+    /// Every shard's figures, with a pass over its instances listing at
+    /// most `instances_max` node-wide (shared evenly), if asked.
+    pub async fn shard_stats(&self, instances_max: Option<usize>) -> Result<Vec<ShardStats>, ControlError> {
+        let instances_max = self.instances_per_shard(instances_max);
+        self.ask_all(|reply| Command::ShardStats { instances_max, reply }).await
+    }
+
+    /// A node-wide count of instances, shared evenly between the shards.
+    fn instances_per_shard(&self, instances_max: Option<usize>) -> Option<usize> {
+        instances_max.map(|max| max.div_ceil(self.shards.len().max(1)))
     }
 }

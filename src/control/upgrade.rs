@@ -35,7 +35,7 @@ pub struct UpgradeReport {
 
 impl Control {
     fn current_version(&self, name: &str) -> Result<u32, ControlError> {
-        self.agents.lock().unwrap().get(name).map(|r| r.version.number).ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))
+        self.agents.read().unwrap().get(name).map(|r| r.version.number).ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))
     }
 
     /// Upgrades `name` to the module in `body` (rules 1 and 2).
@@ -96,7 +96,7 @@ impl Control {
             }
         }
         let version = self.catalog.lock().unwrap().set_version(name, number, wasm).map_err(|e| ControlError::internal(format!("catalog write failed: {e}")))?;
-        if let Some(r) = self.agents.lock().unwrap().get_mut(name) {
+        if let Some(r) = self.agents.write().unwrap().get_mut(name) {
             r.version = version.clone();
         }
         tracing::info!(agent = name, from = previous, to = number, hash = version.hash, "agent upgraded in place");

@@ -152,6 +152,9 @@ pub struct Shard {
     /// Timers fire only once the node serves, after every agent is
     /// restored (`timers` rule 5).
     serving: bool,
+    /// Slots of `agents` that hold an instance (a count kept, so that a
+    /// report need not walk them).
+    live_instances: usize,
 }
 
 impl Shard {
@@ -196,6 +199,7 @@ impl Shard {
             v1_envelope: Vec::new(),
             backing_off: Vec::new(),
             serving: !setup.restoring,
+            live_instances: 0,
         })
     }
 
@@ -410,8 +414,8 @@ impl Shard {
                 }
                 reply(refused)
             }
-            Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name))),
-            Command::ShardStats { reply } => reply(self.shard_stats()),
+            Command::AgentStats { name, reply } => reply(self.agent_stats(Some(&name), usize::MAX)),
+            Command::ShardStats { instances_max, reply } => reply(self.shard_stats(instances_max)),
             Command::AgentLogs { name, lines, reply } => reply(self.ctx.borrow().recent_logs.of(&name, lines)),
             Command::Stop { reply } => self.stop = Some(reply),
             Command::Serve { reply } => {
@@ -537,6 +541,8 @@ impl Shard {
             if self.agents.len() <= slot {
                 self.agents.resize_with(slot + 1, || None);
             }
+            assert!(self.agents[slot].is_none(), "the router gives a free slot");
+            self.live_instances += 1;
             self.agents[slot] = Some(LocalAgent {
                 name: name.clone(),
                 instance,
@@ -573,7 +579,9 @@ impl Shard {
     fn undeploy(&mut self, name: &str) {
         let mut ctx = self.ctx.borrow_mut();
         for id in ctx.router.remove_agent(name) {
-            self.agents[id as usize] = None;
+            if self.agents[id as usize].take().is_some() {
+                self.live_instances -= 1;
+            }
             ctx.timers.remove_owner(id);
         }
         if let Err(e) = ctx.store.delete_agent(name) {
