@@ -202,7 +202,15 @@ const ECHO_BALLS: usize = 64;
 /// that sends one. The same run for the hand-written echo and the SDK's
 /// compares their per-message cost.
 pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, cross: bool, duration: Duration) -> EchoRun {
+    echo_pingpong_sized(node, tag, module, cross, 64, duration)
+}
+
+/// [`echo_pingpong`] with `content_bytes` of content in each message (past
+/// the per-thread buffer pool's 512-byte buffers, envelopes come from the
+/// heap).
+pub fn echo_pingpong_sized(node: &BenchNode, tag: &str, module: &std::path::Path, cross: bool, content_bytes: usize, duration: Duration) -> EchoRun {
     let n = node.shards.len();
+    let content = vec![7u8; content_bytes];
     let tag = if cross { format!("{tag}-x") } else { tag.to_string() };
     let pong_shard = |s: usize| if cross { (s + 1) % n } else { s };
     let pings: Vec<String> = (0..n).map(|s| node.name_on(&format!("{tag}-ping"), s)).collect();
@@ -212,7 +220,7 @@ pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, cros
         node.deploy(&pongs[s], module, 1);
     }
     for s in 0..n {
-        let balls = (0..ECHO_BALLS).map(|_| BenchNode::message(&pings[s], &pongs[s], &[7u8; 64])).collect();
+        let balls = (0..ECHO_BALLS).map(|_| BenchNode::message(&pings[s], &pongs[s], &content)).collect();
         assert_eq!(node.inject(pong_shard(s), balls), ECHO_BALLS);
     }
     std::thread::sleep(duration / 10);
@@ -236,10 +244,11 @@ pub fn echo_pingpong(node: &BenchNode, tag: &str, module: &std::path::Path, cros
 
 /// Milliseconds `compile` takes for `module` (median of `runs`).
 pub fn compile_ms(module: &[u8], runs: usize) -> f64 {
+    let limits = AgentLimits::default();
     let mut took: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(compile(module, &AgentLimits::default()).unwrap());
+            std::hint::black_box(compile(module, &limits).unwrap());
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();

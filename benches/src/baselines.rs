@@ -14,6 +14,12 @@ use hdrhistogram::Histogram;
 
 use crate::histogram;
 
+/// The CPUs `node`'s shards are pinned to (one each, in order), for a
+/// peer that must run on the same ones.
+pub fn node_cpus(node: &crate::node::BenchNode) -> Vec<usize> {
+    caxton_shards::executor::allowed_cpus().into_iter().take(node.shards.len()).collect()
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; we pass its true size.

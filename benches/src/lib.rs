@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmarks: latency summaries and the result table.
 //! Every figure is printed beside a baseline measured in the same run.
 
+pub mod actix_peers;
 pub mod agents;
 pub mod baselines;
 pub mod cluster;
@@ -9,6 +10,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod report;
 pub mod routing;
+pub mod scale;
 pub mod shared_cores;
 pub mod stages;
 pub mod storage;

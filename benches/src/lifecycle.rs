@@ -45,13 +45,67 @@ pub fn deploy_to_ready(count: usize) -> hdrhistogram::Histogram<u64> {
     h
 }
 
-/// Seconds from spawn to serving: (with the cache, without it).
+/// `wasm` with a custom section holding `nonce`: different bytes (so
+/// neither the node's compiled modules nor its module cache know them), the
+/// same code.
+pub fn with_nonce(wasm: &[u8], nonce: u64) -> Vec<u8> {
+    assert_eq!(&wasm[..4], b"\0asm", "a binary module");
+    let name = b"caxton-bench-nonce";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&nonce.to_le_bytes());
+    assert!(section.len() < 128, "one LEB128 byte of size");
+    let mut out = wasm.to_vec();
+    out.extend_from_slice(&[0, section.len() as u8]);
+    out.extend_from_slice(&section);
+    out
+}
+
+/// Deploy to ready of the Rust SDK's echo, `count` times each:
+/// (bytes the node has never seen, compiled at the `PUT`; the same bytes
+/// again under another name, compiled already), timed from the `PUT` to
+/// the answer of the first message.
+pub fn sdk_deploy_to_ready(count: usize) -> (hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>) {
+    let node = Node::launch(NodeSpec::new(2)).unwrap_or_else(|e| panic!("{e}"));
+    let echo = std::fs::read(caxton_testkit::example_agent("rust-echo")).unwrap();
+    let (mut new, mut known) = (crate::histogram(), crate::histogram());
+    let ready = |name: &str, wasm: &[u8], h: &mut hdrhistogram::Histogram<u64>| {
+        let began = Instant::now();
+        let (status, v) = node.put_module(name, 1, wasm);
+        assert_eq!(status, 201, "{v}");
+        let (status, v) = node.post_message(&serde_json::json!({"receiver": name, "content": "first"}), Some(10_000));
+        assert_eq!((status, v["content"].as_str()), (200, Some("first")), "{v}");
+        h.saturating_record(began.elapsed().as_nanos() as u64);
+    };
+    for i in 0..count {
+        let wasm = with_nonce(&echo, i as u64);
+        ready(&format!("sdk-new-{i}"), &wasm, &mut new);
+        ready(&format!("sdk-known-{i}"), &wasm, &mut known);
+    }
+    (new, known)
+}
+
+/// Seconds from spawn to serving with `count` trivial agents, each its
+/// own module: (with the cache, without it).
 pub fn restart_to_serving(count: usize) -> (f64, f64) {
-    let mut node = Node::launch(NodeSpec::new(2).args(&LIMITS)).unwrap_or_else(|e| panic!("{e}"));
+    restart_to_serving_with(count, &LIMITS, module)
+}
+
+/// The same with `count` Rust SDK echoes (25 KB), each its own bytes.
+pub fn restart_sdk_to_serving(count: usize) -> (f64, f64) {
+    let echo = std::fs::read(caxton_testkit::example_agent("rust-echo")).unwrap();
+    // A Rust module asks 17 pages (1 MiB of stack in its memory).
+    restart_to_serving_with(count, &["--agent-memory-max", "2MiB", "--max-agents", "20000"], move |i| with_nonce(&echo, i as u64))
+}
+
+/// Seconds from spawn to serving with the `count` agents `module` makes.
+fn restart_to_serving_with(count: usize, limits: &[&str], module: impl Fn(usize) -> Vec<u8> + Sync) -> (f64, f64) {
+    let mut node = Node::launch(NodeSpec::new(2).args(limits)).unwrap_or_else(|e| panic!("{e}"));
     const CLIENTS: usize = 4;
     std::thread::scope(|s| {
         for c in 0..CLIENTS {
             let api = node.api();
+            let module = &module;
             s.spawn(move || {
                 for i in (c..count).step_by(CLIENTS) {
                     let url = format!("http://{api}/v1/agents/r{i}");

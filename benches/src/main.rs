@@ -203,7 +203,8 @@ fn one_run(small: bool, run: usize) -> Run {
     for (mode, key) in [("none", "tick_plain_p99"), ("checkpointer", "tick_ckpt_p99"), ("autocheckpoint", "tick_auto_p99")] {
         r.insert(key, us(&storage::checkpoint_stall(mode, ticks), 0.99));
     }
-    r.insert("naive_rows_per_s", storage::naive_writes(if small { 200 } else { 5_000 }));
+    r.insert("naive_rows_per_s", storage::naive_writes(if small { 200 } else { 5_000 }, false));
+    r.insert("naive_equal_rows_per_s", storage::naive_writes(if small { 200 } else { 5_000 }, true));
     let (lookups, naive) = storage::lookups(if small { 1_000 } else { 100_000 });
     r.insert("lookup_p50", us(&lookups, 0.5));
     r.insert("lookup_p99", us(&lookups, 0.99));
@@ -286,7 +287,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         row(remote, "replies carried during the two rows above", "msg/s", Higher, g("node_load_rate"), None, None, None),
         row(
             remote,
-            "REST round trip, 2 single-core nodes sharing the 2 cores, p50",
+            "REST round trip, 2 single-core nodes, one pinned to each core, p50",
             "µs",
             Lower,
             g("shared_remote_p50_2"),
@@ -296,17 +297,17 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             remote,
-            "REST round trip, 2 single-core nodes sharing the 2 cores, p99",
+            "REST round trip, 2 single-core nodes, one pinned to each core, p99",
             "µs",
             Lower,
             g("shared_remote_p99_2"),
-            Some(("the same to an echo on the first node, p50", g("shared_local_p50_2"))),
+            Some(("the same to an echo on the first node", g("shared_local_p99_2"))),
             None,
             None,
         ),
         row(
             remote,
-            "REST round trip, 3 single-core nodes on the 2 cores, p50",
+            "REST round trip, 3 single-core nodes on the 2 cores (two share CPU 0), p50",
             "µs",
             Lower,
             g("shared_remote_p50_3"),
@@ -459,7 +460,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Routing (send to start of handler, one way)",
-            "cross shard, at 100k msg/s handled (50k injected, each forwarded once), p50",
+            "cross shard, at 100k msg/s handled (50k injected, each forwarded once; half the forwards cross, 25k hops a second), p50",
             "µs",
             Lower,
             g("load_remote_p50"),
@@ -517,38 +518,8 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
             Some(100_000.0 * 0.95),
         ),
-        row(
-            "Throughput",
-            "pipelined, all shards: echo pairs on each shard, 64 messages in flight a pair, every message a WebAssembly call that sends one",
-            "msg/s",
-            Higher,
-            g("echo_wat_rate"),
-            Some(("actix pipelined, native", g("actix_rate"))),
-            Some(100_000.0),
-            Some(g("actix_rate")),
-        ),
-        row(
-            "Throughput",
-            "pipelined cross-shard: the same, the two of each pair on different shards",
-            "msg/s",
-            Higher,
-            g("echo_cross_rate"),
-            Some(("actix pipelined, native", g("actix_rate"))),
-            Some(100_000.0),
-            Some(g("actix_rate")),
-        ),
-        row(
-            "Throughput",
-            "into sinks flooded by blasters, same shard (back-pressure: the blasters' own messages and refused sends not counted)",
-            "msg/s",
-            Higher,
-            g("blast_local"),
-            None,
-            Some(100_000.0),
-            None,
-        ),
-        row("Throughput", "into sinks flooded by blasters, across shards", "msg/s", Higher, g("blast_remote"), None, Some(100_000.0), None),
     ];
+    all.extend(like_for_like_rows(m, small));
     // Per stage: ns per message, beside all of a message's cost (the ratio
     // is the stage's share).
     for (group, tag) in [("Per-stage cost, echo pairs on each shard (timed)", "local"), ("Per-stage cost, echo pairs across shards (timed)", "cross")] {
@@ -568,10 +539,52 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
         ));
     }
+    let startup = "Agent startup";
+    let sdk_ready = "the same for the hand-written WAT echo (500 bytes)";
     all.extend([
         row(
+            startup,
+            "deploy-to-ready, Rust SDK echo (25 KB), bytes never seen: PUT, compile, first message answered, p50",
+            "ms",
+            Lower,
+            g("sdk_ready_p50_ms"),
+            Some((sdk_ready, g("ready_p50_ms"))),
+            Some(10.0),
+            Some(10.0),
+        ),
+        row(
+            startup,
+            "deploy-to-ready, Rust SDK echo, bytes never seen, p99",
+            "ms",
+            Lower,
+            g("sdk_ready_p99_ms"),
+            Some((sdk_ready, g("ready_p99_ms"))),
+            Some(100.0),
+            None,
+        ),
+        row(
+            startup,
+            "deploy-to-ready, Rust SDK echo, bytes this node has compiled (another name), p50",
+            "ms",
+            Lower,
+            g("sdk_known_p50_ms"),
+            Some(("bytes never seen", g("sdk_ready_p50_ms"))),
+            Some(10.0),
+            Some(1.0),
+        ),
+        row(
+            startup,
+            &format!("restart to serving, {} Rust SDK echoes, each its own bytes, module cache on", sdk_restart_agents(small)),
+            "s",
+            Lower,
+            g("restart_sdk_cached_s"),
+            Some(("--module-cache off: every module compiled", g("restart_sdk_uncached_s"))),
+            None,
+            None,
+        ),
+        row(
             "Agent startup",
-            "deploy-to-ready: PUT of a new module, compile, first message answered, p50",
+            "deploy-to-ready: PUT of a new module, compile, first message answered, p50 (hand-written WAT echo, 500 bytes)",
             "ms",
             Lower,
             g("ready_p50_ms"),
@@ -581,7 +594,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
         row(
             "Agent startup",
-            "deploy-to-ready: PUT of a new module, compile, first message answered, p99",
+            "deploy-to-ready: PUT of a new module, compile, first message answered, p99 (hand-written WAT echo)",
             "ms",
             Lower,
             g("ready_p99_ms"),
@@ -757,7 +770,17 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             "rows/s",
             Higher,
             g("batch_rows_per_s"),
-            Some(("naive: autocommit, default journal", g("naive_rows_per_s"))),
+            Some(("naive: autocommit, default journal (rollback, synchronous=FULL: durable against a power loss, ours is not)", g("naive_rows_per_s"))),
+            None,
+            None,
+        ),
+        row(
+            "SQLite per shard",
+            "state writes, 1000 per transaction, at equal durability",
+            "rows/s",
+            Higher,
+            g("batch_rows_per_s"),
+            Some(("autocommit, WAL, synchronous=NORMAL: what batching alone buys", g("naive_equal_rows_per_s"))),
             None,
             None,
         ),
@@ -871,6 +894,93 @@ fn restart_agents(small: bool) -> usize {
     }
 }
 
+/// Rust SDK agents of the SDK restart row: each is compiled on its own
+/// (about 55 ms of one core with cranelift), so 10,000 would take the
+/// uncached restart, and the deploys before it, some minutes each.
+fn sdk_restart_agents(small: bool) -> usize {
+    if small {
+        20
+    } else {
+        1_000
+    }
+}
+
+/// Runs of each side in the alternating comparisons.
+fn alternating_runs(small: bool) -> usize {
+    if small {
+        1
+    } else {
+        5
+    }
+}
+
+/// Agents of the many-agents row (its baseline: `scale::FEW`).
+fn scale_agents(small: bool) -> usize {
+    if small {
+        1_000
+    } else {
+        10_000
+    }
+}
+
+/// The throughput rows, each beside an actix peer of the same shape, and
+/// the cost of many agents beside few.
+fn like_for_like_rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
+    let runs = alternating_runs(small);
+    let g = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no figure {k}"));
+    let group: &'static str = format!("Throughput, like for like: caxton beside an actix peer of the same shape, on the same pinned cores (one arbiter per core), each handled message counted on both sides; medians of {runs} alternating runs").leak();
+    let shapes = [
+        ("echo_same", "echo pairs on each core, 64 messages in flight a pair, 64-byte content; WAT echo (through caxton_alloc)", "echo pairs on each arbiter"),
+        ("echo_cross", "echo pairs across cores: the two of a pair on different cores, every message crosses", "echo pairs across arbiters"),
+        (
+            "flood_same",
+            "a blaster flooding a counting sink on its core (WAT agents with a fixed inbox; refused sends retried, not counted)",
+            "a blaster try_send-ing into a sink with a 1,024-message mailbox on its arbiter",
+        ),
+        ("flood_cross", "a blaster flooding the sink on the other core", "the same, the sink on the other arbiter"),
+        ("echo_sdk_same", "echo pairs on each core, the Rust SDK's echo (no fixed inbox)", "echo pairs on each arbiter"),
+        (
+            "echo_4k_same",
+            "echo pairs on each core, 4 KiB of content a message (past the 512-byte buffer pool: from the heap)",
+            "echo pairs on each arbiter, 4 KiB messages",
+        ),
+    ];
+    let mut rows: Vec<Row> = shapes
+        .iter()
+        .map(|(key, ours, peer)| {
+            let label = format!(
+                "actix, {peer}, each message a new Vec from glibc malloc (caxton: its per-thread pool); ratio run by run {:.2}× to {:.2}×",
+                g(&format!("l4l_{key}_rmin")),
+                g(&format!("l4l_{key}_rmax"))
+            );
+            Row {
+                group,
+                name: ours.to_string(),
+                unit: "msg/s",
+                better: Better::Higher,
+                ours: g(&format!("l4l_{key}_ours")),
+                baseline: Some((label, g(&format!("l4l_{key}_peer")))),
+                adr: Some(100_000.0),
+                goal: Some(g(&format!("l4l_{key}_peer"))),
+            }
+        })
+        .collect();
+    rows.push(Row {
+        group: format!("Many agents on one shard (medians of {runs} alternating runs)").leak(),
+        name: format!("handler calls a second, one saturated shard, each message to the next of {} agents (WAT sink, fixed inbox)", scale_agents(small)),
+        unit: "calls/s",
+        better: Better::Higher,
+        ours: g("scale_many"),
+        baseline: Some((
+            format!("the same to the first {} of them; ratio run by run {:.2}× to {:.2}×", caxton_benches::scale::FEW, g("scale_rmin"), g("scale_rmax")),
+            g("scale_few"),
+        )),
+        adr: None,
+        goal: Some(g("scale_few")),
+    });
+    rows
+}
+
 /// Runs `resident_probe` in a fresh child process.
 fn rss_probe(kind: &str, count: usize) -> f64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap()).args(["--rss-probe", kind, &count.to_string()]).output().expect("run the rss probe");
@@ -921,6 +1031,30 @@ fn main() {
         println!("{:.0} msg/s", run.handled_per_s);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--scale") {
+        // `caxton-bench --scale AGENTS SECS [AGENT.wat]`: the handler-call
+        // rate of one saturated shard whose messages go to AGENTS agents in
+        // turn (for a profiler: run it with 100 and with 10000).
+        let node = caxton_benches::node::BenchNode::start(1);
+        let module = caxton_benches::scale::module(args.get(4).map_or("sink.wat", String::as_str));
+        let names = caxton_benches::scale::deploy(&node, &module, args[2].parse().unwrap());
+        println!("{:.0} handler calls/s", caxton_benches::scale::rate(&node, &names, args[3].parse().unwrap()));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--actix-peer") {
+        // `caxton-bench --actix-peer echo|echo-cross|flood|flood-cross SECS`:
+        // one like-for-like actix peer alone, on the CPUs two shards use.
+        use caxton_benches::actix_peers::{envelope_bytes, rate, Shape};
+        let shape = match args[2].as_str() {
+            "echo" => Shape::EchoSameCore,
+            "echo-cross" => Shape::EchoAcrossCores,
+            "flood" => Shape::FloodSameCore,
+            _ => Shape::FloodAcrossCores,
+        };
+        let cpus: Vec<usize> = caxton_shards::executor::allowed_cpus().into_iter().take(2).collect();
+        println!("{:.0} msg/s", rate(shape, &cpus, envelope_bytes(64), Duration::from_secs_f64(args[3].parse().unwrap())));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--records") {
         let (sealed, plain) = cluster::record_throughput(1 << 30);
         println!("link records: sealed and opened {sealed:.0} MB/s, clear {plain:.0} MB/s");
@@ -958,17 +1092,41 @@ fn main() {
     let (cached, uncached) = caxton_benches::lifecycle::restart_to_serving(restart_agents(small));
     medians.insert("restart_cached_s", cached);
     medians.insert("restart_uncached_s", uncached);
+    eprintln!("caxton-bench: restart to serving, Rust SDK agents");
+    let (cached, uncached) = caxton_benches::lifecycle::restart_sdk_to_serving(sdk_restart_agents(small));
+    medians.insert("restart_sdk_cached_s", cached);
+    medians.insert("restart_sdk_uncached_s", uncached);
+    eprintln!("caxton-bench: like-for-like actix peers, {} alternating runs", alternating_runs(small));
+    {
+        let node = caxton_benches::node::BenchNode::start(2);
+        let duration = Duration::from_millis(if small { 300 } else { 2_000 });
+        for (shape, a) in caxton_benches::actix_peers::compare(&node, alternating_runs(small), duration) {
+            for (what, v) in [("ours", a.ours), ("peer", a.peer), ("rmin", a.ratio_min), ("rmax", a.ratio_max)] {
+                medians.insert(format!("l4l_{shape}_{what}").leak(), v);
+            }
+        }
+    }
+    eprintln!("caxton-bench: many agents on one shard");
+    let scale = caxton_benches::scale::compare(scale_agents(small), alternating_runs(small), if small { 0.3 } else { 3.0 });
+    for (what, v) in [("many", scale.ours), ("few", scale.peer), ("rmin", scale.ratio_min), ("rmax", scale.ratio_max)] {
+        medians.insert(format!("scale_{what}").leak(), v);
+    }
     eprintln!("caxton-bench: nodes sharing cores");
     for nodes in [2usize, 3] {
         let (local, remote) = caxton_benches::shared_cores::round_trips(nodes, if small { 50 } else { 500 });
         medians.insert(key("shared_local_p50", nodes), us(&local, 0.5));
         medians.insert(key("shared_remote_p50", nodes), us(&remote, 0.5));
+        medians.insert(key("shared_local_p99", nodes), us(&local, 0.99));
         medians.insert(key("shared_remote_p99", nodes), us(&remote, 0.99));
     }
     eprintln!("caxton-bench: deploy to ready");
     let ready = caxton_benches::lifecycle::deploy_to_ready(if small { 5 } else { 50 });
     medians.insert("ready_p50_ms", ready.value_at_quantile(0.5) as f64 / 1e6);
     medians.insert("ready_p99_ms", ready.value_at_quantile(0.99) as f64 / 1e6);
+    let (new, known) = caxton_benches::lifecycle::sdk_deploy_to_ready(if small { 3 } else { 20 });
+    medians.insert("sdk_ready_p50_ms", new.value_at_quantile(0.5) as f64 / 1e6);
+    medians.insert("sdk_ready_p99_ms", new.value_at_quantile(0.99) as f64 / 1e6);
+    medians.insert("sdk_known_p50_ms", known.value_at_quantile(0.5) as f64 / 1e6);
     eprintln!("caxton-bench: host call prices");
     let prices = {
         let log = tempfile::NamedTempFile::new().unwrap();
@@ -1005,7 +1163,7 @@ fn main() {
 fn crate_doc(machine: &serde_json::Value, runs: usize, table: &str, prices: &str) -> String {
     let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).unwrap_or_default();
     format!(
-        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Each figure is the median of {runs} runs; every row names a baseline measured in the same run on the same machine, and the ratio is ours ÷ baseline. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n## What each host call costs\n\nFor every host and WASI function, an agent calls it in a loop that never ends, with the arguments that make it work hardest, on a shard of its own; the call stops when its fuel is gone. If its price (docs/LIMITS.md) covers its work, that takes one execution slice (10 ms) of wall time, whatever the function: the last column is the wall time over the slice, the work done over the work paid for (median of 5 calls; `benches/src/host_prices.rs`, also `cargo run --release -p caxton-benches --bin fuel_calibration`). The goal is at most about 2; below 1 the call is charged more than it costs (a loop of them stops early).\n\n{prices}\n{notes}",
+        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Most figures are the median of {runs} runs; the like-for-like and many-agents rows are medians of 5 alternating runs (ours, then the baseline, five times), with the ratio's smallest and largest run by run; the startup, restart and shared-cores rows come from one pass of many deploys or round trips, their quantiles over those. A baseline is measured in the same run on the same machine and the ratio is ours ÷ baseline; a row without one (—) stands against the ADR's target alone. Rows whose agents are hand-written WAT say whether those use the fixed inbox, which SDK agents do not have. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n## What each host call costs\n\nFor every host and WASI function, an agent calls it in a loop that never ends, with the arguments that make it work hardest, on a shard of its own; the call stops when its fuel is gone. If its price (docs/LIMITS.md) covers its work, that takes one execution slice (10 ms) of wall time, whatever the function: the last column is the wall time over the slice, the work done over the work paid for (median of 5 calls; `benches/src/host_prices.rs`, also `cargo run --release -p caxton-benches --bin fuel_calibration`). The goal is at most about 2; below 1 the call is charged more than it costs (a loop of them stops early).\n\n{prices}\n{notes}",
         machine["cpus"],
         machine["cpu"].as_str().unwrap_or("?"),
         machine["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,

@@ -1,6 +1,7 @@
 //! REST round trips when nodes share cores (issue 19): `nodes` real
 //! single-core `caxton serve` processes in a cluster on one machine, more
-//! shards than cores, each pinned to the first core it may use. A client
+//! shards than cores: node `i` may use CPU `i % cpus` alone (`taskset`), so
+//! it pins its shard there and the nodes spread over the cores. A client
 //! asks an echo on the node it talks to, and one on another node; the
 //! same round trip to the local echo is the baseline.
 
@@ -23,7 +24,9 @@ pub fn round_trips(nodes: usize, rounds: usize) -> (Histogram<u64>, Histogram<u6
         if i > 0 {
             args.extend(["--join", first.as_str()]);
         }
-        members.push(Node::launch(NodeSpec { ip: ip.clone(), ..NodeSpec::new(1).args(&args) }).unwrap_or_else(|e| panic!("{e}")));
+        let cpus = caxton_shards::executor::allowed_cpus();
+        let wrap = vec!["taskset".to_string(), "-c".to_string(), cpus[i % cpus.len()].to_string()];
+        members.push(Node::launch(NodeSpec { ip: ip.clone(), wrap, ..NodeSpec::new(1).args(&args) }).unwrap_or_else(|e| panic!("{e}")));
         if i == 0 {
             first = listen;
         }
