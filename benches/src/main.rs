@@ -1077,6 +1077,7 @@ fn main() {
         println!("{}", agents::resident_probe(&args[2], args[3].parse().unwrap()));
         return;
     }
+    let began = std::time::Instant::now();
     let small = small();
     let runs = std::env::var("CAXTON_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(if small { 1 } else { 3 });
     let mut all: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
@@ -1146,7 +1147,8 @@ fn main() {
     let failed: Vec<&Row> = rows.iter().filter(|r| r.adr_pass() == Some(false)).collect();
     if !small {
         let doc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md"));
-        let text = crate_doc(&machine, runs, &table, &caxton_benches::host_prices::markdown(&prices));
+        let minutes = began.elapsed().as_secs_f64() / 60.0;
+        let text = crate_doc(&machine, runs, minutes, &table, &caxton_benches::host_prices::markdown(&prices));
         std::fs::write(doc, text).unwrap();
     }
     eprintln!("caxton-bench: wrote {}", out.join("summary.json").display());
@@ -1160,15 +1162,15 @@ fn main() {
     }
 }
 
-fn crate_doc(machine: &serde_json::Value, runs: usize, table: &str, prices: &str) -> String {
+fn crate_doc(machine: &serde_json::Value, runs: usize, minutes: f64, table: &str, prices: &str) -> String {
     let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/NOTES.md")).unwrap_or_default();
     format!(
-        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Most figures are the median of {runs} runs; the like-for-like and many-agents rows are medians of 5 alternating runs (ours, then the baseline, five times), with the ratio's smallest and largest run by run; the startup, restart and shared-cores rows come from one pass of many deploys or round trips, their quantiles over those. A baseline is measured in the same run on the same machine and the ratio is ours ÷ baseline; a row without one (—) stands against the ADR's target alone. Rows whose agents are hand-written WAT say whether those use the fixed inbox, which SDK agents do not have. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (about {} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n## What each host call costs\n\nFor every host and WASI function, an agent calls it in a loop that never ends, with the arguments that make it work hardest, on a shard of its own; the call stops when its fuel is gone. If its price (docs/LIMITS.md) covers its work, that takes one execution slice (10 ms) of wall time, whatever the function: the last column is the wall time over the slice, the work done over the work paid for (median of 5 calls; `benches/src/host_prices.rs`, also `cargo run --release -p caxton-benches --bin fuel_calibration`). The goal is at most about 2; below 1 the call is charged more than it costs (a loop of them stops early).\n\n{prices}\n{notes}",
+        "# Benchmarks\n\nWritten by `make bench` (the `caxton-bench` binary in `benches/`); do not edit the tables by hand. Most figures are the median of {runs} runs; the like-for-like and many-agents rows are medians of 5 alternating runs (ours, then the baseline, five times), with the ratio's smallest and largest run by run; the startup, restart and shared-cores rows come from one pass of many deploys or round trips, their quantiles over those. A baseline is measured in the same run on the same machine and the ratio is ours ÷ baseline; a row without one (—) stands against the ADR's target alone. Rows whose agents are hand-written WAT say whether those use the fixed inbox, which SDK agents do not have. ADR-0017's targets decide PASS/FAIL (and `make bench`'s exit code); our goals are the project's own, far stricter.\n\nMachine: {} CPUs ({}), {:.0} GiB, Linux {}, {}. Shared and noisy: read the ratios first.\n\nRerun: `make bench` (this run took {:.0} minutes); a seconds-long smoke version runs in `make test`.\n{table}\n## What each host call costs\n\nFor every host and WASI function, an agent calls it in a loop that never ends, with the arguments that make it work hardest, on a shard of its own; the call stops when its fuel is gone. If its price (docs/LIMITS.md) covers its work, that takes one execution slice (10 ms) of wall time, whatever the function: the last column is the wall time over the slice, the work done over the work paid for (median of 5 calls; `benches/src/host_prices.rs`, also `cargo run --release -p caxton-benches --bin fuel_calibration`). The goal is at most about 2; below 1 the call is charged more than it costs (a loop of them stops early).\n\n{prices}\n{notes}",
         machine["cpus"],
         machine["cpu"].as_str().unwrap_or("?"),
         machine["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
         machine["kernel"].as_str().unwrap_or("?"),
         machine["date"].as_str().unwrap_or("?"),
-        runs,
+        minutes,
     )
 }
