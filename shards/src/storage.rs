@@ -10,9 +10,17 @@
 //!    `COMMIT` at the tick's end or after [`STATE_BATCH_RECORDS_MAX`] records).
 //!    Each handler's writes sit in a savepoint, so a handler that traps has
 //!    its writes rolled back and no one else's.
-//! 3. The shard never checkpoints (`wal_autocheckpoint=0`); the
-//!    [`Checkpointer`] thread does, with its own connections and in PASSIVE
-//!    mode, which never blocks the shard's writer.
+//! 3. The shard does not checkpoint as SQLite would (`wal_autocheckpoint=0`);
+//!    the [`Checkpointer`] thread does, with its own connections and in
+//!    PASSIVE mode, which never blocks the shard's writer.
+//! 4. But SQLite starts a WAL over only when a write begins with every frame
+//!    checkpointed, which a shard that commits all the time never lets the
+//!    checkpointer see. So past [`WAL_CATCH_UP_BYTES`] of WAL (a third of
+//!    `--wal-size-max`), the shard
+//!    finishes the checkpoint itself after a commit (PASSIVE, between two
+//!    transactions, so nothing is left behind), and its next write starts
+//!    the WAL over. The WAL stays within about twice that size, however long
+//!    the node runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +30,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::limits::{
-    DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CHECKPOINT_INTERVAL_MS, WAL_SIZE_BYTES_MAX,
+    DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CATCH_UP_BYTES, WAL_CHECKPOINT_INTERVAL_MS,
+    WAL_SIZE_BYTES_MAX,
 };
 
 /// SQLite settings of a shard (ADR-0017's numbers are the defaults).
@@ -74,7 +83,19 @@ pub struct ShardStore {
     in_transaction: bool,
     in_handler_savepoint: bool,
     batch_records: usize,
+    /// Frames in the WAL after the last commit (SQLite's WAL hook sets it).
+    wal_frames: Arc<AtomicU64>,
+    /// Checkpoints this shard finished itself (rule 4).
+    wal_catch_ups: u64,
+    /// WAL bytes past which it does (a third of `--wal-size-max`).
+    wal_catch_up_bytes: u64,
 }
+
+// Rule 4's size with the default `--wal-size-max` is the one limits.rs documents.
+const _: () = assert!(WAL_CATCH_UP_BYTES == WAL_SIZE_BYTES_MAX / 3);
+
+/// Bytes of one WAL frame: a page and its 24-byte header.
+const WAL_FRAME_BYTES: u64 = 4096 + 24;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS state (
     agent TEXT NOT NULL,
@@ -104,7 +125,26 @@ impl ShardStore {
         conn.execute_batch(SCHEMA)?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         assert_eq!(mode.to_ascii_lowercase(), "wal", "SQLite refused WAL mode for {}", path.display());
-        Ok(ShardStore { conn, commits: 0, in_transaction: false, in_handler_savepoint: false, batch_records: 0 })
+        let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        assert_eq!(page_bytes as u64 + 24, WAL_FRAME_BYTES, "SQLite's default page size");
+        let wal_frames = Arc::new(AtomicU64::new(0));
+        let frames = wal_frames.clone();
+        let mut conn = conn;
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            frames.store(pages.max(0) as u64, Ordering::Relaxed);
+            Ok(())
+        }))?;
+        let wal_catch_up_bytes = config.wal_size_bytes_max / 3;
+        Ok(ShardStore {
+            conn,
+            commits: 0,
+            in_transaction: false,
+            in_handler_savepoint: false,
+            batch_records: 0,
+            wal_frames,
+            wal_catch_ups: 0,
+            wal_catch_up_bytes,
+        })
     }
 
     /// Turns SQLite's own autocheckpoint on (pages; 0 = off). Only for the
@@ -287,8 +327,32 @@ impl ShardStore {
             self.commits += 1;
             self.in_transaction = false;
             self.batch_records = 0;
+            if self.wal_frames.load(Ordering::Relaxed) * WAL_FRAME_BYTES > self.wal_catch_up_bytes {
+                self.catch_up_wal();
+            }
         }
         Ok(())
+    }
+
+    /// Finishes the WAL's checkpoint between two transactions (rule 4). A
+    /// checkpointer in the middle of its own makes this one return at once,
+    /// to be tried after the next commit.
+    fn catch_up_wal(&mut self) {
+        debug_assert!(!self.in_transaction);
+        match self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+            Ok((0, frames, copied)) if frames == copied => {
+                self.wal_catch_ups += 1;
+                // Until the next write starts the WAL over, and its hook says so.
+                self.wal_frames.store(0, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the shard's own WAL checkpoint failed; the checkpointer's next one is tried"),
+        }
+    }
+
+    /// Checkpoints this shard finished itself (rule 4).
+    pub fn wal_catch_ups(&self) -> u64 {
+        self.wal_catch_ups
     }
 }
 
@@ -411,6 +475,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = ShardStore::open(&shard_db_path(dir.path(), 0), &StorageConfig::default()).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn a_shard_that_commits_all_the_time_keeps_its_wal_bounded() {
+        let (dir, mut s) = store();
+        let path = shard_db_path(dir.path(), 0);
+        let wal = dir.path().join("shard-0.db-wal");
+        // A commit every few rows, without a pause, while a checkpointer's
+        // connection checkpoints every 200 ms, as in a node (every 10 s
+        // there): a checkpoint never finds every frame copied when a write
+        // begins, so without rule 4 the WAL would only grow.
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpointer = {
+            let (stop, path) = (stop.clone(), path.clone());
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    checkpoint_once(&conn, &path, u64::MAX);
+                }
+            })
+        };
+        let row = [7u8; 2048];
+        let mut written = 0u64;
+        let mut wal_bytes_max = 0;
+        let mut i = 0u64;
+        while written < 4 * WAL_CATCH_UP_BYTES {
+            for _ in 0..4 {
+                s.put("a", 0, &(i % 100_000).to_le_bytes(), &row).unwrap();
+                i += 1;
+            }
+            s.commit().unwrap();
+            written += 4 * row.len() as u64;
+            wal_bytes_max = wal_bytes_max.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        stop.store(true, Ordering::Relaxed);
+        checkpointer.join().unwrap();
+        // Without rule 4: over a GB here. A catch-up that meets the
+        // checkpointer mid-way is tried again after the next commit.
+        assert!(wal_bytes_max < 2 * WAL_CATCH_UP_BYTES, "the WAL reached {wal_bytes_max} bytes ({} catch-ups)", s.wal_catch_ups());
+        assert_eq!(s.get("a", 0, &5u64.to_le_bytes(), |v| v.len()).unwrap(), Some(row.len()), "nothing lost");
     }
 
     #[test]
