@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use caxton_cluster::view::RemoteRoute;
-use caxton_shards::agent::{to_wasm_binary, CompiledAgent};
+use caxton_shards::agent::{to_wasm_binary, CompiledAgent, ModuleError};
 use caxton_shards::command::{Reply, RestartPolicy};
 use caxton_shards::envelope::is_agent_name;
 use caxton_shards::limits::AGENT_INSTANCES_MAX;
@@ -271,10 +271,11 @@ impl Control {
         let count = stored.len();
         let (mut from_disk, mut compiled) = (0usize, 0usize);
         let started = std::time::Instant::now();
-        for agent in stored {
+        let modules = self.load_modules(&stored);
+        for (agent, module) in stored.into_iter().zip(modules) {
             // An agent that cannot come back is said so and kept in the
             // catalog; the node serves the others.
-            if let Err(why) = self.restore_one(&agent, &mut from_disk, &mut compiled).await {
+            if let Err(why) = self.restore_one(&agent, module, &mut from_disk, &mut compiled).await {
                 tracing::error!(agent = agent.name, error = %why, "agent not restored: it stays in the catalog, served by no shard; `caxton agent stop {}` removes it", agent.name);
                 self.forget_record_only(&agent.name);
                 self.unrestored.lock().unwrap().insert(agent.name.clone(), why);
@@ -297,9 +298,39 @@ impl Control {
         Ok(count)
     }
 
-    /// Restores one agent of the catalog (see [`Control::restore`]).
-    async fn restore_one(self: &Arc<Self>, agent: &crate::catalog::CatalogAgent, from_disk: &mut usize, compiled: &mut usize) -> Result<(), String> {
-        let (module, source) = self.modules.get(&agent.wasm, &self.limits).map_err(|e| format!("its stored module no longer compiles: {e}"))?;
+    /// Every stored agent's module, from the module cache or compiled, on
+    /// one thread per CPU this process may use: a restore without the
+    /// cache is compile-bound, and one agent's compile does not wait for
+    /// another's (issue 26). In the order of `stored`.
+    fn load_modules(&self, stored: &[crate::catalog::CatalogAgent]) -> Vec<Result<(CompiledAgent, Source), ModuleError>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, stored.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let loaded = std::sync::Mutex::new((0..stored.len()).map(|_| None).collect::<Vec<_>>());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(agent) = stored.get(i) else { break };
+                    let module = self.modules.get(&agent.wasm, &self.limits);
+                    loaded.lock().unwrap()[i] = Some(module);
+                });
+            }
+        });
+        let loaded: Vec<_> = loaded.into_inner().unwrap().into_iter().map(|m| m.expect("every stored agent's module was loaded")).collect();
+        debug_assert_eq!(loaded.len(), stored.len());
+        loaded
+    }
+
+    /// Restores one agent of the catalog (see [`Control::restore`]), its
+    /// module as [`Control::load_modules`] got it.
+    async fn restore_one(
+        self: &Arc<Self>,
+        agent: &crate::catalog::CatalogAgent,
+        module: Result<(CompiledAgent, Source), ModuleError>,
+        from_disk: &mut usize,
+        compiled: &mut usize,
+    ) -> Result<(), String> {
+        let (module, source) = module.map_err(|e| format!("its stored module no longer compiles: {e}"))?;
         match source {
             Source::Compiled => *compiled += 1,
             Source::Disk | Source::Memory => *from_disk += 1,
