@@ -45,6 +45,13 @@ pub fn convergence(n: usize, seed: u64) -> Convergence {
     measure_convergence(n, gossip_settings(), seed).unwrap_or_else(|e| panic!("convergence of {n} nodes: {e}"))
 }
 
+/// ADR-0017's cluster-wide capacity, the registry's part: `n` simulated
+/// nodes deploy `per_node` agents each at once; until every node routes
+/// every name (the production gossip settings, virtual time).
+pub fn registry_spread(n: usize, per_node: usize, seed: u64) -> caxton_cluster::sim::RegistrySpread {
+    caxton_cluster::sim::measure_registry_spread(n, per_node, gossip_settings(), seed, 600).unwrap_or_else(|e| panic!("registry of {n} nodes: {e}"))
+}
+
 /// The baseline: the same cluster without SWIM's gossip rounds, updates
 /// riding only on probes and their acks (the original SWIM piggybacking).
 pub fn convergence_piggyback_only(n: usize, seed: u64) -> Convergence {

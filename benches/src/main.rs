@@ -153,6 +153,9 @@ fn one_run(small: bool, run: usize) -> Run {
         r.insert("node_plain_idle_p99", us(&far, 0.99));
         r.insert("node_plain_blast", pair.blast(secs(3)));
     }
+    let spread = cluster::registry_spread(10, if small { 1_000 } else { 10_000 }, run as u64 + 1);
+    r.insert("registry_10_ms", spread.converged_ms.unwrap_or(f64::INFINITY));
+    r.insert("registry_10_bytes", spread.bytes_per_node);
     let tcp = cluster::loopback_tcp_ping_pong(if small { 2_000 } else { 50_000 });
     r.insert("tcp_p50", us(&tcp, 0.5));
     r.insert("tcp_p99", us(&tcp, 0.99));
@@ -866,6 +869,28 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             None,
         ),
     ]);
+    cluster_rows.extend([
+        Row {
+            group: "Cluster capacity (simulated: 10 nodes, production gossip settings, virtual time)",
+            name: format!("every node deploys {} agents at once: until every node routes every name", if small { "1,000" } else { "10,000" }),
+            unit: "ms",
+            better: Lower,
+            ours: g("registry_10_ms"),
+            baseline: Some(("gossip interval".into(), caxton_shards::limits::GOSSIP_INTERVAL_MS as f64)),
+            adr: None,
+            goal: None,
+        },
+        Row {
+            group: "Cluster capacity (simulated: 10 nodes, production gossip settings, virtual time)",
+            name: "gossip bytes per node (sent and received) for those routes".into(),
+            unit: "bytes",
+            better: Lower,
+            ours: g("registry_10_bytes"),
+            baseline: Some(("ADR-0017's gossip bound for one second".into(), cluster::adr_bandwidth_bytes_s())),
+            adr: None,
+            goal: None,
+        },
+    ]);
     all.append(&mut cluster_rows);
     all
 }
@@ -895,13 +920,14 @@ fn restart_agents(small: bool) -> usize {
 }
 
 /// Rust SDK agents of the SDK restart row: each is compiled on its own
-/// (about 55 ms of one core with cranelift), so 10,000 would take the
-/// uncached restart, and the deploys before it, some minutes each.
+/// (about 55 ms of one core with cranelift; a restart compiles them one per
+/// CPU at a time), so 10,000 would take the uncached restart some minutes,
+/// past what the harness waits for a node to answer.
 fn sdk_restart_agents(small: bool) -> usize {
     if small {
         20
     } else {
-        1_000
+        300
     }
 }
 
@@ -1053,6 +1079,14 @@ fn main() {
         };
         let cpus: Vec<usize> = caxton_shards::executor::allowed_cpus().into_iter().take(2).collect();
         println!("{:.0} msg/s", rate(shape, &cpus, envelope_bytes(64), Duration::from_secs_f64(args[3].parse().unwrap())));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--registry") {
+        // `caxton-bench --registry NODES AGENTS_PER_NODE`: the registry's
+        // spread alone, simulated.
+        let t = std::time::Instant::now();
+        let spread = cluster::registry_spread(args[2].parse().unwrap(), args[3].parse().unwrap(), 1);
+        println!("{spread:?} ({:.1} s of real time)", t.elapsed().as_secs_f64());
         return;
     }
     if args.get(1).map(String::as_str) == Some("--records") {

@@ -321,9 +321,68 @@ pub fn measure_convergence(n: usize, settings: GossipSettings, seed: u64) -> Res
     })
 }
 
+/// What the registry's spread measures for one cluster.
+#[derive(Debug, Clone)]
+pub struct RegistrySpread {
+    /// Every node publishing its names at once, until every node knows
+    /// every name's route; `None` if it did not within the limit.
+    pub converged_ms: Option<f64>,
+    /// Routes known, summed over the nodes, at the end (the goal: nodes ×
+    /// nodes × names each).
+    pub routes_known: usize,
+    /// Gossip bytes sent and received per node until it had spread (or
+    /// the limit): the registry pushes each new item to every member
+    /// directly, so this is about nodes × names × an item's bytes × 2.
+    pub bytes_per_node: f64,
+}
+
+/// ADR-0017's cluster-wide capacity, its membership half: `n` converged
+/// nodes each deploy `names_per_node` agents at once (so every node
+/// publishes that many route items), in virtual time, up to `limit_s`.
+pub fn measure_registry_spread(n: usize, names_per_node: usize, settings: GossipSettings, seed: u64, limit_s: u64) -> Result<RegistrySpread, String> {
+    assert!(n >= 2 && names_per_node >= 1);
+    let settings = GossipSettings { cluster_size_hint: n as u32, ..settings };
+    let mut sim = Simulation::new(settings, seed);
+    for _ in 0..n {
+        sim.add_node();
+    }
+    let ids: Vec<NodeId> = (0..n).map(|i| sim.node(i).unwrap().id().clone()).collect();
+    for i in 0..n {
+        sim.node_mut(i).unwrap().assume_members(ids.iter().filter(|id| id.addr != sim_addr(i)).cloned());
+        sim.drain(i);
+    }
+    sim.run_until(10_000_000, 10_000, |s| (0..n).all(|i| s.seeing_up(sim_addr(i)) == n - 1)).ok_or(format!("{n} nodes are not all up"))?;
+    let name = |node: usize, k: usize| format!("n{node}-agent-{k}");
+    let (t0, b0) = (sim.now_us(), sim.bytes_sent());
+    for node in 0..n {
+        for k in 0..names_per_node {
+            let item = crate::RouteItem { agent: name(node, k), node: sim_addr(node), version: 1, present: true };
+            sim.node_mut(node).unwrap().publish(item);
+        }
+        sim.drain(node);
+    }
+    let known = |s: &Simulation| -> usize {
+        (0..n).map(|i| (0..n).map(|node| (0..names_per_node).filter(|&k| s.node(i).unwrap().route(&name(node, k)).is_some()).count()).sum::<usize>()).sum()
+    };
+    let goal = n * n * names_per_node;
+    let done = sim.run_until(t0 + limit_s * 1_000_000, 10_000, |s| known(s) == goal);
+    Ok(RegistrySpread {
+        converged_ms: done.map(|t| (t - t0) as f64 / 1e3),
+        routes_known: known(&sim),
+        bytes_per_node: (sim.bytes_sent() - b0) as f64 * 2.0 / n as f64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_of_ten_nodes_deploying_at_once_reaches_every_node() {
+        let spread = measure_registry_spread(10, 200, settings(), 5, 120).unwrap();
+        assert_eq!(spread.routes_known, 10 * 10 * 200, "{spread:?}");
+        assert!(spread.converged_ms.is_some());
+    }
 
     fn settings() -> GossipSettings {
         GossipSettings { interval_ms: 200, fanout: 3, packet_bytes_max: 1400, cluster_size_hint: 10, periodic_gossip: true }

@@ -13,7 +13,7 @@ use caxton_loadtest::node::{default_binary, Node};
 use caxton_loadtest::report;
 use caxton_loadtest::run::{self, Live};
 use caxton_loadtest::scenario::{self, Scenario, Schedule, WorkloadKind};
-use caxton_loadtest::workload::{Hop, Workload};
+use caxton_loadtest::workload::{Conversations, Hop, Workload};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -91,6 +91,11 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
             }
             Ok(Arc::new(Hop::new(agents, two)))
         }
+        WorkloadKind::Conversations => {
+            node.deploy(agents, s.agent.as_deref().unwrap_or("hold"))?;
+            let hold = s.hold.ok_or("a conversations scenario needs `hold`")?;
+            Ok(Arc::new(Conversations::new(agents, hold.as_millis() as u32, s.hold_every.unwrap_or(3))))
+        }
         WorkloadKind::ContractNet => {
             let module = |name: &str| {
                 let path = caxton_testkit::repo_path(&format!("target/agents/{name}.wasm"));
@@ -107,7 +112,8 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
 }
 
 /// The scenarios a plain `make loadtest` runs, in order.
-const ALL: [&str; 7] = ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes"];
+const ALL: [&str; 8] =
+    ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes", "active_conversations"];
 
 /// Runs the scenarios, each `--repeat` times, and writes the report;
 /// `Ok(false)` when a criterion failed in any run.
@@ -202,7 +208,7 @@ fn run_one(args: &Args, name: &str, s: &Scenario, mode: &str) -> Result<(serde_j
         Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
         None => {
             let limits: &[&str] = match s.workload {
-                WorkloadKind::Hop => &caxton_loadtest::node::NODE_LIMITS,
+                WorkloadKind::Hop | WorkloadKind::Conversations => &caxton_loadtest::node::NODE_LIMITS,
                 WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
             };
             let binary = args.caxton.clone().unwrap_or_else(default_binary);

@@ -15,8 +15,10 @@ pub struct File {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// What is sent: `hop` (ADR-0017's four; the default) or
-    /// `contract_net` (the fifth; `agents` are then the bidders).
+    /// What is sent: `hop` (ADR-0017's four; the default),
+    /// `contract_net` (the fifth; `agents` are then the bidders) or
+    /// `conversations` (hops, and conversations held open: `hold`,
+    /// `hold_every`).
     #[serde(default)]
     pub workload: WorkloadKind,
     /// hop: the agent (`agents/<agent>.wat`): `hop` (default), `hop_state`
@@ -39,6 +41,12 @@ pub struct Scenario {
     pub round_deadline: Option<Duration>,
     #[serde(default)]
     pub messages_per_second: Option<f64>,
+    /// conversations: how long each held conversation stays open, and
+    /// which requests hold one (every `hold_every`-th).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub hold: Option<Duration>,
+    #[serde(default)]
+    pub hold_every: Option<u64>,
     #[serde(default)]
     pub baseline_mps: Option<f64>,
     #[serde(default)]
@@ -62,6 +70,7 @@ pub enum WorkloadKind {
     #[default]
     Hop,
     ContractNet,
+    Conversations,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -191,11 +200,15 @@ mod tests {
         assert_eq!(peak.duration, Duration::from_secs(15 * 60));
         assert_eq!(f.scenarios["sustained_load"].success_criteria.memory_growth, Some(0.10));
         assert_eq!(f.scenarios["steady_state"].success_criteria.p99_latency, Some(Duration::from_millis(10)));
-        assert_eq!(f.scenarios.len(), 7, "ADR-0017's four, contract_net, and steady_state with state and over two nodes");
+        assert_eq!(f.scenarios.len(), 8, "ADR-0017's four, contract_net, steady_state with state and over two nodes, active conversations");
         assert_eq!(f.scenarios["steady_state_two_nodes"].nodes, Some(2));
         assert_eq!(f.scenarios["steady_state_stateful"].agent.as_deref(), Some("hop_state"));
         let cn = &f.scenarios["contract_net"];
         assert_eq!((cn.workload, cn.rounds_per_second, cn.bidders_per_round), (WorkloadKind::ContractNet, Some(1000.0), Some(10)));
+        // ADR-0017's 50,000 active conversations: opened a second × held.
+        let ac = &f.scenarios["active_conversations"];
+        let opened_per_s = ac.messages_per_second.unwrap() / ac.hold_every.unwrap() as f64;
+        assert_eq!((ac.workload, opened_per_s * ac.hold.unwrap().as_secs_f64()), (WorkloadKind::Conversations, 50_000.0));
     }
 
     #[test]

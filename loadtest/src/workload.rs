@@ -9,6 +9,8 @@
 //!   (`hop_relay.wat`, which relays the answer through the first agent).
 //! - [`crate::contract_net::ContractNet`]: the fifth, contract-net rounds
 //!   through examples/rust/manager and bidder.
+//! - [`Conversations`]: hops, and every `hold_every`-th request a
+//!   conversation held open `hold_ms` by a durable timer (`agents/hold.wat`).
 
 use caxton_shards::envelope::{Header, Message};
 
@@ -85,5 +87,49 @@ impl Workload for Hop {
         let seq = u64::from_le_bytes(c[0..8].try_into().unwrap());
         let scheduled_ns = u64::from_le_bytes(c[8..16].try_into().unwrap());
         Answer::Right { seq, scheduled_ns }
+    }
+}
+
+/// ADR-0017's active conversations: the hop workload, where every
+/// `hold_every`-th request instead opens a conversation that its agent
+/// holds for `hold_ms` (a durable timer) before it answers. At `r` requests
+/// a second, `r / hold_every × hold_ms / 1000` conversations are open at any
+/// time. A held answer is timed from when it fell due (scheduled + hold):
+/// its lateness, beside the hops' latency, in the same histogram.
+pub struct Conversations {
+    hop: Hop,
+    hold_ms: u32,
+    hold_every: u64,
+}
+
+impl Conversations {
+    pub fn new(agents: usize, hold_ms: u32, hold_every: u64) -> Conversations {
+        assert!(hold_every >= 1 && hold_ms > 0);
+        Conversations { hop: Hop::new(agents, false), hold_ms, hold_every }
+    }
+
+    fn holds(&self, seq: u64) -> bool {
+        seq.is_multiple_of(self.hold_every)
+    }
+}
+
+impl Workload for Conversations {
+    fn send(&self, w: &mut WireWriter, seq: u64, scheduled_ns: u64) -> std::io::Result<()> {
+        if !self.holds(seq) {
+            return self.hop.send(w, seq, scheduled_ns);
+        }
+        let a = choice(seq, 1) % self.hop.names.len() as u64;
+        let mut content = [0u8; 1 + 4 + 16];
+        content[1..5].copy_from_slice(&self.hold_ms.to_le_bytes());
+        content[5..13].copy_from_slice(&seq.to_le_bytes());
+        content[13..21].copy_from_slice(&scheduled_ns.to_le_bytes());
+        w.send(&Header::default(), &self.hop.names[a as usize], &content)
+    }
+
+    fn answer(&self, m: &Message, base_ns: u64) -> Answer {
+        match self.hop.answer(m, base_ns) {
+            Answer::Right { seq, scheduled_ns } if self.holds(seq) => Answer::Right { seq, scheduled_ns: scheduled_ns + u64::from(self.hold_ms) * 1_000_000 },
+            other => other,
+        }
     }
 }

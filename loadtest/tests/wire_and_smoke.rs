@@ -64,7 +64,16 @@ fn the_load_test_smoke_mode_runs_every_scenario_losing_nothing() {
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_caxton-loadtest")).args(["--smoke", "--out"]).arg(out.path()).output().unwrap();
     assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     let text = String::from_utf8_lossy(&run.stdout);
-    for scenario in ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes"] {
+    for scenario in [
+        "steady_state",
+        "peak_load",
+        "sustained_load",
+        "burst_traffic",
+        "contract_net",
+        "steady_state_stateful",
+        "steady_state_two_nodes",
+        "active_conversations",
+    ] {
         assert!(text.contains(&format!("== {scenario} ==")), "{text}");
         let dir = out.path().join(scenario);
         let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
