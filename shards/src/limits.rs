@@ -526,10 +526,15 @@ pub const SQLITE_PAGE_CACHE_KIB: i64 = 50 * 1000;
 /// Prepared statements cached per connection (ADR-0017).
 pub const SQLITE_STATEMENT_CACHE: usize = 100;
 
-/// Interval between WAL checkpoints, in milliseconds (ADR-0017, 10 s).
-/// Checkpoints run on a thread of their own; a shard finishes one only
-/// past [`WAL_CATCH_UP_BYTES`].
-pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 10_000;
+/// Interval between WAL checkpoints, in milliseconds. ADR-0017 says 10 s;
+/// ours is 100 ms, on purpose. Checkpoints run on a thread of their own,
+/// in PASSIVE mode: one with nothing new to copy reads a header and
+/// returns, so a quiet node pays next to nothing. But every 10 s, a shard
+/// that writes all the time reaches [`WAL_CATCH_UP_BYTES`] with most of its
+/// WAL never copied, and finishing the checkpoint then holds it for tens
+/// of ms (measured, `steady_state_stateful`: p99 23 ms at 10 s, 2.8 ms at
+/// 100 ms, the WAL bounded at 33 MB either way).
+pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 100;
 
 /// WAL size after which the checkpointer truncates it, in bytes (ADR-0017,
 /// 100 MB). Also set as `journal_size_limit`.

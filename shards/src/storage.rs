@@ -41,7 +41,8 @@ pub struct StorageConfig {
     pub page_cache_kib: i64,
     /// Prepared statements cached. Default [`SQLITE_STATEMENT_CACHE`] (100).
     pub statement_cache: usize,
-    /// Checkpoint interval. Default [`WAL_CHECKPOINT_INTERVAL_MS`] (10 s).
+    /// Checkpoint interval. Default [`WAL_CHECKPOINT_INTERVAL_MS`] (100 ms;
+    /// ADR-0017's 10 s, and why not, there).
     pub checkpoint_interval_ms: u64,
     /// WAL size limit, in bytes. Default [`WAL_SIZE_BYTES_MAX`] (100 MB).
     pub wal_size_bytes_max: u64,
@@ -483,7 +484,7 @@ mod tests {
         let path = shard_db_path(dir.path(), 0);
         let wal = dir.path().join("shard-0.db-wal");
         // A commit every few rows, without a pause, while a checkpointer's
-        // connection checkpoints every 200 ms, as in a node (every 10 s
+        // connection checkpoints every 200 ms, as in a node (every 100 ms
         // there): a checkpoint never finds every frame copied when a write
         // begins, so without rule 4 the WAL would only grow.
         let stop = Arc::new(AtomicBool::new(false));
