@@ -10,7 +10,7 @@ BIN=target/release/caxton
 node=$!
 trap 'kill -TERM $node 2>/dev/null; wait $node' INT TERM
 for _ in $(seq 1 100); do
-  if curl -sf "http://$API/v1/health" >/dev/null 2>&1; then break; fi
+  if curl -sf "http://$API/v1/ready" >/dev/null 2>&1; then break; fi
   kill -0 $node 2>/dev/null || { echo "caxton serve failed to start" >&2; exit 1; }
   sleep 0.1
 done

@@ -290,7 +290,7 @@ pub struct ServeArgs {
     /// Prepared statements cached per shard connection [default: 100].
     #[arg(long)]
     pub sqlite_statement_cache: Option<usize>,
-    /// Interval between WAL checkpoints (off the shards), in ms [default: 10000].
+    /// Interval between WAL checkpoints (off the shards), in ms [default: 100].
     #[arg(long)]
     pub wal_checkpoint_interval_ms: Option<u64>,
     /// WAL size limit per shard [default: 100MB].
@@ -398,8 +398,10 @@ impl ServeArgs {
             (Some(cert), Some(key)) => Some((cert, key)),
             _ => return Err("--tls-cert and --tls-key come together".into()),
         };
+        let cores = self.cores.or(file.cores);
+        check_cores(cores, &caxton_shards::executor::allowed_cpus())?;
         let config = ServeConfig {
-            cores: self.cores.or(file.cores),
+            cores,
             data_dir: pick!(data_dir, PathBuf::from("caxton-data")),
             api: pick!(api, "127.0.0.1:7070".parse().unwrap()),
             api_tokens: secret::ApiTokens::new(secrets.api_token, secrets.api_token_next),
@@ -591,6 +593,22 @@ pub struct ClusterConfig {
 
 /// What `--check-config` prints: the settings that shape a node, never a
 /// secret.
+/// `--cores` against the CPUs this process may run on (its affinity, as
+/// systemd's `CPUAffinity=` or `taskset` set it): checked when the
+/// configuration is resolved, so that `--check-config` refuses what `serve`
+/// would, and a unit does not loop on restarts (issue 29).
+pub fn check_cores(cores: Option<usize>, allowed: &[usize]) -> Result<(), String> {
+    let most = allowed.len().min(caxton_shards::limits::SHARDS_MAX);
+    match cores {
+        Some(n) if n == 0 || n > most => Err(format!(
+            "--cores {n}: this process may run on {} CPUs ({allowed:?}, its affinity), and a node has at most {} shards; choose 1 to {most}, or leave --cores out to use them all",
+            allowed.len(),
+            caxton_shards::limits::SHARDS_MAX
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn summary(c: &ServeConfig) -> String {
     format!(
         "config ok: cores={} data_dir={} api={} wire={} cluster={} drain_timeout={:?} module_cache={} api_token={} traces={}",

@@ -77,7 +77,7 @@ enum Cmd {
 #[derive(clap::Args)]
 struct Remote {
     /// Address of the node's REST API.
-    #[arg(long, global = true, default_value = DEFAULT_API)]
+    #[arg(long, global = true, env = "CAXTON_API", default_value = DEFAULT_API)]
     api: String,
     /// Bearer token for the API (prefer --api-token-file or the
     /// environment: every local user can read a command line).
@@ -201,7 +201,10 @@ enum MessageCmd {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: journald and log files get
+    // plain text (issue 29).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -225,6 +228,14 @@ fn abort_on_panic() {
 fn main() {
     abort_on_panic();
     let cli = Cli::parse();
+    if !matches!(cli.command, Cmd::Serve(_)) {
+        // A client command whose reader went away (`caxton agent get kv |
+        // head -1`) ends quietly, as Unix tools do, instead of panicking on
+        // the broken pipe. The node keeps ignoring SIGPIPE: its sockets
+        // report a gone peer as an error.
+        // SAFETY: signal(2) with SIG_DFL, before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let code = match cli.command {
         Cmd::Serve(args) => match (args.check_config, args.resolve()) {
             (_, Err(e)) => {
@@ -336,10 +347,12 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 print_json(&v);
                 return Ok(());
             }
+            let instances = v["instances"].as_u64().unwrap_or(0);
             println!(
-                "deployed {} ({} instances on shards {}) in {:.1} ms",
+                "deployed {} ({instances} instance{} on shard{} {}) in {:.1} ms",
                 v["name"].as_str().unwrap_or(&name),
-                v["instances"],
+                if instances == 1 { "" } else { "s" },
+                if v["shards"].as_array().map_or(0, Vec::len) == 1 { "" } else { "s" },
                 v["shards"],
                 v["deploy_ms"].as_f64().unwrap_or(0.0)
             );
@@ -487,9 +500,12 @@ fn run_message(command: MessageCmd, output: Output, client: Client) -> Result<()
                 body["conversation_id"] = json!(c);
             }
             let v = client.send(body, wait_reply)?;
-            // A failure notice answers the request: the node's reason, exit 1.
-            if wait_reply.is_some() && v["performative"] == "failure" && v["sender"] == "@node" {
-                return Err(Failure { exit_code: caxton::client::EXIT_REFUSED, message: format!("failure: {}", v["content"].as_str().unwrap_or("?")) });
+            // A `failure` answers the request, from the node (its reason) or
+            // from the agent itself: exit 1 either way, with who said it.
+            if wait_reply.is_some() && v["performative"] == "failure" {
+                let from = v["sender"].as_str().unwrap_or("?");
+                let what = v["content"].as_str().or(v["content_b64"].as_str()).unwrap_or("?");
+                return Err(Failure { exit_code: caxton::client::EXIT_REFUSED, message: format!("failure from {from}: {what}") });
             }
             if output == Output::Json {
                 print_json(&v);

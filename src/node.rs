@@ -62,6 +62,12 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     }
     let cpus = allowed[..cores].to_vec();
     raise_open_files_limit(config.max_connections);
+    // Agent state, modules and keys are the node's alone: what it creates
+    // is 0600 (files) and 0700 (folders) whatever the umask it was started
+    // with (systemd's UMask= aside, a shell's 022 would make them readable
+    // by every local user; issue 29).
+    // SAFETY: umask(2) has no preconditions; it only narrows what follows.
+    unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     if let Some(wire) = config.wire.filter(|w| !w.ip().is_loopback()) {
         if !config.api_tokens.required() {
@@ -178,8 +184,13 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
-        let restored = control.restore().await?;
+        // The API answers from the start, while the agents are restored:
+        // its probes say so (`GET /v1/ready` 503 "starting", `/v1/health`
+        // 200), everything else answers 503 `starting` until then.
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        let api = Arc::new(Api::new(control.clone(), config.api_tokens.clone(), config.api, &config.listeners, config.max_connections));
+        let server = tokio::spawn(api::serve(api, listener, tls.clone()));
+        let restored = control.restore().await?;
         tracing::info!(api = %config.api, cores, ?cpus, data_dir = %config.data_dir.display(), restored_agents = restored, "caxton node serving");
         if let Some(l) = wire_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
@@ -198,8 +209,6 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             tracing::info!(metrics = %addr, "metrics listener serving");
             tokio::spawn(api::serve(Arc::new(metrics), l, tls.clone()));
         }
-        let api = Arc::new(Api::new(control.clone(), config.api_tokens.clone(), config.api, &config.listeners, config.max_connections));
-        let server = tokio::spawn(api::serve(api, listener, tls));
         let keys = control.cluster.as_ref().map(|c| c.keys.clone());
         wait_for_signal(|| reload_secrets(&config.secrets, &config.api_tokens, keys.as_ref())).await;
         // Control `drain`: refuse new work, finish what is held, fail back

@@ -368,3 +368,31 @@ fn a_contract_net_over_two_nodes_ends_every_round_with_the_right_winner() {
     });
     assert!(metric_sum(&b.node, "caxton_failure_notices_total") >= 10.0, "the crashing bidder's failures were sent from its node");
 }
+
+#[test]
+fn a_handler_error_is_answered_at_once_and_logged_within_the_log_budget() {
+    let node = Node::start_with(1, &["--agent-log-lines-per-s", "1"]);
+    deploy(&node, "crashy", "tests/agents/crashy.wat");
+    // Its handler returns 7 for "fail": the waiting caller hears so at once,
+    // not at its deadline.
+    let began = std::time::Instant::now();
+    assert_eq!(outcome(&post(&node, json!({"receiver": "crashy", "content": "fail"}))), failure("handler_error"));
+    assert!(began.elapsed() < std::time::Duration::from_secs(5), "answered, not timed out: {:?}", began.elapsed());
+    // A flood of failures: every caller is told, the log keeps to its budget.
+    for _ in 0..50 {
+        assert_eq!(outcome(&post(&node, json!({"receiver": "crashy", "content": "fail"}))), failure("handler_error"));
+    }
+    let (status, logs) = node.get("/v1/agents/crashy/logs?lines=1000");
+    assert_eq!(status, 200);
+    let lines: Vec<&Value> = logs["lines"].as_array().unwrap().iter().filter(|l| l["source"] == "node").collect();
+    assert!(!lines.is_empty() && lines.len() <= 25, "logged within the budget (a burst of 10, a line a second): {} lines", lines.len());
+    assert!(lines[0]["text"].as_str().unwrap().contains("returned error 7"), "{}", lines[0]);
+    assert_eq!(metric_sum(&node, "caxton_failure_notices_total{shard=\"0\",reason=\"handler_error\"}"), 51.0);
+    // The CLI exits 1 on it, saying who failed and why.
+    let out = node.cli(&["message", "send", "--to", "crashy", "--content", "fail", "--wait-reply", "5000"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failure from @node: handler_error"), "{out:?}");
+    // A message that asked for no reply gets no notice.
+    assert_eq!(node.post_message(&json!({"receiver": "crashy", "content": "fail"}), None).0, 202);
+    assert_eq!(node.agent("crashy")["errors"], 53);
+}

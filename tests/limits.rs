@@ -309,7 +309,7 @@ fn a_state_quota_bounds_what_an_agent_stores_and_the_disk_floor_refuses_writes()
     assert!(held <= 4 * 1024 * 1024 && held > 0, "{v}");
     assert!(v["instance_stats"][0]["state_writes_refused"].as_u64().unwrap() > 0);
     let m = node.metrics();
-    assert!(m.contains("caxton_agent_state_bytes{agent=\"hog\",instance=\"0\",shard=\"0\"} "), "{m}");
+    assert!(m.contains("caxton_agent_state_bytes{agent=\"hog\",agent_instance=\"0\",shard=\"0\"} "), "{m}");
     assert!(m.lines().any(|l| l.starts_with("caxton_state_writes_refused_total{shard=\"0\",reason=\"quota\"}") && !l.ends_with(" 0")));
     common::promtool_check(&m);
     drop(node);

@@ -61,10 +61,17 @@ fn the_cli_deploys_sends_lists_and_stops_with_reliable_exit_codes() {
     let out = node.cli(&["message", "send", "--to", "nobody", "--content", "x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no agent named"));
-    // No reply in time: exit 4 (a relay to an unknown hop never answers).
+    // The agent failed: exit 1 (a relay to an unknown hop returns an error,
+    // and the caller hears `handler_error` at once).
     let relay = common::repo_path("examples/agents/relay.wat");
     assert!(node.cli(&["agent", "deploy", relay.to_str().unwrap(), "--name", "r"]).status.success());
-    let out = node.cli(&["message", "send", "--to", "r", "--content", "nobody", "--wait-reply", "300"]);
+    let out = node.cli(&["message", "send", "--to", "r", "--content", "nobody", "--wait-reply", "5000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("handler_error"), "{out:?}");
+    // No reply in time: exit 4 (an agent that answers nothing).
+    let silent = common::repo_path("tests/agents/small.wat");
+    assert!(node.cli(&["agent", "deploy", silent.to_str().unwrap(), "--name", "silent"]).status.success());
+    let out = node.cli(&["message", "send", "--to", "silent", "--content", "x", "--wait-reply", "300"]);
     assert_eq!(out.status.code(), Some(4));
     // Usage error: exit 2. Unreachable node: exit 3.
     assert_eq!(node.cli(&["agent", "deploy"]).status.code(), Some(2));
@@ -435,4 +442,82 @@ fn the_api_speaks_tls_and_the_cli_trusts_a_private_ca() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn check_config_refuses_more_cores_than_the_process_may_use() {
+    // On one allowed CPU (as a unit's CPUAffinity= makes it), --cores 2 is
+    // refused by --check-config as serve would refuse it: no restart loop.
+    let check = |cores: &str| std::process::Command::new("taskset").args(["-c", "0", BIN, "serve", "--check-config", "--cores", cores]).output().unwrap();
+    let out = check("2");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cores 2") && err.contains("1 CPUs") && err.contains("choose 1 to 1"), "{err}");
+    assert!(check("1").status.success());
+    assert!(!check("0").status.success());
+}
+
+#[test]
+fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    // The harness sends the node's standard error to a file, as journald
+    // or a redirect would.
+    let node = Node::start(1);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    let logs = node.logs();
+    assert!(logs.contains("caxton node serving"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in a log file: {logs:?}");
+}
+
+#[test]
+fn the_cli_takes_the_api_address_from_caxton_api_and_counts_in_words() {
+    let node = Node::start(1);
+    let out = std::process::Command::new(BIN)
+        .args(["agent", "deploy", &common::repo_path("examples/agents/echo.wat").display().to_string(), "--name", "echo", "--instances", "1"])
+        .env("CAXTON_API", node.api())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("(1 instance on shard [0])"), "{said}");
+    let out = std::process::Command::new(BIN).args(["agent", "list"]).env("CAXTON_API", node.api()).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("echo"), "{out:?}");
+}
+
+#[test]
+fn a_cli_command_whose_reader_goes_away_ends_quietly() {
+    let node = Node::start(1);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    // `caxton agent list | true`: the reader is gone before the command
+    // writes (its request to the node comes first).
+    let mut child = std::process::Command::new(BIN)
+        .args(["agent", "list", "--output", "json", "--api", &node.api()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("aborting"), "{err}");
+}
+
+#[test]
+fn the_data_dir_and_its_files_are_the_nodes_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    // The harness starts the node with the test's umask (022 here): the
+    // node narrows it itself.
+    let node = Node::start(1);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    assert_eq!(node.post_message(&json!({"receiver": "echo", "content": "x"}), Some(5000)).0, 200);
+    let data = node.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let path = entry.path();
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 3, "node.db, shard-0.db and their WALs");
 }

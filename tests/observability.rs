@@ -58,11 +58,33 @@ fn metrics_count_known_traffic_and_pass_promtool() {
     assert_eq!(bucket("+Inf"), Some(10.0), "{m}");
     assert!(bucket("10").unwrap() >= bucket("0.001").unwrap() && bucket("0.001").unwrap() >= bucket("0.000001").unwrap());
     assert!(m.contains("# TYPE caxton_routing_latency_seconds histogram"));
-    assert_eq!(sample(&m, &format!("caxton_agent_instance_messages_total{{agent=\"{b}\",instance=\"0\",shard=\"{shard_b}\"}}")), Some(10.0));
+    assert_eq!(sample(&m, &format!("caxton_agent_instance_messages_total{{agent=\"{b}\",agent_instance=\"0\",shard=\"{shard_b}\"}}")), Some(10.0));
     assert_eq!(sum_of(&m, "caxton_messages_dropped_total"), 1.0, "the trapped message is a dead letter");
     assert_eq!(sample(&m, "caxton_agents_deployed"), Some(4.0));
     assert!(sample(&m, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(sample(&m, "caxton_network_bytes_total{listener=\"api\",direction=\"received\"}").unwrap() > 0.0);
+    // Prometheus adds `instance` and `job` to every series it scrapes: a
+    // series of ours with either is renamed `exported_*` and the documented
+    // queries find nothing (issue 29).
+    for line in m.lines().filter(|l| !l.starts_with('#')) {
+        let Some((_, labels)) = line.split_once('{') else { continue };
+        let labels = labels.split_once('}').unwrap().0;
+        for label in labels.split(',').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)) {
+            assert!(label != "instance" && label != "job", "a series carries a label Prometheus owns: {line}");
+        }
+    }
+    // What the node runs and since when, as Prometheus' own collectors say.
+    assert_eq!(
+        sample(
+            &m,
+            &format!("caxton_build_info{{version=\"{}\",commit=\"{}\"}}", env!("CARGO_PKG_VERSION"), node.get("/v1/health").1["commit"].as_str().unwrap())
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let started = sample(&m, "process_start_time_seconds").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started > now - 600.0 && started <= now + 1.0, "started {started}, now {now}");
 
     common::promtool_check(&m);
 }
@@ -285,4 +307,31 @@ fn a_scrape_of_many_agents_lists_a_bounded_number_and_counts_the_rest() {
     let (status, answer) = node.post_message(&json!({"receiver": last, "content": "still here"}), Some(5000));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(node.get("/v1/agents").1["agents"].as_array().map(Vec::len), Some(agents));
+}
+
+#[test]
+fn api_requests_are_counted_by_route_and_status_and_refused_tokens_are_logged_once_an_interval() {
+    let token = "api-metrics-test-token-0123456789abcdef";
+    let node = Node::launch(caxton_testkit::node::NodeSpec { token: Some(token.into()), ..caxton_testkit::node::NodeSpec::new(1) }).unwrap();
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    for _ in 0..3 {
+        assert_eq!(node.get("/v1/agents").0, 200);
+    }
+    for _ in 0..5 {
+        let r = ureq::get(&node.url("/v1/agents/echo")).call();
+        assert!(matches!(r, Err(ureq::Error::Status(401, _))), "no token: {r:?}");
+    }
+    let r = ureq::get(&node.url("/v1/agents/a/b/c")).set("authorization", &format!("Bearer {token}")).call();
+    assert!(matches!(r, Err(ureq::Error::Status(404, _))));
+    let m = node.metrics();
+    let count = |route: &str, status: u16| sample(&m, &format!("caxton_api_requests_total{{route=\"{route}\",status=\"{status}\"}}"));
+    assert_eq!(count("PUT /v1/agents/{name}", 201), Some(1.0), "{m}");
+    assert_eq!(count("GET /v1/agents", 200), Some(3.0));
+    assert_eq!(count("GET /v1/agents/{name}", 401), Some(5.0), "a refused token is counted under the route it asked for");
+    assert_eq!(count("other", 404), Some(1.0), "a path no route has is `other`, not the path sent");
+    assert_eq!(sample(&m, "caxton_api_request_duration_seconds_count{route=\"GET /v1/agents\"}"), Some(3.0));
+    assert!(m.contains("caxton_api_request_duration_seconds_bucket{route=\"GET /v1/agents\",le=\"+Inf\"} 3"), "{m}");
+    // Five refusals within the log interval: one line.
+    assert_eq!(node.logs().matches("refused for a missing or wrong bearer token").count(), 1, "{}", node.logs());
+    common::promtool_check(&m);
 }

@@ -29,10 +29,13 @@ pub enum FailureReason {
     /// The receiver cannot understand it: a version 1 agent and a
     /// performative version 1 does not have.
     NotUnderstood,
+    /// The handler returned an error (the SDK: an `Err`), so no reply will
+    /// come; its writes and sends stand.
+    HandlerError,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 10] = [
         FailureReason::UnknownReceiver,
         FailureReason::CrashedHandler,
         FailureReason::TimedOut,
@@ -42,6 +45,7 @@ impl FailureReason {
         FailureReason::Expired,
         FailureReason::Quarantined,
         FailureReason::NotUnderstood,
+        FailureReason::HandlerError,
     ];
 
     /// The notice's content.
@@ -56,6 +60,7 @@ impl FailureReason {
             FailureReason::Expired => "expired",
             FailureReason::Quarantined => "quarantined",
             FailureReason::NotUnderstood => "not_understood",
+            FailureReason::HandlerError => "handler_error",
         }
     }
 

@@ -5,7 +5,7 @@
 //!   without: the node with `count` agents of distinct modules is stopped
 //!   (SIGTERM) and started again, once with `--module-cache off` (the
 //!   baseline: every module compiled) and once with the cache. Timed from
-//!   the spawn to the first `/v1/health` that answers, which comes after
+//!   the spawn to the first `/v1/ready` that answers 200, which comes after
 //!   every agent is restored.
 
 use std::time::{Duration, Instant};

@@ -43,6 +43,17 @@ impl ApiError {
     }
 
     /// The node is draining (SIGTERM): it takes no new work.
+    pub fn starting() -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting",
+                "the node is starting: it is restoring its agents (GET /v1/ready says when it is done)",
+            )
+        }
+    }
+
     pub fn shutting_down() -> ApiError {
         ApiError {
             retry_after_s: Some(1),

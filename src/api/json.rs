@@ -190,10 +190,35 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
     })
 }
 
-pub fn health(agents: usize, shards: &[Option<ShardStats>], stalled: &[bool]) -> Value {
+/// Which node answers, and what it runs (`GET /v1/health`).
+pub struct NodeIdentity {
+    pub boot_epoch: u64,
+    /// Its cluster address, the name members know it by; `None` standalone.
+    pub cluster_address: Option<std::net::SocketAddr>,
+    pub readiness: crate::control::Readiness,
+}
+
+impl NodeIdentity {
+    pub fn of(control: &crate::control::Control) -> NodeIdentity {
+        NodeIdentity {
+            boot_epoch: control.boot_epoch,
+            cluster_address: control.cluster.as_ref().map(|c| c.view.lock().unwrap().me.addr),
+            readiness: control.readiness(),
+        }
+    }
+}
+
+/// The version and the commit this node was built from (`build.rs`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("CAXTON_COMMIT");
+
+pub fn health(agents: usize, shards: &[Option<ShardStats>], stalled: &[bool], node: &NodeIdentity) -> Value {
     let degraded = stalled.iter().any(|s| *s) || shards.iter().any(Option::is_none);
     json!({
         "status": if degraded { "degraded" } else { "ok" },
+        "version": VERSION,
+        "commit": COMMIT,
+        "node": { "boot_epoch": node.boot_epoch, "cluster_address": node.cluster_address.map(|a| a.to_string()), "readiness": node.readiness.as_str() },
         "agents": agents,
         "shards": shards.iter().zip(stalled).enumerate().map(|(i, (s, stalled))| match s {
             None => json!({ "shard": i, "stalled": stalled, "answered": false }),

@@ -18,6 +18,8 @@ use caxton_shards::ShardStats;
 pub struct NodeFigures {
     pub resident_bytes: u64,
     pub cpu_seconds: f64,
+    /// When the process started, in seconds since the Unix epoch.
+    pub start_time_seconds: f64,
     pub api_received_bytes: u64,
     pub api_sent_bytes: u64,
     pub agents: usize,
@@ -89,6 +91,23 @@ impl NodeFigures {
             })
             .unwrap_or(0.0);
         (rss, cpu)
+    }
+
+    /// When this process started, in seconds since the Unix epoch: field
+    /// 22 of /proc/self/stat (clock ticks after boot) and /proc/stat's
+    /// `btime`, as Prometheus' process collector reads it.
+    pub fn start_time_seconds() -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let after_boot = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse::<f64>().ok())
+            .map(|t| t / ticks);
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()));
+        match (boot, after_boot) {
+            (Some(b), Some(a)) => b + a,
+            _ => 0.0,
+        }
     }
 }
 
@@ -327,7 +346,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.family(f.name, f.kind, f.help);
         for s in shards {
             for i in &figures(s).listed {
-                o.sample(f.name, &format!("agent=\"{}\",instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), (f.read)(i));
+                o.sample(f.name, &format!("agent=\"{}\",agent_instance=\"{}\",shard=\"{}\"", label_value(&i.name), i.instance, s.shard), (f.read)(i));
             }
         }
     }
@@ -472,6 +491,10 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.sample("process_resident_memory_bytes", "", node.resident_bytes);
     o.family("process_cpu_seconds_total", "counter", "CPU time of the node process, user and system.");
     o.sample("process_cpu_seconds_total", "", node.cpu_seconds);
+    o.family("process_start_time_seconds", "gauge", "Start time of the node process since the Unix epoch, in seconds.");
+    o.sample("process_start_time_seconds", "", node.start_time_seconds);
+    o.family("caxton_build_info", "gauge", "The node's version and the commit it was built from; always 1.");
+    o.sample("caxton_build_info", &format!("version=\"{}\",commit=\"{}\"", super::json::VERSION, super::json::COMMIT), 1);
     o.0
 }
 

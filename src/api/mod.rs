@@ -12,6 +12,7 @@ mod forward;
 mod json;
 mod metrics;
 mod origin;
+mod request_metrics;
 mod routes;
 
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ use caxton_shards::limits::{
 };
 use caxton_shards::pending::{NoPlace, PendingLimits, PendingPlace, PendingPlaces};
 
-use crate::control::Control;
+use crate::control::{Control, Readiness};
 use error::ApiError;
 use routes::Endpoint;
 
@@ -66,8 +67,10 @@ pub struct Api {
     /// Names of this API, for `origin`.
     identity: origin::Identity,
     /// A metrics listener (`--metrics-listen`): serves `/metrics` and
-    /// `/v1/health` only.
+    /// the probes only.
     metrics_only: bool,
+    /// Requests by route and status, and their latency.
+    requests: request_metrics::RequestMetrics,
 }
 
 impl Api {
@@ -100,6 +103,7 @@ impl Api {
             refused_browser: AtomicU64::new(0),
             identity: origin::Identity::new(listen, &limits.api_hosts),
             metrics_only: false,
+            requests: Default::default(),
         }
     }
 
@@ -232,6 +236,7 @@ where
 }
 
 async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let began = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let result = route(api, req).await;
@@ -250,6 +255,7 @@ async fn handle(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Response
         }
     };
     api.sent_bytes.fetch_add(resp.body().size_hint().exact().unwrap_or(0), Ordering::Relaxed);
+    api.requests.record(request_metrics::route_label(&method, &path), resp.status(), began.elapsed(), peer);
     resp
 }
 
@@ -301,15 +307,19 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         return Err(ApiError::new(status, code, message));
     }
     let matched = routes::resolve(req.method(), &path)?;
-    if api.metrics_only && !matches!(matched.endpoint, Endpoint::Metrics | Endpoint::Health) {
-        return Err(ApiError::not_found("this listener serves /metrics and /v1/health only"));
+    if api.metrics_only && !matches!(matched.endpoint, Endpoint::Metrics | Endpoint::Health | Endpoint::Ready) {
+        return Err(ApiError::not_found("this listener serves /metrics, /v1/health and /v1/ready only"));
     }
     if !matched.public && !authorized(api, &req) {
         return Err(ApiError::unauthorized());
     }
     let control = &api.control;
-    if control.draining() && !matches!(matched.endpoint, Endpoint::Health | Endpoint::Metrics) {
+    let probe_or_metrics = matches!(matched.endpoint, Endpoint::Health | Endpoint::Ready | Endpoint::Metrics);
+    if control.draining() && !probe_or_metrics {
         return Err(ApiError::shutting_down()); // control `drain` rule 1
+    }
+    if !control.restored() && !probe_or_metrics {
+        return Err(ApiError::starting());
     }
     let name = matched.name.unwrap_or_default();
     match matched.endpoint {
@@ -317,7 +327,12 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             // Never waits on a stalled shard: it is reported as such.
             let stats = control.shard_stats_partial(None).await;
             let stalled: Vec<bool> = (0..stats.len()).map(|i| control.stalled(i)).collect();
-            Ok(json_response(StatusCode::OK, &json::health(control.agent_count(), &stats, &stalled)))
+            Ok(json_response(StatusCode::OK, &json::health(control.agent_count(), &stats, &stalled, &json::NodeIdentity::of(control))))
+        }
+        Endpoint::Ready => {
+            let readiness = control.readiness();
+            let status = if readiness == Readiness::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            Ok(json_response(status, &serde_json::json!({ "status": readiness.as_str() })))
         }
         Endpoint::Metrics => {
             let partial = control.shard_stats_partial(Some(METRICS_INSTANCES_MAX)).await;
@@ -327,6 +342,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let figures = metrics::NodeFigures {
                 resident_bytes,
                 cpu_seconds,
+                start_time_seconds: metrics::NodeFigures::start_time_seconds(),
                 api_received_bytes: api.received_bytes.load(Ordering::Relaxed),
                 api_sent_bytes: api.sent_bytes.load(Ordering::Relaxed),
                 agents: control.agent_count(),
@@ -369,7 +385,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                     }
                 }),
             };
-            let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&stats, &figures))));
+            let mut text = metrics::render(&stats, &figures);
+            text.push_str(&api.requests.render());
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             Ok(resp)
         }

@@ -7,7 +7,9 @@
 //!    an `Allow` header listing the methods that route has; a path no route
 //!    matches is 404.
 //! 3. Only routes marked `public` are served without the bearer token:
-//!    the health check. `/metrics` names every agent and makes every shard
+//!    the probes, `/v1/health` (liveness) and `/v1/ready` (readiness), which
+//!    a load balancer or an orchestrator calls without credentials and which
+//!    name no agent. `/metrics` names every agent and makes every shard
 //!    work, so it needs the token whenever the node has one (issue 25).
 
 use hyper::{Method, StatusCode};
@@ -18,6 +20,7 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    Ready,
     Metrics,
     Stats,
     AgentList,
@@ -50,8 +53,9 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 13] = [
+pub const ROUTES: [Route; 14] = [
     route!(GET, ["v1", "health"], Health, true),
+    route!(GET, ["v1", "ready"], Ready, true),
     route!(GET, ["metrics"], Metrics, false),
     route!(GET, ["v1", "stats"], Stats, false),
     route!(GET, ["v1", "agents"], AgentList, false),
@@ -91,6 +95,12 @@ fn matches<'p>(pattern: &[&str], segments: &[&'p str]) -> Option<Option<&'p str>
 }
 
 /// Finds the route of a request (rule 2). `path` has no trailing `/`.
+/// The index in [`ROUTES`] of the route `method path` matches, if any.
+pub fn route_index(method: &Method, path: &str) -> Option<usize> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    ROUTES.iter().position(|r| r.method == *method && matches(r.path, &segments).is_some())
+}
+
 pub fn resolve<'p>(method: &Method, path: &'p str) -> Result<Matched<'p>, ApiError> {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let mut allowed: Vec<&str> = Vec::new();
@@ -138,8 +148,8 @@ mod tests {
     }
 
     #[test]
-    fn only_health_and_metrics_are_public() {
+    fn only_the_probes_are_public() {
         let public: Vec<Endpoint> = ROUTES.iter().filter(|r| r.public).map(|r| r.endpoint).collect();
-        assert_eq!(public, [Endpoint::Health]);
+        assert_eq!(public, [Endpoint::Health, Endpoint::Ready]);
     }
 }

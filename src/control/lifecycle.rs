@@ -271,7 +271,14 @@ impl Control {
         let count = stored.len();
         let (mut from_disk, mut compiled) = (0usize, 0usize);
         let started = std::time::Instant::now();
-        let modules = self.load_modules(&stored);
+        // Off the API's thread, which answers probes meanwhile.
+        let this = self.clone();
+        let (stored, modules) = tokio::task::spawn_blocking(move || {
+            let modules = this.load_modules(&stored);
+            (stored, modules)
+        })
+        .await
+        .map_err(|e| format!("loading the stored modules failed: {e}"))?;
         for (agent, module) in stored.into_iter().zip(modules) {
             // An agent that cannot come back is said so and kept in the
             // catalog; the node serves the others.
@@ -295,6 +302,7 @@ impl Control {
         if let Some(c) = &self.cluster {
             c.sync_own(self.agents.read().unwrap().keys().cloned().collect());
         }
+        self.restored.store(true, std::sync::atomic::Ordering::Release);
         Ok(count)
     }
 

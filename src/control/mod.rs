@@ -140,6 +140,32 @@ pub struct Control {
     /// `phase` past running, read on every wire frame and API request
     /// without the watch's lock.
     draining: std::sync::atomic::AtomicBool,
+    /// Every stored agent is back (`restore` has returned): until then the
+    /// API answers only its probes and metrics (`GET /v1/ready`: 503).
+    restored: std::sync::atomic::AtomicBool,
+    /// This start's epoch (`catalog`): a node's identity between restarts
+    /// is its cluster address; the epoch tells its starts apart.
+    pub boot_epoch: u64,
+}
+
+/// What `GET /v1/ready` says: may a load balancer send this node work?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Started, still restoring its agents.
+    Starting,
+    Ready,
+    /// SIGTERM: draining, then stopping.
+    Draining,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Starting => "starting",
+            Readiness::Ready => "ready",
+            Readiness::Draining => "draining",
+        }
+    }
 }
 
 /// Where a node is in its life (`drain`).
@@ -240,6 +266,8 @@ impl Control {
             modules: crate::module_cache::ModuleCache::new(None, 0).expect("no directory to make"),
             phase: tokio::sync::watch::channel(Phase::Running).0,
             draining: std::sync::atomic::AtomicBool::new(false),
+            restored: std::sync::atomic::AtomicBool::new(false),
+            boot_epoch,
         }
     }
 
@@ -252,6 +280,22 @@ impl Control {
     /// Is the node draining or stopped (SIGTERM)?
     pub fn draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Has `restore` brought every stored agent back?
+    pub fn restored(&self) -> bool {
+        self.restored.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `GET /v1/ready`.
+    pub fn readiness(&self) -> Readiness {
+        if self.draining() {
+            Readiness::Draining
+        } else if self.restored() {
+            Readiness::Ready
+        } else {
+            Readiness::Starting
+        }
     }
 
     /// Follows the node's phase (wire connections close when it stops).

@@ -36,6 +36,8 @@ pub struct Node {
     extra: Vec<String>,
     /// Flags added since the start (`restart_with`).
     restart_extra: Vec<String>,
+    /// `spawn` returns once the node is ready (`false`: at once).
+    wait_ready: bool,
     /// Command the node runs under (such as `ip netns exec NS`).
     wrap: Vec<String>,
     /// Bearer token of its API, if it needs one (given to the node and the
@@ -151,6 +153,7 @@ impl Node {
             cores: spec.cores,
             extra: spec.extra,
             restart_extra: Vec::new(),
+            wait_ready: true,
             wrap: spec.wrap,
             token: spec.token,
             env: spec.env,
@@ -226,10 +229,13 @@ impl Node {
                 .spawn()
                 .map_err(|e| format!("cannot start {program}: {e} (build it with `cargo build --release`)"))?;
             self.child = Some(child);
+            if !self.wait_ready {
+                return Ok(());
+            }
             let status = match self.wait_healthy() {
                 Ok(()) => return Ok(()),
                 Err(Some(status)) => status,
-                Err(None) => return Err(format!("caxton serve did not become healthy in 30 s:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())),
+                Err(None) => return Err(format!("caxton serve did not become ready in 30 s:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())),
             };
             self.child = None;
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -244,11 +250,13 @@ impl Node {
         Err("caxton serve could not bind free ports in 3 tries".into())
     }
 
-    /// `Err(Some(status))`: it exited; `Err(None)`: it never answered.
+    /// Waits until the node is ready (`GET /v1/ready` 200: every stored
+    /// agent restored). `Err(Some(status))`: it exited; `Err(None)`: it
+    /// never was.
     fn wait_healthy(&mut self) -> Result<(), Option<std::process::ExitStatus>> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = self.request("GET", "/v1/health").call() {
+            if let Ok(r) = self.request("GET", "/v1/ready").call() {
                 if r.status() == 200 {
                     return Ok(());
                 }
@@ -285,6 +293,17 @@ impl Node {
         assert!(self.child.is_none());
         self.restart_extra = extra.iter().map(|s| s.to_string()).collect();
         self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts again with `extra` flags (as [`Node::restart_with`]) and
+    /// returns at once, before the node is ready: to watch it start.
+    pub fn restart_unready_with(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none());
+        self.restart_extra = extra.iter().map(|s| s.to_string()).collect();
+        self.wait_ready = false;
+        let started = self.spawn();
+        self.wait_ready = true;
+        started.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGTERM: the node drains and stops gracefully (commits, leaves its

@@ -280,6 +280,12 @@ impl Router {
         tracing::debug!(shard = self.shard, ?reason, ?message, "dead letter");
     }
 
+    /// Tells `message`'s sender that no reply will come, for a `reason`
+    /// that is not a dead letter (the message was handled).
+    pub fn notice(&mut self, reason: FailureReason, message: &Message) {
+        self.notices.offer(reason, message);
+    }
+
     /// Counts `n` dead letters at once (a lost link batch).
     pub fn dead_letters(&mut self, reason: DeadLetter, n: u64) {
         self.counters.dead_letters.add(reason, n);

@@ -42,6 +42,7 @@ use crate::router::{DeadLetter, LocalId};
 use crate::stages::{self, Stage};
 use crate::timers::TIMER_SENDER;
 use crate::trace::{SpanKind, SpanOutcome, SpanRecord};
+use caxton_abi::failure::FailureReason;
 use caxton_abi::TraceContext;
 
 use super::{Shard, Standing};
@@ -254,7 +255,7 @@ impl Shard {
                 agent.errors += 1;
                 self.totals.handled += 1;
                 self.totals.errors += 1;
-                tracing::debug!(agent = %agent.name, instance = agent.instance, code, "handler returned an error");
+                self.handler_failed(slot, &message, code);
             }
             Outcome::Exited(code) => {
                 agent.handled += 1;
@@ -286,6 +287,36 @@ impl Shard {
             }
         }
         ended
+    }
+
+    /// A handler returned an error (issue 29): a sender waiting for a
+    /// reply is told at once (`handler_error`) instead of waiting for its
+    /// deadline, and the agent's log says so, within the instance's log
+    /// budget (a handler failing on every message cannot flood the log).
+    /// Only on the error path: it allocates the line.
+    fn handler_failed(&mut self, slot: usize, message: &Message, code: i32) {
+        let agent = self.agents[slot].as_ref().expect("live slot");
+        let text = format!("the handler returned error {code} ({}); the sender is told `handler_error` if it waits for a reply", error_code_name(code));
+        let logged = agent.account.log.lock().is_ok_and(|mut budget| budget.take(text.len(), std::time::Instant::now()));
+        let mut ctx = self.ctx.borrow_mut();
+        ctx.router.notice(FailureReason::HandlerError, message);
+        if !logged {
+            ctx.abi.log_dropped += 1;
+            return;
+        }
+        let (name, instance, conversation) = (agent.name.clone(), agent.instance, message.conversation_id());
+        tracing::warn!(shard = self.index, agent = %name, instance, conversation, source = "node", "{text}");
+        let record = crate::agent::agent_log::LogRecord {
+            unix_ms: crate::clock::unix_micros() / 1000,
+            level: "warn",
+            agent: name,
+            instance,
+            shard: self.index,
+            conversation,
+            source: "node",
+            text,
+        };
+        ctx.recent_logs.push(record);
     }
 
     /// A timer's message is taken from its mailbox: its row goes in the
@@ -373,5 +404,18 @@ impl Shard {
                 self.totals.spans_dropped += 1;
             }
         }
+    }
+}
+
+/// The ABI's name of a handler's return code (docs/ABI.md).
+fn error_code_name(code: i32) -> &'static str {
+    match code {
+        -1 => "not found",
+        -2 => "busy",
+        -3 => "invalid",
+        -4 => "too large",
+        -5 => "over a limit",
+        -6 => "unreachable",
+        _ => "the agent's own code",
     }
 }

@@ -1,0 +1,109 @@
+//! The probes, against real `caxton serve` processes (issue 29): a load
+//! balancer asks `GET /v1/ready` whether to send work, an orchestrator asks
+//! `GET /v1/health` whether the process is alive. While the node restores
+//! its agents and while it drains, it is alive and not ready; only then does
+//! work reach it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{answer_or_gone, example_agent, Node};
+use serde_json::{json, Value};
+
+/// `GET path` on `api`, or `None` while nothing listens there.
+fn probe(api: &str, path: &str) -> Option<(u16, Value)> {
+    answer_or_gone(ureq::get(&format!("http://{api}{path}")).timeout(Duration::from_secs(5)).call())
+}
+
+/// The Rust SDK's echo with a custom section holding `nonce`: new bytes,
+/// so a restart without the module cache compiles each one again.
+fn sdk_echo(nonce: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(example_agent("rust-echo")).unwrap();
+    let name = b"test-nonce";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&nonce.to_le_bytes());
+    wasm.extend_from_slice(&[0, section.len() as u8]);
+    wasm.extend_from_slice(&section);
+    wasm
+}
+
+#[test]
+fn a_starting_node_is_alive_not_ready_and_takes_no_work_until_its_agents_are_back() {
+    let mut node = Node::start_with(2, &["--agent-memory-max", "2MiB"]);
+    const AGENTS: u32 = 60;
+    for i in 0..AGENTS {
+        assert_eq!(node.put_module(&format!("e{i}"), 1, &sdk_echo(i)).0, 201);
+    }
+    let (status, health) = node.get("/v1/health");
+    assert_eq!((status, health["node"]["readiness"].as_str()), (200, Some("ready")), "{health}");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["commit"].as_str().is_some_and(|c| !c.is_empty()), "{health}");
+    assert!(health["node"]["boot_epoch"].as_u64().is_some(), "{health}");
+    assert!(node.terminate().success());
+
+    // Without the module cache every agent is compiled again (about 55 ms
+    // each): the probes answer meanwhile.
+    node.restart_unready_with(&["--module-cache", "off"]);
+    let api = node.api();
+    let began = Instant::now();
+    let (mut starting, mut refused_work) = (0, 0);
+    loop {
+        assert!(began.elapsed() < Duration::from_secs(60), "never ready");
+        let Some((ready, body)) = probe(&api, "/v1/ready") else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        if ready == 200 {
+            assert_eq!(body["status"], "ready");
+            break;
+        }
+        assert_eq!((ready, body["status"].as_str()), (503, Some("starting")), "{body}");
+        starting += 1;
+        let (alive, health) = probe(&api, "/v1/health").expect("the API listens");
+        assert_eq!((alive, health["node"]["readiness"].as_str()), (200, Some("starting")), "alive while starting: {health}");
+        // Work is refused with its reason, not queued behind the restore.
+        if let Some((status, v)) = probe(&api, "/v1/agents") {
+            if status == 503 {
+                assert_eq!(v["error"]["code"], "starting", "{v}");
+                refused_work += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(starting > 0 && refused_work > 0, "the start was seen: {starting} not-ready answers, {refused_work} refusals");
+    // Ready means every agent is back and answers.
+    let (status, v) = node.get("/v1/agents");
+    assert_eq!((status, v["agents"].as_array().map(Vec::len)), (200, Some(AGENTS as usize)));
+    let (status, v) = node.post_message(&json!({"receiver": "e7", "content": "back"}), Some(5_000));
+    assert_eq!((status, v["content"].as_str()), (200, Some("back")), "{v}");
+}
+
+#[test]
+fn a_draining_node_is_alive_and_not_ready_until_it_stops() {
+    let mut node = Node::start_with(1, &["--drain-timeout", "1500ms"]);
+    assert_eq!(node.deploy("molasses", "tests/agents/molasses.wat", 1).0, 201);
+    // About 2 s of slow work, more than the drain may take.
+    for _ in 0..1000 {
+        assert_eq!(node.post_message(&json!({"receiver": "molasses", "content": ""}), None).0, 202);
+    }
+    let api = node.api();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let (Some((ready, body)), Some((alive, _))) = (probe(&api, "/v1/ready"), probe(&api, "/v1/health")) {
+            seen.push((ready, body["status"].as_str().unwrap_or("").to_string(), alive));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(node.terminate().success());
+    let seen = watcher.join().unwrap();
+    let first_not_ready = seen.iter().position(|(ready, _, _)| *ready != 200).expect("not ready before it stopped");
+    assert!(seen[..first_not_ready].iter().all(|s| s.1 == "ready"), "{seen:?}");
+    // From the SIGTERM on: 503 "draining", alive, never ready again.
+    let draining = &seen[first_not_ready..];
+    assert!(draining.len() >= 3, "the drain was watched: {seen:?}");
+    assert!(draining.iter().all(|(ready, status, alive)| (*ready, status.as_str(), *alive) == (503, "draining", 200)), "{seen:?}");
+}
