@@ -664,7 +664,10 @@ mod tests {
         assert_eq!(c.tuning.queues.mailbox_messages_max, 7);
         assert_eq!(c.limits.stack_bytes_max, limits::AGENT_STACK_BYTES_MAX);
         assert_eq!(c.storage.page_cache_kib, limits::SQLITE_PAGE_CACHE_KIB, "ADR-0017's 50 MB by default");
-        assert_eq!((c.storage.statement_cache, c.storage.checkpoint_interval_ms), (100, 10_000));
+        // The checkpointer's interval is ours (100 ms), not ADR-0017's 10 s:
+        // limits.rs says why.
+        assert_eq!((c.storage.statement_cache, c.storage.checkpoint_interval_ms), (100, limits::WAL_CHECKPOINT_INTERVAL_MS));
+        assert_eq!(limits::WAL_CHECKPOINT_INTERVAL_MS, 100);
         let err = ServeArgs { listen: Some("127.0.0.1:7946".parse().unwrap()), ..Default::default() }.resolve().unwrap_err();
         assert!(err.contains("CAXTON_CLUSTER_KEY"), "{err}");
         let err = ServeArgs { join: vec!["127.0.0.1:7946".into()], ..Default::default() }.resolve().unwrap_err();
