@@ -16,17 +16,10 @@ fn probe(api: &str, path: &str) -> Option<(u16, Value)> {
     answer_or_gone(ureq::get(&format!("http://{api}{path}")).timeout(Duration::from_secs(5)).call())
 }
 
-/// The Rust SDK's echo with a custom section holding `nonce`: new bytes,
-/// so a restart without the module cache compiles each one again.
+/// The Rust SDK's echo, new bytes for each `nonce`: a restart without the
+/// module cache compiles each one again.
 fn sdk_echo(nonce: u32) -> Vec<u8> {
-    let mut wasm = std::fs::read(example_agent("rust-echo")).unwrap();
-    let name = b"test-nonce";
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&nonce.to_le_bytes());
-    wasm.extend_from_slice(&[0, section.len() as u8]);
-    wasm.extend_from_slice(&section);
-    wasm
+    common::with_nonce(&std::fs::read(example_agent("rust-echo")).unwrap(), nonce.into())
 }
 
 #[test]

@@ -45,22 +45,6 @@ pub fn deploy_to_ready(count: usize) -> hdrhistogram::Histogram<u64> {
     h
 }
 
-/// `wasm` with a custom section holding `nonce`: different bytes (so
-/// neither the node's compiled modules nor its module cache know them), the
-/// same code.
-pub fn with_nonce(wasm: &[u8], nonce: u64) -> Vec<u8> {
-    assert_eq!(&wasm[..4], b"\0asm", "a binary module");
-    let name = b"caxton-bench-nonce";
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&nonce.to_le_bytes());
-    assert!(section.len() < 128, "one LEB128 byte of size");
-    let mut out = wasm.to_vec();
-    out.extend_from_slice(&[0, section.len() as u8]);
-    out.extend_from_slice(&section);
-    out
-}
-
 /// Deploy to ready of the Rust SDK's echo, `count` times each:
 /// (bytes the node has never seen, compiled at the `PUT`; the same bytes
 /// again under another name, compiled already), timed from the `PUT` to
@@ -78,7 +62,7 @@ pub fn sdk_deploy_to_ready(count: usize) -> (hdrhistogram::Histogram<u64>, hdrhi
         h.saturating_record(began.elapsed().as_nanos() as u64);
     };
     for i in 0..count {
-        let wasm = with_nonce(&echo, i as u64);
+        let wasm = caxton_testkit::with_nonce(&echo, i as u64);
         ready(&format!("sdk-new-{i}"), &wasm, &mut new);
         ready(&format!("sdk-known-{i}"), &wasm, &mut known);
     }
@@ -95,7 +79,7 @@ pub fn restart_to_serving(count: usize) -> (f64, f64) {
 pub fn restart_sdk_to_serving(count: usize) -> (f64, f64) {
     let echo = std::fs::read(caxton_testkit::example_agent("rust-echo")).unwrap();
     // A Rust module asks 17 pages (1 MiB of stack in its memory).
-    restart_to_serving_with(count, &["--agent-memory-max", "2MiB", "--max-agents", "20000"], move |i| with_nonce(&echo, i as u64))
+    restart_to_serving_with(count, &["--agent-memory-max", "2MiB", "--max-agents", "20000"], move |i| caxton_testkit::with_nonce(&echo, i as u64))
 }
 
 /// Seconds from spawn to serving with the `count` agents `module` makes.

@@ -9,4 +9,4 @@ pub mod node;
 pub mod tls;
 pub mod wire;
 
-pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};
+pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, with_nonce, Node};

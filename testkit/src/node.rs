@@ -432,6 +432,22 @@ pub fn promtool_check(text: &str) {
 /// `target/agents/<name>.wasm`. Builds them all once if it is missing, so
 /// that `cargo test` alone works; a toolchain that is not installed fails
 /// the build with its own message.
+/// `wasm` with a custom section holding `nonce`: different bytes (so
+/// neither a node's compiled modules nor its module cache know them), the
+/// same code.
+pub fn with_nonce(wasm: &[u8], nonce: u64) -> Vec<u8> {
+    assert_eq!(&wasm[..4], b"\0asm", "a binary module");
+    let name = b"caxton-test-nonce";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&nonce.to_le_bytes());
+    assert!(section.len() < 128, "one LEB128 byte of size");
+    let mut out = wasm.to_vec();
+    out.extend_from_slice(&[0, section.len() as u8]);
+    out.extend_from_slice(&section);
+    out
+}
+
 pub fn example_agent(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let path = repo_path(&format!("target/agents/{name}.wasm"));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-pub use caxton_testkit::{answer, answer_or_gone, eventually, example_agent, free_cluster_port, promtool_check, repo_path, Node};
+pub use caxton_testkit::{answer, answer_or_gone, eventually, example_agent, free_cluster_port, promtool_check, repo_path, with_nonce, Node};
 
 /// The `caxton` binary these tests run (the same one `Node` starts).
 pub const BIN: &str = env!("CARGO_BIN_EXE_caxton");
