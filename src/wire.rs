@@ -411,6 +411,10 @@ async fn flush(control: &Control, batch: &mut Batch, name: &str, outbox: &WireOu
             pending = Vec::new();
             for (why, m) in refused {
                 let reason = match why {
+                    // Drain rule 1: once the node drains, a frame read but not
+                    // yet taken is refused like one read now, so a reader
+                    // never sits on it until the stop drops it unanswered.
+                    RouteError::Busy if control.draining() => FailureReason::NodeDown,
                     RouteError::Busy => {
                         pending.push(m);
                         continue;

@@ -195,6 +195,18 @@ fn sigterm_during_a_stream_handles_or_fails_back_every_accepted_message_and_exit
         w.send(&Header { reply_with: i, ..Header::default() }, b"molasses", b"").unwrap();
     }
     w.flush().unwrap();
+    // The client reads its notices as they come, as a client must: one that
+    // does not stops the node's reads of its socket (TCP back-pressure), and
+    // frames unread at the stop are not taken.
+    let notices = std::thread::spawn(move || {
+        let mut failed = Vec::new();
+        while let Ok(Some(bytes)) = r.envelope() {
+            let e = Envelope::parse(&bytes).unwrap();
+            assert_eq!((e.performative(), e.content()), (Performative::Failure, &b"node_down"[..]));
+            failed.push(e.header().in_reply_to);
+        }
+        failed
+    });
     // Fast work through REST, fire and forget, until the node stops taking it.
     let api = node.api();
     let stream = std::thread::spawn(move || {
@@ -219,12 +231,7 @@ fn sigterm_during_a_stream_handles_or_fails_back_every_accepted_message_and_exit
     assert!(refused.iter().all(|(s, code)| *s == 503 && code == "shutting_down"), "while draining, new work is refused: {refused:?}");
 
     // The slow messages: a prefix handled, the rest failed back, in order.
-    let mut failed = Vec::new();
-    while let Ok(Some(bytes)) = r.envelope() {
-        let e = Envelope::parse(&bytes).unwrap();
-        assert_eq!((e.performative(), e.content()), (Performative::Failure, &b"node_down"[..]));
-        failed.push(e.header().in_reply_to);
-    }
+    let mut failed = notices.join().unwrap();
     assert!(!failed.is_empty() && (failed.len() as u64) < SLOW, "some handled, some failed back: {} failed", failed.len());
     failed.sort_unstable();
     let first = failed[0];

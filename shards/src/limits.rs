@@ -65,6 +65,12 @@ pub const RESTART_QUARANTINE_AFTER: u32 = 10;
 /// back (`node_down` notices) and the node stops.
 pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
 
+/// How long a stopping shard waits for room for the failure notices of
+/// what it fails back (a wire client reading them, a link's queue), in ms.
+/// Exceeded: the notices left are dropped and counted
+/// (`caxton_failure_notices_dropped_total`) and the shard stops.
+pub const STOP_NOTICES_WAIT_MS: u64 = 1_000;
+
 /// Versions of an agent's module the catalog keeps (for rollback); older
 /// ones are deleted. Cost: each a copy of the module in node.db.
 pub const AGENT_VERSIONS_KEPT: u32 = 5;

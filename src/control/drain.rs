@@ -14,7 +14,9 @@
 //!    `node_down` to senders that asked for a reply), commits, and
 //!    checkpoints its WAL. Nothing accepted is dropped silently.
 //! 4. The API waits for the replies and notices still due to its callers
-//!    (at most [`REPLIES_GRACE`]) before it closes.
+//!    (at most [`REPLIES_GRACE`]) before it closes: until no REST caller
+//!    waits and the runtime outbox is empty, so that every notice is in a
+//!    wire connection's outbox before the connections flush and close.
 
 use std::time::Duration;
 
@@ -81,10 +83,12 @@ impl Control {
         Drained { quiet: false, left }
     }
 
-    /// Rule 4: waits until no REST caller waits for a reply, or the grace.
+    /// Rule 4: waits until no REST caller waits for a reply and the runtime
+    /// outbox is empty (every notice the stopped shards sent is in its
+    /// REST caller's or wire connection's hands), or the grace.
     pub async fn replies_delivered(&self) {
         let deadline = tokio::time::Instant::now() + REPLIES_GRACE;
-        while tokio::time::Instant::now() < deadline && !self.waiters.lock().unwrap().is_empty() {
+        while tokio::time::Instant::now() < deadline && (!self.waiters.lock().unwrap().is_empty() || self.outbox.bytes() > 0) {
             tokio::time::sleep(ROUND_INTERVAL).await;
         }
     }

@@ -594,16 +594,16 @@ impl Router {
     /// Fails back everything the shard still holds for its agents and for
     /// other nodes (a stop past its drain): dead letters `Stopped`, whose
     /// senders get notices. Returns how many.
-    pub fn fail_back_everything(&mut self) -> usize {
+    /// Takes every message this shard holds for delivery (mailboxes, link
+    /// queues), for a stopping shard to fail back (`DeadLetter::Stopped`).
+    pub fn take_everything(&mut self) -> Vec<Message> {
         let mut lost = self.mailboxes.take_all();
         let nodes: Vec<(Arc<str>, std::net::SocketAddr)> = self.remote.nodes().map(|(_, n)| (n.name.clone(), n.addr)).collect();
         for (name, addr) in nodes {
             lost.extend(self.remote.set_node(&name, addr, false, false));
         }
-        for m in &lost {
-            self.dead_letter(DeadLetter::Stopped, m);
-        }
-        lost.len()
+        assert_eq!(self.mailboxes.queued(), 0, "nothing is left in a mailbox");
+        lost
     }
 
     pub fn has_ready(&self) -> bool {

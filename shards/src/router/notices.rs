@@ -52,7 +52,7 @@ impl Notices {
     /// Queues the notice of `message`, if it asked for one (rule 1).
     pub fn offer(&mut self, reason: FailureReason, message: &Message) {
         let Some(notice) = message.failure_notice(reason) else { return };
-        if self.pending.len() >= NOTICES_PENDING_MAX || self.bytes + notice.len() > NOTICES_PENDING_BYTES_MAX {
+        if !self.has_room_for(notice.len()) {
             self.counts.dropped += 1;
             return;
         }
@@ -63,6 +63,11 @@ impl Notices {
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// Whether a notice of `bytes` would be queued now (rule 2).
+    pub fn has_room_for(&self, bytes: usize) -> bool {
+        self.pending.len() < NOTICES_PENDING_MAX && self.bytes + bytes <= NOTICES_PENDING_BYTES_MAX
     }
 
     pub fn len(&self) -> usize {

@@ -20,10 +20,16 @@
 
 use crate::agent::CompiledAgent;
 use crate::clock::now_ns;
+use crate::envelope::Message;
 use crate::router::LocalId;
 
 use super::supervision::{AfterCrash, Standing};
 use super::Shard;
+
+/// A failure notice keeps its message's header and sender, and adds
+/// `@node` and a reason (at most 32 bytes): it is at most this much longer
+/// than the message it answers.
+const NOTICE_GROWTH_BYTES_MAX: usize = 64;
 
 impl Shard {
     fn local_ids_of(&self, name: &str) -> Vec<LocalId> {
@@ -174,28 +180,61 @@ impl Shard {
             + self.inbound.iter().flatten().filter(|rx| !rx.is_empty()).count()
     }
 
-    /// Rule 4: everything still held is failed back (`DeadLetter::Stopped`,
-    /// notices `node_down`) and the notices sent
-    /// (those that have a route now); then the tick commits and the WAL is
-    /// checkpointed. Returns how many messages were failed back.
-    pub(super) fn fail_back_and_close(&mut self) -> usize {
+    /// Rule 4, first step: takes out everything still held (mailboxes, link
+    /// queues, messages from peer shards not yet routed).
+    pub(super) fn take_everything_held(&mut self) -> std::collections::VecDeque<Message> {
         self.end_tick();
-        let mut failed = self.ctx.borrow_mut().router.fail_back_everything();
+        let mut lost: std::collections::VecDeque<Message> = self.ctx.borrow_mut().router.take_everything().into();
         for held in &mut self.held {
-            for m in held.drain(..) {
-                self.ctx.borrow_mut().router.dead_letter(crate::router::DeadLetter::Stopped, &m);
-                failed += 1;
+            lost.extend(held.drain(..));
+        }
+        if !lost.is_empty() {
+            tracing::warn!(shard = self.index, failed = lost.len(), "stopping: messages still held past the drain are failed back (node_down)");
+        }
+        lost
+    }
+
+    /// Rule 4, second step: fails back as many of `lost` as the notice queue
+    /// has room for, and sends the notices whose routes have room (a wire
+    /// client or a link takes them as it reads). With `last_try`, the rest
+    /// is failed back anyway (notices past the queue's bound are dropped
+    /// and counted) and notices still waiting are dropped and counted.
+    /// Returns whether nothing is left to do.
+    pub(super) fn fail_back_some(&mut self, lost: &mut std::collections::VecDeque<Message>, last_try: bool) -> bool {
+        loop {
+            let mut ctx = self.ctx.borrow_mut();
+            while let Some(m) = lost.front() {
+                if !last_try && !ctx.router.notices.has_room_for(m.len() + NOTICE_GROWTH_BYTES_MAX) {
+                    break;
+                }
+                let m = lost.pop_front().expect("checked");
+                ctx.router.dead_letter(crate::router::DeadLetter::Stopped, &m);
+            }
+            drop(ctx);
+            if self.send_notices() == 0 {
+                break;
             }
         }
-        if failed > 0 {
-            tracing::warn!(shard = self.index, failed, "stopping: messages still held past the drain are failed back (node_down)");
+        let mut ctx = self.ctx.borrow_mut();
+        if last_try {
+            let dropped = ctx.router.notices.len();
+            while ctx.router.notices.pop().is_some() {
+                ctx.router.notices.undeliverable();
+            }
+            if dropped > 0 {
+                tracing::warn!(shard = self.index, dropped, "stopping: failure notices nobody took in time were dropped");
+            }
         }
-        while self.send_notices() > 0 {}
+        lost.is_empty() && ctx.router.notices.is_empty()
+    }
+
+    /// Rule 4, last step: the tick commits and the WAL is checkpointed.
+    pub(super) fn close(&mut self) {
         self.end_tick();
         let mut ctx = self.ctx.borrow_mut();
+        assert!(ctx.router.notices.is_empty() && ctx.router.queued_messages() == 0, "rule 4: a closing shard holds nothing");
         if let Err(e) = ctx.store.checkpoint_truncate() {
             tracing::warn!(shard = self.index, error = %e, "the last WAL checkpoint failed; the next start replays the WAL");
         }
-        failed
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures_lite::AsyncReadExt;
 
 use crate::clock::now_ns;
-use crate::limits::{LINK_POLL_INTERVAL_US, SPIN_YIELD_EVERY_POLLS};
+use crate::limits::{LINK_POLL_INTERVAL_US, SPIN_YIELD_EVERY_POLLS, STOP_NOTICES_WAIT_MS};
 
 use super::Shard;
 
@@ -53,7 +53,15 @@ impl Shard {
             }
             let work = self.tick();
             if let Some(reply) = self.stop.take() {
-                self.fail_back_and_close();
+                // Lifecycle rule 4: notices wait for room (a wire client
+                // reading them, a link's queue) up to a bound, yielding so
+                // this core's link tasks run.
+                let mut lost = self.take_everything_held();
+                let deadline = Instant::now() + Duration::from_millis(STOP_NOTICES_WAIT_MS);
+                while !self.fail_back_some(&mut lost, Instant::now() >= deadline) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                self.close();
                 assert!(!self.ctx.borrow().router.has_staged(), "a stopped shard holds no staged send");
                 tracing::info!(shard = self.index, "shard stopped");
                 reply(());
