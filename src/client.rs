@@ -70,9 +70,21 @@ impl Client {
         }
     }
 
+    /// Deploys `module` as `name`; `instances` 0 deploys a keyed agent.
     pub fn deploy(&self, name: &str, instances: u32, node: Option<&str>, module: &[u8]) -> Result<Value, Failure> {
         let on = node.map_or(String::new(), |n| format!("&node={n}"));
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?instances={instances}{on}")).send_bytes(module))
+        let how = if instances == 0 { "keyed=true".to_string() } else { format!("instances={instances}") };
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?{how}{on}")).send_bytes(module))
+    }
+
+    /// The keys of keyed agent `name` that hold state.
+    pub fn keys(&self, name: &str, prefix: &str, limit: usize) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", &format!("/v1/agents/{name}/keys?prefix={}&limit={limit}", percent_encode(prefix))).call())
+    }
+
+    /// Deletes one key of keyed agent `name`.
+    pub fn delete_key(&self, name: &str, key: &str) -> Result<Value, Failure> {
+        Self::finish(self.request("DELETE", &format!("/v1/agents/{name}/keys/{}", percent_encode(key))).call())
     }
 
     /// Upgrades an agent in place (`PUT ...?upgrade=true`).
@@ -123,4 +135,10 @@ impl Client {
         };
         Self::finish(self.request("POST", &path).send_json(body))
     }
+}
+
+/// Escapes every byte of `s` but `[A-Za-z0-9._~-]` as `%XX` (a key in a
+/// path or a query).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }

@@ -283,6 +283,15 @@ pub struct ServeArgs {
     /// Window of the p99 alert, in ms [default: 10000].
     #[arg(long)]
     pub alert_window_ms: Option<u64>,
+    /// How long a keyed agent's activation stays with no message before it
+    /// is passivated (its state stays on disk), e.g. 2m, 30s [default: 2m].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub keyed_idle: Option<Duration>,
+    /// Live keyed activations on the node, split evenly over its shards;
+    /// past it the least recently used are passivated [default: 10000].
+    #[arg(long)]
+    pub keyed_active_max: Option<usize>,
     /// SQLite page cache per shard [default: 50MB].
     #[arg(long, value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
@@ -369,6 +378,8 @@ impl ServeArgs {
                 ..defaults.queues
             },
             tick_time_budget: Duration::from_millis(agent.execution_time_slice_ms),
+            keyed_idle: pick!(keyed_idle, Duration::from_millis(limits::KEYED_IDLE_MS)),
+            keyed_active_max: pick!(keyed_active_max, limits::KEYED_ACTIVE_MAX).max(1),
             ..defaults
         };
         let memory = MemoryLimits {

@@ -122,12 +122,29 @@ enum AgentCmd {
         /// wasm32-wasip1 for the standard library's WASI parts.
         #[arg(long, default_value = "wasm32-unknown-unknown")]
         target: String,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "keyed")]
         instances: u32,
+        /// Deploy a keyed agent: one activation per key, addressed as
+        /// NAME/KEY, made on demand and passivated when idle (docs/AGENTS.md).
+        #[arg(long)]
+        keyed: bool,
         /// Cluster address of the node to deploy on [default: the node the request goes to].
         #[arg(long)]
         node: Option<String>,
     },
+    /// List the keys of a keyed agent that hold state, in order.
+    Keys {
+        name: String,
+        /// Only keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Keys at most (1 to 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delete one key of a keyed agent: its state and timers; its
+    /// activation, if live, is passivated.
+    DeleteKey { name: String, key: String },
     /// Replace a running agent's module, keeping its state and queued
     /// messages: tried on every instance first, nothing changes if any
     /// refuses it. A crate folder is built first, as for deploy.
@@ -337,7 +354,27 @@ fn new_agent(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<(
 fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Failure> {
     let json = output == Output::Json;
     match command {
-        AgentCmd::Deploy { file, name, target, instances, node } => {
+        AgentCmd::Keys { name, prefix, limit } => {
+            let v = client.keys(&name, &prefix, limit)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
+            for key in v["keys"].as_array().into_iter().flatten() {
+                println!("{}", key.as_str().unwrap_or("?"));
+            }
+        }
+        AgentCmd::DeleteKey { name, key } => {
+            let v = client.delete_key(&name, &key)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
+            let had = if v["had_state"] == json!(true) { "its state and timers deleted" } else { "it had no state" };
+            println!("deleted key {key:?} of {name}: {had}");
+        }
+        AgentCmd::Deploy { file, name, target, instances, keyed, node } => {
+            let instances = if keyed { 0 } else { instances };
             let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
             let (file, built_name) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
             let name = name.or(built_name).or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-"))).unwrap_or_default();
@@ -345,6 +382,14 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
             let v = client.deploy(&name, instances, node.as_deref(), &module)?;
             if json {
                 print_json(&v);
+                return Ok(());
+            }
+            if v["keyed"] == json!(true) {
+                println!(
+                    "deployed {} (keyed: one activation per key, as {0}/KEY) in {:.1} ms",
+                    v["name"].as_str().unwrap_or(&name),
+                    v["deploy_ms"].as_f64().unwrap_or(0.0)
+                );
                 return Ok(());
             }
             let instances = v["instances"].as_u64().unwrap_or(0);
@@ -385,6 +430,12 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 v["timeouts"],
                 v["state_bytes"]
             );
+            if let Some(k) = v["keyed"].as_object() {
+                println!(
+                    "keyed: {} active keys, {} keys with state; {} activations, passivations {}",
+                    k["active_keys"], k["keys_with_state"], k["activations"], k["passivations"]
+                );
+            }
             println!(
                 "{:>8} {:>5} {:<12} {:>10} {:>7} {:>7} {:>8} {:>10}",
                 "INSTANCE", "SHARD", "STANDING", "MESSAGES", "ERRORS", "CRASHES", "QUEUED", "MEMORY"

@@ -177,6 +177,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         )
         .with_timeout(config.control_timeout)
         .with_disk(disk)
+        .with_shard_dbs((0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect())
         .with_trace_counters(trace_export.as_ref().map(|t| t.counters.clone()))
         .with_forward_agent(forward_agent)
         .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")), config.module_cache_max)?),

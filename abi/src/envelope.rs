@@ -33,7 +33,7 @@
 //!    the way in and checks again on the way out. They are never used on
 //!    bytes from outside the node.
 
-use crate::{is_endpoint_name, Performative, Protocol, TraceContext, CONTENT_BYTES_MAX, HEADER_BYTES, NAME_BYTES_MAX, PROTOCOL_BYTES_MAX, VERSION};
+use crate::{is_endpoint_name, Performative, Protocol, TraceContext, ADDRESS_BYTES_MAX, CONTENT_BYTES_MAX, HEADER_BYTES, PROTOCOL_BYTES_MAX, VERSION};
 
 /// Why bytes are not an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +102,8 @@ pub(crate) fn check_lengths(lengths: &Lengths, header_bytes: usize, total: usize
     if lengths.content > CONTENT_BYTES_MAX {
         return Err(EnvelopeError::TooLarge);
     }
-    if lengths.sender > NAME_BYTES_MAX || lengths.receiver > NAME_BYTES_MAX {
-        return Err(EnvelopeError::Invalid("name longer than 64 bytes"));
+    if lengths.sender > ADDRESS_BYTES_MAX || lengths.receiver > ADDRESS_BYTES_MAX {
+        return Err(EnvelopeError::Invalid("address longer than 193 bytes"));
     }
     if lengths.protocol > PROTOCOL_BYTES_MAX {
         return Err(EnvelopeError::Invalid("protocol longer than 32 bytes"));
@@ -157,7 +157,7 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
 /// length; its bytes are a variable field).
 pub fn write_header(buf: &mut [u8], header: &Header, lengths: Lengths) {
     assert!(buf.len() >= HEADER_BYTES);
-    assert!(lengths.sender <= NAME_BYTES_MAX && lengths.receiver <= NAME_BYTES_MAX && lengths.protocol <= PROTOCOL_BYTES_MAX);
+    assert!(lengths.sender <= ADDRESS_BYTES_MAX && lengths.receiver <= ADDRESS_BYTES_MAX && lengths.protocol <= PROTOCOL_BYTES_MAX);
     buf[0] = VERSION;
     buf[1] = header.performative;
     buf[2..4].fill(0);
@@ -223,7 +223,7 @@ pub fn encode_unchecked_names(buf: &mut [u8], header: &Header, sender: &[u8], re
     if content.len() > CONTENT_BYTES_MAX {
         return Err(EnvelopeError::TooLarge);
     }
-    if sender.len() > NAME_BYTES_MAX || receiver.len() > NAME_BYTES_MAX || receiver.is_empty() {
+    if sender.len() > ADDRESS_BYTES_MAX || receiver.len() > ADDRESS_BYTES_MAX || receiver.is_empty() {
         return Err(EnvelopeError::Invalid("bad name"));
     }
     if Performative::from_code(header.performative).is_none() {

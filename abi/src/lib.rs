@@ -30,8 +30,16 @@ pub const VERSION: u8 = 2;
 /// Size of the fixed envelope header, in bytes.
 pub const HEADER_BYTES: usize = 76;
 
-/// Longest name (sender or receiver), in bytes.
+/// Longest agent name, in bytes.
 pub const NAME_BYTES_MAX: usize = 64;
+
+/// Longest key of a keyed agent's activation (`kv/KEY`), in bytes of UTF-8.
+pub const KEY_BYTES_MAX: usize = 128;
+
+/// Longest address in an envelope's sender or receiver: an agent or
+/// runtime name, or a keyed address `TYPE/KEY` (one length byte each).
+pub const ADDRESS_BYTES_MAX: usize = NAME_BYTES_MAX + 1 + KEY_BYTES_MAX;
+const _: () = assert!(ADDRESS_BYTES_MAX <= u8::MAX as usize, "an address length is one byte");
 
 /// Longest protocol name, in bytes.
 pub const PROTOCOL_BYTES_MAX: usize = 32;
@@ -41,7 +49,7 @@ pub const CONTENT_BYTES_MAX: usize = 1024 * 1024;
 
 /// Largest encoded envelope, in bytes: header, two names, a protocol and
 /// the content.
-pub const ENVELOPE_BYTES_MAX: usize = HEADER_BYTES + 2 * NAME_BYTES_MAX + PROTOCOL_BYTES_MAX + CONTENT_BYTES_MAX;
+pub const ENVELOPE_BYTES_MAX: usize = HEADER_BYTES + 2 * ADDRESS_BYTES_MAX + PROTOCOL_BYTES_MAX + CONTENT_BYTES_MAX;
 
 /// Longest state key, in bytes.
 pub const STATE_KEY_BYTES_MAX: usize = 1024;
@@ -285,9 +293,22 @@ pub fn is_runtime_name(name: &[u8]) -> bool {
         && name[1..].iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/'))
 }
 
-/// Is `name` a valid sender or receiver: an agent's or the runtime's?
+/// The separator of a keyed address: `TYPE/KEY`.
+pub const KEY_SEPARATOR: u8 = b'/';
+
+/// Splits a keyed address `TYPE/KEY` into its type (an agent name) and its
+/// key (1..=[`KEY_BYTES_MAX`] bytes of UTF-8, which may hold `/`); `None`
+/// for anything else.
+pub fn split_keyed(address: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = address.iter().position(|&b| b == KEY_SEPARATOR)?;
+    let (name, key) = (&address[..at], &address[at + 1..]);
+    (is_agent_name(name) && !key.is_empty() && key.len() <= KEY_BYTES_MAX && core::str::from_utf8(key).is_ok()).then_some((name, key))
+}
+
+/// Is `name` a valid sender or receiver: an agent's, a keyed address, or
+/// the runtime's?
 pub fn is_endpoint_name(name: &[u8]) -> bool {
-    is_agent_name(name) || is_runtime_name(name)
+    is_agent_name(name) || is_runtime_name(name) || split_keyed(name).is_some()
 }
 
 #[cfg(test)]
@@ -329,5 +350,11 @@ mod tests {
         assert!(!is_runtime_name(b"@"));
         assert!(!is_agent_name(b"@api/1"));
         assert!(is_endpoint_name(b"@wire/2") && is_endpoint_name(b"x"));
+        assert_eq!(split_keyed(b"kv/user/42"), Some((&b"kv"[..], &b"user/42"[..])), "a key may hold the separator");
+        assert_eq!(split_keyed("kv/é".as_bytes()), Some((&b"kv"[..], "é".as_bytes())));
+        assert!(split_keyed(b"kv/").is_none() && split_keyed(b"kv").is_none() && split_keyed(b"KV/x").is_none() && split_keyed(b"kv/\xff").is_none());
+        assert!(split_keyed(&[b"kv/".as_slice(), &[b'k'; KEY_BYTES_MAX]].concat()).is_some());
+        assert!(split_keyed(&[b"kv/".as_slice(), &[b'k'; KEY_BYTES_MAX + 1]].concat()).is_none());
+        assert!(is_endpoint_name(b"kv/x") && !is_endpoint_name(b"kv/"));
     }
 }

@@ -19,7 +19,7 @@
 //!    back the fields version 1 has.
 
 use crate::envelope::{check_lengths, read_u64, Envelope, EnvelopeError, Header, Lengths};
-use crate::{is_endpoint_name, CONTENT_BYTES_MAX, NAME_BYTES_MAX, PERFORMATIVES_V1};
+use crate::{is_endpoint_name, ADDRESS_BYTES_MAX, CONTENT_BYTES_MAX, PERFORMATIVES_V1};
 
 /// Version 1's number (the envelope's first byte).
 pub const VERSION: u8 = 1;
@@ -70,7 +70,7 @@ pub fn decode_header(head: &[u8; HEADER_BYTES], total: usize) -> Result<(Header,
 /// Checks a whole version 1 envelope; returns its header (as version 2
 /// has it) and lengths. Names are checked unless `trusted`.
 pub fn parse(bytes: &[u8], trusted: bool) -> Result<(Header, Lengths), EnvelopeError> {
-    if bytes.len() > HEADER_BYTES + 2 * NAME_BYTES_MAX + CONTENT_BYTES_MAX {
+    if bytes.len() > HEADER_BYTES + 2 * ADDRESS_BYTES_MAX + CONTENT_BYTES_MAX {
         return Err(EnvelopeError::TooLarge);
     }
     let head: &[u8; HEADER_BYTES] =

@@ -16,6 +16,8 @@ pub enum Command {
     /// Adds `name` to the directory and starts the instances placed here.
     /// With `restore`, an instance that fails to start is logged and retried
     /// on its next message instead of failing the deploy (node restart).
+    /// With `instances` 0, `name` is a keyed type (`router::keyed`): no
+    /// instance is made now; each key's activation is made on demand.
     Deploy {
         name: Arc<str>,
         module: CompiledAgent,
@@ -45,6 +47,18 @@ pub enum Command {
     Restart {
         name: Arc<str>,
         reply: Reply<usize>,
+    },
+    /// Deletes the state and timers of one key of a keyed type (`address`
+    /// is `TYPE/KEY`, placed on this shard) and passivates it; answers
+    /// whether it had state.
+    DeleteKey {
+        address: Arc<str>,
+        reply: Reply<Result<bool, String>>,
+    },
+    /// What keyed type `name` did on this shard.
+    KeyedStats {
+        name: Arc<str>,
+        reply: Reply<crate::router::keyed::KeyedCounts>,
     },
     /// How many messages the shard still holds, in any queue (a draining
     /// node waits for zero).
@@ -199,6 +213,8 @@ pub struct ShardStats {
     /// What a pass over its instances found, when one was asked for
     /// (`Command::ShardStats`).
     pub per_instance: Option<InstanceFigures>,
+    /// What each keyed type deployed here did.
+    pub keyed: Vec<(Arc<str>, crate::router::keyed::KeyedCounts)>,
 }
 
 /// What a pass over a shard's instances finds: the only part of a shard's

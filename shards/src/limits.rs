@@ -18,6 +18,14 @@
 /// Exceeded: deploy answers 400; an envelope naming it is invalid (-3).
 pub const NAME_BYTES_MAX: usize = caxton_abi::NAME_BYTES_MAX;
 
+/// Longest key of a keyed agent's activation (`kv/KEY`), in bytes of UTF-8.
+/// Exceeded: the address is not a name (REST 400/404, `send` -3 or -1).
+pub const KEY_BYTES_MAX: usize = caxton_abi::KEY_BYTES_MAX;
+
+/// Longest address an envelope's sender or receiver may hold: a name, or a
+/// keyed address `TYPE/KEY` (64 + 1 + 128 = 193 bytes).
+pub const ADDRESS_BYTES_MAX: usize = caxton_abi::ADDRESS_BYTES_MAX;
+
 /// Prefix of names that belong to the runtime itself (not to agents).
 pub const RUNTIME_NAME_PREFIX: u8 = caxton_abi::RUNTIME_NAME_PREFIX;
 
@@ -70,6 +78,35 @@ pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Exceeded: the notices left are dropped and counted
 /// (`caxton_failure_notices_dropped_total`) and the shard stops.
 pub const STOP_NOTICES_WAIT_MS: u64 = 1_000;
+
+// ---------------------------------------------------------------- keyed agents
+
+/// How long an activation of a keyed agent stays with no message before it
+/// is passivated (dropped; its state stays on disk), in ms (`--keyed-idle`).
+/// Our choice, 2 minutes, is Akka Cluster Sharding's default passivation:
+/// a key in a conversation (a session, an order being placed) keeps its
+/// instance between messages seconds apart, while the keys of a long tail
+/// give their memory back within minutes. Memory is bounded by
+/// [`KEYED_ACTIVE_MAX`] whatever this is; re-activation costs an
+/// instantiation and `caxton_init` (`make bench`).
+pub const KEYED_IDLE_MS: u64 = 120_000;
+
+/// Activations of keyed agents a node keeps live at once, split evenly
+/// over its shards (`--keyed-active-max`). Our choice: ADR-0017's 10,000
+/// agents per node. Cost: each an instance (its linear memory as used, at
+/// most `--agent-memory-max`, plus `--agent-overhead`). Exceeded: a new
+/// activation passivates the least recently used one with nothing queued
+/// first; when every one has mail, the shard goes over the cap until they
+/// are handled (nothing is refused, nothing lost).
+pub const KEYED_ACTIVE_MAX: usize = 10_000;
+
+/// How often a shard looks for idle activations, in ms. The idle time is
+/// honoured within this.
+pub const KEYED_SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// Timers a shard reads per tick from its database for keys that are
+/// passive (each activates its key). Exceeded: the rest next tick.
+pub const KEYED_TIMERS_DUE_PER_TICK_MAX: usize = 64;
 
 /// Versions of an agent's module the catalog keeps (for rollback); older
 /// ones are deleted. Cost: each a copy of the module in node.db.
@@ -842,7 +879,7 @@ pub const REGISTRY_DIRECT_PUSH_MEMBERS_MAX: usize = caxton_cluster::membership::
 // ---------------------------------------------------------------- derived checks
 
 const _: () = assert!(ENVELOPE_BYTES_MAX < i32::MAX as usize);
-const _: () = assert!(NAME_BYTES_MAX <= u8::MAX as usize, "name lengths are one byte");
+const _: () = assert!(NAME_BYTES_MAX <= ADDRESS_BYTES_MAX && ADDRESS_BYTES_MAX <= u8::MAX as usize, "address lengths are one byte");
 const _: () = assert!(CONTENT_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(AGENT_MEMORY_BYTES_MAX >= WASM_PAGE_BYTES);
 const _: () = assert!(INSTANCE_BURST_MESSAGES_MAX <= TICK_MESSAGES_MAX);
@@ -850,7 +887,8 @@ const _: () = assert!(STATE_WRITES_PER_HANDLER_MAX <= STATE_BATCH_RECORDS_MAX);
 const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0);
 const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <= 1500, "gossip fits one MTU");
 const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
-const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * NAME_BYTES_MAX);
+const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * ADDRESS_BYTES_MAX);
+const _: () = assert!(KEYED_IDLE_MS >= KEYED_SWEEP_INTERVAL_MS && KEYED_ACTIVE_MAX > 0);
 const _: () = assert!(
     BUDGET_MAILBOXES_PERMILLE
         + BUDGET_MESH_PERMILLE

@@ -159,6 +159,9 @@ pub struct ShardLatencies {
     pub processing: Latency,
     /// From `send` to the receiving handler's return.
     pub end_to_end: Latency,
+    /// From a keyed activation's making (its first message routed) to the
+    /// start of its first handler: instantiation and `caxton_init`.
+    pub activation: Latency,
 }
 
 /// The p99 alert of rule 3.

@@ -34,6 +34,13 @@ pub fn shard_of(name: &[u8], instance: u32, shards: usize) -> usize {
     (h % shards as u64) as usize
 }
 
+/// The shard of a keyed agent's key: its whole address `TYPE/KEY`
+/// (`router::keyed` rule 1).
+pub fn key_shard(address: &[u8], shards: usize) -> usize {
+    assert!(shards > 0);
+    (fnv1a64_continue(fnv1a64(address), &[0xFE]) % shards as u64) as usize
+}
+
 /// The receiver instance a message goes to (rule 2).
 pub fn instance_for(conversation_id: u64, sender: &[u8], instances: u32) -> u32 {
     assert!(instances > 0);

@@ -112,7 +112,14 @@ CREATE TABLE IF NOT EXISTS timers (
     due_us INTEGER NOT NULL,
     content BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS timers_of_instance ON timers (agent, instance);";
+CREATE INDEX IF NOT EXISTS timers_of_instance ON timers (agent, instance);
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_us);";
+
+/// The rows of a keyed type's keys: agent `TYPE/KEY`, between `TYPE/` and
+/// `TYPE0` (`0` follows `/` in ASCII).
+fn keyed_range(type_name: &str) -> (String, String) {
+    (format!("{type_name}/"), format!("{type_name}0"))
+}
 
 impl ShardStore {
     pub fn open(path: &Path, config: &StorageConfig) -> rusqlite::Result<ShardStore> {
@@ -196,6 +203,33 @@ impl ShardStore {
         let n = self.conn.execute("DELETE FROM state WHERE agent = ?1", params![agent])?;
         self.conn.execute("DELETE FROM timers WHERE agent = ?1", params![agent])?;
         Ok(n)
+    }
+
+    /// Deletes every key's state and timers of keyed type `type_name` (on
+    /// undeploy). Outside any handler.
+    pub fn delete_keyed_type(&mut self, type_name: &str) -> rusqlite::Result<usize> {
+        assert!(!self.in_handler_savepoint);
+        self.before_write()?;
+        let (from, to) = keyed_range(type_name);
+        let n = self.conn.execute("DELETE FROM state WHERE agent >= ?1 AND agent < ?2", params![from, to])?;
+        self.conn.execute("DELETE FROM timers WHERE agent >= ?1 AND agent < ?2", params![from, to])?;
+        Ok(n)
+    }
+
+    /// Keyed addresses (`TYPE/KEY`, any type) with a timer due by `now_us`,
+    /// earliest first, at most `max` rows' worth.
+    pub fn keyed_timers_due(&self, now_us: u64, max: usize) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT agent FROM timers WHERE due_us <= ?1 AND instr(agent, '/') > 0 ORDER BY due_us LIMIT ?2")?;
+        let rows = stmt.query_map(params![now_us as i64, max as i64], |r| r.get::<_, String>(0))?;
+        let mut due: Vec<String> = rows.collect::<Result<_, _>>()?;
+        due.dedup();
+        Ok(due)
+    }
+
+    /// When the first timer of a keyed address after `after_us` is due.
+    pub fn keyed_timer_next_after(&self, after_us: u64) -> rusqlite::Result<Option<u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT MIN(due_us) FROM timers WHERE due_us > ?1 AND instr(agent, '/') > 0")?;
+        stmt.query_row(params![after_us as i64], |r| r.get::<_, Option<i64>>(0)).map(|d| d.map(|d| d as u64))
     }
 
     // ------------------------------------------------------------ timers (`timers` rule 1)

@@ -51,7 +51,17 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
             Ok(json_response(StatusCode::OK, &json::upgraded(name, &report)))
         }
         Endpoint::Deploy => {
-            let instances = parse_param(query, "instances")?.unwrap_or(1);
+            let keyed = match query_param(query, "keyed") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return Err(ApiError::bad_request("invalid_query", format!("keyed={other:?}: use true or false"))),
+            };
+            let instances: u32 = match (keyed, parse_param(query, "instances")?) {
+                (true, Some(_)) => return Err(ApiError::bad_request("invalid_query", "a keyed agent has an activation per key, not instances")),
+                (true, None) => 0, // control: 0 instances is a keyed type
+                (false, Some(0)) => return Err(ApiError::bad_request("invalid_instances", "instances must be at least 1")),
+                (false, n) => n.unwrap_or(1),
+            };
             let policy = parse_policy(query.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_policy", e))?;
             let node = query_param(query, "node").map(str::to_string);
             let body = read_body(api, req, MODULE_BYTES_MAX).await?;

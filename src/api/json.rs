@@ -53,8 +53,16 @@ pub fn parse_send(body: &[u8]) -> Result<Outgoing, ApiError> {
     if content.len() > CONTENT_BYTES_MAX {
         return Err(ApiError::too_large(format!("content of {} bytes is over the limit of {CONTENT_BYTES_MAX}", content.len())));
     }
-    if !caxton_shards::envelope::is_agent_name(req.receiver.as_bytes()) {
-        return Err(ApiError::bad_request("invalid_name", format!("invalid receiver name {:?}", req.receiver)));
+    let receiver = req.receiver.as_bytes();
+    if !caxton_shards::envelope::is_agent_name(receiver) && caxton_abi::split_keyed(receiver).is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!(
+                "invalid receiver {:?}: an agent name (1 to 64 bytes of [a-z0-9._-]) or NAME/KEY (a key of 1 to {} bytes of UTF-8)",
+                req.receiver,
+                caxton_abi::KEY_BYTES_MAX
+            ),
+        ));
     }
     let protocol = Protocol::new(req.protocol.as_deref().unwrap_or("").as_bytes())
         .map_err(|_| ApiError::bad_request("invalid_protocol", "protocol is at most 32 bytes of [a-z0-9._-] (fipa-request, fipa-contract-net, ...)"))?;
@@ -127,8 +135,10 @@ pub fn message(m: &Message) -> Value {
 /// The agents this node serves, and those of its catalog it could not
 /// restore (with why).
 pub fn agent_list(agents: &[(String, AgentRecord)], unrestored: &[(String, String)]) -> Value {
-    let mut list: Vec<Value> =
-        agents.iter().map(|(name, r)| json!({ "name": name, "instances": r.instances, "shards": r.shards, "version": r.version.number })).collect();
+    let mut list: Vec<Value> = agents
+        .iter()
+        .map(|(name, r)| json!({ "name": name, "instances": r.instances, "keyed": r.instances == 0, "shards": r.shards, "version": r.version.number }))
+        .collect();
     list.extend(unrestored.iter().map(|(name, why)| json!({ "name": name, "unrestored": why })));
     json!({ "agents": list })
 }
@@ -138,6 +148,7 @@ pub fn deployed(name: &str, report: &DeployReport) -> Value {
     json!({
         "name": name,
         "instances": report.record.instances,
+        "keyed": report.record.instances == 0,
         "shards": report.record.shards,
         "version": report.record.version.number,
         "module_hash": report.record.version.hash,
@@ -166,6 +177,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
     json!({
         "name": name,
         "instances": d.record.instances,
+        "keyed": d.record.instances == 0,
         "shards": d.record.shards,
         "version": d.record.version.number,
         "module_hash": d.record.version.hash,
@@ -181,6 +193,12 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
         "crashes": sum(|i| i.crashes),
         "timeouts": sum(|i| i.timeouts),
         "state_bytes": sum(|i| i.state_bytes),
+        "keyed": d.keyed.map(|k| json!({
+            "active_keys": k.counts.active, "activations": k.counts.activations,
+            "passivations": caxton_shards::router::keyed::Passivation::ALL.iter().zip(k.counts.passivations)
+                .map(|((_, label), n)| (label.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "keys_with_state": k.keys_with_state,
+        })),
         "instance_stats": d.instances.iter().map(|i| json!({
             "instance": i.instance, "shard": i.shard, "messages_handled": i.handled, "errors": i.errors,
             "crashes": i.crashes, "timeouts": i.timeouts, "queued": i.queued, "memory_bytes": i.memory_bytes, "running": i.running,

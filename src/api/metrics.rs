@@ -295,6 +295,34 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
             o.sample("caxton_agent_instances", &format!("shard=\"{}\",standing=\"{standing}\"", s.shard), n as u64);
         }
     }
+    o.family("caxton_keyed_active", "gauge", "Live activations of a keyed agent (each an instance in memory), by shard.");
+    for s in shards {
+        for (agent, c) in &s.keyed {
+            o.sample("caxton_keyed_active", &format!("shard=\"{}\",agent=\"{}\"", s.shard, label_value(agent)), c.active);
+        }
+    }
+    o.family("caxton_keyed_activations_total", "counter", "Activations of a keyed agent's keys (a message or a timer for a passive key).");
+    for s in shards {
+        for (agent, c) in &s.keyed {
+            o.sample("caxton_keyed_activations_total", &format!("shard=\"{}\",agent=\"{}\"", s.shard, label_value(agent)), c.activations);
+        }
+    }
+    o.family("caxton_keyed_passivations_total", "counter", "Activations dropped, by cause: idle (--keyed-idle), cap (--keyed-active-max), deleted.");
+    for s in shards {
+        for (agent, c) in &s.keyed {
+            for ((_, cause), n) in caxton_shards::router::keyed::Passivation::ALL.iter().zip(c.passivations) {
+                o.sample("caxton_keyed_passivations_total", &format!("shard=\"{}\",agent=\"{}\",cause=\"{cause}\"", s.shard, label_value(agent)), n);
+            }
+        }
+    }
+    o.family(
+        "caxton_keyed_activation_seconds",
+        "histogram",
+        "Time from a keyed activation's first message to the start of its handler: instantiation and caxton_init.",
+    );
+    for s in shards {
+        o.histogram("caxton_keyed_activation_seconds", &format!("shard=\"{}\"", s.shard), &s.latencies.activation);
+    }
     o.family("caxton_failure_notices_total", "counter", "Failure notices sent from @node to the senders of messages that could not be handled, by reason.");
     for s in shards {
         for (reason, n) in &s.notices_sent {

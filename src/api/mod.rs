@@ -270,6 +270,26 @@ fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
     query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
+/// Decodes `%XX` escapes (a key in a path or a query); the result must be
+/// UTF-8.
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(b) = hex else { return Err(ApiError::bad_request("invalid_escape", format!("{s:?} has a bad %-escape"))) };
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("invalid_escape", format!("{s:?} does not decode to UTF-8")))
+}
+
 fn parse_param<T: std::str::FromStr>(query: Option<&str>, key: &str) -> Result<Option<T>, ApiError> {
     match query_param(query, key) {
         None => Ok(None),
@@ -414,6 +434,18 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys)))
         }
         Endpoint::Deploy | Endpoint::Stop | Endpoint::Rollback | Endpoint::Restart => agents::lifecycle(api, matched.endpoint, name, query, req).await,
+        Endpoint::KeyList => {
+            let prefix = percent_decode(query_param(query, "prefix").unwrap_or(""))?;
+            let limit = parse_param(query, "limit")?.unwrap_or(100);
+            let keys = control.keys(name, &prefix, limit).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "name": name, "prefix": prefix, "keys": keys })))
+        }
+        Endpoint::KeyDelete => {
+            let key = percent_decode(matched.key.unwrap_or_default())?;
+            let had_state = control.delete_key(name, &key).await?;
+            tracing::info!(agent = name, key, had_state, "key deleted");
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "name": name, "key": key, "had_state": had_state })))
+        }
         Endpoint::AgentDetail => {
             let detail = control.agent(name).await?;
             Ok(json_response(StatusCode::OK, &json::agent_detail(name, &detail)))
@@ -439,5 +471,17 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 None => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "message_id": message_id }))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn a_percent_escape_decodes_to_utf8_or_is_refused() {
+        assert_eq!(percent_decode("user%2F42%20x").unwrap(), "user/42 x");
+        assert_eq!(percent_decode("%C3%A9").unwrap(), "é");
+        assert!(percent_decode("%zz").is_err() && percent_decode("%4").is_err() && percent_decode("%FF").is_err());
     }
 }

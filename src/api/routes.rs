@@ -33,6 +33,8 @@ pub enum Endpoint {
     Rollback,
     Restart,
     Send,
+    KeyList,
+    KeyDelete,
 }
 
 pub struct Route {
@@ -45,6 +47,8 @@ pub struct Route {
 }
 
 const NAME: &str = "{name}";
+/// A key of a keyed agent, percent-encoded in the path.
+const KEY: &str = "{key}";
 
 macro_rules! route {
     ($method:ident, [$($seg:expr),*], $endpoint:ident, $public:expr) => {
@@ -53,7 +57,7 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 14] = [
+pub const ROUTES: [Route; 16] = [
     route!(GET, ["v1", "health"], Health, true),
     route!(GET, ["v1", "ready"], Ready, true),
     route!(GET, ["metrics"], Metrics, false),
@@ -68,6 +72,8 @@ pub const ROUTES: [Route; 14] = [
     route!(POST, ["v1", "agents", NAME, "rollback"], Rollback, false),
     route!(POST, ["v1", "agents", NAME, "restart"], Restart, false),
     route!(POST, ["v1", "messages"], Send, false),
+    route!(GET, ["v1", "agents", NAME, "keys"], KeyList, false),
+    route!(DELETE, ["v1", "agents", NAME, "keys", KEY], KeyDelete, false),
 ];
 
 /// A matched request: its route and the `{name}` it carried, if any.
@@ -76,22 +82,27 @@ pub struct Matched<'p> {
     pub endpoint: Endpoint,
     pub public: bool,
     pub name: Option<&'p str>,
+    /// The `{key}` segment, still percent-encoded.
+    pub key: Option<&'p str>,
 }
 
-/// Matches one path against one route's pattern (rule 1).
-fn matches<'p>(pattern: &[&str], segments: &[&'p str]) -> Option<Option<&'p str>> {
+/// Matches one path against one route's pattern (rule 1): its `{name}`
+/// and `{key}`, if it has them.
+fn matches<'p>(pattern: &[&str], segments: &[&'p str]) -> Option<(Option<&'p str>, Option<&'p str>)> {
     if pattern.len() != segments.len() {
         return None;
     }
-    let mut name = None;
+    let (mut name, mut key) = (None, None);
     for (want, have) in pattern.iter().zip(segments) {
         if *want == NAME && !have.is_empty() {
             name = Some(*have);
+        } else if *want == KEY && !have.is_empty() {
+            key = Some(*have);
         } else if want != have {
             return None;
         }
     }
-    Some(name)
+    Some((name, key))
 }
 
 /// Finds the route of a request (rule 2). `path` has no trailing `/`.
@@ -105,9 +116,9 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Result<Matched<'p>, ApiErr
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let mut allowed: Vec<&str> = Vec::new();
     for route in &ROUTES {
-        let Some(name) = matches(route.path, &segments) else { continue };
+        let Some((name, key)) = matches(route.path, &segments) else { continue };
         if route.method == *method {
-            return Ok(Matched { endpoint: route.endpoint, public: route.public, name });
+            return Ok(Matched { endpoint: route.endpoint, public: route.public, name, key });
         }
         allowed.push(route.method.as_str());
     }
@@ -127,7 +138,22 @@ mod tests {
     #[test]
     fn every_route_resolves_to_itself() {
         for route in &ROUTES {
-            let path: String = route.path.iter().map(|s| format!("/{}", if *s == NAME { "echo" } else { s })).collect();
+            let path: String = route
+                .path
+                .iter()
+                .map(|s| {
+                    format!(
+                        "/{}",
+                        if *s == NAME {
+                            "echo"
+                        } else if *s == KEY {
+                            "k%2F1"
+                        } else {
+                            s
+                        }
+                    )
+                })
+                .collect();
             let m = resolve(&route.method, &path).unwrap();
             assert_eq!(m.endpoint, route.endpoint, "{path}");
             assert_eq!(m.name.is_some(), route.path.contains(&NAME));

@@ -55,7 +55,7 @@ impl Control {
     }
 
     fn record_for(&self, name: &str, instances: u32, charge_each: u64, version: Version, policy: RestartPolicy) -> AgentRecord {
-        assert!((1..=AGENT_INSTANCES_MAX).contains(&instances));
+        assert!(instances <= AGENT_INSTANCES_MAX, "0 is a keyed type: no instance of its own");
         let shards: Vec<usize> = (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect();
         assert!(shards.iter().all(|&s| s < self.shards.len()));
         AgentRecord { instances, charge_each, shards, version, policy }
@@ -82,7 +82,8 @@ impl Control {
         if !is_agent_name(name.as_bytes()) {
             return Err(ControlError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
         }
-        if instances == 0 || instances > AGENT_INSTANCES_MAX {
+        // 0: a keyed type (`keyed`), an activation per key, made on demand.
+        if instances > AGENT_INSTANCES_MAX {
             return Err(ControlError::bad_request("invalid_instances", format!("instances must be 1 to {AGENT_INSTANCES_MAX}, got {instances}")));
         }
         if self.agents.read().unwrap().contains_key(name) {
@@ -402,7 +403,8 @@ impl Control {
         let mut instances: Vec<InstanceStats> =
             self.ask_all(|reply| Command::AgentStats { name: shared.clone(), reply }).await?.into_iter().flatten().collect();
         instances.sort_by_key(|i| i.instance);
-        Ok(AgentDetail { record, instances })
+        let keyed = if record.instances == 0 { Some(self.keyed_summary(name).await?) } else { None };
+        Ok(AgentDetail { record, instances, keyed })
     }
 
     /// The last `lines` log lines of agent `name` on this node, oldest

@@ -10,7 +10,7 @@ use caxton_abi::failure::FailureReason;
 use caxton_cluster::view::RemoteRoute;
 use caxton_shards::envelope::Header;
 use caxton_shards::names::{node_prefix, wire_id, API_NAME_PREFIX};
-use caxton_shards::placement::{instance_for, shard_of};
+use caxton_shards::placement::{instance_for, key_shard, shard_of};
 use caxton_shards::router::RouteError;
 use caxton_shards::runtime_outbox::Held;
 use caxton_shards::{Command, Message};
@@ -20,7 +20,43 @@ use caxton_shards::limits::WIRE_OUTBOX_MESSAGES_MAX;
 
 use super::{unguessable_id, Control, ControlError, Outgoing, WireOutbox};
 
+/// The name a receiver is deployed under: a keyed address's type, or the
+/// receiver itself.
+pub fn deployed_name(receiver: &str) -> &str {
+    match caxton_abi::split_keyed(receiver.as_bytes()) {
+        Some((type_name, _)) => std::str::from_utf8(type_name).expect("an agent name is ASCII"),
+        None => receiver,
+    }
+}
+
 impl Control {
+    /// How `receiver` is placed on this node: `Some(n)` for an agent of `n`
+    /// instances, `Some(0)` for a key of a keyed type (`TYPE/KEY`), `None`
+    /// if it is not here. A keyed type's bare name addresses nothing.
+    pub fn local_instances(&self, receiver: &str) -> Option<u32> {
+        let agents = self.agents.read().unwrap();
+        match caxton_abi::split_keyed(receiver.as_bytes()) {
+            Some(_) => agents.get(deployed_name(receiver)).filter(|r| r.instances == 0).map(|_| 0),
+            None => agents.get(receiver).filter(|r| r.instances > 0).map(|r| r.instances),
+        }
+    }
+
+    /// The shard a message from `sender` to a local `receiver` goes to.
+    fn local_shard(&self, receiver: &str, instances: u32, conversation_id: u64, sender: &[u8]) -> usize {
+        if instances == 0 {
+            return key_shard(receiver.as_bytes(), self.shards.len());
+        }
+        shard_of(receiver.as_bytes(), instance_for(conversation_id, sender, instances), self.shards.len())
+    }
+
+    /// The error for a receiver that is neither here nor on a known node.
+    fn no_such_receiver(&self, receiver: &str) -> ControlError {
+        if self.agents.read().unwrap().get(receiver).is_some_and(|r| r.instances == 0) {
+            return ControlError::not_found(format!("{receiver:?} is a keyed agent: address one of its keys, as {receiver}/KEY"));
+        }
+        ControlError::not_found(format!("no agent named {receiver:?}"))
+    }
+
     pub fn register_wire(&self) -> (u64, WireOutbox, mpsc::Receiver<Held>) {
         let id = self.next_api_name.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(WIRE_OUTBOX_MESSAGES_MAX);
@@ -52,8 +88,8 @@ impl Control {
             // drain rule 1
         }
         let receiver = std::str::from_utf8(m.receiver()).unwrap_or("");
-        let local = self.agents.read().unwrap().get(receiver).map(|r| r.instances);
-        let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(receiver));
+        let local = self.local_instances(receiver);
+        let remote = || self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(deployed_name(receiver)));
         let instances = match (local, local.is_none().then(remote).flatten()) {
             (Some(n), _) => Some(n),
             (None, Some(RemoteRoute { alive: true, .. })) => None,
@@ -63,7 +99,7 @@ impl Control {
         header.message_id = self.api_ids.lock().unwrap().next_id();
         let m = Message::encode(&header, from.as_bytes(), m.receiver(), m.content()).map_err(|e| Box::new((header, e.to_string())))?;
         let shard = match instances {
-            Some(instances) => shard_of(m.receiver(), instance_for(header.conversation_id, from.as_bytes(), instances), self.shards.len()),
+            Some(instances) => self.local_shard(receiver, instances, header.conversation_id, from.as_bytes()),
             // Remote: one conversation keeps to one shard, so to one link.
             None => {
                 (if header.conversation_id != 0 { header.conversation_id } else { caxton_shards::placement::fnv1a64(from.as_bytes()) }
@@ -94,13 +130,12 @@ impl Control {
 
     /// Sends a message from the API; with `wait`, waits for its reply (rule 3).
     pub async fn send(&self, out: Outgoing, wait: Option<Duration>) -> Result<(u64, Option<Held>), ControlError> {
-        let local = self.agents.read().unwrap().get(&out.receiver).map(|r| r.instances);
-        let instances = match local {
+        let instances = match self.local_instances(&out.receiver) {
             Some(n) => Some(n),
             None => {
-                let remote = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(&out.receiver));
+                let remote = self.cluster.as_ref().and_then(|c| c.view.lock().unwrap().remote_route(deployed_name(&out.receiver)));
                 match remote {
-                    None => return Err(ControlError::not_found(format!("no agent named {:?}", out.receiver))),
+                    None => return Err(self.no_such_receiver(&out.receiver)),
                     Some(RemoteRoute { node, alive: false, .. }) => {
                         self.node_unavailable.fetch_add(1, Ordering::Relaxed);
                         let why = self.cluster.as_ref().map_or("down", |c| c.view.lock().unwrap().why_unreachable(node));
@@ -127,7 +162,7 @@ impl Control {
         let message = Message::encode(&header, sender.as_bytes(), out.receiver.as_bytes(), &out.content)
             .map_err(|e| ControlError::bad_request("invalid_message", e.to_string()))?;
         let shard = match instances {
-            Some(instances) => shard_of(out.receiver.as_bytes(), instance_for(out.conversation_id, sender.as_bytes(), instances), self.shards.len()),
+            Some(instances) => self.local_shard(&out.receiver, instances, out.conversation_id, sender.as_bytes()),
             // Remote: a conversation keeps to one shard, so to one link
             // connection, and its order holds across the hop.
             None => (if out.conversation_id != 0 { out.conversation_id } else { message_id } % self.shards.len() as u64) as usize,

@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod drain;
 mod error;
+pub mod keyed;
 mod lifecycle;
 mod messages;
 #[cfg(test)]
@@ -91,6 +92,8 @@ pub struct Control {
     pub outbox: ApiSink,
     /// The free-space floor, for metrics (`None` in tests).
     pub disk: Option<Arc<caxton_shards::storage::DiskFloor>>,
+    /// Each shard's database, for read-only scans (`keyed` rule 1).
+    pub shard_dbs: Vec<std::path::PathBuf>,
     /// The trace exporter's counters, when traces are exported.
     pub trace_counters: Option<Arc<crate::otlp::ExportCounters>>,
     /// The message budget, by queue (for metrics).
@@ -204,6 +207,8 @@ pub struct DeployReport {
 pub struct AgentDetail {
     pub record: AgentRecord,
     pub instances: Vec<InstanceStats>,
+    /// A keyed type's figures.
+    pub keyed: Option<keyed::KeyedSummary>,
 }
 
 /// A message the API was asked to send.
@@ -242,6 +247,7 @@ impl Control {
             stall_after: Duration::from_millis(SHARD_STALL_SLICES * limits.execution_time_slice_ms),
             outbox,
             disk: None,
+            shard_dbs: Vec::new(),
             trace_counters: None,
             budget,
             wire_bytes: Default::default(),
@@ -323,6 +329,12 @@ impl Control {
     }
 
     /// The disk floor the shards write under, for `/metrics`.
+    pub fn with_shard_dbs(mut self, paths: Vec<std::path::PathBuf>) -> Control {
+        assert_eq!(paths.len(), self.shards.len(), "one database a shard");
+        self.shard_dbs = paths;
+        self
+    }
+
     pub fn with_disk(mut self, disk: Arc<caxton_shards::storage::DiskFloor>) -> Control {
         self.disk = Some(disk);
         self

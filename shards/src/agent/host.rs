@@ -41,7 +41,7 @@ use super::agent_log::{self, LogBudget, LogLimits};
 use crate::context::{call_open, try_with_ctx, with_call, ShardCtx};
 use crate::envelope::{decode_header, is_endpoint_name, EnvelopeError, Header, Lengths, Message, Protocol};
 use crate::limits::{
-    BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, LOG_LINE_FUEL, LOG_WRITTEN_LINE_FUEL, NAME_BYTES_MAX,
+    ADDRESS_BYTES_MAX, BULK_FUEL_PER_KIB, ENVELOPE_BYTES_MAX, ENVELOPE_HEADER_BYTES, HOST_CALL_FUEL, LOG_LINE_BYTES_MAX, LOG_LINE_FUEL, LOG_WRITTEN_LINE_FUEL,
     PROTOCOL_BYTES_MAX, SEND_CALL_FUEL, STATE_CALL_FUEL, STATE_FREE_FUEL_PER_KIB, STATE_FUEL_PER_KIB, STATE_KEY_BYTES_MAX, STATE_READ_FUEL_PER_KIB,
     STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX,
 };
@@ -344,7 +344,7 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, 
     }
     let (at, len) = checked(view, ptr, len).ok_or(INVALID)?;
     let AgentEnvelope { mut header, lengths, receiver_at, content_at } = read_envelope_header(view, at, len)?;
-    let mut receiver = [0u8; NAME_BYTES_MAX];
+    let mut receiver = [0u8; ADDRESS_BYTES_MAX];
     let receiver = &mut receiver[..lengths.receiver];
     view.read(receiver_at, receiver).map_err(|_| INVALID)?;
     // Only a receiver the directory does not hold needs its bytes checked:
@@ -558,6 +558,33 @@ pub fn now_micros(mut env: FunctionEnvMut<'_, HostEnv>) -> i64 {
         return e.code() as i64;
     }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// `self_name(ptr, cap)`: writes the instance's own address into
+/// `ptr..ptr+cap` and returns its length: the agent's name, or for an
+/// activation of a keyed agent `TYPE/KEY` (the key is what follows the
+/// first `/`). `TOO_LARGE` if `cap` is shorter, `INVALID` outside memory.
+/// Added in ABI version 2 for keyed agents; any module may import it.
+pub fn self_name(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, cap: i32) -> i32 {
+    let (data, mut store) = env.data_and_store_mut();
+    if let Err(e) = charge(data, &mut store, HOST_CALL_FUEL) {
+        return e.code();
+    }
+    let name = data.name.clone();
+    assert!(name.len() <= ADDRESS_BYTES_MAX, "an address fits its length byte");
+    if (cap.max(0) as usize) < name.len() {
+        return TOO_LARGE;
+    }
+    let Some(memory) = data.memory.clone() else { return INVALID };
+    let view = memory.view(&store);
+    let Some((at, _)) = checked(&view, ptr, name.len() as i32) else {
+        with_call(|ctx| ctx.refuse(INVALID));
+        return INVALID;
+    };
+    if view.write(at, name.as_bytes()).is_err() {
+        return INVALID;
+    }
+    name.len() as i32
 }
 
 /// `log(level, text)`: one line (rule 7), cut at [`LOG_LINE_BYTES_MAX`].

@@ -68,6 +68,9 @@ pub const CAXTON_FUNCTIONS: [HostFunctionDecl; 6] = caxton!(send, state_get, sta
 /// Added in version 2 (any module may import them).
 pub const TIMER_FUNCTIONS: [HostFunctionDecl; 2] = timers!(timer_set, timer_cancel);
 
+/// Added in version 2 for keyed agents (any module may import it).
+pub const NAME_FUNCTIONS: [HostFunctionDecl; 1] = caxton!(self_name);
+
 /// WASI preview 1: all 46 functions (`wasi` rule 6: those it does not
 /// offer link and return `ENOSYS`).
 #[rustfmt::skip]
@@ -84,7 +87,7 @@ pub const WASI_FUNCTIONS: [HostFunctionDecl; 46] = wasi!(
 
 /// Every host function, caxton's and WASI's.
 pub fn host_functions() -> impl Iterator<Item = &'static HostFunctionDecl> {
-    CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).chain(WASI_FUNCTIONS.iter())
+    CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).chain(NAME_FUNCTIONS.iter()).chain(WASI_FUNCTIONS.iter())
 }
 
 fn find(module: &str, name: &str) -> Option<&'static HostFunctionDecl> {
@@ -106,7 +109,7 @@ pub fn import_object(store: &mut Store, env: &FunctionEnv<HostEnv>, module: &Mod
 /// with its declared type. The error says what exists.
 pub fn check_import(module: &str, name: &str, ty: &wasmer::ExternType) -> Result<(), String> {
     let Some(decl) = find(module, name) else {
-        let names: Vec<&str> = CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).map(|d| d.name).collect();
+        let names: Vec<&str> = CAXTON_FUNCTIONS.iter().chain(TIMER_FUNCTIONS.iter()).chain(NAME_FUNCTIONS.iter()).map(|d| d.name).collect();
         let also = if module == wasi::MODULE { format!(" ({name} is not a WASI preview 1 function)") } else { String::new() };
         return Err(format!(
             "forbidden import {module}.{name}{also}: agents may import {IMPORT_MODULE}.{{{}}} and WASI preview 1 ({}.*)",
@@ -143,7 +146,7 @@ mod tests {
             assert_eq!(f.ty(&store), decl.function_type(), "{}", decl.name);
         }
         let pairs: std::collections::HashSet<_> = host_functions().map(|d| (d.module, d.name)).collect();
-        assert_eq!(pairs.len(), CAXTON_FUNCTIONS.len() + TIMER_FUNCTIONS.len() + WASI_FUNCTIONS.len(), "declared once each");
+        assert_eq!(pairs.len(), CAXTON_FUNCTIONS.len() + TIMER_FUNCTIONS.len() + NAME_FUNCTIONS.len() + WASI_FUNCTIONS.len(), "declared once each");
     }
 
     /// `host` rule 6, for every declared function: called with no call
@@ -200,6 +203,7 @@ mod tests {
         assert_eq!(sig("log"), "[I32, I32, I32] -> []");
         assert_eq!(sig("timer_set"), "[I64, I32, I32] -> [I64]");
         assert_eq!(sig("timer_cancel"), "[I64] -> [I32]");
+        assert_eq!(sig("self_name"), "[I32, I32] -> [I32]");
     }
 
     #[test]
@@ -208,7 +212,7 @@ mod tests {
         let e = check_import("env", "abort", &ty).unwrap_err();
         assert!(
             e.contains("forbidden import env.abort")
-                && e.contains("caxton.{send, state_get, state_put, state_delete, now_micros, log, timer_set, timer_cancel}"),
+                && e.contains("caxton.{send, state_get, state_put, state_delete, now_micros, log, timer_set, timer_cancel, self_name}"),
             "{e}"
         );
         assert!(e.contains("WASI preview 1 (wasi_snapshot_preview1.*)"), "{e}");

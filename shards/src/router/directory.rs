@@ -26,6 +26,9 @@ use super::LocalId;
 pub struct DirEntry {
     pub instances: u32,
     pub local: Box<[Option<LocalId>]>,
+    /// A keyed type: no instances of its own, an activation per key
+    /// (`keyed`).
+    pub keyed: bool,
 }
 
 /// Looked up once per message sent (rule 4): hashed with foldhash, seeded at
@@ -92,8 +95,8 @@ mod tests {
     #[test]
     fn a_name_is_added_once_and_remote_routes_come_and_go() {
         let mut d = Directory::default();
-        d.add("a", DirEntry { instances: 2, local: vec![Some(0), None].into() }).unwrap();
-        assert!(d.add("a", DirEntry { instances: 1, local: vec![None].into() }).is_err());
+        d.add("a", DirEntry { instances: 2, local: vec![Some(0), None].into(), keyed: false }).unwrap();
+        assert!(d.add("a", DirEntry { instances: 1, local: vec![None].into(), keyed: false }).is_err());
         assert_eq!(d.get(b"a").unwrap().instances, 2);
         assert!(d.remove("a").is_some() && d.remove("a").is_none());
         d.set_remote("far", Some(3));

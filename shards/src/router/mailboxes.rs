@@ -89,10 +89,18 @@ impl Mailboxes {
         self.queued_bytes -= mailbox.bytes;
         mailbox.bytes = 0;
         mailbox.open = false;
-        mailbox.queued = false;
-        self.run_queue.retain(|&r| r != id);
+        if std::mem::take(&mut mailbox.queued) {
+            self.run_queue.retain(|&r| r != id);
+        }
         self.free_ids.push(id);
         dropped
+    }
+
+    /// Does mailbox `id` hold and expect nothing: no message queued, no
+    /// room reserved for a staged one? (keyed rule 4)
+    pub fn is_idle(&self, id: LocalId) -> bool {
+        let m = &self.boxes[id as usize];
+        m.open && m.queue.is_empty() && m.reserved == 0
     }
 
     /// Is there room for a message of `bytes` in mailbox `id` and in the

@@ -2,7 +2,9 @@
 //!
 //! - [`directory`]: agent names, their instances, and names on other nodes;
 //! - [`mailboxes`]: the local instances' mailboxes and the run queue;
-//! - [`outbox`]: the tick's staged messages and the backlogs to peer shards.
+//! - [`outbox`]: the tick's staged messages and the backlogs to peer shards;
+//! - [`keyed`]: the live activations of keyed agents;
+//! - [`notices`]: failure notices waiting to be sent.
 //!
 //! The protocol every send follows: **reserve → stage → release**. A send
 //! reserves room at its destination, stages the message in the tick's
@@ -37,15 +39,17 @@ use crate::limits::RUNTIME_NAME_PREFIX;
 use crate::link::table::NodeRefusal;
 use crate::link::{NodeIdx, RemoteTable};
 use crate::mesh::{Doorbell, MeshEnds, MeshReceiver};
-use crate::placement::{instance_for, shard_of};
+use crate::placement::{instance_for, key_shard, shard_of};
 use crate::runtime_outbox::RuntimeOutbox;
 
 pub mod directory;
+pub mod keyed;
 pub mod mailboxes;
 pub mod notices;
 pub mod outbox;
 
 use directory::{DirEntry, Directory};
+use keyed::{Activations, Passivation};
 use mailboxes::{Full, Mailboxes};
 use notices::Notices;
 use outbox::{PeerOutbox, Staged};
@@ -240,6 +244,8 @@ pub struct Router {
     pub counters: RouterCounters,
     /// Failure notices waiting to be sent (`notices`).
     pub notices: Notices,
+    /// Live activations of keyed agents (`keyed`).
+    pub keyed: Activations,
 }
 
 impl Router {
@@ -262,6 +268,7 @@ impl Router {
             remote,
             counters: RouterCounters::default(),
             notices: Notices::default(),
+            keyed: Activations::default(),
         };
         (router, mesh.from)
     }
@@ -310,13 +317,53 @@ impl Router {
                 made.push((i, id));
             }
         }
-        self.directory.add(name, DirEntry { instances, local })?;
+        self.directory.add(name, DirEntry { instances, local, keyed: false })?;
         Ok(made)
+    }
+
+    /// Adds a keyed type: no mailbox until a key is sent to (`keyed`).
+    pub fn add_keyed_type(&mut self, name: &str) -> Result<(), String> {
+        if self.directory.contains(name) {
+            return Err(format!("agent {name} is already on shard {}", self.shard));
+        }
+        self.directory.add(name, DirEntry { instances: 0, local: Box::new([]), keyed: true })
+    }
+
+    /// Is `name` a keyed type of this node?
+    pub fn is_keyed_type(&self, name: &[u8]) -> bool {
+        self.directory.get(name).is_some_and(|e| e.keyed)
+    }
+
+    /// The mailbox of the live activation of `address` (`TYPE/KEY`, placed
+    /// on this shard), made now if the key is passive (keyed rule 3).
+    pub fn activate(&mut self, type_name: &Arc<str>, address: &str) -> LocalId {
+        assert_eq!(key_shard(address.as_bytes(), self.shards), self.shard, "keyed rule 1");
+        if let Some(id) = self.keyed.get(address.as_bytes()) {
+            return id;
+        }
+        let id = self.mailboxes.open();
+        self.keyed.insert(type_name, address, id, crate::clock::now_ns());
+        id
+    }
+
+    /// Passivates activation `id` if its mailbox holds and expects nothing
+    /// (keyed rule 4); returns its address if it did.
+    pub fn passivate(&mut self, id: LocalId, why: Passivation) -> Option<Arc<str>> {
+        if !self.mailboxes.is_idle(id) {
+            return None;
+        }
+        let address = self.keyed.remove(id, why);
+        let left = self.mailboxes.close(id);
+        assert!(left.is_empty(), "an idle mailbox is empty");
+        Some(address)
     }
 
     /// The mailbox of instance `instance` of `name`, if it lives here.
     pub fn local_instance(&self, name: &str, instance: u32) -> Option<LocalId> {
-        self.directory.get(name.as_bytes())?.local.get(instance as usize).copied().flatten()
+        match self.directory.get(name.as_bytes()) {
+            Some(entry) => entry.local.get(instance as usize).copied().flatten(),
+            None => self.keyed.get(name.as_bytes()).filter(|_| instance == 0),
+        }
     }
 
     /// Puts a message in one instance's mailbox (a timer's: placement
@@ -339,7 +386,14 @@ impl Router {
     pub fn remove_agent(&mut self, name: &str) -> Vec<LocalId> {
         assert!(self.staged.is_empty(), "undeploy inside a tick");
         let Some(entry) = self.directory.remove(name) else { return Vec::new() };
-        let ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
+        let mut ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
+        if entry.keyed {
+            ids = self.keyed.of_type(name).collect();
+            for &id in &ids {
+                self.keyed.remove(id, Passivation::Deleted);
+            }
+            self.keyed.forget_type(name);
+        }
         for &id in &ids {
             for m in self.mailboxes.close(id) {
                 self.dead_letter(DeadLetter::Undeployed, &m);
@@ -357,20 +411,47 @@ impl Router {
     // ------------------------------------------------------------ resolve and stage
 
     /// Where a message to `receiver` goes (placement rules of `placement`).
-    pub fn resolve(&self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
+    /// A keyed address whose key is passive and placed here gets its
+    /// mailbox now (keyed rule 3).
+    pub fn resolve(&mut self, receiver: &[u8], conversation_id: u64, sender: &[u8]) -> Result<Dest, RouteError> {
         if receiver.first() == Some(&RUNTIME_NAME_PREFIX) {
             // `@node/<tag>/...`: a runtime name of another node (names rule
             // 2). `@api/...`, `@wire/...`: the control plane's.
             return Ok(self.remote.node_of_runtime_name(receiver).map_or(Dest::Api, Dest::Node));
         }
         let Some(entry) = self.directory.get(receiver) else {
-            return self.directory.remote(receiver).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+            if let Some(id) = self.keyed.get(receiver) {
+                return Ok(Dest::Local(id));
+            }
+            return self.resolve_keyed(receiver);
         };
+        if entry.keyed {
+            return Err(RouteError::UnknownReceiver); // a keyed type is addressed by its keys
+        }
         let instance = instance_for(conversation_id, sender, entry.instances);
         match entry.local[instance as usize] {
             Some(id) => Ok(Dest::Local(id)),
             None => Ok(Dest::Peer(shard_of(receiver, instance, self.shards))),
         }
+    }
+
+    /// A receiver not in the directory: a key of a keyed type of this node
+    /// (keyed rules 1 and 3) or of another, or a name on another node.
+    #[cold]
+    fn resolve_keyed(&mut self, receiver: &[u8]) -> Result<Dest, RouteError> {
+        let Some((type_name, _key)) = caxton_abi::split_keyed(receiver) else {
+            return self.directory.remote(receiver).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+        };
+        if !self.is_keyed_type(type_name) {
+            return self.directory.remote(type_name).map(Dest::Node).ok_or(RouteError::UnknownReceiver);
+        }
+        let shard = key_shard(receiver, self.shards);
+        if shard != self.shard {
+            return Ok(Dest::Peer(shard));
+        }
+        let type_name: Arc<str> = Arc::from(std::str::from_utf8(type_name).expect("an agent name is ASCII"));
+        let address = std::str::from_utf8(receiver).expect("split_keyed checked the key's UTF-8");
+        Ok(Dest::Local(self.activate(&type_name, address)))
     }
 
     fn busy(&mut self, bytes_bound: bool) -> RouteError {

@@ -68,6 +68,9 @@ impl Shard {
         // The clock is read once per delivery (its end), and reused here.
         let mut now = tick_start;
         while done < TICK_MESSAGES_MAX && now - tick_start < budget_ns {
+            if self.ctx.borrow().router.keyed.has_made() {
+                self.seat_activations(); // `keyed` rule 5
+            }
             let Some(id) = stages::time(Stage::Dequeue, || self.ctx.borrow_mut().router.next_ready()) else { break };
             let mut burst = 0;
             let burst_start = now;
@@ -205,6 +208,11 @@ impl Shard {
                 return ended;
             }
         }
+        let agent = self.agents[slot].as_mut().expect("live slot");
+        if agent.activated_ns != 0 {
+            // A keyed activation's first handler starts now.
+            self.latencies.activation.record(now_ns().saturating_sub(std::mem::take(&mut agent.activated_ns)));
+        }
         // Rule 6: past its deadline, or unreadable to a version 1 agent, a
         // message is failed back instead of handled.
         if message.reply_by() != 0 && crate::clock::unix_micros() > message.reply_by() {
@@ -242,6 +250,9 @@ impl Shard {
         }
         let agent = self.agents[slot].as_mut().unwrap();
         agent.processing.record(ended - started);
+        if agent.is_keyed() {
+            self.ctx.borrow_mut().router.keyed.touch(id, ended); // `keyed` rule 7
+        }
         if !matches!(outcome, Outcome::Trap(_) | Outcome::Timeout) {
             agent.supervision.handled();
         }

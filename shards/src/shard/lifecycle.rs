@@ -33,7 +33,8 @@ const NOTICE_GROWTH_BYTES_MAX: usize = 64;
 
 impl Shard {
     fn local_ids_of(&self, name: &str) -> Vec<LocalId> {
-        self.agents.iter().enumerate().filter(|(_, a)| a.as_ref().is_some_and(|a| *a.name == *name)).map(|(id, _)| id as LocalId).collect()
+        // A keyed type's: its live activations.
+        self.agents.iter().enumerate().filter(|(_, a)| a.as_ref().is_some_and(|a| *a.type_name == *name)).map(|(id, _)| id as LocalId).collect()
     }
 
     /// Rule 1.
@@ -51,6 +52,9 @@ impl Shard {
     /// phase) is retried on the instance's next message, as after a crash.
     pub(super) fn upgrade_commit(&mut self, name: &str, module: CompiledAgent) -> Result<(), String> {
         let mut first_error = None;
+        if let Some(keyed) = self.keyed_types.get_mut(name) {
+            keyed.module = module.clone(); // passive keys meet it at their next activation
+        }
         for id in self.local_ids_of(name) {
             let agent = self.agents[id as usize].as_mut().expect("listed");
             agent.module = module.clone();

@@ -5,6 +5,7 @@
 //! - [`stats`]: what the shard reports;
 //! - [`supervision`]: restart policies: backoff and quarantine;
 //! - [`lifecycle`]: upgrades, restarts, and what a stop fails back;
+//! - [`keyed`]: keyed agents' activations: made, passivated, woken by timers;
 //! - [`tuning`]: its run-time knobs.
 //!
 //! The loop, each tick:
@@ -23,6 +24,7 @@
 //!    can tell a busy shard from a stalled one.
 
 mod handler;
+mod keyed;
 mod lifecycle;
 mod run_loop;
 mod stats;
@@ -82,7 +84,11 @@ pub struct ShardSetup {
 }
 
 struct LocalAgent {
+    /// Its address: the agent's name, or a keyed activation's `TYPE/KEY`.
     name: Arc<str>,
+    /// The agent it is an instance of: `name` itself (the same `Arc`), or
+    /// a keyed activation's type.
+    type_name: Arc<str>,
     instance: u32,
     module: CompiledAgent,
     runtime: Option<AgentInstance>,
@@ -101,6 +107,15 @@ struct LocalAgent {
     supervision: Supervision,
     /// Why it is quarantined, when it is.
     quarantined_because: Option<Arc<str>>,
+    /// When a keyed activation was made, until its first handler starts
+    /// (the activation latency); 0 after, and for other instances.
+    activated_ns: u64,
+}
+
+impl LocalAgent {
+    fn is_keyed(&self) -> bool {
+        !Arc::ptr_eq(&self.name, &self.type_name)
+    }
 }
 
 /// What the shard's handlers did, all instances together.
@@ -155,6 +170,16 @@ pub struct Shard {
     /// Slots of `agents` that hold an instance (a count kept, so that a
     /// report need not walk them).
     live_instances: usize,
+    /// Keyed types deployed here, by name (`keyed`).
+    keyed_types: std::collections::HashMap<Arc<str>, keyed::KeyedType>,
+    /// New activations being seated, reused (`keyed` rule 5).
+    made_buf: Vec<LocalId>,
+    /// This shard's share of `--keyed-active-max` (`keyed` rule 6).
+    keyed_active_max: usize,
+    keyed_idle: Duration,
+    next_keyed_sweep_ns: u64,
+    /// When the first timer row of a keyed address is due (`keyed` rule 8).
+    next_keyed_timer_us: Option<u64>,
 }
 
 impl Shard {
@@ -200,6 +225,12 @@ impl Shard {
             backing_off: Vec::new(),
             serving: !setup.restoring,
             live_instances: 0,
+            keyed_types: Default::default(),
+            made_buf: Vec::new(),
+            keyed_active_max: setup.tuning.keyed_active_max_per_shard(peers),
+            keyed_idle: setup.tuning.keyed_idle,
+            next_keyed_sweep_ns: 0,
+            next_keyed_timer_us: None,
         })
     }
 
@@ -207,6 +238,7 @@ impl Shard {
     pub fn tick(&mut self) -> usize {
         let mut work = self.drain_control();
         work += self.drain_inbound();
+        work += self.wake_keys_with_due_timers();
         work += self.fire_timers();
         work += self.end_backoffs();
         work += self.dispatch();
@@ -260,6 +292,11 @@ impl Shard {
         assert!(!ctx.store.dirty(), "committed or rolled back");
         let moved = ctx.router.flush();
         assert_eq!(ctx.router.staged_mark(), 0, "handler rule 3: the commit releases every held send");
+        let keyed = ctx.router.keyed.live() > 0;
+        drop(ctx);
+        if keyed {
+            self.sweep_idle_activations(now);
+        }
         moved
     }
 
@@ -384,7 +421,10 @@ impl Shard {
 
     fn run_command(&mut self, command: Command) {
         match command {
+            Command::Deploy { name, module, instances: 0, restore: _, policy, reply } => reply(self.deploy_keyed(name, module, policy).map(|()| Vec::new())),
             Command::Deploy { name, module, instances, restore, policy, reply } => reply(self.deploy(name, module, instances, restore, policy)),
+            Command::DeleteKey { address, reply } => reply(self.delete_key(&address)),
+            Command::KeyedStats { name, reply } => reply(self.ctx.borrow().router.keyed.counts(&name)),
             Command::UpgradePrepare { name, module, reply } => reply(self.upgrade_prepare(&name, &module)),
             Command::UpgradeCommit { name, module, reply } => {
                 self.end_tick(); // what the old version staged goes first
@@ -543,21 +583,7 @@ impl Shard {
             }
             assert!(self.agents[slot].is_none(), "the router gives a free slot");
             self.live_instances += 1;
-            self.agents[slot] = Some(LocalAgent {
-                name: name.clone(),
-                instance,
-                module: module.clone(),
-                runtime: None,
-                handled: 0,
-                errors: 0,
-                crashes: 0,
-                timeouts: 0,
-                processing: Default::default(),
-                wrote_before_commit: None,
-                account: InstanceAccount::new(module.limits.log),
-                supervision: Supervision::new(policy),
-                quarantined_because: None,
-            });
+            self.agents[slot] = Some(LocalAgent::new(name.clone(), name.clone(), instance, module.clone(), policy));
             if let Err(e) = self.start_instance(id) {
                 if !restore {
                     self.ctx.borrow_mut().router.rollback_to(mark);
@@ -577,6 +603,11 @@ impl Shard {
     }
 
     fn undeploy(&mut self, name: &str) {
+        if self.keyed_types.remove(name).is_some() {
+            if let Err(e) = self.ctx.borrow_mut().store.delete_keyed_type(name) {
+                tracing::error!(shard = self.index, agent = name, error = %e, "deleting an undeployed keyed agent's state failed");
+            }
+        }
         let mut ctx = self.ctx.borrow_mut();
         for id in ctx.router.remove_agent(name) {
             if self.agents[id as usize].take().is_some() {

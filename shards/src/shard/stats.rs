@@ -116,6 +116,7 @@ impl Shard {
             wakeups: self.bell.rings(),
             latencies: self.latencies.clone(),
             per_instance,
+            keyed: self.keyed_types.keys().map(|name| (name.clone(), ctx.router.keyed.counts(name))).collect(),
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::limits::{
-    MessageBudget, EXECUTION_TIME_SLICE_MS, LINK_INBOUND_MESSAGES_MAX, MAILBOX_BYTES_MAX, MAILBOX_MESSAGES_MAX, MESSAGE_BUFFER_BYTES,
-    NODE_IN_FLIGHT_MESSAGES_MAX, NODE_OUTBOX_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
+    MessageBudget, EXECUTION_TIME_SLICE_MS, KEYED_ACTIVE_MAX, KEYED_IDLE_MS, LINK_INBOUND_MESSAGES_MAX, MAILBOX_BYTES_MAX, MAILBOX_MESSAGES_MAX,
+    MESSAGE_BUFFER_BYTES, NODE_IN_FLIGHT_MESSAGES_MAX, NODE_OUTBOX_MESSAGES_MAX, NODE_QUEUED_MESSAGES_MAX, SPIN_BEFORE_PARK_MAX_US, SPIN_BEFORE_PARK_US,
 };
 use crate::link::table::LinkLimits;
 use crate::metrics::ALERT_WINDOW_MS;
@@ -36,9 +36,21 @@ pub struct ShardTuning {
     /// Times each stage of a message's way (`stages`): for the benchmarks'
     /// per-stage table. Default off (on, a stage costs two counter reads).
     pub stage_timing: bool,
+    /// How long a keyed activation stays with no message before it is
+    /// passivated. Default [`KEYED_IDLE_MS`] (2 minutes).
+    pub keyed_idle: Duration,
+    /// Live keyed activations, node-wide (each shard keeps its share).
+    /// Default [`KEYED_ACTIVE_MAX`] (10,000).
+    pub keyed_active_max: usize,
 }
 
 impl ShardTuning {
+    /// A shard's share of [`ShardTuning::keyed_active_max`] (at least one).
+    pub fn keyed_active_max_per_shard(&self, shards: usize) -> usize {
+        assert!(shards > 0);
+        self.keyed_active_max.div_ceil(shards).max(1)
+    }
+
     pub fn router_limits(&self, shards: usize) -> RouterLimits {
         RouterLimits::for_node(shards, self.queues)
     }
@@ -74,6 +86,8 @@ impl ShardTuning {
             link_inbox_bytes_max: budget.link_inbox,
             tick_time_budget: Duration::from_millis(EXECUTION_TIME_SLICE_MS),
             stage_timing: false,
+            keyed_idle: Duration::from_millis(KEYED_IDLE_MS),
+            keyed_active_max: KEYED_ACTIVE_MAX,
         }
     }
 }

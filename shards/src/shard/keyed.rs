@@ -1,0 +1,226 @@
+//! Keyed agents on a shard: giving new activations their slots,
+//! passivating idle ones and the least recently used past the cap, waking
+//! passive keys whose timers are due, and deleting a key.
+//!
+//! Rules (the router's `keyed` rules are the first four):
+//! 5. A new activation's slot is made before the next message is taken
+//!    from the run queue; its instance is made, and `caxton_init` run, on
+//!    its first delivery (`handler`), like an instance restarted after a
+//!    crash. A failure to start is a failure notice (`crashed_handler`),
+//!    counted, and the activation's restart policy applies.
+//! 6. Past the shard's share of `--keyed-active-max`, each new activation
+//!    passivates the least recently used activation that holds nothing
+//!    (among the oldest [`CAP_SCAN_MAX`]); if none does, the shard stays
+//!    over the cap until one does (nothing is refused).
+//! 7. Every [`KEYED_SWEEP_INTERVAL_MS`], activations unused for
+//!    `--keyed-idle` are passivated, oldest first, after the tick's commit.
+//! 8. The timer queue holds only live activations' timers. The earliest
+//!    timer row of any keyed address is remembered; when it is due, the
+//!    rows due are read (at most [`KEYED_TIMERS_DUE_PER_TICK_MAX`] a tick)
+//!    and each passive key among them is activated, which queues its
+//!    timers.
+
+use std::sync::Arc;
+
+use crate::agent::host::InstanceAccount;
+use crate::clock::now_ns;
+use crate::limits::{KEYED_SWEEP_INTERVAL_MS, KEYED_TIMERS_DUE_PER_TICK_MAX};
+use crate::router::keyed::Passivation;
+use crate::router::LocalId;
+
+use super::supervision::Supervision;
+use super::{LocalAgent, RestartPolicy, Shard};
+
+/// Activations looked at, oldest first, for one to passivate at the cap.
+const CAP_SCAN_MAX: usize = 64;
+
+/// A keyed type deployed on this shard: what its activations are made from.
+pub(super) struct KeyedType {
+    pub module: crate::agent::CompiledAgent,
+    pub policy: RestartPolicy,
+}
+
+impl Shard {
+    /// Rule 5: slots for the activations the router made.
+    pub(super) fn seat_activations(&mut self) {
+        let mut made = std::mem::take(&mut self.made_buf);
+        self.ctx.borrow_mut().router.keyed.take_made(&mut made);
+        for id in made.drain(..) {
+            let (type_name, address) = self.ctx.borrow().router.keyed.address_of(id).cloned().expect("made and live");
+            let Some(keyed) = self.keyed_types.get(&type_name) else { unreachable!("a keyed type's keys are routed only while it is deployed") };
+            let (module, policy) = (keyed.module.clone(), keyed.policy);
+            let slot = id as usize;
+            if self.agents.len() <= slot {
+                self.agents.resize_with(slot + 1, || None);
+            }
+            assert!(self.agents[slot].is_none(), "the router gives a free slot");
+            self.live_instances += 1;
+            self.agents[slot] = Some(LocalAgent::new(address.clone(), type_name, 0, module, policy));
+            self.agents[slot].as_mut().unwrap().activated_ns = now_ns();
+            if let Err(e) = self.queue_timers_of(id, &address, 0) {
+                tracing::error!(shard = self.index, agent = %address, error = %e, "a key's timers were not queued; they fire after a restart");
+            }
+            self.enforce_keyed_cap();
+        }
+        self.made_buf = made; // keep the allocation
+    }
+
+    /// Rule 6.
+    fn enforce_keyed_cap(&mut self) {
+        if self.ctx.borrow().router.keyed.live() <= self.keyed_active_max {
+            return;
+        }
+        let oldest: Vec<LocalId> = self.ctx.borrow().router.keyed.oldest(CAP_SCAN_MAX).map(|(id, _)| id).collect();
+        for id in oldest {
+            if !self.in_call_of(id) && self.passivate(id, Passivation::Cap) {
+                return;
+            }
+        }
+    }
+
+    fn in_call_of(&self, id: LocalId) -> bool {
+        let ctx = self.ctx.borrow();
+        ctx.call.open && ctx.call.owner == id
+    }
+
+    /// Drops activation `id` if its mailbox holds and expects nothing;
+    /// whether it did.
+    pub(super) fn passivate(&mut self, id: LocalId, why: Passivation) -> bool {
+        let mut ctx = self.ctx.borrow_mut();
+        assert!(!ctx.call.open || ctx.call.owner != id, "never the instance being called");
+        let Some(address) = ctx.router.passivate(id, why) else { return false };
+        ctx.timers.remove_owner(id);
+        // Rule 8: its timers are rows only now; the poll must see them.
+        let first_due = match ctx.store.timers_of(&address, 0) {
+            Ok(timers) => timers.iter().map(|&(at, _)| at).min(),
+            Err(e) => {
+                tracing::error!(shard = self.index, agent = %address, error = %e, "cannot read a passivated key's timers; polling for them at once");
+                Some(0)
+            }
+        };
+        drop(ctx);
+        if let Some(at) = first_due {
+            self.keyed_timer_due_at(at);
+        }
+        let agent = self.agents[id as usize].take().expect("a live activation has a slot");
+        self.live_instances -= 1;
+        drop(agent); // its instance, and its memory, go now
+        true
+    }
+
+    /// Rule 7: once a sweep interval, between ticks.
+    pub(super) fn sweep_idle_activations(&mut self, now: u64) {
+        if now < self.next_keyed_sweep_ns {
+            return;
+        }
+        self.next_keyed_sweep_ns = now + KEYED_SWEEP_INTERVAL_MS * 1_000_000;
+        let idle_ns = self.keyed_idle.as_nanos() as u64;
+        loop {
+            let stale: Vec<LocalId> =
+                self.ctx.borrow().router.keyed.oldest(CAP_SCAN_MAX).take_while(|&(_, used)| now.saturating_sub(used) >= idle_ns).map(|(id, _)| id).collect();
+            let mut passivated = 0;
+            for &id in &stale {
+                passivated += usize::from(self.passivate(id, Passivation::Idle));
+            }
+            if passivated == 0 || stale.len() < CAP_SCAN_MAX {
+                return;
+            }
+        }
+    }
+
+    /// Rule 8: activates passive keys whose timers are due.
+    pub(super) fn wake_keys_with_due_timers(&mut self) -> usize {
+        let now = crate::clock::unix_micros();
+        if self.next_keyed_timer_us.is_none_or(|at| at > now) || !self.serving {
+            return 0;
+        }
+        let due = match self.ctx.borrow().store.keyed_timers_due(now, KEYED_TIMERS_DUE_PER_TICK_MAX) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(shard = self.index, error = %e, "cannot read the keyed timers due; retrying");
+                return 0;
+            }
+        };
+        let mut woken = 0;
+        for address in &due {
+            let Some((type_name, _)) = caxton_abi::split_keyed(address.as_bytes()) else { continue };
+            let Some((type_name, _)) = self.keyed_types.get_key_value(std::str::from_utf8(type_name).unwrap_or("")) else { continue };
+            let type_name = type_name.clone();
+            let mut ctx = self.ctx.borrow_mut();
+            if ctx.router.keyed.get(address.as_bytes()).is_none() {
+                ctx.router.activate(&type_name, address);
+                woken += 1;
+            }
+        }
+        if woken > 0 {
+            self.seat_activations();
+        }
+        // The rows read are queued now (those of keys live already were);
+        // the next poll is at the first row after them.
+        self.next_keyed_timer_us = if due.len() == KEYED_TIMERS_DUE_PER_TICK_MAX {
+            Some(now)
+        } else {
+            self.ctx.borrow().store.keyed_timer_next_after(now).unwrap_or(Some(now + 1_000_000))
+        };
+        woken
+    }
+
+    /// A passive key has a timer due at `at_us`: the poll of rule 8 is
+    /// due by then.
+    fn keyed_timer_due_at(&mut self, at_us: u64) {
+        self.next_keyed_timer_us = Some(self.next_keyed_timer_us.map_or(at_us, |at| at.min(at_us)));
+    }
+
+    /// Deletes the state and timers of `address` (a key of a keyed type
+    /// placed here) and passivates it; its queued messages stay and meet a
+    /// fresh activation. Whether the key had anything.
+    pub(super) fn delete_key(&mut self, address: &str) -> Result<bool, String> {
+        self.end_tick(); // nothing of the key is staged or uncommitted
+        let live = self.ctx.borrow().router.keyed.get(address.as_bytes());
+        if let Some(id) = live {
+            if !self.passivate(id, Passivation::Deleted) {
+                // It has mail: its next message makes a fresh instance.
+                self.agents[id as usize].as_mut().expect("live").runtime = None;
+                self.ctx.borrow_mut().timers.remove_owner(id);
+            }
+        }
+        let mut ctx = self.ctx.borrow_mut();
+        let had = ctx.store.delete_agent(address).map_err(|e| format!("cannot delete the key's state: {e}"))?;
+        drop(ctx);
+        self.end_tick();
+        Ok(had > 0)
+    }
+
+    /// Adds keyed type `name` to this shard (rule 1).
+    pub(super) fn deploy_keyed(&mut self, name: Arc<str>, module: crate::agent::CompiledAgent, policy: RestartPolicy) -> Result<(), String> {
+        self.ctx.borrow_mut().router.add_keyed_type(&name)?;
+        self.keyed_types.insert(name, KeyedType { module, policy });
+        if self.next_keyed_timer_us.is_none() {
+            self.next_keyed_timer_us = self.ctx.borrow().store.keyed_timer_next_after(0).map_err(|e| format!("cannot read the keyed timers: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl LocalAgent {
+    pub(super) fn new(name: Arc<str>, type_name: Arc<str>, instance: u32, module: crate::agent::CompiledAgent, policy: RestartPolicy) -> LocalAgent {
+        let account = InstanceAccount::new(module.limits.log);
+        LocalAgent {
+            name,
+            type_name,
+            instance,
+            module,
+            runtime: None,
+            handled: 0,
+            errors: 0,
+            crashes: 0,
+            timeouts: 0,
+            processing: Default::default(),
+            wrote_before_commit: None,
+            account,
+            supervision: Supervision::new(policy),
+            quarantined_because: None,
+            activated_ns: 0,
+        }
+    }
+}
