@@ -8,10 +8,13 @@
 //!    its first delivery (`handler`), like an instance restarted after a
 //!    crash. A failure to start is a failure notice (`crashed_handler`),
 //!    counted, and the activation's restart policy applies.
-//! 6. Past the shard's share of `--keyed-active-max`, each new activation
-//!    passivates the least recently used activation that holds nothing
-//!    (among the oldest [`CAP_SCAN_MAX`]); if none does, the shard stays
-//!    over the cap until one does (nothing is refused).
+//! 6. Past the shard's share of `--keyed-active-max`, the end of each
+//!    tick passivates the least recently used activations that hold
+//!    nothing until the shard is back at its share. Within a tick the
+//!    shard may go over by the activations that tick handles (at most
+//!    `TICK_MESSAGES_MAX`); an activation with mail is never dropped, so
+//!    when every one has mail the shard stays over until they are handled
+//!    (nothing is refused, nothing lost).
 //! 7. Every [`KEYED_SWEEP_INTERVAL_MS`], activations unused for
 //!    `--keyed-idle` are passivated, oldest first, after the tick's commit.
 //! 8. The timer queue holds only live activations' timers. The earliest
@@ -60,20 +63,26 @@ impl Shard {
             if let Err(e) = self.queue_timers_of(id, &address, 0) {
                 tracing::error!(shard = self.index, agent = %address, error = %e, "a key's timers were not queued; they fire after a restart");
             }
-            self.enforce_keyed_cap();
         }
         self.made_buf = made; // keep the allocation
     }
 
-    /// Rule 6.
-    fn enforce_keyed_cap(&mut self) {
-        if self.ctx.borrow().router.keyed.live() <= self.keyed_active_max {
-            return;
-        }
-        let oldest: Vec<LocalId> = self.ctx.borrow().router.keyed.oldest(CAP_SCAN_MAX).map(|(id, _)| id).collect();
-        for id in oldest {
-            if !self.in_call_of(id) && self.passivate(id, Passivation::Cap) {
-                return;
+    /// Rule 6, at the end of a tick: passivates the least recently used
+    /// activations that hold nothing until the shard is back at its cap,
+    /// or until the oldest [`CAP_SCAN_MAX`] all have mail.
+    pub(super) fn enforce_keyed_cap(&mut self) {
+        let mut over = self.ctx.borrow().router.keyed.live().saturating_sub(self.keyed_active_max);
+        while over > 0 {
+            let oldest: Vec<LocalId> = self.ctx.borrow().router.keyed.oldest(CAP_SCAN_MAX).map(|(id, _)| id).collect();
+            let mut passivated = 0;
+            for id in oldest {
+                if over > 0 && !self.in_call_of(id) && self.passivate(id, Passivation::Cap) {
+                    over -= 1;
+                    passivated += 1;
+                }
+            }
+            if passivated == 0 {
+                return; // every one looked at has mail: over the cap until it is handled
             }
         }
     }

@@ -295,6 +295,7 @@ impl Shard {
         let keyed = ctx.router.keyed.live() > 0;
         drop(ctx);
         if keyed {
+            self.enforce_keyed_cap();
             self.sweep_idle_activations(now);
         }
         moved
