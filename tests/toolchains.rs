@@ -249,3 +249,32 @@ fn the_quick_start_goes_from_caxton_agent_new_to_an_answer() {
     let again = std::process::Command::new(common::BIN).args(["agent", "new", "hello", "--dir"]).arg(&dir).output().unwrap();
     assert_eq!(again.status.code(), Some(2), "never over an existing folder");
 }
+
+#[test]
+fn rust_keyed_agents_keep_one_value_per_key_and_a_session_expires_itself_while_passive() {
+    let node = Node::start_with(2, &["--keyed-idle", "200ms", "--log-format", "json"]);
+    for (name, agent) in [("kv", "rust-kv"), ("session", "rust-session")] {
+        let wasm = std::fs::read(example_agent(agent)).unwrap();
+        let (status, v) = common::answer(node.request("PUT", &format!("/v1/agents/{name}?keyed=true")).send_bytes(&wasm));
+        assert_eq!(status, 201, "{agent}: {v}");
+    }
+    assert_eq!(reply(&node, "kv/alice", "put blue"), "alice: ok");
+    assert_eq!(reply(&node, "kv/bob", "put red"), "bob: ok");
+    for _ in 0..4 {
+        assert_eq!(reply(&node, "kv/alice", "get"), "alice: blue", "every caller of a key sees its value");
+    }
+    assert_eq!(reply(&node, "kv/bob", "get"), "bob: red");
+    let (status, v) = ask(&node, "kv/carol", "get");
+    assert_eq!((status, v["performative"].as_str(), v["content"].as_str()), (200, Some("failure"), Some("carol: not found")), "{v}");
+
+    assert_eq!(reply(&node, "session/s1", "ttl 800"), "ok");
+    assert_eq!(reply(&node, "session/s1", "set cart=3"), "ok");
+    assert_eq!(reply(&node, "session/s1", "get"), "cart=3");
+    // Passivated after 200 ms idle; its timer activates it at 800 ms and it
+    // deletes itself.
+    assert!(eventually(Duration::from_secs(5), || logged(&node, "session/s1", "log", "session s1 expired")), "{:?}", agent_records(&node, "session/s1"));
+    let detail = node.agent("session");
+    assert!(detail["keyed"]["passivations"]["idle"].as_u64().unwrap() >= 1, "{detail}");
+    let (status, v) = ask(&node, "session/s1", "get");
+    assert_eq!((status, v["content"].as_str()), (200, Some("expired")), "{v}");
+}

@@ -24,6 +24,9 @@ pub trait Host {
     /// A timer's id, or a negative ABI code.
     fn timer_set(&mut self, delay_ms: i64, content: &[u8]) -> i64;
     fn timer_cancel(&mut self, id: i64) -> i32;
+    /// Writes the instance's own address into `buf`; its length, or a
+    /// negative ABI code (`self_name`, docs/ABI.md).
+    fn self_name(&mut self, buf: &mut [u8]) -> i32;
 }
 
 /// A log line's level.
@@ -45,11 +48,13 @@ pub struct Scratch {
     value_in: Vec<u8>,
     value_out: Vec<u8>,
     line: String,
+    /// The instance's own address, asked once (it never changes).
+    address: Option<String>,
 }
 
 impl Scratch {
     pub const fn new() -> Scratch {
-        Scratch { ids: IdSource(0), envelope: Vec::new(), value_in: Vec::new(), value_out: Vec::new(), line: String::new() }
+        Scratch { ids: IdSource(0), envelope: Vec::new(), value_in: Vec::new(), value_out: Vec::new(), line: String::new(), address: None }
     }
 }
 
@@ -138,6 +143,25 @@ fn checked(code: i32) -> Result<u32> {
 impl<'a> Context<'a> {
     pub fn new(host: &'a mut dyn Host, scratch: &'a mut Scratch) -> Context<'a> {
         Context { host, scratch }
+    }
+
+    /// This instance's own address: the agent's name, or for a keyed
+    /// agent's activation `TYPE/KEY`. Known in `init` too.
+    pub fn self_name(&mut self) -> Result<&str> {
+        if self.scratch.address.is_none() {
+            let mut buf = [0u8; caxton_abi::ADDRESS_BYTES_MAX];
+            let n = checked(self.host.self_name(&mut buf))? as usize;
+            let name = std::str::from_utf8(&buf[..n.min(buf.len())]).map_err(|_| crate::Error::from(AbiError::Invalid))?;
+            self.scratch.address = Some(name.to_string());
+        }
+        Ok(self.scratch.address.as_deref().expect("set above"))
+    }
+
+    /// The key this activation of a keyed agent serves (`kv/KEY` → `KEY`),
+    /// or `None` for an agent deployed without `--keyed`.
+    pub fn key(&mut self) -> Result<Option<&str>> {
+        let name = self.self_name()?;
+        Ok(caxton_abi::split_keyed(name.as_bytes()).map(|(_, key)| std::str::from_utf8(key).expect("a key is UTF-8")))
     }
 
     /// Replies to `to`: a message to its sender, in its conversation and

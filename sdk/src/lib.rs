@@ -50,6 +50,49 @@ pub use caxton_abi::{EnvelopeError, Performative, Protocol, TraceContext};
 pub use context::{Context, Host, Level, Outgoing, Scratch, TimerId, TIMER_SENDER};
 pub use message::Message;
 
+/// The address of one key of a keyed agent, `TYPE/KEY`, checked when made
+/// (a type is an agent name; a key is 1 to 128 bytes of UTF-8 and may hold
+/// `/`). Send to it like to a name: `ctx.send(&address, ...)`.
+///
+/// ```
+/// let cart = caxton_agent::KeyedAddress::new("cart", "user/42").unwrap();
+/// assert_eq!((&*cart, cart.type_name(), cart.key()), ("cart/user/42", "cart", "user/42"));
+/// assert!(caxton_agent::KeyedAddress::new("cart", "").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyedAddress(String);
+
+impl KeyedAddress {
+    pub fn new(type_name: &str, key: &str) -> Result<KeyedAddress> {
+        let address = format!("{type_name}/{key}");
+        match caxton_abi::split_keyed(address.as_bytes()) {
+            Some(_) => Ok(KeyedAddress(address)),
+            None => Err(EnvelopeError::Invalid("not a keyed address: an agent name, '/', and a key of 1 to 128 bytes").into()),
+        }
+    }
+
+    pub fn type_name(&self) -> &str {
+        self.0.split_once('/').expect("checked").0
+    }
+
+    pub fn key(&self) -> &str {
+        self.0.split_once('/').expect("checked").1
+    }
+}
+
+impl core::ops::Deref for KeyedAddress {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Display for KeyedAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An agent: built once per instance, then handed its messages one by one.
 ///
 /// Its fields live in the instance's memory: they survive from message to

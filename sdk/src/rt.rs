@@ -112,6 +112,7 @@ mod node {
         pub fn log(level: i32, ptr: *const u8, len: i32);
         pub fn timer_set(delay_ms: i64, ptr: *const u8, len: i32) -> i64;
         pub fn timer_cancel(id: i64) -> i32;
+        pub fn self_name(ptr: *mut u8, cap: i32) -> i32;
     }
 }
 
@@ -162,6 +163,11 @@ impl Host for NodeHost {
         // SAFETY: no pointers; the host only looks the id up.
         unsafe { node::timer_cancel(id) }
     }
+
+    fn self_name(&mut self, buf: &mut [u8]) -> i32 {
+        // SAFETY: the host writes at most `buf.len()` bytes into `buf`.
+        unsafe { node::self_name(buf.as_mut_ptr(), len32(buf)) }
+    }
 }
 
 /// A native build has no node: agents are tested with `testing::TestAgent`.
@@ -189,6 +195,9 @@ impl Host for NodeHost {
         unreachable!("a native build runs agents through caxton_agent::testing")
     }
     fn timer_cancel(&mut self, _: i64) -> i32 {
+        unreachable!("a native build runs agents through caxton_agent::testing")
+    }
+    fn self_name(&mut self, _: &mut [u8]) -> i32 {
         unreachable!("a native build runs agents through caxton_agent::testing")
     }
 }

@@ -62,6 +62,18 @@ pub struct MockHost {
     next_timer: u64,
     /// State writes in the current handler call (the node allows 1000).
     writes: usize,
+    /// The instance's own address (`self_name`): an agent's name, or a
+    /// keyed activation's `TYPE/KEY` ([`MockHost::keyed`]). Default `agent`.
+    pub address: Option<String>,
+}
+
+impl MockHost {
+    /// The host of one activation of keyed agent `type_name`, for `key`.
+    pub fn keyed(type_name: &str, key: &str) -> MockHost {
+        let address = format!("{type_name}/{key}");
+        assert!(caxton_abi::split_keyed(address.as_bytes()).is_some(), "{address:?} is not a keyed address");
+        MockHost { address: Some(address), ..MockHost::default() }
+    }
 }
 
 impl Host for MockHost {
@@ -146,6 +158,15 @@ impl Host for MockHost {
         self.next_timer += 1;
         self.timers.push((self.now_micros + delay_ms * 1000, self.next_timer, content.to_vec()));
         self.next_timer as i64
+    }
+
+    fn self_name(&mut self, buf: &mut [u8]) -> i32 {
+        let name = self.address.as_deref().unwrap_or("agent").as_bytes();
+        if buf.len() < name.len() {
+            return TOO_LARGE;
+        }
+        buf[..name.len()].copy_from_slice(name);
+        name.len() as i32
     }
 
     fn timer_cancel(&mut self, id: i64) -> i32 {

@@ -100,9 +100,14 @@ pub const KEYED_IDLE_MS: u64 = 120_000;
 /// are handled (nothing is refused, nothing lost).
 pub const KEYED_ACTIVE_MAX: usize = 10_000;
 
-/// How often a shard looks for idle activations, in ms. The idle time is
-/// honoured within this.
+/// Longest interval between a shard's looks for idle activations (a
+/// quarter of `--keyed-idle`, at most this), in ms. An idle activation is
+/// passivated within 1.25 times its idle time.
 pub const KEYED_SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// Shortest interval between those looks, in ms (a short `--keyed-idle`
+/// costs no more than a look every 10 ms).
+pub const KEYED_SWEEP_MIN_MS: u64 = 10;
 
 /// Timers a shard reads per tick from its database for keys that are
 /// passive (each activates its key). Exceeded: the rest next tick.
@@ -888,7 +893,7 @@ const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0)
 const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <= 1500, "gossip fits one MTU");
 const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
 const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * ADDRESS_BYTES_MAX);
-const _: () = assert!(KEYED_IDLE_MS >= KEYED_SWEEP_INTERVAL_MS && KEYED_ACTIVE_MAX > 0);
+const _: () = assert!(KEYED_IDLE_MS >= KEYED_SWEEP_INTERVAL_MS && KEYED_SWEEP_MIN_MS <= KEYED_SWEEP_INTERVAL_MS && KEYED_ACTIVE_MAX > 0);
 const _: () = assert!(
     BUDGET_MAILBOXES_PERMILLE
         + BUDGET_MESH_PERMILLE

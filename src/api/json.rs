@@ -188,7 +188,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
             "restart_immediate": p.immediate, "restart_window_ms": p.window_ms, "restart_backoff_ms": p.backoff_ms,
             "restart_backoff_max_ms": p.backoff_max_ms, "quarantine_after": p.quarantine_after,
         },
-        "messages_handled": sum(|i| i.handled),
+        "messages_handled": sum(|i| i.handled) + d.keyed.map_or(0, |k| k.counts.handled),
         "errors": sum(|i| i.errors),
         "crashes": sum(|i| i.crashes),
         "timeouts": sum(|i| i.timeouts),

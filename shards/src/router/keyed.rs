@@ -49,6 +49,8 @@ impl Passivation {
 pub struct KeyedCounts {
     pub active: u64,
     pub activations: u64,
+    /// Messages its activations handled.
+    pub handled: u64,
     pub passivations: [u64; Passivation::ALL.len()],
 }
 
@@ -56,6 +58,7 @@ impl KeyedCounts {
     pub fn add(&mut self, other: &KeyedCounts) {
         self.active += other.active;
         self.activations += other.activations;
+        self.handled += other.handled;
         for (a, b) in self.passivations.iter_mut().zip(other.passivations) {
             *a += b;
         }
@@ -182,9 +185,9 @@ impl Activations {
 
     /// A message was handled by activation `id`.
     pub fn touch(&mut self, id: LocalId, now_ns: u64) {
-        if self.addresses.get(id as usize).is_some_and(Option::is_some) {
-            self.lru.touch(id, now_ns);
-        }
+        let Some(Some((type_name, _))) = self.addresses.get(id as usize) else { return };
+        self.counts.get_mut(type_name).expect("counted at insert").handled += 1;
+        self.lru.touch(id, now_ns);
     }
 
     /// Activations made since the last call (rule 3).
@@ -243,7 +246,7 @@ mod tests {
         assert_eq!(a.get(b"kv/c"), None);
         assert_eq!(a.get(b"kv/a"), Some(0));
         let c = a.counts("kv");
-        assert_eq!((c.active, c.activations, c.passivations), (2, 3, [0, 1, 0]));
+        assert_eq!((c.active, c.activations, c.handled, c.passivations), (2, 3, 1, [0, 1, 0]));
         a.remove(0, Passivation::Idle);
         a.remove(1, Passivation::Idle);
         assert_eq!(a.oldest(9).count(), 0);

@@ -15,8 +15,10 @@
 //!    `TICK_MESSAGES_MAX`); an activation with mail is never dropped, so
 //!    when every one has mail the shard stays over until they are handled
 //!    (nothing is refused, nothing lost).
-//! 7. Every [`KEYED_SWEEP_INTERVAL_MS`], activations unused for
-//!    `--keyed-idle` are passivated, oldest first, after the tick's commit.
+//! 7. Every quarter of `--keyed-idle` (at least [`KEYED_SWEEP_MIN_MS`],
+//!    at most [`KEYED_SWEEP_INTERVAL_MS`]), activations unused for
+//!    `--keyed-idle` are passivated, oldest first, after the tick's commit:
+//!    an idle activation goes within 1.25 times its idle time.
 //! 8. The timer queue holds only live activations' timers. The earliest
 //!    timer row of any keyed address is remembered; when it is due, the
 //!    rows due are read (at most [`KEYED_TIMERS_DUE_PER_TICK_MAX`] a tick)
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 use crate::agent::host::InstanceAccount;
 use crate::clock::now_ns;
-use crate::limits::{KEYED_SWEEP_INTERVAL_MS, KEYED_TIMERS_DUE_PER_TICK_MAX};
+use crate::limits::{KEYED_SWEEP_INTERVAL_MS, KEYED_SWEEP_MIN_MS, KEYED_TIMERS_DUE_PER_TICK_MAX};
 use crate::router::keyed::Passivation;
 use crate::router::LocalId;
 
@@ -36,6 +38,11 @@ use super::{LocalAgent, RestartPolicy, Shard};
 
 /// Activations looked at, oldest first, for one to passivate at the cap.
 const CAP_SCAN_MAX: usize = 64;
+
+/// Rule 7's interval, in ns, for an idle time of `idle_ns`.
+fn sweep_interval_ns(idle_ns: u64) -> u64 {
+    (idle_ns / 4).clamp(KEYED_SWEEP_MIN_MS * 1_000_000, KEYED_SWEEP_INTERVAL_MS * 1_000_000)
+}
 
 /// A keyed type deployed on this shard: what its activations are made from.
 pub(super) struct KeyedType {
@@ -122,8 +129,8 @@ impl Shard {
         if now < self.next_keyed_sweep_ns {
             return;
         }
-        self.next_keyed_sweep_ns = now + KEYED_SWEEP_INTERVAL_MS * 1_000_000;
         let idle_ns = self.keyed_idle.as_nanos() as u64;
+        self.next_keyed_sweep_ns = now + sweep_interval_ns(idle_ns);
         loop {
             let stale: Vec<LocalId> =
                 self.ctx.borrow().router.keyed.oldest(CAP_SCAN_MAX).take_while(|&(_, used)| now.saturating_sub(used) >= idle_ns).map(|(id, _)| id).collect();
@@ -135,6 +142,15 @@ impl Shard {
                 return;
             }
         }
+    }
+
+    /// How long until a sweep (rule 7, with activations live) or a passive
+    /// key's timer (rule 8) is due: a parked shard wakes for it.
+    pub(super) fn next_keyed_work_in(&self) -> Option<std::time::Duration> {
+        let sweep = (self.ctx.borrow().router.keyed.live() > 0).then(|| std::time::Duration::from_nanos(self.next_keyed_sweep_ns.saturating_sub(now_ns())));
+        let timer =
+            self.next_keyed_timer_us.filter(|_| self.serving).map(|at| std::time::Duration::from_micros(at.saturating_sub(crate::clock::unix_micros())));
+        [sweep, timer].into_iter().flatten().min()
     }
 
     /// Rule 8: activates passive keys whose timers are due.

@@ -94,10 +94,9 @@ impl Shard {
                 continue;
             }
             let parked_at = Instant::now();
-            let next_timer = match (self.next_timer_in(), self.next_backoff_in()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Whatever comes first: a timer, a backoff's end, a keyed sweep or
+            // a passive key's timer (`keyed` rules 7 and 8).
+            let next_timer = [self.next_timer_in(), self.next_backoff_in(), self.next_keyed_work_in()].into_iter().flatten().min();
             match next_timer {
                 None => {
                     let _ = doorbell.read(&mut wake).await;
