@@ -203,3 +203,31 @@ fn a_hundred_thousand_keys_survive_kill_9_and_cost_no_memory_while_passive() {
         assert_eq!(count(&node, &format!("counter/user-{key}")), 2, "user-{key}");
     }
 }
+
+/// A keyed type deploys without running any code (there is no key yet), so
+/// an init that fails shows at activation: each message to the key is
+/// answered by a `crashed_handler` failure notice, counted, and the key's
+/// restart policy quarantines it; other types' keys are served meanwhile.
+#[test]
+fn an_activation_that_cannot_start_is_a_failure_notice_and_its_key_is_quarantined() {
+    let node = Node::start(2);
+    let body = std::fs::read(repo_path("tests/agents/init_fails.wat")).unwrap();
+    let (status, v) = common::answer(node.request("PUT", "/v1/agents/broken?keyed=true&restart_immediate=3&quarantine_after=3").send_bytes(&body));
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(deploy_keyed(&node, "counter", "examples/agents/counter.wat").0, 201);
+    for _ in 0..3 {
+        let (status, v) = node.post_message(&json!({"receiver": "broken/k", "content": ""}), Some(5000));
+        assert_eq!((status, v["performative"].as_str(), v["content"].as_str()), (200, Some("failure"), Some("crashed_handler")), "{v}");
+        let before = count(&node, "counter/k");
+        assert_eq!(count(&node, "counter/k"), before + 1, "the node serves other keys");
+    }
+    let quarantined = (0..10).any(|_| {
+        let (status, v) = node.post_message(&json!({"receiver": "broken/k", "content": ""}), Some(5000));
+        assert_eq!((status, v["performative"].as_str()), (200, Some("failure")), "{v}");
+        v["content"] == "quarantined"
+    });
+    assert!(quarantined, "its crashes in a row quarantine the key");
+    assert!(node.logs().contains("instance quarantined"), "the key's policy quarantined it");
+    let (status, v) = node.post_message(&json!({"receiver": "broken/other", "content": ""}), Some(5000));
+    assert_eq!((status, v["content"].as_str()), (200, Some("crashed_handler")), "another key has its own standing: {v}");
+}
