@@ -6,6 +6,7 @@ pub mod agents;
 pub mod baselines;
 pub mod cluster;
 pub mod host_prices;
+pub mod keyed;
 pub mod lifecycle;
 pub mod node;
 pub mod report;

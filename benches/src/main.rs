@@ -1107,6 +1107,11 @@ fn main() {
         println!("local p50 {:.0} µs p99 {:.0} µs; remote p50 {:.0} µs p99 {:.0} µs", us(&local, 0.5), us(&local, 0.99), us(&remote, 0.5), us(&remote, 0.99));
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--keyed-probe") {
+        // `caxton-bench --keyed-probe KEYS ACTIVE`: one JSON line.
+        println!("{}", caxton_benches::keyed::probe(args[2].parse().unwrap(), args[3].parse().unwrap()).to_json());
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--rss-probe") {
         println!("{}", agents::resident_probe(&args[2], args[3].parse().unwrap()));
         return;

@@ -92,6 +92,11 @@ impl BenchNode {
         BenchNode { shards: handles, _dir: dir }
     }
 
+    /// Where the shards keep their databases.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Hands cluster updates to every shard.
     pub fn cluster(&self, updates: Vec<caxton_shards::command::ClusterUpdate>) {
         for shard in &self.shards {
@@ -190,6 +195,7 @@ impl BenchNode {
                 routing_node: now.latencies.routing_node.since(&then.latencies.routing_node),
                 processing: now.latencies.processing.since(&then.latencies.processing),
                 end_to_end: now.latencies.end_to_end.since(&then.latencies.end_to_end),
+                activation: now.latencies.activation.since(&then.latencies.activation),
             })
             .collect()
     }

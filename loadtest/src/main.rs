@@ -13,7 +13,7 @@ use caxton_loadtest::node::{default_binary, Node};
 use caxton_loadtest::report;
 use caxton_loadtest::run::{self, Live};
 use caxton_loadtest::scenario::{self, Scenario, Schedule, WorkloadKind};
-use caxton_loadtest::workload::{Conversations, Hop, Workload};
+use caxton_loadtest::workload::{Conversations, Hop, KeyedZipf, Workload, KEYED_TYPE};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -96,6 +96,10 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
             let hold = s.hold.ok_or("a conversations scenario needs `hold`")?;
             Ok(Arc::new(Conversations::new(agents, hold.as_millis() as u32, s.hold_every.unwrap_or(3))))
         }
+        WorkloadKind::KeyedZipf => {
+            node.deploy_keyed(KEYED_TYPE, s.agent.as_deref().unwrap_or("keyed_state"))?;
+            Ok(Arc::new(KeyedZipf::new(s.keys.ok_or("a keyed_zipf scenario needs `keys`")?, s.zipf_s.unwrap_or(1.0))))
+        }
         WorkloadKind::ContractNet => {
             let module = |name: &str| {
                 let path = caxton_testkit::repo_path(&format!("target/agents/{name}.wasm"));
@@ -112,8 +116,17 @@ fn deploy(node: &Node, s: &Scenario, agents: usize, schedule: &Schedule) -> Resu
 }
 
 /// The scenarios a plain `make loadtest` runs, in order.
-const ALL: [&str; 8] =
-    ["steady_state", "peak_load", "sustained_load", "burst_traffic", "contract_net", "steady_state_stateful", "steady_state_two_nodes", "active_conversations"];
+const ALL: [&str; 9] = [
+    "steady_state",
+    "peak_load",
+    "sustained_load",
+    "burst_traffic",
+    "contract_net",
+    "steady_state_stateful",
+    "steady_state_two_nodes",
+    "active_conversations",
+    "keyed_zipf",
+];
 
 /// Runs the scenarios, each `--repeat` times, and writes the report;
 /// `Ok(false)` when a criterion failed in any run.
@@ -208,7 +221,7 @@ fn run_one(args: &Args, name: &str, s: &Scenario, mode: &str) -> Result<(serde_j
         Some(api) => Node::target(api, args.target_wire.as_deref().unwrap()),
         None => {
             let limits: &[&str] = match s.workload {
-                WorkloadKind::Hop | WorkloadKind::Conversations => &caxton_loadtest::node::NODE_LIMITS,
+                WorkloadKind::Hop | WorkloadKind::Conversations | WorkloadKind::KeyedZipf => &caxton_loadtest::node::NODE_LIMITS,
                 WorkloadKind::ContractNet => &caxton_loadtest::node::CONTRACT_NET_LIMITS,
             };
             let binary = args.caxton.clone().unwrap_or_else(default_binary);
@@ -252,6 +265,8 @@ fn run_one(args: &Args, name: &str, s: &Scenario, mode: &str) -> Result<(serde_j
     let before = host_load::snapshot(&pids);
     let outcome = run::run(&node, workload, &schedule, live);
     let after = host_load::snapshot(&pids);
+    // A keyed scenario: what the node says its keys did.
+    let keyed = (s.workload == WorkloadKind::KeyedZipf).then(|| node.keyed_figures(KEYED_TYPE)).flatten();
     bar.finish();
     let _ = ticker.join();
     let settings = format!("{agents} agents; caxton serve {}", node.settings);
@@ -270,6 +285,19 @@ fn run_one(args: &Args, name: &str, s: &Scenario, mode: &str) -> Result<(serde_j
     let _ = std::fs::create_dir_all(&dir);
     let mut summary = report::summary(name, &outcome, target_rate, &checks, &settings, mode, s.agents);
     summary["host_load"] = serde_json::to_value(load).unwrap();
+    if let Some(k) = keyed {
+        let activations = k["activations"].as_u64().unwrap_or(0);
+        let secs = length.as_secs_f64().max(1e-9);
+        println!(
+            "keys      {} activations ({:.0}/s), {} live at the end, {} with state; passivations {}",
+            activations,
+            activations as f64 / secs,
+            k["active_keys"],
+            k["keys_with_state"],
+            k["passivations"]
+        );
+        summary["keyed"] = serde_json::json!({ "activations_per_s": activations as f64 / secs, "figures": k });
+    }
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).expect("write summary.json");
     if let Err(e) = report::hdr_log(&dir.join("latency.hlog"), &outcome) {
         eprintln!("caxton-loadtest: writing the HDR log: {e}");

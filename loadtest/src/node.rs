@@ -119,6 +119,21 @@ impl Node {
 
     /// Deploys `count` copies of a hop agent (`agents/<agent>.wat`) as
     /// `lt-0` .. `lt-<count-1>` (split between the nodes of a pair).
+    /// Deploys `agents/<agent>.wat` as keyed type `name`.
+    pub fn deploy_keyed(&self, name: &str, agent: &str) -> Result<(), String> {
+        let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("agents/{agent}.wat"))).map_err(|e| format!("agents/{agent}.wat: {e}"))?;
+        match ureq::put(&format!("http://{}/v1/agents/{name}?keyed=true", self.api)).send_bytes(&wat) {
+            Ok(_) | Err(ureq::Error::Status(409, _)) => Ok(()),
+            Err(e) => Err(format!("deploying keyed {name}: {e}")),
+        }
+    }
+
+    /// The `keyed` figures of `GET /v1/agents/NAME`.
+    pub fn keyed_figures(&self, name: &str) -> Option<serde_json::Value> {
+        let v: serde_json::Value = ureq::get(&format!("http://{}/v1/agents/{name}", self.api)).call().ok()?.into_json().ok()?;
+        Some(v["keyed"].clone())
+    }
+
     pub fn deploy(&self, count: usize, agent: &str) -> Result<(), String> {
         let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("agents/{agent}.wat"))).map_err(|e| format!("agents/{agent}.wat: {e}"))?;
         self.deploy_as(&(0..count).map(|i| format!("lt-{i}")).collect::<Vec<_>>(), &wat)

@@ -47,6 +47,12 @@ pub struct Scenario {
     pub hold: Option<Duration>,
     #[serde(default)]
     pub hold_every: Option<u64>,
+    /// keyed_zipf: distinct keys of the one keyed agent, and the exponent
+    /// of their Zipf distribution.
+    #[serde(default)]
+    pub keys: Option<u64>,
+    #[serde(default)]
+    pub zipf_s: Option<f64>,
     #[serde(default)]
     pub baseline_mps: Option<f64>,
     #[serde(default)]
@@ -71,6 +77,7 @@ pub enum WorkloadKind {
     Hop,
     ContractNet,
     Conversations,
+    KeyedZipf,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]

@@ -159,8 +159,9 @@ pub struct ShardLatencies {
     pub processing: Latency,
     /// From `send` to the receiving handler's return.
     pub end_to_end: Latency,
-    /// From a keyed activation's making (its first message routed) to the
-    /// start of its first handler: instantiation and `caxton_init`.
+    /// From the dequeue of a keyed activation's first message to the start
+    /// of its handler: instantiation and `caxton_init` (the wait in the
+    /// mailbox is routing's).
     pub activation: Latency,
 }
 

@@ -318,7 +318,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.family(
         "caxton_keyed_activation_seconds",
         "histogram",
-        "Time from a keyed activation's first message to the start of its handler: instantiation and caxton_init.",
+        "Time from the dequeue of a keyed activation's first message to the start of its handler: instantiation and caxton_init.",
     );
     for s in shards {
         o.histogram("caxton_keyed_activation_seconds", &format!("shard=\"{}\"", s.shard), &s.latencies.activation);

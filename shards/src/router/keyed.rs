@@ -19,6 +19,12 @@
 //!    nothing (no message queued, no room reserved), between handler calls;
 //!    a message for the key afterwards makes a new activation (rule 3).
 //!    Nothing is lost, and nothing overtakes.
+//! 5. A shard holds at most a bound of activations, live or waiting for
+//!    their first delivery (twice its share of `--keyed-active-max`, and
+//!    at least that share plus a tick's messages). Past it, a message for
+//!    a passive key is refused busy, as a full mailbox refuses one (REST
+//!    429, `send` -2, the wire retries), until activations are handled and
+//!    passivated: a flood to distinct keys costs bounded memory.
 //!
 //! Steady state allocates nothing but the map entries of new activations.
 
@@ -140,9 +146,23 @@ pub struct Activations {
     /// Made by the router, not yet given a slot by the shard (rule 3).
     made: Vec<LocalId>,
     counts: HashMap<Arc<str>, KeyedCounts, RandomState>,
+    /// Rule 5: activations this shard may hold, live or waiting for their
+    /// first delivery.
+    live_max: Option<usize>,
 }
 
 impl Activations {
+    /// Sets rule 5's bound (none until set: unit tests).
+    pub fn set_live_max(&mut self, max: usize) {
+        assert!(max > 0);
+        self.live_max = Some(max);
+    }
+
+    /// May a new activation be made now? (rule 5)
+    pub fn has_room(&self) -> bool {
+        self.live_max.is_none_or(|max| self.by_address.len() < max)
+    }
+
     pub fn get(&self, address: &[u8]) -> Option<LocalId> {
         self.by_address.get(address).copied()
     }

@@ -449,6 +449,9 @@ impl Router {
         if shard != self.shard {
             return Ok(Dest::Peer(shard));
         }
+        if !self.keyed.has_room() {
+            return Err(self.busy(false)); // keyed rule 5
+        }
         let type_name: Arc<str> = Arc::from(std::str::from_utf8(type_name).expect("an agent name is ASCII"));
         let address = std::str::from_utf8(receiver).expect("split_keyed checked the key's UTF-8");
         Ok(Dest::Local(self.activate(&type_name, address)))
@@ -773,6 +776,34 @@ mod tests {
         r.reserve(dest, 1).unwrap();
         assert_eq!(r.reserve(dest, 1), Err(RouteError::Busy), "the shard's queue bound, not the mailbox's");
         assert_eq!(r.accept(msg("b", 0)).unwrap_err().0, RouteError::Busy);
+    }
+
+    /// Keyed rules 1, 3, 4 and 5 on one shard: a key's messages share one
+    /// mailbox, made when its first is routed; an activation with mail is
+    /// never passivated; past the bound a new key is refused busy, and a
+    /// passivation makes room.
+    #[test]
+    fn keys_get_a_mailbox_each_on_demand_within_a_bound() {
+        let mut r = one_router(limits(1));
+        r.add_keyed_type("kv").unwrap();
+        r.keyed.set_live_max(2);
+        assert_eq!(r.resolve(b"kv", 0, b"s"), Err(RouteError::UnknownReceiver), "a type is addressed by its keys");
+        r.accept(msg("kv/a", 0)).unwrap();
+        r.accept(msg("kv/a", 0)).unwrap();
+        r.accept(msg("kv/b/c", 0)).unwrap();
+        let (a, b) = (r.keyed.get(b"kv/a").unwrap(), r.keyed.get(b"kv/b/c").unwrap());
+        assert_ne!(a, b);
+        assert_eq!((r.queued_in(a), r.queued_in(b)), (2, 1), "one mailbox a key");
+        assert_eq!(r.accept(msg("kv/new", 0)).unwrap_err().0, RouteError::Busy, "rule 5: two is the bound");
+        assert!(r.accept(msg("kv/a", 0)).is_ok(), "a live key still takes mail");
+        assert_eq!(r.passivate(b, keyed::Passivation::Idle), None, "rule 4: it has mail");
+        while r.pop_message(b).is_some() {}
+        assert_eq!(r.passivate(b, keyed::Passivation::Idle).as_deref(), Some("kv/b/c"));
+        assert!(r.accept(msg("kv/new", 0)).is_ok(), "room again");
+        assert_eq!(r.resolve(b"kv/", 0, b"s"), Err(RouteError::UnknownReceiver), "an empty key is no address");
+        assert_eq!(r.resolve(b"nokv/a", 0, b"s"), Err(RouteError::UnknownReceiver));
+        let c = r.keyed.counts("kv");
+        assert_eq!((c.active, c.activations, c.passivations[0]), (2, 3, 1));
     }
 
     #[test]

@@ -199,6 +199,9 @@ impl Shard {
         if agent.supervision.standing == Standing::Quarantined {
             return self.fail_back(slot, &message, started, DeadLetter::Quarantined);
         }
+        // A keyed activation's first delivery makes its instance: timed from
+        // here to the start of its handler (`caxton_keyed_activation_seconds`).
+        let activating = agent.is_keyed() && agent.runtime.is_none();
         if agent.runtime.is_none() {
             if let Err(e) = self.start_instance(id) {
                 tracing::warn!(shard = self.index, error = %e, "instance cannot restart; message failed back");
@@ -208,10 +211,8 @@ impl Shard {
                 return ended;
             }
         }
-        let agent = self.agents[slot].as_mut().expect("live slot");
-        if agent.activated_ns != 0 {
-            // A keyed activation's first handler starts now.
-            self.latencies.activation.record(now_ns().saturating_sub(std::mem::take(&mut agent.activated_ns)));
+        if activating {
+            self.latencies.activation.record(now_ns().saturating_sub(started));
         }
         // Rule 6: past its deadline, or unreadable to a version 1 agent, a
         // message is failed back instead of handled.

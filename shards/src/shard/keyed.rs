@@ -66,7 +66,6 @@ impl Shard {
             assert!(self.agents[slot].is_none(), "the router gives a free slot");
             self.live_instances += 1;
             self.agents[slot] = Some(LocalAgent::new(address.clone(), type_name, 0, module, policy));
-            self.agents[slot].as_mut().unwrap().activated_ns = now_ns();
             if let Err(e) = self.queue_timers_of(id, &address, 0) {
                 tracing::error!(shard = self.index, agent = %address, error = %e, "a key's timers were not queued; they fire after a restart");
             }
@@ -245,7 +244,6 @@ impl LocalAgent {
             account,
             supervision: Supervision::new(policy),
             quarantined_because: None,
-            activated_ns: 0,
         }
     }
 }

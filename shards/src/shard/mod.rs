@@ -107,9 +107,6 @@ struct LocalAgent {
     supervision: Supervision,
     /// Why it is quarantined, when it is.
     quarantined_because: Option<Arc<str>>,
-    /// When a keyed activation was made, until its first handler starts
-    /// (the activation latency); 0 after, and for other instances.
-    activated_ns: u64,
 }
 
 impl LocalAgent {
@@ -192,7 +189,9 @@ impl Shard {
             Some(link) => RemoteTable::new(&link.self_name, setup.tuning.link_limits(setup.mesh.to.len(), link.pool_connections)).with_pending(link.pending),
             None => RemoteTable::standalone(),
         };
-        let (router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
+        let shards = setup.mesh.to.len();
+        let (mut router, inbound) = Router::new(setup.index, setup.mesh, setup.api, limits, remote);
+        router.keyed.set_live_max(setup.tuning.keyed_live_max_per_shard(shards));
         let ids = IdGen::new(setup.boot_epoch, setup.index as u8);
         let ctx = Rc::new(RefCell::new(ShardCtx::new(router, store, ids, setup.disk)));
         context::install(ctx.clone());

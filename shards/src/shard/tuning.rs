@@ -51,6 +51,14 @@ impl ShardTuning {
         self.keyed_active_max.div_ceil(shards).max(1)
     }
 
+    /// Activations a shard may hold, live or waiting for their first
+    /// delivery (`router::keyed` rule 5): twice its share of the cap, and
+    /// at least that share plus a tick's messages.
+    pub fn keyed_live_max_per_shard(&self, shards: usize) -> usize {
+        let share = self.keyed_active_max_per_shard(shards);
+        share + share.max(crate::limits::TICK_MESSAGES_MAX)
+    }
+
     pub fn router_limits(&self, shards: usize) -> RouterLimits {
         RouterLimits::for_node(shards, self.queues)
     }
