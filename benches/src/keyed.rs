@@ -29,6 +29,8 @@ pub struct KeyedFigures {
     pub disk_bytes: f64,
     /// Keys activated, written and passivated a second.
     pub keys_per_s: f64,
+    /// The process's resident memory at the end.
+    pub rss_bytes: f64,
 }
 
 fn resident_bytes() -> f64 {
@@ -83,13 +85,6 @@ pub fn probe(keys: usize, active_max: usize) -> KeyedFigures {
     touch_keys(&node, active_max, keys, active_max as u64);
     let secs = began.elapsed().as_secs_f64();
     let rss2 = resident_bytes();
-    if std::env::var("CAXTON_KEYED_PROBE_DEBUG").is_ok() {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        eprintln!("{}", status.lines().filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS")).collect::<Vec<_>>().join(" | "));
-        let wal: Vec<String> =
-            std::fs::read_dir(node.data_dir()).unwrap().flatten().map(|e| format!("{:?}={}", e.file_name(), e.metadata().map_or(0, |m| m.len()))).collect();
-        eprintln!("{wal:?}");
-    }
     let after = node.stats();
     let activation = after[0].latencies.activation.since(&before[0].latencies.activation);
     let keyed = after[0].keyed.iter().find(|(n, _)| &**n == "counter").expect("deployed").1;
@@ -104,6 +99,7 @@ pub fn probe(keys: usize, active_max: usize) -> KeyedFigures {
         passive_bytes: (rss2 - rss1).max(0.0) / keys as f64,
         disk_bytes: disk as f64 / (keys + active_max) as f64,
         keys_per_s: keys as f64 / secs,
+        rss_bytes: rss2,
     }
 }
 
@@ -114,7 +110,7 @@ impl KeyedFigures {
             "keys": self.keys, "active_max": self.active_max,
             "activation_p50_us": self.activation_p50_us, "activation_p99_us": self.activation_p99_us,
             "active_bytes": self.active_bytes, "passive_bytes": self.passive_bytes,
-            "disk_bytes": self.disk_bytes, "keys_per_s": self.keys_per_s,
+            "disk_bytes": self.disk_bytes, "keys_per_s": self.keys_per_s, "rss_bytes": self.rss_bytes,
         })
         .to_string()
     }

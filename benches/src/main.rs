@@ -186,6 +186,25 @@ fn one_run(small: bool, run: usize) -> Run {
     r.insert("rss_per_agent_kib", rss_probe("ours", count) / 1024.0);
     r.insert("bare_rss_per_agent_kib", rss_probe("bare", count) / 1024.0);
     r.insert("distinct_rss_per_agent_kib", rss_probe("distinct", count / 5) / 1024.0);
+    // Keyed agents (issue 27): a million keys in the first full run only
+    // (about 40 s), a hundred thousand in the others.
+    let keys = if small {
+        20_000
+    } else if run == 0 {
+        1_000_000
+    } else {
+        100_000
+    };
+    let k = keyed_probe(keys, 1_000);
+    r.insert("keyed_activation_p50_us", k["activation_p50_us"].as_f64().unwrap());
+    r.insert("keyed_activation_p99_us", k["activation_p99_us"].as_f64().unwrap());
+    r.insert("keyed_active_kib", k["active_bytes"].as_f64().unwrap() / 1024.0);
+    r.insert("keyed_passive_bytes", k["passive_bytes"].as_f64().unwrap());
+    r.insert("keyed_disk_bytes", k["disk_bytes"].as_f64().unwrap());
+    r.insert("keyed_keys_per_s", k["keys_per_s"].as_f64().unwrap());
+    if small || run == 0 {
+        r.insert("keyed_most_rss_mib", k["rss_bytes"].as_f64().unwrap() / (1024.0 * 1024.0));
+    }
     let dispatch = agents::dispatch_ns(if small { 10_000 } else { 1_000_000 });
     r.insert("dispatch_p50_ns", dispatch.value_at_quantile(0.5) as f64);
     let calls = if small { 10_000 } else { 1_000_000 };
@@ -636,6 +655,67 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(100.0),
         ),
         row(
+            "Keyed agents",
+            "activation of a passive key (dequeue of its first message to its handler's start: instance, caxton_init, its state's size), p50",
+            "µs",
+            Lower,
+            g("keyed_activation_p50_us"),
+            Some(("instantiate a precompiled module and run caxton_init", g("startup_p50"))),
+            None,
+            Some(20.0),
+        ),
+        row(
+            "Keyed agents",
+            "activation of a passive key, p99",
+            "µs",
+            Lower,
+            g("keyed_activation_p99_us"),
+            Some(("instantiate a precompiled module and run caxton_init", g("startup_p99"))),
+            None,
+            Some(200.0),
+        ),
+        row(
+            "Keyed agents",
+            "keys activated, written and passivated again a second, one shard (cap 1,000 live)",
+            "keys/s",
+            Higher,
+            g("keyed_keys_per_s"),
+            None,
+            None,
+            None,
+        ),
+        row(
+            "Keyed agents",
+            "resident memory per live activation (a keyed counter, each having handled a message)",
+            "KiB",
+            Lower,
+            g("keyed_active_kib"),
+            Some(("an agent instance of its own", g("rss_per_agent_kib"))),
+            None,
+            None,
+        ),
+        row(
+            "Keyed agents",
+            "resident memory per passive key with state (growth over the keys beyond the cap, SQLite's page cache filling included)",
+            "bytes",
+            Lower,
+            g("keyed_passive_bytes"),
+            None,
+            None,
+            None,
+        ),
+        row("Keyed agents", "disk per key with state (the shard's database and WAL)", "bytes", Lower, g("keyed_disk_bytes"), None, None, None),
+        row(
+            "Keyed agents",
+            &format!("resident memory of a node with {} keys with state, 1,000 live (one shard)", if small { "20,000" } else { "1,000,000" }),
+            "MiB",
+            Lower,
+            g("keyed_most_rss_mib"),
+            None,
+            None,
+            None,
+        ),
+        row(
             "Agent startup",
             "resident memory per agent, each its own module (as deployed over the API), each having handled a message",
             "KiB",
@@ -1008,6 +1088,17 @@ fn like_for_like_rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> 
 }
 
 /// Runs `resident_probe` in a fresh child process.
+/// `caxton-bench --keyed-probe KEYS ACTIVE` in a child process (its
+/// resident memory its own): the figures as JSON.
+fn keyed_probe(keys: usize, active: usize) -> serde_json::Value {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--keyed-probe", &keys.to_string(), &active.to_string()])
+        .output()
+        .expect("run the keyed probe");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the probe's JSON")
+}
+
 fn rss_probe(kind: &str, count: usize) -> f64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap()).args(["--rss-probe", kind, &count.to_string()]).output().expect("run the rss probe");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
