@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::agent::CompiledAgent;
 
 use crate::envelope::Message;
+pub use crate::restart_policy::RestartPolicy;
 use crate::router::RouteError;
-pub use crate::shard::RestartPolicy;
 
 pub type Reply<T> = Box<dyn FnOnce(T) + Send>;
 

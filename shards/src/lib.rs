@@ -10,9 +10,9 @@
 //! - [`limits`]: every limit, with its default, cost and what happens past it;
 //! - [`envelope`]: messages, owned and validated (the format is `caxton_abi`'s);
 //! - [`buffer_pool`]: message buffers reused on the thread that drops them;
-//! - [`context`]: the shard's state that host functions and link tasks reach;
 //! - [`names`]: the runtime's own names (`@api/…`, `@wire/…`, `@node/…`);
-//! - [`placement`]: which shard hosts which instance (a stable hash);
+//! - [`placement`]: which shard hosts which instance or key (a stable hash);
+//! - [`restart_policy`]: what an agent's crashes lead to, chosen at deploy;
 //! - [`agent`]: the wasmer engine, an instance's lifecycle, the host functions;
 //! - [`router`]: directory, mailboxes, run queue and the tick's outbox;
 //! - [`runtime_outbox`]: messages to REST callers and wire clients, bounded
@@ -22,6 +22,8 @@
 //! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`timers`]: durable timers, an instance's messages to itself later;
+//! - [`context`]: the shard's state (router, store, timers) that host
+//!   functions and link tasks reach, so above those three;
 //! - [`trace`]: spans of sampled messages, queued for the node's exporter;
 //! - [`mesh`]: shard-to-shard channels and doorbells;
 //! - [`link`]: shard-to-node TCP links (glommio io_uring sockets);
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod names;
 pub mod pending;
 pub mod placement;
+pub mod restart_policy;
 pub mod router;
 pub mod runtime_outbox;
 pub mod shard;
