@@ -231,3 +231,20 @@ fn an_activation_that_cannot_start_is_a_failure_notice_and_its_key_is_quarantine
     let (status, v) = node.post_message(&json!({"receiver": "broken/other", "content": ""}), Some(5000));
     assert_eq!((status, v["content"].as_str()), (200, Some("crashed_handler")), "another key has its own standing: {v}");
 }
+
+/// A keyed type lives on the node it is deployed to; any member messages
+/// its keys (over the link, the key's shard chosen there), and a REST
+/// call on the other node reaches them too.
+#[test]
+fn in_a_cluster_any_node_messages_the_keys_of_a_type_on_another() {
+    let (a, b) = common::cluster::pair("keyed-cluster-key-0123456789abcdef");
+    assert_eq!(deploy_keyed(&a.node, "counter", "examples/agents/counter.wat").0, 201);
+    assert!(
+        eventually(Duration::from_secs(10), || b.node.post_message(&json!({"receiver": "counter/x", "content": ""}), Some(5000)).0 == 200),
+        "the type's route reached b"
+    );
+    assert_eq!(count(&b.node, "counter/x"), 2, "from b, the same activation as before");
+    assert_eq!(count(&a.node, "counter/x"), 3, "and from a");
+    assert_eq!(count(&b.node, "counter/y"), 1);
+    assert_eq!(keyed(&a.node, "counter")["keys_with_state"], 2);
+}

@@ -261,7 +261,7 @@ pub fn agent_logs(name: &str, records: &[caxton_shards::agent::agent_log::LogRec
     json!({
         "name": name,
         "lines": records.iter().map(|r| json!({
-            "time_ms": r.unix_ms, "level": r.level, "instance": r.instance, "shard": r.shard,
+            "time_ms": r.unix_us / 1000, "level": r.level, "instance": r.instance, "shard": r.shard,
             "conversation_id": r.conversation, "source": r.source, "text": r.text,
         })).collect::<Vec<_>>(),
     })

@@ -416,7 +416,7 @@ impl Control {
         }
         let shared: Arc<str> = name.into();
         let mut all: Vec<_> = self.ask_all(|reply| Command::AgentLogs { name: shared.clone(), lines, reply }).await?.into_iter().flatten().collect();
-        all.sort_by_key(|r| r.unix_ms);
+        all.sort_by_key(|r| r.unix_us);
         let older = all.len().saturating_sub(lines);
         Ok(all.split_off(older))
     }

@@ -25,7 +25,9 @@ use crate::limits::{AGENT_LOG_BURST_SECONDS, AGENT_LOG_BYTES_PER_S, AGENT_LOG_LI
 /// One line as kept for the API (rule 4), already escaped (rule 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
-    pub unix_ms: u64,
+    /// When it was written, in microseconds since the epoch (lines of two
+    /// shards within one millisecond still merge in order).
+    pub unix_us: u64,
     pub level: &'static str,
     pub agent: Arc<str>,
     pub instance: u32,
@@ -188,7 +190,7 @@ mod tests {
     use super::*;
 
     fn record(agent: &str, text: &str) -> LogRecord {
-        LogRecord { unix_ms: 1, level: "info", agent: agent.into(), instance: 0, shard: 0, conversation: 0, source: "log", text: text.into() }
+        LogRecord { unix_us: 1, level: "info", agent: agent.into(), instance: 0, shard: 0, conversation: 0, source: "log", text: text.into() }
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl HostEnv {
             _ => "debug",
         };
         let record = agent_log::LogRecord {
-            unix_ms: crate::clock::unix_micros() / 1000,
+            unix_us: crate::clock::unix_micros(),
             level: level_name,
             agent: self.name.clone(),
             instance,

@@ -319,7 +319,7 @@ impl Shard {
         let (name, instance, conversation) = (agent.name.clone(), agent.instance, message.conversation_id());
         tracing::warn!(shard = self.index, agent = %name, instance, conversation, source = "node", "{text}");
         let record = crate::agent::agent_log::LogRecord {
-            unix_ms: crate::clock::unix_micros() / 1000,
+            unix_us: crate::clock::unix_micros(),
             level: "warn",
             agent: name,
             instance,
