@@ -207,7 +207,13 @@ mod tests {
         assert_eq!(peak.duration, Duration::from_secs(15 * 60));
         assert_eq!(f.scenarios["sustained_load"].success_criteria.memory_growth, Some(0.10));
         assert_eq!(f.scenarios["steady_state"].success_criteria.p99_latency, Some(Duration::from_millis(10)));
-        assert_eq!(f.scenarios.len(), 8, "ADR-0017's four, contract_net, steady_state with state and over two nodes, active conversations");
+        assert_eq!(f.scenarios.len(), 9, "ADR-0017's four, contract_net, steady_state with state and over two nodes, active conversations, keyed_zipf");
+        let k = &f.scenarios["keyed_zipf"];
+        assert_eq!(
+            (k.workload, k.keys, k.zipf_s, k.messages_per_second),
+            (WorkloadKind::KeyedZipf, Some(1_000_000), Some(1.0), Some(50_000.0)),
+            "issue 27's numbers"
+        );
         assert_eq!(f.scenarios["steady_state_two_nodes"].nodes, Some(2));
         assert_eq!(f.scenarios["steady_state_stateful"].agent.as_deref(), Some("hop_state"));
         let cn = &f.scenarios["contract_net"];

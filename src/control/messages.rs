@@ -178,7 +178,14 @@ impl Control {
         let delivered = self.ask(shard, |reply| Command::Deliver { message, reply }).await;
         let refused = match delivered {
             Ok(Ok(())) => None,
-            Ok(Err(RouteError::Busy)) => Some(ControlError::too_many(format!("the mailbox of {:?} is full", out.receiver))),
+            Ok(Err(RouteError::Busy)) => Some(ControlError::too_many(if instances == Some(0) {
+                format!(
+                    "{:?} cannot take a message now: its mailbox is full, or its shard holds all the keyed activations it may (--keyed-active-max)",
+                    out.receiver
+                )
+            } else {
+                format!("the mailbox of {:?} is full", out.receiver)
+            })),
             Ok(Err(RouteError::UnknownReceiver)) => Some(ControlError::not_found(format!("no agent named {:?}", out.receiver))),
             Ok(Err(RouteError::Unreachable)) => {
                 self.node_unavailable.fetch_add(1, Ordering::Relaxed);
