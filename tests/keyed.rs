@@ -161,6 +161,12 @@ fn an_upgrade_reaches_live_and_passive_keys_and_keeps_their_state() {
     count(&node, "counter/live"); // one live activation during the upgrade
     let (status, v) = common::answer(node.request("PUT", "/v1/agents/counter?upgrade=true").send_bytes(v2.as_bytes()));
     assert_eq!(status, 200, "{v}");
+    // A new version whose init fails is refused even with no key live on
+    // a shard: it is tried on a scratch activation there.
+    assert!(eventually(Duration::from_secs(3), || keyed(&node, "counter")["active_keys"] == 0), "passive again");
+    let broken = std::fs::read(repo_path("tests/agents/init_fails.wat")).unwrap();
+    let (status, v) = common::answer(node.request("PUT", "/v1/agents/counter?upgrade=true").send_bytes(&broken));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("upgrade_refused")), "{v}");
     for (key, want) in [("p", 2), ("q", 2), ("live", 2), ("new", 1)] {
         let (status, v) = node.post_message(&json!({"receiver": format!("counter/{key}"), "content": ""}), Some(5000));
         assert_eq!(status, 200, "{v}");

@@ -206,6 +206,18 @@ impl Router {
         id
     }
 
+    /// A mailbox no address leads to, for a trial instance (`shard::keyed`
+    /// rule 9); closed again by [`Router::close_scratch_mailbox`].
+    pub fn open_scratch_mailbox(&mut self) -> LocalId {
+        self.mailboxes.open()
+    }
+
+    pub fn close_scratch_mailbox(&mut self, id: LocalId) {
+        assert!(self.keyed.address_of(id).is_none(), "not an activation's");
+        let left = self.mailboxes.close(id);
+        assert!(left.is_empty(), "no address leads to a scratch mailbox");
+    }
+
     /// Passivates activation `id` if its mailbox holds and expects nothing
     /// (keyed rule 4); returns its address if it did.
     pub fn passivate(&mut self, id: LocalId, why: Passivation) -> Option<Arc<str>> {

@@ -24,6 +24,11 @@
 //!    rows due are read (at most [`KEYED_TIMERS_DUE_PER_TICK_MAX`] a tick)
 //!    and each passive key among them is activated, which queues its
 //!    timers.
+//! 9. An upgrade of a keyed type is tried on its live activations; a shard
+//!    with none tries it on a scratch activation of address
+//!    [`UPGRADE_TRIAL_KEY`], made, initialised and thrown away (its writes
+//!    and sends rolled back), in a mailbox of its own that no message can
+//!    reach.
 
 use std::sync::Arc;
 
@@ -43,6 +48,11 @@ const CAP_SCAN_MAX: usize = 64;
 fn sweep_interval_ns(idle_ns: u64) -> u64 {
     (idle_ns / 4).clamp(KEYED_SWEEP_MIN_MS * 1_000_000, KEYED_SWEEP_INTERVAL_MS * 1_000_000)
 }
+
+/// The key of rule 9's scratch activation. Its `caxton_init` sees this
+/// key and, if a real key has this name, that key's state (read only: the
+/// trial's writes are rolled back).
+pub const UPGRADE_TRIAL_KEY: &str = "@upgrade-trial";
 
 /// A keyed type deployed on this shard: what its activations are made from.
 pub(super) struct KeyedType {
@@ -213,6 +223,31 @@ impl Shard {
         drop(ctx);
         self.end_tick();
         Ok(had > 0)
+    }
+
+    /// Rule 9: makes and initialises a scratch activation of `name` from
+    /// `module`, then throws it away.
+    pub(super) fn keyed_upgrade_trial(&mut self, name: &str, module: &crate::agent::CompiledAgent) -> Result<(), String> {
+        let (type_name, policy) = {
+            let (type_name, keyed) = self.keyed_types.get_key_value(name).expect("a keyed type here");
+            (type_name.clone(), keyed.policy)
+        };
+        let address: Arc<str> = format!("{name}/{UPGRADE_TRIAL_KEY}").into();
+        let id = self.ctx.borrow_mut().router.open_scratch_mailbox();
+        let slot = id as usize;
+        if self.agents.len() <= slot {
+            self.agents.resize_with(slot + 1, || None);
+        }
+        assert!(self.agents[slot].is_none(), "the router gives a free slot");
+        self.agents[slot] = Some(LocalAgent::new(address, type_name, 0, module.clone(), policy));
+        self.live_instances += 1;
+        let mark = self.ctx.borrow().router.staged_mark();
+        let trial = self.make_instance(id, module, true);
+        assert_eq!(self.ctx.borrow().router.staged_mark(), mark, "rule 9: nothing of a trial stays");
+        self.agents[slot] = None;
+        self.live_instances -= 1;
+        self.ctx.borrow_mut().router.close_scratch_mailbox(id);
+        trial.map(drop)
     }
 
     /// Adds keyed type `name` to this shard (rule 1).

@@ -37,9 +37,15 @@ impl Shard {
         self.agents.iter().enumerate().filter(|(_, a)| a.as_ref().is_some_and(|a| *a.type_name == *name)).map(|(id, _)| id as LocalId).collect()
     }
 
-    /// Rule 1.
+    /// Rule 1. A keyed type with no live activation here is tried on a
+    /// scratch activation (`keyed` rule 9), so that a module whose init
+    /// fails is refused now, not at each key's next activation.
     pub(super) fn upgrade_prepare(&mut self, name: &str, module: &CompiledAgent) -> Result<(), String> {
-        for id in self.local_ids_of(name) {
+        let ids = self.local_ids_of(name);
+        if ids.is_empty() && self.keyed_types.contains_key(name) {
+            return self.keyed_upgrade_trial(name, module).map_err(|e| format!("the new version of {e}"));
+        }
+        for id in ids {
             let mark = self.ctx.borrow().router.staged_mark();
             let trial = self.make_instance(id, module, true);
             assert_eq!(self.ctx.borrow().router.staged_mark(), mark, "rule 1: nothing of a trial stays");
