@@ -59,8 +59,8 @@ bench:
 	target/release/caxton-bench
 
 ## ADR-0017's four load scenarios, then ours (contract_net, steady_state
-## with state writes and over two nodes), against real nodes (about 9
-## minutes); SCENARIO=peak_load runs one,
+## with state writes and over two nodes, active_conversations, keyed_zipf),
+## against real nodes (about 11 minutes); SCENARIO=peak_load runs one,
 ## LOADTEST_ARGS=--full the ADR's durations; REPEAT=N runs each scenario N
 ## times. A run of every scenario writes docs/LOADTEST.md.
 SCENARIO ?=
