@@ -254,3 +254,20 @@ fn in_a_cluster_any_node_messages_the_keys_of_a_type_on_another() {
     assert_eq!(count(&b.node, "counter/y"), 1);
     assert_eq!(keyed(&a.node, "counter")["keys_with_state"], 2);
 }
+
+/// A passive key's timer outlives kill -9: after the restart no key is
+/// live, and the timer, due meanwhile, still activates its key.
+#[test]
+fn a_passive_keys_timer_fires_after_kill_9() {
+    let mut node = Node::start(2);
+    assert_eq!(node.deploy("counter", "examples/agents/counter.wat", 1).0, 201);
+    assert_eq!(deploy_keyed(&node, "relay", "tests/agents/timer_relay.wat").0, 201);
+    for key in ["a", "b"] {
+        assert_eq!(node.post_message(&json!({"receiver": format!("relay/{key}"), "content": ""}), None).0, 202);
+    }
+    assert!(eventually(Duration::from_secs(3), || node.agent("relay")["messages_handled"] == 2), "both timers set");
+    node.kill9_and_restart();
+    assert_eq!(keyed(&node, "relay")["active_keys"], 0, "nothing live after a restart");
+    assert!(eventually(Duration::from_secs(6), || node.agent("counter")["messages_handled"] == 2), "each key's timer fired: {}", node.agent("counter"));
+    assert_eq!(keyed(&node, "relay")["activations"], 2, "{}", keyed(&node, "relay"));
+}

@@ -216,6 +216,13 @@ impl ShardStore {
         Ok(n)
     }
 
+    /// Whether any key of keyed type `type_name` has a timer row.
+    pub fn keyed_type_has_timers(&self, type_name: &str) -> rusqlite::Result<bool> {
+        let (from, to) = keyed_range(type_name);
+        let mut stmt = self.conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM timers WHERE agent >= ?1 AND agent < ?2)")?;
+        stmt.query_row(params![from, to], |r| r.get::<_, bool>(0))
+    }
+
     /// Keyed addresses (`TYPE/KEY`, any type) with a timer due by `now_us`,
     /// earliest first, at most `max` rows' worth.
     pub fn keyed_timers_due(&self, now_us: u64, max: usize) -> rusqlite::Result<Vec<String>> {

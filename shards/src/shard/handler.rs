@@ -130,6 +130,12 @@ impl Shard {
         }
         if !ctx.call.timers_set.is_empty() || !ctx.call.timers_cancelled.is_empty() {
             let (mut set, mut cancelled) = (std::mem::take(&mut ctx.call.timers_set), std::mem::take(&mut ctx.call.timers_cancelled));
+            if keep && !set.is_empty() {
+                // `keyed` rule 10: this type's keys may have timer rows now.
+                if let Some(keyed) = self.agents[id as usize].as_ref().filter(|a| a.is_keyed()).and_then(|a| self.keyed_types.get_mut(&a.type_name)) {
+                    keyed.has_timers = true;
+                }
+            }
             if keep {
                 for due in set.drain(..) {
                     ctx.timers.insert(due, id);

@@ -29,6 +29,9 @@
 //!    [`UPGRADE_TRIAL_KEY`], made, initialised and thrown away (its writes
 //!    and sends rolled back), in a mailbox of its own that no message can
 //!    reach.
+//! 10. A keyed type whose keys have never set a timer on this shard (none
+//!     in its database at deploy or restart, none set since) skips the
+//!     timer queries of seating and passivation: two queries an activation.
 
 use std::sync::Arc;
 
@@ -58,6 +61,8 @@ pub const UPGRADE_TRIAL_KEY: &str = "@upgrade-trial";
 pub(super) struct KeyedType {
     pub module: crate::agent::CompiledAgent,
     pub policy: RestartPolicy,
+    /// Rule 10: whether any key of it may have timer rows here.
+    pub has_timers: bool,
 }
 
 impl Shard {
@@ -68,7 +73,7 @@ impl Shard {
         for id in made.drain(..) {
             let (type_name, address) = self.ctx.borrow().router.keyed.address_of(id).cloned().expect("made and live");
             let Some(keyed) = self.keyed_types.get(&type_name) else { unreachable!("a keyed type's keys are routed only while it is deployed") };
-            let (module, policy) = (keyed.module.clone(), keyed.policy);
+            let (module, policy, has_timers) = (keyed.module.clone(), keyed.policy, keyed.has_timers);
             let slot = id as usize;
             if self.agents.len() <= slot {
                 self.agents.resize_with(slot + 1, || None);
@@ -76,6 +81,9 @@ impl Shard {
             assert!(self.agents[slot].is_none(), "the router gives a free slot");
             self.live_instances += 1;
             self.agents[slot] = Some(LocalAgent::new(address.clone(), type_name, 0, module, policy));
+            if !has_timers {
+                continue; // rule 10
+            }
             if let Err(e) = self.queue_timers_of(id, &address, 0) {
                 tracing::error!(shard = self.index, agent = %address, error = %e, "a key's timers were not queued; they fire after a restart");
             }
@@ -115,8 +123,14 @@ impl Shard {
         assert!(!ctx.call.open || ctx.call.owner != id, "never the instance being called");
         let Some(address) = ctx.router.passivate(id, why) else { return false };
         ctx.timers.remove_owner(id);
+        // A passivated activation backing off is no one's backoff now (its
+        // id may be reused).
+        self.backing_off.retain(|&b| b != id);
+        let agent = self.agents[id as usize].as_ref().expect("a live activation has a slot");
+        let has_timers = self.keyed_types.get(&agent.type_name).is_none_or(|k| k.has_timers);
         // Rule 8: its timers are rows only now; the poll must see them.
-        let first_due = match ctx.store.timers_of(&address, 0) {
+        let timers = if has_timers { ctx.store.timers_of(&address, 0) } else { Ok(Vec::new()) }; // rule 10
+        let first_due = match timers {
             Ok(timers) => timers.iter().map(|&(at, _)| at).min(),
             Err(e) => {
                 tracing::error!(shard = self.index, agent = %address, error = %e, "cannot read a passivated key's timers; polling for them at once");
@@ -253,7 +267,8 @@ impl Shard {
     /// Adds keyed type `name` to this shard (rule 1).
     pub(super) fn deploy_keyed(&mut self, name: Arc<str>, module: crate::agent::CompiledAgent, policy: RestartPolicy) -> Result<(), String> {
         self.ctx.borrow_mut().router.add_keyed_type(&name)?;
-        self.keyed_types.insert(name, KeyedType { module, policy });
+        let has_timers = self.ctx.borrow().store.keyed_type_has_timers(&name).map_err(|e| format!("cannot read the keyed timers: {e}"))?;
+        self.keyed_types.insert(name, KeyedType { module, policy, has_timers });
         if self.next_keyed_timer_us.is_none() {
             self.next_keyed_timer_us = self.ctx.borrow().store.keyed_timer_next_after(0).map_err(|e| format!("cannot read the keyed timers: {e}"))?;
         }
