@@ -19,6 +19,8 @@ pub struct CatalogAgent {
     pub version: Version,
     /// The restart policy given at deploy, as its query string.
     pub policy: String,
+    /// The tools it is granted (`?tools=`), in the order given.
+    pub tools: Vec<String>,
 }
 
 /// One version of an agent's module.
@@ -29,6 +31,12 @@ pub struct Version {
     /// SHA-256 of the module (binary format), in hex.
     pub hash: String,
     pub deployed_at_ms: u64,
+}
+
+/// A grant as the catalog keeps it (names joined by commas; tool names
+/// hold no comma).
+fn split_tools(joined: &str) -> Vec<String> {
+    joined.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
 /// SHA-256 of `wasm`, in hex.
@@ -68,6 +76,10 @@ impl Catalog {
                      ALTER TABLE agents ADD COLUMN policy TEXT NOT NULL DEFAULT '';",
                 )?;
             }
+            // Catalogs from before tools: no agent has a grant.
+            if !columns.iter().any(|c| c == "tools") {
+                conn.execute_batch("ALTER TABLE agents ADD COLUMN tools TEXT NOT NULL DEFAULT '';")?;
+            }
             let recorded: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'shards'", [], |r| r.get(0)).optional()?;
             let epoch: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'boot_epoch'", [], |r| r.get(0)).optional()?.unwrap_or(0) + 1;
             Ok((recorded, epoch))
@@ -90,10 +102,22 @@ impl Catalog {
         Ok((Catalog { conn }, epoch as u64))
     }
 
+    /// This data directory's install id: random, made at the first start and
+    /// kept (the prefix of tool calls' idempotency keys, `tools::dispatch`).
+    pub fn install_id(&self) -> rusqlite::Result<u64> {
+        let mut bytes = [0u8; 8];
+        // SAFETY: getrandom(2) writes at most `bytes.len()` bytes into a buffer we own.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr() as *mut libc::c_void, bytes.len(), 0) };
+        assert_eq!(n, 8, "the kernel's random source answers");
+        let fresh = (u64::from_le_bytes(bytes) >> 1) as i64; // SQLite's integers are signed
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?1)", params![fresh])?;
+        self.conn.query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| r.get::<_, i64>(0)).map(|v| v as u64)
+    }
+
     /// Every agent at its current version, in deploy order.
     pub fn agents(&self) -> rusqlite::Result<Vec<CatalogAgent>> {
         let mut stmt = self.conn.prepare(
-            "SELECT a.name, a.instances, a.module, a.version, a.policy, v.hash, v.deployed_at_ms FROM agents a
+            "SELECT a.name, a.instances, a.module, a.version, a.policy, v.hash, v.deployed_at_ms, a.tools FROM agents a
              LEFT JOIN versions v ON v.name = a.name AND v.version = a.version ORDER BY a.created_at_ms, a.name",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -109,18 +133,19 @@ impl Catalog {
                 },
                 wasm,
                 policy: r.get(4)?,
+                tools: split_tools(&r.get::<_, String>(7)?),
             })
         })?;
         rows.collect()
     }
 
     /// Records a new agent at version 1.
-    pub fn insert(&mut self, name: &str, instances: u32, wasm: &[u8], policy: &str) -> rusqlite::Result<Version> {
+    pub fn insert(&mut self, name: &str, instances: u32, wasm: &[u8], policy: &str, tools: &[String]) -> rusqlite::Result<Version> {
         let version = Version { number: 1, hash: module_hash(wasm), deployed_at_ms: now_ms() };
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO agents (name, instances, module, created_at_ms, version, policy) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-            params![name, instances, wasm, version.deployed_at_ms as i64, policy],
+            "INSERT INTO agents (name, instances, module, created_at_ms, version, policy, tools) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+            params![name, instances, wasm, version.deployed_at_ms as i64, policy, tools.join(",")],
         )?;
         tx.execute("DELETE FROM versions WHERE name = ?1", params![name])?;
         tx.execute(
@@ -149,6 +174,13 @@ impl Catalog {
         )?;
         tx.commit()?;
         Ok(version)
+    }
+
+    /// Changes the tools `name` is granted (an upgrade with `?tools=`).
+    pub fn set_tools(&mut self, name: &str, tools: &[String]) -> rusqlite::Result<()> {
+        let changed = self.conn.execute("UPDATE agents SET tools = ?2 WHERE name = ?1", params![name, tools.join(",")])?;
+        assert_eq!(changed, 1, "only a deployed agent has a grant");
+        Ok(())
     }
 
     /// The highest version number `name` has had (for the next upgrade).
@@ -247,14 +279,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, epoch) = Catalog::open(dir.path(), 2).unwrap();
         assert_eq!(epoch, 1);
-        c.insert("echo", 2, b"\0asm", "").unwrap();
-        assert!(c.insert("echo", 1, b"x", "").is_err(), "names are unique");
+        c.insert("echo", 2, b"\0asm", "", &["calc".to_string()]).unwrap();
+        assert!(c.insert("echo", 1, b"x", "", &[]).is_err(), "names are unique");
         drop(c);
         let (mut c, epoch) = Catalog::open(dir.path(), 2).unwrap();
         assert_eq!(epoch, 2);
+        let id = c.install_id().unwrap();
+        assert_eq!(c.install_id().unwrap(), id, "made once, then kept");
         let agents = c.agents().unwrap();
         assert_eq!((agents[0].name.as_str(), agents[0].instances, agents[0].version.number), ("echo", 2, 1));
-        c.insert("twin", 1, b"\0asm", "").unwrap();
+        assert_eq!(agents[0].tools, ["calc"], "the grant outlives the process");
+        c.set_tools("echo", &["calc".into(), "web".into()]).unwrap();
+        assert_eq!(c.agents().unwrap()[0].tools, ["calc", "web"]);
+        c.insert("twin", 1, b"\0asm", "", &[]).unwrap();
         assert!(c.remove("echo").unwrap().is_empty(), "its module is still twin's");
         assert_eq!(c.remove("twin").unwrap(), [module_hash(b"\0asm")], "no one holds it now");
         assert!(c.agents().unwrap().is_empty());
@@ -272,7 +309,7 @@ mod tests {
     fn versions_go_up_roll_back_and_only_the_last_few_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, _) = Catalog::open(dir.path(), 1).unwrap();
-        let v1 = c.insert("counter", 1, b"one", "restart_immediate=1").unwrap();
+        let v1 = c.insert("counter", 1, b"one", "restart_immediate=1", &[]).unwrap();
         assert_eq!((v1.number, v1.hash.len()), (1, 64));
         for n in 2..=8u32 {
             let wasm = format!("module {n}");

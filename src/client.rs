@@ -71,10 +71,12 @@ impl Client {
     }
 
     /// Deploys `module` as `name`; `instances` 0 deploys a keyed agent.
-    pub fn deploy(&self, name: &str, instances: u32, node: Option<&str>, module: &[u8]) -> Result<Value, Failure> {
+    /// `tools` is its grant.
+    pub fn deploy(&self, name: &str, instances: u32, node: Option<&str>, module: &[u8], tools: &[String]) -> Result<Value, Failure> {
         let on = node.map_or(String::new(), |n| format!("&node={n}"));
         let how = if instances == 0 { "keyed=true".to_string() } else { format!("instances={instances}") };
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?{how}{on}")).send_bytes(module))
+        let grant = if tools.is_empty() { String::new() } else { format!("&tools={}", percent_encode(&tools.join(","))) };
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?{how}{on}{grant}")).send_bytes(module))
     }
 
     /// The keys of keyed agent `name` that hold state.
@@ -88,14 +90,21 @@ impl Client {
     }
 
     /// Upgrades an agent in place (`PUT ...?upgrade=true`).
-    pub fn upgrade(&self, name: &str, module: &[u8]) -> Result<Value, Failure> {
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?upgrade=true")).send_bytes(module))
+    /// With `tools`, a new grant.
+    pub fn upgrade(&self, name: &str, module: &[u8], tools: Option<&str>) -> Result<Value, Failure> {
+        let grant = tools.map_or(String::new(), |t| format!("&tools={}", percent_encode(t)));
+        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?upgrade=true{grant}")).send_bytes(module))
     }
 
     /// `rollback` or `restart` of an agent.
     pub fn agent_action(&self, name: &str, action: &str) -> Result<Value, Failure> {
         // A JSON body: the API takes no other POST (a browser's form cannot send it).
         Self::finish(self.request("POST", &format!("/v1/agents/{name}/{action}")).send_json(serde_json::json!({})))
+    }
+
+    /// Any `GET` of the API, as JSON.
+    pub fn get(&self, path: &str) -> Result<Value, Failure> {
+        Self::finish(self.request("GET", path).call())
     }
 
     pub fn members(&self) -> Result<Value, Failure> {

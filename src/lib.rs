@@ -32,5 +32,6 @@ pub mod otlp;
 pub mod secret;
 pub mod template;
 pub mod tls;
+pub mod tools;
 pub mod top;
 pub mod wire;

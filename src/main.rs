@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use client::{Client, Failure, EXIT_USAGE};
+use client::{Client, Failure, EXIT_REFUSED, EXIT_USAGE};
 
 const DEFAULT_API: &str = "127.0.0.1:7070";
 
@@ -68,6 +68,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The tools the node gives agents (the config file's [tools.NAME]).
+    Tool {
+        #[command(subcommand)]
+        command: ToolCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Panics on a thread of its own, as a bug would (for the tests that
     /// show a panic ends the whole process).
     #[command(hide = true)]
@@ -109,6 +116,17 @@ fn print_json(v: &serde_json::Value) {
 }
 
 #[derive(Subcommand)]
+enum ToolCmd {
+    /// List the node's tools: kind, health, calls, and each MCP server's
+    /// tools with their input schemas.
+    List,
+    /// The MCP client the node uses for its tools, as MCP's conformance
+    /// suite runs it: initialize against the server at URL, list its tools
+    /// and, unless MCP_CONFORMANCE_SCENARIO is `initialize`, call each.
+    Conformance { url: String },
+}
+
+#[derive(Subcommand)]
 enum AgentCmd {
     /// Deploy a WebAssembly module (binary .wasm or text .wat) as an agent,
     /// or a Rust agent crate (a folder with Cargo.toml), built first with
@@ -131,6 +149,10 @@ enum AgentCmd {
         /// Cluster address of the node to deploy on [default: the node the request goes to].
         #[arg(long)]
         node: Option<String>,
+        /// Tools the agent may call, by name (the node's [tools.NAME]);
+        /// comma-separated [default: none].
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
     },
     /// List the keys of a keyed agent that hold state, in order.
     Keys {
@@ -153,6 +175,10 @@ enum AgentCmd {
         file: PathBuf,
         #[arg(long, default_value = "wasm32-unknown-unknown")]
         target: String,
+        /// A new grant of tools, comma-separated (`--tools ""` takes every
+        /// tool away) [default: the grant stays].
+        #[arg(long)]
+        tools: Option<String>,
     },
     /// Return an agent to its previous version.
     Rollback { name: String },
@@ -242,6 +268,38 @@ fn abort_on_panic() {
     }));
 }
 
+/// `caxton tool conformance URL` (the suite names its scenario in the
+/// environment).
+fn run_conformance(url: &str) -> Result<(), Failure> {
+    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Failure { exit_code: EXIT_USAGE, message: e.to_string() })?;
+    runtime.block_on(caxton::tools::conformance::run(url, &scenario)).map_err(|message| Failure { exit_code: EXIT_REFUSED, message })
+}
+
+/// `caxton tool list`.
+fn run_tool_list(output: Output, client: Client) -> Result<(), Failure> {
+    let v = client.get("/v1/tools")?;
+    if output == Output::Json {
+        print_json(&v);
+        return Ok(());
+    }
+    let tools = v["tools"].as_array().cloned().unwrap_or_default();
+    if tools.is_empty() {
+        println!("no tools (the config file's [tools.NAME] sections give them)");
+    }
+    for t in tools {
+        let health = if t["up"] == json!(true) { "up".to_string() } else { format!("DOWN: {}", t["error"].as_str().unwrap_or("?")) };
+        let ok = t["calls"]["ok"].as_u64().unwrap_or(0);
+        let all: u64 = t["calls"].as_object().map_or(0, |c| c.values().filter_map(|v| v.as_u64()).sum());
+        println!("{} ({}): {health}; {all} calls, {ok} ok", t["name"].as_str().unwrap_or("?"), t["kind"].as_str().unwrap_or("?"));
+        for inner in t["tools"].as_array().into_iter().flatten() {
+            println!("  {}: {}", inner["name"].as_str().unwrap_or("?"), inner["description"].as_str().unwrap_or(""));
+            println!("    input: {}", inner["inputSchema"]);
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     abort_on_panic();
     let cli = Cli::parse();
@@ -296,6 +354,8 @@ fn main() {
             Ok(())
         })),
         Cmd::Message { command, remote } => report(client_of(&remote).and_then(|c| run_message(command, remote.output, c))),
+        Cmd::Tool { command: ToolCmd::Conformance { url }, .. } => report(run_conformance(&url)),
+        Cmd::Tool { command: ToolCmd::List, remote } => report(client_of(&remote).and_then(|c| run_tool_list(remote.output, c))),
         Cmd::PanicOnAThread => {
             let _ = std::thread::spawn(|| panic!("a bug on a thread")).join();
             0 // not reached: the hook aborts
@@ -373,13 +433,13 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
             let had = if v["had_state"] == json!(true) { "its state and timers deleted" } else { "it had no state" };
             println!("deleted key {key:?} of {name}: {had}");
         }
-        AgentCmd::Deploy { file, name, target, instances, keyed, node } => {
+        AgentCmd::Deploy { file, name, target, instances, keyed, node, tools } => {
             let instances = if keyed { 0 } else { instances };
             let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
             let (file, built_name) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
             let name = name.or(built_name).or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-"))).unwrap_or_default();
             let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            let v = client.deploy(&name, instances, node.as_deref(), &module)?;
+            let v = client.deploy(&name, instances, node.as_deref(), &module, &tools)?;
             if json {
                 print_json(&v);
                 return Ok(());
@@ -482,11 +542,11 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
             }
             println!("stopped {name}");
         }
-        AgentCmd::Upgrade { name, file, target } => {
+        AgentCmd::Upgrade { name, file, target, tools } => {
             let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
             let (file, _) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
             let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            let v = client.upgrade(&name, &module)?;
+            let v = client.upgrade(&name, &module, tools.as_deref())?;
             if json {
                 print_json(&v);
                 return Ok(());

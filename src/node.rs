@@ -110,6 +110,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         tracing::warn!("{warning}");
     }
     let (catalog, boot_epoch) = Catalog::open(&config.data_dir, cores)?;
+    let install_id = catalog.install_id().map_err(|e| format!("cannot read the catalog's install id: {e}"))?;
     let disk = DiskFloor::watch(&config.data_dir, config.disk_free_min).map_err(|e| format!("cannot start the disk watcher: {e}"))?;
     tracing::info!(
         memory_budget_bytes = config.memory_budget,
@@ -182,6 +183,10 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         .with_forward_agent(forward_agent)
         .with_module_cache(crate::module_cache::ModuleCache::new(config.module_cache.then(|| config.data_dir.join("modules")), config.module_cache_max)?),
     );
+    // The tools runtime (its own thread): before the restore, so that calls
+    // made again after a crash find it (`shard::tool_calls` rule 2).
+    let tools = crate::tools::Tools::start(config.tools.clone(), install_id, control.clone())?;
+    control.set_tools(tools);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));

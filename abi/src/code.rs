@@ -17,6 +17,8 @@ pub const TOO_LARGE: i32 = -4;
 pub const OVER_LIMIT: i32 = -5;
 /// The receiver lives on a node that is down.
 pub const UNREACHABLE: i32 = -6;
+/// Not permitted: a tool (`@tool/NAME`) the agent's deploy did not grant.
+pub const DENIED: i32 = -7;
 
 /// A negative result, as a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +29,7 @@ pub enum AbiError {
     TooLarge,
     OverLimit,
     Unreachable,
+    Denied,
     /// A negative code this version does not know.
     Other(i32),
 }
@@ -42,6 +45,7 @@ impl AbiError {
             TOO_LARGE => AbiError::TooLarge,
             OVER_LIMIT => AbiError::OverLimit,
             UNREACHABLE => AbiError::Unreachable,
+            DENIED => AbiError::Denied,
             other => AbiError::Other(other),
         })
     }
@@ -54,6 +58,7 @@ impl AbiError {
             AbiError::TooLarge => TOO_LARGE,
             AbiError::OverLimit => OVER_LIMIT,
             AbiError::Unreachable => UNREACHABLE,
+            AbiError::Denied => DENIED,
             AbiError::Other(c) => c,
         }
     }
@@ -68,6 +73,7 @@ impl core::fmt::Display for AbiError {
             AbiError::TooLarge => "too large",
             AbiError::OverLimit => "over a limit",
             AbiError::Unreachable => "the receiver's node is down",
+            AbiError::Denied => "not permitted: the tool is not granted to this agent",
             AbiError::Other(c) => return write!(f, "error {c}"),
         };
         f.write_str(what)
@@ -80,7 +86,7 @@ mod tests {
 
     #[test]
     fn codes_and_errors_map_both_ways() {
-        for c in [NOT_FOUND, BUSY, INVALID, TOO_LARGE, OVER_LIMIT, UNREACHABLE, -99] {
+        for c in [NOT_FOUND, BUSY, INVALID, TOO_LARGE, OVER_LIMIT, UNREACHABLE, DENIED, -99] {
             assert_eq!(AbiError::from_code(c).unwrap().code(), c);
         }
         assert_eq!(AbiError::from_code(OK), None);

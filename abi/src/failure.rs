@@ -69,6 +69,51 @@ impl FailureReason {
     }
 }
 
+/// Prefix of a tool's runtime name: a call to tool `calc` is a `request`
+/// to `@tool/calc`, and its answer (an `inform`, or a `failure` with a
+/// [`ToolFailure`] as content) comes from the same name.
+pub const TOOL_NAME_PREFIX: &str = "@tool/";
+
+/// Why a tool call has no result: the content of the `failure` that
+/// answers it, from `@tool/NAME`, `in_reply_to` the call's `reply_with`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolFailure {
+    /// No result within the call's `reply_by` (or the node's default).
+    Timeout,
+    /// The node would not make the call: no such tool, a bad request, or
+    /// past a bound (calls in flight on the node, the agent's rate).
+    Refused,
+    /// The tool answered with an error (MCP: a JSON-RPC error; HTTP: none,
+    /// an HTTP status is a result), or broke the protocol.
+    ToolError,
+    /// The request or the response was past its size bound.
+    TooLarge,
+    /// The tool is down (its server is not connected, or not reachable).
+    ToolDown,
+}
+
+impl ToolFailure {
+    pub const ALL: [ToolFailure; 5] = [ToolFailure::Timeout, ToolFailure::Refused, ToolFailure::ToolError, ToolFailure::TooLarge, ToolFailure::ToolDown];
+
+    /// The failure's content.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolFailure::Timeout => "timeout",
+            ToolFailure::Refused => "refused",
+            ToolFailure::ToolError => "tool_error",
+            ToolFailure::TooLarge => "too_large",
+            ToolFailure::ToolDown => "tool_down",
+        }
+    }
+
+    /// The reason a failure's content names: its first word (a reason may
+    /// be followed by a space and a human-readable detail).
+    pub fn from_content(content: &[u8]) -> Option<ToolFailure> {
+        let word = content.split(|&b| b == b' ').next().unwrap_or(content);
+        ToolFailure::ALL.iter().copied().find(|r| r.as_str().as_bytes() == word)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +124,14 @@ mod tests {
             assert_eq!(FailureReason::from_content(r.as_str().as_bytes()), Some(r));
         }
         assert_eq!(FailureReason::from_content(b"nope"), None);
+    }
+
+    #[test]
+    fn tool_failures_read_back_with_or_without_a_detail() {
+        for r in ToolFailure::ALL {
+            assert_eq!(ToolFailure::from_content(r.as_str().as_bytes()), Some(r));
+        }
+        assert_eq!(ToolFailure::from_content(b"tool_error division by zero"), Some(ToolFailure::ToolError));
+        assert_eq!(ToolFailure::from_content(b"timeouts"), None);
     }
 }

@@ -108,6 +108,14 @@ pub enum Command {
     Cluster {
         updates: Vec<ClusterUpdate>,
     },
+    /// Sets the tools agent `name` may call (`tools` rule 1); an empty list
+    /// takes every grant away. Sent before its deploy, and at an upgrade
+    /// that changes it.
+    Grant {
+        name: Arc<str>,
+        tools: Arc<[Box<str>]>,
+        reply: Reply<()>,
+    },
     /// Every agent is restored: the node serves, and timers may fire
     /// (`timers` rule 5). Sent once, after the restore.
     Serve {
@@ -215,6 +223,8 @@ pub struct ShardStats {
     pub per_instance: Option<InstanceFigures>,
     /// What each keyed type deployed here did.
     pub keyed: Vec<(Arc<str>, crate::router::keyed::KeyedCounts)>,
+    /// Tool calls admitted and refused here, and answers taken (`tools`).
+    pub tools: crate::tools::ToolCounters,
 }
 
 /// What a pass over a shard's instances finds: the only part of a shard's

@@ -161,6 +161,8 @@ pub struct ShardCtx {
     pub timers: TimerQueue,
     /// Its agents' recent log lines (`agent_log` rule 4).
     pub recent_logs: crate::agent::agent_log::RecentLines,
+    /// Which agent may call which tool (`tools` rule 1).
+    pub grants: crate::tools::Grants,
 }
 
 impl ShardCtx {
@@ -176,6 +178,7 @@ impl ShardCtx {
             spans: SpanIds::new(),
             timers: TimerQueue::default(),
             recent_logs: Default::default(),
+            grants: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@
 //! - [`throttle`]: warnings caused by remote input, one a second;
 //! - [`storage`]: the shard's SQLite and the off-shard checkpointer;
 //! - [`timers`]: durable timers, an instance's messages to itself later;
+//! - [`tools`]: which agent may call which tool, and a call's admission;
 //! - [`context`]: the shard's state (router, store, timers) that host
 //!   functions and link tasks reach, so above those three;
 //! - [`trace`]: spans of sampled messages, queued for the node's exporter;
@@ -52,6 +53,7 @@ pub mod stages;
 pub mod storage;
 pub mod throttle;
 pub mod timers;
+pub mod tools;
 pub mod trace;
 
 pub use command::{Command, InstanceFigures, InstanceReport, InstanceStats, ShardStats};

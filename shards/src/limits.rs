@@ -783,6 +783,62 @@ pub const TIMER_CONTENT_BYTES_MAX: usize = 64 * 1024;
 /// Timers a shard fires per tick at most (the rest wait for the next).
 pub const TIMERS_FIRED_PER_TICK_MAX: usize = 1024;
 
+// ---------------------------------------------------------------- tools (`@tool/NAME`)
+
+/// Tool calls one agent (an instance, or a keyed activation) may have in
+/// flight: made and not yet answered to its handler. Our choice, Erlang's
+/// spirit of a small bounded outstanding set per process. Exceeded: `send`
+/// to `@tool/...` returns -2 (busy) at once. Cost: a row in the shard's
+/// SQLite per call (the call's envelope, for the replay after a crash).
+pub const TOOL_CALLS_PER_AGENT_MAX: usize = 64;
+
+/// Tool calls the node runs at once, over every tool and agent. Exceeded:
+/// the call is answered at once with a `refused` failure. Cost: one task
+/// and its buffers each (up to [`TOOL_RESPONSE_BYTES_MAX`] while reading).
+pub const TOOL_CALLS_NODE_MAX: usize = 1024;
+
+/// Calls waiting between the control plane and the tools runtime. Exceeded:
+/// the call is answered `refused`. Cost: the calls' envelopes, which the
+/// runtime outbox's byte budget already bounds.
+pub const TOOL_QUEUE_CALLS_MAX: usize = 4096;
+
+/// A call's time when its request has no `reply_by`, in ms (30 s: the MCP
+/// TypeScript SDK's default request timeout is 60 s; ours is half so a
+/// stuck tool frees the agent's slot sooner). Exceeded: `timeout`. A call
+/// with a `reply_by` gets until then, never past this default.
+pub const TOOL_CALL_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest tool request (the call's content), in bytes: a message's content
+/// bound. Exceeded: `send` returns -4 (the envelope is too large).
+pub const TOOL_REQUEST_BYTES_MAX: usize = CONTENT_BYTES_MAX;
+
+/// Largest tool response body kept, in bytes (256 KiB). It is read as a
+/// stream and the call ends as soon as it passes this: it is never buffered
+/// whole. Exceeded: `too_large`. Cost: up to this per call in flight.
+pub const TOOL_RESPONSE_BYTES_MAX: usize = 256 * 1024;
+
+/// Tool calls an agent may start per second (a token bucket of as many,
+/// refilled continuously). Our choice: enough for an agent that fans out,
+/// little enough that one agent cannot hold a tool alone. Exceeded:
+/// `refused`. Cost: 24 bytes per agent that called a tool.
+pub const TOOL_CALLS_PER_AGENT_PER_S: u32 = 200;
+
+/// Pause before an MCP stdio server that exited is started again: doubled
+/// at each exit in a row, from the least to the most, in ms. Reset once the
+/// server has stayed up for [`TOOL_RESTART_BACKOFF_MAX_MS`].
+pub const TOOL_RESTART_BACKOFF_MIN_MS: u64 = 100;
+pub const TOOL_RESTART_BACKOFF_MAX_MS: u64 = 30_000;
+
+/// How long the node waits for a tool server to connect and list its tools
+/// at start, in ms. Past it the tool is reported down (not fatal) and
+/// retried with the backoff above.
+pub const TOOL_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Tool answers waiting to reach a shard that had no room for them, and
+/// the pause between tries, in ms. An answer is never dropped for room:
+/// the count is bounded by the calls in flight ([`TOOL_CALLS_NODE_MAX`]).
+pub const TOOL_ANSWER_RETRY_MS: u64 = 5;
+
 // ---------------------------------------------------------------- the node's threads and listeners
 
 /// Most shards a node runs (`--cores`): a message id has 8 bits of origin,
@@ -893,6 +949,9 @@ const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0)
 const _: () = assert!(GOSSIP_PACKET_BYTES_MAX > 512 && GOSSIP_PACKET_BYTES_MAX <= 1500, "gossip fits one MTU");
 const _: () = assert!(NODE_POOL_CONNECTIONS_MAX <= NODE_LINK_CONNECTIONS_MAX);
 const _: () = assert!(LINK_WRITE_BATCH_BYTES_MAX >= 4 + ENVELOPE_HEADER_BYTES + 2 * ADDRESS_BYTES_MAX);
+const _: () = assert!(TOOL_RESPONSE_BYTES_MAX + 64 * 1024 <= CONTENT_BYTES_MAX, "a largest tool answer, encoded, fits a message");
+const _: () = assert!(TOOL_CALLS_PER_AGENT_MAX <= TOOL_CALLS_NODE_MAX && TOOL_QUEUE_CALLS_MAX >= TOOL_CALLS_NODE_MAX);
+const _: () = assert!(TOOL_RESTART_BACKOFF_MIN_MS <= TOOL_RESTART_BACKOFF_MAX_MS);
 const _: () = assert!(KEYED_IDLE_MS >= KEYED_SWEEP_INTERVAL_MS && KEYED_SWEEP_MIN_MS <= KEYED_SWEEP_INTERVAL_MS && KEYED_ACTIVE_MAX > 0);
 const _: () = assert!(
     BUDGET_MAILBOXES_PERMILLE

@@ -25,6 +25,13 @@ fn forwarded(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
     resp
 }
 
+/// `?tools=a,b`: the tools an agent is granted (`tools=` alone: none).
+fn tools_param(query: Option<&str>) -> Option<Vec<String>> {
+    let raw = query_param(query, "tools")?;
+    let decoded = super::percent_decode(raw).unwrap_or_else(|_| raw.to_string());
+    Some(decoded.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect())
+}
+
 pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<&str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let control = &api.control;
     let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -33,7 +40,10 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
     if endpoint != Endpoint::Deploy || upgrade {
         if let Some(node) = control.remote_node_of(name) {
             let (method, path) = match endpoint {
-                Endpoint::Deploy => ("PUT", format!("/v1/agents/{name}?upgrade=true")),
+                Endpoint::Deploy => match query_param(query, "tools") {
+                    Some(tools) => ("PUT", format!("/v1/agents/{name}?upgrade=true&tools={tools}")),
+                    None => ("PUT", format!("/v1/agents/{name}?upgrade=true")),
+                },
                 Endpoint::Stop => ("DELETE", format!("/v1/agents/{name}")),
                 Endpoint::Rollback => ("POST", format!("/v1/agents/{name}/rollback")),
                 _ => ("POST", format!("/v1/agents/{name}/restart")),
@@ -47,7 +57,8 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
     match endpoint {
         Endpoint::Deploy if upgrade => {
             let body = read_body(api, req, MODULE_BYTES_MAX).await?;
-            let report = control.upgrade(name, body).await?;
+            let tools = tools_param(query);
+            let report = control.upgrade(name, body, tools.as_deref()).await?;
             Ok(json_response(StatusCode::OK, &json::upgraded(name, &report)))
         }
         Endpoint::Deploy => {
@@ -72,7 +83,8 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
                 tracing::info!(agent = name, instances, node, status, "deploy forwarded");
                 return Ok(forwarded(status, body));
             }
-            let report = control.deploy(name, instances, body, policy).await?;
+            let tools = tools_param(query).unwrap_or_default();
+            let report = control.deploy(name, instances, body, policy, &tools).await?;
             tracing::info!(agent = name, instances, total_ms = report.total_ms, "agent deployed");
             Ok(json_response(StatusCode::CREATED, &json::deployed(name, &report)))
         }

@@ -137,7 +137,7 @@ pub fn message(m: &Message) -> Value {
 pub fn agent_list(agents: &[(String, AgentRecord)], unrestored: &[(String, String)]) -> Value {
     let mut list: Vec<Value> = agents
         .iter()
-        .map(|(name, r)| json!({ "name": name, "instances": r.instances, "keyed": r.instances == 0, "shards": r.shards, "version": r.version.number }))
+        .map(|(name, r)| json!({ "name": name, "instances": r.instances, "keyed": r.instances == 0, "shards": r.shards, "version": r.version.number, "tools": r.tools }))
         .collect();
     list.extend(unrestored.iter().map(|(name, why)| json!({ "name": name, "unrestored": why })));
     json!({ "agents": list })
@@ -152,6 +152,7 @@ pub fn deployed(name: &str, report: &DeployReport) -> Value {
         "shards": report.record.shards,
         "version": report.record.version.number,
         "module_hash": report.record.version.hash,
+        "tools": report.record.tools,
         "startup_us": startup_us,
         "compile_ms": report.compile_ms,
         "deploy_ms": report.total_ms,
@@ -182,6 +183,7 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
         "version": d.record.version.number,
         "module_hash": d.record.version.hash,
         "deployed_at_ms": d.record.version.deployed_at_ms,
+        "tools": d.record.tools,
         "quarantined": d.instances.iter().any(|i| i.standing == "quarantined"),
         "quarantined_because": d.instances.iter().find_map(|i| i.quarantined_because.as_deref()),
         "restart_policy": {
@@ -206,6 +208,25 @@ pub fn agent_detail(name: &str, d: &AgentDetail) -> Value {
             "standing": i.standing, "quarantined_because": i.quarantined_because.as_deref(), "crashes_in_a_row": i.crashes_in_a_row, "restarts": i.restarts,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The node's tools (`GET /v1/tools`): each with its kind, health, and
+/// for an MCP server the tools it listed (name, description, input schema).
+pub fn tool_list(tools: Option<&crate::tools::Tools>) -> Value {
+    let list: Vec<Value> = tools
+        .into_iter()
+        .flat_map(|t| t.all())
+        .map(|e| {
+            let status = e.status();
+            let calls: serde_json::Map<String, Value> =
+                crate::tools::metrics::Outcome::ALL.iter().map(|o| (o.name().to_string(), json!(e.metrics.calls(*o)))).collect();
+            json!({
+                "name": e.spec.name, "kind": e.spec.kind.name(), "up": status.up, "error": status.error,
+                "timeout_ms": e.spec.timeout_ms, "tools": status.tools, "calls": calls,
+            })
+        })
+        .collect();
+    json!({ "tools": list })
 }
 
 /// Which node answers, and what it runs (`GET /v1/health`).

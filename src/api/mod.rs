@@ -406,6 +406,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 }),
             };
             let mut text = metrics::render(&stats, &figures);
+            text.push_str(&crate::tools::metrics::render(control.tools().map(|t| &**t), &stats));
             text.push_str(&api.requests.render());
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -418,6 +419,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, agents)))
         }
         Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list(), &control.unrestored()))),
+        Endpoint::ToolList => Ok(json_response(StatusCode::OK, &json::tool_list(control.tools().map(|t| &**t)))),
         Endpoint::ClusterMembers => match &control.cluster {
             Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),

@@ -35,6 +35,7 @@ pub enum Endpoint {
     Send,
     KeyList,
     KeyDelete,
+    ToolList,
 }
 
 pub struct Route {
@@ -57,7 +58,7 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 16] = [
+pub const ROUTES: [Route; 17] = [
     route!(GET, ["v1", "health"], Health, true),
     route!(GET, ["v1", "ready"], Ready, true),
     route!(GET, ["metrics"], Metrics, false),
@@ -74,6 +75,7 @@ pub const ROUTES: [Route; 16] = [
     route!(POST, ["v1", "messages"], Send, false),
     route!(GET, ["v1", "agents", NAME, "keys"], KeyList, false),
     route!(DELETE, ["v1", "agents", NAME, "keys", KEY], KeyDelete, false),
+    route!(GET, ["v1", "tools"], ToolList, false),
 ];
 
 /// A matched request: its route and the `{name}` it carried, if any.

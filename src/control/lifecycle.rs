@@ -54,11 +54,11 @@ impl Control {
         Some(route.node.to_string())
     }
 
-    fn record_for(&self, name: &str, instances: u32, charge_each: u64, version: Version, policy: RestartPolicy) -> AgentRecord {
+    fn record_for(&self, name: &str, instances: u32, charge_each: u64, version: Version, policy: RestartPolicy, tools: Vec<String>) -> AgentRecord {
         assert!(instances <= AGENT_INSTANCES_MAX, "0 is a keyed type: no instance of its own");
         let shards: Vec<usize> = (0..instances).map(|i| shard_of(name.as_bytes(), i, self.shards.len())).collect();
         assert!(shards.iter().all(|&s| s < self.shards.len()));
-        AgentRecord { instances, charge_each, shards, version, policy }
+        AgentRecord { instances, charge_each, shards, version, policy, tools }
     }
 
     /// Compiles a module off the shards and the API thread (or takes it
@@ -77,7 +77,15 @@ impl Control {
 
     /// Deploys a module under `name` (rules 2 and 3), with its restart
     /// policy.
-    pub async fn deploy(self: &Arc<Self>, name: &str, instances: u32, body: Vec<u8>, policy: RestartPolicy) -> Result<DeployReport, ControlError> {
+    /// `tools` is its grant (`control::tools` rule 1).
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        instances: u32,
+        body: Vec<u8>,
+        policy: RestartPolicy,
+        tools: &[String],
+    ) -> Result<DeployReport, ControlError> {
         let started = Instant::now();
         if !is_agent_name(name.as_bytes()) {
             return Err(ControlError::bad_request("invalid_name", format!("invalid agent name {name:?}: use 1 to 64 bytes of [a-z0-9._-]")));
@@ -101,6 +109,7 @@ impl Control {
             None => {}
         }
         policy.check().map_err(|e| ControlError::bad_request("invalid_policy", e))?;
+        let tools = self.check_grant(tools)?;
         let (module, wasm) = self.compile_off_shards(body).await?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let each = self.admission.lock().unwrap().charge_per_instance(module.declared_memory_max);
@@ -112,17 +121,17 @@ impl Control {
                 return Err(ControlError::conflict(format!("an agent named {name:?} is already deployed")));
             }
             self.admission.lock().unwrap().admit(name, instances, each).map_err(ControlError::over_capacity)?;
-            let version = match self.catalog.lock().unwrap().insert(name, instances, &wasm, &policy_query(&policy)) {
+            let version = match self.catalog.lock().unwrap().insert(name, instances, &wasm, &policy_query(&policy), &tools) {
                 Ok(v) => v,
                 Err(e) => {
                     self.admission.lock().unwrap().release(instances, each);
                     return Err(ControlError::internal(format!("catalog write failed: {e}")));
                 }
             };
-            record = self.record_for(name, instances, each, version, policy);
+            record = self.record_for(name, instances, each, version, policy, tools.clone());
             agents.insert(name.to_string(), record.clone());
         }
-        match self.start_everywhere(lifecycle, name, module, instances, false, policy).await {
+        match self.start_everywhere(lifecycle, name, module, instances, false, policy, &tools).await {
             Ok(reports) => {
                 if let Some(c) = &self.cluster {
                     c.publish(name, true);
@@ -149,8 +158,10 @@ impl Control {
         instances: u32,
         restore: bool,
         policy: RestartPolicy,
+        tools: &[String],
     ) -> Result<Vec<InstanceReport>, (ControlError, Settled)> {
         let shared: Arc<str> = name.into();
+        self.grant_everywhere(&shared, tools).await.map_err(|e| (e, Settled::Now))?;
         let waits = self
             .lifecycle_to(&self.all_shards(), |reply| Command::Deploy { name: shared.clone(), module: module.clone(), instances, restore, policy, reply })
             .map_err(|e| (e, Settled::Now))?;
@@ -356,9 +367,12 @@ impl Control {
             a.agents += agent.instances as usize;
             a.charged += agent.instances as u64 * each;
         }
-        self.agents.write().unwrap().insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy));
+        self.agents
+            .write()
+            .unwrap()
+            .insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy, agent.tools.clone()));
         let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
-        self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy).await.map_err(|(e, _)| e.message)?;
+        self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy, &agent.tools).await.map_err(|(e, _)| e.message)?;
         Ok(())
     }
 

@@ -42,7 +42,7 @@ impl Control {
     }
 
     /// The shard a message from `sender` to a local `receiver` goes to.
-    fn local_shard(&self, receiver: &str, instances: u32, conversation_id: u64, sender: &[u8]) -> usize {
+    pub(super) fn local_shard(&self, receiver: &str, instances: u32, conversation_id: u64, sender: &[u8]) -> usize {
         if instances == 0 {
             return key_shard(receiver.as_bytes(), self.shards.len());
         }
@@ -228,6 +228,10 @@ impl Control {
                 }
                 None => receiver,
             };
+            if caxton_shards::tools::tool_of(receiver.as_bytes()).is_some() {
+                self.submit_tool_call(held);
+                continue;
+            }
             if let Some(id) = wire_id(receiver) {
                 let wire = self.wires.lock().unwrap().get(&id).cloned();
                 // Past its own share or the wire outboxes' share, a client

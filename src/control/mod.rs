@@ -48,6 +48,7 @@ mod lifecycle;
 mod messages;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 mod upgrade;
 
 pub use error::{ControlError, ErrorKind};
@@ -69,6 +70,8 @@ pub struct AgentRecord {
     pub charge_each: u64,
     /// Shard of each instance, by instance index.
     pub shards: Vec<usize>,
+    /// The tools it may call (`tools` rule 1).
+    pub tools: Vec<String>,
 }
 
 /// A wire connection's outbox: messages to `@wire/<id>`, and their bytes.
@@ -149,6 +152,8 @@ pub struct Control {
     /// This start's epoch (`catalog`): a node's identity between restarts
     /// is its cluster address; the epoch tells its starts apart.
     pub boot_epoch: u64,
+    /// The tools runtime (`control::tools`), set once at start.
+    tools: std::sync::OnceLock<Arc<crate::tools::Tools>>,
 }
 
 /// What `GET /v1/ready` says: may a load balancer send this node work?
@@ -274,6 +279,7 @@ impl Control {
             draining: std::sync::atomic::AtomicBool::new(false),
             restored: std::sync::atomic::AtomicBool::new(false),
             boot_epoch,
+            tools: std::sync::OnceLock::new(),
         }
     }
 

@@ -119,7 +119,7 @@ fn a_deploy_one_shard_refuses_is_undone_on_the_others() {
     let (s1, _, l1) = ShardSender::detached(LIFECYCLE_COMMANDS_MAX);
     let (ok, refusing) = (fake_shard(0, 2, l0, true), fake_shard(1, 2, l1, false));
     let c = Arc::new(control(dir.path(), vec![s0, s1]));
-    let err = runtime().block_on(c.deploy("agent", 10, module(), Default::default())).err().unwrap();
+    let err = runtime().block_on(c.deploy("agent", 10, module(), Default::default(), &[])).err().unwrap();
     assert_eq!(err.code, "init_failed", "{}", err.message);
     assert_eq!(*ok.seen.lock().unwrap(), ["deploy", "undeploy"], "undone where it was done, and awaited");
     assert_eq!(*refusing.seen.lock().unwrap(), ["deploy"]);
@@ -139,7 +139,7 @@ fn a_shard_that_takes_no_commands_gets_nothing_and_the_caller_503() {
     }
     let c = Arc::new(control(dir.path(), vec![s0, s1.clone()]));
     let rt = runtime();
-    let err = rt.block_on(c.deploy("agent", 2, module(), Default::default())).err().unwrap();
+    let err = rt.block_on(c.deploy("agent", 2, module(), Default::default(), &[])).err().unwrap();
     assert_eq!((err.kind, err.message.contains("shard 1")), (ErrorKind::Unavailable, true), "{}", err.message);
     assert!(zero.seen.lock().unwrap().is_empty(), "nothing sent to any shard");
     assert!(c.list().is_empty() && c.catalog.lock().unwrap().agents().unwrap().is_empty());
@@ -147,7 +147,7 @@ fn a_shard_that_takes_no_commands_gets_nothing_and_the_caller_503() {
     // changes nothing either.
     let one = fake_shard(1, 2, l1.clone(), true); // (l1 kept: the queue stays open)
     one.wait_seen(LIFECYCLE_COMMANDS_MAX); // it has drained the stuck queue
-    assert!(rt.block_on(c.deploy("agent", 2, module(), Default::default())).is_ok());
+    assert!(rt.block_on(c.deploy("agent", 2, module(), Default::default(), &[])).is_ok());
     one.halt();
     while s1.lifecycle_room(1) {
         assert!(s1.send_lifecycle(Command::Stop { reply: Box::new(|_| {}) }).is_ok());
@@ -168,7 +168,7 @@ fn a_shard_late_past_the_deadline_is_a_503_and_the_deploy_is_undone_when_it_answ
     let c = Arc::new(control(dir.path(), vec![s0, s1]).with_timeout(Duration::from_millis(200)));
     let rt = runtime();
     let started = Instant::now();
-    let err = rt.block_on(c.deploy("agent", 2, module(), Default::default())).err().unwrap();
+    let err = rt.block_on(c.deploy("agent", 2, module(), Default::default(), &[])).err().unwrap();
     assert!(started.elapsed() < Duration::from_millis(700), "answered at the deadline, not when the shard did");
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.message.contains("shard 1") && err.message.contains("undone"), "{}", err.message);
@@ -199,7 +199,7 @@ fn a_late_shard_in_the_middle_undoes_the_deploy_on_every_shard_once() {
     let last = fake_shard(2, 3, l2, true);
     let c = Arc::new(control(dir.path(), vec![s0, s1, s2]).with_timeout(Duration::from_millis(150)));
     let rt = runtime();
-    let err = rt.block_on(c.deploy("agent", 3, module(), Default::default())).err().unwrap();
+    let err = rt.block_on(c.deploy("agent", 3, module(), Default::default(), &[])).err().unwrap();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.message.contains("shard 1"), "{}", err.message);
     rt.block_on(async {

@@ -39,13 +39,18 @@ impl Control {
     }
 
     /// Upgrades `name` to the module in `body` (rules 1 and 2).
-    pub async fn upgrade(self: &Arc<Self>, name: &str, body: Vec<u8>) -> Result<UpgradeReport, ControlError> {
+    /// With `tools`, the grant changes too (`control::tools` rule 1).
+    pub async fn upgrade(self: &Arc<Self>, name: &str, body: Vec<u8>, tools: Option<&[String]>) -> Result<UpgradeReport, ControlError> {
         let started = Instant::now();
         self.current_version(name)?;
+        let tools = tools.map(|t| self.check_grant(t)).transpose()?;
         let (module, wasm) = self.compile_off_shards(body).await?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let next = self.catalog.lock().unwrap().latest_version(name).map_err(|e| ControlError::internal(format!("catalog read failed: {e}")))? + 1;
         let (version, previous) = self.switch_to(name, module, &wasm, next).await?;
+        if let Some(tools) = tools {
+            self.change_grant(name, tools).await?;
+        }
         Ok(UpgradeReport { version, previous, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
     }
 

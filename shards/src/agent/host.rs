@@ -361,6 +361,14 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, 
     // The message as it will be (version 2): the host's sender name replaces
     // the agent's, and it carries the trace of the message being handled.
     let bytes = ENVELOPE_HEADER_BYTES + sender.len() + lengths.receiver + lengths.protocol + lengths.content;
+    let tool_call = dest == Dest::Api && crate::tools::tool_of(receiver).is_some();
+    if tool_call {
+        let in_flight = ctx.store.tool_calls_of(sender);
+        crate::tools::admit(&mut ctx.grants, sender, receiver, header.reply_with, in_flight)?;
+        if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
+            return Err(OVER_LIMIT); // a call is a write (`tools` rule 4)
+        }
+    }
     ctx.router.reserve(dest, bytes).map_err(route_code)?;
     header.message_id = ctx.ids.next_id();
     header.trace = ctx.call.trace;
@@ -370,6 +378,18 @@ fn send_from(ctx: &mut ShardCtx, view: &MemoryView<'_>, sender: &str, ptr: i32, 
     match built {
         Ok(message) => {
             debug_assert_eq!(message.len(), bytes);
+            if tool_call {
+                // `tools` rule 4: recorded with the handler's writes, sent
+                // after their commit.
+                let recorded = ctx.store.handler_write_begin().and_then(|_| ctx.store.tool_call_insert(sender, header.reply_with, message.as_bytes()));
+                if let Err(e) = recorded {
+                    tracing::error!(agent = sender, error = %e, "cannot record a tool call; refused");
+                    ctx.router.cancel_reservation(dest, bytes);
+                    return Err(OVER_LIMIT);
+                }
+                ctx.call.writes += 1;
+                ctx.grants.counters.admitted += 1;
+            }
             ctx.router.stage(dest, message);
             Ok(())
         }

@@ -200,6 +200,8 @@ impl Shard {
         let slot = id as usize;
         if message.sender() == TIMER_SENDER.as_bytes() {
             self.timer_consumed(&message);
+        } else if crate::tools::tool_of(message.sender()).is_some() {
+            self.tool_answer_taken(&message);
         }
         let agent = self.agents[slot].as_ref().expect("live slot");
         if agent.supervision.standing == Standing::Quarantined {

@@ -6,6 +6,7 @@
 //! - [`supervision`]: restart policies: backoff and quarantine;
 //! - [`lifecycle`]: upgrades, restarts, and what a stop fails back;
 //! - [`keyed`]: keyed agents' activations: made, passivated, woken by timers;
+//! - [`tool_calls`]: answers of tool calls taken, and calls replayed after a restart;
 //! - [`tuning`]: its run-time knobs.
 //!
 //! The loop, each tick:
@@ -29,6 +30,7 @@ mod lifecycle;
 mod run_loop;
 mod stats;
 mod supervision;
+mod tool_calls;
 mod tuning;
 
 pub use supervision::{RestartPolicy, Standing};
@@ -177,6 +179,9 @@ pub struct Shard {
     next_keyed_sweep_ns: u64,
     /// When the first timer row of a keyed address is due (`keyed` rule 8).
     next_keyed_timer_us: Option<u64>,
+    /// Tool calls in flight at the last stop, to make again (`tool_calls`
+    /// rule 2).
+    tool_replays: std::collections::VecDeque<Message>,
 }
 
 impl Shard {
@@ -230,6 +235,7 @@ impl Shard {
             keyed_idle: setup.tuning.keyed_idle,
             next_keyed_sweep_ns: 0,
             next_keyed_timer_us: None,
+            tool_replays: Default::default(),
         })
     }
 
@@ -242,6 +248,9 @@ impl Shard {
         work += self.end_backoffs();
         work += self.dispatch();
         work += self.send_notices();
+        if !self.tool_replays.is_empty() {
+            work += self.replay_tool_calls();
+        }
         work += self.end_tick();
         if let Some(link) = &self.link {
             if !self.ctx.borrow().router.remote.wanted.is_empty() {
@@ -460,6 +469,11 @@ impl Shard {
             Command::Stop { reply } => self.stop = Some(reply),
             Command::Serve { reply } => {
                 self.serving = true;
+                self.load_tool_replays();
+                reply(())
+            }
+            Command::Grant { name, tools, reply } => {
+                self.ctx.borrow_mut().grants.set(name, tools);
                 reply(())
             }
         }
@@ -609,6 +623,7 @@ impl Shard {
             }
         }
         let mut ctx = self.ctx.borrow_mut();
+        ctx.grants.remove(name);
         for id in ctx.router.remove_agent(name) {
             if self.agents[id as usize].take().is_some() {
                 self.live_instances -= 1;

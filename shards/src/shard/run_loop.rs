@@ -96,7 +96,7 @@ impl Shard {
             let parked_at = Instant::now();
             // Whatever comes first: a timer, a backoff's end, a keyed sweep or
             // a passive key's timer (`keyed` rules 7 and 8).
-            let next_timer = [self.next_timer_in(), self.next_backoff_in(), self.next_keyed_work_in()].into_iter().flatten().min();
+            let next_timer = [self.next_timer_in(), self.next_backoff_in(), self.next_keyed_work_in(), self.next_tool_replay_in()].into_iter().flatten().min();
             match next_timer {
                 None => {
                     let _ = doorbell.read(&mut wake).await;

@@ -117,6 +117,7 @@ impl Shard {
             latencies: self.latencies.clone(),
             per_instance,
             keyed: self.keyed_types.keys().map(|name| (name.clone(), ctx.router.keyed.counts(name))).collect(),
+            tools: ctx.grants.counters,
         }
     }
 }

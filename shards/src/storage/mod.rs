@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod tool_calls;
+
 use crate::limits::{
     DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CATCH_UP_BYTES, WAL_CHECKPOINT_INTERVAL_MS,
     WAL_SIZE_BYTES_MAX,
@@ -113,7 +115,14 @@ CREATE TABLE IF NOT EXISTS timers (
     content BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timers_of_instance ON timers (agent, instance);
-CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_us);";
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due_us);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    reply_with INTEGER NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tool_calls_of_agent ON tool_calls (agent, reply_with);";
 
 /// The rows of a keyed type's keys: agent `TYPE/KEY`, between `TYPE/` and
 /// `TYPE0` (`0` follows `/` in ASCII).
@@ -202,6 +211,7 @@ impl ShardStore {
         self.before_write()?;
         let n = self.conn.execute("DELETE FROM state WHERE agent = ?1", params![agent])?;
         self.conn.execute("DELETE FROM timers WHERE agent = ?1", params![agent])?;
+        self.conn.execute("DELETE FROM tool_calls WHERE agent = ?1", params![agent])?;
         Ok(n)
     }
 
@@ -213,6 +223,7 @@ impl ShardStore {
         let (from, to) = keyed_range(type_name);
         let n = self.conn.execute("DELETE FROM state WHERE agent >= ?1 AND agent < ?2", params![from, to])?;
         self.conn.execute("DELETE FROM timers WHERE agent >= ?1 AND agent < ?2", params![from, to])?;
+        self.conn.execute("DELETE FROM tool_calls WHERE agent >= ?1 AND agent < ?2", params![from, to])?;
         Ok(n)
     }
 

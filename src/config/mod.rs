@@ -3,6 +3,8 @@
 //! precedence. Sizes accept a unit: B, KiB, MiB, GiB (binary) or KB, MB, GB
 //! (decimal); a bare number is bytes.
 
+pub mod tools;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -318,6 +320,11 @@ pub struct ServeArgs {
     /// node), 0 to 1 [default: 0.01].
     #[arg(long)]
     pub otlp_sampling_ratio: Option<f64>,
+    /// The tools agents may be granted: `[tools.NAME]` sections of the
+    /// config file only (`config::tools`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, tools::ToolSection>,
 }
 
 fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -450,6 +457,7 @@ impl ServeArgs {
             },
             budget,
             traces: None,
+            tools: tools::resolve(&file.tools)?,
         };
         let log_format = pick!(log_format, "human".to_string());
         let traces = match self.otlp_endpoint.clone().or(file.otlp_endpoint.clone()) {
@@ -554,6 +562,8 @@ pub struct ServeConfig {
     pub budget: MessageBudget,
     /// `--otlp-endpoint` and `--otlp-sampling-ratio`: trace export, if on.
     pub traces: Option<crate::otlp::TraceConfig>,
+    /// The `[tools.NAME]` sections, checked (`config::tools`).
+    pub tools: Vec<tools::ToolSpec>,
     /// `--tls-cert` and `--tls-key`: the API and wire listeners speak TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `--tls-ca`: what members' API certificates are checked against.
