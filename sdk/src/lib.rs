@@ -43,6 +43,7 @@ pub mod protocols;
 #[doc(hidden)]
 pub mod rt;
 pub mod testing;
+pub mod tools;
 
 pub use caxton_abi::code::AbiError;
 pub use caxton_abi::failure::FailureReason;
@@ -121,6 +122,8 @@ pub enum Error {
     Envelope(EnvelopeError),
     /// A state value could not be encoded or decoded.
     Codec(postcard::Error),
+    /// A tool's request or answer could not be encoded or decoded as JSON.
+    Json(serde_json::Error),
     /// The agent's own reason, with the code the node counts (negative).
     Agent(i32),
 }
@@ -131,7 +134,7 @@ impl Error {
         let code = match self {
             Error::Abi(e) => e.code(),
             Error::Envelope(EnvelopeError::TooLarge) => caxton_abi::code::TOO_LARGE,
-            Error::Envelope(EnvelopeError::Invalid(_)) | Error::Codec(_) => caxton_abi::code::INVALID,
+            Error::Envelope(EnvelopeError::Invalid(_)) | Error::Codec(_) | Error::Json(_) => caxton_abi::code::INVALID,
             Error::Agent(code) => *code,
         };
         if code < 0 {
@@ -153,6 +156,7 @@ impl core::fmt::Display for Error {
             Error::Abi(e) => write!(f, "host call refused: {e}"),
             Error::Envelope(e) => write!(f, "{e}"),
             Error::Codec(e) => write!(f, "state value: {e}"),
+            Error::Json(e) => write!(f, "tool JSON: {e}"),
             Error::Agent(code) => write!(f, "agent error {code}"),
         }
     }
@@ -169,6 +173,12 @@ impl From<AbiError> for Error {
 impl From<EnvelopeError> for Error {
     fn from(e: EnvelopeError) -> Error {
         Error::Envelope(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::Json(e)
     }
 }
 

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
+use caxton_abi::code::{BUSY, DENIED, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE};
 use caxton_abi::{Envelope, Header, Performative, Protocol, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, STATE_WRITES_PER_HANDLER_MAX};
 
 use crate::context::{Context, Host, Level, Scratch};
@@ -65,6 +65,23 @@ pub struct MockHost {
     /// The instance's own address (`self_name`): an agent's name, or a
     /// keyed activation's `TYPE/KEY` ([`MockHost::keyed`]). Default `agent`.
     pub address: Option<String>,
+    /// Tools granted to the agent, and the scripts that answer them
+    /// ([`MockHost::script_tool`]); calls made, waiting for their answers.
+    tools: ToolScripts,
+    tool_calls: Vec<(String, u64, Vec<u8>)>,
+}
+
+/// A scripted tool: its request's JSON in, its result's JSON or a failure
+/// out.
+pub type ToolScript = Box<dyn FnMut(&serde_json::Value) -> core::result::Result<serde_json::Value, crate::tools::ToolFailure>>;
+
+#[derive(Default)]
+struct ToolScripts(BTreeMap<String, Option<ToolScript>>);
+
+impl core::fmt::Debug for ToolScripts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 impl MockHost {
@@ -73,6 +90,30 @@ impl MockHost {
         let address = format!("{type_name}/{key}");
         assert!(caxton_abi::split_keyed(address.as_bytes()).is_some(), "{address:?} is not a keyed address");
         MockHost { address: Some(address), ..MockHost::default() }
+    }
+
+    /// Grants `tool` and answers its calls with `script`, as the node would
+    /// a real tool's: [`TestAgent`] delivers each answer after the handler
+    /// that made the call returns. A call to a tool neither scripted nor
+    /// granted is refused -7 (denied), as the node refuses it.
+    pub fn script_tool(
+        &mut self,
+        tool: &str,
+        script: impl FnMut(&serde_json::Value) -> core::result::Result<serde_json::Value, crate::tools::ToolFailure> + 'static,
+    ) {
+        self.tools.0.insert(tool.to_string(), Some(Box::new(script)));
+    }
+
+    /// Grants `tool` without a script: its calls wait in
+    /// [`MockHost::tool_calls`] for the test to answer them
+    /// ([`TestAgent::answer_tool`]).
+    pub fn grant_tool(&mut self, tool: &str) {
+        self.tools.0.insert(tool.to_string(), None);
+    }
+
+    /// Calls made and not answered yet: (tool, call id, request).
+    pub fn tool_calls(&self) -> &[(String, u64, Vec<u8>)] {
+        &self.tool_calls
     }
 }
 
@@ -86,6 +127,16 @@ impl Host for MockHost {
             return BUSY;
         }
         let h = e.header();
+        if let Some(tool) = e.receiver().strip_prefix(crate::tools::TOOL_NAME_PREFIX.as_bytes()) {
+            let tool = String::from_utf8_lossy(tool).into_owned();
+            if !self.tools.0.contains_key(&tool) {
+                return DENIED;
+            }
+            if h.reply_with == 0 {
+                return INVALID;
+            }
+            self.tool_calls.push((tool, h.reply_with, e.content().to_vec()));
+        }
         self.sent.push(Sent {
             receiver: String::from_utf8(e.receiver().to_vec()).expect("names are ASCII"),
             performative: e.performative(),
@@ -262,11 +313,51 @@ impl<A: Agent> TestAgent<A> {
         t.host.writes = 0;
         let mut ctx = Context::new(&mut t.host, &mut t.scratch);
         t.agent.init(&mut ctx)?;
+        t.answer_scripted_tools()?;
         Ok(t)
     }
 
-    /// Hands it one message, as the node would.
+    /// Delivers the answers of scripted tools to the calls made, in the
+    /// order made, until no scripted call is left (an answer's handler may
+    /// call again).
+    fn answer_scripted_tools(&mut self) -> Result<()> {
+        while let Some(i) = self.host.tool_calls.iter().position(|(tool, _, _)| matches!(self.host.tools.0.get(tool), Some(Some(_)))) {
+            let (tool, call, request) = self.host.tool_calls.remove(i);
+            let request: serde_json::Value = serde_json::from_slice(&request).unwrap_or(serde_json::Value::Null);
+            let script = self.host.tools.0.get_mut(&tool).and_then(Option::as_mut).expect("scripted");
+            let answer = script(&request).map(|v| serde_json::to_vec(&v).expect("JSON"));
+            self.deliver_tool_answer(&tool, call, answer)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_tool_answer(&mut self, tool: &str, call: u64, answer: core::result::Result<Vec<u8>, crate::tools::ToolFailure>) -> Result<()> {
+        let sender = format!("{}{tool}", crate::tools::TOOL_NAME_PREFIX);
+        let receiver = self.host.address.clone().unwrap_or_else(|| self.name.clone());
+        let m = match answer {
+            Ok(bytes) => TestMessage::new(&sender, &receiver, bytes).performative(Performative::Inform),
+            Err(f) => TestMessage::new(&sender, &receiver, f.as_str()).performative(Performative::Failure),
+        };
+        self.deliver_one(&m.in_reply_to(call))
+    }
+
+    /// Answers the call `call` to a granted, unscripted tool with `answer`
+    /// (its result's JSON, or a failure).
+    pub fn answer_tool(&mut self, call: crate::tools::ToolCall, answer: core::result::Result<serde_json::Value, crate::tools::ToolFailure>) -> Result<()> {
+        let i = self.host.tool_calls.iter().position(|(_, id, _)| *id == call.0).expect("a call made and not answered");
+        let (tool, id, _) = self.host.tool_calls.remove(i);
+        self.deliver_tool_answer(&tool, id, answer.map(|v| serde_json::to_vec(&v).expect("JSON")))?;
+        self.answer_scripted_tools()
+    }
+
+    /// Hands it one message, as the node would; then the answers of the
+    /// scripted tools it called ([`MockHost::script_tool`]).
     pub fn deliver(&mut self, message: &TestMessage) -> Result<()> {
+        self.deliver_one(message)?;
+        self.answer_scripted_tools()
+    }
+
+    fn deliver_one(&mut self, message: &TestMessage) -> Result<()> {
         let bytes = message.encode();
         let message = Message::parse(&bytes).expect("a valid test message");
         self.host.writes = 0;
@@ -419,5 +510,39 @@ mod tests {
         for n in [0, 10, 300, 70_000, 10] {
             b.deliver(&TestMessage::new("t", "big", n.to_string())).unwrap();
         }
+    }
+
+    #[test]
+    fn tools_not_granted_are_denied_and_failures_and_manual_answers_arrive() {
+        use crate::tools::{HttpRequest, ToolFailure};
+        #[derive(Default)]
+        struct Caller {
+            answers: Vec<String>,
+        }
+        impl Agent for Caller {
+            fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
+                if let Some(a) = m.tool_answer() {
+                    self.answers.push(match a.result {
+                        Ok(_) => format!("{}: {}", a.tool, a.http().unwrap().status),
+                        Err(e) => format!("{}: {:?}", a.tool, e.reason),
+                    });
+                    return Ok(());
+                }
+                ctx.call_http(m.text().unwrap(), &HttpRequest::get("/x")).map(drop)
+            }
+        }
+        let mut a = TestAgent::<Caller>::start().unwrap();
+        let e = a.deliver(&TestMessage::new("t", "caller", "web")).unwrap_err();
+        assert_eq!(e.code(), caxton_abi::code::DENIED, "not granted");
+        a.host_mut().script_tool("down", |_| Err(ToolFailure::ToolDown));
+        a.host_mut().grant_tool("web");
+        a.deliver(&TestMessage::new("t", "caller", "down")).unwrap();
+        a.deliver(&TestMessage::new("t", "caller", "web")).unwrap();
+        assert_eq!(a.agent().answers, ["down: Some(ToolDown)"], "the scripted failure came at once; web waits");
+        let (tool, call, request) = a.host().tool_calls()[0].clone();
+        assert_eq!((tool.as_str(), serde_json::from_slice::<serde_json::Value>(&request).unwrap()["path"].as_str()), ("web", Some("/x")));
+        a.answer_tool(crate::tools::ToolCall(call), Ok(serde_json::json!({"status": 201, "headers": {}, "body": "made"}))).unwrap();
+        assert_eq!(a.agent().answers, ["down: Some(ToolDown)", "web: 201"]);
+        assert!(a.host().tool_calls().is_empty());
     }
 }
