@@ -2,7 +2,8 @@
 # Builds the example agents of every toolchain into target/agents/ (make
 # agents; the tests call it when an agent is missing):
 #   rust-*.wasm  examples/rust (the SDK): echo, counter, relay, asker,
-#                reminder, manager, bidder, kv, session; wasm32-unknown-unknown and -wasip1,
+#                reminder, manager, bidder, kv, session, calculator, fetch,
+#                tool_relay; wasm32-unknown-unknown and -wasip1,
 #                after their native unit tests against the SDK's mock host;
 #   c-*.wasm     examples/c, clang with wasi-libc, a WASI reactor;
 #   as-*.wasm    examples/assemblyscript, asc with @assemblyscript/wasi-shim.
@@ -18,10 +19,10 @@ mkdir -p "$rust_target"
 (
   cd examples/rust
   CARGO_TARGET_DIR=$rust_target/native cargo test -q --release >"$rust_target/native-tests.log" 2>&1 || { cat "$rust_target/native-tests.log"; exit 1; }
-  CARGO_TARGET_DIR=$rust_target cargo build -q --release --target wasm32-unknown-unknown -p echo -p counter -p relay -p asker -p reminder -p manager -p bidder -p kv -p session
+  CARGO_TARGET_DIR=$rust_target cargo build -q --release --target wasm32-unknown-unknown -p echo -p counter -p relay -p asker -p reminder -p manager -p bidder -p kv -p session -p calculator -p fetch -p tool_relay
   CARGO_TARGET_DIR=$rust_target cargo build -q --release --target wasm32-wasip1 -p std_agent -p echo
 )
-for a in echo counter relay asker reminder manager bidder kv session; do cp "$rust_target/wasm32-unknown-unknown/release/$a.wasm" "$out/rust-$a.wasm"; done
+for a in echo counter relay asker reminder manager bidder kv session calculator fetch tool_relay; do cp "$rust_target/wasm32-unknown-unknown/release/$a.wasm" "$out/rust-$a.wasm"; done
 cp "$rust_target/wasm32-wasip1/release/std_agent.wasm" "$out/rust-std.wasm"
 cp "$rust_target/wasm32-wasip1/release/echo.wasm" "$out/rust-echo-wasip1.wasm"
 

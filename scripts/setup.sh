@@ -18,6 +18,8 @@ command -v wasm-ld >/dev/null || need+=(lld)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
 compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null || need+=(libclang-rt-14-dev-wasm32)
 command -v npm >/dev/null || need+=(nodejs npm)
+# The tool tests' real MCP servers run on Python's `mcp` package, in a venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # systemd-analyze checks the packaged unit (make test, check-packaging).
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
@@ -36,6 +38,14 @@ if command -v rustup >/dev/null; then
 fi
 # The AssemblyScript compiler and WASI shim, as package-lock.json pins them.
 [ -x examples/assemblyscript/node_modules/.bin/asc ] || (cd examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error)
+# The tool tests (tests/tools.rs): Python's MCP SDK for real MCP servers, and
+# MCP's own conformance suite, as tests/tools/package-lock.json pins it
+# (--ignore-scripts: a dependency's install script would add git hooks).
+[ -x tests/tools/.venv/bin/python ] && tests/tools/.venv/bin/python -c 'import mcp' 2>/dev/null || {
+  python3 -m venv tests/tools/.venv
+  tests/tools/.venv/bin/pip install -q --disable-pip-version-check 'mcp==2.3.0'
+}
+[ -d tests/tools/node_modules/@modelcontextprotocol/conformance ] || (cd tests/tools && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 # rustfmt and clippy, for make lint.
 if command -v rustup >/dev/null; then
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
