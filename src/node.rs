@@ -120,12 +120,13 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         "admission control"
     );
 
-    // Trace spans: a bounded queue per shard, read by the exporter thread.
+    // Trace spans: a bounded queue per shard and one for the tools runtime,
+    // read by the exporter thread.
     let node_name = config.cluster.as_ref().map_or(config.api.to_string(), |c| c.listen.to_string());
-    let (span_outputs, mut trace_export) = match &config.traces {
+    let (mut span_outputs, mut trace_export) = match &config.traces {
         None => (None, None),
         Some(t) => {
-            let (outputs, queues): (Vec<_>, Vec<_>) = (0..cores)
+            let (outputs, queues): (Vec<_>, Vec<_>) = (0..cores + 1)
                 .map(|_| {
                     let (tx, rx) = crossbeam_channel::bounded(caxton_shards::trace::TRACE_SPANS_QUEUED_MAX);
                     (caxton_shards::trace::SpanOutput::new(t.sampling_ratio, tx), rx)
@@ -134,6 +135,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             (Some(outputs), Some(crate::otlp::TraceExport::start(t, &node_name, queues)?))
         }
     };
+    let tool_spans = span_outputs.as_mut().and_then(Vec::pop);
     let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(API_REPLIES_MAX);
     let sink = RuntimeOutbox::new(config.budget.runtime_outbox as usize, Box::new(move |m| replies_tx.try_send(m).map_err(|e| e.into_inner())));
     let shards = executor::start(
@@ -185,7 +187,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     );
     // The tools runtime (its own thread): before the restore, so that calls
     // made again after a crash find it (`shard::tool_calls` rule 2).
-    let tools = crate::tools::Tools::start(config.tools.clone(), install_id, control.clone())?;
+    let tools = crate::tools::Tools::start(config.tools.clone(), install_id, control.clone(), tool_spans)?;
     control.set_tools(tools);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {

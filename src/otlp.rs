@@ -176,6 +176,7 @@ fn span_data(s: SpanRecord, scope: &InstrumentationScope, node: &Arc<str>) -> Sp
     let (name, kind) = match s.kind {
         CaxtonSpanKind::Hop => (format!("deliver {}", s.agent), SpanKind::Consumer),
         CaxtonSpanKind::Handle => (format!("handle {}", s.agent), SpanKind::Internal),
+        CaxtonSpanKind::ToolCall => (format!("call {}", s.agent), SpanKind::Client),
     };
     let status = match s.outcome {
         SpanOutcome::Handled => Status::Ok,

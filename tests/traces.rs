@@ -298,3 +298,35 @@ fn bad_otlp_flags_are_refused_at_start() {
         std::process::Command::new(caxton_testkit::binary()).args(["serve", "--check-config", "--otlp-endpoint", "http://127.0.0.1:4318"]).output().unwrap();
     assert!(String::from_utf8_lossy(&ok.stdout).contains("traces=http://127.0.0.1:4318/v1/traces (ratio 0.01)"), "{ok:?}");
 }
+
+/// A tool call in a sampled trace is a span of its own (`call @tool/NAME`),
+/// a child of the calling handler's span, and the tool is handed that span
+/// as its parent: the HTTP server sees it in `traceparent`.
+#[test]
+fn a_tool_call_is_a_span_and_the_tool_gets_its_traceparent() {
+    let collector = Receiver::start(Duration::ZERO);
+    let server = caxton_testkit::http_server::HttpServer::start("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("caxton.toml");
+    std::fs::write(&config, format!("[tools.web]\nkind = \"http\"\nurl = \"{}\"\nallow_private = true\n", server.url())).unwrap();
+    let node = Node::start_with(2, &["--config", config.to_str().unwrap(), "--otlp-endpoint", &collector.url, "--otlp-sampling-ratio", "1"]);
+    let wasm = std::fs::read(caxton_testkit::example_agent("rust-tool_relay")).unwrap();
+    let (status, v) = answer(node.request("PUT", "/v1/agents/relay?tools=web").send_bytes(&wasm));
+    assert_eq!(status, 201, "{v}");
+    let trace = [0x11u8; 16];
+    let traceparent = format!("00-{}-{}-01", hex(&trace), hex(&[0x22u8; 8]));
+    let ask = json!({"tool": "web", "request": {"method": "GET", "path": "/headers"}}).to_string();
+    let (status, v) = answer(
+        node.request("POST", "/v1/messages?reply_timeout_ms=10000").set("traceparent", &traceparent).send_json(json!({"receiver": "relay", "content": ask})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let find = |name: &str| collector.spans().into_iter().find(|s| s.trace_id == trace && s.name == name);
+    assert!(eventually(Duration::from_secs(10), || find("call @tool/web").is_some()), "{:#?}", collector.spans());
+    let call = find("call @tool/web").unwrap();
+    let handler = collector.spans().into_iter().find(|s| s.trace_id == trace && s.name == "handle relay" && s.span_id == call.parent_span_id);
+    assert!(handler.is_some(), "the call is a child of the handler that made it: {:#?}", collector.spans());
+    assert_eq!(call.attr("caxton.outcome"), "handled");
+    let seen = server.seen();
+    let sent = seen[0].header("traceparent").unwrap();
+    assert_eq!(sent, format!("00-{}-{}-01", hex(&trace), hex(&call.span_id)), "the tool's parent is the call's span");
+}

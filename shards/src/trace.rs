@@ -35,6 +35,10 @@ pub enum SpanKind {
     Hop,
     /// The handler's call.
     Handle,
+    /// A tool call, from the tools runtime taking it to its result; its
+    /// `agent` is the tool's runtime name (`@tool/NAME`), its parent the
+    /// calling handler's span.
+    ToolCall,
 }
 
 /// How the message ended, on its handler span (and its hop's, when no

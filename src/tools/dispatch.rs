@@ -14,14 +14,20 @@
 //!    keeps its node permit until then, so answers waiting are bounded too.
 //! 4. One log record per call (agent, tool, duration, outcome, bytes), with
 //!    its arguments only if the tool's config says `log_arguments`.
+//! 5. A call in a sampled trace gets a span of its own (`call @tool/NAME`,
+//!    a child of the calling handler's span), and the tool gets that span
+//!    as its parent: the `traceparent` header, or MCP's `_meta`. A call in
+//!    a trace that is not sampled still carries the handler's context.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use caxton_shards::envelope::RoutePath;
 use caxton_shards::limits::{TOOL_ANSWER_RETRY_MS, TOOL_CALLS_NODE_MAX, TOOL_CALLS_PER_AGENT_PER_S};
 use caxton_shards::runtime_outbox::Held;
 use caxton_shards::tools::{tool_of, ToolFailure};
+use caxton_shards::trace::{SpanKind, SpanOutcome, SpanOutput, SpanRecord};
 use caxton_shards::Message;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -72,14 +78,27 @@ impl Rates {
     }
 }
 
-/// The W3C `traceparent` of a call's trace, if it has one.
-fn traceparent(m: &Message) -> Option<String> {
+/// The W3C `traceparent` naming `span` in a call's trace, if it has one.
+fn traceparent(m: &Message, span: [u8; 8]) -> Option<String> {
     let t = m.trace();
     if t.is_none() {
         return None;
     }
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    Some(format!("00-{}-{}-01", hex(&t.trace_id), hex(&t.parent_span_id)))
+    Some(format!("00-{}-{}-01", hex(&t.trace_id), hex(&span)))
+}
+
+/// Rule 5: a new span id, when the call's trace is sampled.
+fn call_span(m: &Message, spans: Option<&SpanOutput>) -> Option<[u8; 8]> {
+    let t = m.trace();
+    if t.is_none() || !spans?.sampled(&t.trace_id) {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most `id.len()` bytes into a buffer we own.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr() as *mut libc::c_void, id.len(), 0) };
+    assert_eq!(n, 8, "the kernel's random source answers");
+    Some(id)
 }
 
 /// How long a call may run (rule 2); zero if its deadline passed.
@@ -93,7 +112,7 @@ fn time_allowed(reply_by_us: u64, timeout_ms: u64) -> Duration {
 }
 
 /// Takes calls off the queue for the node's life.
-pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id: u64, deliver: Arc<dyn Deliver>) {
+pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id: u64, deliver: Arc<dyn Deliver>, spans: Option<SpanOutput>) {
     let permits = Arc::new(Semaphore::new(TOOL_CALLS_NODE_MAX));
     let mut rates = Rates::default();
     while let Some(held) = calls.recv().await {
@@ -119,11 +138,15 @@ pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id:
                 continue;
             }
         };
-        let meta = CallMeta { idempotency_key: format!("caxton-{install_id:016x}-{:x}", call.message_id()), traceparent: traceparent(call) };
+        let span = call_span(call, spans.as_ref());
+        let parent = span.unwrap_or(call.trace().parent_span_id);
+        let meta = CallMeta { idempotency_key: format!("caxton-{install_id:016x}-{:x}", call.message_id()), traceparent: traceparent(call, parent) };
+        let spans = spans.clone();
         let allowed = time_allowed(call.reply_by(), entry.spec.timeout_ms);
         let deliver = deliver.clone();
         tokio::spawn(async move {
             let started = Instant::now();
+            let started_ns = caxton_shards::clock::now_ns();
             let call = held.message();
             let result = match tokio::time::timeout(allowed, entry.call(call.content(), &meta)).await {
                 Ok(r) => r,
@@ -142,6 +165,26 @@ pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id:
             }
             if let Err(f) = &result {
                 tracing::debug!(target: "caxton::tools", %agent, tool = entry.spec.name, detail = f.detail, "tool call failed");
+            }
+            if let (Some(out), Some(span_id)) = (&spans, span) {
+                let trace = call.trace();
+                let outcome = if result.is_ok() { SpanOutcome::Handled } else { SpanOutcome::Error };
+                let record = SpanRecord {
+                    kind: SpanKind::ToolCall,
+                    trace_id: trace.trace_id,
+                    span_id,
+                    parent_span_id: trace.parent_span_id,
+                    start_ns: started_ns,
+                    end_ns: caxton_shards::clock::now_ns(),
+                    agent: format!("{}{}", caxton_shards::tools::TOOL_NAME_PREFIX, entry.spec.name).into(),
+                    instance: 0,
+                    shard: 0,
+                    performative: call.performative(),
+                    conversation_id: call.conversation_id(),
+                    path: RoutePath::Api,
+                    outcome,
+                };
+                let _ = out.offer(record); // a full queue drops it (trace rule 2)
             }
             finish(deliver, held, result, Some(permit)).await;
         });

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use caxton_shards::limits::TOOL_QUEUE_CALLS_MAX;
 use caxton_shards::runtime_outbox::Held;
 pub use caxton_shards::tools::ToolFailure;
+use caxton_shards::trace::SpanOutput;
 use caxton_shards::Message;
 use serde::Serialize;
 
@@ -144,7 +145,8 @@ impl Tools {
     /// Starts the runtime's thread (`caxton-tools`) and each tool's
     /// connection; returns at once (rule 3: a tool that is down is not
     /// waited for).
-    pub fn start(specs: Vec<ToolSpec>, install_id: u64, deliver: Arc<dyn Deliver>) -> Result<Arc<Tools>, String> {
+    /// `spans`: where sampled calls' spans go (with `--otlp-endpoint`).
+    pub fn start(specs: Vec<ToolSpec>, install_id: u64, deliver: Arc<dyn Deliver>, spans: Option<SpanOutput>) -> Result<Arc<Tools>, String> {
         let mut entries = HashMap::new();
         let mut supervised = Vec::new();
         for spec in &specs {
@@ -179,7 +181,7 @@ impl Tools {
                     for (name, endpoint) in supervised {
                         tokio::spawn(mcp::supervise(this.entries[&name].clone(), endpoint));
                     }
-                    dispatch::run(this, rx, install_id, deliver).await;
+                    dispatch::run(this, rx, install_id, deliver, spans).await;
                 })
             })
             .map_err(|e| format!("cannot start the tools thread: {e}"))?;
