@@ -157,12 +157,12 @@ fn an_agent_calls_only_the_tools_its_deploy_granted_and_the_grant_survives_upgra
 #[test]
 fn an_mcp_server_over_streamable_http_gets_the_idempotency_key_and_traceparent_in_meta() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(python())
-        .args([&mcp_server(), "http", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = caxton_testkit::ChildGuard::spawn(
+        std::process::Command::new(python())
+            .args([&mcp_server(), "http", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
     assert!(eventually(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()), "the Python MCP server never listened");
     let node = node_with_tools(&format!("[tools.search]\nkind = \"mcp-http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nallow_private = true\n"));
     assert!(eventually(Duration::from_secs(20), || node.get("/v1/tools").1["tools"][0]["up"] == json!(true)), "{}", node.logs());
@@ -180,7 +180,6 @@ fn an_mcp_server_over_streamable_http_gets_the_idempotency_key_and_traceparent_i
     let meta: Value = serde_json::from_str(&mcp_text(&answer)).unwrap();
     assert!(meta["io.caxton/idempotency-key"].as_str().is_some_and(|k| k.starts_with("caxton-")), "{meta}");
     assert!(meta["traceparent"].as_str().is_some_and(|t| t.starts_with("00-0af7651916cd43dd8448eb211c80319c-")), "the call joins the caller's trace: {meta}");
-    let _ = server.kill();
 }
 
 #[test]

@@ -131,7 +131,7 @@ impl Control {
             record = self.record_for(name, instances, each, version, policy, tools.clone());
             agents.insert(name.to_string(), record.clone());
         }
-        match self.start_everywhere(lifecycle, name, module, instances, false, policy, &tools).await {
+        match self.start_everywhere(lifecycle, name, Start { module, instances, restore: false, policy, tools: &tools }).await {
             Ok(reports) => {
                 if let Some(c) = &self.cluster {
                     c.publish(name, true);
@@ -154,12 +154,9 @@ impl Control {
         self: &Arc<Self>,
         lifecycle: tokio::sync::OwnedMutexGuard<()>,
         name: &str,
-        module: CompiledAgent,
-        instances: u32,
-        restore: bool,
-        policy: RestartPolicy,
-        tools: &[String],
+        start: Start<'_>,
     ) -> Result<Vec<InstanceReport>, (ControlError, Settled)> {
+        let Start { module, instances, restore, policy, tools } = start;
         let shared: Arc<str> = name.into();
         self.grant_everywhere(&shared, tools).await.map_err(|e| (e, Settled::Now))?;
         let waits = self
@@ -372,7 +369,9 @@ impl Control {
             .unwrap()
             .insert(agent.name.clone(), self.record_for(&agent.name, agent.instances, each, agent.version.clone(), policy, agent.tools.clone()));
         let lifecycle = self.lifecycle_lock().await.map_err(|e| e.message)?;
-        self.start_everywhere(lifecycle, &agent.name, module, agent.instances, true, policy, &agent.tools).await.map_err(|(e, _)| e.message)?;
+        self.start_everywhere(lifecycle, &agent.name, Start { module, instances: agent.instances, restore: true, policy, tools: &agent.tools })
+            .await
+            .map_err(|(e, _)| e.message)?;
         Ok(())
     }
 
@@ -489,4 +488,15 @@ impl Control {
     pub(super) fn all_shards(&self) -> Vec<usize> {
         (0..self.shards.len()).collect()
     }
+}
+
+/// What one start of an agent on every shard needs: the compiled module,
+/// its instance count, whether its state is restored (a node start) or new
+/// (a deploy), its restart policy and its tool grant.
+struct Start<'a> {
+    module: CompiledAgent,
+    instances: u32,
+    restore: bool,
+    policy: RestartPolicy,
+    tools: &'a [String],
 }

@@ -90,14 +90,10 @@ impl Control {
         let this = self.clone();
         tokio::spawn(async move {
             let mut answer = answer;
-            loop {
-                match crate::tools::Deliver::deliver(&*this, answer).await {
-                    Delivery::NoRoom(m) => {
-                        answer = m;
-                        tokio::time::sleep(std::time::Duration::from_millis(caxton_shards::limits::TOOL_ANSWER_RETRY_MS)).await;
-                    }
-                    Delivery::Taken | Delivery::Gone(_) => break,
-                }
+            // Taken or Gone ends it: only a full inbox is worth waiting for.
+            while let Delivery::NoRoom(m) = crate::tools::Deliver::deliver(&*this, answer).await {
+                answer = m;
+                tokio::time::sleep(std::time::Duration::from_millis(caxton_shards::limits::TOOL_ANSWER_RETRY_MS)).await;
             }
         });
     }

@@ -6,10 +6,12 @@
 //!   is asked (the tool tests' good and hostile HTTP tools);
 //! - [`contract_net`]: who should win a round of the example bidders.
 
+pub mod child;
 pub mod contract_net;
 pub mod http_server;
 pub mod node;
 pub mod tls;
 pub mod wire;
 
+pub use child::ChildGuard;
 pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, with_nonce, Node};
