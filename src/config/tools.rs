@@ -239,4 +239,20 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
     }
+
+    #[test]
+    fn the_packaged_configs_tools_example_is_valid_once_uncommented() {
+        let packaged = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/caxton.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("calc-key");
+        std::fs::write(&secret, "k").unwrap();
+        let start = packaged.find("# [tools.").expect("packaging/caxton.toml shows a [tools] example");
+        let example: String = packaged[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| l.replace("/etc/caxton/calc-key", &secret.display().to_string()) + "\n")
+            .collect();
+        let specs = parse(&example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+        assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["calc", "web"]);
+    }
 }
