@@ -4,7 +4,11 @@
 //! 1. Bounds are checked in this order, and each refusal is the call's
 //!    answer (`refused`, with the bound named): the tool exists; the node
 //!    runs fewer than [`TOOL_CALLS_NODE_MAX`] calls; the agent is within
-//!    [`TOOL_CALLS_PER_AGENT_PER_S`] (a token bucket per address).
+//!    [`TOOL_CALLS_PER_AGENT_PER_S`] (a token bucket per address). A call
+//!    that finds the node full first lets every task already woken run
+//!    (one yield): an answer a shard has taken gives its permit back in
+//!    such a task, and the handler that took it may already have sent the
+//!    next call, which must not be refused for its predecessor's permit.
 //! 2. A call runs until its `reply_by` (if it has one) and never longer
 //!    than its tool's `timeout_ms`; past it the call is dropped (the
 //!    connection or request goes with it) and answered `timeout`.
@@ -123,7 +127,13 @@ pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id:
             tokio::spawn(finish(deliver.clone(), held, Err(refused), None));
             continue;
         };
-        let admitted = match permits.clone().try_acquire_owned() {
+        let mut permit = permits.clone().try_acquire_owned();
+        if permit.is_err() {
+            // Rule 1: answers already taken give their permits back first.
+            tokio::task::yield_now().await;
+            permit = permits.clone().try_acquire_owned();
+        }
+        let admitted = match permit {
             Err(_) => Err(CallFailure::new(ToolFailure::Refused, format!("the node runs {TOOL_CALLS_NODE_MAX} tool calls already"))),
             Ok(_) if !rates.take(call.sender(), Instant::now()) => {
                 Err(CallFailure::new(ToolFailure::Refused, format!("over {TOOL_CALLS_PER_AGENT_PER_S} tool calls a second for this agent")))
