@@ -15,6 +15,7 @@ pub mod scale;
 pub mod shared_cores;
 pub mod stages;
 pub mod storage;
+pub mod tools;
 
 use hdrhistogram::Histogram;
 

@@ -542,6 +542,7 @@ fn rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
         ),
     ];
     all.extend(like_for_like_rows(m, small));
+    all.extend(tool_rows(m, small));
     // Per stage: ns per message, beside all of a message's cost (the ratio
     // is the stage's share).
     for (group, tag) in [("Per-stage cost, echo pairs on each shard (timed)", "local"), ("Per-stage cost, echo pairs across shards (timed)", "cross")] {
@@ -1087,7 +1088,45 @@ fn like_for_like_rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> 
     rows
 }
 
-/// Runs `resident_probe` in a fresh child process.
+/// The cost of a tool call (issue 28), beside a direct rmcp client calling
+/// the same MCP server program in the same alternating runs; none when
+/// tests/tools/.venv is missing (scripts/setup.sh makes it).
+fn tool_rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
+    let Some(&node_p50) = m.get("tool_node_p50") else { return Vec::new() };
+    let g = |k: &str| *m.get(k).unwrap_or_else(|| panic!("figure {k} missing"));
+    let group: &'static str = format!(
+        "Tool calls: an agent's MCP call through the node, beside a direct rmcp client (Python `mcp` server on stdio, tool `add`; medians of {} alternating runs)",
+        alternating_runs(small)
+    )
+    .leak();
+    let direct = |what: &str, lo: &str, hi: &str| format!("{what}; ratio run by run {:.2}× to {:.2}×", g(lo), g(hi));
+    let row = |name: String, unit, better, ours, baseline, goal| Row { group, name, unit, better, ours, baseline: Some(baseline), adr: None, goal };
+    vec![
+        row(
+            "round trip, the agent's send to the start of the handler with the answer, one call at a time, p50".into(),
+            "µs",
+            Better::Lower,
+            node_p50,
+            (direct("the rmcp client's call_tool, the same calls", "tool_p50_rmin", "tool_p50_rmax"), g("tool_direct_p50")),
+            Some(1.5 * g("tool_direct_p50")),
+        ),
+        row("the same, p99".into(), "µs", Better::Lower, g("tool_node_p99"), ("the rmcp client, p99".into(), g("tool_direct_p99")), None),
+        row(
+            format!(
+                "calls a second, {} in flight ({} keys of a keyed agent × {}, each key within its bounds)",
+                caxton_benches::tools::RATE_KEYS * caxton_benches::tools::RATE_CONCURRENCY_PER_KEY as usize,
+                caxton_benches::tools::RATE_KEYS,
+                caxton_benches::tools::RATE_CONCURRENCY_PER_KEY
+            ),
+            "calls/s",
+            Better::Higher,
+            g("tool_node_rate"),
+            (direct("the rmcp client, as many in flight over one connection", "tool_rate_rmin", "tool_rate_rmax"), g("tool_direct_rate")),
+            None,
+        ),
+    ]
+}
+
 /// `caxton-bench --keyed-probe KEYS ACTIVE` in a child process (its
 /// resident memory its own): the figures as JSON.
 fn keyed_probe(keys: usize, active: usize) -> serde_json::Value {
@@ -1203,6 +1242,13 @@ fn main() {
         println!("{}", caxton_benches::keyed::probe(args[2].parse().unwrap(), args[3].parse().unwrap()).to_json());
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--tools") {
+        // `caxton-bench --tools RUNS KEYS`: the tool-call rows alone.
+        for run in caxton_benches::tools::compare(args[2].parse().unwrap(), args[3].parse().unwrap()).expect("tests/tools/.venv: run scripts/setup.sh") {
+            println!("{run:?}");
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--rss-probe") {
         println!("{}", agents::resident_probe(&args[2], args[3].parse().unwrap()));
         return;
@@ -1249,6 +1295,29 @@ fn main() {
         medians.insert(key("shared_remote_p50", nodes), us(&remote, 0.5));
         medians.insert(key("shared_local_p99", nodes), us(&local, 0.99));
         medians.insert(key("shared_remote_p99", nodes), us(&remote, 0.99));
+    }
+    eprintln!("caxton-bench: tool calls, {} alternating runs", alternating_runs(small));
+    match caxton_benches::tools::compare(alternating_runs(small), if small { 1 } else { 4 }) {
+        None => eprintln!("caxton-bench: tests/tools/.venv is missing (scripts/setup.sh makes it): no tool rows"),
+        Some(runs) => {
+            let pick = |f: fn(&caxton_benches::tools::ToolRun) -> f64| median(runs.iter().map(f).collect());
+            let spread = |f: fn(&caxton_benches::tools::ToolRun) -> f64| {
+                let ratios: Vec<f64> = runs.iter().map(f).collect();
+                (ratios.iter().cloned().fold(f64::INFINITY, f64::min), ratios.iter().cloned().fold(0.0, f64::max))
+            };
+            medians.insert("tool_node_p50", pick(|r| r.node_p50_us));
+            medians.insert("tool_node_p99", pick(|r| r.node_p99_us));
+            medians.insert("tool_direct_p50", pick(|r| r.direct_p50_us));
+            medians.insert("tool_direct_p99", pick(|r| r.direct_p99_us));
+            medians.insert("tool_node_rate", pick(|r| r.node_calls_per_s));
+            medians.insert("tool_direct_rate", pick(|r| r.direct_calls_per_s));
+            let (lo, hi) = spread(|r| r.node_p50_us / r.direct_p50_us);
+            medians.insert("tool_p50_rmin", lo);
+            medians.insert("tool_p50_rmax", hi);
+            let (lo, hi) = spread(|r| r.node_calls_per_s / r.direct_calls_per_s);
+            medians.insert("tool_rate_rmin", lo);
+            medians.insert("tool_rate_rmax", hi);
+        }
     }
     eprintln!("caxton-bench: deploy to ready");
     let ready = caxton_benches::lifecycle::deploy_to_ready(if small { 5 } else { 50 });

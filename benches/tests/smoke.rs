@@ -19,6 +19,7 @@ fn the_suite_runs_in_small_mode_and_writes_every_row() {
     }
     let table = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(table.contains("cross shard, at 100k msg/s handled") && table.contains("deploy-to-ready: PUT") && table.contains("PASS"));
+    assert!(table.contains("Tool calls: an agent's MCP call through the node"), "the tool rows need tests/tools/.venv (scripts/setup.sh)");
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //! (a tool not granted: -7). With `"trap": true` the handler traps after
 //! making the call, so the call must never be made. `stats` answers how
 //! many answers each call got: `{"made": [ID...], "answered": {ID: N}}`.
+//! `{"bench": ...}` times many calls (`bench`, for `make bench`).
 //! The test suite's instrument for tools (tests/tools.rs).
+
+mod bench;
 
 use std::collections::BTreeMap;
 
@@ -38,11 +41,25 @@ fn pending(call: ToolCall) -> String {
 }
 
 #[derive(Default)]
-pub struct ToolRelay;
+pub struct ToolRelay {
+    bench: Option<bench::Bench>,
+}
+
+#[derive(Deserialize)]
+struct BenchRequest {
+    bench: bench::BenchAsk,
+}
 
 impl Agent for ToolRelay {
     fn handle(&mut self, ctx: &mut Context<'_>, m: &Message<'_>) -> Result<()> {
         if let Some(answer) = m.tool_answer() {
+            if let Some(b) = &mut self.bench {
+                let failure = answer.result.as_ref().err().map(|e| e.text);
+                if b.answered(ctx, answer.call, failure)? {
+                    self.bench = None;
+                }
+                return Ok(());
+            }
             let mut answered: BTreeMap<u64, u32> = ctx.get(ANSWERED)?.unwrap_or_default();
             *answered.entry(answer.call.0).or_default() += 1;
             ctx.put(ANSWERED, &answered)?;
@@ -58,6 +75,13 @@ impl Agent for ToolRelay {
             let made: Vec<u64> = ctx.get(MADE)?.unwrap_or_default();
             let answered: BTreeMap<u64, u32> = ctx.get(ANSWERED)?.unwrap_or_default();
             return ctx.reply(m, Performative::Inform, serde_json::json!({ "made": made, "answered": answered }).to_string());
+        }
+        if let Ok(BenchRequest { bench }) = serde_json::from_slice(m.content()) {
+            if self.bench.is_some() {
+                return ctx.reply(m, Performative::Refuse, "a bench is running");
+            }
+            self.bench = Some(bench::Bench::start(ctx, m, bench)?);
+            return Ok(());
         }
         let ask: Ask = match serde_json::from_slice(m.content()) {
             Ok(a) => a,
@@ -105,5 +129,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(relay.host().sent.last().unwrap().text()).unwrap();
         assert_eq!(v["made"].as_array().unwrap().len(), 1);
         assert_eq!(v["answered"].as_object().unwrap().values().next().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_bench_makes_every_call_concurrency_at_a_time_and_answers_once() {
+        let mut relay = TestAgent::<ToolRelay>::start().unwrap();
+        relay.host_mut().grant_tool("calc");
+        let ask = serde_json::json!({ "bench": { "tool": "calc", "request": { "name": "add" }, "calls": 5, "concurrency": 2 } }).to_string();
+        relay.deliver(&TestMessage::new("bench", "tool-relay", ask).reply_with(3)).unwrap();
+        let mut answered = 0;
+        while let Some((_, id, _)) = relay.host().tool_calls().first().cloned() {
+            assert!(relay.host().tool_calls().len() <= 2, "two at a time");
+            relay.answer_tool(ToolCall(id), Ok(serde_json::json!({ "content": [] }))).unwrap();
+            answered += 1;
+        }
+        assert_eq!(answered, 5, "each answer sent the next, and no more");
+        let summary: serde_json::Value = serde_json::from_str(relay.host().sent.last().unwrap().text()).unwrap();
+        assert_eq!((summary["calls"].as_u64(), summary["failures"].as_u64()), (Some(5), Some(0)), "{summary}");
+        assert_eq!(relay.host().sent.last().unwrap().in_reply_to, 3);
     }
 }
