@@ -188,6 +188,8 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     // The tools runtime (its own thread): before the restore, so that calls
     // made again after a crash find it (`shard::tool_calls` rule 2).
     let tools = crate::tools::Tools::start(config.tools.clone(), install_id, control.clone(), tool_spans)?;
+    let direct = tools.clone();
+    control.outbox.route_tools(Box::new(move |call| direct.offer(call)));
     control.set_tools(tools);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
     runtime.block_on(async move {

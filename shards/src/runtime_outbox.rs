@@ -13,14 +13,22 @@
 //! 3. This is the one place where shards share a counter: an atomic add
 //!    and subtract per message to a runtime name, off the agent-to-agent
 //!    path.
+//! 4. A call to a tool (`@tool/NAME`) goes from the shard straight into the
+//!    tools runtime's queue once that is set ([`RuntimeOutbox::route_tools`]),
+//!    one thread hop fewer than through the control plane, counted the same
+//!    way (it is [`Held`]). A full queue hands it to the control plane
+//!    instead, which answers it `refused`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::envelope::Message;
 
 /// The control plane's side: takes a message or hands it back (full).
 pub type Deliver = Box<dyn Fn(Message) -> Result<(), Message> + Send + Sync>;
+
+/// The tools runtime's queue: takes a call or hands it back (full; rule 4).
+pub type ToolsRoute = Box<dyn Fn(Held) -> Result<(), Held> + Send + Sync>;
 
 pub struct RuntimeOutbox {
     deliver: Deliver,
@@ -31,12 +39,13 @@ pub struct RuntimeOutbox {
     bytes_max: usize,
     /// Sends refused for lack of room (rule 2).
     pub refused: AtomicU64,
+    tools: OnceLock<ToolsRoute>,
 }
 
 impl RuntimeOutbox {
     pub fn new(bytes_max: usize, deliver: Deliver) -> Arc<RuntimeOutbox> {
         assert!(bytes_max > 0);
-        Arc::new(RuntimeOutbox { deliver, holds: true, bytes: Default::default(), bytes_max, refused: AtomicU64::new(0) })
+        Arc::new(RuntimeOutbox { deliver, holds: true, bytes: Default::default(), bytes_max, refused: AtomicU64::new(0), tools: OnceLock::new() })
     }
 
     /// An outbox whose `consume` takes each message for good as it comes:
@@ -46,7 +55,7 @@ impl RuntimeOutbox {
             consume(m);
             Ok(())
         });
-        Arc::new(RuntimeOutbox { deliver, holds: false, bytes: Default::default(), bytes_max: usize::MAX, refused: AtomicU64::new(0) })
+        Arc::new(RuntimeOutbox { deliver, holds: false, bytes: Default::default(), bytes_max: usize::MAX, refused: AtomicU64::new(0), tools: OnceLock::new() })
     }
 
     /// Room for a message of `bytes`? (rule 2)
@@ -65,9 +74,26 @@ impl RuntimeOutbox {
         }
         let len = message.len();
         self.bytes.fetch_add(len, Ordering::Relaxed);
+        let message = match self.tools.get().filter(|_| crate::tools::tool_of(message.receiver()).is_some()) {
+            None => message,
+            Some(route) => match route(Held { message: Some(message), counters: vec![self.bytes.clone()] }) {
+                Ok(()) => return Ok(()),
+                Err(mut held) => {
+                    // Back to the control plane, still counted (rule 4).
+                    held.counters.clear();
+                    held.message.take().expect("held until dropped")
+                }
+            },
+        };
         (self.deliver)(message).inspect_err(|_| {
             self.bytes.fetch_sub(len, Ordering::Relaxed);
         })
+    }
+
+    /// Rule 4: tool calls go to `route` from now on. Set once.
+    pub fn route_tools(&self, route: ToolsRoute) {
+        assert!(self.holds, "an outbox that counts what it holds");
+        assert!(self.tools.set(route).is_ok(), "the tools route is set once");
     }
 
     /// A message of `bytes` left the outbox (rule 1).
@@ -180,5 +206,40 @@ mod tests {
         let full = RuntimeOutbox::new(200, Box::new(Err));
         assert!(full.send(m).is_err());
         assert_eq!(full.bytes(), 0, "handed back: not counted");
+    }
+
+    #[test]
+    fn tool_calls_go_straight_to_the_tools_queue_counted_and_a_full_one_falls_back_to_the_control_plane() {
+        let control = Arc::new(Mutex::new(Vec::new()));
+        let inner = control.clone();
+        let outbox = RuntimeOutbox::new(
+            1_000,
+            Box::new(move |m| {
+                let _: () = inner.lock().unwrap().push(m);
+                Ok(())
+            }),
+        );
+        let queue = Arc::new(Mutex::new(Vec::new()));
+        let (q, room) = (queue.clone(), Arc::new(AtomicUsize::new(1)));
+        let r = room.clone();
+        outbox.route_tools(Box::new(move |held| {
+            if r.load(Ordering::Relaxed) == 0 {
+                return Err(held);
+            }
+            r.fetch_sub(1, Ordering::Relaxed);
+            q.lock().unwrap().push(held);
+            Ok(())
+        }));
+        let call = Message::encode(&Default::default(), b"a", b"@tool/calc", &[0; 100]).unwrap();
+        let reply = Message::encode(&Default::default(), b"a", b"@api/1", &[0; 100]).unwrap();
+        outbox.send(call.clone()).unwrap();
+        outbox.send(reply.clone()).unwrap();
+        assert_eq!((queue.lock().unwrap().len(), control.lock().unwrap().len()), (1, 1), "the call to the tools queue, the reply to the control plane");
+        assert_eq!(outbox.bytes(), call.len() + reply.len(), "both counted (rule 1)");
+        outbox.send(call.clone()).unwrap();
+        assert_eq!(control.lock().unwrap().len(), 2, "a full tools queue hands the call to the control plane (rule 4)");
+        assert_eq!(outbox.bytes(), 2 * call.len() + reply.len(), "still counted once");
+        queue.lock().unwrap().clear();
+        assert_eq!(outbox.bytes(), call.len() + reply.len(), "a held call dropped gives its room back");
     }
 }

@@ -189,6 +189,14 @@ impl Tools {
     }
 
     /// Hands a call over (rule 2): a full queue answers it `refused`.
+    /// Takes a call straight from a shard (`runtime_outbox` rule 4): a full
+    /// queue hands it back uncounted, for the control plane's [`Tools::submit`].
+    pub fn offer(&self, call: Held) -> Result<(), Held> {
+        self.calls.try_send(call).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(h) | tokio::sync::mpsc::error::TrySendError::Closed(h) => h,
+        })
+    }
+
     pub fn submit(&self, call: Held) -> Result<(), Held> {
         self.calls.try_send(call).map_err(|e| {
             self.queue_full.fetch_add(1, Ordering::Relaxed);
