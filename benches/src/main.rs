@@ -1111,6 +1111,23 @@ fn tool_rows(m: &BTreeMap<&'static str, f64>, small: bool) -> Vec<Row> {
             Some(1.5 * g("tool_direct_p50")),
         ),
         row("the same, p99".into(), "µs", Better::Lower, g("tool_node_p99"), ("the rmcp client, p99".into(), g("tool_direct_p99")), None),
+        row("the same, mean".into(), "µs", Better::Lower, g("tool_node_mean"), ("the rmcp client, mean".into(), g("tool_direct_mean")), None),
+        row(
+            "the same, mean, beside the same calls' time in the node's own tools runtime (rmcp, the server, the `_meta` the node adds), so that the server's run-to-run variance is on both sides".into(),
+            "µs",
+            Better::Lower,
+            g("tool_node_mean"),
+            (direct("the same calls in the tools runtime, mean", "tool_mean_rmin", "tool_mean_rmax"), g("tool_runtime_mean")),
+            Some(1.5 * g("tool_runtime_mean")),
+        ),
+        row(
+            "what the node adds to a call, mean: the round trip less its time in the tools runtime (the call's row and commit, the hops to the tools thread and back, the answer's delivery)".into(),
+            "µs",
+            Better::Lower,
+            g("tool_path_mean"),
+            ("a direct client's call, mean".into(), g("tool_direct_mean")),
+            None,
+        ),
         row(
             format!(
                 "calls a second, {} in flight ({} keys of a keyed agent × {}, each key within its bounds)",
@@ -1310,6 +1327,13 @@ fn main() {
             medians.insert("tool_direct_p50", pick(|r| r.direct_p50_us));
             medians.insert("tool_direct_p99", pick(|r| r.direct_p99_us));
             medians.insert("tool_node_rate", pick(|r| r.node_calls_per_s));
+            medians.insert("tool_node_mean", pick(|r| r.node_mean_us));
+            medians.insert("tool_runtime_mean", pick(|r| r.node_runtime_mean_us));
+            medians.insert("tool_direct_mean", pick(|r| r.direct_mean_us));
+            medians.insert("tool_path_mean", pick(|r| r.node_mean_us - r.node_runtime_mean_us));
+            let (lo, hi) = spread(|r| r.node_mean_us / r.node_runtime_mean_us);
+            medians.insert("tool_mean_rmin", lo);
+            medians.insert("tool_mean_rmax", hi);
             medians.insert("tool_direct_rate", pick(|r| r.direct_calls_per_s));
             let (lo, hi) = spread(|r| r.node_p50_us / r.direct_p50_us);
             medians.insert("tool_p50_rmin", lo);

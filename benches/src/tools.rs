@@ -48,6 +48,12 @@ pub struct ToolRun {
     pub direct_p99_us: f64,
     pub node_calls_per_s: f64,
     pub direct_calls_per_s: f64,
+    /// Means of the same round trips, and the part of the node's spent in
+    /// its tools runtime (`caxton_tool_call_seconds`: rmcp, the server, the
+    /// `_meta` it adds); the rest is the node's way to and from it.
+    pub node_mean_us: f64,
+    pub node_runtime_mean_us: f64,
+    pub direct_mean_us: f64,
 }
 
 /// The Python with `mcp` that scripts/setup.sh installs, if it is there.
@@ -104,13 +110,29 @@ impl ToolNode {
         summary
     }
 
-    /// Round trips, one call at a time: (p50, p99) in µs over `keys` keys'
-    /// runs (the median of their p50s, the largest of their p99s).
-    pub fn round_trips(&self, keys: usize) -> (f64, f64) {
+    /// The tools runtime's time so far: (seconds, calls), from `/metrics`.
+    fn runtime_time(&self) -> (f64, f64) {
+        let metrics = self.node.metrics();
+        let read = |name: &str| {
+            let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing"));
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        };
+        (read("caxton_tool_call_seconds_sum{tool=\"calc\"}"), read("caxton_tool_call_seconds_count{tool=\"calc\"}"))
+    }
+
+    /// Round trips, one call at a time, over `keys` keys' runs: p50 (the
+    /// median of their p50s), p99 (the largest of theirs), the mean, and
+    /// the mean time of those calls in the tools runtime, all in µs.
+    pub fn round_trips(&self, keys: usize) -> [f64; 4] {
+        let (seconds_before, calls_before) = self.runtime_time();
         let runs: Vec<Value> = (0..keys).map(|_| self.bench(&self.fresh_key(), LATENCY_CALLS_PER_KEY, 1)).collect();
+        let (seconds_after, calls_after) = self.runtime_time();
+        assert_eq!(calls_after - calls_before, (keys as u32 * LATENCY_CALLS_PER_KEY) as f64, "every call went through the tools runtime once");
         let p50 = crate::median(runs.iter().map(|s| s["p50_us"].as_f64().unwrap()).collect());
         let p99 = runs.iter().map(|s| s["p99_us"].as_f64().unwrap()).fold(0.0, f64::max);
-        (p50, p99)
+        let mean = runs.iter().map(|s| s["mean_us"].as_f64().unwrap()).sum::<f64>() / keys as f64;
+        let runtime_mean = (seconds_after - seconds_before) * 1e6 / (calls_after - calls_before);
+        [p50, p99, mean, runtime_mean]
     }
 
     /// Calls a second with [`RATE_KEYS`] keys at once.
@@ -147,8 +169,8 @@ impl DirectClient {
         serde_json::from_value(add_request()).unwrap()
     }
 
-    /// Round trips of `calls` calls, one at a time: (p50, p99) in µs.
-    pub fn round_trips(&self, calls: usize) -> (f64, f64) {
+    /// Round trips of `calls` calls, one at a time: p50, p99 and mean in µs.
+    pub fn round_trips(&self, calls: usize) -> [f64; 3] {
         let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
         let peer = self.client.peer().clone();
         self.runtime.block_on(async {
@@ -159,7 +181,7 @@ impl DirectClient {
                 h.record(t.elapsed().as_micros().max(1) as u64).unwrap();
             }
         });
-        (h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64)
+        [h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64, h.mean()]
     }
 
     /// Calls a second: the rate rows' calls, as many in flight.
@@ -196,11 +218,21 @@ pub fn compare(runs: usize, keys: usize) -> Option<Vec<ToolRun>> {
     direct.round_trips(20);
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let (node_p50_us, node_p99_us) = node.round_trips(keys);
-        let (direct_p50_us, direct_p99_us) = direct.round_trips(keys * LATENCY_CALLS_PER_KEY as usize);
+        let [node_p50_us, node_p99_us, node_mean_us, node_runtime_mean_us] = node.round_trips(keys);
+        let [direct_p50_us, direct_p99_us, direct_mean_us] = direct.round_trips(keys * LATENCY_CALLS_PER_KEY as usize);
         let node_calls_per_s = node.calls_per_s();
         let direct_calls_per_s = direct.calls_per_s();
-        out.push(ToolRun { node_p50_us, node_p99_us, direct_p50_us, direct_p99_us, node_calls_per_s, direct_calls_per_s });
+        out.push(ToolRun {
+            node_p50_us,
+            node_p99_us,
+            direct_p50_us,
+            direct_p99_us,
+            node_calls_per_s,
+            direct_calls_per_s,
+            node_mean_us,
+            node_runtime_mean_us,
+            direct_mean_us,
+        });
     }
     Some(out)
 }

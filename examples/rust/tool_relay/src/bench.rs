@@ -86,6 +86,7 @@ impl Bench {
             "p50_us": q(0.5),
             "p99_us": q(0.99),
             "max_us": q(1.0),
+            "mean_us": self.round_trips_us.iter().map(|&us| us as f64).sum::<f64>() / self.round_trips_us.len() as f64,
         });
         let (sender, reply_with) = &self.asker;
         ctx.send_message(Outgoing::new(sender, Performative::Inform, summary.to_string().as_bytes()).in_reply_to(*reply_with))?;
