@@ -383,3 +383,31 @@ fn mcps_own_conformance_suite_passes_against_the_nodes_client() {
         assert!(text.contains("Passed: 1/1, 0 failed"), "scenario {scenario}:\n{text}");
     }
 }
+
+#[test]
+fn an_abi_version_1_agent_calls_tools_too() {
+    // examples/agents/relay.wat (ABI version 1, no deadline or trace) sends
+    // to the first name in its request's content, here `@tool/web`, with
+    // the request's `reply_with`; its content (the origin's name) is not an
+    // HTTP request, so the tool answers `refused` to the relay: the call
+    // was admitted, recorded, made and answered, as a version 2 call is.
+    let server = HttpServer::start("127.0.0.1");
+    let node = node_with_tools(&http_section("web", &server, ""));
+    let wat = std::fs::read(repo_path("examples/agents/relay.wat")).unwrap();
+    let (status, v) = caxton_testkit::answer(node.request("PUT", "/v1/agents/old-relay?tools=web").send_bytes(&wat));
+    assert_eq!(status, 201, "{v}");
+    // A call asks for an answer: the relay passes the request's reply_with on.
+    let (status, v) = node.post_message(&json!({ "receiver": "old-relay", "content": "@tool/web", "reply_with": 9 }), None);
+    assert_eq!(status, 202, "{v}");
+    let refused = "caxton_tool_calls_total{tool=\"web\",outcome=\"refused\"} 1";
+    assert!(eventually(Duration::from_secs(10), || node.metrics().contains(refused)), "{}", node.metrics());
+    assert!(node.metrics().contains("caxton_tool_calls_admitted_total 1"));
+    assert!(server.seen().is_empty(), "nothing reached the server: the request was not one");
+    // Without a grant, a version 1 agent's call is refused at its send.
+    let (status, v) = caxton_testkit::answer(node.request("PUT", "/v1/agents/ungranted").send_bytes(&wat));
+    assert_eq!(status, 201, "{v}");
+    let (status, _) = node.post_message(&json!({ "receiver": "ungranted", "content": "@tool/web", "reply_with": 9 }), None);
+    assert_eq!(status, 202);
+    let denied = "caxton_tool_calls_refused_total{reason=\"not_granted\"} 1";
+    assert!(eventually(Duration::from_secs(10), || node.metrics().contains(denied)), "{}", node.metrics());
+}
