@@ -85,17 +85,8 @@ impl Control {
             },
         };
         let failure = CallFailure::new(ToolFailure::Refused, "the node's tool queue is full".into());
-        let answer = crate::tools::answer(refused.message(), self.next_answer_id(), &Err(failure));
-        drop(refused);
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut answer = answer;
-            // Taken or Gone ends it: only a full inbox is worth waiting for.
-            while let Delivery::NoRoom(m) = crate::tools::Deliver::deliver(&*this, answer).await {
-                answer = m;
-                tokio::time::sleep(std::time::Duration::from_millis(caxton_shards::limits::TOOL_ANSWER_RETRY_MS)).await;
-            }
-        });
+        // Answered like any refused call: handed over until a shard takes it.
+        tokio::spawn(crate::tools::dispatch::finish(self.clone(), refused, Err(failure), None));
     }
 
     fn next_answer_id(&self) -> u64 {

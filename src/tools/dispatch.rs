@@ -203,7 +203,7 @@ pub async fn run(tools: Arc<Tools>, mut calls: mpsc::Receiver<Held>, install_id:
 
 /// Rule 3: hands the answer over until a shard takes it; only then are the
 /// call's bytes (`held`) and its permit given back.
-async fn finish(deliver: Arc<dyn Deliver>, held: Held, result: Result<Vec<u8>, CallFailure>, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+pub(crate) async fn finish(deliver: Arc<dyn Deliver>, held: Held, result: Result<Vec<u8>, CallFailure>, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
     let mut message = answer(held.message(), deliver.next_message_id(), &result);
     loop {
         match deliver.deliver(message).await {

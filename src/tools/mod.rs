@@ -188,7 +188,6 @@ impl Tools {
         Ok(tools)
     }
 
-    /// Hands a call over (rule 2): a full queue answers it `refused`.
     /// Takes a call straight from a shard (`runtime_outbox` rule 4): a full
     /// queue hands it back uncounted, for the control plane's [`Tools::submit`].
     pub fn offer(&self, call: Held) -> Result<(), Held> {
@@ -197,12 +196,11 @@ impl Tools {
         })
     }
 
+    /// Hands a call over (rule 2): a full queue is counted, and its caller
+    /// answers the call `refused`.
     pub fn submit(&self, call: Held) -> Result<(), Held> {
-        self.calls.try_send(call).map_err(|e| {
+        self.offer(call).inspect_err(|_| {
             self.queue_full.fetch_add(1, Ordering::Relaxed);
-            match e {
-                tokio::sync::mpsc::error::TrySendError::Full(h) | tokio::sync::mpsc::error::TrySendError::Closed(h) => h,
-            }
         })
     }
 
