@@ -20,7 +20,7 @@ fn alive(node: &Node) -> bool {
 }
 
 fn shard_sum(node: &Node, field: &str) -> u64 {
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     health["shards"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap_or(0)).sum()
 }
 

@@ -29,7 +29,7 @@ fn an_infinite_loop_is_stopped_at_its_time_slice_and_counted_as_a_timeout() {
     assert_served(&times);
     let v = node.agent("spinner");
     assert_eq!(v["messages_handled"], 0);
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     let timeouts = health["shards"][0]["agent_timeouts"].as_u64().unwrap();
     assert!(timeouts > 0, "{health}");
     assert_eq!(health["shards"][0]["dead_letters"]["timed_out"].as_u64(), Some(timeouts));
@@ -107,7 +107,7 @@ fn a_flood_of_sends_to_a_slow_receiver_is_pushed_back_while_neighbours_are_serve
         times
     });
     assert_served(&times);
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     assert!(health["shards"][0]["busy"].as_u64().unwrap() > 0, "the flood met back-pressure");
 }
 
@@ -282,7 +282,7 @@ fn bulk_memory_loops_are_stopped_at_their_slice_and_no_call_hangs() {
     let v = node.agent("bulk");
     assert!(v["timeouts"].as_u64().unwrap() > 0, "stopped at the slice and counted as timeouts: {v}");
     assert_eq!(v["messages_handled"], 0);
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     assert_eq!(health["status"], "ok", "{health}");
 }
 

@@ -113,7 +113,7 @@ fn a_message_chain_crosses_shards_and_comes_back() {
     for name in &names {
         assert_eq!(node.agent(name)["messages_handled"], 1, "{name}");
     }
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     let remote: u64 = health["shards"].as_array().unwrap().iter().map(|s| s["routed_remote"].as_u64().unwrap()).sum();
     assert_eq!(remote, 5, "each of the five hops crossed shards: {health}");
 }
@@ -218,7 +218,7 @@ fn a_trapping_agent_is_counted_recreated_and_its_shard_keeps_serving() {
     assert_eq!(v["instance_stats"][0]["running"], true, "recreated after the trap");
     let (status, reply) = node.post_message(&json!({"receiver": "echo", "content": "same shard"}), Some(5000));
     assert_eq!((status, reply["content"].as_str()), (200, Some("same shard")));
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     assert_eq!(health["shards"][0]["dead_letters"]["crashed_handler"], 2);
 }
 
@@ -229,7 +229,7 @@ fn host_functions_refuse_bad_pointers_and_envelopes_with_abi_codes() {
     assert_eq!(node.post_message(&json!({"receiver": "abuser", "content": "go"}), None).0, 202);
     assert!(eventually(Duration::from_secs(5), || node.agent("abuser")["messages_handled"] == 1));
     assert_eq!(node.agent("abuser")["errors"], 0, "every host call returned the expected code");
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     let refusals = &health["shards"][0]["abi_refusals"];
     assert_eq!((refusals["invalid"].as_u64(), refusals["too_large"].as_u64()), (Some(4), Some(1)), "{refusals}");
 }
@@ -282,7 +282,7 @@ fn an_agent_flooding_a_full_mailbox_gets_busy_and_nothing_it_sent_is_lost() {
     let busy = u32::from_le_bytes(counts[4..8].try_into().unwrap()) as u64;
     assert_eq!(ok, caxton_shards::limits::MAILBOX_MESSAGES_MAX as u64, "room for exactly one mailbox");
     assert_eq!(ok + busy, 2000);
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     assert_eq!(health["shards"][0]["busy"].as_u64(), Some(busy));
     assert!(eventually(Duration::from_secs(60), || node.agent("slow")["messages_handled"].as_u64() == Some(ok)), "every accepted send arrives");
 }

@@ -306,7 +306,7 @@ fn a_scrape_of_many_agents_lists_a_bounded_number_and_counts_the_rest() {
         "{}",
         stats["instances_omitted"]
     );
-    let (_, health) = node.get("/v1/health");
+    let health = node.health();
     assert_eq!(health["agents"], agents);
     let instances: u64 = health["shards"].as_array().unwrap().iter().map(|s| s["instances"].as_u64().unwrap()).sum();
     assert_eq!(instances, agents as u64, "kept counts, no pass: {health}");

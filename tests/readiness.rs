@@ -85,8 +85,14 @@ fn a_draining_node_is_alive_and_not_ready_until_it_stops() {
     let api = node.api();
     let watcher = std::thread::spawn(move || {
         let mut seen = Vec::new();
-        while let (Some((ready, body)), Some((alive, _))) = (probe(&api, "/v1/ready"), probe(&api, "/v1/health")) {
+        // Until the node is gone: a pair cut by the exit keeps its
+        // readiness answer (and no liveness one).
+        while let Some((ready, body)) = probe(&api, "/v1/ready") {
+            let alive = probe(&api, "/v1/health").map(|(alive, _)| alive);
             seen.push((ready, body["status"].as_str().unwrap_or("").to_string(), alive));
+            if alive.is_none() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         seen
@@ -94,12 +100,13 @@ fn a_draining_node_is_alive_and_not_ready_until_it_stops() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(node.terminate().success());
     let seen = watcher.join().unwrap();
-    let first_not_ready = seen.iter().position(|(ready, _, _)| *ready != 200).expect("not ready before it stopped");
+    let first_not_ready = seen.iter().position(|(ready, _, _)| *ready != 200).unwrap_or_else(|| panic!("not ready before it stopped: {seen:?}"));
     assert!(seen[..first_not_ready].iter().all(|s| s.1 == "ready"), "{seen:?}");
     // From the SIGTERM on: 503 "draining", alive, never ready again.
     let draining = &seen[first_not_ready..];
-    // At least its start: the API answers little while the shards drain
-    // (noticed in this test, left for issue 29's drain items).
+    // The liveness probe waits at most `HEALTH_SHARD_WAIT_MS` for the
+    // busy shard, so the drain is watched several times on a quiet machine;
+    // on a loaded one, at least once.
     assert!(!draining.is_empty(), "the drain was watched: {seen:?}");
-    assert!(draining.iter().all(|(ready, status, alive)| (*ready, status.as_str(), *alive) == (503, "draining", 200)), "{seen:?}");
+    assert!(draining.iter().all(|(ready, status, alive)| (*ready, status.as_str()) == (503, "draining") && alive.is_none_or(|a| a == 200)), "{seen:?}");
 }

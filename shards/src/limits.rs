@@ -344,6 +344,15 @@ pub const LIFECYCLE_COMMANDS_MAX: usize = 64;
 /// background, and holds off the next one until then).
 pub const CONTROL_TIMEOUT_MS: u64 = 5_000;
 
+/// Longest the liveness probe (`GET /v1/health`) waits for the shards'
+/// figures, in milliseconds, all shards together. A probe must answer
+/// within an orchestrator's timeout (Kubernetes' default is 1 s) even while
+/// a shard runs a long handler; a shard that has not answered by then is
+/// listed with `"answered": false` and the node's status is `"degraded"`.
+/// Costs nothing: the late answer is dropped when it comes.
+pub const HEALTH_SHARD_WAIT_MS: u64 = 250;
+const _: () = assert!(HEALTH_SHARD_WAIT_MS < 1_000 && HEALTH_SHARD_WAIT_MS < CONTROL_TIMEOUT_MS);
+
 /// A shard that has not finished a tick for this many execution slices is
 /// reported stalled (`/v1/health`, `caxton_shard_stalled`).
 pub const SHARD_STALL_SLICES: u64 = 10;

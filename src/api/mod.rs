@@ -344,8 +344,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let name = matched.name.unwrap_or_default();
     match matched.endpoint {
         Endpoint::Health => {
-            // Never waits on a stalled shard: it is reported as such.
-            let stats = control.shard_stats_partial(None).await;
+            // Never waits on a stalled shard, and on a busy one only
+            // briefly: both are reported as such.
+            let stats = control.shard_stats_partial(None, Duration::from_millis(caxton_shards::limits::HEALTH_SHARD_WAIT_MS)).await;
             let stalled: Vec<bool> = (0..stats.len()).map(|i| control.stalled(i)).collect();
             Ok(json_response(StatusCode::OK, &json::health(control.agent_count(), &stats, &stalled, &json::NodeIdentity::of(control))))
         }
@@ -355,7 +356,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(status, &serde_json::json!({ "status": readiness.as_str() })))
         }
         Endpoint::Metrics => {
-            let partial = control.shard_stats_partial(Some(METRICS_INSTANCES_MAX)).await;
+            let partial = control.shard_stats_partial(Some(METRICS_INSTANCES_MAX), Duration::MAX).await;
             let stalled: Vec<bool> = (0..partial.len()).map(|i| control.stalled(i)).collect();
             let stats: Vec<_> = partial.into_iter().flatten().collect();
             let (resident_bytes, cpu_seconds) = metrics::NodeFigures::read_process();

@@ -408,16 +408,19 @@ impl Control {
     /// Asks every shard that is not stalled for its figures, with a pass
     /// over its instances listing at most `instances_max` node-wide
     /// (shared evenly), if asked (`Command::ShardStats`); a
-    /// stalled or late one is `None`, and nobody waits on it.
-    pub async fn shard_stats_partial(&self, instances_max: Option<usize>) -> Vec<Option<ShardStats>> {
+    /// stalled one is `None`, and nobody waits on it; one that has not
+    /// answered within `wait` (all shards together, at most the control
+    /// timeout) is `None` too.
+    pub async fn shard_stats_partial(&self, instances_max: Option<usize>, wait: Duration) -> Vec<Option<ShardStats>> {
+        let deadline = tokio::time::Instant::now() + wait.min(self.timeout);
         let instances_max = self.instances_per_shard(instances_max);
         let waits: Vec<_> = (0..self.shards.len())
             .map(|shard| (!self.stalled(shard)).then(|| self.submit(shard, |reply| Command::ShardStats { instances_max, reply }).ok()).flatten())
             .collect();
         let mut out = Vec::with_capacity(waits.len());
-        for (shard, rx) in waits.into_iter().enumerate() {
+        for rx in waits {
             out.push(match rx {
-                Some(rx) => self.answer(shard, rx).await.ok(),
+                Some(rx) => tokio::time::timeout_at(deadline, rx).await.ok().and_then(Result::ok),
                 None => None,
             });
         }

@@ -328,6 +328,23 @@ impl Node {
         answer(self.request("GET", path).call())
     }
 
+    /// `GET /v1/health` once every shard has answered with its figures:
+    /// the probe waits only briefly for a shard busy with a long handler
+    /// (`HEALTH_SHARD_WAIT_MS`) and lists it unanswered, which a test that
+    /// reads the counters must not take for a zero.
+    pub fn health(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, health) = self.get("/v1/health");
+            assert_eq!(status, 200, "{health}");
+            let answered = health["shards"].as_array().is_some_and(|s| s.iter().all(|s| s["answered"] == true));
+            if answered || Instant::now() > deadline {
+                return health;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn delete(&self, path: &str) -> (u16, Value) {
         answer(self.request("DELETE", path).call())
     }
