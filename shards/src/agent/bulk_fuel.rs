@@ -30,9 +30,7 @@ use wasmer::sys::{FunctionMiddleware, MiddlewareError, MiddlewareReaderState, Mo
 use wasmer::wasmparser::{BlockType, Operator};
 use wasmer::{ExportIndex, GlobalInit, GlobalType, LocalFunctionIndex, Mutability, Type};
 
-/// Export names of wasmer's metering globals.
-const REMAINING: &str = "wasmer_metering_remaining_points";
-const EXHAUSTED: &str = "wasmer_metering_points_exhausted";
+use super::fuel::{EXHAUSTED, REMAINING};
 
 /// Costs of run-time-sized work, in fuel points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +72,7 @@ impl ModuleMiddleware for BulkFuel {
     fn transform_module_info(&self, info: &mut wasmer::ModuleInfo) -> Result<(), MiddlewareError> {
         let global = |name: &str| match info.exports.get(name) {
             Some(ExportIndex::Global(g)) => Ok(g.as_u32()),
-            _ => Err(MiddlewareError::new("BulkFuel", format!("{name} not found: wasmer's metering middleware must come first"))),
+            _ => Err(MiddlewareError::new("BulkFuel", format!("{name} not found: the fuel middleware must come first"))),
         };
         let (remaining, exhausted) = (global(REMAINING)?, global(EXHAUSTED)?);
         let scratch = info.globals.push(GlobalType::new(Type::I32, Mutability::Var)).as_u32();
@@ -146,11 +144,12 @@ impl<'a> FunctionMiddleware<'a> for FunctionBulkFuel {
         if let Some(charge) = charge_of(&operator) {
             let g = self.globals;
             let mut code: Vec<Operator<'static>> = vec![Operator::GlobalSet { global_index: g.scratch }];
-            // if remaining < cost: exhausted = 1; trap (rule 2)
+            // if remaining < cost: exhausted = 1; trap (rule 2). Signed:
+            // `remaining` may be below zero between checks (`fuel` rule 2).
             code.push(Operator::GlobalGet { global_index: g.remaining });
             self.cost(&charge, &mut code);
             code.extend([
-                Operator::I64LtU,
+                Operator::I64LtS,
                 Operator::If { blockty: BlockType::Empty },
                 Operator::I32Const { value: 1 },
                 Operator::GlobalSet { global_index: g.exhausted },

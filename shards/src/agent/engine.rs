@@ -25,10 +25,10 @@ use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, 
 
 use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
-use wasmer_middlewares::Metering;
 
 use super::agent_log::LogLimits;
 use super::bulk_fuel::{BulkCosts, BulkFuel};
+use super::fuel::Fuel;
 use crate::limits::{
     AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_STATE_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, BULK_FUEL_PER_KIB, EXECUTION_TIME_SLICE_MS,
     FUEL_PER_MS, GROW_FUEL_PER_PAGE, WASM_PAGE_BYTES,
@@ -186,12 +186,13 @@ pub fn agent_features() -> wasmer::sys::Features {
     f
 }
 
-/// Builds an engine for one module: cranelift with fuel metering (the
-/// bulk charges run after metering, which adds the globals they use), and
+/// Builds an engine for one module: cranelift with fuel metering
+/// ([`super::fuel`]; the bulk charges run after it, which adds the
+/// globals they use), and
 /// the agent limits of rule 1.
 fn engine_for_one_module(limits: AgentLimits) -> Engine {
     let mut compiler = Cranelift::default();
-    compiler.push_middleware(Arc::new(Metering::new(limits.fuel_per_call(), operator_fuel)));
+    compiler.push_middleware(Arc::new(Fuel::new(operator_fuel)));
     if limits.meter_bulk {
         compiler.push_middleware(Arc::new(BulkFuel::new(BulkCosts { fuel_per_kib: BULK_FUEL_PER_KIB, fuel_per_page: GROW_FUEL_PER_PAGE })));
     }

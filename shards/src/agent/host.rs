@@ -218,13 +218,13 @@ pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
 }
 
 /// Takes `points` from `fuel` (rule 5): `false` when what is left cannot
-/// pay, and then all of it is taken, so the guest traps at its next metered
-/// block (counted as a timeout).
+/// pay, and then all of it is taken and one point more, so the guest traps
+/// at its next fuel check (`fuel` rule 4; counted as a timeout).
 pub(super) fn take_fuel(fuel: &Global, store: &mut impl AsStoreMut, points: u64) -> bool {
     let Value::I64(left) = fuel.get(store) else { return false };
     let points = points.min(i64::MAX as u64) as i64;
     let paid = left >= points;
-    let _ = fuel.set(store, Value::I64(if paid { left - points } else { 0 }));
+    let _ = fuel.set(store, Value::I64(if paid { left - points } else { left.min(0) - 1 }));
     paid
 }
 

@@ -8,6 +8,7 @@
 pub mod agent_log;
 pub mod bulk_fuel;
 pub mod engine;
+pub mod fuel;
 pub mod host;
 pub mod imports;
 pub mod instance;
