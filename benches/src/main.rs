@@ -1204,6 +1204,17 @@ fn main() {
         println!("{:.0} msg/s", run.handled_per_s);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--deploy") {
+        // `caxton-bench --deploy COUNT`: the deploy-to-ready rows alone.
+        let count = args.get(2).map_or(20, |c| c.parse().unwrap());
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        let wat = caxton_benches::lifecycle::deploy_to_ready(count);
+        let (new, known) = caxton_benches::lifecycle::sdk_deploy_to_ready(count);
+        println!("WAT echo, new bytes: p50 {:.2} ms, p99 {:.2} ms", ms(&wat, 0.5), ms(&wat, 0.99));
+        println!("SDK echo, new bytes: p50 {:.2} ms, p99 {:.2} ms", ms(&new, 0.5), ms(&new, 0.99));
+        println!("SDK echo, bytes compiled: p50 {:.2} ms, p99 {:.2} ms", ms(&known, 0.5), ms(&known, 0.99));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--scale") {
         // `caxton-bench --scale AGENTS SECS [AGENT.wat]`: the handler-call
         // rate of one saturated shard whose messages go to AGENTS agents in
