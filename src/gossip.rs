@@ -94,6 +94,8 @@ impl Cluster {
                     timers: RefCell::new(BTreeMap::new()),
                     timer_seq: Cell::new(0),
                     last_version: Cell::new(0),
+                    leaving: Cell::new(false),
+                    bad_key_log: RefCell::new(caxton_shards::throttle::Throttle::default()),
                     seeds: config.join,
                 };
                 let driver = Rc::new(driver);
@@ -138,6 +140,11 @@ struct Driver {
     timers: RefCell<BTreeMap<(Instant, u64), Timer<NodeId>>>,
     timer_seq: Cell<u64>,
     last_version: Cell<u64>,
+    /// A graceful stop asked to leave: the cluster counting this node down
+    /// is then what was asked for, not news.
+    leaving: Cell<bool>,
+    /// Packets sealed with a key this node lacks, logged once an interval.
+    bad_key_log: RefCell<caxton_shards::throttle::Throttle>,
     seeds: Vec<SocketAddr>,
 }
 
@@ -156,6 +163,10 @@ impl Driver {
         let receiver = self.clone();
         glommio::spawn_local(async move { receiver.receive().await }).detach();
         let mut last_rejoin = Instant::now();
+        let started = Instant::now();
+        // Alone with seeds to join: said every 30 s, so that a node started
+        // with the wrong key or address does not sit in silence.
+        let mut alone_log = caxton_shards::throttle::Throttle::every(Duration::from_secs(30));
         let mut last_refresh = Instant::now();
         let mut last_resync = Instant::now();
         loop {
@@ -175,6 +186,7 @@ impl Driver {
                     Ok(GossipCommand::Publish { agent, present }) => self.publish(agent, present),
                     Ok(GossipCommand::SyncOwn { agents }) => self.sync_own(agents),
                     Ok(GossipCommand::Leave { done }) => {
+                        self.leaving.set(true);
                         self.membership.borrow_mut().leave();
                         leaving = Some(done);
                         break;
@@ -188,6 +200,12 @@ impl Driver {
                 && last_rejoin.elapsed() >= Duration::from_millis(GOSSIP_REJOIN_INTERVAL_MS)
             {
                 last_rejoin = Instant::now();
+                if started.elapsed() >= Duration::from_secs(5) && alone_log.allow().is_some() {
+                    tracing::warn!(
+                        join = ?self.seeds,
+                        "no member of the cluster answers; joining again. Check that --cluster-key is the cluster's (a member refusing it logs the refused packets) and that --join names a reachable member"
+                    );
+                }
                 self.membership.borrow_mut().rejoin(&self.seeds);
             }
             self.flush().await;
@@ -224,8 +242,16 @@ impl Driver {
                 continue;
             }
             let result = self.membership.borrow_mut().handle_packet(&buf[..n]);
-            if let Err(e) = result {
-                tracing::debug!(%from, ?e, "gossip packet refused");
+            match result {
+                // A node with another --cluster-key forms a cluster of its
+                // own, silently unless someone says so (issue 29).
+                Err(caxton_cluster::PacketError::BadTag) => {
+                    if let Some(suppressed) = self.bad_key_log.borrow_mut().allow() {
+                        tracing::warn!(%from, suppressed, "gossip refused: sealed with a key this node does not hold (a node started with another --cluster-key, or one a rotation dropped)");
+                    }
+                }
+                Err(e) => tracing::debug!(%from, ?e, "gossip packet refused"),
+                Ok(()) => {}
             }
             self.flush().await;
         }
@@ -301,6 +327,7 @@ impl Driver {
         }
         for n in &notes {
             match n {
+                OwnedNotification::Defunct if self.leaving.get() => tracing::debug!("the cluster counts this node down: it is leaving"),
                 OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down; rejoining with a new identity"),
                 OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) => tracing::info!(node = %id.addr, boot = id.boot, "member alive"),
                 OwnedNotification::MemberDown(id) => tracing::info!(node = %id.addr, boot = id.boot, "member down"),

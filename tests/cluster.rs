@@ -20,13 +20,16 @@ struct Member {
     cluster: String,
 }
 
+/// Shards of each member.
+const SHARDS: usize = 2;
+
 fn start_member(ip: &str, join: Option<&str>, key: &str) -> Member {
     let cluster = format!("{ip}:{}", free_cluster_port(ip));
     let mut args = vec!["--listen", &cluster, "--cluster-key", key];
     if let Some(j) = join {
         args.extend(["--join", j]);
     }
-    Member { node: Node::start_on(ip, 2, &args), cluster }
+    Member { node: Node::start_on(ip, SHARDS, &args), cluster }
 }
 
 fn members(n: &Node) -> Vec<Value> {
@@ -102,11 +105,22 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     assert!(metric(&b.node, "caxton_messages_received_node_total") >= 3.0);
 
     // kill -9 B: marked down everywhere, its agents fail fast.
+    let link_failures = |n: &Node| n.logs().lines().filter(|l| l.contains("link connection failed") || l.contains("cannot open a link")).count();
+    let failures_before = link_failures(&a.node);
+    let killed = Instant::now();
     b.node.kill9();
     for m in [&a, &c] {
         assert!(eventually(Duration::from_secs(40), || state_of(&m.node, &b.cluster).0 == "down"), "{:?}", members(&m.node));
         assert!(eventually(Duration::from_secs(5), || metric(&m.node, "caxton_shard_cluster_nodes{shard=\"1\",state=\"down\"}") == 1.0));
+        // Named, for the alert that says which member is down.
+        let down = format!("caxton_cluster_member_up{{member=\"{}\"}} 0", b.cluster);
+        assert!(m.node.metrics().contains(&down), "{down}");
     }
+    // Its links failed on every slot, again and again until it was down:
+    // each shard logs that at most once a second for the peer, with a count.
+    let failures = link_failures(&a.node) - failures_before;
+    let most = SHARDS * (killed.elapsed().as_secs() as usize + 1);
+    assert!(failures <= most, "{failures} link failure lines in {:?}, at most {most}", killed.elapsed());
     let started = Instant::now();
     let (status, v) = send(&a.node, "echo", "anyone?");
     assert_eq!(status, 503, "{v}");
@@ -156,6 +170,8 @@ fn a_node_that_leaves_gracefully_is_gone_from_every_view_within_two_seconds() {
     assert!(eventually(Duration::from_secs(5), || gone(&a.node) && gone(&b.node)));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "took {took:?}");
+    // It asked to leave: being counted down is no news worth a warning.
+    assert!(!c.node.logs().contains("declared this node down"), "{}", c.node.logs());
 }
 
 fn closed_by_peer(s: &mut TcpStream) -> bool {
@@ -172,6 +188,11 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     assert!(eventually(Duration::from_secs(10), || metric(&a.node, "caxton_gossip_refused_total{reason=\"bad_key\"}") >= 2.0));
     assert_eq!(state_of(&a.node, &intruder.cluster).0, "absent");
     assert_eq!(alive(&intruder.node), 1, "it sees no one: {:?}", members(&intruder.node));
+    // Neither side is silent about it: the member names the address it
+    // refuses, the intruder says no one answers (after its first 5 s).
+    assert!(eventually(Duration::from_secs(5), || a.node.logs().contains("gossip refused: sealed with a key this node does not hold")), "{}", a.node.logs());
+    assert!(a.node.logs().contains("127.0.0.4"), "the sender named");
+    assert!(eventually(Duration::from_secs(15), || intruder.node.logs().contains("no member of the cluster answers")), "{}", intruder.node.logs());
 
     // A link handshake with a forged first record is closed and counted.
     let right = KeyRing::new(KEY.as_bytes(), None).unwrap();
@@ -192,6 +213,7 @@ fn a_node_or_connection_without_the_key_is_refused_and_counted() {
     assert!(eventually(Duration::from_secs(10), || send(&b.node, "echo", "fine").1["content"] == "fine"), "links still work");
     let m = a.node.metrics();
     assert!(m.contains("caxton_cluster_members{state=\"alive\"} 2"), "{m}");
+    assert!(m.contains(&format!("caxton_cluster_member_up{{member=\"{}\"}} 1", b.cluster)), "each member by address: {m}");
     common::promtool_check(&m);
 }
 

@@ -72,10 +72,13 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         let (stream, session) = match connected {
             Ok(connected) => connected,
             Err(e) => {
-                ctx.borrow_mut().router.remote.counters.connect_failures += 1;
-                if failures.is_multiple_of(50) {
-                    tracing::warn!(node = %name, error = %e, "cannot open a link; retrying while the node is alive");
+                let mut c = ctx.borrow_mut();
+                c.router.remote.counters.connect_failures += 1;
+                // One line an interval for the peer, whatever its slots do.
+                if let Some(suppressed) = c.router.remote.node_mut(n).failure_log.allow() {
+                    tracing::warn!(node = %name, error = %e, failures_in_a_row = failures + 1, suppressed, "cannot open a link; retrying while the node is alive");
                 }
+                drop(c);
                 failures += 1;
                 glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
                 continue;
@@ -144,8 +147,13 @@ fn requeue_after_failure(ctx: &Ctx, n: NodeIdx, s: usize, name: &str, error: &st
     assert!(c.router.remote.node(n).slots[s].unacked.is_empty(), "every unacknowledged message is requeued or given up");
     c.router.remote.give_up(lost); // the shard dead-letters them (`link_lost`)
     c.router.remote.counters.resent += (again - lost_count) as u64;
-    c.router.remote.node_mut(n).slots[s].state = SlotState::Connecting;
-    tracing::warn!(node = %name, error, resent = again - lost_count, lost = lost_count, "link connection failed; reconnecting, unacknowledged messages go again");
+    let node = c.router.remote.node_mut(n);
+    node.slots[s].state = SlotState::Connecting;
+    // Every failure counts (`caxton_link_connect_failures_total`); one line
+    // an interval per peer, with how many it stands for.
+    if let Some(suppressed) = node.failure_log.allow() {
+        tracing::warn!(node = %name, error, resent = again - lost_count, lost = lost_count, suppressed, "link connection failed; reconnecting, unacknowledged messages go again");
+    }
 }
 
 /// Reads the receiver's acknowledgements of `connection` (frame rule 4),

@@ -83,6 +83,9 @@ pub struct RemoteNode {
     pub queued: usize,
     pub reserved: usize,
     pub slots: Vec<Slot>,
+    /// Its connections' failures, logged at most once an interval (a dead
+    /// peer fails every slot every reconnect delay: dozens a second).
+    pub failure_log: crate::throttle::Throttle,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -256,6 +259,7 @@ impl RemoteTable {
                     queued: 0,
                     reserved: 0,
                     slots,
+                    failure_log: Default::default(),
                 });
                 self.by_name.insert(name.clone(), n);
                 self.by_tag.insert(node_tag(&name), n);
