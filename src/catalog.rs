@@ -39,6 +39,12 @@ fn split_tools(joined: &str) -> Vec<String> {
     joined.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
+/// The catalog's schema (`PRAGMA user_version` of node.db): 1 agents and
+/// meta, 2 versions and restart policies, 3 tool grants. A build migrates
+/// an older catalog up at start and refuses a newer one. Catalogs written
+/// before the number was kept read as 0 and are migrated like any older one.
+pub const CATALOG_SCHEMA_VERSION: i64 = 3;
+
 /// SHA-256 of `wasm`, in hex.
 pub fn module_hash(wasm: &[u8]) -> String {
     use sha2::Digest;
@@ -56,6 +62,16 @@ impl Catalog {
     pub fn open(data_dir: &Path, shards: usize) -> Result<(Catalog, u64), String> {
         let path = data_dir.join("node.db");
         let conn = Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // Before anything is changed: a newer build's catalog may mean what
+        // this build cannot read, and migrating it down would lose that.
+        let schema: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if schema > CATALOG_SCHEMA_VERSION {
+            return Err(format!(
+                "the data dir {} was written by a newer caxton (catalog schema {schema}; this build reads up to {CATALOG_SCHEMA_VERSION}): \
+                 run that version or a newer one (docs/OPERATING.md, \"Upgrading the binary\"); nothing was changed",
+                data_dir.display()
+            ));
+        }
         let setup = || -> rusqlite::Result<(Option<i64>, i64)> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -80,6 +96,7 @@ impl Catalog {
             if !columns.iter().any(|c| c == "tools") {
                 conn.execute_batch("ALTER TABLE agents ADD COLUMN tools TEXT NOT NULL DEFAULT '';")?;
             }
+            conn.pragma_update(None, "user_version", CATALOG_SCHEMA_VERSION)?;
             let recorded: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'shards'", [], |r| r.get(0)).optional()?;
             let epoch: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'boot_epoch'", [], |r| r.get(0)).optional()?.unwrap_or(0) + 1;
             Ok((recorded, epoch))
@@ -159,6 +176,11 @@ impl Catalog {
     /// Makes `wasm` the current module of `name` as version `number` (a
     /// new one for an upgrade, an older one for a rollback), keeping the
     /// last [`AGENT_VERSIONS_KEPT`] versions.
+    /// The module of `name`'s current version.
+    pub fn current_module(&self, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.conn.query_row("SELECT module FROM agents WHERE name = ?1", params![name], |r| r.get(0)).optional()
+    }
+
     pub fn set_version(&mut self, name: &str, number: u32, wasm: &[u8]) -> rusqlite::Result<Version> {
         let version = Version { number, hash: module_hash(wasm), deployed_at_ms: now_ms() };
         let tx = self.conn.transaction()?;
@@ -303,6 +325,23 @@ mod tests {
         assert_eq!(RouteCache::open(dir.path()).unwrap().load().unwrap(), vec![RouteItem { version: 8, present: false, ..item }]);
         let err = Catalog::open(dir.path(), 3).err().unwrap();
         assert!(err.contains("--cores 2"), "{err}");
+    }
+
+    #[test]
+    fn a_catalog_is_migrated_up_and_one_from_a_newer_build_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        // A catalog from before the schema number: read as 0, migrated.
+        Connection::open(dir.path().join("node.db")).unwrap().execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);").unwrap();
+        drop(Catalog::open(dir.path(), 1).unwrap());
+        let raw = Connection::open(dir.path().join("node.db")).unwrap();
+        let schema = || raw.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(schema(), CATALOG_SCHEMA_VERSION);
+        raw.pragma_update(None, "user_version", CATALOG_SCHEMA_VERSION + 1).unwrap();
+        let boots = || raw.query_row("SELECT value FROM meta WHERE key = 'boot_epoch'", [], |r| r.get::<_, i64>(0)).unwrap();
+        let before = boots();
+        let err = Catalog::open(dir.path(), 1).err().unwrap();
+        assert!(err.contains("newer caxton") && err.contains(&format!("schema {}", CATALOG_SCHEMA_VERSION + 1)), "{err}");
+        assert_eq!((schema(), boots()), (CATALOG_SCHEMA_VERSION + 1, before), "nothing was changed, not even a boot counted");
     }
 
     #[test]

@@ -24,6 +24,22 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// What to do when the answer is not HTTP because one side speaks TLS and
+/// the other does not (issue 29: ureq's own words name a bad header).
+fn tls_hint(base: &str, e: &ureq::Error) -> &'static str {
+    let text = e.to_string().to_ascii_lowercase();
+    match e.kind() {
+        // A TLS server sends an alert (not a status line) or just closes.
+        ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader | ureq::ErrorKind::Io if base.starts_with("http://") => {
+            "\nhint: the node did not answer in HTTP; if its API has TLS (--tls-cert), use https://HOST:PORT and --ca FILE"
+        }
+        _ if base.starts_with("https://") && (text.contains("corrupt message") || text.contains("invalidcontenttype") || text.contains("record")) => {
+            "\nhint: the node does not speak TLS on this port; use http://HOST:PORT (or give the node --tls-cert)"
+        }
+        _ => "",
+    }
+}
+
 pub struct Failure {
     pub exit_code: i32,
     pub message: String,
@@ -56,7 +72,7 @@ impl Client {
         }
     }
 
-    fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Value, Failure> {
+    fn finish(&self, result: Result<ureq::Response, ureq::Error>) -> Result<Value, Failure> {
         match result {
             Ok(resp) if resp.status() == 204 => Ok(Value::Null),
             Ok(resp) => resp.into_json().map_err(|e| Failure { exit_code: EXIT_REFUSED, message: format!("unreadable answer: {e}") }),
@@ -66,7 +82,7 @@ impl Client {
                 let exit_code = if status == 504 { EXIT_TIMEOUT } else { EXIT_REFUSED };
                 Err(Failure { exit_code, message: format!("{message} (HTTP {status})") })
             }
-            Err(e) => Err(Failure { exit_code: EXIT_UNREACHABLE, message: format!("cannot reach the node: {e}") }),
+            Err(e) => Err(Failure { exit_code: EXIT_UNREACHABLE, message: format!("cannot reach the node: {e}{}", tls_hint(&self.base, &e)) }),
         }
     }
 
@@ -76,65 +92,69 @@ impl Client {
         let on = node.map_or(String::new(), |n| format!("&node={n}"));
         let how = if instances == 0 { "keyed=true".to_string() } else { format!("instances={instances}") };
         let grant = if tools.is_empty() { String::new() } else { format!("&tools={}", percent_encode(&tools.join(","))) };
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?{how}{on}{grant}")).send_bytes(module))
+        self.finish(self.request("PUT", &format!("/v1/agents/{name}?{how}{on}{grant}")).send_bytes(module))
     }
 
     /// The keys of keyed agent `name` that hold state.
     pub fn keys(&self, name: &str, prefix: &str, limit: usize) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", &format!("/v1/agents/{name}/keys?prefix={}&limit={limit}", percent_encode(prefix))).call())
+        self.finish(self.request("GET", &format!("/v1/agents/{name}/keys?prefix={}&limit={limit}", percent_encode(prefix))).call())
     }
 
     /// Deletes one key of keyed agent `name`.
     pub fn delete_key(&self, name: &str, key: &str) -> Result<Value, Failure> {
-        Self::finish(self.request("DELETE", &format!("/v1/agents/{name}/keys/{}", percent_encode(key))).call())
+        self.finish(self.request("DELETE", &format!("/v1/agents/{name}/keys/{}", percent_encode(key))).call())
     }
 
     /// Upgrades an agent in place (`PUT ...?upgrade=true`).
     /// With `tools`, a new grant.
-    pub fn upgrade(&self, name: &str, module: &[u8], tools: Option<&str>) -> Result<Value, Failure> {
+    pub fn upgrade(&self, name: &str, module: &[u8], tools: Option<&str>, force: bool) -> Result<Value, Failure> {
         let grant = tools.map_or(String::new(), |t| format!("&tools={}", percent_encode(t)));
-        Self::finish(self.request("PUT", &format!("/v1/agents/{name}?upgrade=true{grant}")).send_bytes(module))
+        let force = if force { "&force=true" } else { "" };
+        self.finish(self.request("PUT", &format!("/v1/agents/{name}?upgrade=true{grant}{force}")).send_bytes(module))
     }
 
     /// `rollback` or `restart` of an agent.
     pub fn agent_action(&self, name: &str, action: &str) -> Result<Value, Failure> {
         // A JSON body: the API takes no other POST (a browser's form cannot send it).
-        Self::finish(self.request("POST", &format!("/v1/agents/{name}/{action}")).send_json(serde_json::json!({})))
+        self.finish(self.request("POST", &format!("/v1/agents/{name}/{action}")).send_json(serde_json::json!({})))
     }
 
     /// Any `GET` of the API, as JSON.
     pub fn get(&self, path: &str) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", path).call())
+        self.finish(self.request("GET", path).call())
     }
 
     pub fn members(&self) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", "/v1/cluster/members").call())
+        self.finish(self.request("GET", "/v1/cluster/members").call())
     }
 
     /// Forces this node's cluster key rotation (`keyring` rule 7).
     pub fn force_key_rotation(&self) -> Result<Value, Failure> {
-        Self::finish(self.request("POST", "/v1/cluster/keys/force").send_json(serde_json::json!({})))
+        self.finish(self.request("POST", "/v1/cluster/keys/force").send_json(serde_json::json!({})))
     }
 
     pub fn list(&self) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", "/v1/agents").call())
+        self.finish(self.request("GET", "/v1/agents").call())
     }
 
     pub fn stop(&self, name: &str) -> Result<Value, Failure> {
-        Self::finish(self.request("DELETE", &format!("/v1/agents/{name}")).call())
+        self.finish(self.request("DELETE", &format!("/v1/agents/{name}")).call())
     }
 
     /// The node's figures; with `agents`, per-agent ones too.
     pub fn stats(&self, agents: bool) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", if agents { "/v1/stats?agents=1" } else { "/v1/stats" }).call())
+        self.finish(self.request("GET", if agents { "/v1/stats?agents=1" } else { "/v1/stats" }).call())
     }
 
     pub fn agent(&self, name: &str) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", &format!("/v1/agents/{name}")).call())
+        self.finish(self.request("GET", &format!("/v1/agents/{name}")).call())
     }
 
-    pub fn agent_logs(&self, name: &str, lines: usize) -> Result<Value, Failure> {
-        Self::finish(self.request("GET", &format!("/v1/agents/{name}/logs?lines={lines}")).call())
+    /// The last `lines` log lines of `name`; with `since_us`, only those
+    /// after that time (microseconds since the epoch).
+    pub fn agent_logs(&self, name: &str, lines: usize, since_us: Option<u64>) -> Result<Value, Failure> {
+        let since = since_us.map_or(String::new(), |t| format!("&since_us={t}"));
+        self.finish(self.request("GET", &format!("/v1/agents/{name}/logs?lines={lines}{since}")).call())
     }
 
     pub fn send(&self, body: Value, wait_reply_ms: Option<u64>) -> Result<Value, Failure> {
@@ -142,7 +162,7 @@ impl Client {
             Some(ms) => format!("/v1/messages?reply_timeout_ms={ms}"),
             None => "/v1/messages".to_string(),
         };
-        Self::finish(self.request("POST", &path).send_json(body))
+        self.finish(self.request("POST", &path).send_json(body))
     }
 }
 
@@ -150,4 +170,33 @@ impl Client {
 /// path or a query).
 pub fn percent_encode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// `ms` since the epoch as RFC 3339 in UTC, to the millisecond
+/// (`2026-12-07T14:12:44.123Z`): what `caxton agent logs` prints.
+pub fn utc_millis(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn milliseconds_print_as_rfc3339_utc() {
+        assert_eq!(super::utc_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc_millis(951_782_400_000), "2000-02-29T00:00:00.000Z", "a leap day of a century leap year");
+        assert_eq!(super::utc_millis(1_796_653_964_123), "2026-12-07T14:32:44.123Z");
+        assert_eq!(super::utc_millis(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
 }

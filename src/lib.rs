@@ -7,6 +7,7 @@
 //! (each uses only those above it):
 //! - [`admission`]: ADR-0017's memory formula and the deploy decision;
 //! - [`catalog`]: node.db: deployed agents, the route cache;
+//! - [`logging`]: the node's log format, and a panic's one record;
 //! - [`secret`]: tokens, compared in constant time;
 //! - [`tls`]: the API's TLS (certificates, keys, the CLI's CA);
 //! - [`otlp`]: trace export (the shards' spans over OTLP);
@@ -26,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod gossip;
+pub mod logging;
 pub mod module_cache;
 pub mod node;
 pub mod otlp;

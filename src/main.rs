@@ -1,5 +1,6 @@
 //! The `caxton` command: `serve` runs a node; the other commands talk to one.
 
+use caxton::logging::{self, LogFormat};
 use caxton::{client, config, node, top};
 
 use std::path::PathBuf;
@@ -16,12 +17,6 @@ const DEFAULT_API: &str = "127.0.0.1:7070";
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
-}
-
-#[derive(Clone, Copy)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +174,11 @@ enum AgentCmd {
         /// tool away) [default: the grant stays].
         #[arg(long)]
         tools: Option<String>,
+        /// Take a module that speaks another ABI version than the current
+        /// one (refused otherwise: the agent's messages would reach code
+        /// that reads them another way).
+        #[arg(long)]
+        force: bool,
     },
     /// Return an agent to its previous version.
     Rollback { name: String },
@@ -196,6 +196,10 @@ enum AgentCmd {
         /// Lines at most (the node keeps a bounded number; at most 1000).
         #[arg(long, default_value_t = 100)]
         lines: usize,
+        /// Keep printing new lines as they come (every half second), until
+        /// interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Stop an agent and delete its state.
     Stop { name: String },
@@ -242,30 +246,17 @@ enum MessageCmd {
     },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG").unwrap_or_else(|_| "info".into());
-    // Colour only for a person at a terminal: journald and log files get
-    // plain text (issue 29).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// What an upgrade or a rollback changed in the module's surface.
+fn print_module_changes(changes: &serde_json::Value) {
+    let (from, to) = (&changes["abi_version"]["from"], &changes["abi_version"]["to"]);
+    if from != to {
+        println!("  ABI version {from} -> {to}");
     }
-}
-
-/// Any panic, on any thread, ends the process (docs/OPERATING.md): a node
-/// with one shard gone would look alive to its peers while it could no
-/// longer serve, whereas a crash is seen at once and a restart repairs it.
-/// (This rather than `panic = "abort"` in the release profile, which would
-/// build every dependency twice for `cargo test`, whose harness unwinds.)
-fn abort_on_panic() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        eprintln!("caxton: a thread panicked: aborting the process (a restart repairs it; nothing committed is lost)");
-        std::process::abort();
-    }));
+    for (key, sign, what) in [("exports_added", '+', "export"), ("exports_removed", '-', "export"), ("imports_added", '+', "import"), ("imports_removed", '-', "import")] {
+        for name in changes[key].as_array().into_iter().flatten() {
+            println!("  {sign} {what} {}", name.as_str().unwrap_or("?"));
+        }
+    }
 }
 
 /// `caxton tool conformance URL` (the suite names its scenario in the
@@ -301,7 +292,7 @@ fn run_tool_list(output: Output, client: Client) -> Result<(), Failure> {
 }
 
 fn main() {
-    abort_on_panic();
+    logging::abort_on_panic();
     let cli = Cli::parse();
     if !matches!(cli.command, Cmd::Serve(_)) {
         // A client command whose reader went away (`caxton agent get kv |
@@ -322,7 +313,7 @@ fn main() {
                 0
             }
             (false, Ok((config, log_format))) => {
-                init_logging(if log_format == "json" { LogFormat::Json } else { LogFormat::Human });
+                logging::init(if log_format == "json" { LogFormat::Json } else { LogFormat::Human });
                 for warning in caxton::secret::warnings_for_argv(&std::env::args().collect::<Vec<_>>()) {
                     tracing::warn!("{warning}");
                 }
@@ -468,9 +459,13 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 print_json(&v);
                 return Ok(());
             }
-            println!("{:<32} {:>9}  shards", "NAME", "INSTANCES");
-            for a in v["agents"].as_array().into_iter().flatten() {
-                println!("{:<32} {:>9}  {}", a["name"].as_str().unwrap_or("?"), a["instances"], a["shards"]);
+            let agents = v["agents"].as_array().cloned().unwrap_or_default();
+            // As wide as the longest name: a long one does not push its row out of line.
+            let w = agents.iter().map(|a| a["name"].as_str().unwrap_or("?").chars().count()).max().unwrap_or(0).max("NAME".len());
+            println!("{:<w$} {:>9}  SHARDS", "NAME", "INSTANCES");
+            for a in &agents {
+                let instances = if a["keyed"] == json!(true) { "keyed".to_string() } else { a["instances"].to_string() };
+                println!("{:<w$} {:>9}  {}", a["name"].as_str().unwrap_or("?"), instances, a["shards"]);
             }
         }
         AgentCmd::Get { name } => {
@@ -514,24 +509,35 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 );
             }
         }
-        AgentCmd::Logs { name, lines } => {
-            let v = client.agent_logs(&name, lines)?;
-            if json {
-                print_json(&v);
-                return Ok(());
-            }
-            for l in v["lines"].as_array().into_iter().flatten() {
-                let ms = l["time_ms"].as_u64().unwrap_or(0);
-                println!(
-                    "{}.{:03} {:<5} {name}[{}]@shard{} {}: {}",
-                    ms / 1000,
-                    ms % 1000,
-                    l["level"].as_str().unwrap_or("?"),
-                    l["instance"],
-                    l["shard"],
-                    l["source"].as_str().unwrap_or("?"),
-                    l["text"].as_str().unwrap_or("")
-                );
+        AgentCmd::Logs { name, lines, follow } => {
+            let mut since = None;
+            loop {
+                let v = client.agent_logs(&name, lines, since)?;
+                let records = v["lines"].as_array().cloned().unwrap_or_default();
+                if json {
+                    if follow {
+                        records.iter().for_each(|l| println!("{l}")); // one line a record
+                    } else {
+                        print_json(&v);
+                    }
+                } else {
+                    for l in &records {
+                        println!(
+                            "{} {:<5} {name}[{}]@shard{} {}: {}",
+                            client::utc_millis(l["time_ms"].as_u64().unwrap_or(0)),
+                            l["level"].as_str().unwrap_or("?"),
+                            l["instance"],
+                            l["shard"],
+                            l["source"].as_str().unwrap_or("?"),
+                            l["text"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                if !follow {
+                    break;
+                }
+                since = records.last().and_then(|l| l["time_us"].as_u64()).or(since);
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
         }
         AgentCmd::Stop { name } => {
@@ -542,16 +548,17 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
             }
             println!("stopped {name}");
         }
-        AgentCmd::Upgrade { name, file, target, tools } => {
+        AgentCmd::Upgrade { name, file, target, tools, force } => {
             let usage = |message: String| Failure { exit_code: EXIT_USAGE, message };
             let (file, _) = if file.is_dir() { caxton::template::build_crate(&file, &target).map_err(usage)? } else { (file, None) };
             let module = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            let v = client.upgrade(&name, &module, tools.as_deref())?;
+            let v = client.upgrade(&name, &module, tools.as_deref(), force)?;
             if json {
                 print_json(&v);
                 return Ok(());
             }
             println!("upgraded {name} from version {} to version {} ({:.1} ms)", v["previous_version"], v["version"], v["total_ms"].as_f64().unwrap_or(0.0));
+            print_module_changes(&v["changes"]);
         }
         AgentCmd::Rollback { name } => {
             let v = client.agent_action(&name, "rollback")?;
@@ -560,6 +567,7 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 return Ok(());
             }
             println!("rolled {name} back from version {} to version {}", v["previous_version"], v["version"]);
+            print_module_changes(&v["changes"]);
         }
         AgentCmd::Restart { name } => {
             let v = client.agent_action(&name, "restart")?;

@@ -179,6 +179,7 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             cluster,
         )
         .with_timeout(config.control_timeout)
+        .with_metrics_instances_max(config.metrics_instances_max)
         .with_disk(disk)
         .with_shard_dbs((0..cores).map(|i| shard_db_path(&config.data_dir, i)).collect())
         .with_trace_counters(trace_export.as_ref().map(|t| t.counters.clone()))
@@ -226,7 +227,10 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
         tracing::info!(drain_timeout_ms = config.drain_timeout.as_millis() as u64, "stopping: draining");
         control.begin_drain();
         let drained = control.drain(config.drain_timeout).await;
-        tracing::info!(finished = drained.quiet, messages_left = drained.left, "stopping: shards fail back what is left, commit and stop");
+        // `held_left` is the shards' own estimate (messages, plus one for
+        // each queue they could not look into); each shard's "failed back"
+        // line and its final counts give the exact numbers.
+        tracing::info!(finished = drained.quiet, held_left = drained.left, "stopping: shards fail back what they still hold, commit and stop");
         control.stop().await;
         control.replies_delivered().await;
         control.set_stopped();

@@ -71,27 +71,43 @@ fn frame(now: &Value, before: Option<(&Value, Duration)>, view: View) -> Value {
     out
 }
 
+/// A duration given in µs, in the unit that suits it (`850µs`, `12.3ms`,
+/// `1.20s`), so that columns read at a glance.
+pub fn duration(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.1}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2}ms", us / 1e3)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
 fn render(frame: &Value, view: View) -> String {
     let mut out = String::new();
     let mib = |b: f64| b / (1024.0 * 1024.0);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     out.push_str(&format!("caxton top — resident {:.1} MiB\n", mib(f(frame, "resident_bytes"))));
     if view.agents {
+        let agents = frame["agents"].as_array().cloned().unwrap_or_default();
+        // The name column is as wide as the longest name: columns stay aligned.
+        let w = agents.iter().map(|a| a["name"].as_str().unwrap_or("?").chars().count()).max().unwrap_or(0).max("agent".len());
         out.push_str(&format!(
-            "{:<32} {:>4} {:>10} {:>9} {:>8} {:>11} {:>11} {:>8}\n",
+            "{:<w$} {:>4} {:>10} {:>9} {:>8} {:>11} {:>11} {:>8}\n",
             "agent", "inst", "msg/s", "errors", "crashes", "proc p50", "proc p99", "queued"
         ));
-        for a in frame["agents"].as_array().into_iter().flatten() {
+        for a in &agents {
             out.push_str(&format!(
-                "{:<32} {:>4} {:>10.0} {:>9} {:>8} {:>9.1}µs {:>9.1}µs {:>8}\n",
+                "{:<w$} {:>4} {:>10.0} {:>9} {:>8} {:>11} {:>11} {:>8}\n",
+                // Numbers, not JSON values: a `Value` ignores the width.
                 a["name"].as_str().unwrap_or("?"),
-                a["instances"],
+                a["instances"].as_u64().unwrap_or(0),
                 f(a, "messages_per_s"),
-                a["errors"],
-                a["crashes"],
-                f(a, "processing_p50_us"),
-                f(a, "processing_p99_us"),
-                a["queued_messages"]
+                a["errors"].as_u64().unwrap_or(0),
+                a["crashes"].as_u64().unwrap_or(0),
+                duration(f(a, "processing_p50_us")),
+                duration(f(a, "processing_p99_us")),
+                a["queued_messages"].as_u64().unwrap_or(0)
             ));
         }
         return out;
@@ -102,13 +118,13 @@ fn render(frame: &Value, view: View) -> String {
     ));
     for s in frame["shards"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:>5} {:>10.0} {:>9.1}µs {:>9.1}µs {:>9.1}µs {:>9.1}µs {:>8} {:>7} {:>10.1}\n",
+            "{:>5} {:>10.0} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>10.1}\n",
             s["shard"].as_u64().unwrap_or(0),
             f(s, "messages_per_s"),
-            f(s, "routing_p50_us"),
-            f(s, "routing_p99_us"),
-            f(s, "processing_p50_us"),
-            f(s, "processing_p99_us"),
+            duration(f(s, "routing_p50_us")),
+            duration(f(s, "routing_p99_us")),
+            duration(f(s, "processing_p50_us")),
+            duration(f(s, "processing_p99_us")),
             s["queued_messages"].as_u64().unwrap_or(0),
             s["instances"].as_u64().unwrap_or(0),
             mib(f(s, "agent_memory_bytes"))
@@ -172,6 +188,26 @@ mod tests {
         assert_eq!(f["agents"][0]["messages_per_s"], json!(150.0), "300 messages in 2 s");
         assert_eq!(f["shards"][0]["messages_per_s"], json!(165.0));
         assert!(render(&f, View { agents: true, sort: SortBy::Messages, limit: 1, json: false }).contains("b "));
+    }
+
+    #[test]
+    fn durations_take_the_unit_that_suits_them() {
+        assert_eq!(duration(850.0), "850.0µs");
+        assert_eq!(duration(12_345.0), "12.35ms");
+        assert_eq!(duration(1_200_000.0), "1.20s");
+    }
+
+    #[test]
+    fn columns_stay_aligned_whatever_the_names_and_units() {
+        let now = stats(&[("a-rather-long-agent-name-of-forty-chars", 10, 0, 12_345.0), ("b", 3, 0, 5.0)]);
+        let f = frame(&now, None, View { agents: true, sort: SortBy::Messages, limit: 5, json: true });
+        let table = render(&f, View { agents: true, sort: SortBy::Messages, limit: 5, json: false });
+        let rows: Vec<&str> = table.lines().skip(1).collect();
+        let widths: Vec<usize> = rows.iter().map(|r| r.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "every row as wide as the header:\n{table}");
+        // The p99 column ends at the same place in every row.
+        let end = |row: &str, cell: &str| row.find(cell).map(|i| row[..i].chars().count() + cell.chars().count());
+        assert_eq!(end(rows[0], "proc p99"), end(rows[1], "12.35ms").or(end(rows[2], "12.35ms")), "{table}");
     }
 
     #[test]

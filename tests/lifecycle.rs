@@ -236,6 +236,17 @@ fn sigterm_during_a_stream_handles_or_fails_back_every_accepted_message_and_exit
     failed.sort_unstable();
     let first = failed[0];
     assert_eq!(failed, (first..=SLOW).collect::<Vec<_>>(), "every message after the last handled is failed back, each once");
+    // No scrape sees the stop's own counts: each shard's last line does, and
+    // together they count every message failed back.
+    let logs = node.logs();
+    let finals: Vec<&str> = logs.lines().filter(|l| l.contains("shard stopped; its final counts")).collect();
+    assert_eq!(finals.len(), 2, "one line a shard: {logs}");
+    let stopped: u64 = finals
+        .iter()
+        .filter_map(|l| l.split("node_stopped=").nth(1))
+        .map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(stopped, failed.len() as u64, "{finals:?}");
 
     // Every accepted REST message was handled (and committed).
     let wal: u64 = (0..2).map(|s| std::fs::metadata(node.dir.path().join(format!("data/shard-{s}.db-wal"))).map_or(0, |m| m.len())).sum();
@@ -315,4 +326,42 @@ fn in_a_cluster_an_upgrade_rollback_and_restart_go_to_the_agents_node() {
     let (status, v) = post(&a, "/v1/agents/counter/restart");
     assert_eq!((status, v["instances_lifted"].as_u64()), (200, Some(0)), "{v}");
     assert_eq!(count(&a).0, "inform");
+}
+
+/// An upgrade says what the module changes, and a change of ABI version
+/// needs `force` (issue 29): the hand-written echo speaks version 1, the
+/// Rust SDK's version 2.
+#[test]
+fn an_upgrade_shows_what_changes_and_an_abi_change_needs_force() {
+    let node = Node::start(1);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    let sdk_echo = std::fs::read(common::example_agent("rust-echo")).unwrap();
+    let (status, v) = upgrade(&node, "echo", &sdk_echo);
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("abi_change")), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ABI version 2") && message.contains("version 1") && message.contains("force"), "{message}");
+    assert_eq!(node.agent("echo")["version"], 1, "nothing changed");
+    let answer = |text: &str| node.post_message(&json!({"receiver": "echo", "content": text}), Some(5_000)).1["content"].clone();
+    assert_eq!(answer("still one"), "still one");
+
+    let (status, v) = common::answer(node.request("PUT", "/v1/agents/echo?upgrade=true&force=true").send_bytes(&sdk_echo));
+    assert_eq!(status, 200, "{v}");
+    let changes = &v["changes"];
+    assert_eq!((changes["abi_version"]["from"].as_u64(), changes["abi_version"]["to"].as_u64()), (Some(1), Some(2)), "{changes}");
+    let names = |key: &str| changes[key].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(names("exports_added").contains(&"caxton_abi_version".to_string()), "{changes}");
+    assert!(!names("exports_added").iter().chain(&names("exports_removed")).any(|n| n.starts_with("wasmer_") || n.starts_with("caxton:")), "the node's own exports are not the module's: {changes}");
+    assert_eq!(answer("now two"), "now two");
+
+    // The CLI: refused without --force (exit 1, the reason said), then taken
+    // with it, the changes listed.
+    let wat = common::repo_path("examples/agents/echo.wat");
+    let out = node.cli(&["agent", "upgrade", "echo", wat.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.cli(&["agent", "upgrade", "echo", wat.to_str().unwrap(), "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ABI version 2 -> 1") && stdout.contains("- export caxton_abi_version"), "{stdout}");
+    assert_eq!(answer("one again"), "one again");
 }

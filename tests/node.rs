@@ -414,6 +414,14 @@ fn the_api_speaks_tls_and_the_cli_trusts_a_private_ca() {
     // Plain HTTP to the TLS port: no answer in the clear, and counted.
     let plain = ureq::get(&format!("http://{}/v1/health", node.api())).timeout(Duration::from_secs(5)).call();
     assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+    // The CLI says what to do, not what the bytes looked like.
+    let out = std::process::Command::new(BIN)
+        .args(["agent", "list", "--api", &format!("http://{}", node.api())])
+        .env("CAXTON_API_TOKEN", "tls-token-0123456789abcdef01234567")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use https://HOST:PORT and --ca FILE"), "{}", String::from_utf8_lossy(&out.stderr));
     // A client that connects and never starts its handshake is closed at
     // the header time bound.
     use std::io::Read;
@@ -520,4 +528,29 @@ fn the_data_dir_and_its_files_are_the_nodes_alone() {
         files += 1;
     }
     assert!(files >= 3, "node.db, shard-0.db and their WALs");
+}
+
+#[test]
+fn a_data_dir_from_a_newer_build_is_refused_and_left_as_it_was() {
+    let mut node = Node::start(1);
+    assert_eq!(node.deploy("echo", "examples/agents/echo.wat", 1).0, 201);
+    assert!(node.terminate().success());
+    let data = node.dir.path().join("data");
+    let catalog = rusqlite::Connection::open(data.join("node.db")).unwrap();
+    let schema = |c: &rusqlite::Connection| c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(schema(&catalog), caxton::catalog::CATALOG_SCHEMA_VERSION, "this build's number is kept");
+    // As a newer build would leave it.
+    catalog.pragma_update(None, "user_version", caxton::catalog::CATALOG_SCHEMA_VERSION + 1).unwrap();
+    drop(catalog);
+    let out = std::process::Command::new(BIN).args(["serve", "--cores", "1", "--api", "127.0.0.1:0", "--data-dir"]).arg(&data).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("written by a newer caxton") && err.contains("nothing was changed"), "{err}");
+    let catalog = rusqlite::Connection::open(data.join("node.db")).unwrap();
+    assert_eq!(schema(&catalog), caxton::catalog::CATALOG_SCHEMA_VERSION + 1, "not migrated down");
+    // Back to this build's number, the node starts with its agent.
+    catalog.pragma_update(None, "user_version", caxton::catalog::CATALOG_SCHEMA_VERSION).unwrap();
+    drop(catalog);
+    node.restart();
+    assert_eq!(node.post_message(&json!({"receiver": "echo", "content": "still here"}), Some(5_000)).1["content"], "still here");
 }

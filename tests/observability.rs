@@ -237,6 +237,33 @@ fn agent_logs_top_agents_and_json_output_serve_people_and_scripts() {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].contains("info") && lines[0].contains("logger[") && lines[0].ends_with("log: line-3"), "{text}");
     assert!(lines[1].contains(r#"forged\n{"level":"ERROR"}"#), "escaped, one line: {text}");
+    // The time in UTC, RFC 3339 to the millisecond, not epoch seconds.
+    let stamp = lines[0].split(' ').next().unwrap();
+    assert!(stamp.len() == 24 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z') && stamp.starts_with("20"), "{stamp}");
+
+    // --follow: the last line, then each new one as it comes, once.
+    let mut follow = std::process::Command::new(common::BIN)
+        .args(["agent", "logs", "logger", "--lines", "1", "--follow", "--api", &node.api()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line within 20 s");
+    assert!(next().contains("forged"), "the last line first");
+    for (i, text) in ["line-5", "line-6"].iter().enumerate() {
+        assert_eq!(node.post_message(&json!({"receiver": "logger", "content": text, "conversation_id": 10 + i}), None).0, 202);
+        assert!(next().ends_with(&format!("log: {text}")), "{text} came");
+    }
+    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err(), "nothing printed twice");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 
     // Scripts: the API's answer as one JSON document.
     let v: serde_json::Value = serde_json::from_str(&stdout(&["agent", "logs", "logger", "--output", "json"])).unwrap();
@@ -249,8 +276,8 @@ fn agent_logs_top_agents_and_json_output_serve_people_and_scripts() {
         assert!(v.is_object(), "{args:?}: {v}");
     }
     let get: serde_json::Value = serde_json::from_str(&stdout(&["agent", "get", "logger", "--output", "json"])).unwrap();
-    assert_eq!(get["messages_handled"], 4);
-    assert!(stdout(&["agent", "get", "logger"]).contains("4 messages handled"));
+    assert_eq!(get["messages_handled"], 6);
+    assert!(stdout(&["agent", "get", "logger"]).contains("6 messages handled"));
 
     // An agent that is not there: a clear error and a failing exit code.
     let out = node.cli(&["agent", "logs", "nobody"]);
@@ -316,6 +343,28 @@ fn a_scrape_of_many_agents_lists_a_bounded_number_and_counts_the_rest() {
     let (status, answer) = node.post_message(&json!({"receiver": last, "content": "still here"}), Some(5000));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(node.get("/v1/agents").1["agents"].as_array().map(Vec::len), Some(agents));
+}
+
+/// `--metrics-per-agent`: off (counts only), or a bound of one's own.
+#[test]
+fn per_agent_series_can_be_bounded_lower_or_switched_off() {
+    // The bound is shared evenly between the shards: 2 is one a shard, so
+    // 1 or 2 are listed as the five fall.
+    for (flag, listed) in [("off", 0..=0), ("2", 1..=2)] {
+        let node = Node::start_with(2, &["--metrics-per-agent", flag]);
+        for i in 0..5 {
+            assert_eq!(node.deploy(&format!("e{i}"), "examples/agents/echo.wat", 1).0, 201);
+        }
+        let metrics = node.metrics();
+        common::promtool_check(&metrics);
+        let series = metrics.lines().filter(|l| l.starts_with("caxton_agent_instance_messages_total{")).count();
+        assert!(listed.contains(&series), "--metrics-per-agent {flag}: {series} listed");
+        assert_eq!(sample(&metrics, "caxton_metrics_instances_omitted"), Some((5 - series) as f64));
+        assert_eq!(sum_of(&metrics, "caxton_agent_instances"), 5.0, "the counts cover every instance");
+    }
+    let out = std::process::Command::new(common::BIN).args(["serve", "--check-config", "--metrics-per-agent", "some"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-per-agent is off or a number"), "{out:?}");
 }
 
 #[test]

@@ -40,10 +40,13 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
     if endpoint != Endpoint::Deploy || upgrade {
         if let Some(node) = control.remote_node_of(name) {
             let (method, path) = match endpoint {
-                Endpoint::Deploy => match query_param(query, "tools") {
-                    Some(tools) => ("PUT", format!("/v1/agents/{name}?upgrade=true&tools={tools}")),
-                    None => ("PUT", format!("/v1/agents/{name}?upgrade=true")),
-                },
+                Endpoint::Deploy => {
+                    let force = if query_param(query, "force") == Some("true") { "&force=true" } else { "" };
+                    match query_param(query, "tools") {
+                        Some(tools) => ("PUT", format!("/v1/agents/{name}?upgrade=true&tools={tools}{force}")),
+                        None => ("PUT", format!("/v1/agents/{name}?upgrade=true{force}")),
+                    }
+                }
                 Endpoint::Stop => ("DELETE", format!("/v1/agents/{name}")),
                 Endpoint::Rollback => ("POST", format!("/v1/agents/{name}/rollback")),
                 _ => ("POST", format!("/v1/agents/{name}/restart")),
@@ -58,7 +61,12 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
         Endpoint::Deploy if upgrade => {
             let body = read_body(api, req, MODULE_BYTES_MAX).await?;
             let tools = tools_param(query);
-            let report = control.upgrade(name, body, tools.as_deref()).await?;
+            let force = match query_param(query, "force") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return Err(ApiError::bad_request("invalid_query", format!("force={other:?}: use true or false"))),
+            };
+            let report = control.upgrade(name, body, tools.as_deref(), force).await?;
             Ok(json_response(StatusCode::OK, &json::upgraded(name, &report)))
         }
         Endpoint::Deploy => {

@@ -169,6 +169,11 @@ pub fn upgraded(name: &str, r: &UpgradeReport) -> Value {
         "deployed_at_ms": r.version.deployed_at_ms,
         "compile_ms": r.compile_ms,
         "total_ms": r.total_ms,
+        "changes": {
+            "abi_version": { "from": r.changes.abi_version.0, "to": r.changes.abi_version.1 },
+            "exports_added": r.changes.exports_added, "exports_removed": r.changes.exports_removed,
+            "imports_added": r.changes.imports_added, "imports_removed": r.changes.imports_removed,
+        },
     })
 }
 
@@ -282,7 +287,7 @@ pub fn agent_logs(name: &str, records: &[caxton_shards::agent::agent_log::LogRec
     json!({
         "name": name,
         "lines": records.iter().map(|r| json!({
-            "time_ms": r.unix_us / 1000, "level": r.level, "instance": r.instance, "shard": r.shard,
+            "time_ms": r.unix_us / 1000, "time_us": r.unix_us, "level": r.level, "instance": r.instance, "shard": r.shard,
             "conversation_id": r.conversation, "source": r.source, "text": r.text,
         })).collect::<Vec<_>>(),
     })

@@ -10,7 +10,6 @@
 
 use std::fmt::Write;
 
-use caxton_shards::limits::METRICS_INSTANCES_MAX;
 use caxton_shards::metrics::Latency;
 use caxton_shards::ShardStats;
 
@@ -64,6 +63,9 @@ pub struct ClusterFigures {
     pub alive: usize,
     pub suspect: usize,
     pub down: usize,
+    /// Every other member this node knows, by cluster address, and whether
+    /// it is up (alive or suspect) as this node sees it.
+    pub members: Vec<(String, bool)>,
     pub gossip: caxton_cluster::membership::GossipStats,
     pub refused_oversized: u64,
     /// Cluster keys held (1, or 2 during a rotation), and whether the next
@@ -367,7 +369,7 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
     o.family(
         "caxton_metrics_instances_omitted",
         "gauge",
-        &format!("Agent instances whose own series this page leaves out (past the node's {METRICS_INSTANCES_MAX}; GET /v1/agents/NAME has them)."),
+        "Agent instances whose own series this page leaves out (past --metrics-per-agent, 1000 by default; GET /v1/agents/NAME has them).",
     );
     o.sample("caxton_metrics_instances_omitted", "", shards.iter().map(|s| figures(s).omitted as u64).sum::<u64>());
     for f in per_instance {
@@ -471,6 +473,14 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         for (state, n) in [("alive", c.alive), ("suspect", c.suspect), ("down", c.down)] {
             o.sample("caxton_cluster_members", &format!("state=\"{state}\""), n);
         }
+        o.family(
+            "caxton_cluster_member_up",
+            "gauge",
+            "Each other member this node knows, by its cluster address: 1 while alive or suspect, 0 once down (an alert takes the max over observers: down for every one).",
+        );
+        for (member, up) in &c.members {
+            o.sample("caxton_cluster_member_up", &format!("member=\"{member}\""), u64::from(*up));
+        }
         o.family("caxton_gossip_packets_total", "counter", "Gossip packets, by direction.");
         o.sample("caxton_gossip_packets_total", "direction=\"received\"", c.gossip.packets_in);
         o.sample("caxton_gossip_packets_total", "direction=\"sent\"", c.gossip.packets_out);
@@ -504,7 +514,10 @@ pub fn render(shards: &[ShardStats], node: &NodeFigures) -> String {
         o.sample("caxton_trace_spans_total", &format!("shard=\"{}\",outcome=\"queued\"", s.shard), s.spans_queued);
         o.sample("caxton_trace_spans_total", &format!("shard=\"{}\",outcome=\"dropped\"", s.shard), s.spans_dropped);
     }
-    if let Some((exported, failed, failed_requests)) = node.traces {
+    // Zeros without --otlp-endpoint: the series exist on every node, so
+    // an alert on them is never about a series that is not there.
+    {
+        let (exported, failed, failed_requests) = node.traces.unwrap_or_default();
         o.family(
             "caxton_trace_spans_exported_total",
             "counter",

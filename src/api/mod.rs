@@ -31,7 +31,7 @@ use hyper_util::rt::TokioIo;
 
 use caxton_shards::limits::{
     ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX,
-    METRICS_INSTANCES_MAX, REPLY_TIMEOUT_MS_MAX,
+    REPLY_TIMEOUT_MS_MAX,
 };
 use caxton_shards::pending::{NoPlace, PendingLimits, PendingPlace, PendingPlaces};
 
@@ -356,7 +356,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             Ok(json_response(status, &serde_json::json!({ "status": readiness.as_str() })))
         }
         Endpoint::Metrics => {
-            let partial = control.shard_stats_partial(Some(METRICS_INSTANCES_MAX), Duration::MAX).await;
+            let partial = control.shard_stats_partial(Some(control.metrics_instances_max), Duration::MAX).await;
             let stalled: Vec<bool> = (0..partial.len()).map(|i| control.stalled(i)).collect();
             let stats: Vec<_> = partial.into_iter().flatten().collect();
             let (resident_bytes, cpu_seconds) = metrics::NodeFigures::read_process();
@@ -398,6 +398,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                         alive: 1 + count(MemberState::Alive),
                         suspect: count(MemberState::Suspect),
                         down: count(MemberState::Down),
+                        members: v.members.values().filter(|m| m.id.addr != v.me.addr).map(|m| (m.id.addr.to_string(), m.state != MemberState::Down)).collect(),
                         gossip: v.stats,
                         refused_oversized: v.refused_oversized,
                         keys_held,
@@ -415,7 +416,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         }
         Endpoint::Stats => {
             let agents = query_param(query, "agents").is_some();
-            let stats = control.shard_stats(Some(if agents { METRICS_INSTANCES_MAX } else { 0 })).await?;
+            let stats = control.shard_stats(Some(if agents { control.metrics_instances_max } else { 0 })).await?;
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, agents)))
         }
@@ -456,7 +457,12 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         Endpoint::AgentLogs => {
             use caxton_shards::limits::{AGENT_LOG_READ_LINES_DEFAULT, AGENT_LOG_READ_LINES_MAX};
             let lines = parse_param::<usize>(query, "lines")?.map_or(AGENT_LOG_READ_LINES_DEFAULT, |n| n.clamp(1, AGENT_LOG_READ_LINES_MAX));
-            let records = control.agent_logs(name, lines).await?;
+            let mut records = control.agent_logs(name, lines).await?;
+            // `caxton agent logs --follow` asks for what came after the last
+            // line it printed.
+            if let Some(since_us) = parse_param::<u64>(query, "since_us")? {
+                records.retain(|r| r.unix_us > since_us);
+            }
             Ok(json_response(StatusCode::OK, &json::agent_logs(name, &records)))
         }
         Endpoint::Send => {

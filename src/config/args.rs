@@ -184,6 +184,11 @@ pub struct ServeArgs {
     /// Messages in transit between shards [default: 100000].
     #[arg(long)]
     pub max_concurrent_messages: Option<usize>,
+    /// Per-agent series on /metrics and in `caxton top --agents`: `off`, or
+    /// the most instances that get them, node-wide (the first made on each
+    /// shard, shared evenly); 5 series each [default: 1000].
+    #[arg(long)]
+    pub metrics_per_agent: Option<String>,
     /// Open API connections; the next one gets 503 and is closed [default: 10000].
     #[arg(long)]
     pub max_connections: Option<usize>,

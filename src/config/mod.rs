@@ -135,6 +135,11 @@ impl ServeArgs {
             memory_budget: pick!(memory_budget, admission::machine_memory_bytes()),
             max_agents: pick!(max_agents, admission::AGENTS_MAX),
             max_connections: pick!(max_connections, limits::API_CONNECTIONS_MAX).max(1),
+            metrics_instances_max: match self.metrics_per_agent.clone().or(file.metrics_per_agent.clone()).as_deref() {
+                None => limits::METRICS_INSTANCES_MAX,
+                Some("off") => 0,
+                Some(n) => n.parse().map_err(|_| format!("--metrics-per-agent is off or a number of instances, not {n:?}"))?,
+            },
             disk_free_min: pick!(disk_free_min, limits::DISK_FREE_BYTES_MIN),
             control_timeout: Duration::from_millis(pick!(control_timeout_ms, limits::CONTROL_TIMEOUT_MS).max(1)),
             drain_timeout: pick!(drain_timeout, Duration::from_millis(limits::DRAIN_TIMEOUT_MS)),
@@ -190,6 +195,8 @@ pub struct ServeConfig {
     pub memory_budget: u64,
     pub max_agents: usize,
     pub max_connections: usize,
+    /// `--metrics-per-agent`: instances with series of their own (0: off).
+    pub metrics_instances_max: usize,
     /// `--disk-free-min`: the free-space floor for agents' state writes.
     pub disk_free_min: u64,
     /// `--control-timeout-ms`: how long the API waits for a shard.

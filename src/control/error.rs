@@ -46,6 +46,11 @@ impl ControlError {
         ControlError::new(ErrorKind::Conflict, "conflict", message)
     }
 
+    /// A conflict with a code of its own.
+    pub fn conflict_because(code: &'static str, message: impl Into<String>) -> ControlError {
+        ControlError::new(ErrorKind::Conflict, code, message)
+    }
+
     pub fn over_capacity(message: impl Into<String>) -> ControlError {
         ControlError::new(ErrorKind::OverCapacity, "over_capacity", message)
     }

@@ -91,6 +91,9 @@ pub struct Control {
     /// tick a shard is stalled.
     timeout: Duration,
     stall_after: Duration,
+    /// Instances whose own series `/metrics` and `caxton top --agents`
+    /// carry, node-wide (`--metrics-per-agent`; 0 is off).
+    pub metrics_instances_max: usize,
     /// Messages out of the shards to runtime names (rule 4).
     pub outbox: ApiSink,
     /// The free-space floor, for metrics (`None` in tests).
@@ -250,6 +253,7 @@ impl Control {
             lifecycle: Arc::new(tokio::sync::Mutex::new(())),
             timeout: Duration::from_millis(caxton_shards::limits::CONTROL_TIMEOUT_MS),
             stall_after: Duration::from_millis(SHARD_STALL_SLICES * limits.execution_time_slice_ms),
+            metrics_instances_max: caxton_shards::limits::METRICS_INSTANCES_MAX,
             outbox,
             disk: None,
             shard_dbs: Vec::new(),
@@ -319,6 +323,13 @@ impl Control {
     /// [`caxton_shards::limits::CONTROL_TIMEOUT_MS`].
     pub fn with_timeout(mut self, timeout: Duration) -> Control {
         self.timeout = timeout;
+        self
+    }
+
+    /// `--metrics-per-agent`. Default
+    /// [`caxton_shards::limits::METRICS_INSTANCES_MAX`].
+    pub fn with_metrics_instances_max(mut self, instances: usize) -> Control {
+        self.metrics_instances_max = instances;
         self
     }
 

@@ -14,7 +14,13 @@
 //!    before the current one current again, under its own number (the
 //!    next upgrade still takes a new number).
 //! 3. A restart lifts backoffs and quarantines (`shard::supervision`).
+//! 4. An upgrade says what the new module changes: its ABI version (as
+//!    each module declares it: 2 with a `caxton_abi_version` export, else
+//!    1), and the exports and imports gained or lost. A change of ABI
+//!    version is refused (409 `abi_change`) unless forced: the same
+//!    messages then reach code that reads them another way.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +37,48 @@ pub struct UpgradeReport {
     pub previous: u32,
     pub compile_ms: f64,
     pub total_ms: f64,
+    /// What the module changed (rule 4).
+    pub changes: ModuleChanges,
+}
+
+/// What a new module changes against the one it replaces (rule 4).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModuleChanges {
+    /// (before, after).
+    pub abi_version: (u8, u8),
+    pub exports_added: Vec<String>,
+    pub exports_removed: Vec<String>,
+    /// As `module.name`.
+    pub imports_added: Vec<String>,
+    pub imports_removed: Vec<String>,
+}
+
+/// A module's surface: its ABI version as declared, its exports and its
+/// imports (the ones the node adds, fuel and the start export, left out).
+fn surface(module: &CompiledAgent) -> (u8, BTreeSet<String>, BTreeSet<String>) {
+    let exports: BTreeSet<String> = module
+        .module
+        .exports()
+        .map(|e| e.name().to_string())
+        .filter(|n| !n.starts_with("wasmer_metering_") && n != caxton_shards::agent::start_section::START_EXPORT)
+        .collect();
+    let imports = module.module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect();
+    let abi = if exports.contains("caxton_abi_version") { 2 } else { 1 };
+    (abi, exports, imports)
+}
+
+impl ModuleChanges {
+    pub fn between(before: &CompiledAgent, after: &CompiledAgent) -> ModuleChanges {
+        let ((abi_a, ex_a, im_a), (abi_b, ex_b, im_b)) = (surface(before), surface(after));
+        let diff = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect::<Vec<_>>();
+        ModuleChanges {
+            abi_version: (abi_a, abi_b),
+            exports_added: diff(&ex_b, &ex_a),
+            exports_removed: diff(&ex_a, &ex_b),
+            imports_added: diff(&im_b, &im_a),
+            imports_removed: diff(&im_a, &im_b),
+        }
+    }
 }
 
 impl Control {
@@ -40,18 +88,39 @@ impl Control {
 
     /// Upgrades `name` to the module in `body` (rules 1 and 2).
     /// With `tools`, the grant changes too (`control::tools` rule 1).
-    pub async fn upgrade(self: &Arc<Self>, name: &str, body: Vec<u8>, tools: Option<&[String]>) -> Result<UpgradeReport, ControlError> {
+    /// A change of ABI version needs `force` (rule 4).
+    pub async fn upgrade(self: &Arc<Self>, name: &str, body: Vec<u8>, tools: Option<&[String]>, force: bool) -> Result<UpgradeReport, ControlError> {
         let started = Instant::now();
         self.current_version(name)?;
         let tools = tools.map(|t| self.check_grant(t)).transpose()?;
         let (module, wasm) = self.compile_off_shards(body).await?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let changes = self.changes_from_current(name, &module).await?;
+        let (from, to) = changes.abi_version;
+        if from != to && !force {
+            return Err(ControlError::conflict_because(
+                "abi_change",
+                format!(
+                    "the new module speaks ABI version {to} and {name:?} speaks version {from}: its messages would reach code that reads them another way. \
+                     Upgrade with ?force=true (caxton agent upgrade --force) if that is meant; nothing was changed"
+                ),
+            ));
+        }
         let next = self.catalog.lock().unwrap().latest_version(name).map_err(|e| ControlError::internal(format!("catalog read failed: {e}")))? + 1;
         let (version, previous) = self.switch_to(name, module, &wasm, next).await?;
         if let Some(tools) = tools {
             self.change_grant(name, tools).await?;
         }
-        Ok(UpgradeReport { version, previous, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
+        Ok(UpgradeReport { version, previous, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3, changes })
+    }
+
+    /// Rule 4: the current module (compiled already, shared by content)
+    /// against `module`.
+    async fn changes_from_current(self: &Arc<Self>, name: &str, module: &CompiledAgent) -> Result<ModuleChanges, ControlError> {
+        let current = self.catalog.lock().unwrap().current_module(name).map_err(|e| ControlError::internal(format!("catalog read failed: {e}")))?;
+        let current = current.ok_or_else(|| ControlError::not_found(format!("no agent named {name:?}")))?;
+        let (before, _) = self.compile_off_shards(current).await?;
+        Ok(ModuleChanges::between(&before, module))
     }
 
     /// Returns `name` to its previous kept version (rule 2).
@@ -64,8 +133,9 @@ impl Control {
         };
         let (module, wasm) = self.compile_off_shards(wasm).await?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let changes = self.changes_from_current(name, &module).await?;
         let (version, previous) = self.switch_to(name, module, &wasm, number).await?;
-        Ok(UpgradeReport { version, previous, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 })
+        Ok(UpgradeReport { version, previous, compile_ms, total_ms: started.elapsed().as_secs_f64() * 1e3, changes })
     }
 
     /// Rule 1: try everywhere, then commit everywhere, then record.

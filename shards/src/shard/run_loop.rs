@@ -63,7 +63,18 @@ impl Shard {
                 }
                 self.close();
                 assert!(!self.ctx.borrow().router.has_staged(), "a stopped shard holds no staged send");
-                tracing::info!(shard = self.index, "shard stopped");
+                // The counts of the stop itself (its `stopped` dead letters)
+                // come after the last scrape: the log keeps them.
+                let last = self.shard_stats(None);
+                let nonzero = |counts: &[(&'static str, u64)]| counts.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
+                tracing::info!(
+                    shard = self.index,
+                    messages_handled = last.handled,
+                    dead_letters = %nonzero(&last.dead_letters),
+                    failure_notices = %nonzero(&last.notices_sent),
+                    failure_notices_dropped = last.notices_dropped,
+                    "shard stopped; its final counts"
+                );
                 reply(());
                 return;
             }
