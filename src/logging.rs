@@ -47,7 +47,8 @@ pub fn abort_on_panic() {
     std::panic::set_hook(Box::new(move |info| {
         if JSON.load(Ordering::Relaxed) {
             let thread = std::thread::current();
-            let message = info.payload().downcast_ref::<&str>().copied().or_else(|| info.payload().downcast_ref::<String>().map(String::as_str)).unwrap_or("(not text)");
+            let message =
+                info.payload().downcast_ref::<&str>().copied().or_else(|| info.payload().downcast_ref::<String>().map(String::as_str)).unwrap_or("(not text)");
             let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
             let backtrace = std::backtrace::Backtrace::capture();
             let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| backtrace.to_string());

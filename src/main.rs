@@ -252,7 +252,9 @@ fn print_module_changes(changes: &serde_json::Value) {
     if from != to {
         println!("  ABI version {from} -> {to}");
     }
-    for (key, sign, what) in [("exports_added", '+', "export"), ("exports_removed", '-', "export"), ("imports_added", '+', "import"), ("imports_removed", '-', "import")] {
+    for (key, sign, what) in
+        [("exports_added", '+', "export"), ("exports_removed", '-', "export"), ("imports_added", '+', "import"), ("imports_removed", '-', "import")]
+    {
         for name in changes[key].as_array().into_iter().flatten() {
             println!("  {sign} {what} {}", name.as_str().unwrap_or("?"));
         }

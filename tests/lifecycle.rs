@@ -350,7 +350,10 @@ fn an_upgrade_shows_what_changes_and_an_abi_change_needs_force() {
     assert_eq!((changes["abi_version"]["from"].as_u64(), changes["abi_version"]["to"].as_u64()), (Some(1), Some(2)), "{changes}");
     let names = |key: &str| changes[key].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert!(names("exports_added").contains(&"caxton_abi_version".to_string()), "{changes}");
-    assert!(!names("exports_added").iter().chain(&names("exports_removed")).any(|n| n.starts_with("wasmer_") || n.starts_with("caxton:")), "the node's own exports are not the module's: {changes}");
+    assert!(
+        !names("exports_added").iter().chain(&names("exports_removed")).any(|n| n.starts_with("wasmer_") || n.starts_with("caxton:")),
+        "the node's own exports are not the module's: {changes}"
+    );
     assert_eq!(answer("now two"), "now two");
 
     // The CLI: refused without --force (exit 1, the reason said), then taken

@@ -41,7 +41,8 @@ fn with_json_logs_a_panic_is_one_json_record_and_the_process_aborts() {
     let (stderr, aborted) = child("with_json_logs_a_panic_is_one_json_record_and_the_process_aborts", "json");
     assert!(aborted, "{stderr}");
     // Every line the node wrote parses; the panic is one of them.
-    let records: Vec<serde_json::Value> = stderr.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let records: Vec<serde_json::Value> =
+        stderr.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
     let strays: Vec<&str> = stderr.lines().filter(|l| !l.starts_with('{') && !l.starts_with("running ") && !l.trim().is_empty()).collect();
     assert!(strays.is_empty(), "plain text beside the JSON: {strays:?}");
     let [panic] = records.as_slice() else { panic!("one record: {stderr}") };

@@ -30,8 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use caxton_shards::limits::{
-    ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX,
-    REPLY_TIMEOUT_MS_MAX,
+    ACCEPT_RETRY_MS, API_FIRST_BYTES_TIMEOUT_MS, API_PENDING_MAX, API_PENDING_PER_SOURCE_MAX, API_REFUSAL_MS_MAX, MESSAGE_BODY_BYTES_MAX, REPLY_TIMEOUT_MS_MAX,
 };
 use caxton_shards::pending::{NoPlace, PendingLimits, PendingPlace, PendingPlaces};
 

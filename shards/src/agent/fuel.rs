@@ -293,7 +293,7 @@ mod tests {
         let sly = format!(r#"(module (global (export "{REMAINING}") (mut i64) (i64.const 99)) (func (export "run") (param i32) (result i32) (i32.const 0)))"#);
         let mut compiler = Cranelift::default();
         compiler.push_middleware(Arc::new(Fuel::new(cost)));
-        let err = Module::new(&Engine::from(EngineBuilder::new(compiler).engine()), sly).err().expect("refused").to_string();
+        let err = Module::new(&Engine::from(EngineBuilder::new(compiler).engine()), sly).expect_err("refused").to_string();
         assert!(err.contains(REMAINING), "{err}");
     }
 }

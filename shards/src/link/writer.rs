@@ -72,13 +72,14 @@ async fn run_slot(ctx: Ctx, setup: Rc<LinkSetup>, n: NodeIdx, s: usize) {
         let (stream, session) = match connected {
             Ok(connected) => connected,
             Err(e) => {
-                let mut c = ctx.borrow_mut();
-                c.router.remote.counters.connect_failures += 1;
-                // One line an interval for the peer, whatever its slots do.
-                if let Some(suppressed) = c.router.remote.node_mut(n).failure_log.allow() {
-                    tracing::warn!(node = %name, error = %e, failures_in_a_row = failures + 1, suppressed, "cannot open a link; retrying while the node is alive");
+                {
+                    let mut c = ctx.borrow_mut();
+                    c.router.remote.counters.connect_failures += 1;
+                    // One line an interval for the peer, whatever its slots do.
+                    if let Some(suppressed) = c.router.remote.node_mut(n).failure_log.allow() {
+                        tracing::warn!(node = %name, error = %e, failures_in_a_row = failures + 1, suppressed, "cannot open a link; retrying while the node is alive");
+                    }
                 }
-                drop(c);
                 failures += 1;
                 glommio::timer::sleep(Duration::from_millis(LINK_RECONNECT_DELAY_MS)).await;
                 continue;

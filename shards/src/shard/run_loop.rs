@@ -66,7 +66,8 @@ impl Shard {
                 // The counts of the stop itself (its `stopped` dead letters)
                 // come after the last scrape: the log keeps them.
                 let last = self.shard_stats(None);
-                let nonzero = |counts: &[(&'static str, u64)]| counts.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
+                let nonzero =
+                    |counts: &[(&'static str, u64)]| counts.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
                 tracing::info!(
                     shard = self.index,
                     messages_handled = last.handled,
