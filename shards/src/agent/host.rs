@@ -35,7 +35,9 @@
 
 use std::sync::Arc;
 
-use wasmer::{AsStoreMut, FunctionEnvMut, Global, Memory, MemoryView, Value};
+use wasmer::{FunctionEnvMut, Memory, MemoryView};
+
+use super::hot::FuelCell;
 
 use super::agent_log::{self, LogBudget, LogLimits};
 use crate::context::{call_open, try_with_ctx, with_call, ShardCtx};
@@ -52,8 +54,9 @@ pub use caxton_abi::code::{BUSY, INVALID, NOT_FOUND, OK, OVER_LIMIT, TOO_LARGE, 
 /// What each instance's host functions know about their caller.
 pub struct HostEnv {
     pub memory: Option<Memory>,
-    /// The metering middleware's remaining-points global, to charge host calls.
-    pub fuel: Option<Global>,
+    /// The metering middleware's remaining-points global, by address
+    /// (`hot`), to charge host calls.
+    pub fuel: Option<FuelCell>,
     pub name: Arc<str>,
     pub instance: u32,
     /// Bytes of state (keys and values) the instance holds, and its quota
@@ -220,11 +223,11 @@ pub fn bytes_fuel(bytes: usize, per_kib: u64) -> u64 {
 /// Takes `points` from `fuel` (rule 5): `false` when what is left cannot
 /// pay, and then all of it is taken and one point more, so the guest traps
 /// at its next fuel check (`fuel` rule 4; counted as a timeout).
-pub(super) fn take_fuel(fuel: &Global, store: &mut impl AsStoreMut, points: u64) -> bool {
-    let Value::I64(left) = fuel.get(store) else { return false };
+pub(super) fn take_fuel(fuel: FuelCell, points: u64) -> bool {
+    let left = fuel.get();
     let points = points.min(i64::MAX as u64) as i64;
     let paid = left >= points;
-    let _ = fuel.set(store, Value::I64(if paid { left - points } else { left.min(0) - 1 }));
+    fuel.set(if paid { left - points } else { left.min(0) - 1 });
     paid
 }
 
@@ -249,20 +252,20 @@ impl Unpaid {
 
 /// Charges a host call's price against the caller's fuel, inside a call
 /// only (rules 5 and 6). On `Err` the call must do nothing.
-pub(super) fn charge(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> Result<(), Unpaid> {
+pub(super) fn charge(data: &HostEnv, points: u64) -> Result<(), Unpaid> {
     if !call_open() {
         return Err(Unpaid::OutsideCall);
     }
-    charge_fuel(data, store, points)
+    charge_fuel(data, points)
 }
 
 /// [`charge`] for a host function that reaches the shard next through
 /// [`with_call`], which checks the call bracket itself (rule 6): one look
 /// at the thread's context a call instead of two. Outside a bracket the
 /// fuel taken is no one's.
-pub(super) fn charge_fuel(data: &HostEnv, store: &mut impl AsStoreMut, points: u64) -> Result<(), Unpaid> {
-    let Some(fuel) = &data.fuel else { return Err(Unpaid::OutsideCall) };
-    if take_fuel(fuel, store, points) {
+pub(super) fn charge_fuel(data: &HostEnv, points: u64) -> Result<(), Unpaid> {
+    let Some(fuel) = data.fuel else { return Err(Unpaid::OutsideCall) };
+    if take_fuel(fuel, points) {
         Ok(())
     } else {
         Err(Unpaid::NoFuel)
@@ -286,8 +289,8 @@ fn map_envelope_error(e: EnvelopeError) -> i32 {
 }
 
 pub fn send(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge_fuel(data, &mut store, SEND_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
+    let (data, store) = env.data_and_store_mut();
+    if let Err(e) = charge_fuel(data, SEND_CALL_FUEL + bytes_fuel(len.max(0) as usize, BULK_FUEL_PER_KIB)) {
         return e.code();
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID };
@@ -425,7 +428,7 @@ fn read_key<'k>(view: &MemoryView<'_>, ptr: i32, len: i32, key: &'k mut [u8; STA
 pub(super) struct Guest<'s> {
     store: wasmer::StoreMut<'s>,
     memory: Memory,
-    fuel: Global,
+    fuel: FuelCell,
 }
 
 impl Guest<'_> {
@@ -435,7 +438,7 @@ impl Guest<'_> {
 
     /// Pays for work as it becomes known (rule 5).
     pub(super) fn pay(&mut self, points: u64) -> bool {
-        take_fuel(&self.fuel, &mut self.store, points)
+        take_fuel(self.fuel, points)
     }
 }
 
@@ -449,11 +452,11 @@ fn state_call(
     key_len: i32,
     op: impl FnOnce(&mut ShardCtx, &mut Guest<'_>, &mut HostEnv, &[u8]) -> i32,
 ) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge_fuel(data, &mut store, points) {
+    let (data, store) = env.data_and_store_mut();
+    if let Err(e) = charge_fuel(data, points) {
         return e.code();
     }
-    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return INVALID };
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel) else { return INVALID };
     let mut guest = Guest { store, memory, fuel };
     with_call(|ctx| {
         let mut key = [0u8; STATE_KEY_BYTES_MAX];
@@ -572,9 +575,9 @@ pub fn state_delete(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len:
     })
 }
 
-pub fn now_micros(mut env: FunctionEnvMut<'_, HostEnv>) -> i64 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, HOST_CALL_FUEL) {
+pub fn now_micros(env: FunctionEnvMut<'_, HostEnv>) -> i64 {
+    let data = env.data();
+    if let Err(e) = charge(data, HOST_CALL_FUEL) {
         return e.code() as i64;
     }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
@@ -586,8 +589,8 @@ pub fn now_micros(mut env: FunctionEnvMut<'_, HostEnv>) -> i64 {
 /// first `/`). `TOO_LARGE` if `cap` is shorter, `INVALID` outside memory.
 /// Added in ABI version 2 for keyed agents; any module may import it.
 pub fn self_name(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, cap: i32) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge(data, &mut store, HOST_CALL_FUEL) {
+    let (data, store) = env.data_and_store_mut();
+    if let Err(e) = charge(data, HOST_CALL_FUEL) {
         return e.code();
     }
     let name = data.name.clone();
@@ -609,12 +612,12 @@ pub fn self_name(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, cap: i32) -> i3
 
 /// `log(level, text)`: one line (rule 7), cut at [`LOG_LINE_BYTES_MAX`].
 pub fn log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32) {
-    let (data, mut store) = env.data_and_store_mut();
+    let (data, store) = env.data_and_store_mut();
     let copied = (len.max(0) as usize).min(LOG_LINE_BYTES_MAX);
-    if charge(data, &mut store, HOST_CALL_FUEL + bytes_fuel(copied, BULK_FUEL_PER_KIB)).is_err() {
+    if charge(data, HOST_CALL_FUEL + bytes_fuel(copied, BULK_FUEL_PER_KIB)).is_err() {
         return;
     }
-    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return };
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel) else { return };
     let mut line = [0u8; LOG_LINE_BYTES_MAX];
     let line = {
         let view = memory.view(&store);
@@ -628,5 +631,5 @@ pub fn log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32)
         }
         line
     };
-    data.log_line(level, "log", line, std::time::Instant::now(), &mut |points| take_fuel(&fuel, &mut store, points));
+    data.log_line(level, "log", line, std::time::Instant::now(), &mut |points| take_fuel(fuel, points));
 }

@@ -163,7 +163,7 @@ mod tests {
         let memory = wasmer::Memory::new(&mut store, wasmer::MemoryType::new(1, None, false)).unwrap();
         env.as_mut(&mut store).memory = Some(memory);
         let fuel = wasmer::Global::new_mut(&mut store, wasmer::Value::I64(1_000_000_000));
-        env.as_mut(&mut store).fuel = Some(fuel.clone());
+        env.as_mut(&mut store).fuel = Some(crate::agent::hot::FuelCell::of(&fuel, &mut store));
         for decl in host_functions() {
             let f = (decl.make)(&mut store, &env);
             for fill in [0i64, 1, -1, 8] {

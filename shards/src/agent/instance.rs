@@ -28,13 +28,18 @@
 //!    handed to `caxton_handle` with no `caxton_alloc` call, one guest call
 //!    a message instead of two. A larger one goes through `caxton_alloc`
 //!    as before.
+//! 8. The fuel global and the memory are reached by address (`hot`), not
+//!    through the store's tables, on every call; the lines a call touches
+//!    first are known once the instance has started ([`AgentInstance::hot_lines`]).
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use wasmer::{FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
 
 use super::engine::CompiledAgent;
 use super::host::{HostEnv, InstanceAccount};
+use super::hot::{FuelCell, HotLines, MemoryCell};
 
 /// What came of one call into an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +92,15 @@ pub struct AgentInstance {
     start_function: Option<TypedFunction<(), ()>>,
     abi_version_export: Option<TypedFunction<(), i32>>,
     inbox_exports: Option<(TypedFunction<(), i32>, TypedFunction<(), i32>)>,
-    fuel_left: Global,
+    fuel_left: FuelCell,
     fuel_exhausted: Global,
+    /// The memory by address (rule 8).
+    memory_cell: MemoryCell,
+    /// What a call touches first (rule 8), once started.
+    hot: HotLines,
+    /// Its host environment by address (rule 8): reached after every call
+    /// (`flush_output`), without the store's table of environments.
+    host_env: NonNull<HostEnv>,
     fuel_per_call: u64,
     /// The envelopes it reads and writes: 2 if it exports
     /// `caxton_abi_version` returning 2, else 1 (rule 6). Known once started.
@@ -121,8 +133,11 @@ impl AgentInstance {
         let inbox_exports = exports.get_typed_function(&store, "caxton_inbox_ptr").ok().zip(exports.get_typed_function(&store, "caxton_inbox_bytes").ok());
         let fuel_left = exports.get_global("wasmer_metering_remaining_points").map_err(|e| e.to_string())?.clone();
         let fuel_exhausted = exports.get_global("wasmer_metering_points_exhausted").map_err(|e| e.to_string())?.clone();
+        let fuel_left = FuelCell::of(&fuel_left, &mut store);
+        let host_env = NonNull::from(env.as_mut(&mut store));
+        let memory_cell = MemoryCell::of(&memory, &mut store);
         env.as_mut(&mut store).memory = Some(memory.clone());
-        env.as_mut(&mut store).fuel = Some(fuel_left.clone());
+        env.as_mut(&mut store).fuel = Some(fuel_left);
         Ok(AgentInstance {
             abi_version: 1,
             inbox: None,
@@ -138,6 +153,9 @@ impl AgentInstance {
             inbox_exports,
             fuel_left,
             fuel_exhausted,
+            memory_cell,
+            hot: HotLines::default(),
+            host_env,
             fuel_per_call: compiled.fuel_per_call,
             _instance: instance,
         })
@@ -151,6 +169,9 @@ impl AgentInstance {
         self.refuel();
         let started = self.start_steps();
         self.flush_output();
+        if started.is_ok() {
+            self.hot = self.find_hot_lines();
+        }
         started
     }
 
@@ -207,6 +228,19 @@ impl AgentInstance {
         })
     }
 
+    /// Rule 8: where a call to `caxton_handle` begins.
+    fn find_hot_lines(&mut self) -> HotLines {
+        let host_env = self.host_env.as_ptr() as *const u8;
+        let handle = self._instance.exports.get_function("caxton_handle").expect("checked when made").clone();
+        HotLines::of(&mut self.store, &handle, self.fuel_left, self.memory_cell, self.inbox.map(|(at, _)| at), host_env)
+    }
+
+    /// The lines its next call touches first (rule 8), for the shard to
+    /// prefetch while another instance runs.
+    pub fn hot_lines(&self) -> &HotLines {
+        &self.hot
+    }
+
     /// The fixed inbox (rule 7), if the module declares one.
     pub fn inbox(&self) -> Option<(u32, u32)> {
         self.inbox
@@ -216,8 +250,7 @@ impl AgentInstance {
     /// flag needs no reset: an instance whose fuel ran out is dropped and
     /// made anew, so on a live instance it is always clear.
     fn refuel(&mut self) {
-        let ok = self.fuel_left.set(&mut self.store, Value::I64(self.fuel_per_call as i64)).is_ok();
-        debug_assert!(ok, "the metering global is mutable");
+        self.fuel_left.set(self.fuel_per_call as i64);
     }
 
     /// A trap is a timeout when the fuel ran out, an exit when the program
@@ -242,7 +275,12 @@ impl AgentInstance {
     /// stream, after the call, within the log budget; their bytes were paid
     /// for when written, and the lines are not charged (the call is over).
     fn flush_output(&mut self) {
-        self.env.as_mut(&mut self.store).flush_output(&mut |_| true);
+        // SAFETY: the environment is boxed in the store this instance owns,
+        // so it lives as long as `self` at one address (`hot` rule 1); no
+        // guest code runs now, so no host function holds a reference to
+        // it, and `&mut self` excludes every other use (`hot` rule 3).
+        let env = unsafe { self.host_env.as_mut() };
+        env.flush_output(&mut |_| true);
     }
 
     /// Hands one encoded envelope to the agent: `caxton_alloc`, copy, `caxton_handle`.
@@ -264,11 +302,8 @@ impl AgentInstance {
                 Err(e) => return self.trap(e),
             },
         };
-        let view = self.memory.view(&self.store);
-        if ptr < 0 || ptr as u64 + len as u64 > view.data_size() {
-            return Outcome::AgentError(BAD_ALLOC);
-        }
-        if view.write(ptr as u64, envelope).is_err() {
+        // Rule 2: `write` checks the whole envelope lies within the memory.
+        if ptr < 0 || !self.memory_cell.write(ptr as u64, envelope) {
             return Outcome::AgentError(BAD_ALLOC);
         }
         match self.handle.call(&mut self.store, ptr, len) {
@@ -284,10 +319,7 @@ impl AgentInstance {
 
     /// Fuel the last call burned (its metered work, in operators).
     pub fn fuel_used(&mut self) -> u64 {
-        match self.fuel_left.get(&mut self.store) {
-            Value::I64(left) => self.fuel_per_call.saturating_sub(left.max(0) as u64),
-            _ => 0,
-        }
+        self.fuel_per_call.saturating_sub(self.fuel_left.get().max(0) as u64)
     }
 
     /// Bytes its state holds (keys and values).
@@ -297,6 +329,6 @@ impl AgentInstance {
 
     /// Bytes of linear memory the instance has now.
     pub fn memory_bytes(&self) -> u64 {
-        self.memory.view(&self.store).data_size()
+        self.memory_cell.bytes()
     }
 }

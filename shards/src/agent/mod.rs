@@ -10,6 +10,7 @@ pub mod bulk_fuel;
 pub mod engine;
 pub mod fuel;
 pub mod host;
+pub mod hot;
 pub mod imports;
 pub mod instance;
 pub mod start_section;

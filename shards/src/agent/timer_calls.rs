@@ -19,8 +19,8 @@ use crate::timers::Due;
 /// its limit, -5 over the instance's timers, the handler's writes or the
 /// disk floor.
 pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, len: i32) -> i64 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge_fuel(data, &mut store, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
+    let (data, store) = env.data_and_store_mut();
+    if let Err(e) = charge_fuel(data, STATE_CALL_FUEL + bytes_fuel(len.max(0) as usize, STATE_FUEL_PER_KIB)) {
         return e.code() as i64;
     }
     let Some(memory) = data.memory.as_ref() else { return INVALID as i64 };
@@ -67,9 +67,9 @@ pub fn timer_set(mut env: FunctionEnvMut<'_, HostEnv>, delay_ms: i64, ptr: i32, 
 
 /// `timer_cancel(id) -> 0`, or -1 if this instance has no such timer
 /// pending (fired, cancelled, or another's).
-pub fn timer_cancel(mut env: FunctionEnvMut<'_, HostEnv>, id: i64) -> i32 {
-    let (data, mut store) = env.data_and_store_mut();
-    if let Err(e) = charge_fuel(data, &mut store, STATE_CALL_FUEL) {
+pub fn timer_cancel(env: FunctionEnvMut<'_, HostEnv>, id: i64) -> i32 {
+    let data = env.data();
+    if let Err(e) = charge_fuel(data, STATE_CALL_FUEL) {
         return e.code();
     }
     let name = data.name.clone();

@@ -111,8 +111,8 @@ fn unpaid(e: Unpaid) -> i32 {
 
 /// Charges `points` (rules 7 and 8).
 fn pay(env: &mut FunctionEnvMut<'_, HostEnv>, points: u64) -> Result<(), i32> {
-    let (data, mut store) = env.data_and_store_mut();
-    charge(data, &mut store, points).map_err(unpaid)
+    let data = env.data();
+    charge(data, points).map_err(unpaid)
 }
 
 /// Runs `f` on the guest's memory after charging the call (rule 7).
@@ -172,8 +172,8 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
         2 => Stream::Stderr,
         _ => return BADF,
     };
-    let (data, mut store) = env.data_and_store_mut();
-    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel.clone()) else { return FAULT };
+    let (data, store) = env.data_and_store_mut();
+    let (Some(memory), Some(fuel)) = (data.memory.clone(), data.fuel) else { return FAULT };
     let mut buffers = std::mem::take(&mut data.iovecs);
     buffers.clear();
     let total = match iovecs(&memory.view(&store), iovs, iovs_len, Some(&mut buffers)) {
@@ -185,7 +185,7 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
     };
     // Rule 7: the bytes are paid for before any is read, each line before
     // it is written.
-    if !take_fuel(&fuel, &mut store, bytes_fuel(total as usize, WASI_WRITE_FUEL_PER_KIB)) {
+    if !take_fuel(fuel, bytes_fuel(total as usize, WASI_WRITE_FUEL_PER_KIB)) {
         data.iovecs = buffers;
         return AGAIN;
     }
@@ -200,7 +200,7 @@ pub fn fd_write(mut env: FunctionEnvMut<'_, HostEnv>, fd: i32, iovs: i32, iovs_l
                 result = FAULT;
                 break 'all;
             }
-            if !data.write_output(stream, &chunk[..n], now, &mut |points| take_fuel(&fuel, &mut store, points)) {
+            if !data.write_output(stream, &chunk[..n], now, &mut |points| take_fuel(fuel, points)) {
                 result = AGAIN;
                 break 'all;
             }

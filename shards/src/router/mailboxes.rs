@@ -225,6 +225,27 @@ impl Mailboxes {
         !self.run_queue.is_empty()
     }
 
+    /// The instance `n` places after the next in the run queue (0: the
+    /// next one), without taking it.
+    pub fn peek_ready(&self, n: usize) -> Option<LocalId> {
+        self.run_queue.get(n).copied()
+    }
+
+    /// Prefetches `id`'s mailbox (`agent::hot` rule 4): its record, or
+    /// with `front` where its first message is kept, which reads the
+    /// record (so asked for the instance whose record was prefetched a
+    /// delivery ago).
+    pub fn prefetch(&self, id: LocalId, front: bool) {
+        let Some(m) = self.boxes.get(id as usize) else { return };
+        if front {
+            if let Some(message) = m.queue.front() {
+                crate::agent::hot::prefetch(message as *const Message as usize);
+            }
+        } else {
+            crate::agent::hot::prefetch_range(m as *const Mailbox as usize, std::mem::size_of::<Mailbox>());
+        }
+    }
+
     pub fn queued_in(&self, id: LocalId) -> usize {
         self.boxes[id as usize].queue.len()
     }

@@ -54,7 +54,7 @@ pub mod outbox;
 
 pub use bounds::{MessageBytes, NodeQueueLimits, RouterCounters, RouterLimits};
 pub use dead_letter::{DeadLetter, DeadLetters};
-use directory::{DirEntry, Directory};
+use directory::{DirEntry, Directory, LocalIds};
 use keyed::{Activations, Passivation};
 use mailboxes::{Full, Mailboxes};
 use notices::Notices;
@@ -177,7 +177,7 @@ impl Router {
                 made.push((i, id));
             }
         }
-        self.directory.add(name, DirEntry { instances, local, keyed: false })?;
+        self.directory.add(name, DirEntry { instances, local: LocalIds::from(local), keyed: false })?;
         Ok(made)
     }
 
@@ -186,7 +186,7 @@ impl Router {
         if self.directory.contains(name) {
             return Err(format!("agent {name} is already on shard {}", self.shard));
         }
-        self.directory.add(name, DirEntry { instances: 0, local: Box::new([]), keyed: true })
+        self.directory.add(name, DirEntry { instances: 0, local: LocalIds::from(Box::<[Option<LocalId>]>::default()), keyed: true })
     }
 
     /// Is `name` a keyed type of this node?
@@ -233,7 +233,7 @@ impl Router {
     /// The mailbox of instance `instance` of `name`, if it lives here.
     pub fn local_instance(&self, name: &str, instance: u32) -> Option<LocalId> {
         match self.directory.get(name.as_bytes()) {
-            Some(entry) => entry.local.get(instance as usize).copied().flatten(),
+            Some(entry) => entry.local.get(instance as usize),
             None => self.keyed.get(name.as_bytes()).filter(|_| instance == 0),
         }
     }
@@ -258,7 +258,7 @@ impl Router {
     pub fn remove_agent(&mut self, name: &str) -> Vec<LocalId> {
         assert!(self.staged.is_empty(), "undeploy inside a tick");
         let Some(entry) = self.directory.remove(name) else { return Vec::new() };
-        let mut ids: Vec<LocalId> = entry.local.iter().flatten().copied().collect();
+        let mut ids: Vec<LocalId> = entry.local.iter().collect();
         if entry.keyed {
             ids = self.keyed.of_type(name).collect();
             for &id in &ids {
@@ -301,7 +301,8 @@ impl Router {
             return Err(RouteError::UnknownReceiver); // a keyed type is addressed by its keys
         }
         let instance = instance_for(conversation_id, sender, entry.instances);
-        match entry.local[instance as usize] {
+        assert!((instance as usize) < entry.local.len(), "instance_for picks one of its instances");
+        match entry.local.get(instance as usize) {
             Some(id) => Ok(Dest::Local(id)),
             None => Ok(Dest::Peer(shard_of(receiver, instance, self.shards))),
         }
@@ -517,6 +518,17 @@ impl Router {
     }
 
     // ------------------------------------------------------------ run queue
+
+    /// The instance `n` places after the next in the run queue.
+    pub fn peek_ready(&self, n: usize) -> Option<LocalId> {
+        self.mailboxes.peek_ready(n)
+    }
+
+    /// Prefetches `id`'s mailbox record, or with `front` its first message
+    /// (`Mailboxes::prefetch`).
+    pub fn prefetch_mailbox(&self, id: LocalId, front: bool) {
+        self.mailboxes.prefetch(id, front)
+    }
 
     /// The next instance with mail.
     pub fn next_ready(&mut self) -> Option<LocalId> {

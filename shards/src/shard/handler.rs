@@ -33,6 +33,11 @@
 //! 7. Each delivery reads the clock when it starts and after `call_end`:
 //!    routing is the message's creation to that start, processing that
 //!    start to after its sends are released, on every path alike.
+//! 8. Before each delivery the shard prefetches what the next two in the
+//!    run queue will touch (`agent::hot`): the record and mailbox of the
+//!    one after next, and the instance's hot lines and first message of
+//!    the next, whose record came in a delivery ago. With thousands of
+//!    agents those are cold, and a handler's run hides their latency.
 
 use crate::agent::{AgentInstance, InCall, Outcome};
 use crate::clock::now_ns;
@@ -81,6 +86,7 @@ impl Shard {
                 }
                 let Some(message) = stages::time(Stage::Dequeue, || ctx.router.pop_message(id)) else { break };
                 drop(ctx);
+                self.prefetch_next(); // rule 8
                 now = self.deliver(id, message);
                 burst += 1;
                 done += 1;
@@ -93,6 +99,25 @@ impl Shard {
         }
         assert!(done <= TICK_MESSAGES_MAX, "rule 4");
         done
+    }
+
+    /// Rule 8: asks the CPU for the lines of the next two instances to run
+    /// while this one runs; reads only what the last call of this brought
+    /// in (the next one's record), and never waits.
+    fn prefetch_next(&self) {
+        let ctx = self.ctx.borrow();
+        if let Some(next) = ctx.router.peek_ready(0) {
+            if let Some(runtime) = self.agents.get(next as usize).and_then(|a| a.as_ref()).and_then(|a| a.runtime.as_ref()) {
+                runtime.hot_lines().prefetch();
+            }
+            ctx.router.prefetch_mailbox(next, true);
+        }
+        if let Some(after) = ctx.router.peek_ready(1) {
+            if let Some(slot) = self.agents.get(after as usize) {
+                crate::agent::hot::prefetch_range(slot as *const Option<super::LocalAgent> as usize, std::mem::size_of_val(slot));
+            }
+            ctx.router.prefetch_mailbox(after, false);
+        }
     }
 
     /// Opens the call bracket (rule 1) for instance `id`, handling

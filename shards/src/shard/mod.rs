@@ -85,7 +85,7 @@ pub struct ShardSetup {
     pub restoring: bool,
 }
 
-struct LocalAgent {
+pub(super) struct LocalAgent {
     /// Its address: the agent's name, or a keyed activation's `TYPE/KEY`.
     name: Arc<str>,
     /// The agent it is an instance of: `name` itself (the same `Arc`), or
