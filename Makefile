@@ -79,6 +79,8 @@ install:
 	install -Dm755 target/release/caxton $(DESTDIR)$(PREFIX)/bin/caxton
 	install -d $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/caxton $(DESTDIR)$(PREFIX)/share/doc/caxton
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|' -e 's|@DOCDIR@|$(PREFIX)/share/doc/caxton|' packaging/caxton.service > $(DESTDIR)/etc/systemd/system/caxton.service
+	install -Dm644 packaging/caxton.sysusers $(DESTDIR)/etc/sysusers.d/caxton.conf
+	[ -n "$(DESTDIR)" ] || ! command -v systemd-sysusers >/dev/null || systemd-sysusers /etc/sysusers.d/caxton.conf
 	[ -e $(DESTDIR)/etc/caxton/caxton.toml ] || install -m644 packaging/caxton.toml $(DESTDIR)/etc/caxton/caxton.toml
 	install -m644 packaging/secrets.env.example $(DESTDIR)/etc/caxton/secrets.env.example
 	install -m644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/caxton/

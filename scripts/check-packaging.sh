@@ -25,4 +25,15 @@ if [ -n "$warnings" ]; then
 fi
 # The installed binary takes the installed config.
 "$stage/usr/local/bin/caxton" serve --config "$stage/etc/caxton/caxton.toml" --check-config >/dev/null
-echo "check-packaging: unit, binary and config install and verify"
+# The unit's SystemCallFilter allows every call a node makes.
+scripts/check-syscalls.sh "$stage/usr/local/bin/caxton"
+# Its sandboxing stays where issue 29 put it (6.9 MEDIUM before).
+exposure=$(systemd-analyze security --offline=yes "$stage/check/caxton.service" 2>/dev/null | sed -nE 's/.*Overall exposure level for [^:]*: ([0-9.]+).*/\1/p')
+if [ -z "$exposure" ] || awk -v e="$exposure" 'BEGIN { exit !(e > 2.0) }'; then
+  echo "check-packaging: systemd-analyze security rates the unit ${exposure:-?} (at most 2.0 expected)" >&2
+  exit 1
+fi
+# The sysusers.d entry parses and names the unit's user.
+grep -q '^u caxton ' "$stage/etc/sysusers.d/caxton.conf"
+systemd-sysusers --dry-run --root="$stage" "$stage/etc/sysusers.d/caxton.conf" >/dev/null 2>&1 || { echo "check-packaging: systemd-sysusers refuses packaging/caxton.sysusers" >&2; exit 1; }
+echo "check-packaging: unit (exposure $exposure), sysusers entry, binary and config install and verify"

@@ -20,8 +20,10 @@ compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" 
 command -v npm >/dev/null || need+=(nodejs npm)
 # The tool tests' real MCP servers run on Python's `mcp` package, in a venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-# systemd-analyze checks the packaged unit (make test, check-packaging).
+# systemd-analyze checks the packaged unit (make test, check-packaging),
+# and strace lists the system calls a node makes against its filter.
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v strace >/dev/null || need+=(strace)
 if ((${#need[@]})); then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"

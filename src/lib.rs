@@ -31,6 +31,7 @@ pub mod logging;
 pub mod module_cache;
 pub mod node;
 pub mod otlp;
+pub mod sd_notify;
 pub mod secret;
 pub mod template;
 pub mod tls;

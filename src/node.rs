@@ -193,6 +193,8 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
     control.outbox.route_tools(Box::new(move |call| direct.offer(call)));
     control.set_tools(tools);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the API runtime: {e}"))?;
+    // `sd_notify` rule 1: read before anything else can change it.
+    let notifier = crate::sd_notify::Notifier::from_env();
     runtime.block_on(async move {
         tokio::spawn(control.clone().dispatch_replies(replies_rx));
         // The API answers from the start, while the agents are restored:
@@ -221,10 +223,19 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
             tokio::spawn(api::serve(Arc::new(metrics), l, tls.clone()));
         }
         let keys = control.cluster.as_ref().map(|c| c.keys.clone());
-        wait_for_signal(|| reload_secrets(&config.secrets, &config.api_tokens, keys.as_ref())).await;
+        // `sd_notify` rule 3: ready once restored and every listener serves.
+        let serving = format!("serving {restored} restored agents on {cores} cores, API {}", config.api);
+        notifier.ready(&serving);
+        wait_for_signal(|| {
+            notifier.reloading();
+            reload_secrets(&config.secrets, &config.api_tokens, keys.as_ref());
+            notifier.ready(&serving);
+        })
+        .await;
         // Control `drain`: refuse new work, finish what is held, fail back
         // the rest, commit and checkpoint; then leave the cluster.
         tracing::info!(drain_timeout_ms = config.drain_timeout.as_millis() as u64, "stopping: draining");
+        notifier.stopping();
         control.begin_drain();
         let drained = control.drain(config.drain_timeout).await;
         // `held_left` is the shards' own estimate (messages, plus one for

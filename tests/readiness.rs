@@ -110,3 +110,67 @@ fn a_draining_node_is_alive_and_not_ready_until_it_stops() {
     assert!(!draining.is_empty(), "the drain was watched: {seen:?}");
     assert!(draining.iter().all(|(ready, status, alive)| (*ready, status.as_str()) == (503, "draining") && alive.is_none_or(|a| a == 200)), "{seen:?}");
 }
+
+/// The next sd_notify message on `socket`, within `secs`.
+fn notification(socket: &std::os::unix::net::UnixDatagram, secs: u64) -> String {
+    socket.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("no notification in {secs} s: {e}"));
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+/// Under systemd's `Type=notify` (packaging/caxton.service): `READY=1`
+/// only once the node is ready (its agents restored, every listener
+/// serving), `RELOADING=1` then `READY=1` around a SIGHUP, `STOPPING=1`
+/// when the drain begins (issue 29: `systemctl start` returned before the
+/// API listened). The socket is the test's own, as systemd's would be.
+#[test]
+fn systemd_hears_ready_only_once_the_node_is_ready_and_stopping_when_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let mut spec = caxton_testkit::node::NodeSpec::new(2).args(&["--agent-memory-max", "2MiB"]);
+    spec.env.push(("NOTIFY_SOCKET".into(), path.display().to_string()));
+    let mut node = Node::launch(spec).unwrap();
+    let first = notification(&socket, 30);
+    assert!(first.starts_with("READY=1\nSTATUS=serving "), "{first}");
+    const AGENTS: u32 = 20;
+    for i in 0..AGENTS {
+        assert_eq!(node.put_module(&format!("e{i}"), 1, &sdk_echo(1000 + i)).0, 201);
+    }
+    assert!(node.terminate().success());
+    assert!(notification(&socket, 5).starts_with("STOPPING=1\n"));
+
+    // A restart that compiles every agent again: READY comes after them.
+    node.restart_unready_with(&["--module-cache", "off"]);
+    let api = node.api();
+    socket.set_nonblocking(true).unwrap();
+    let began = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut starting_seen = 0;
+    let ready_message = loop {
+        assert!(began.elapsed() < Duration::from_secs(60), "no READY=1 in 60 s");
+        if let Ok(n) = socket.recv(&mut buf) {
+            break String::from_utf8(buf[..n].to_vec()).unwrap();
+        }
+        if let Some((503, _)) = probe(&api, "/v1/ready") {
+            starting_seen += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    socket.set_nonblocking(false).unwrap();
+    assert!(ready_message.starts_with("READY=1\n") && ready_message.contains(&format!("serving {AGENTS} restored agents")), "{ready_message}");
+    // Sent only once ready: a probe right after it says so, and every agent is back.
+    assert_eq!(probe(&api, "/v1/ready").map(|(s, _)| s), Some(200), "READY=1 came before the node was ready");
+    assert!(starting_seen > 0, "the restore was slow enough to watch");
+    assert_eq!(node.get("/v1/agents").1["agents"].as_array().map(Vec::len), Some(AGENTS as usize));
+
+    // SIGHUP reads the secrets again: RELOADING=1, then READY=1.
+    // SAFETY: kill(2) on the test's own child.
+    unsafe { libc::kill(node.pid() as i32, libc::SIGHUP) };
+    let reloading = notification(&socket, 10);
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    assert!(notification(&socket, 10).starts_with("READY=1\n"));
+    assert!(node.terminate().success());
+    assert!(notification(&socket, 5).starts_with("STOPPING=1\n"));
+}

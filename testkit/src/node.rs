@@ -308,6 +308,11 @@ impl Node {
 
     /// SIGTERM: the node drains and stops gracefully (commits, leaves its
     /// cluster). Returns how it exited.
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node runs").id()
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
