@@ -423,8 +423,8 @@ fn read_key<'k>(view: &MemoryView<'_>, ptr: i32, len: i32, key: &'k mut [u8; STA
 }
 
 /// The calling instance's memory and fuel during a host call: a view of
-/// the memory is made for each use, so that paying (which writes the fuel
-/// global) never overlaps one.
+/// the memory is made for each use; paying writes the fuel global by
+/// address (`hot`), without the store.
 pub(super) struct Guest<'s> {
     store: wasmer::StoreMut<'s>,
     memory: Memory,
