@@ -35,7 +35,7 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use wasmer::{FunctionEnv, Global, Instance, Memory, Store, TypedFunction, Value};
+use wasmer::{FunctionEnv, Global, Instance, Store, TypedFunction, Value};
 
 use super::engine::CompiledAgent;
 use super::host::{HostEnv, InstanceAccount};
@@ -82,7 +82,6 @@ impl InCall {
 pub struct AgentInstance {
     store: Store,
     env: FunctionEnv<HostEnv>,
-    memory: Memory,
     alloc: TypedFunction<i32, i32>,
     handle: TypedFunction<(i32, i32), i32>,
     init: Option<TypedFunction<(), i32>>,
@@ -136,14 +135,13 @@ impl AgentInstance {
         let fuel_left = FuelCell::of(&fuel_left, &mut store);
         let host_env = NonNull::from(env.as_mut(&mut store));
         let memory_cell = MemoryCell::of(&memory, &mut store);
-        env.as_mut(&mut store).memory = Some(memory.clone());
+        env.as_mut(&mut store).memory = Some(memory);
         env.as_mut(&mut store).fuel = Some(fuel_left);
         Ok(AgentInstance {
             abi_version: 1,
             inbox: None,
             store,
             env,
-            memory,
             alloc,
             handle,
             init,
@@ -192,7 +190,7 @@ impl AgentInstance {
             let at = self.step("caxton_inbox_ptr", called)?;
             let called = bytes.call(&mut self.store);
             let size = self.step("caxton_inbox_bytes", called)?;
-            let memory_bytes = self.memory.view(&self.store).data_size();
+            let memory_bytes = self.memory_cell.bytes();
             if at < 0 || size <= 0 || at as u64 + size as u64 > memory_bytes {
                 return Err(format!("the fixed inbox ({size} bytes at {at}) does not lie within the module's memory of {memory_bytes} bytes"));
             }

@@ -33,8 +33,8 @@
 //! 7. Each delivery reads the clock when it starts and after `call_end`:
 //!    routing is the message's creation to that start, processing that
 //!    start to after its sends are released, on every path alike.
-//! 8. Before each delivery the shard prefetches what the next two in the
-//!    run queue will touch (`agent::hot`): the record and mailbox of the
+//! 8. When an instance's turn begins the shard prefetches what the next
+//!    two in the run queue will touch (`agent::hot`): the record and mailbox of the
 //!    one after next, and the instance's hot lines and first message of
 //!    the next, whose record came in a delivery ago. With thousands of
 //!    agents those are cold, and a handler's run hides their latency.
@@ -77,6 +77,7 @@ impl Shard {
                 self.seat_activations(); // `keyed` rule 5
             }
             let Some(id) = stages::time(Stage::Dequeue, || self.ctx.borrow_mut().router.next_ready()) else { break };
+            self.prefetch_next(); // rule 8: once a turn, not once a message of its burst
             let mut burst = 0;
             let burst_start = now;
             while burst < INSTANCE_BURST_MESSAGES_MAX && done < TICK_MESSAGES_MAX && now - burst_start < budget_ns {
@@ -86,7 +87,6 @@ impl Shard {
                 }
                 let Some(message) = stages::time(Stage::Dequeue, || ctx.router.pop_message(id)) else { break };
                 drop(ctx);
-                self.prefetch_next(); // rule 8
                 now = self.deliver(id, message);
                 burst += 1;
                 done += 1;
