@@ -229,6 +229,19 @@ pub const GROW_FUEL_PER_PAGE: u64 = 64 * BULK_FUEL_PER_KIB;
 /// WebAssembly page size, in bytes.
 pub const WASM_PAGE_BYTES: usize = 64 * 1024;
 
+/// Address space of the linear memories a shard keeps for reuse, in bytes
+/// (`agent::memory_pool`). Our choice: 32 MiB, 512 one-page memories, more
+/// than a shard frees between two activations even when it passivates a
+/// sweep's worth at once. Cost: the pages those memories had touched stay
+/// resident (zeroed), at most this much a shard. Exceeded: a memory handed
+/// back is unmapped instead, as without the pool.
+pub const MEMORY_POOL_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Largest linear memory the pool keeps, in bytes of its region (1 MiB,
+/// 16 pages). Larger ones are rare and zeroing them costs more than a fresh
+/// mapping. Exceeded: the region is unmapped when its instance goes.
+pub const MEMORY_POOL_REGION_BYTES_MAX: usize = 1024 * 1024;
+
 // ---------------------------------------------------------------- state
 
 /// Longest state key, in bytes. Exceeded: `state_*` returns -4.
@@ -952,6 +965,10 @@ const _: () = assert!(ENVELOPE_BYTES_MAX < i32::MAX as usize);
 const _: () = assert!(NAME_BYTES_MAX <= ADDRESS_BYTES_MAX && ADDRESS_BYTES_MAX <= u8::MAX as usize, "address lengths are one byte");
 const _: () = assert!(CONTENT_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(AGENT_MEMORY_BYTES_MAX >= WASM_PAGE_BYTES);
+const _: () = assert!(
+    MEMORY_POOL_REGION_BYTES_MAX.is_power_of_two() && MEMORY_POOL_REGION_BYTES_MAX >= WASM_PAGE_BYTES && MEMORY_POOL_BYTES_MAX >= MEMORY_POOL_REGION_BYTES_MAX,
+    "a pooled region is a power-of-two number of pages, and one fits the pool"
+);
 const _: () = assert!(INSTANCE_BURST_MESSAGES_MAX <= TICK_MESSAGES_MAX);
 const _: () = assert!(STATE_WRITES_PER_HANDLER_MAX <= STATE_BATCH_RECORDS_MAX);
 const _: () = assert!(MAILBOX_MESSAGES_MAX > 0 && MESH_CHANNEL_MESSAGES_MAX > 0);

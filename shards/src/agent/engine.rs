@@ -4,6 +4,7 @@
 //! Rules:
 //! 1. Linear memories are `Dynamic` (explicit bounds checks, no 8 GiB address
 //!    reservation per memory), so ten thousand agents fit in one process.
+//!    Their regions come from the shard's pool ([`super::memory_pool`]).
 //!    Memory and table maximums are clamped to the agent limits, so growth
 //!    past them fails inside the agent and the node is unharmed.
 //! 2. A module is compiled once per node; instances are made per shard.
@@ -21,7 +22,7 @@
 use std::ptr::NonNull;
 
 use std::sync::Arc;
-use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 
 use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, Tunables};
 use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableType, Type};
@@ -29,6 +30,7 @@ use wasmer::{Engine, ExternType, FunctionType, MemoryType, Module, Pages, TableT
 use super::agent_log::LogLimits;
 use super::bulk_fuel::{BulkCosts, BulkFuel};
 use super::fuel::Fuel;
+use super::memory_pool::PooledMemory;
 use crate::limits::{
     AGENT_MEMORY_BYTES_MAX, AGENT_STACK_BYTES_MAX, AGENT_STATE_BYTES_MAX, AGENT_TABLE_ELEMENTS_MAX, BRANCH_FUEL, BULK_FUEL_PER_KIB, EXECUTION_TIME_SLICE_MS,
     FUEL_PER_MS, GROW_FUEL_PER_PAGE, WASM_PAGE_BYTES,
@@ -127,9 +129,16 @@ impl Tunables for AgentTunables {
         style: &MemoryStyle,
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
+        let ty = self.clamp_memory(ty)?;
+        if PooledMemory::fits(&ty, style) {
+            // SAFETY: wasmer's instantiation guarantees the definition is
+            // valid for the instance, which owns the memory.
+            let memory = unsafe { PooledMemory::new(&ty, style, vm_definition_location)? };
+            return Ok(VMMemory::from(Box::new(memory) as Box<dyn LinearMemory + Send + Sync>));
+        }
         // SAFETY: forwarded unchanged from wasmer's instantiation, which
         // guarantees `vm_definition_location` is valid for the instance.
-        unsafe { VMMemory::from_definition(&self.clamp_memory(ty)?, style, vm_definition_location) }
+        unsafe { VMMemory::from_definition(&ty, style, vm_definition_location) }
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
@@ -197,6 +206,15 @@ fn engine_for_one_module(limits: AgentLimits) -> Engine {
         compiler.push_middleware(Arc::new(BulkFuel::new(BulkCosts { fuel_per_kib: BULK_FUEL_PER_KIB, fuel_per_page: GROW_FUEL_PER_PAGE })));
     }
     let mut engine = EngineBuilder::new(compiler).set_features(Some(agent_features())).engine();
+    engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
+    Engine::from(engine)
+}
+
+/// An engine with the agents' tunables and no metering, for tests of what
+/// the tunables make (`memory_pool`).
+#[cfg(test)]
+pub(crate) fn engine_for_tests(limits: AgentLimits) -> Engine {
+    let mut engine = EngineBuilder::new(Cranelift::default()).set_features(Some(agent_features())).engine();
     engine.set_tunables(AgentTunables { limits, vmconfig: VMConfig { wasm_stack_size: Some(limits.stack_bytes_max) } });
     Engine::from(engine)
 }

@@ -13,6 +13,7 @@ pub mod host;
 pub mod hot;
 pub mod imports;
 pub mod instance;
+pub mod memory_pool;
 pub mod start_section;
 pub mod timer_calls;
 pub mod wasi;
