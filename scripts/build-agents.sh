@@ -4,7 +4,8 @@
 #   rust-*.wasm  examples/rust (the SDK): echo, counter, relay, asker,
 #                reminder, manager, bidder, kv, session, calculator, fetch,
 #                tool_relay; wasm32-unknown-unknown and -wasip1,
-#                after their native unit tests against the SDK's mock host;
+#                after their native unit tests against the SDK's mock host
+#                (and those of docs/AGENTS.md's Rust blocks, agents_md);
 #   c-*.wasm     examples/c, clang with wasi-libc, a WASI reactor;
 #   as-*.wasm    examples/assemblyscript, asc with @assemblyscript/wasi-shim.
 # scripts/setup.sh installs the toolchains.

@@ -105,6 +105,9 @@ crate-type = ["cdylib", "rlib"]
 
 [dependencies]
 caxton-agent = {{ path = {sdk:?} }}
+# Typed state (`ctx.get`/`ctx.put` of your own types), as docs/AGENTS.md
+# shows it.
+serde = {{ version = "1", features = ["derive"] }}
 
 # Its own workspace, wherever it sits.
 [workspace]

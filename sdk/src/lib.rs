@@ -3,7 +3,7 @@
 //! An agent is a type that implements [`Agent`]: it handles one
 //! [`Message`] at a time with a [`Context`] to reply, send, keep typed
 //! state, read the clock and log. [`export_agent!`] turns it into a module
-//! the node runs (ABI version 1, docs/ABI.md): no pointer, no envelope
+//! the node runs (ABI version 2, docs/ABI.md): no pointer, no envelope
 //! layout, no `unsafe` in the agent's code.
 //!
 //! ```
