@@ -199,7 +199,7 @@ fn the_dashboard_and_the_alerts_ask_only_for_series_a_node_exposes() {
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let e = e.replace("$__rate_interval", "5m").replace("$instance", ".*");
+            let e = e.replace("$__rate_interval", "5m").replace("$job", "caxton").replace("$instance", ".*");
             format!("      - record: dashboard:query_{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap())
         })
         .collect();
@@ -392,4 +392,160 @@ fn api_requests_are_counted_by_route_and_status_and_refused_tokens_are_logged_on
     // Five refusals within the log interval: one line.
     assert_eq!(node.logs().matches("refused for a missing or wrong bearer token").count(), 1, "{}", node.logs());
     common::promtool_check(&m);
+}
+
+/// A free TCP port on 127.0.0.1 (for the Prometheus server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 29: every query of every panel of docs/grafana/caxton.json, asked
+/// of a real Prometheus that scrapes two clustered nodes carrying traffic
+/// (REST calls, agents messaging agents across the nodes, a crashing and a
+/// spinning handler, tool calls to a real MCP server), returns data, as
+/// Grafana would ask it: its variables given the values Grafana gives them
+/// ("All" nodes is the list of nodes, never `.*`). Prometheus also scrapes
+/// itself as another job, whose `process_*` series must stay out.
+#[test]
+fn every_dashboard_panel_has_data_from_a_real_prometheus() {
+    let key = "dashboard-test-key-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("caxton.toml");
+    let venv = repo_path("tests/tools/.venv/bin/python");
+    assert!(venv.exists(), "{} is missing: scripts/setup.sh makes it", venv.display());
+    let tool = format!(
+        "[tools.calc]\nkind = \"mcp-stdio\"\ncommand = [\"{}\", \"{}\", \"stdio\"]\n",
+        venv.display(),
+        repo_path("tests/tools/mcp_server.py").display()
+    );
+    std::fs::write(&config, tool).unwrap();
+    let a_cluster = format!("127.0.0.1:{}", free_cluster_port("127.0.0.1"));
+    let a = Node::start_on("127.0.0.1", 2, &["--listen", &a_cluster, "--cluster-key", key, "--config", config.to_str().unwrap()]);
+    let b_cluster = format!("127.0.0.2:{}", free_cluster_port("127.0.0.2"));
+    let b = Node::start_on("127.0.0.2", 2, &["--listen", &b_cluster, "--cluster-key", key, "--join", &a_cluster]);
+    let alive = |n: &Node| n.get("/v1/cluster/members").1["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
+    assert!(eventually(Duration::from_secs(30), || alive(&a) == 2 && alive(&b) == 2));
+    assert_eq!(a.deploy("echo", "examples/agents/echo.wat", 2).0, 201);
+    assert_eq!(a.deploy("hop-a", "examples/agents/relay.wat", 1).0, 201);
+    assert_eq!(b.deploy("hop-b", "examples/agents/relay.wat", 1).0, 201);
+    assert_eq!(a.deploy("crashy", "tests/agents/crashy.wat", 1).0, 201);
+    assert_eq!(a.deploy("spinner", "tests/agents/spinner.wat", 1).0, 201);
+    let calculator = std::fs::read(caxton_testkit::example_agent("rust-calculator")).unwrap();
+    let (status, v) = caxton_testkit::answer(a.request("PUT", "/v1/agents/calculator?instances=1&tools=calc").send_bytes(&calculator));
+    assert_eq!(status, 201, "{v}");
+    let hop = || a.post_message(&json!({ "receiver": "hop-b", "content": "hop-a" }), Some(3000));
+    assert!(eventually(Duration::from_secs(20), || hop().1["content"] == "done"), "{:?}", hop());
+
+    // Prometheus, scraping both nodes every second, and itself as another job.
+    let port = free_port();
+    let prom = format!("127.0.0.1:{port}");
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: caxton\n    static_configs:\n      - targets: [\"{}\", \"{}\"]\n  - job_name: prometheus\n    static_configs:\n      - targets: [\"{prom}\"]\n",
+            a.api(),
+            b.api()
+        ),
+    )
+    .unwrap();
+    let _prometheus = caxton_testkit::ChildGuard::spawn(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let url = |path: &str| format!("http://{prom}{path}");
+    assert!(eventually(Duration::from_secs(30), || ureq::get(&url("/-/ready")).call().is_ok()), "prometheus starts");
+
+    // Traffic, until the queries are done.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, a_api) = (stop.clone(), a.api());
+        std::thread::spawn(move || {
+            let send = |receiver: &str, content: &str, wait_ms: u64| {
+                let body = json!({ "receiver": receiver, "content": content });
+                let _ = ureq::post(&format!("http://{a_api}/v1/messages?reply_timeout_ms={wait_ms}")).set("content-type", "application/json").send_json(body);
+            };
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..20 {
+                    send("echo", "ping", 2000);
+                }
+                send("hop-b", "hop-a", 2000); // to B, and agent to agent back to A
+                send("crashy", "boom", 2000);
+                if round.is_multiple_of(4) {
+                    send("spinner", "spin", 2000);
+                    send("calculator", "add 2 3", 5000);
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Grafana's variables: the job, and "All" nodes as the list of nodes.
+    let instances: Vec<String> = {
+        let query = |q: &str| ureq::get(&url("/api/v1/label/instance/values")).query("match[]", q).call().ok()?.into_json::<serde_json::Value>().ok();
+        let mut got = Vec::new();
+        assert!(eventually(Duration::from_secs(30), || {
+            got = query("caxton_agents_deployed{job=\"caxton\"}")
+                .and_then(|v| v["data"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect();
+            got.len() == 2
+        }));
+        got
+    };
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo_path("docs/grafana/caxton.json")).unwrap()).unwrap();
+    // "All" is the variable's `allValue` if it has one, else every value.
+    let instance_variable = dashboard["templating"]["list"].as_array().unwrap().iter().find(|v| v["name"] == "instance").expect("a node variable").clone();
+    let all_nodes = match instance_variable["allValue"].as_str() {
+        Some(all) => all.to_string(),
+        None => instances.iter().map(|i| i.replace('.', "\\\\.")).collect::<Vec<_>>().join("|"),
+    };
+    let mut asked = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().replace("$job", "caxton").replace("$instance", &all_nodes).replace("$__rate_interval", "30s");
+            asked.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    // A panel's query has data when it returns a series with a number
+    // (a quantile over no events is NaN: no line on the panel).
+    let has_data = |expr: &str| -> Result<(), String> {
+        let v: serde_json::Value =
+            ureq::get(&url("/api/v1/query")).query("query", expr).call().map_err(|e| format!("error: {e}"))?.into_json().map_err(|e| e.to_string())?;
+        if v["status"] != "success" {
+            return Err(format!("error: {v}"));
+        }
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        if let Some(other) = result.iter().find(|r| r["metric"]["job"].as_str().is_some_and(|j| j != "caxton")) {
+            return Err(format!("another job's series mixed in: {}", other["metric"]));
+        }
+        let numbers = result.iter().filter(|r| r["value"][1].as_str().is_some_and(|x| x != "NaN")).count();
+        if numbers == 0 {
+            return Err(format!("empty ({} series, none with a number)", result.len()));
+        }
+        Ok(())
+    };
+    // Every panel fills within a minute of traffic (rates need two scrapes,
+    // the tool and the crash counters their first events).
+    let began = Instant::now();
+    let failing = loop {
+        let failing: Vec<String> = asked.iter().filter_map(|(title, expr)| has_data(expr).err().map(|why| format!("{title}: {expr}: {why}"))).collect();
+        if failing.is_empty() || began.elapsed() > Duration::from_secs(60) {
+            break failing;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    assert!(failing.is_empty(), "panels without data:\n{}", failing.join("\n"));
+    assert!(asked.len() >= 30, "every panel's queries were asked: {}", asked.len());
 }
