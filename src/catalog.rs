@@ -2,6 +2,7 @@
 //! their modules, so they come back on restart. Owned by the control plane;
 //! shards never touch it (their state lives in their own databases).
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use caxton_cluster::RouteItem;
@@ -277,6 +278,11 @@ impl RouteCache {
             }
         }
         Ok(items)
+    }
+
+    /// Drops the routes naming `node` (a forgotten member, view rule 5).
+    pub fn forget_node(&mut self, node: SocketAddr) -> rusqlite::Result<usize> {
+        self.conn.execute("DELETE FROM routes WHERE node = ?1", params![node.to_string()])
     }
 
     /// Stores a batch of changes in one transaction.

@@ -128,6 +128,27 @@ impl Client {
         self.finish(self.request("GET", "/v1/cluster/members").call())
     }
 
+    /// The same credentials and TLS trust, for another node's API (a
+    /// member's `api` and `api_tls`, as `members` lists them).
+    pub fn for_member(&self, api: &str, tls: bool) -> Client {
+        let scheme = if tls { "https" } else { "http" };
+        Client { base: format!("{scheme}://{api}"), token: self.token.clone(), agent: self.agent.clone() }
+    }
+
+    /// Where this client sends its requests.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Forgets a member gone for good, on this node (`view` rule 5).
+    /// `None`: this node does not know it (404), so has nothing to forget.
+    pub fn forget_member(&self, node: &str) -> Result<Option<Value>, Failure> {
+        match self.request("DELETE", &format!("/v1/cluster/members/{node}")).call() {
+            Err(ureq::Error::Status(404, _)) => Ok(None),
+            other => self.finish(other).map(Some),
+        }
+    }
+
     /// Forces this node's cluster key rotation (`keyring` rule 7).
     pub fn force_key_rotation(&self) -> Result<Value, Failure> {
         self.finish(self.request("POST", "/v1/cluster/keys/force").send_json(serde_json::json!({})))
@@ -135,6 +156,11 @@ impl Client {
 
     pub fn list(&self) -> Result<Value, Failure> {
         self.finish(self.request("GET", "/v1/agents").call())
+    }
+
+    /// Every agent of the cluster, from this node's registry.
+    pub fn list_cluster(&self) -> Result<Value, Failure> {
+        self.finish(self.request("GET", "/v1/agents?cluster=true").call())
     }
 
     pub fn stop(&self, name: &str) -> Result<Value, Failure> {

@@ -15,6 +15,10 @@
 //!    (`caxton_cluster::view`).
 //! 4. Until it has a member, the node re-announces itself to its `--join`
 //!    seeds every [`GOSSIP_REJOIN_INTERVAL_MS`], so start-up order does not matter.
+//! 5. A member gone for good is forgotten the same way whether an operator
+//!    asks (`DELETE /v1/cluster/members/NODE`) or it has been down for
+//!    `--cluster-reap-after`: out of the view, the registry, the route cache
+//!    and the shards' routes, in that order (`caxton_cluster::view` rule 5).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -23,7 +27,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use caxton_cluster::view::{self, ClusterUpdate, ClusterView};
+use caxton_cluster::view::{self, ClusterUpdate, ClusterView, ForgetRefused};
 use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_shards::limits::{
     CLUSTER_UPDATES_MAX, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS,
@@ -50,6 +54,12 @@ enum GossipCommand {
     },
     Leave {
         done: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Forget a member gone for good (rule 5); answers with the names it
+    /// hosted.
+    Forget {
+        node: SocketAddr,
+        done: tokio::sync::oneshot::Sender<Result<Vec<String>, ForgetRefused>>,
     },
 }
 
@@ -97,6 +107,8 @@ impl Cluster {
                     leaving: Cell::new(false),
                     bad_key_log: RefCell::new(caxton_shards::throttle::Throttle::default()),
                     seeds: config.join,
+                    started: Instant::now(),
+                    reap_after_ms: config.reap_after.map(|d| d.as_millis() as u64),
                 };
                 let driver = Rc::new(driver);
                 driver.startup(cached);
@@ -120,6 +132,18 @@ impl Cluster {
 
     pub fn sync_own(&self, agents: Vec<String>) {
         self.command(GossipCommand::SyncOwn { agents });
+    }
+
+    /// Forgets `node` (rule 5): the names it hosted, or why it may not be
+    /// forgotten (it is alive, or unknown). The outer `Err`: the gossip
+    /// thread did not take or answer the request.
+    pub async fn forget(&self, node: SocketAddr) -> Result<Result<Vec<String>, ForgetRefused>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands.try_send(GossipCommand::Forget { node, done: tx }).map_err(|_| "the gossip thread's queue is full; try again".to_string())?;
+        match tokio::time::timeout(Duration::from_secs(5), rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => Err("the gossip thread did not answer".to_string()),
+        }
     }
 
     /// Leaves the cluster gracefully: members drop this node at once.
@@ -146,9 +170,38 @@ struct Driver {
     /// Packets sealed with a key this node lacks, logged once an interval.
     bad_key_log: RefCell<caxton_shards::throttle::Throttle>,
     seeds: Vec<SocketAddr>,
+    /// The view's clock starts here (`now_ms`).
+    started: Instant,
+    /// `--cluster-reap-after`, if members are reaped (rule 5).
+    reap_after_ms: Option<u64>,
 }
 
 impl Driver {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Forgets `node` (rule 5), for an operator or the reaper.
+    fn forget(&self, node: SocketAddr, why: &str) -> Result<Vec<String>, ForgetRefused> {
+        let (updates, hosted) = self.view.lock().unwrap().forget(node)?;
+        let dropped = self.membership.borrow_mut().forget(node);
+        if let Err(e) = self.cache.borrow_mut().forget_node(node) {
+            tracing::error!(error = %e, %node, "cannot drop a forgotten node's routes from the route cache");
+        }
+        tracing::warn!(%node, why, names = hosted.len(), registry_items = dropped.len(), "member forgotten: its agents' names route nowhere until it (or a deploy elsewhere) names them again");
+        self.to_shards(updates);
+        Ok(hosted)
+    }
+
+    /// Forgets the members down for `--cluster-reap-after` (rule 5).
+    fn reap(&self) {
+        let Some(after_ms) = self.reap_after_ms else { return };
+        let due = self.view.lock().unwrap().reapable(self.now_ms(), after_ms);
+        for node in due {
+            let _ = self.forget(node, "down for --cluster-reap-after");
+        }
+    }
+
     /// Tells the shards what the cache knew (view rule 2), and announces.
     fn startup(&self, cached: Vec<RouteItem>) {
         let me = self.membership.borrow().id().addr;
@@ -185,6 +238,9 @@ impl Driver {
                 match commands.try_recv() {
                     Ok(GossipCommand::Publish { agent, present }) => self.publish(agent, present),
                     Ok(GossipCommand::SyncOwn { agents }) => self.sync_own(agents),
+                    Ok(GossipCommand::Forget { node, done }) => {
+                        let _ = done.send(self.forget(node, "an operator asked"));
+                    }
                     Ok(GossipCommand::Leave { done }) => {
                         self.leaving.set(true);
                         self.membership.borrow_mut().leave();
@@ -217,6 +273,7 @@ impl Driver {
             if last_refresh.elapsed() >= Duration::from_millis(GOSSIP_STATE_REFRESH_MS) {
                 last_refresh = Instant::now();
                 self.refresh_states();
+                self.reap();
             }
             if let Some(done) = leaving {
                 let _ = done.send(());
@@ -342,7 +399,7 @@ impl Driver {
         let updates = {
             let mut view = self.view.lock().unwrap();
             let m = self.membership.borrow();
-            let mut updates = view.apply_notifications(&notes);
+            let mut updates = view.apply_notifications(&notes, self.now_ms());
             updates.extend(view.refresh_states(m.members()));
             let (routes, moved_away) = view.apply_routes(changes);
             updates.extend(routes);

@@ -17,11 +17,12 @@
 //! - [`api`]: the REST API (HTTP over the control plane);
 //! - [`wire`]: the binary data plane (`--wire`);
 //! - [`node`]: `caxton serve`, wiring all of the above;
-//! - [`client`], [`top`], [`template`]: the CLI's side (`template`:
-//!   `caxton agent new`).
+//! - [`client`], [`top`], [`template`], [`backup`]: the CLI's side
+//!   (`template`: `caxton agent new`; `backup`: `caxton backup`).
 
 pub mod admission;
 pub mod api;
+pub mod backup;
 pub mod catalog;
 pub mod client;
 pub mod config;

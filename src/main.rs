@@ -49,6 +49,17 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Copy a node's data while it runs, into a new folder a node can start
+    /// from (with the same --cores): each SQLite file at one commit
+    /// (docs/OPERATING.md, "Backup and restore").
+    Backup {
+        /// The node's --data-dir.
+        #[arg(long, default_value = "caxton-data")]
+        data_dir: PathBuf,
+        /// A new (or empty) folder for the copy.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// The cluster this node belongs to.
     Cluster {
         #[command(subcommand)]
@@ -184,8 +195,13 @@ enum AgentCmd {
     Rollback { name: String },
     /// Lift an agent's quarantine or backoff: its instances run again.
     Restart { name: String },
-    /// List deployed agents.
-    List,
+    /// List deployed agents: this node's, or with --cluster every agent of
+    /// the cluster with the node it lives on (from this node's registry).
+    List {
+        /// Every node's agents, each with its node and the node's state.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// An agent's figures: version, restart policy, counts, and each
     /// instance's shard, standing and memory.
     Get { name: String },
@@ -220,6 +236,19 @@ enum AgentCmd {
 enum ClusterCmd {
     /// List the members and their state (alive, suspect, down).
     Members,
+    /// Forget a member that is gone for good (down: a live one is refused):
+    /// it is no longer listed, its alert stops, and the names of its agents
+    /// route nowhere (a deploy elsewhere may take them). Done on every
+    /// member this node lists as alive, and on this node, unless
+    /// --here-only. A member down for --cluster-reap-after (24 h) is
+    /// forgotten without asking.
+    Forget {
+        /// The member's cluster address, as `caxton cluster members` shows it.
+        node: String,
+        /// Forget it on the node --api names only.
+        #[arg(long)]
+        here_only: bool,
+    },
     /// Force this node's cluster key rotation after a key leaked: send with
     /// the next key now, and drop the old one as soon as every member that
     /// holds the next key sends with it, without waiting for members that
@@ -334,7 +363,11 @@ fn main() {
             let view = top::View { agents, sort, limit, json: remote.output == Output::Json };
             report(client_of(&remote).and_then(|c| top::run(&c, frames, view)))
         }
+        Cmd::Backup { data_dir, to } => report(run_backup(&data_dir, &to)),
         Cmd::Cluster { command: ClusterCmd::Members, remote } => report(client_of(&remote).and_then(|c| run_members(remote.output, c))),
+        Cmd::Cluster { command: ClusterCmd::Forget { node, here_only }, remote } => {
+            report(client_of(&remote).and_then(|c| run_forget(remote.output, c, &node, here_only)))
+        }
         Cmd::Cluster { command: ClusterCmd::ForceKeyRotation, remote } => report(client_of(&remote).and_then(|c| {
             let v = c.force_key_rotation()?;
             match remote.output {
@@ -393,13 +426,15 @@ fn new_agent(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<(
     caxton::template::create(name, &dir, &sdk).map_err(usage)?;
     let lib = name.replace('-', "_");
     println!("created {} (the agent {name}, an echo to start from, on the SDK at {})", dir.display(), sdk.display());
+    // The README's quick start, from here on.
     println!(
         "next:
-  cd {}
-  cargo test
-  cargo wasm
-  caxton agent deploy target/wasm32-unknown-unknown/release/{lib}.wasm --name {name}",
-        dir.display()
+  caxton agent deploy {dir}        # builds it for wasm32 and deploys it as {name}
+  caxton message send --to {name} --content hi --wait-reply 1000    # prints: hi
+and while you write it:
+  cd {dir} && cargo test        # natively, against the SDK's mock node
+  cargo wasm                    # target/wasm32-unknown-unknown/release/{lib}.wasm",
+        dir = dir.display()
     );
     Ok(())
 }
@@ -455,8 +490,8 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
                 v["deploy_ms"].as_f64().unwrap_or(0.0)
             );
         }
-        AgentCmd::List => {
-            let v = client.list()?;
+        AgentCmd::List { cluster } => {
+            let v = if cluster { client.list_cluster()? } else { client.list()? };
             if json {
                 print_json(&v);
                 return Ok(());
@@ -464,10 +499,23 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
             let agents = v["agents"].as_array().cloned().unwrap_or_default();
             // As wide as the longest name: a long one does not push its row out of line.
             let w = agents.iter().map(|a| a["name"].as_str().unwrap_or("?").chars().count()).max().unwrap_or(0).max("NAME".len());
+            let instances = |a: &serde_json::Value| match (a["keyed"] == json!(true), a["remote"] == json!(true)) {
+                (_, true) => "-".to_string(),
+                (true, false) => "keyed".to_string(),
+                (false, false) => a["instances"].to_string(),
+            };
+            if cluster {
+                let nw = agents.iter().map(|a| a["node"].as_str().unwrap_or("-").len()).max().unwrap_or(0).max("NODE".len());
+                println!("{:<w$} {:<nw$} {:<7} {:>9}", "NAME", "NODE", "STATE", "INSTANCES");
+                for a in &agents {
+                    let (node, state) = (a["node"].as_str().unwrap_or("-"), a["node_state"].as_str().unwrap_or("-"));
+                    println!("{:<w$} {:<nw$} {:<7} {:>9}", a["name"].as_str().unwrap_or("?"), node, state, instances(a));
+                }
+                return Ok(());
+            }
             println!("{:<w$} {:>9}  SHARDS", "NAME", "INSTANCES");
             for a in &agents {
-                let instances = if a["keyed"] == json!(true) { "keyed".to_string() } else { a["instances"].to_string() };
-                println!("{:<w$} {:>9}  {}", a["name"].as_str().unwrap_or("?"), instances, a["shards"]);
+                println!("{:<w$} {:>9}  {}", a["name"].as_str().unwrap_or("?"), instances(a), a["shards"]);
             }
         }
         AgentCmd::Get { name } => {
@@ -582,6 +630,61 @@ fn run_agent(command: AgentCmd, output: Output, client: Client) -> Result<(), Fa
         AgentCmd::New { .. } => unreachable!("handled without a node"),
     }
     Ok(())
+}
+
+fn run_backup(data_dir: &std::path::Path, to: &std::path::Path) -> Result<(), Failure> {
+    let report = caxton::backup::backup(data_dir, to).map_err(|message| Failure { exit_code: EXIT_REFUSED, message })?;
+    for (file, bytes) in &report.files {
+        println!("{} ({bytes} bytes)", file.display());
+    }
+    if !report.pruned.is_empty() {
+        println!("left out the state of {} agent(s) stopped while the backup ran", report.pruned.len());
+    }
+    println!("backed up {} agent(s) into {}: start a node with --data-dir {} (and the same --cores) to restore it", report.agents, to.display(), to.display());
+    Ok(())
+}
+
+/// `caxton cluster forget`: on the node asked, then on every member it
+/// lists as alive (or suspect), each with the same credentials. A member
+/// that does not know the node (404) has nothing to forget; any other
+/// refusal, or a member out of reach, fails the command once every member
+/// was tried.
+fn run_forget(output: Output, client: Client, node: &str, here_only: bool) -> Result<(), Failure> {
+    let mut targets = vec![client.base().to_string()];
+    let mut clients = vec![];
+    if !here_only {
+        let v = client.members()?;
+        if v["clustered"] == json!(false) {
+            return Err(Failure { exit_code: EXIT_REFUSED, message: "this node is not in a cluster".into() });
+        }
+        for m in v["members"].as_array().into_iter().flatten() {
+            let active = matches!(m["state"].as_str(), Some("alive" | "suspect"));
+            if m["self"] != json!(true) && active && m["node"].as_str() != Some(node) {
+                let member = client.for_member(m["api"].as_str().unwrap_or("?"), m["api_tls"] == json!(true));
+                targets.push(member.base().to_string());
+                clients.push(member);
+            }
+        }
+    }
+    let mut failed = None;
+    for (target, c) in targets.iter().zip(std::iter::once(&client).chain(clients.iter())) {
+        match c.forget_member(node) {
+            Ok(answer) if output == Output::Json => print_json(&json!({ "api": target, "answer": answer })),
+            Ok(Some(v)) => {
+                let agents = v["agents"].as_array().map_or(0, Vec::len);
+                println!("{target}: forgot {node} ({agents} agent name{} routed there)", if agents == 1 { "" } else { "s" });
+            }
+            Ok(None) => println!("{target}: does not know {node}; nothing to forget"),
+            Err(f) => {
+                eprintln!("caxton: {target}: {}", f.message);
+                failed = Some(f);
+            }
+        }
+    }
+    match failed {
+        Some(f) => Err(Failure { exit_code: f.exit_code, message: format!("{node} was not forgotten everywhere (see above)") }),
+        None => Ok(()),
+    }
 }
 
 fn run_members(output: Output, client: Client) -> Result<(), Failure> {

@@ -24,8 +24,13 @@ struct Member {
 const SHARDS: usize = 2;
 
 fn start_member(ip: &str, join: Option<&str>, key: &str) -> Member {
+    start_member_with(ip, join, key, &[])
+}
+
+fn start_member_with(ip: &str, join: Option<&str>, key: &str, extra: &[&str]) -> Member {
     let cluster = format!("{ip}:{}", free_cluster_port(ip));
     let mut args = vec!["--listen", &cluster, "--cluster-key", key];
+    args.extend(extra);
     if let Some(j) = join {
         args.extend(["--join", j]);
     }
@@ -89,7 +94,24 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     let out = a.node.cli(&["agent", "deploy", relay.to_str().unwrap(), "--name", "relay-c", "--node", &c.cluster]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(c.node.get("/v1/agents/relay-c").0 == 200, "deployed on C, not on A");
-    assert_eq!(a.node.get("/v1/agents/relay-c").0, 404);
+    let local = |n: &Node| n.get("/v1/agents").1["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(!local(&a.node).contains(&"relay-c".to_string()));
+    // Any node answers for any agent: its detail and logs are read on its
+    // node (issue 29), and the cluster's list names every agent's node.
+    assert!(eventually(Duration::from_secs(10), || a.node.get("/v1/agents/relay-c").0 == 200));
+    let (status, detail) = a.node.get("/v1/agents/relay-c");
+    assert_eq!((status, detail["name"].as_str(), detail["instances"].as_u64()), (200, Some("relay-c"), Some(1)), "{detail}");
+    assert_eq!(a.node.get("/v1/agents/relay-c/logs?lines=5").0, 200);
+    let out = a.node.cli(&["agent", "get", "relay-c"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(a.node.get("/v1/agents/nobody").0, 404);
+    assert!(eventually(Duration::from_secs(10), || {
+        let all = a.node.get("/v1/agents?cluster=true").1;
+        let node_of = |name: &str| all["agents"].as_array().unwrap().iter().find(|x| x["name"] == name).map(|x| x["node"].clone());
+        node_of("echo") == Some(json!(b.cluster)) && node_of("relay-c") == Some(json!(c.cluster)) && node_of("echo-c") == Some(json!(c.cluster))
+    }));
+    let listed = String::from_utf8(a.node.cli(&["agent", "list", "--cluster"]).stdout).unwrap();
+    assert!(listed.lines().any(|l| l.starts_with("relay-c ") && l.contains(&c.cluster) && l.contains("alive")), "{listed}");
 
     // A message to any name, from any node, once the registry has spread.
     assert!(eventually(Duration::from_secs(10), || send(&a.node, "echo", "ping").0 == 200));
@@ -156,6 +178,62 @@ fn three_nodes_join_route_fail_fast_and_rejoin() {
     assert_eq!(send(&a.node, "moved", "still c").1["content"], "still c");
     assert_eq!(handled(&c.node), before + 1);
     assert_eq!(handled(&b.node), 0);
+}
+
+/// Issue 29: a member gone for good stops being listed (and its alert
+/// series goes), on the operator's word or after the reap time, with the
+/// names it hosted; a late broadcast does not bring them back, and the node
+/// is heard again when it does come back.
+#[test]
+fn a_member_gone_for_good_is_forgotten_everywhere_until_it_comes_back() {
+    let a = start_member("127.0.0.1", None, KEY);
+    let mut b = start_member("127.0.0.2", Some(&a.cluster), KEY);
+    // C reaps a member down for a second; A keeps the default (24 h).
+    let c = start_member_with("127.0.0.3", Some(&a.cluster), KEY, &["--cluster-reap-after", "1s"]);
+    converge(&[&a, &b, &c]);
+    assert_eq!(b.node.deploy("far", "examples/agents/echo.wat", 1).0, 201);
+    assert!(eventually(Duration::from_secs(10), || send(&a.node, "far", "ping").1["content"] == "ping"));
+
+    // A live member is not forgotten.
+    let out = a.node.cli(&["cluster", "forget", &b.cluster, "--here-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is alive"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(a.node.delete(&format!("/v1/cluster/members/{}", "127.0.0.9:1")).0, 404, "an unknown node");
+    assert_eq!(a.node.delete("/v1/cluster/members/not-an-address").0, 400);
+
+    b.node.kill9();
+    assert!(eventually(Duration::from_secs(40), || state_of(&a.node, &b.cluster).0 == "down"), "{:?}", members(&a.node));
+    // C reaps it by itself, a second after it saw it down.
+    assert!(eventually(Duration::from_secs(40), || state_of(&c.node, &b.cluster).0 == "absent"), "{:?}", members(&c.node));
+    assert!(c.node.logs().contains("down for --cluster-reap-after"));
+    assert_eq!(send(&c.node, "far", "anyone?").0, 404, "its names route nowhere");
+    let series = format!("caxton_cluster_member_up{{member=\"{}\"}}", b.cluster);
+    assert!(a.node.metrics().contains(&series));
+
+    // The operator forgets it through A: on A and on every member A lists.
+    let out = a.node.cli(&["cluster", "forget", &b.cluster]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("forgot {} (1 agent name routed there)", b.cluster)), "{stdout}");
+    assert!(stdout.contains("nothing to forget"), "C had reaped it: {stdout}");
+    assert_eq!(state_of(&a.node, &b.cluster).0, "absent");
+    assert!(!a.node.metrics().contains(&series), "no series names it");
+    let (status, v) = send(&a.node, "far", "anyone?");
+    assert_eq!(status, 404, "not node_unavailable any more: {v}");
+    let db = rusqlite::Connection::open(a.node.dir.path().join("data/node.db")).unwrap();
+    let cached: i64 = db.query_row("SELECT count(*) FROM routes WHERE node = ?1", [&b.cluster], |r| r.get(0)).unwrap();
+    assert_eq!(cached, 0, "nor does the route cache");
+    // Nothing brings it back while it is away (gossip passes items on for
+    // a few rounds, and members resync).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((state_of(&a.node, &b.cluster).0, send(&a.node, "far", "?").0), ("absent".to_string(), 404));
+
+    // Back (same data dir): heard again, its names with it, on both.
+    b.node.restart();
+    for m in [&a, &c] {
+        assert!(eventually(Duration::from_secs(30), || state_of(&m.node, &b.cluster).0 == "alive"), "{:?}", members(&m.node));
+        assert!(eventually(Duration::from_secs(10), || send(&m.node, "far", "back").1["content"] == "back"));
+    }
 }
 
 #[test]

@@ -368,3 +368,64 @@ fn an_upgrade_shows_what_changes_and_an_abi_change_needs_force() {
     assert!(stdout.contains("ABI version 2 -> 1") && stdout.contains("- export caxton_abi_version"), "{stdout}");
     assert_eq!(answer("one again"), "one again");
 }
+
+/// Issue 29: `caxton backup` copies a running node's data while an agent
+/// writes its state, and a node started from the copy has the agents, the
+/// per-instance and per-key state and the versions as they were at the
+/// backup, not what came after.
+#[test]
+fn a_node_restored_from_a_backup_taken_while_it_ran_has_what_it_had() {
+    let mut node = Node::start(2);
+    assert_eq!(node.deploy("counter", "examples/agents/counter.wat", 1).0, 201);
+    assert_eq!(node.deploy("busy", "examples/agents/counter.wat", 1).0, 201);
+    let kv = std::fs::read(caxton_testkit::example_agent("rust-kv")).unwrap();
+    assert_eq!(caxton_testkit::answer(node.request("PUT", "/v1/agents/kv?keyed=true").send_bytes(&kv)).0, 201);
+    let ask = |node: &Node, to: &str, content: &str| {
+        node.post_message(&json!({ "receiver": to, "content": content }), Some(5000)).1["content"].as_str().unwrap_or("").to_string()
+    };
+    for _ in 0..5 {
+        ask(&node, "counter", "x");
+    }
+    assert_eq!(ask(&node, "kv/alice", "put blue"), "alice: ok");
+
+    // The backup runs while `busy` writes its state as fast as it can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, url) = (stop.clone(), node.url("/v1/messages?reply_timeout_ms=5000"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = ureq::post(&url).set("content-type", "application/json").send_json(json!({ "receiver": "busy", "content": "x" }));
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let backup = node.dir.path().join("backup");
+    let data = node.dir.path().join("data");
+    let out = std::process::Command::new(common::BIN).args(["backup", "--data-dir"]).arg(&data).arg("--to").arg(&backup).output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("backed up 3 agent(s)") && said.contains("node.db") && said.contains("shard-1.db"), "{said}");
+    assert!(written > 10, "busy was written to during the backup: {written}");
+
+    // After the backup: more counts and another value, then kill -9.
+    for _ in 0..3 {
+        ask(&node, "counter", "x");
+    }
+    assert_eq!(ask(&node, "kv/alice", "put red"), "alice: ok");
+    let busy_after = ask(&node, "busy", "x").parse::<u64>().unwrap();
+    node.kill9();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&backup, &data).unwrap();
+    node.restart();
+
+    assert_eq!(ask(&node, "counter", "x"), "6", "five counted before the backup, none after");
+    assert_eq!(ask(&node, "kv/alice", "get"), "alice: blue");
+    let busy = ask(&node, "busy", "x").parse::<u64>().unwrap();
+    assert!(busy >= 1 && busy < busy_after, "busy's count is one of the backup's moment: {busy} (it had reached {busy_after})");
+    assert_eq!(node.get("/v1/agents").1["agents"].as_array().unwrap().len(), 3);
+}

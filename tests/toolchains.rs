@@ -224,7 +224,13 @@ fn the_quick_start_goes_from_caxton_agent_new_to_an_answer() {
         String::from_utf8(out.stdout).unwrap()
     };
     let created = run(std::process::Command::new(common::BIN).args(["agent", "new", "hello", "--dir"]).arg(&dir));
-    assert!(created.contains("cargo wasm"), "{created}");
+    // The next steps it prints are the README's.
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).unwrap();
+    for step in [format!("caxton agent deploy {}", dir.display()), "caxton message send --to hello --content hi --wait-reply 1000".to_string()] {
+        assert!(created.contains(&step), "{step:?} in {created}");
+    }
+    assert!(readme.contains("caxton agent deploy hello ") && readme.contains("caxton message send --to hello --content hi --wait-reply 1000"));
+    assert!(created.contains("cargo wasm") && created.contains("cargo test"), "{created}");
     // One target dir for every run of this test: the SDK's dependencies build once.
     let cargo = |args: &[&str]| {
         let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

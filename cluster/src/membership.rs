@@ -430,6 +430,8 @@ impl Membership {
     pub fn poll_notification(&mut self) -> Option<OwnedNotification<NodeId>> {
         let n = self.runtime.to_notify()?;
         if let OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) = &n {
+            // A forgotten node that is back is heard again (registry rule 4).
+            self.registry.borrow_mut().remember(id.addr);
             self.sync_to(id.clone());
         }
         if let OwnedNotification::MemberDown(id) = &n {
@@ -465,6 +467,14 @@ impl Membership {
     /// Registry items that changed this node's view since the last call.
     pub fn take_route_changes(&mut self) -> Vec<RouteItem> {
         self.registry.borrow_mut().take_changes()
+    }
+
+    /// Forgets a node that is gone for good: the names it hosted, and any
+    /// news of them until it is alive again (registry rule 4). Returns the
+    /// names. The view decides whether it may be forgotten.
+    pub fn forget(&mut self, node: SocketAddr) -> Vec<String> {
+        assert_ne!(node, self.id().addr, "a node never forgets itself");
+        self.registry.borrow_mut().forget_node(node)
     }
 
     pub fn route(&self, agent: &str) -> Option<RouteItem> {

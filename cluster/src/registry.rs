@@ -11,8 +11,13 @@
 //! 3. foca passes each item on a bounded number of times; a node that joins
 //!    later learns the names of each member from that member, which sends
 //!    them to it alone on seeing it come up ([`crate::Membership::sync_to`]).
+//! 4. A node this one forgot (an operator's `caxton cluster forget`, or a
+//!    member down past the reap time) has its items dropped, and items
+//!    naming it are no news until it is seen alive again: a late broadcast
+//!    cannot bring a forgotten node's names back. The most recent
+//!    [`FORGOTTEN_NODES_MAX`] forgotten nodes are remembered as such.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use foca::{BroadcastHandler, Invalidates};
@@ -62,17 +67,24 @@ impl std::fmt::Display for RegistryError {
 
 impl std::error::Error for RegistryError {}
 
+/// Forgotten nodes whose items are refused until they come back (rule 4).
+/// Cost: a socket address each. Exceeded: the oldest is no longer refused
+/// (only a late broadcast of its names could then bring them back).
+pub const FORGOTTEN_NODES_MAX: usize = 1024;
+
 #[derive(Default)]
 pub struct Registry {
     routes: HashMap<String, RouteItem>,
     /// Items that changed what this node knows, for the driver to apply.
     changes: Vec<RouteItem>,
+    /// Nodes forgotten and not seen alive since (rule 4), oldest first.
+    forgotten: VecDeque<SocketAddr>,
 }
 
 impl Registry {
     /// Starts from what a node cached (its `routes` table).
     pub fn with_routes(items: impl IntoIterator<Item = RouteItem>) -> Registry {
-        Registry { routes: items.into_iter().map(|r| (r.agent.clone(), r)).collect(), changes: Vec::new() }
+        Registry { routes: items.into_iter().map(|r| (r.agent.clone(), r)).collect(), changes: Vec::new(), forgotten: VecDeque::new() }
     }
 
     pub fn get(&self, agent: &str) -> Option<&RouteItem> {
@@ -93,7 +105,32 @@ impl Registry {
         self.learn(item, false)
     }
 
+    /// Drops every item naming `node` and refuses new ones until it is
+    /// seen alive again (rule 4). Returns the names it hosted.
+    pub fn forget_node(&mut self, node: SocketAddr) -> Vec<String> {
+        let names: Vec<String> = self.routes.values().filter(|r| r.node == node).map(|r| r.agent.clone()).collect();
+        for name in &names {
+            self.routes.remove(name);
+        }
+        if !self.forgotten.contains(&node) {
+            if self.forgotten.len() == FORGOTTEN_NODES_MAX {
+                self.forgotten.pop_front();
+            }
+            self.forgotten.push_back(node);
+        }
+        assert!(self.routes.values().all(|r| r.node != node) && self.forgotten.len() <= FORGOTTEN_NODES_MAX);
+        names
+    }
+
+    /// `node` is alive again: its items are news again (rule 4).
+    pub fn remember(&mut self, node: SocketAddr) {
+        self.forgotten.retain(|n| *n != node);
+    }
+
     fn learn(&mut self, item: RouteItem, local: bool) -> bool {
+        if !local && self.forgotten.contains(&item.node) {
+            return false;
+        }
         let news = match self.routes.get(&item.agent) {
             None => true,
             Some(known) => item.version > known.version || (local && item.version == known.version),
@@ -147,6 +184,32 @@ mod tests {
         let newer = RouteKey { agent: "a".into(), version: 6 };
         assert!(newer.invalidates(&RouteKey { agent: "a".into(), version: 5 }));
         assert!(!newer.invalidates(&RouteKey { agent: "b".into(), version: 1 }));
+    }
+
+    /// Rule 4: a forgotten node's names go, a late item naming it is no
+    /// news (and not passed on), and once it is alive again it is heard.
+    #[test]
+    fn a_forgotten_node_stays_forgotten_until_it_comes_back() {
+        let mut r = Registry::default();
+        let from = NodeId::seed("127.0.0.9:1".parse().unwrap());
+        let gone: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        r.receive_item(&item("a", 5, true).encode(), Some(&from)).unwrap();
+        r.receive_item(&item("b", 5, false).encode(), Some(&from)).unwrap();
+        let other = RouteItem { node: "127.0.0.2:7000".parse().unwrap(), ..item("c", 1, true) };
+        r.receive_item(&other.encode(), Some(&from)).unwrap();
+        let mut names = r.forget_node(gone);
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        assert!(r.get("a").is_none() && r.get("c").is_some());
+        assert!(r.receive_item(&item("a", 6, true).encode(), Some(&from)).unwrap().is_none(), "a late broadcast is no news");
+        assert!(!r.learn_remote(item("d", 1, true)), "nor a sync");
+        assert!(r.get("a").is_none() && r.get("d").is_none());
+        r.remember(gone);
+        assert!(r.learn_remote(item("a", 5, true)), "alive again: its names are heard");
+        for port in 0..=FORGOTTEN_NODES_MAX as u16 {
+            r.forget_node(SocketAddr::from(([10, 0, 0, 1], port)));
+        }
+        assert!(r.forgotten.len() == FORGOTTEN_NODES_MAX && !r.forgotten.contains(&SocketAddr::from(([10, 0, 0, 1], 0))), "bounded, oldest out");
     }
 
     mod fuzz {

@@ -15,6 +15,11 @@
 //!    each node and each name, nodes first (rule 2): the shard ends with
 //!    the same view, and what waits for it is bounded by the number of
 //!    nodes and names.
+//! 5. A member that is gone for good leaves the view: one an operator
+//!    forgets ([`ClusterView::forget`]), or one down for the reap time
+//!    ([`ClusterView::reapable`]). The names its routes gave go with it
+//!    (the shards learn they route nowhere), and so does every series of
+//!    it. A member alive or suspect is not forgotten: SWIM still hears it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -56,6 +61,29 @@ impl MemberState {
 pub struct MemberInfo {
     pub id: NodeId,
     pub state: MemberState,
+    /// When it was declared down, on the driver's clock (rule 5).
+    pub down_since_ms: Option<u64>,
+}
+
+/// Why a node cannot be forgotten (rule 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetRefused {
+    /// It is this node.
+    Me,
+    /// SWIM still hears it: alive or suspect.
+    Active(MemberState),
+    /// No member and no route names it.
+    Unknown,
+}
+
+impl std::fmt::Display for ForgetRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForgetRefused::Me => f.write_str("it is this node"),
+            ForgetRefused::Active(state) => write!(f, "it is {}: the cluster still hears it; stop it first, and forget it once it is down", state.name()),
+            ForgetRefused::Unknown => f.write_str("no member and no route of this node names it (see GET /v1/cluster/members)"),
+        }
+    }
 }
 
 /// Where an agent of another node lives.
@@ -118,7 +146,8 @@ impl ClusterView {
     /// Applies membership news; returns the updates for the shards. `Err`
     /// carries nothing: a `Defunct` (this node declared down) is logged by
     /// the caller, which sees it in `notes`.
-    pub fn apply_notifications(&mut self, notes: &[OwnedNotification<NodeId>]) -> Vec<ClusterUpdate> {
+    /// `now_ms` is the driver's clock, kept for the reap time (rule 5).
+    pub fn apply_notifications(&mut self, notes: &[OwnedNotification<NodeId>], now_ms: u64) -> Vec<ClusterUpdate> {
         let mut updates = Vec::new();
         for n in notes {
             let (id, alive) = match n {
@@ -136,10 +165,47 @@ impl ClusterView {
                 continue;
             }
             let state = if alive { MemberState::Alive } else { MemberState::Down };
-            self.members.insert(id.addr, MemberInfo { id: id.clone(), state });
+            let down_since_ms = (!alive).then_some(now_ms);
+            self.members.insert(id.addr, MemberInfo { id: id.clone(), state, down_since_ms });
             updates.push(ClusterUpdate::Node { name: id.name().into(), addr: id.addr, alive, suspect: false });
         }
         updates
+    }
+
+    /// Forgets `node` (rule 5): the member and the routes naming it.
+    /// Returns the updates for the shards (each name it hosted now routes
+    /// nowhere) and those names.
+    pub fn forget(&mut self, node: SocketAddr) -> Result<(Vec<ClusterUpdate>, Vec<String>), ForgetRefused> {
+        if node == self.me.addr {
+            return Err(ForgetRefused::Me);
+        }
+        let routed: Vec<String> = self.routes.values().filter(|r| r.node == node).map(|r| r.agent.clone()).collect();
+        match self.members.get(&node).map(|m| m.state) {
+            Some(state @ (MemberState::Alive | MemberState::Suspect)) => return Err(ForgetRefused::Active(state)),
+            None if routed.is_empty() => return Err(ForgetRefused::Unknown),
+            _ => {}
+        }
+        self.members.remove(&node);
+        let mut updates = Vec::new();
+        let mut hosted = Vec::new();
+        for agent in routed {
+            let item = self.routes.remove(&agent).expect("listed above");
+            if item.present {
+                updates.push(ClusterUpdate::Route { agent: agent.as_str().into(), node: None });
+                hosted.push(agent);
+            }
+        }
+        assert!(!self.members.contains_key(&node) && self.routes.values().all(|r| r.node != node));
+        Ok((updates, hosted))
+    }
+
+    /// Members down for at least `after_ms` at `now_ms` (rule 5).
+    pub fn reapable(&self, now_ms: u64, after_ms: u64) -> Vec<SocketAddr> {
+        self.members
+            .values()
+            .filter(|m| m.state == MemberState::Down && m.down_since_ms.is_some_and(|t| now_ms.saturating_sub(t) >= after_ms))
+            .map(|m| m.id.addr)
+            .collect()
     }
 
     /// Reads suspects off foca's table (rule 3); returns the updates.
@@ -244,9 +310,9 @@ mod tests {
     #[test]
     fn older_identities_are_stale_and_routes_name_their_node_first() {
         let mut v = ClusterView::new(id(1, 1), &[]);
-        let up = v.apply_notifications(&[OwnedNotification::MemberUp(id(2, 2))]);
+        let up = v.apply_notifications(&[OwnedNotification::MemberUp(id(2, 2))], 0);
         assert_eq!(up.len(), 1);
-        assert!(v.apply_notifications(&[OwnedNotification::MemberDown(id(2, 1))]).is_empty(), "rule 1");
+        assert!(v.apply_notifications(&[OwnedNotification::MemberDown(id(2, 1))], 0).is_empty(), "rule 1");
         assert_eq!(v.count(MemberState::Alive), 1);
         let far = RouteItem { agent: "far".into(), node: "127.0.0.3:7946".parse().unwrap(), version: 1, present: true };
         let (updates, moved) = v.apply_routes(vec![far.clone()]);
@@ -260,5 +326,30 @@ mod tests {
         let (_, moved) = v.apply_routes(vec![RouteItem { node: far.node, version: 2, ..mine }]);
         assert_eq!(moved.len(), 1, "a name of this node moved elsewhere");
         assert_eq!(cached_updates(v.me.addr, &[far]).len(), 2);
+    }
+
+    /// Rule 5: only a member that is down (or known by its routes alone)
+    /// is forgotten, with its routes; a down one is reapable after the
+    /// reap time, on the driver's clock.
+    #[test]
+    fn a_down_member_is_forgotten_with_its_routes_and_reaped_in_time() {
+        let mut v = ClusterView::new(id(1, 1), &[]);
+        v.apply_notifications(&[OwnedNotification::MemberUp(id(2, 1)), OwnedNotification::MemberUp(id(3, 1))], 0);
+        let route = |agent: &str, i: u8, present| RouteItem { agent: agent.into(), node: id(i, 1).addr, version: 1, present };
+        v.apply_routes(vec![route("a", 2, true), route("gone", 2, false), route("c", 3, true)]);
+        assert_eq!(v.forget(id(2, 1).addr).unwrap_err(), ForgetRefused::Active(MemberState::Alive));
+        assert_eq!(v.forget(v.me.addr).unwrap_err(), ForgetRefused::Me);
+        assert_eq!(v.forget(id(9, 1).addr).unwrap_err(), ForgetRefused::Unknown);
+        v.apply_notifications(&[OwnedNotification::MemberDown(id(2, 1))], 1_000);
+        assert!(v.reapable(1_999, 1_000).is_empty());
+        assert_eq!(v.reapable(2_000, 1_000), [id(2, 1).addr]);
+        let (updates, hosted) = v.forget(id(2, 1).addr).unwrap();
+        assert_eq!(hosted, ["a"]);
+        assert_eq!(updates, [ClusterUpdate::Route { agent: "a".into(), node: None }]);
+        assert!(!v.members.contains_key(&id(2, 1).addr) && v.remote_route("a").is_none() && !v.routes.contains_key("gone"));
+        assert!(v.remote_route("c").is_some(), "other members' routes stay");
+        assert!(v.reapable(u64::MAX, 0).is_empty());
+        v.apply_routes(vec![route("late", 4, true)]);
+        assert!(v.forget(id(4, 1).addr).is_ok(), "a node known by its routes alone");
     }
 }

@@ -911,6 +911,21 @@ pub const GOSSIP_REJOIN_INTERVAL_MS: u64 = 1_000;
 /// Between two reads of suspects off foca's table, in milliseconds.
 pub const GOSSIP_STATE_REFRESH_MS: u64 = 100;
 
+/// How long a member stays listed once down before this node forgets it,
+/// in ms (`--cluster-reap-after`; 0 never). Our choice, 24 hours, is
+/// Serf's reap time for failed members: a node down for a night's repair
+/// is still named (its alert fires, its agents' callers are told "its node
+/// is down"), one retired for good stops being listed by the next day.
+/// Cost: a member entry and its `caxton_cluster_member_up` series while
+/// listed. Exceeded: the member is forgotten, as by `caxton cluster
+/// forget`: its names route nowhere (a deploy elsewhere may take them),
+/// and it is heard again when it comes back.
+pub const CLUSTER_MEMBER_REAP_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Forgotten nodes whose late registry news is refused until they are
+/// alive again. Cost: an address each. Exceeded: the oldest is dropped.
+pub const CLUSTER_FORGOTTEN_NODES_MAX: usize = caxton_cluster::registry::FORGOTTEN_NODES_MAX;
+
 /// Commands (publish, sync, leave) queued for the gossip thread. Exceeded:
 /// the registry change is logged as lost (a resync makes it good).
 pub const GOSSIP_COMMANDS_MAX: usize = 65_536;

@@ -18,7 +18,7 @@ use super::routes::Endpoint;
 use super::{forward, json, json_response, parse_param, query_param, read_body, Api};
 use crate::control::parse_policy;
 
-fn forwarded(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+pub(super) fn forwarded(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -37,7 +37,7 @@ pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<
     let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let upgrade = endpoint == Endpoint::Deploy && query_param(query, "upgrade") == Some("true");
     // Everything but a first deploy is about an agent that lives somewhere.
-    if endpoint != Endpoint::Deploy || upgrade {
+    if (endpoint != Endpoint::Deploy || upgrade) && !forward::was_forwarded(&req) {
         if let Some(node) = control.remote_node_of(name) {
             let (method, path) = match endpoint {
                 Endpoint::Deploy => {

@@ -1,6 +1,7 @@
 //! Requests forwarded to another member's API: deploys aimed at it
-//! (`?node=`) and the lifecycle calls (stop, upgrade, rollback, restart)
-//! of agents it hosts. The caller's credentials go along, only to the
+//! (`?node=`), the lifecycle calls (stop, upgrade, rollback, restart) of
+//! agents it hosts, and the reads of them (`GET` of an agent and of its
+//! logs), so that any node answers for any agent. The caller's credentials go along, only to the
 //! API address the member advertises in its gossip identity, and only over
 //! HTTPS (its certificate checked against `--tls-ca`, or the public roots),
 //! or to a loopback API (a cluster on one host: the request never leaves
@@ -18,6 +19,17 @@ use caxton_shards::limits::{FORWARD_ANSWER_BYTES_MAX, FORWARD_TIMEOUT_MS};
 
 use super::error::ApiError;
 use crate::control::Control;
+
+/// Set on every forwarded request: the member answers it itself and never
+/// forwards it on, so two nodes whose registries disagree for a moment
+/// cannot pass a request back and forth.
+pub const FORWARDED_HEADER: &str = "x-caxton-forwarded";
+
+/// Whether `req` came from another member's forward (see
+/// [`FORWARDED_HEADER`]).
+pub fn was_forwarded<B>(req: &hyper::Request<B>) -> bool {
+    req.headers().contains_key(FORWARDED_HEADER)
+}
 
 /// Where a member's API is reached from here: the address it advertises,
 /// on its cluster address's host when it listens on every address; a
@@ -66,7 +78,7 @@ pub async fn forward(
     let url = format!("{}://{api}{path}", if tls { "https" } else { "http" });
     let agent = control.forward_agent.clone();
     let forwarded = tokio::task::spawn_blocking(move || {
-        let mut req = agent.request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS));
+        let mut req = agent.request(method, &url).timeout(Duration::from_millis(FORWARD_TIMEOUT_MS)).set(FORWARDED_HEADER, "1");
         if let Some(a) = authorization {
             req = req.set("authorization", &a);
         }

@@ -143,6 +143,25 @@ pub fn agent_list(agents: &[(String, AgentRecord)], unrestored: &[(String, Strin
     json!({ "agents": list })
 }
 
+/// `GET /v1/agents?cluster=true`: this node's agents, each with its node,
+/// then every agent the registry places on another member, with that
+/// member's state (`unknown`: a node gossip has not reported yet), by name.
+pub fn agent_list_cluster(mut local: Value, view: &caxton_cluster::view::ClusterView) -> Value {
+    let me = view.me.name();
+    for a in local["agents"].as_array_mut().into_iter().flatten() {
+        a["node"] = json!(me);
+        a["node_state"] = json!("alive");
+    }
+    let mut remote: Vec<_> = view.routes.values().filter(|r| r.present && r.node != view.me.addr).collect();
+    remote.sort_by(|a, b| a.agent.cmp(&b.agent));
+    let agents = local["agents"].as_array_mut().expect("agent_list makes an array");
+    for r in remote {
+        let state = view.members.get(&r.node).map_or("unknown", |m| m.state.name());
+        agents.push(json!({ "name": r.agent, "node": r.node.to_string(), "node_state": state, "remote": true }));
+    }
+    local
+}
+
 pub fn deployed(name: &str, report: &DeployReport) -> Value {
     let startup_us: Vec<u64> = report.instances.iter().map(|i| i.startup_us).collect();
     json!({

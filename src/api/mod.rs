@@ -341,6 +341,18 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         return Err(ApiError::starting());
     }
     let name = matched.name.unwrap_or_default();
+    // An agent another member hosts is read there (`forward`).
+    if matches!(matched.endpoint, Endpoint::AgentDetail | Endpoint::AgentLogs) && !forward::was_forwarded(&req) {
+        if let Some(node) = control.remote_node_of(name) {
+            let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let path = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let (status, body) = forward::forward(control, &node, "GET", path, Vec::new(), authorization).await?;
+            return Ok(agents::forwarded(status, body));
+        }
+    }
     match matched.endpoint {
         Endpoint::Health => {
             // Never waits on a stalled shard, and on a busy one only
@@ -419,12 +431,34 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             let (resident_bytes, _) = metrics::NodeFigures::read_process();
             Ok(json_response(StatusCode::OK, &json::stats(resident_bytes, &stats, agents)))
         }
-        Endpoint::AgentList => Ok(json_response(StatusCode::OK, &json::agent_list(&control.list(), &control.unrestored()))),
+        Endpoint::AgentList => {
+            let local = json::agent_list(&control.list(), &control.unrestored());
+            match (query_param(query, "cluster"), &control.cluster) {
+                (None | Some("false"), _) => Ok(json_response(StatusCode::OK, &local)),
+                (Some("true"), Some(c)) => Ok(json_response(StatusCode::OK, &json::agent_list_cluster(local, &c.view.lock().unwrap()))),
+                (Some("true"), None) => Ok(json_response(StatusCode::OK, &local)),
+                (Some(other), _) => Err(ApiError::bad_request("invalid_query", format!("cluster={other:?}: use true or false"))),
+            }
+        }
         Endpoint::ToolList => Ok(json_response(StatusCode::OK, &json::tool_list(control.tools().map(|t| &**t)))),
         Endpoint::ClusterMembers => match &control.cluster {
             Some(c) => Ok(json_response(StatusCode::OK, &json::members(&c.view.lock().unwrap(), &c.keys))),
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
+        Endpoint::ClusterForget => {
+            let Some(c) = &control.cluster else {
+                return Err(ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"));
+            };
+            let node: std::net::SocketAddr = name.parse().map_err(|_| {
+                ApiError::bad_request("invalid_node", format!("{name:?} is not a member's cluster address (HOST:PORT, as GET /v1/cluster/members names it)"))
+            })?;
+            let hosted = c.forget(node).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gossip_unavailable", e))?;
+            match hosted {
+                Ok(agents) => Ok(json_response(StatusCode::OK, &serde_json::json!({ "node": node.to_string(), "forgotten": true, "agents": agents }))),
+                Err(why @ caxton_cluster::view::ForgetRefused::Unknown) => Err(ApiError::not_found(format!("node {node} cannot be forgotten: {why}"))),
+                Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "member_active", format!("node {node} cannot be forgotten: {why}"))),
+            }
+        }
         Endpoint::ForceKeyRotation => {
             let Some(c) = &control.cluster else {
                 return Err(ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"));

@@ -25,6 +25,7 @@ pub enum Endpoint {
     Stats,
     AgentList,
     ClusterMembers,
+    ClusterForget,
     ForceKeyRotation,
     Deploy,
     AgentDetail,
@@ -58,13 +59,14 @@ macro_rules! route {
 }
 
 /// Every route of the API.
-pub const ROUTES: [Route; 17] = [
+pub const ROUTES: [Route; 18] = [
     route!(GET, ["v1", "health"], Health, true),
     route!(GET, ["v1", "ready"], Ready, true),
     route!(GET, ["metrics"], Metrics, false),
     route!(GET, ["v1", "stats"], Stats, false),
     route!(GET, ["v1", "agents"], AgentList, false),
     route!(GET, ["v1", "cluster", "members"], ClusterMembers, false),
+    route!(DELETE, ["v1", "cluster", "members", NAME], ClusterForget, false),
     route!(POST, ["v1", "cluster", "keys", "force"], ForceKeyRotation, false),
     route!(PUT, ["v1", "agents", NAME], Deploy, false),
     route!(GET, ["v1", "agents", NAME], AgentDetail, false),

@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// [default: none].
     #[arg(long)]
     pub cluster_key_next_file: Option<PathBuf>,
+    /// How long a member stays listed once down before this node forgets
+    /// it (its names then route nowhere), e.g. 24h, 30m; 0 never
+    /// (`caxton cluster forget` does it at once) [default: 24h].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub cluster_reap_after: Option<Duration>,
     /// Between two gossip rounds, in ms [default: 200].
     #[arg(long)]
     pub gossip_interval_ms: Option<u64>,

@@ -18,6 +18,9 @@ pub struct ClusterConfig {
     pub keys: caxton_cluster::KeyRing,
     pub gossip: caxton_cluster::GossipSettings,
     pub links: LinkSettings,
+    /// How long a down member stays listed (`--cluster-reap-after`);
+    /// `None`: for as long as the node runs.
+    pub reap_after: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -64,6 +67,8 @@ impl ServeArgs {
                 ),
                 pending_handshakes: self.max_pending_handshakes.or(file.max_pending_handshakes).unwrap_or(limits::LINK_PENDING_HANDSHAKES_MAX).max(1),
             },
+            reap_after: Some(self.cluster_reap_after.or(file.cluster_reap_after).unwrap_or(Duration::from_millis(limits::CLUSTER_MEMBER_REAP_MS)))
+                .filter(|d| !d.is_zero()),
         }))
     }
 }

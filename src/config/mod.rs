@@ -298,6 +298,7 @@ mod tests {
         assert_eq!(c.data_dir, std::path::PathBuf::from("/var/lib/caxton"));
         assert!(summary(&c).contains("api_token=none"));
         assert_eq!(parse_duration("700ms").unwrap(), Duration::from_millis(700));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
         assert!(parse_duration("10 parsecs").is_err());
     }
 

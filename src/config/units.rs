@@ -25,17 +25,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * scale as f64) as u64)
 }
 
-/// Parses a duration: `10s`, `500ms`, `2m` (a bare number is seconds).
+/// Parses a duration: `10s`, `500ms`, `2m`, `24h` (a bare number is
+/// seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use a number with ms, s or m"))?;
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use a number with ms, s, m or h"))?;
     let seconds = match unit.trim() {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" => number * 60.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?}: use ms, s or m")),
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?}: use ms, s, m or h")),
     };
     Ok(Duration::from_secs_f64(seconds.max(0.0)))
 }
