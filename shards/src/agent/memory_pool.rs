@@ -10,8 +10,11 @@
 //!
 //! Rules:
 //! 1. A region in the pool reads as zeros. When a memory goes, the pages of
-//!    its region that were touched (`mincore` says which) are zeroed; the
-//!    others were never written.
+//!    its region that are resident (`mincore` says which) are zeroed in
+//!    place; the others were never written, or were written and swapped
+//!    out, which `mincore` cannot tell apart, so they are dropped
+//!    (`MADV_DONTNEED`: no page table entry is present for them, so no
+//!    other core's TLB is flushed) and read as zeros again.
 //! 2. The bytes of a live memory past its current length are zero (rule 1;
 //!    guest code is bounds-checked against the length, and host calls go
 //!    through views of it), so growing within the region only moves the
@@ -73,12 +76,26 @@ impl Region {
         // SAFETY: the first `used` bytes are mapped (rounded to OS pages,
         // within the region), and `resident` has an entry for each page.
         let known = unsafe { libc::mincore(self.base.as_ptr().cast(), used, resident.as_mut_ptr()) } == 0;
-        for (page, flags) in resident[..used / OS_PAGE_BYTES].iter().enumerate() {
-            if !known || flags & 1 == 1 {
+        let pages = used / OS_PAGE_BYTES;
+        let mut page = 0;
+        while page < pages {
+            if !known || resident[page] & 1 == 1 {
                 // SAFETY: the page is within the region, which this memory
                 // owns alone; its instance is gone.
                 unsafe { std::ptr::write_bytes(self.base.as_ptr().add(page * OS_PAGE_BYTES), 0, OS_PAGE_BYTES) };
+                page += 1;
+                continue;
             }
+            // A run of pages not resident: never written, or swapped out.
+            let run = resident[page..pages].iter().take_while(|flags| *flags & 1 == 0).count();
+            // SAFETY: the run is within the region's mapping, which this
+            // memory owns alone; dropping its pages makes them read as zeros.
+            let dropped = unsafe { libc::madvise(self.base.as_ptr().add(page * OS_PAGE_BYTES).cast(), run * OS_PAGE_BYTES, libc::MADV_DONTNEED) } == 0;
+            if !dropped {
+                // SAFETY: as above; writing faults the pages in, as zeros.
+                unsafe { std::ptr::write_bytes(self.base.as_ptr().add(page * OS_PAGE_BYTES), 0, run * OS_PAGE_BYTES) };
+            }
+            page += run;
         }
     }
 }
