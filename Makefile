@@ -9,10 +9,14 @@ BUILD_ALL = $(CARGO) build $(PROFILE) --workspace --all-targets
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build test agents run bench loadtest fuzz deny lint install check-packaging check-alerts clean
+.PHONY: build build-bin test agents run bench loadtest fuzz deny lint install check-packaging check-alerts clean
 
 build:
 	$(BUILD_ALL)
+
+## The node's binary alone, target/release/caxton (what `make install` puts in place).
+build-bin:
+	$(CARGO) build $(PROFILE) -p caxton --bin caxton
 
 ## Unit tests, then integration tests against real `caxton serve` processes
 ## (the example agents of every toolchain are built first), then the
@@ -74,8 +78,10 @@ loadtest: agents
 ## "Running under systemd"). PREFIX=/usr/local, DESTDIR= to stage.
 PREFIX ?= /usr/local
 DESTDIR ?=
+## It builds nothing (a build as root leaves root-owned files in target/):
+## run `make build-bin` as your user first, then `sudo make install`.
 install:
-	$(BUILD_ALL)
+	@test -x target/release/caxton || { echo "make install: no target/release/caxton: build it first, as your user: make build-bin" >&2; exit 1; }
 	install -Dm755 target/release/caxton $(DESTDIR)$(PREFIX)/bin/caxton
 	install -d $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/caxton $(DESTDIR)$(PREFIX)/share/doc/caxton
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|' -e 's|@DOCDIR@|$(PREFIX)/share/doc/caxton|' packaging/caxton.service > $(DESTDIR)/etc/systemd/system/caxton.service
