@@ -28,7 +28,14 @@ cp "$rust_target/wasm32-wasip1/release/std_agent.wasm" "$out/rust-std.wasm"
 cp "$rust_target/wasm32-wasip1/release/echo.wasm" "$out/rust-echo-wasip1.wasm"
 
 # C: clang's wasm32-wasi target and Debian's wasi-libc (no sysroot flag).
-clang --target=wasm32-wasi -O2 -mexec-model=reactor -Wl,--strip-debug -o "$out/c-greeter.wasm" examples/c/greeter.c
+clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-debug -o "$out/c-greeter.wasm" examples/c/greeter.c
+# docs/AGENTS.md's C blocks compile against examples/c/caxton.h.
+rm -f "$out"/agents_md_*.c
+awk -v dir="$out" '/^```c$/ { n++; inside = 1; next } /^```$/ { inside = 0 } inside { print > (dir "/agents_md_" n ".c") }' docs/AGENTS.md
+for c in "$out"/agents_md_*.c; do
+  [ -e "$c" ] || continue
+  clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -include examples/c/caxton.h -c -o "${c%.c}.o" "$c"
+done
 
 # AssemblyScript: the packages pinned by package-lock.json.
 (

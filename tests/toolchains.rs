@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, example_agent, Node};
 use serde_json::{json, Value};
@@ -95,24 +95,44 @@ fn a_rust_agent_using_std_logs_its_output_reads_the_clock_and_comes_back_from_a_
     assert!(logged(&node, "std", "stdout", "std_agent handling message 1 from"), "a fresh instance after exit: {v}");
 }
 
+/// C (caxton.h) and AssemblyScript (caxton.ts) agents of ABI version 2, as
+/// their docs show them: state, a performative of version 2 answered with
+/// another, a durable timer that answers the asker later, their own name,
+/// their standard output in the log, and a trap they come back from.
 #[test]
-fn c_and_assemblyscript_agents_deploy_unchanged_log_and_come_back_from_a_trap() {
+fn c_and_assemblyscript_agents_speak_abi_v2_keep_state_set_timers_and_come_back_from_a_trap() {
     let node = Node::start_with(2, &["--log-format", "json"]);
     deploy_example(&node, "greeter-c", "c-greeter", 1);
     deploy_example(&node, "greeter-as", "as-greeter", 1);
     assert_eq!(reply(&node, "greeter-c", "world"), "hello, world (greeting 1)");
     assert_eq!(reply(&node, "greeter-c", "again"), "hello, again (greeting 2)", "state through the ABI from C");
-    assert_eq!(reply(&node, "greeter-as", "world"), "hello from AssemblyScript, world");
+    assert_eq!(reply(&node, "greeter-as", "world"), "hello from AssemblyScript, world (greeting 1)");
+    assert_eq!(reply(&node, "greeter-as", "again"), "hello from AssemblyScript, again (greeting 2)", "state through the ABI from AssemblyScript");
+    for agent in ["greeter-c", "greeter-as"] {
+        // A cfp (version 2's: a version 1 module could not be handed it)
+        // gets a propose, in the conversation.
+        let (status, v) = node.post_message(&json!({"receiver": agent, "performative": "cfp", "content": "greet", "conversation_id": 77}), Some(5000));
+        assert_eq!(
+            (status, v["performative"].as_str(), v["content"].as_str(), v["conversation_id"].as_u64()),
+            (200, Some("propose"), Some("3"), Some(77)),
+            "{agent}: {v}"
+        );
+        // A durable timer answers the asker when it fires.
+        let asked = Instant::now();
+        assert_eq!(reply(&node, agent, "remind 300"), "reminded after 300 ms", "{agent}");
+        assert!(asked.elapsed() >= Duration::from_millis(300), "{agent}: answered when the timer fired");
+    }
     assert!(eventually(Duration::from_secs(5), || logged(&node, "greeter-c", "stdout", "greeted @api/")), "printf reaches the log");
-    assert!(logged(&node, "greeter-c", "stdout", "greeter (C) starting at "), "time() works");
+    assert!(logged(&node, "greeter-c", "stdout", "greeter (C) starting as greeter-c at "), "self_name and time() work");
     assert!(eventually(Duration::from_secs(5), || logged(&node, "greeter-as", "stdout", "greeted @api/")), "console.log reaches the log");
+    assert!(logged(&node, "greeter-as", "stdout", "greeter (AssemblyScript) starting as greeter-as at "));
     for agent in ["greeter-c", "greeter-as"] {
         let (status, v) = node.post_message(&json!({"receiver": agent, "content": "crash"}), Some(5000));
         assert_eq!((status, v["content"].as_str()), (200, Some("crashed_handler")), "{agent}: {v}");
         assert!(eventually(Duration::from_secs(5), || node.agent(agent)["crashes"] == 1), "{agent}");
     }
     assert_eq!(reply(&node, "greeter-c", "back"), "hello, back (greeting 3)");
-    assert_eq!(reply(&node, "greeter-as", "back"), "hello from AssemblyScript, back");
+    assert_eq!(reply(&node, "greeter-as", "back"), "hello from AssemblyScript, back (greeting 3)");
 }
 
 #[test]

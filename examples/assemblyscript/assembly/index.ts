@@ -1,23 +1,28 @@
-// greeter: a caxton agent in AssemblyScript, on WASI through
-// @assemblyscript/wasi-shim (console.log reaches the node's log, Date.now
-// reads the clock). Replies "hello from AssemblyScript, <content>" to every
-// message; content "crash" traps (a counted crash; the instance comes back).
+// greeter: a caxton agent in AssemblyScript, ABI version 2 (caxton.ts), on
+// WASI through @assemblyscript/wasi-shim (console.log reaches the node's
+// log, Date.now reads the clock).
+//
+// - Any message: replies "hello from AssemblyScript, <content> (greeting N)",
+//   counting greetings in state.
+// - A cfp: proposes "3", as a contract-net participant would.
+// - "remind MS": answers when a durable timer fires MS ms later, "reminded
+//   after MS ms" (who asked is kept in state under the timer's id).
+// - "crash": traps (a counted crash; the instance comes back).
 //
 // Build: npm ci && npm run build (a reactor: --exportStart _initialize).
 
-@external("caxton", "send")
-declare function caxton_send(ptr: usize, len: i32): i32;
-
-const HEADER_BYTES: i32 = 44;
-const INFORM: u8 = 1;
+import * as caxton from "./caxton";
+import { Message, Outgoing, Performative } from "./caxton";
 
 let inbox: usize = 0;
 let inboxCap: i32 = 0;
-let outbox: usize = 0;
-let outboxCap: i32 = 0;
-let greeted: i32 = 0;
 
-// Room for a message of `len` bytes, reused from message to message.
+/// Version 2 envelopes both ways.
+export function caxton_abi_version(): i32 {
+  return caxton.ABI_VERSION;
+}
+
+/// Room for a message of `len` bytes, reused from message to message.
 export function caxton_alloc(len: i32): i32 {
   if (len > inboxCap) {
     inbox = inbox == 0 ? heap.alloc(<usize>len) : heap.realloc(inbox, <usize>len);
@@ -27,40 +32,53 @@ export function caxton_alloc(len: i32): i32 {
 }
 
 export function caxton_init(): i32 {
-  console.log("greeter (AssemblyScript) starting at " + Date.now().toString());
+  console.log("greeter (AssemblyScript) starting as " + caxton.selfName() + " at " + Date.now().toString());
   return 0;
 }
 
+function u64Bytes(v: u64): ArrayBuffer {
+  const b = new ArrayBuffer(8);
+  store<u64>(changetype<usize>(b), v);
+  return b;
+}
+
+function remind(m: Message, delayMs: i64): i32 {
+  const id = caxton.timerSet(delayMs, "reminder");
+  if (id < 0) return <i32>id;
+  // Who asked: "<conversation>,<reply_with>,<delay>,<sender>".
+  const asker = m.conversationId.toString() + "," + m.replyWith.toString() + "," + delayMs.toString() + "," + m.sender;
+  return caxton.statePut("timer/" + id.toString(), String.UTF8.encode(asker));
+}
+
+function reminded(timer: Message): i32 {
+  const key = "timer/" + timer.inReplyTo.toString();
+  const kept = caxton.stateGet(key);
+  if (kept == null) return 0; // cancelled, or not ours
+  caxton.stateDelete(key);
+  const parts = String.UTF8.decode(kept).split(",", 4);
+  const o = new Outgoing(parts[3], Performative.Inform, "reminded after " + parts[2] + " ms");
+  o.conversationId = U64.parseInt(parts[0]);
+  o.inReplyTo = U64.parseInt(parts[1]);
+  return caxton.send(o);
+}
+
 export function caxton_handle(ptr: i32, len: i32): i32 {
-  const p = <usize>ptr;
-  if (len < HEADER_BYTES || load<u8>(p) != 1) return -3;
-  const senderLen = <i32>load<u8>(p + 36);
-  const receiverLen = <i32>load<u8>(p + 37);
-  const contentLen = load<i32>(p + 40);
-  if (HEADER_BYTES + senderLen + receiverLen + contentLen != len) return -3;
-  const sender = p + <usize>HEADER_BYTES;
-  const content = sender + <usize>(senderLen + receiverLen);
-  const text = String.UTF8.decodeUnsafe(content, <usize>contentLen);
-  if (text == "crash") unreachable();
-
-  greeted++;
-  console.log("greeted " + String.UTF8.decodeUnsafe(sender, <usize>senderLen) + " (" + greeted.toString() + ") at " + Date.now().toString());
-  const reply = String.UTF8.encode("hello from AssemblyScript, " + text);
-  const replyLen = reply.byteLength;
-
-  const total = HEADER_BYTES + senderLen + replyLen;
-  if (total > outboxCap) {
-    outbox = outbox == 0 ? heap.alloc(<usize>total) : heap.realloc(outbox, <usize>total);
-    outboxCap = total;
+  const m = Message.parse(ptr, len);
+  if (m == null) return caxton.INVALID;
+  if (m.isTimer()) return reminded(m);
+  if (m.isFailureNotice()) {
+    console.log("a message of mine failed: " + m.text());
+    return 0;
   }
-  memory.fill(outbox, 0, <usize>HEADER_BYTES);
-  store<u8>(outbox, 1);                                   // version
-  store<u8>(outbox + 1, INFORM);                          // performative
-  store<u64>(outbox + 12, load<u64>(p + 12));             // conversation_id
-  store<u64>(outbox + 28, load<u64>(p + 20));             // in_reply_to = their reply_with
-  store<u8>(outbox + 37, <u8>senderLen);                  // receiver = their sender
-  store<i32>(outbox + 40, replyLen);
-  memory.copy(outbox + <usize>HEADER_BYTES, sender, <usize>senderLen);
-  memory.copy(outbox + <usize>(HEADER_BYTES + senderLen), changetype<usize>(reply), <usize>replyLen);
-  return caxton_send(outbox, total);
+  const text = m.text();
+  if (text == "crash") unreachable();
+  if (m.performative == <u8>Performative.Cfp) return caxton.reply(m, Performative.Propose, "3");
+  if (text.startsWith("remind ")) return remind(m, I64.parseInt(text.substring(7)));
+
+  const kept = caxton.stateGet("greetings");
+  const count: u64 = (kept == null ? 0 : load<u64>(changetype<usize>(kept))) + 1;
+  const stored = caxton.statePut("greetings", u64Bytes(count));
+  if (stored != 0) return stored;
+  console.log("greeted " + m.sender + " (" + count.toString() + ") at " + Date.now().toString());
+  return caxton.reply(m, Performative.Inform, "hello from AssemblyScript, " + text + " (greeting " + count.toString() + ")");
 }
