@@ -394,9 +394,12 @@ fn api_requests_are_counted_by_route_and_status_and_refused_tokens_are_logged_on
     common::promtool_check(&m);
 }
 
-/// A free TCP port on 127.0.0.1 (for the Prometheus server).
+/// Prometheus' address: a free port on a loopback address no node of these
+/// tests uses, so that a node started meanwhile cannot take it.
+const PROMETHEUS_IP: &str = "127.0.0.9";
+
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind((PROMETHEUS_IP, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// Issue 29: every query of every panel of docs/grafana/caxton.json, asked
@@ -438,7 +441,7 @@ fn every_dashboard_panel_has_data_from_a_real_prometheus() {
 
     // Prometheus, scraping both nodes every second, and itself as another job.
     let port = free_port();
-    let prom = format!("127.0.0.1:{port}");
+    let prom = format!("{PROMETHEUS_IP}:{port}");
     let prom_config = dir.path().join("prometheus.yml");
     std::fs::write(
         &prom_config,
