@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use caxton_cluster::view::{self, ClusterUpdate, ClusterView, ForgetRefused};
 use caxton_cluster::{Membership, NodeId, RouteItem};
 use caxton_shards::limits::{
-    CLUSTER_UPDATES_MAX, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS,
+    CLUSTER_UPDATES_MAX, GOSSIP_ANSWER_MS, GOSSIP_COMMANDS_MAX, GOSSIP_PACKET_BYTES_MAX, GOSSIP_REJOIN_INTERVAL_MS, GOSSIP_STATE_REFRESH_MS, GOSSIP_TICK_MS,
     REGISTRY_RESYNC_INTERVAL_MS,
 };
 use caxton_shards::{Command, ShardSender};
@@ -140,7 +140,7 @@ impl Cluster {
     pub async fn forget(&self, node: SocketAddr) -> Result<Result<Vec<String>, ForgetRefused>, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.commands.try_send(GossipCommand::Forget { node, done: tx }).map_err(|_| "the gossip thread's queue is full; try again".to_string())?;
-        match tokio::time::timeout(Duration::from_secs(5), rx).await {
+        match tokio::time::timeout(Duration::from_millis(GOSSIP_ANSWER_MS), rx).await {
             Ok(Ok(answer)) => Ok(answer),
             _ => Err("the gossip thread did not answer".to_string()),
         }

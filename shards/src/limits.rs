@@ -908,6 +908,11 @@ pub const GOSSIP_TICK_MS: u64 = 10;
 /// in milliseconds (so start-up order does not matter).
 pub const GOSSIP_REJOIN_INTERVAL_MS: u64 = 1_000;
 
+/// How long the control plane waits for the gossip thread to answer a
+/// request (`caxton cluster forget`), in ms; it ticks every
+/// [`GOSSIP_TICK_MS`]. Exceeded: the call answers 503.
+pub const GOSSIP_ANSWER_MS: u64 = 5_000;
+
 /// Between two reads of suspects off foca's table, in milliseconds.
 pub const GOSSIP_STATE_REFRESH_MS: u64 = 100;
 

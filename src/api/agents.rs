@@ -8,7 +8,7 @@
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use caxton_shards::limits::MODULE_BYTES_MAX;
@@ -34,7 +34,7 @@ fn tools_param(query: Option<&str>) -> Option<Vec<String>> {
 
 pub async fn lifecycle(api: &Api, endpoint: Endpoint, name: &str, query: Option<&str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let control = &api.control;
-    let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = forward::authorization(&req);
     let upgrade = endpoint == Endpoint::Deploy && query_param(query, "upgrade") == Some("true");
     // Everything but a first deploy is about an agent that lives somewhere.
     if (endpoint != Endpoint::Deploy || upgrade) && !forward::was_forwarded(&req) {

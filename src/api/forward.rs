@@ -31,6 +31,11 @@ pub fn was_forwarded<B>(req: &hyper::Request<B>) -> bool {
     req.headers().contains_key(FORWARDED_HEADER)
 }
 
+/// The caller's `Authorization` header, to go along with a forward.
+pub fn authorization<B>(req: &hyper::Request<B>) -> Option<String> {
+    req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
 /// Where a member's API is reached from here: the address it advertises,
 /// on its cluster address's host when it listens on every address; a
 /// loopback API of a member on another host is not reached at all (the

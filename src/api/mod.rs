@@ -316,6 +316,12 @@ fn authorized(api: &Api, req: &Request<Incoming>) -> bool {
     value.strip_prefix("Bearer ").is_some_and(|given| api.tokens.accepts(given))
 }
 
+/// The node's cluster, for the calls that need one (409 on a standalone
+/// node).
+fn clustered(control: &Control) -> Result<&crate::gossip::Cluster, ApiError> {
+    control.cluster.as_ref().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"))
+}
+
 async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = req.uri().query().map(str::to_string);
@@ -344,12 +350,11 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     // An agent another member hosts is read there (`forward`).
     if matches!(matched.endpoint, Endpoint::AgentDetail | Endpoint::AgentLogs) && !forward::was_forwarded(&req) {
         if let Some(node) = control.remote_node_of(name) {
-            let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let path = match query {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
-            let (status, body) = forward::forward(control, &node, "GET", path, Vec::new(), authorization).await?;
+            let (status, body) = forward::forward(control, &node, "GET", path, Vec::new(), forward::authorization(&req)).await?;
             return Ok(agents::forwarded(status, body));
         }
     }
@@ -434,9 +439,9 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         Endpoint::AgentList => {
             let local = json::agent_list(&control.list(), &control.unrestored());
             match (query_param(query, "cluster"), &control.cluster) {
-                (None | Some("false"), _) => Ok(json_response(StatusCode::OK, &local)),
                 (Some("true"), Some(c)) => Ok(json_response(StatusCode::OK, &json::agent_list_cluster(local, &c.view.lock().unwrap()))),
-                (Some("true"), None) => Ok(json_response(StatusCode::OK, &local)),
+                // A standalone node's list is the cluster's.
+                (None | Some("false" | "true"), _) => Ok(json_response(StatusCode::OK, &local)),
                 (Some(other), _) => Err(ApiError::bad_request("invalid_query", format!("cluster={other:?}: use true or false"))),
             }
         }
@@ -446,9 +451,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             None => Ok(json_response(StatusCode::OK, &serde_json::json!({ "clustered": false, "members": [] }))),
         },
         Endpoint::ClusterForget => {
-            let Some(c) = &control.cluster else {
-                return Err(ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"));
-            };
+            let c = clustered(control)?;
             let node: std::net::SocketAddr = name.parse().map_err(|_| {
                 ApiError::bad_request("invalid_node", format!("{name:?} is not a member's cluster address (HOST:PORT, as GET /v1/cluster/members names it)"))
             })?;
@@ -460,9 +463,7 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             }
         }
         Endpoint::ForceKeyRotation => {
-            let Some(c) = &control.cluster else {
-                return Err(ApiError::new(StatusCode::CONFLICT, "not_clustered", "this node is not in a cluster"));
-            };
+            let c = clustered(control)?;
             let step = c.keys.force().map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_rotation", e))?;
             tracing::warn!(
                 ?step,

@@ -68,6 +68,14 @@ impl Region {
         Ok(Region { base, bytes })
     }
 
+    /// Zeroes the first `used` bytes whether touched or not (a reset keeps
+    /// the region in use, so rule 2 must hold again at once).
+    fn zero_all(&mut self, used: usize) {
+        let used = used.min(self.bytes);
+        // SAFETY: the first `used` bytes are within the mapped region.
+        unsafe { std::ptr::write_bytes(self.base.as_ptr(), 0, used) };
+    }
+
     /// Zeroes the touched pages of the first `used` bytes (rule 1).
     fn zero(&mut self, used: usize) {
         let used = used.min(self.bytes).next_multiple_of(OS_PAGE_BYTES);
@@ -301,16 +309,6 @@ impl LinearMemory for PooledMemory {
 
     fn as_shared(&self) -> Result<VMSharedMemory, MemoryError> {
         Err(MemoryError::MemoryNotShared)
-    }
-}
-
-impl Region {
-    /// Zeroes the first `used` bytes whether touched or not (a reset keeps
-    /// the region in use, so rule 2 must hold again at once).
-    fn zero_all(&mut self, used: usize) {
-        let used = used.min(self.bytes);
-        // SAFETY: the first `used` bytes are within the mapped region.
-        unsafe { std::ptr::write_bytes(self.base.as_ptr(), 0, used) };
     }
 }
 
