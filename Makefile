@@ -9,7 +9,7 @@ BUILD_ALL = $(CARGO) build $(PROFILE) --workspace --all-targets
 API ?= 127.0.0.1:7070
 DATA_DIR ?= caxton-data
 
-.PHONY: build build-bin test agents run bench loadtest fuzz deny lint install check-packaging check-alerts clean
+.PHONY: build build-bin test agents baseline run bench loadtest fuzz deny lint install check-packaging check-alerts clean
 
 build:
 	$(BUILD_ALL)
@@ -21,8 +21,9 @@ build-bin:
 ## Unit tests, then integration tests against real `caxton serve` processes
 ## (the example agents of every toolchain are built first), then the
 ## packaging (the systemd unit through systemd-analyze verify) and the alert
-## rules (promtool check rules, and their unit tests).
-test: agents
+## rules (promtool check rules, and their unit tests). The baseline build is
+## the rolling upgrade test's older node.
+test: agents baseline
 	$(CARGO) test $(PROFILE) --workspace
 	scripts/check-packaging.sh
 	scripts/check-alerts.sh
@@ -41,6 +42,12 @@ FUZZ_CASES ?= 200000
 FUZZ_SEED ?= random
 fuzz:
 	CAXTON_FUZZ_CASES=$(FUZZ_CASES) CAXTON_FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test $(PROFILE) --workspace --lib --bins --test link_protocol --test host_fuzz -- fuzz acks_at_any_point
+
+## The node at the commit in tests/upgrade-baseline, into
+## target/baseline/caxton, for the rolling upgrade test (tests/upgrade.rs);
+## built once per baseline commit.
+baseline:
+	scripts/build-baseline.sh
 
 ## Style and lints: rustfmt (rustfmt.toml) and clippy with the workspace's
 ## lints (Cargo.toml), warnings denied. `cargo fmt --all` fixes the first.

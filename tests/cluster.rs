@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use caxton_cluster::session::Session;
 use caxton_cluster::KeyRing;
+use common::cluster::{members, state_and_boot as state_of};
 use common::{eventually, free_cluster_port, repo_path, Node};
 use serde_json::{json, Value};
 
@@ -35,20 +36,6 @@ fn start_member_with(ip: &str, join: Option<&str>, key: &str, extra: &[&str]) ->
         args.extend(["--join", j]);
     }
     Member { node: Node::start_on(ip, SHARDS, &args), cluster }
-}
-
-fn members(n: &Node) -> Vec<Value> {
-    let (status, v) = n.get("/v1/cluster/members");
-    assert_eq!(status, 200, "{v}");
-    v["members"].as_array().cloned().unwrap_or_default()
-}
-
-/// State and boot of `node` in `seen_by`'s view ("absent" if unknown).
-fn state_of(seen_by: &Node, node: &str) -> (String, u64) {
-    members(seen_by)
-        .iter()
-        .find(|m| m["node"] == node)
-        .map_or(("absent".into(), 0), |m| (m["state"].as_str().unwrap().to_string(), m["boot"].as_u64().unwrap()))
 }
 
 fn alive(n: &Node) -> usize {

@@ -14,4 +14,4 @@ pub mod tls;
 pub mod wire;
 
 pub use child::ChildGuard;
-pub use node::{answer, answer_or_gone, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, with_nonce, Node};
+pub use node::{answer, answer_or_gone, baseline_binary, binary, eventually, example_agent, free_cluster_port, promtool_check, repo_path, with_nonce, Node};

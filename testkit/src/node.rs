@@ -313,6 +313,13 @@ impl Node {
         self.child.as_ref().expect("the node runs").id()
     }
 
+    /// Runs `binary` from the next start on (same data dir, ports and
+    /// flags): the new build of a binary upgrade.
+    pub fn set_binary(&mut self, binary: PathBuf) {
+        assert!(self.child.is_none(), "stop the node before its binary changes");
+        self.binary = binary;
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
@@ -468,6 +475,17 @@ pub fn with_nonce(wasm: &[u8], nonce: u64) -> Vec<u8> {
     out.extend_from_slice(&[0, section.len() as u8]);
     out.extend_from_slice(&section);
     out
+}
+
+/// The node built at the rolling upgrade's baseline commit
+/// (`tests/upgrade-baseline`), built by `scripts/build-baseline.sh` if it
+/// is not yet (`make test` builds it first).
+pub fn baseline_binary() -> PathBuf {
+    static BUILT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let status = Command::new(repo_path("scripts/build-baseline.sh")).status().expect("scripts/build-baseline.sh runs");
+    assert!(status.success(), "scripts/build-baseline.sh failed ({status})");
+    repo_path("target/baseline/caxton")
 }
 
 pub fn example_agent(name: &str) -> PathBuf {

@@ -35,6 +35,14 @@ pub fn alive(n: &Node) -> usize {
     members(n).iter().filter(|m| m["state"] == "alive").count()
 }
 
+/// State and boot of `node` as `seen_by` sees it (("absent", 0) if unknown).
+pub fn state_and_boot(seen_by: &Node, node: &str) -> (String, u64) {
+    members(seen_by)
+        .iter()
+        .find(|m| m["node"] == node)
+        .map_or(("absent".into(), 0), |m| (m["state"].as_str().unwrap().to_string(), m["boot"].as_u64().unwrap()))
+}
+
 pub fn state_of(seen_by: &Node, node: &str) -> String {
     members(seen_by).iter().find(|m| m["node"] == node).map_or("absent".into(), |m| m["state"].as_str().unwrap().to_string())
 }
