@@ -143,7 +143,7 @@ impl Client {
     /// Forgets a member gone for good, on this node (`view` rule 5).
     /// `None`: this node does not know it (404), so has nothing to forget.
     pub fn forget_member(&self, node: &str) -> Result<Option<Value>, Failure> {
-        match self.request("DELETE", &format!("/v1/cluster/members/{node}")).call() {
+        match self.request("DELETE", &format!("/v1/cluster/members/{}", percent_encode(node))).call() {
             Err(ureq::Error::Status(404, _)) => Ok(None),
             other => self.finish(other).map(Some),
         }

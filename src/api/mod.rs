@@ -452,7 +452,8 @@ async fn route(api: &Api, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         },
         Endpoint::ClusterForget => {
             let c = clustered(control)?;
-            let node: std::net::SocketAddr = name.parse().map_err(|_| {
+            // Percent-decoded: an IPv6 member's `[::1]:7000` travels escaped.
+            let node: std::net::SocketAddr = percent_decode(name)?.parse().map_err(|_| {
                 ApiError::bad_request("invalid_node", format!("{name:?} is not a member's cluster address (HOST:PORT, as GET /v1/cluster/members names it)"))
             })?;
             let hosted = c.forget(node).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gossip_unavailable", e))?;
@@ -525,6 +526,9 @@ mod tests {
     fn a_percent_escape_decodes_to_utf8_or_is_refused() {
         assert_eq!(percent_decode("user%2F42%20x").unwrap(), "user/42 x");
         assert_eq!(percent_decode("%C3%A9").unwrap(), "é");
+        // A member's cluster address as the CLI escapes it (IPv6 brackets).
+        let v6 = crate::client::percent_encode("[::1]:7000");
+        assert_eq!(percent_decode(&v6).unwrap().parse::<std::net::SocketAddr>().unwrap(), "[::1]:7000".parse::<std::net::SocketAddr>().unwrap());
         assert!(percent_decode("%zz").is_err() && percent_decode("%4").is_err() && percent_decode("%FF").is_err());
     }
 }
