@@ -145,6 +145,28 @@ fn state_survives_kill_9_and_restart() {
     assert_eq!(reply["content"], "1");
 }
 
+/// A handler sees its own state writes, and a handler that writes and then
+/// traps loses its write, and only its write, across a kill -9 too
+/// (`storage` rule 2: state writes are held until the handler ends well).
+#[test]
+fn a_handler_that_writes_and_then_traps_loses_its_write_and_only_its_write() {
+    let mut node = Node::start(2);
+    assert_eq!(node.deploy("counter", "tests/agents/counter_then_trap.wat", 1).0, 201);
+    let tick = |node: &Node, content: &str| {
+        let (status, reply) = node.post_message(&json!({"receiver": "counter", "content": content}), Some(5000));
+        assert_eq!(status, 200, "{reply}");
+        (reply["performative"].as_str().unwrap_or("").to_string(), reply["content"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(tick(&node, "tick"), ("inform".into(), "1".into()), "read back from its own write");
+    assert_eq!(tick(&node, "tick"), ("inform".into(), "2".into()));
+    for _ in 0..3 {
+        assert_eq!(tick(&node, "crash"), ("failure".into(), "crashed_handler".into()));
+    }
+    assert_eq!(tick(&node, "tick"), ("inform".into(), "3".into()), "the trapped handlers' writes are gone");
+    node.kill9_and_restart();
+    assert_eq!(tick(&node, "tick"), ("inform".into(), "4".into()), "and were never committed");
+}
+
 #[test]
 fn bad_input_is_answered_with_its_error_while_the_node_keeps_serving() {
     let node = Node::start(2);

@@ -536,14 +536,10 @@ pub fn state_put(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len: i3
         let code = if guest.view().read(val_at, &mut value).is_err() {
             ctx.refuse(INVALID)
         } else {
-            match ctx.store.handler_write_begin().and_then(|_| ctx.store.put(&data.name, data.instance, key, &value)) {
-                Ok(()) => {
-                    ctx.call.writes += 1;
-                    data.state_bytes = data.state_bytes.saturating_sub(before) + (key.len() + val_len) as u64;
-                    OK
-                }
-                Err(e) => storage_failed(&data.name, "state_put", e),
-            }
+            ctx.store.handler_put(&data.name, data.instance, key, &value);
+            ctx.call.writes += 1;
+            data.state_bytes = data.state_bytes.saturating_sub(before) + (key.len() + val_len) as u64;
+            OK
         };
         ctx.scratch = value;
         code
@@ -558,7 +554,7 @@ pub fn state_delete(mut env: FunctionEnvMut<'_, HostEnv>, key_ptr: i32, key_len:
         if ctx.call.writes >= STATE_WRITES_PER_HANDLER_MAX {
             return ctx.refuse(OVER_LIMIT);
         }
-        match ctx.store.handler_write_begin().and_then(|_| ctx.store.delete(&data.name, data.instance, key)) {
+        match ctx.store.handler_delete(&data.name, data.instance, key) {
             Ok(freed) => {
                 ctx.call.writes += 1;
                 match freed {

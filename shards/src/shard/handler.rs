@@ -9,10 +9,12 @@
 //!    `_initialize`, `caxton_init`) at deploy, restore, upgrade trial and
 //!    commit, and recreation after a crash; and each handled message.
 //!    Host functions work only inside one (`context` rule 3). Its state
-//!    writes sit in a savepoint (`storage` rule 2), and its timer changes
-//!    in the call state (`timers` rule 2).
+//!    writes are held by the store until it ends, its timer and tool-call
+//!    rows sit in a savepoint (`storage` rule 2), and its timer changes in
+//!    the call state (`timers` rule 2).
 //! 2. A call that traps or runs out of fuel is rolled back whole: its
-//!    writes (the savepoint) and its sends (the outbox from the mark). The
+//!    writes (held ones dropped, the savepoint rolled back) and its sends
+//!    (the outbox from the mark). The
 //!    instance is dropped and made anew as its restart policy says
 //!    (`supervision`); its message is a dead letter. A quarantined
 //!    instance's messages are dead letters (`quarantined`), unhandled.
@@ -151,7 +153,7 @@ impl Shard {
         assert!(mark <= ctx.router.staged_mark(), "a call's sends are staged after its mark");
         ctx.call.open = false;
         if let Err(e) = ctx.store.handler_end(keep) {
-            tracing::error!(shard = self.index, error = %e, "closing a handler's savepoint failed");
+            tracing::error!(shard = self.index, error = %e, "ending a handler's writes failed; the tick will not commit");
         }
         if !ctx.call.timers_set.is_empty() || !ctx.call.timers_cancelled.is_empty() {
             let (mut set, mut cancelled) = (std::mem::take(&mut ctx.call.timers_set), std::mem::take(&mut ctx.call.timers_cancelled));

@@ -8,8 +8,12 @@
 //!    a commit survives a power loss too, at the cost `make bench` shows.
 //! 2. Writes of a tick share one transaction (`BEGIN` at the first write,
 //!    `COMMIT` at the tick's end or after [`STATE_BATCH_RECORDS_MAX`] records).
-//!    Each handler's writes sit in a savepoint, so a handler that traps has
-//!    its writes rolled back and no one else's.
+//!    A handler's state writes are held in memory ([`handler_writes`]) and
+//!    applied when it ends well; its other writes (timers, tool calls) sit
+//!    in a savepoint. So a handler that traps has its writes dropped or
+//!    rolled back, and no one else's. A write that SQLite refuses while a
+//!    handler's writes are applied fails the tick's commit: the tick is
+//!    rolled back and its sends dropped, as after any failed commit.
 //! 3. The shard does not checkpoint as SQLite would (`wal_autocheckpoint=0`);
 //!    the [`Checkpointer`] thread does, with its own connections and in
 //!    PASSIVE mode, which never blocks the shard's writer.
@@ -21,6 +25,9 @@
 //!    transactions, so nothing is left behind), and its next write starts
 //!    the WAL over. The WAL stays within about twice that size, however long
 //!    the node runs.
+//! 5. A put learns the size of the record it replaces from the handler's
+//!    read of the same key when there was one ([`last_read`]), and asks
+//!    SQLite otherwise.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +36,12 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod handler_writes;
+mod last_read;
 mod tool_calls;
+
+use handler_writes::HandlerWrites;
+use last_read::LastRead;
 
 use crate::limits::{
     DISK_CHECK_INTERVAL_MS, SQLITE_PAGE_CACHE_KIB, SQLITE_STATEMENT_CACHE, STATE_BATCH_RECORDS_MAX, WAL_CATCH_UP_BYTES, WAL_CHECKPOINT_INTERVAL_MS,
@@ -92,6 +104,13 @@ pub struct ShardStore {
     wal_catch_ups: u64,
     /// WAL bytes past which it does (a third of `--wal-size-max`).
     wal_catch_up_bytes: u64,
+    /// Rule 5. A cell: reads take `&self`.
+    last_read: std::cell::RefCell<LastRead>,
+    /// Rule 2: the running handler's state writes.
+    handler_writes: HandlerWrites,
+    /// Rule 2: why applying a handler's writes failed; the commit fails
+    /// with it.
+    failed_apply: Option<String>,
 }
 
 // Rule 4's size with the default `--wal-size-max` is the one limits.rs documents.
@@ -161,6 +180,9 @@ impl ShardStore {
             wal_frames,
             wal_catch_ups: 0,
             wal_catch_up_bytes,
+            last_read: Default::default(),
+            handler_writes: HandlerWrites::default(),
+            failed_apply: None,
         })
     }
 
@@ -172,11 +194,29 @@ impl ShardStore {
 
     /// Reads a value and hands it to `read`; `None` when absent.
     pub fn get<R>(&self, agent: &str, instance: u32, key: &[u8], read: impl FnOnce(&[u8]) -> R) -> rusqlite::Result<Option<R>> {
+        if let Some(written) = self.handler_writes.find(agent, instance, key) {
+            return Ok(written.map(read));
+        }
         let mut stmt = self.conn.prepare_cached("SELECT value FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
-        stmt.query_row(params![agent, instance, key], |row| Ok(read(row.get_ref(0)?.as_blob()?))).optional()
+        let found = stmt.query_row(params![agent, instance, key], |row| {
+            let value = row.get_ref(0)?.as_blob()?;
+            Ok(((key.len() + value.len()) as u64, read(value)))
+        });
+        let mut last = self.last_read.borrow_mut();
+        match found.optional() {
+            Ok(found) => {
+                last.remember(agent, instance, key, found.as_ref().map(|(bytes, _)| *bytes));
+                Ok(found.map(|(_, r)| r))
+            }
+            Err(e) => {
+                last.forget();
+                Err(e)
+            }
+        }
     }
 
     pub fn put(&mut self, agent: &str, instance: u32, key: &[u8], value: &[u8]) -> rusqlite::Result<()> {
+        self.last_read.get_mut().forget();
         self.before_write()?;
         let mut stmt = self.conn.prepare_cached("INSERT OR REPLACE INTO state (agent, instance, key, value) VALUES (?1, ?2, ?3, ?4)")?;
         stmt.execute(params![agent, instance, key, value])?;
@@ -186,20 +226,46 @@ impl ShardStore {
     /// Deletes a key; the bytes it held (key and value), or `None` when it
     /// was absent.
     pub fn delete(&mut self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<Option<u64>> {
+        self.last_read.get_mut().forget();
         self.before_write()?;
         let mut stmt = self.conn.prepare_cached("DELETE FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3 RETURNING length(key) + length(value)")?;
         stmt.query_row(params![agent, instance, key], |r| r.get::<_, i64>(0)).optional().map(|b| b.map(|b| b as u64))
     }
 
     /// Bytes one record holds (key and value), or `None` when absent.
+    /// Rule 5: known from the handler's read of the same key, if any.
     pub fn record_bytes(&self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<Option<u64>> {
+        if let Some(written) = self.handler_writes.find(agent, instance, key) {
+            return Ok(written.map(|value| (key.len() + value.len()) as u64));
+        }
+        if let Some(known) = self.last_read.borrow().bytes_of(agent, instance, key) {
+            return Ok(known);
+        }
         let mut stmt = self.conn.prepare_cached("SELECT length(key) + length(value) FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
         stmt.query_row(params![agent, instance, key], |r| r.get::<_, i64>(0)).optional().map(|b| b.map(|b| b as u64))
+    }
+
+    /// A handler's put (rule 2): held until the handler ends.
+    pub fn handler_put(&mut self, agent: &str, instance: u32, key: &[u8], value: &[u8]) {
+        self.last_read.get_mut().forget();
+        self.handler_writes.push(agent, instance, key, Some(value));
+    }
+
+    /// A handler's delete (rule 2), held until the handler ends: the bytes
+    /// the key held (key and value), or `None` when it was absent.
+    pub fn handler_delete(&mut self, agent: &str, instance: u32, key: &[u8]) -> rusqlite::Result<Option<u64>> {
+        let held = self.record_bytes(agent, instance, key)?;
+        if held.is_some() {
+            self.last_read.get_mut().forget();
+            self.handler_writes.push(agent, instance, key, None);
+        }
+        Ok(held)
     }
 
     /// Bytes an instance's state holds, keys and values (a scan of its keys:
     /// when an instance starts, not per write).
     pub fn state_bytes(&self, agent: &str, instance: u32) -> rusqlite::Result<u64> {
+        assert!(self.handler_writes.is_empty(), "outside any handler");
         let mut stmt = self.conn.prepare_cached("SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM state WHERE agent = ?1 AND instance = ?2")?;
         stmt.query_row(params![agent, instance], |r| r.get::<_, i64>(0)).map(|b| b as u64)
     }
@@ -207,6 +273,8 @@ impl ShardStore {
     /// Deletes every key and timer of an agent (on undeploy). Outside any
     /// handler.
     pub fn delete_agent(&mut self, agent: &str) -> rusqlite::Result<usize> {
+        self.last_read.get_mut().forget();
+        assert!(self.handler_writes.is_empty(), "outside any handler");
         assert!(!self.in_handler_savepoint);
         self.before_write()?;
         let n = self.conn.execute("DELETE FROM state WHERE agent = ?1", params![agent])?;
@@ -218,6 +286,8 @@ impl ShardStore {
     /// Deletes every key's state and timers of keyed type `type_name` (on
     /// undeploy). Outside any handler.
     pub fn delete_keyed_type(&mut self, type_name: &str) -> rusqlite::Result<usize> {
+        self.last_read.get_mut().forget();
+        assert!(self.handler_writes.is_empty(), "outside any handler");
         assert!(!self.in_handler_savepoint);
         self.before_write()?;
         let (from, to) = keyed_range(type_name);
@@ -318,14 +388,41 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Ends a handler call: keeps its writes, or rolls them back if it trapped.
+    /// Ends a handler call: keeps its writes, or drops them and rolls back
+    /// its savepoint if it trapped (rule 2).
     pub fn handler_end(&mut self, keep: bool) -> rusqlite::Result<()> {
+        self.last_read.get_mut().forget();
         if self.in_handler_savepoint {
             if !keep {
                 self.conn.execute_batch("ROLLBACK TO handler")?;
             }
             self.conn.execute_batch("RELEASE handler")?;
             self.in_handler_savepoint = false;
+        }
+        let applied = if keep && !self.handler_writes.is_empty() { self.apply_handler_writes() } else { Ok(()) };
+        self.handler_writes.clear();
+        if let Err(e) = &applied {
+            // Rule 2: some of the writes may be in, the others not; the
+            // tick's commit fails, and the whole tick is rolled back.
+            self.failed_apply.get_or_insert_with(|| format!("a handler's writes could not be applied: {e}"));
+        }
+        applied
+    }
+
+    /// Applies the ended handler's writes to the tick's transaction.
+    fn apply_handler_writes(&mut self) -> rusqlite::Result<()> {
+        let writes = self.handler_writes.len();
+        for _ in 0..writes {
+            self.before_write()?;
+        }
+        let (agent, instance) = self.handler_writes.owner();
+        let mut put = self.conn.prepare_cached("INSERT OR REPLACE INTO state (agent, instance, key, value) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut delete = self.conn.prepare_cached("DELETE FROM state WHERE agent = ?1 AND instance = ?2 AND key = ?3")?;
+        for (key, value) in self.handler_writes.each() {
+            match value {
+                Some(value) => put.execute(params![agent, instance, key, value])?,
+                None => delete.execute(params![agent, instance, key])?,
+            };
         }
         Ok(())
     }
@@ -347,12 +444,14 @@ impl ShardStore {
 
     /// Is a handler's savepoint open?
     pub fn in_handler(&self) -> bool {
-        self.in_handler_savepoint
+        self.in_handler_savepoint || !self.handler_writes.is_empty()
     }
 
     /// Is anything waiting to be committed?
     pub fn dirty(&self) -> bool {
-        self.in_transaction
+        // A failed apply holds the tick's sends until its commit fails
+        // (rule 2), even if not even its `BEGIN` went through.
+        self.in_transaction || self.failed_apply.is_some()
     }
 
     /// Moves the whole WAL into the database and empties it (a stopping
@@ -364,6 +463,9 @@ impl ShardStore {
 
     /// Abandons the tick's transaction after a failed commit.
     pub fn rollback(&mut self) -> rusqlite::Result<()> {
+        self.last_read.get_mut().forget();
+        self.handler_writes.clear();
+        self.failed_apply = None;
         self.in_handler_savepoint = false;
         self.batch_records = 0;
         if std::mem::take(&mut self.in_transaction) && !self.conn.is_autocommit() {
@@ -374,7 +476,10 @@ impl ShardStore {
 
     /// Commits the tick's transaction (rule 2). No-op when nothing was written.
     pub fn commit(&mut self) -> rusqlite::Result<()> {
-        assert!(!self.in_handler_savepoint, "commit inside a handler's savepoint");
+        assert!(!self.in_handler(), "commit inside a handler");
+        if let Some(why) = self.failed_apply.take() {
+            return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT), Some(why)));
+        }
         if self.in_transaction {
             self.conn.execute_batch("COMMIT")?;
             self.commits += 1;
@@ -612,6 +717,74 @@ mod tests {
         s.commit().unwrap();
         assert_eq!(s.get("good", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"kept".to_vec()));
         assert_eq!(s.get("bad", 0, b"k", |v| v.to_vec()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_put_after_a_read_of_its_key_sizes_the_record_it_replaces() {
+        let (_dir, mut s) = store();
+        s.put("a", 0, b"k", b"12345").unwrap();
+        s.commit().unwrap();
+        s.handler_write_begin().unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.len()).unwrap(), Some(5));
+        assert_eq!(s.record_bytes("a", 0, b"k").unwrap(), Some(6), "from the read (rule 5)");
+        assert_eq!(s.record_bytes("a", 0, b"j").unwrap(), None, "another key: asked");
+        s.put("a", 0, b"k", b"1234567890").unwrap();
+        assert_eq!(s.record_bytes("a", 0, b"k").unwrap(), Some(11), "the put is seen: the read was forgotten");
+        assert_eq!(s.get("a", 0, b"gone", |v| v.len()).unwrap(), None);
+        s.put("a", 0, b"gone", b"v").unwrap();
+        s.handler_end(false).unwrap();
+        assert_eq!(s.record_bytes("a", 0, b"k").unwrap(), Some(6), "rolled back, and asked again");
+        assert_eq!(s.record_bytes("a", 0, b"gone").unwrap(), None);
+    }
+
+    #[test]
+    fn a_handlers_state_writes_are_seen_by_it_and_applied_only_if_it_ends_well() {
+        let (_dir, mut s) = store();
+        s.put("a", 0, b"k", b"old").unwrap();
+        s.commit().unwrap();
+        // A call that ends well: its reads see its writes, and they are applied.
+        s.handler_put("a", 0, b"k", b"new!");
+        assert!(s.in_handler());
+        assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"new!".to_vec()));
+        assert_eq!(s.record_bytes("a", 0, b"k").unwrap(), Some(5));
+        s.handler_put("a", 0, b"j", b"v");
+        assert_eq!(s.handler_delete("a", 0, b"j").unwrap(), Some(2), "a key the call itself put");
+        assert_eq!(s.get("a", 0, b"j", |v| v.len()).unwrap(), None, "deleted reads as absent");
+        assert_eq!(s.handler_delete("a", 0, b"never").unwrap(), None);
+        assert!(!s.dirty(), "nothing reaches SQLite during the call");
+        s.handler_end(true).unwrap();
+        assert!(!s.in_handler() && s.dirty());
+        // A call that traps: its state writes and its savepoint's go.
+        s.handler_put("a", 0, b"k", b"trapped");
+        assert_eq!(s.handler_delete("a", 0, b"k").unwrap(), Some(8));
+        s.handler_write_begin().unwrap();
+        s.timer_insert("a", 0, 5, b"t").unwrap();
+        s.handler_end(false).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.to_vec()).unwrap(), Some(b"new!".to_vec()));
+        assert_eq!(s.get("a", 0, b"j", |v| v.len()).unwrap(), None);
+        assert_eq!(s.timer_count("a", 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn writes_sqlite_refuses_when_a_handler_ends_fail_the_ticks_commit() {
+        let (_dir, mut s) = store();
+        s.handler_put("a", 0, b"k", b"v");
+        s.handler_end(true).unwrap();
+        s.conn.pragma_update(None, "query_only", 1).unwrap();
+        s.handler_put("b", 0, b"k", b"v");
+        assert!(s.handler_end(true).is_err(), "SQLite refused the write");
+        assert!(!s.in_handler(), "the call is over all the same");
+        assert!(s.dirty(), "its sends wait for the commit");
+        assert!(s.commit().is_err(), "rule 2: the tick cannot commit");
+        s.rollback().unwrap();
+        s.conn.pragma_update(None, "query_only", 0).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.len()).unwrap(), None, "the whole tick was rolled back");
+        s.handler_put("a", 0, b"k", b"v");
+        s.handler_end(true).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("a", 0, b"k", |v| v.len()).unwrap(), Some(1), "and the next one commits");
     }
 
     #[test]
