@@ -477,8 +477,10 @@ impl ShardStore {
     /// Commits the tick's transaction (rule 2). No-op when nothing was written.
     pub fn commit(&mut self) -> rusqlite::Result<()> {
         assert!(!self.in_handler(), "commit inside a handler");
-        if let Some(why) = self.failed_apply.take() {
-            return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT), Some(why)));
+        if let Some(why) = &self.failed_apply {
+            // Until the tick is rolled back: a second try must not commit
+            // half a handler's writes.
+            return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT), Some(why.clone())));
         }
         if self.in_transaction {
             self.conn.execute_batch("COMMIT")?;
@@ -777,6 +779,7 @@ mod tests {
         assert!(!s.in_handler(), "the call is over all the same");
         assert!(s.dirty(), "its sends wait for the commit");
         assert!(s.commit().is_err(), "rule 2: the tick cannot commit");
+        assert!(s.commit().is_err(), "nor on a second try");
         s.rollback().unwrap();
         s.conn.pragma_update(None, "query_only", 0).unwrap();
         s.commit().unwrap();
