@@ -392,18 +392,18 @@ impl ShardStore {
     /// its savepoint if it trapped (rule 2).
     pub fn handler_end(&mut self, keep: bool) -> rusqlite::Result<()> {
         self.last_read.get_mut().forget();
-        if self.in_handler_savepoint {
-            if !keep {
-                self.conn.execute_batch("ROLLBACK TO handler")?;
-            }
-            self.conn.execute_batch("RELEASE handler")?;
-            self.in_handler_savepoint = false;
-        }
-        let applied = if keep && !self.handler_writes.is_empty() { self.apply_handler_writes() } else { Ok(()) };
+        let savepoint = if std::mem::take(&mut self.in_handler_savepoint) {
+            let rolled_back = if keep { Ok(()) } else { self.conn.execute_batch("ROLLBACK TO handler") };
+            rolled_back.and_then(|()| self.conn.execute_batch("RELEASE handler"))
+        } else {
+            Ok(())
+        };
+        let applied = savepoint.and_then(|()| if keep && !self.handler_writes.is_empty() { self.apply_handler_writes() } else { Ok(()) });
+        // The call is over whatever failed: nothing of it is left held.
         self.handler_writes.clear();
         if let Err(e) = &applied {
-            // Rule 2: some of the writes may be in, the others not; the
-            // tick's commit fails, and the whole tick is rolled back.
+            // Rule 2: some of the call's writes may be in, the others not;
+            // the tick's commit fails, and the whole tick is rolled back.
             self.failed_apply.get_or_insert_with(|| format!("a handler's writes could not be applied: {e}"));
         }
         applied
